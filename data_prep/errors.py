@@ -1,0 +1,50 @@
+"""The project's one exception family.
+
+Every error a user can cause (a bad file, a bad CSV, a bad config key, a missing
+checkpoint) is a `DetectError`. Its message is one line that names the file or key and
+the problem, so the CLI can print `error: <message>` and exit with code 2 without a
+traceback. Code that catches errors per file in a batch catches `DetectError` only:
+anything else is a bug and must surface.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DetectError(Exception):
+    """Base class: a user-facing, one-line error. Exit code 2 in the CLI."""
+
+    exit_code = 2
+
+
+class DataFormatError(DetectError):
+    """A file exists but its content is not what the format promises."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class DicomReadError(DataFormatError):
+    """A DICOM file cannot be read: not DICOM, empty, truncated, no pixels, RGB, multi-frame..."""
+
+
+class ImageReadError(DataFormatError):
+    """A PNG/JPEG file cannot be read."""
+
+
+class LabelFileError(DataFormatError):
+    """A label CSV (RSNA labels, class info, a predictions CSV) is malformed."""
+
+
+class ConfigError(DetectError):
+    """A config file or `--set` override is invalid: unknown key, wrong type, bad value."""
+
+
+class CheckpointError(DetectError):
+    """A checkpoint is missing, unreadable or does not match the model."""
+
+
+class WeightsUnavailableError(DetectError):
+    """Pretrained weights were requested but cannot be obtained (offline, missing file)."""

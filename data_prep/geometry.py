@@ -1,0 +1,58 @@
+"""Letterbox resizing and the box mapping that goes with it.
+
+Training, the cache and inference all see images letterboxed to a square of `size_px`:
+the image is scaled by `scale = size_px / max(height, width)` (aspect ratio kept, so
+non-square images stay undistorted), placed at the top-left corner, and padded with 0
+(black) on the right and bottom. A box maps by multiplication alone:
+
+    boxes_resized_xyxy = boxes_original_xyxy * scale
+    boxes_original_xyxy = boxes_resized_xyxy / scale
+
+which keeps the round trip exact and lets predictions return to ORIGINAL pixel coordinates.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def letterbox_scale(height: int, width: int, size_px: int) -> float:
+    """The factor that fits an image of (height, width) into a size_px square."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    return size_px / float(max(height, width))
+
+
+def letterbox_resize(pixels: np.ndarray, size_px: int) -> tuple[np.ndarray, float]:
+    """Resize a 2-D uint8 image to [size_px, size_px] by letterboxing; return (image, scale).
+
+    INTER_AREA when shrinking (no aliasing of rib edges and noise), INTER_LINEAR when enlarging.
+    """
+    if pixels.ndim != 2:
+        raise ValueError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
+    height, width = pixels.shape
+    scale = letterbox_scale(height, width, size_px)
+    new_h = min(size_px, max(1, round(height * scale)))
+    new_w = min(size_px, max(1, round(width * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
+    out = np.zeros((size_px, size_px), dtype=pixels.dtype)
+    out[:new_h, :new_w] = resized
+    return out, scale
+
+
+def scale_boxes(boxes_xyxy: np.ndarray, scale: float) -> np.ndarray:
+    """Multiply xyxy boxes by `scale` (use 1/scale to map back). Returns float32 [N, 4]."""
+    return (np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4) * np.float32(scale)).astype(np.float32)
+
+
+def xywh_to_xyxy(boxes_xywh: np.ndarray) -> np.ndarray:
+    """(x, y, width, height) with (x, y) the top-left corner -> (x1, y1, x2, y2). float32 [N, 4]."""
+    b = np.asarray(boxes_xywh, dtype=np.float32).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1).astype(np.float32)
+
+
+def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(x1, y1, x2, y2) -> (x, y, width, height) with (x, y) the top-left corner. float32 [N, 4]."""
+    b = np.asarray(boxes_xyxy, dtype=np.float32).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1).astype(np.float32)

@@ -1,0 +1,28 @@
+import numpy as np
+import pytest
+
+from data_prep.geometry import letterbox_resize, scale_boxes, xywh_to_xyxy, xyxy_to_xywh
+
+
+def test_letterbox_keeps_aspect_and_pads_bottom_right():
+    image = np.full((200, 400), 255, dtype=np.uint8)  # height 200, width 400
+    out, scale = letterbox_resize(image, 100)
+    assert out.shape == (100, 100)
+    assert scale == pytest.approx(0.25)
+    assert out[:50, :].min() == 255  # 200 * 0.25 = 50 rows of image
+    assert out[50:, :].max() == 0  # padding below
+
+
+def test_box_round_trip_through_scale_is_exact():
+    boxes = np.array([[10.0, 20.0, 110.0, 220.0]], dtype=np.float32)
+    there = scale_boxes(boxes, 0.5)
+    np.testing.assert_allclose(there, [[5.0, 10.0, 55.0, 110.0]])
+    np.testing.assert_allclose(scale_boxes(there, 1 / 0.5), boxes)
+
+
+def test_xywh_xyxy_conversions_worked_by_hand():
+    xywh = np.array([[264.0, 152.0, 213.0, 379.0]])  # an RSNA-style row: top-left + size
+    xyxy = xywh_to_xyxy(xywh)
+    np.testing.assert_allclose(xyxy, [[264.0, 152.0, 477.0, 531.0]])
+    np.testing.assert_allclose(xyxy_to_xywh(xyxy), xywh)
+    assert xywh_to_xyxy(np.zeros((0, 4))).shape == (0, 4)
