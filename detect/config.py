@@ -58,6 +58,16 @@ class ModelConfig:
     box_score_thresh: float = 0.05  # boxes below this score are not returned at inference
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 10
+    # RPN / RoI sampling. torchvision's defaults are the reference recipe; on a CPU the RoI head
+    # dominates a step (roi_align backward and the 12544->1024 MLP), so the CPU recipes shrink it.
+    rpn_pre_nms_top_n_train: int = 2000
+    rpn_post_nms_top_n_train: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    rpn_batch_size_per_image: int = 256
+    box_batch_size_per_image: int = 512  # RoIs sampled per image for the box head loss
+    box_head_dim: int = 1024  # representation size of the two-layer box head (r50 v2 keeps its conv head)
+    roi_sampling_ratio: int = 2  # RoIAlign sampling points per bin side
     head_hidden_dim: int = 256  # image-level classification head
     head_dropout: float = 0.2
     classifier_loss_weight: float = 1.0
