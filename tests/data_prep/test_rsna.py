@@ -1,0 +1,388 @@
+"""RSNA parser: hand-built CSVs and DICOMs with counts known by construction, plus synthesized data."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep.errors import LabelFileError
+from data_prep.records import RSNA_CLASSES, BadFile
+from data_prep.rsna import parse_rsna, read_class_info, read_train_labels
+from data_prep.synth import synth_rsna
+from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
+
+LABEL_HEADER = "patientId,x,y,width,height,Target\n"
+CLASS_HEADER = "patientId,class\n"
+SIZE_PX = 64
+
+# The fixtures write RSNA's real, non-conformant ages ('58'); pydicom warns about each one.
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR AS")
+
+
+def write_rsna_folder(
+    root: Path,
+    labels_csv: str,
+    class_csv: str,
+    images: dict[str, dict] | list[str],
+    *,
+    test_images: list[str] = (),
+) -> Path:
+    """A tiny RSNA folder: the two CSVs as given (text), and one 64x64 JPEG-Baseline DICOM per image id.
+
+    `images` maps patientId -> header overrides (sex, age, view, pixel_spacing, size).
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "stage_2_train_labels.csv").write_text(labels_csv)
+    (root / "stage_2_detailed_class_info.csv").write_text(class_csv)
+    for folder, ids in (("stage_2_train_images", images), ("stage_2_test_images", test_images)):
+        (root / folder).mkdir(exist_ok=True)
+        overrides_of = ids if isinstance(ids, dict) else {pid: {} for pid in ids}
+        for i, (pid, overrides) in enumerate(overrides_of.items()):
+            overrides = dict(overrides)
+            size = overrides.pop("size", (SIZE_PX, SIZE_PX))
+            write_jpeg_baseline_dicom(
+                root / folder / f"{pid}.dcm", textured_image(*size, seed=i), patient_id=pid, **overrides
+            )
+    return root
+
+
+def record_rows(records) -> list[dict]:
+    """Records as comparable dicts (ImageRecord holds numpy arrays, so == on records is ambiguous)."""
+    return [r.to_row() for r in records]
+
+
+# Four images: two negatives of different classes, a positive with two boxes (so its class row
+# appears twice), a positive with one box.
+GOOD_LABELS = (
+    LABEL_HEADER
+    + "neg-normal,,,,,0\n"
+    + "neg-other,,,,,0\n"
+    + "pos-two,10,12,20,30,1\n"
+    + "pos-two,30.5,5,25.5,40,1\n"
+    + "pos-one,0,0,64,64,1\n"
+)
+GOOD_CLASSES = (
+    CLASS_HEADER
+    + "neg-normal,Normal\n"
+    + "neg-other,No Lung Opacity / Not Normal\n"
+    + "pos-two,Lung Opacity\n"
+    + "pos-two,Lung Opacity\n"
+    + "pos-one,Lung Opacity\n"
+)
+
+
+def test_parse_hand_built_folder(tmp_path):
+    root = write_rsna_folder(
+        tmp_path / "rsna",
+        GOOD_LABELS,
+        GOOD_CLASSES,
+        {
+            "neg-normal": {"sex": "M", "age": "58", "view": "PA", "pixel_spacing": (0.168, 0.17)},
+            "neg-other": {"sex": "F", "age": "151", "view": "AP"},
+            "pos-two": {"sex": "F", "age": "7", "view": "AP"},
+            "pos-one": {"size": (64, 48), "view": "AP"},
+        },
+        test_images=["unlabeled-1", "unlabeled-2"],
+    )
+    # pos-one's box (0, 0, 64, 64) does not fit its 48-wide image: it must be reported, not clipped.
+    result = parse_rsna(root)
+
+    by_id = {r.image_id: r for r in result.records}
+    assert sorted(by_id) == ["neg-normal", "neg-other", "pos-two"]
+    assert result.bad_files == [
+        BadFile(
+            path="stage_2_train_images/pos-one.dcm",
+            reason="patientId pos-one: box [0, 0, 64, 64] (x,y,width,height; line 6) extends outside the 48x64 image",
+        )
+    ]
+    assert result.duplicate_class_rows == 1
+    assert result.duplicate_label_rows == 0
+    assert result.images_without_labels == []
+    assert result.labels_without_images == []
+    assert result.test_image_paths == ["stage_2_test_images/unlabeled-1.dcm", "stage_2_test_images/unlabeled-2.dcm"]
+
+    pos = by_id["pos-two"]
+    assert (pos.dataset, pos.patient_id, pos.path) == ("rsna", "pos-two", "stage_2_train_images/pos-two.dcm")
+    assert (pos.rsna_class, pos.target, pos.has_box_labels, pos.split) == ("Lung Opacity", 1, True, None)
+    assert pos.boxes_xyxy.dtype == np.float32
+    # (x, y, w, h) -> (x, y, x + w, y + h), worked by hand.
+    np.testing.assert_array_equal(pos.boxes_xyxy, np.array([[10, 12, 30, 42], [30.5, 5, 56, 45]], np.float32))
+
+    neg = by_id["neg-normal"]
+    assert (neg.rsna_class, neg.target, neg.boxes_xyxy.shape) == ("Normal", 0, (0, 4))
+    assert (neg.sex, neg.age_years, neg.age_valid, neg.view_position) == ("M", 58.0, True, "PA")
+    assert neg.pixel_spacing_mm == pytest.approx(0.168)  # row spacing
+    assert (neg.height, neg.width) == (64, 64)
+    other = by_id["neg-other"]
+    assert (other.rsna_class, other.age_years, other.age_valid) == ("No Lung Opacity / Not Normal", 151.0, False)
+
+
+def test_records_are_sorted_and_workers_agree(tmp_path):
+    ids = [f"p{i:02d}" for i in range(12)]
+    labels = LABEL_HEADER + "".join(f"{pid},,,,,0\n" for pid in ids)
+    classes = CLASS_HEADER + "".join(f"{pid},Normal\n" for pid in ids)
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, list(reversed(ids)))
+    one = parse_rsna(root, workers=1)
+    two = parse_rsna(root, workers=2)
+    assert [r.image_id for r in one.records] == ids
+    assert record_rows(one.records) == record_rows(two.records)
+
+
+def _one_good_one_bad(tmp_path, bad_labels: str, bad_classes: str) -> tuple:
+    labels = LABEL_HEADER + "good,,,,,0\n" + bad_labels
+    classes = CLASS_HEADER + "good,Normal\n" + bad_classes
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, ["good", "bad"])
+    return parse_rsna(root)
+
+
+@pytest.mark.parametrize(
+    "bad_labels, bad_classes, reason",
+    [
+        (
+            "bad,10,10,20,20,1\n",
+            "bad,Normal\n",
+            "patientId bad: Target=1 but class is 'Normal' (Target=1 exactly when class is 'Lung Opacity')",
+        ),
+        (
+            "bad,,,,,0\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: Target=0 but class is 'Lung Opacity' (Target=1 exactly when class is 'Lung Opacity')",
+        ),
+        (
+            "bad,50,10,30,20,1\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: box [50, 10, 30, 20] (x,y,width,height; line 3) extends outside the 64x64 image",
+        ),
+        (
+            "bad,-1,10,30,20,1\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: box [-1, 10, 30, 20] (x,y,width,height; line 3) extends outside the 64x64 image",
+        ),
+        (
+            "bad,10,10,0,20,1\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: box [10, 10, 0, 20] (x,y,width,height; line 3) has a non-positive size",
+        ),
+        (
+            "bad,10,10,20,20,1\nbad,,,,,1\n",
+            "bad,Lung Opacity\nbad,Lung Opacity\n",
+            "patientId bad: Target=1 row with an empty box (line 4 of stage_2_train_labels.csv)",
+        ),
+        (
+            "bad,10,10,20,20,0\n",
+            "bad,Normal\n",
+            "patientId bad: Target=0 row with a box [10, 10, 20, 20] (line 3 of stage_2_train_labels.csv)",
+        ),
+        (
+            "bad,10,10,,20,1\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: line 3 of stage_2_train_labels.csv has an incomplete box (some of x,y,width,height empty)",
+        ),
+        (
+            "bad,10,10,20,20,1\nbad,,,,,0\n",
+            "bad,Lung Opacity\n",
+            "patientId bad: rows disagree on Target (lines 3, 4 of stage_2_train_labels.csv)",
+        ),
+        (
+            "bad,,,,,0\n",
+            "bad,Pneumonia\n",
+            "patientId bad: unknown class 'Pneumonia' (expected one of 'Normal', "
+            "'No Lung Opacity / Not Normal', 'Lung Opacity')",
+        ),
+        (
+            "bad,,,,,0\n",
+            "bad,Normal\nbad,No Lung Opacity / Not Normal\n",
+            "patientId bad: conflicting classes in stage_2_detailed_class_info.csv: "
+            "['Normal', 'No Lung Opacity / Not Normal']",
+        ),
+        ("bad,,,,,0\n", "", "patientId bad: no row in stage_2_detailed_class_info.csv"),
+        ("", "bad,Normal\n", "patientId bad: no row in stage_2_train_labels.csv"),
+    ],
+    ids=[
+        "target1-class-normal",
+        "target0-class-opacity",
+        "box-past-right-edge",
+        "box-negative-corner",
+        "box-zero-width",
+        "positive-empty-box",
+        "negative-with-box",
+        "incomplete-box",
+        "targets-disagree",
+        "unknown-class",
+        "conflicting-classes",
+        "no-class-row",
+        "no-label-row",
+    ],
+)
+def test_inconsistent_labels_make_that_image_a_bad_file(tmp_path, bad_labels, bad_classes, reason):
+    result = _one_good_one_bad(tmp_path, bad_labels, bad_classes)
+    assert [r.image_id for r in result.records] == ["good"]
+    assert result.bad_files == [BadFile(path="stage_2_train_images/bad.dcm", reason=reason)]
+
+
+def test_exact_duplicate_label_rows_collapse_and_are_counted(tmp_path):
+    labels = LABEL_HEADER + "p,1,2,3,4,1\np,1,2,3,4,1\np,10,20,30,40,1\nn,,,,,0\nn,,,,,0\n"
+    classes = CLASS_HEADER + "p,Lung Opacity\np,Lung Opacity\np,Lung Opacity\nn,Normal\nn,Normal\n"
+    result = parse_rsna(write_rsna_folder(tmp_path / "rsna", labels, classes, ["p", "n"]))
+    by_id = {r.image_id: r for r in result.records}
+    assert len(by_id["p"].boxes_xyxy) == 2
+    assert by_id["n"].boxes_xyxy.shape == (0, 4)
+    assert (result.duplicate_label_rows, result.duplicate_class_rows) == (2, 3)
+    assert result.bad_files == []
+
+
+def test_labels_without_images_and_images_without_labels(tmp_path):
+    labels = LABEL_HEADER + "both,,,,,0\nno-image-1,,,,,0\nno-image-2,5,5,5,5,1\n"
+    classes = CLASS_HEADER + "both,Normal\nno-image-1,Normal\nno-image-2,Lung Opacity\nclass-only,Normal\n"
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, ["both", "stray-a", "stray-b"])
+    result = parse_rsna(root)
+    assert [r.image_id for r in result.records] == ["both"]
+    assert result.labels_without_images == ["class-only", "no-image-1", "no-image-2"]
+    assert result.images_without_labels == ["stray-a", "stray-b"]
+    assert result.bad_files == []
+
+
+def test_corrupt_dicom_is_reported_and_the_rest_parsed(tmp_path):
+    ids = ["a", "b", "c"]
+    labels = LABEL_HEADER + "".join(f"{pid},,,,,0\n" for pid in ids) + "broken,,,,,0\nempty,,,,,0\n"
+    classes = CLASS_HEADER + "".join(f"{pid},Normal\n" for pid in [*ids, "broken", "empty"])
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, ids)
+    (root / "stage_2_train_images" / "broken.dcm").write_bytes(b"this is not a DICOM file" * 10)
+    (root / "stage_2_train_images" / "empty.dcm").write_bytes(b"")
+    (root / "stage_2_train_images" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    result = parse_rsna(root, workers=2)
+    assert [r.image_id for r in result.records] == ids
+    assert [b.path for b in result.bad_files] == [
+        "stage_2_train_images/broken.dcm",
+        "stage_2_train_images/empty.dcm",
+    ]
+    assert all(b.reason for b in result.bad_files)
+    assert result.junk_files == ["stage_2_train_images/.DS_Store"]
+
+
+def test_without_headers_records_carry_no_header_fields(tmp_path):
+    result = parse_rsna(write_rsna_folder(tmp_path / "rsna", GOOD_LABELS, GOOD_CLASSES, {
+        "neg-normal": {}, "neg-other": {}, "pos-two": {}, "pos-one": {"size": (64, 48)},
+    }), read_headers=False)
+    # Without the header the 48-wide image's size is unknown: its box passes the sign/size checks.
+    assert [r.image_id for r in result.records] == ["neg-normal", "neg-other", "pos-one", "pos-two"]
+    assert all(r.height is None and r.sex is None and r.view_position is None for r in result.records)
+
+
+def test_missing_column_names_the_file_and_column(tmp_path):
+    root = write_rsna_folder(tmp_path / "rsna", "patientId,x,y,width,height\np,,,,\n", GOOD_CLASSES, [])
+    with pytest.raises(LabelFileError) as info:
+        parse_rsna(root)
+    path = root / "stage_2_train_labels.csv"
+    assert str(info.value) == (
+        f"{path}: missing column 'Target' (expected patientId,x,y,width,height,Target; found patientId,x,y,width,height)"
+    )
+
+
+def test_missing_class_column(tmp_path):
+    root = write_rsna_folder(tmp_path / "rsna", GOOD_LABELS, "patientId,klass\np,Normal\n", [])
+    with pytest.raises(LabelFileError, match=r"stage_2_detailed_class_info.csv: missing column 'class'"):
+        parse_rsna(root)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("a,,,,,0\nb,12x,5,5,5,1\n", "line 3: column 'x': '12x' is not a number"),
+        ("a,,,,,0\nb,1,5,5,inf,1\n", "line 3: column 'height': 'inf' is not a finite number"),
+        ("a,,,,,yes\n", "line 2: column 'Target': 'yes' is not 0 or 1"),
+        ("a,,,,,2\n", "line 2: column 'Target': '2' is not 0 or 1"),
+        ("a,,,,,0\n,,,,,0\n", "line 3: empty patientId"),
+        ("a,1\n", "line 2: column 'Target': '' is not 0 or 1"),  # a short row
+        ("a,,,,,0,7\n", "line 2: more fields than the 6 in the header"),
+        ("a,,,,,0\nb,,,,,0,7\n", "not a readable CSV: Error tokenizing data. C error: Expected 6 fields in line 3, saw 7"),
+    ],
+)
+def test_malformed_label_values_name_the_line(tmp_path, body, message):
+    path = tmp_path / "labels.csv"
+    path.write_text(LABEL_HEADER + body)
+    with pytest.raises(LabelFileError) as info:
+        read_train_labels(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_blank_lines_keep_line_numbers_right(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text(LABEL_HEADER + "a,,,,,0\n\nb,x,1,1,1,1\n")
+    with pytest.raises(LabelFileError, match=r"line 4: column 'x'"):
+        read_train_labels(path)
+
+
+def test_patient_ids_stay_text_and_empty_fields_are_not_nan(tmp_path):
+    # A purely numeric id must not become 123.0, and a literal 'NA' id must not become NaN.
+    path = tmp_path / "labels.csv"
+    path.write_text(LABEL_HEADER + "00123,,,,,0\nNA,1,2,3,4,1\n")
+    rows, duplicates = read_train_labels(path)
+    assert list(rows) == ["00123", "NA"]
+    assert rows["00123"][0].box_xywh is None
+    assert rows["NA"][0].box_xywh == (1.0, 2.0, 3.0, 4.0)
+    assert duplicates == 0
+
+
+def test_missing_csv_and_empty_csv(tmp_path):
+    with pytest.raises(LabelFileError, match=r"classes.csv: file not found"):
+        read_class_info(tmp_path / "classes.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(LabelFileError, match=r"empty.csv: file is empty"):
+        read_class_info(tmp_path / "empty.csv")
+
+
+def test_bom_and_whitespace_in_header_are_tolerated(tmp_path):
+    path = tmp_path / "classes.csv"
+    path.write_bytes("\ufeffpatientId , class\na , Normal\n".encode("utf-8"))
+    classes, duplicates = read_class_info(path)
+    assert classes == {"a": ["Normal"]}
+
+
+# --- synthesized data -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synth_rsna_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth_rsna")
+    summary = synth_rsna(root, n_images=40, n_test_images=3, size_px=128, seed=3)
+    return root, summary
+
+
+def test_parse_synthesized_rsna_counts(synth_rsna_root):
+    root, summary = synth_rsna_root
+    counts = summary.counts
+    result = parse_rsna(root, workers=2)
+    assert result.bad_files == [] and result.junk_files == []
+    assert result.images_without_labels == [] and result.labels_without_images == []
+    assert len(result.records) == counts["images"] == 40
+    assert len(result.test_image_paths) == counts["test_images"] == 3
+    assert result.duplicate_class_rows == counts["class_info_duplicate_rows"]
+    assert result.duplicate_label_rows == 0
+    assert sum(len(r.boxes_xyxy) for r in result.records) == counts["boxes"]
+    assert Counter(r.rsna_class for r in result.records) == {c: counts[c] for c in RSNA_CLASSES if counts[c]}
+    boxes_per_positive = Counter(len(r.boxes_xyxy) for r in result.records if r.target == 1)
+    assert boxes_per_positive == {k: counts[f"positive_images_with_{k}_boxes"] for k in (1, 2, 3, 4)
+                                  if counts[f"positive_images_with_{k}_boxes"]}
+    for view in ("AP", "PA"):
+        in_view = [r for r in result.records if r.view_position == view]
+        assert (len(in_view), sum(r.target for r in in_view)) == (counts[view], counts[f"{view}_positive"])
+    assert sum(not r.age_valid for r in result.records) == counts["age_quirks"]
+
+    # and, independently of the summary, against the CSVs as written
+    labels = pd.read_csv(root / "stage_2_train_labels.csv", dtype={"patientId": str})
+    classes = pd.read_csv(root / "stage_2_detailed_class_info.csv", dtype={"patientId": str})
+    per_image_class = classes.drop_duplicates().set_index("patientId")["class"]
+    boxes_xywh = labels.dropna(subset=["x"])
+    for record in result.records:
+        assert record.rsna_class == per_image_class[record.image_id]
+        rows = boxes_xywh[boxes_xywh.patientId == record.image_id][["x", "y", "width", "height"]].to_numpy()
+        np.testing.assert_allclose(record.boxes_xyxy, np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
+                                   if len(rows) else np.zeros((0, 4)))
+        assert (record.height, record.width) == (128, 128)
+        assert record.sex in ("M", "F") and record.pixel_spacing_mm is not None
+        boxes = record.boxes_xyxy
+        assert np.all(boxes[:, 2:] > boxes[:, :2]) and np.all(boxes >= 0) and np.all(boxes <= 128)
