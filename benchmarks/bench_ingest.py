@@ -1,0 +1,231 @@
+"""Ingestion benchmark: our DICOM reader against pydicom's own decode, on RSNA-like files.
+
+    python benchmarks/bench_ingest.py [--images 64] [--size 1024] [--dir DIR] [--repeats 5]
+
+Files: if DIR already holds *.dcm files (for example a real `stage_2_train_images/`), the first
+`--images` of them are used; otherwise synthetic RSNA DICOMs (JPEG Baseline 8-bit MONOCHROME2,
+one frame, like every RSNA file) are written into DIR (a temporary folder by default) with
+`data_prep.synth.synth_rsna`, or, where that is not available, with this script's own writer.
+
+All methods run in this one process over the same files. Each does one warm-up pass (which
+also brings the files into the page cache), then `--repeats` timed passes, the methods taking
+turns within each repetition; the table reports the median pass. Methods:
+
+  read_dicom (fast path)        data_prep.dicom.read_dicom: OpenCV/libjpeg-turbo on the frame
+  read_dicom (fast_path=False)  the same pipeline, decoded by pydicom (its default plugin)
+  pydicom pixel_array (pylibjpeg)   pydicom.dcmread(p).pixel_array, the baseline (pylibjpeg is
+                                the plugin pydicom tries first, and what the ratio is against)
+  pydicom pixel_array (pillow)  the same with Pillow's decoder (libjpeg-turbo too), if installed
+  read_dicom_header             header only, no pixel data (the scan rate of a folder)
+
+The script also checks that the fast path equals pydicom's decode within 1 grey level, and
+exits with status 1 if it does not.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pydicom
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
+
+from data_prep.dicom import read_dicom, read_dicom_header  # noqa: E402
+
+RSNA_IMAGES_DIR = "stage_2_train_images"
+
+
+def _existing_dicoms(directory: Path, count: int) -> list[Path]:
+    for folder in (directory / RSNA_IMAGES_DIR, directory):
+        paths = sorted(folder.glob("*.dcm"))
+        if paths:
+            return paths[:count]
+    return []
+
+
+def _radiograph_like(size_px: int, rng: np.random.Generator) -> np.ndarray:
+    """Smooth large structures plus mild noise: JPEG sizes close to RSNA's (~100-250 KB)."""
+    low = rng.normal(size=(16, 16)).astype(np.float32)
+    smooth = cv2.resize(low, (size_px, size_px), interpolation=cv2.INTER_CUBIC)
+    yy, xx = np.mgrid[0:size_px, 0:size_px].astype(np.float32) / size_px
+    body = np.exp(-(((xx - 0.5) / 0.38) ** 8 + ((yy - 0.55) / 0.48) ** 8))
+    lungs = np.exp(-(((np.abs(xx - 0.5) - 0.2) / 0.13) ** 2 + ((yy - 0.45) / 0.25) ** 2))
+    image = 40 + 150 * body - 70 * lungs * body + 12 * smooth
+    image += rng.normal(0.0, 2.0, size=image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _write_own_rsna_like(out_dir: Path, count: int, size_px: int, seed: int) -> list[Path]:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
+
+    images_dir = out_dir / RSNA_IMAGES_DIR
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        patient_id = f"bench-{index:05d}"
+        ok, jpeg = cv2.imencode(".jpg", _radiograph_like(size_px, rng), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a JPEG")
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = JPEGBaseline8Bit
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID = SecondaryCaptureImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.PatientID = ds.PatientName = patient_id
+        ds.PatientSex = "M" if index % 2 else "F"
+        ds.Modality = "CR"
+        ds.BodyPartExamined = "CHEST"
+        ds.ViewPosition = "PA" if index % 3 else "AP"
+        ds.SeriesDescription = f"view: {ds.ViewPosition}"
+        ds.PixelSpacing = ["0.143", "0.143"]
+        ds.Rows = ds.Columns = size_px
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit = 7
+        ds.PixelRepresentation = 0
+        ds.LossyImageCompression = "01"
+        ds.PixelData = encapsulate([jpeg.tobytes()])
+        ds["PixelData"].VR = "OB"
+        path = images_dir / f"{patient_id}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def _make_files(directory: Path, count: int, size_px: int) -> tuple[list[Path], str]:
+    existing = _existing_dicoms(directory, count)
+    if existing:
+        return existing, f"existing files in {directory}"
+    try:
+        from data_prep.synth import synth_rsna
+    except ImportError:
+        return _write_own_rsna_like(directory, count, size_px, seed=0), "this script's own JPEG Baseline writer"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        synth_rsna(directory, count, n_test_images=0, size_px=size_px, seed=0)
+    return _existing_dicoms(directory, count), "data_prep.synth.synth_rsna"
+
+
+def _time_methods(
+    paths: list[Path], methods: list[tuple[str, Callable[[Path], object]]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds of the median pass over `paths` per method, after one warm-up pass each.
+
+    The methods take turns within each repetition, so a change in machine load during the run
+    (other jobs on a shared 2-core machine) affects all of them alike. CPU time (this process
+    only; every decoder here is single-threaded) is reported too: it is what the wall time would
+    be on an idle machine.
+    """
+    for _, read_one in methods:
+        for path in paths:
+            read_one(path)
+    wall: dict[str, list[float]] = {name: [] for name, _ in methods}
+    cpu: dict[str, list[float]] = {name: [] for name, _ in methods}
+    for _ in range(repeats):
+        for name, read_one in methods:
+            wall_start, cpu_start = time.perf_counter(), time.process_time()
+            for path in paths:
+                read_one(path)
+            cpu[name].append(time.process_time() - cpu_start)
+            wall[name].append(time.perf_counter() - wall_start)
+    return {name: (statistics.median(wall[name]), statistics.median(cpu[name])) for name, _ in methods}
+
+
+def _pydicom_pixel_array(plugin: str) -> Callable[[Path], np.ndarray]:
+    """`pydicom.dcmread(p).pixel_array` with pydicom's decoding plugin pinned ('' = its default)."""
+
+    def read_one(path: Path) -> np.ndarray:
+        ds = pydicom.dcmread(path)
+        ds.pixel_array_options(decoding_plugin=plugin)
+        return ds.pixel_array
+
+    return read_one
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=64, help="number of DICOM files (default 64)")
+    parser.add_argument("--size", type=int, default=1024, help="synthetic image side in pixels (default 1024)")
+    parser.add_argument("--dir", type=Path, default=None, help="folder with *.dcm files, or where to write them")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per method (median reported)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench_ingest_") as tmp:
+        directory = args.dir if args.dir is not None else Path(tmp)
+        directory.mkdir(parents=True, exist_ok=True)
+        paths, source = _make_files(directory, args.images, args.size)
+        if not paths:
+            print(f"no DICOM files found or written in {directory}", file=sys.stderr)
+            return 2
+        return _run(paths, source, args.repeats)
+
+
+def _run(paths: list[Path], source: str, repeats: int) -> int:
+    header = read_dicom_header(paths[0])
+    mean_kb = statistics.mean(p.stat().st_size for p in paths) / 1024
+    plugins = pydicom.pixels.get_decoder(header.transfer_syntax_uid).available_plugins
+    print(
+        f"{len(paths)} files from {source}: {header.rows}x{header.columns}, "
+        f"transfer syntax {pydicom.uid.UID(header.transfer_syntax_uid).name}, mean {mean_kb:.0f} KB"
+    )
+    print(
+        f"pydicom {pydicom.__version__} (decoder plugins: {', '.join(plugins) or 'none'}), "
+        f"OpenCV {cv2.__version__}, numpy {np.__version__}; {repeats} timed passes, median"
+    )
+
+    baseline_name = "pydicom pixel_array (pylibjpeg)" if "pylibjpeg" in plugins else "pydicom pixel_array"
+    pydicom_default = _pydicom_pixel_array("pylibjpeg" if "pylibjpeg" in plugins else "")
+    worst = 0
+    for path in paths:
+        ours, _ = read_dicom(path)
+        reference = pydicom_default(path)
+        worst = max(worst, int(np.abs(ours.astype(np.int16) - reference.astype(np.int16)).max()))
+    print(f"fast path vs {baseline_name}: max |difference| = {worst} grey level(s) over {len(paths)} images")
+
+    methods: list[tuple[str, Callable[[Path], object]]] = [
+        ("read_dicom (fast path)", read_dicom),
+        ("read_dicom (fast_path=False)", lambda p: read_dicom(p, fast_path=False)),
+        (baseline_name, pydicom_default),
+    ]
+    if "pillow" in plugins:  # Pillow also wraps libjpeg-turbo: shows what the decoder alone buys
+        methods.append(("pydicom pixel_array (pillow)", _pydicom_pixel_array("pillow")))
+    methods.append(("read_dicom_header", read_dicom_header))
+    seconds = _time_methods(paths, methods, repeats)
+    baseline_wall, baseline_cpu = seconds[baseline_name]
+
+    print()
+    print(
+        f"| {'method':<32} | {'images/s':>9} | {'ms/image':>8} | {'vs pydicom':>10} "
+        f"| {'CPU ms/image':>12} | {'vs pydicom (CPU)':>16} |"
+    )
+    print(f"|{'-' * 34}|{'-' * 11}|{'-' * 10}|{'-' * 12}|{'-' * 14}|{'-' * 18}|")
+    for name, _ in methods:
+        wall_s, cpu_s = seconds[name]
+        per_image_s = wall_s / len(paths)
+        print(
+            f"| {name:<32} | {1.0 / per_image_s:>9.0f} | {per_image_s * 1e3:>8.2f} | "
+            f"{baseline_wall / wall_s:>9.1f}x | {cpu_s / len(paths) * 1e3:>12.2f} | {baseline_cpu / cpu_s:>15.1f}x |"
+        )
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{os.cpu_count()} CPU cores, 1-minute load average {load:.1f} at the end of the run")
+    return 0 if worst <= 1 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,688 @@
+"""DICOM reading: header fields, pixel decoding and the display pixel pipeline.
+
+Output contract of `read_dicom` / `to_display_uint8`
+----------------------------------------------------
+ONE range for every input: a 2-D ``uint8`` array ``[Rows, Columns]`` (non-square stays
+non-square), values 0..255 in display orientation, 0 = black (air on a chest radiograph),
+255 = white (bone), whatever the file's bit depth (1/8/10/12/16/32 bits, signed or unsigned).
+
+The pixel pipeline, in this order (DICOM PS3.3 C.11 / PS3.4 N.2):
+
+1. Modality LUT: ``RescaleSlope``/``RescaleIntercept`` or a Modality LUT Sequence
+   (``pydicom.pixels.apply_modality_lut``). It comes BEFORE the window: windows are given in
+   rescaled units (e.g. Hounsfield units, or the manufacturer's output units).
+2. VOI: a VOI LUT Sequence if present (``pydicom.pixels.apply_voi``; its output is scaled from
+   the LUT's own min..max to 0..255), else ``WindowCenter``/``WindowWidth`` (the FIRST value
+   when multi-valued) with ``VOILUTFunction`` LINEAR (default), LINEAR_EXACT or SIGMOID,
+   computed straight into 0..255 (PS3.3 C.11.2.1.2 with y_min = 0, y_max = 255).
+   A window with a non-positive width is unusable and ignored (step 3 applies).
+3. No VOI and no window:
+   - 8-bit stored, unsigned data with no modality rescale passes through UNCHANGED (every
+     RSNA file: its grey levels are already display values and must not be stretched);
+   - everything else is scaled linearly from the image's own min..max to 0..255 (a constant
+     image becomes all 0).
+4. MONOCHROME1 (0 = white) is inverted (255 - value) AFTER the window, so the output is
+   always MONOCHROME2-like.
+
+Values are rounded to the nearest integer (``np.rint``) and clipped to 0..255.
+
+Decoding
+--------
+The fast path serves what every RSNA file is: transfer syntax JPEG Baseline
+(1.2.840.10008.1.2.4.50), ONE encapsulated frame, 8-bit unsigned MONOCHROME2/1, one sample
+per pixel. The frame's bytes are taken out of the encapsulation (``pydicom.encaps.get_frame``)
+and decoded by OpenCV (libjpeg-turbo), which is several times faster than
+``Dataset.pixel_array`` and equal to it within 1 grey level (IDCT rounding differences); it
+also needs no pydicom decoder plugin. Everything else (JPEG Lossless/Extended, JPEG-LS,
+JPEG 2000, RLE, uncompressed implicit/explicit VR little/big endian, deflated) is decoded by
+pydicom's ``pixel_array``, which needs pylibjpeg (+ -libjpeg, -openjpeg) or gdcm for the
+compressed syntaxes.
+
+Errors
+------
+Every failure is a `DicomReadError(path, reason)` with a one-line reason: not a DICOM file,
+empty file, truncated file, no pixel data, colour (RGB/YBR/palette) data, multi-frame data,
+an unsupported transfer syntax or a missing decoder plugin (with the pip command), or pixel
+data that fails to decode. pydicom/numpy/OpenCV exceptions never escape.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
+from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+)
+
+from data_prep.errors import DetectError, DicomReadError
+from data_prep.records import MAX_PLAUSIBLE_AGE_YEARS, BadFile, DicomHeader
+
+__all__ = [
+    "DECODER_INSTALL_HINT",
+    "jpeg_is_complete",
+    "parse_age_years",
+    "read_dicom",
+    "read_dicom_header",
+    "scan_dicom_headers",
+    "to_display_uint8",
+    "unsupported_reason",
+    "window_to_unit",
+]
+
+DECODER_INSTALL_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg (or python-gdcm)"
+
+MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+COLOUR_REASON = "RGB/colour DICOM not supported: chest radiographs are grayscale"
+_COLOUR_PHOTOMETRICS = (
+    "RGB", "ARGB", "CMYK", "HSV", "PALETTE COLOR",
+    "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT",
+)
+
+_DICM_OFFSET = 128
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+_PIXEL_DATA_TAG = 0x7FE00010
+_FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)  # FloatPixelData, DoubleFloatPixelData
+
+# DICOM AS ('058Y', '006M', '010W', '003D') and RSNA's bare years ('58').
+_AGE_RE = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([DWMY]?)", re.IGNORECASE)
+_DAYS_PER_YEAR = 365.25
+_AGE_UNIT_YEARS = {"": 1.0, "Y": 1.0, "M": 1.0 / 12.0, "W": 7.0 / _DAYS_PER_YEAR, "D": 1.0 / _DAYS_PER_YEAR}
+_VIEW_IN_DESCRIPTION_RE = re.compile(r"view:\s*(\w+)", re.IGNORECASE)
+_SEXES = ("M", "F", "O")
+
+
+# ---------------------------------------------------------------------------------------------
+# Header fields
+
+
+def parse_age_years(text: str | None) -> tuple[float | None, bool]:
+    """Parse a PatientAge value into (age in years, valid).
+
+    Accepts DICOM AS strings ('058Y' -> 58.0, '006M' -> 0.5, '010W' -> 70/365.25,
+    '003D' -> 3/365.25) and bare numbers, read as years, as RSNA writes them ('58' -> 58.0).
+    - absent or blank (None, ''): (None, True): nothing to flag;
+    - present but unparsable ('abc'): (None, False);
+    - parsed but impossible (negative, or above MAX_PLAUSIBLE_AGE_YEARS, e.g. RSNA's '148'):
+      (148.0, False): flagged, never dropped.
+    """
+    if text is None:
+        return None, True
+    stripped = str(text).strip().strip("\x00").strip()
+    if not stripped:
+        return None, True
+    match = _AGE_RE.fullmatch(stripped)
+    if match is None:
+        return None, False
+    age_years = float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2).upper()]
+    valid = 0.0 <= age_years <= MAX_PLAUSIBLE_AGE_YEARS
+    return age_years, valid
+
+
+# Header values are read straight from pydicom's raw (still undecoded) elements where that is
+# safe: pydicom's general value conversion costs more than parsing the file, and a header scan
+# of 30,000 files should take seconds. Anything unusual falls back to pydicom's conversion.
+_TEXT_CODECS = {b"": "latin-1", b"ISO_IR 6": "latin-1", b"ISO_IR 100": "latin-1", b"ISO_IR 192": "utf-8"}
+_TEXT_VRS = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UI", "UT"})
+_SPECIFIC_CHARACTER_SET_TAG = Tag(0x00080005)
+
+
+def _text_codec(ds: Dataset) -> str | None:
+    """The codec for raw text values, or None when only pydicom can decode them."""
+    elem = ds.get_item(_SPECIFIC_CHARACTER_SET_TAG)
+    if elem is None:
+        return "latin-1"
+    if isinstance(elem, RawDataElement):
+        return _TEXT_CODECS.get((elem.value or b"").strip(b" \x00"))
+    return _TEXT_CODECS.get(str(elem.value or "").strip().encode("ascii", "replace"))
+
+
+@functools.lru_cache(maxsize=None)
+def _tag(keyword: str) -> BaseTag:
+    return Tag(tag_for_keyword(keyword))
+
+
+def _raw_vr(elem: RawDataElement) -> str | None:
+    if elem.VR:
+        return str(elem.VR)
+    try:
+        return dictionary_VR(elem.tag)  # implicit VR: the dictionary says
+    except KeyError:
+        return None
+
+
+def _texts(ds: Dataset, keyword: str) -> list[str]:
+    """A tag's values as stripped strings ([] when absent or empty)."""
+    elem = ds.get_item(_tag(keyword))
+    if elem is None:
+        return []
+    if isinstance(elem, RawDataElement) and elem.value is not None and _raw_vr(elem) in _TEXT_VRS:
+        codec = _text_codec(ds)
+        if codec is not None:
+            values = elem.value.decode(codec, errors="replace").split("\\")
+            values = [v.strip(" \x00") for v in values]
+            return [v for v in values if v] if any(values) else []
+    value = ds.get(keyword)
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
+    texts = [str(v).strip(" \x00") for v in items if v is not None]
+    return [t for t in texts if t]
+
+
+def _text(ds: Dataset, keyword: str) -> str | None:
+    """A string tag's value, stripped; None when absent or empty. Multi-valued -> first value."""
+    values = _texts(ds, keyword)
+    return values[0] if values else None
+
+
+def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
+    """An integer tag (US/SS/IS), first value; `default` when absent or empty."""
+    elem = ds.get_item(_tag(keyword))
+    if elem is None:
+        return default
+    if isinstance(elem, RawDataElement) and elem.value is not None:
+        vr = _raw_vr(elem)
+        if vr in ("US", "SS") and len(elem.value) >= 2:
+            return int.from_bytes(
+                elem.value[:2], "little" if elem.is_little_endian else "big", signed=(vr == "SS")
+            )
+        if vr == "IS":
+            text = _text(ds, keyword)
+            return default if text is None else int(float(text))
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    if isinstance(value, (list, tuple, MultiValue)):
+        if not len(value):
+            return default
+        value = value[0]
+    return int(value)
+
+
+def _pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
+    """(row spacing, column spacing) in mm from PixelSpacing, else ImagerPixelSpacing."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            spacing = [float(v) for v in _texts(ds, keyword)]
+        except (TypeError, ValueError):
+            continue
+        if len(spacing) == 1:  # a single value is a (non-conformant) isotropic spacing
+            spacing = spacing * 2
+        if len(spacing) >= 2 and all(math.isfinite(s) and s > 0 for s in spacing[:2]):
+            return spacing[0], spacing[1]
+    return None
+
+
+def _view_position(ds: Dataset) -> str | None:
+    view = _text(ds, "ViewPosition")
+    if view:
+        return view.upper()
+    description = _text(ds, "SeriesDescription")  # RSNA also writes 'view: PA'
+    if description:
+        match = _VIEW_IN_DESCRIPTION_RE.search(description)
+        if match:
+            return match.group(1).upper()
+    return None
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid:
+        return UID(str(uid).strip().strip("\x00"))
+    # A raw dataset without file meta: pydicom worked the encoding out while parsing it.
+    implicit_vr, little_endian = ds.original_encoding
+    if implicit_vr:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little_endian else ExplicitVRBigEndian
+
+
+def _required_int(path: str | Path, ds: Dataset, keyword: str, tag: str) -> int:
+    value = _int(ds, keyword)
+    if value is None:
+        raise DicomReadError(path, f"not an image: required tag {keyword} {tag} is absent")
+    return value
+
+
+def _header_from_dataset(path: str | Path, ds: Dataset) -> DicomHeader:
+    try:
+        rows = _required_int(path, ds, "Rows", "(0028,0010)")
+        columns = _required_int(path, ds, "Columns", "(0028,0011)")
+        bits_allocated = _required_int(path, ds, "BitsAllocated", "(0028,0100)")
+        photometric = _text(ds, "PhotometricInterpretation")
+        if photometric is None:
+            raise DicomReadError(path, "not an image: required tag PhotometricInterpretation (0028,0004) is absent")
+        sex = (_text(ds, "PatientSex") or "").upper()
+        age_years, age_valid = parse_age_years(_text(ds, "PatientAge"))
+        sop_uid = _text(ds, "SOPInstanceUID")
+        if sop_uid is None and getattr(ds, "file_meta", None) is not None:
+            sop_uid = _text(ds.file_meta, "MediaStorageSOPInstanceUID")
+        return DicomHeader(
+            path=str(path),
+            patient_id=_text(ds, "PatientID") or "",
+            sop_instance_uid=sop_uid or "",
+            sex=sex if sex in _SEXES else None,
+            age_years=age_years,
+            age_valid=age_valid,
+            view_position=_view_position(ds),
+            pixel_spacing_mm=_pixel_spacing_mm(ds),
+            rows=rows,
+            columns=columns,
+            photometric_interpretation=photometric.upper(),
+            bits_allocated=bits_allocated,
+            bits_stored=_int(ds, "BitsStored", bits_allocated),
+            transfer_syntax_uid=str(_transfer_syntax(ds)),
+            modality=_text(ds, "Modality"),
+            number_of_frames=_int(ds, "NumberOfFrames", 1),
+            samples_per_pixel=_int(ds, "SamplesPerPixel", 1),
+        )
+    except DetectError:
+        raise
+    except Exception as exc:  # a malformed value (e.g. Rows = 'abc') deep in pydicom's conversion
+        raise DicomReadError(path, f"malformed header: {_one_line(exc)}") from None
+
+
+def unsupported_reason(header: DicomHeader) -> str | None:
+    """Why `read_dicom` cannot return this file's pixels, from its header alone; None if it can."""
+    if header.samples_per_pixel != 1 or header.photometric_interpretation in _COLOUR_PHOTOMETRICS:
+        return (
+            f"{COLOUR_REASON} (PhotometricInterpretation {header.photometric_interpretation}, "
+            f"SamplesPerPixel {header.samples_per_pixel})"
+        )
+    if header.photometric_interpretation not in MONOCHROME:
+        return (
+            f"unsupported PhotometricInterpretation {header.photometric_interpretation!r} "
+            "(expected MONOCHROME1 or MONOCHROME2)"
+        )
+    if header.number_of_frames > 1:
+        return (
+            f"multi-frame DICOM not supported (NumberOfFrames = {header.number_of_frames}): "
+            "expected one radiograph per file"
+        )
+    if header.rows <= 0 or header.columns <= 0:
+        return f"not an image: size {header.rows}x{header.columns}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Opening a file
+
+
+def _one_line(exc: BaseException, max_chars: int = 240) -> str:
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    text = f"{name}: {text}" if text else name
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+
+
+def _truncated_element(ds: Dataset, size_bytes: int) -> str | None:
+    """Describe where a cut-off file ends, if it is cut off; None for a complete dataset.
+
+    pydicom reads a cut-off file without complaint: the last element gets fewer bytes than its
+    length says, or a partial element header (under 8 bytes) is silently ignored. Only the
+    last element of the file (largest tag) can be cut off.
+    """
+    if not ds:
+        return "no data elements after the file meta header"
+    last_tag = max(ds.keys())
+    elem = ds.get_item(last_tag)
+    if not isinstance(elem, RawDataElement) or elem.length == _UNDEFINED_LENGTH or elem.value is None:
+        return None
+    name = keyword_for_tag(last_tag) or str(last_tag)
+    if len(elem.value) < elem.length:
+        return f"{name} {last_tag} has {len(elem.value)} of {elem.length} bytes"
+    leftover_bytes = size_bytes - (elem.value_tell + elem.length)
+    if 0 < leftover_bytes < 8:  # a whole element header is at least 8 bytes
+        return f"ends inside the element header after {name} {last_tag}"
+    return None
+
+
+def _read_dataset(path: str | Path, *, stop_before_pixels: bool) -> Dataset:
+    """dcmread with every failure turned into a one-line DicomReadError.
+
+    Files without the 128-byte preamble + 'DICM' (legacy raw datasets) are accepted when a
+    forced parse yields image tags (Rows and Columns).
+    """
+    try:
+        size_bytes = os.stat(path).st_size
+    except OSError as exc:
+        raise DicomReadError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
+    if size_bytes == 0:
+        raise DicomReadError(path, "empty file (0 bytes)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            try:
+                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                ds = _read_raw_dataset(path, size_bytes, stop_before_pixels)
+        except DetectError:
+            raise
+        except IsADirectoryError:
+            raise DicomReadError(path, "cannot open: is a directory") from None
+        except OSError as exc:
+            raise DicomReadError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
+        except Exception as exc:
+            raise DicomReadError(
+                path, f"unreadable DICOM header, truncated or corrupt ({size_bytes} bytes): {_one_line(exc, 120)}"
+            ) from None
+    for warning in caught:
+        message = str(warning.message)
+        if "End of file reached" in message:  # an undefined-length element (pixel data, sequence) cut off
+            message = " ".join(message.split(" in file ")[0].split())
+            raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {message}")
+    truncated = _truncated_element(ds, size_bytes)
+    if truncated is not None:
+        raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {truncated}")
+    return ds
+
+
+def _read_raw_dataset(path: str | Path, size_bytes: int, stop_before_pixels: bool) -> Dataset:
+    reason = "not a DICOM file (no 'DICM' marker at byte 128)"
+    if size_bytes < _DICM_OFFSET + 4:
+        reason = f"not a DICOM file ({size_bytes} bytes, no 'DICM' marker at byte 128)"
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        if _int(ds, "Rows") and _int(ds, "Columns"):
+            return ds
+    except Exception:  # garbage parsed as tags fails in many ways; all mean 'not DICOM'
+        pass
+    raise DicomReadError(path, reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public readers
+
+
+def read_dicom_header(path: str | Path) -> DicomHeader:
+    """Read one file's header (no pixel data is read or decoded).
+
+    Raises DicomReadError for a missing, empty, truncated or non-DICOM file, or a dataset
+    without the image tags Rows, Columns, BitsAllocated and PhotometricInterpretation.
+    Optional tags absent from the file are None (PatientID and SOPInstanceUID: '').
+    """
+    ds = _read_dataset(path, stop_before_pixels=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on RSNA's non-conformant ages ('58')
+        return _header_from_dataset(path, ds)
+
+
+def _scan_one(path: str, check_supported: bool) -> DicomHeader | BadFile:
+    try:
+        header = read_dicom_header(path)
+    except DetectError as exc:
+        return BadFile(path=path, reason=getattr(exc, "reason", str(exc)))
+    if check_supported:
+        reason = unsupported_reason(header)
+        if reason is not None:
+            return BadFile(path=path, reason=reason)
+    return header
+
+
+def _scan_chunk(paths: list[str], check_supported: bool) -> list[DicomHeader | BadFile]:
+    return [_scan_one(p, check_supported) for p in paths]
+
+
+def scan_dicom_headers(
+    paths: Iterable[str | Path], workers: int = 1, *, check_supported: bool = True
+) -> tuple[list[DicomHeader], list[BadFile]]:
+    """Read the headers of many files, without pixel data; return (headers, bad files).
+
+    Both lists keep the input order. A file that cannot be read is reported as a BadFile
+    (path + reason), never raised and never dropped. With `check_supported` (the default), a
+    file whose header already shows that `read_dicom` would refuse it (colour, multi-frame) is
+    reported too, with the reason `read_dicom` gives. `workers` > 1 uses a process pool.
+    """
+    path_strs = [str(p) for p in paths]
+    if workers <= 1 or len(path_strs) < 2 * workers:
+        results = _scan_chunk(path_strs, check_supported)
+    else:
+        # Chunks amortise the pickling round trip; a few per worker keeps the load balanced.
+        chunk_size = max(1, min(512, math.ceil(len(path_strs) / (workers * 4))))
+        chunks = [path_strs[i : i + chunk_size] for i in range(0, len(path_strs), chunk_size)]
+        results = []
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for chunk_results in pool.map(_scan_chunk, chunks, [check_supported] * len(chunks)):
+                results.extend(chunk_results)
+    headers = [r for r in results if isinstance(r, DicomHeader)]
+    bad_files = [r for r in results if isinstance(r, BadFile)]
+    return headers, bad_files
+
+
+def read_dicom(path: str | Path, *, fast_path: bool = True) -> tuple[np.ndarray, DicomHeader]:
+    """Read one DICOM radiograph: (pixels uint8 [Rows, Columns], header).
+
+    Pixels follow the module docstring's contract (0 = black, 0..255 for every bit depth).
+    `fast_path=False` forces pydicom's own decoder even for JPEG Baseline (for comparisons).
+    Raises DicomReadError (one line, naming the file and the reason) for anything it cannot read.
+    """
+    ds = _read_dataset(path, stop_before_pixels=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        header = _header_from_dataset(path, ds)
+    reason = unsupported_reason(header)
+    if reason is not None:
+        raise DicomReadError(path, reason)
+    if _PIXEL_DATA_TAG not in ds:
+        if any(tag in ds for tag in _FLOAT_PIXEL_TAGS):
+            raise DicomReadError(path, "float pixel data (FloatPixelData) not supported")
+        raise DicomReadError(path, "no pixel data (PixelData tag absent)")
+
+    raw = None
+    if fast_path and _fast_path_applies(header, ds):
+        raw = _decode_jpeg_baseline_frame(path, ds, header)
+    if raw is None:
+        raw = _decode_with_pydicom(path, ds, header)
+    if raw.shape != (header.rows, header.columns):
+        raise DicomReadError(
+            path, f"decoded pixel array has shape {raw.shape}, header says {header.rows}x{header.columns}"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = to_display_uint8(raw, ds)
+    except Exception as exc:
+        raise DicomReadError(path, f"cannot apply the modality/VOI LUT: {_one_line(exc)}") from None
+    return pixels, header
+
+
+def _fast_path_applies(header: DicomHeader, ds: Dataset) -> bool:
+    return (
+        header.transfer_syntax_uid == JPEGBaseline8Bit
+        and header.photometric_interpretation in MONOCHROME
+        and header.bits_allocated == 8
+        and header.bits_stored == 8
+        and header.samples_per_pixel == 1
+        and header.number_of_frames <= 1
+        and _int(ds, "PixelRepresentation", 0) == 0
+    )
+
+
+def jpeg_is_complete(data: bytes) -> bool:
+    """True when a JPEG stream has an end-of-image marker (FF D9) after its first scan (FF DA).
+
+    OpenCV 4.x (libjpeg-turbo) decodes a cut-off JPEG into a partly grey image with only a
+    warning, so completeness is checked before decoding. Padding (DICOM fragments are padded
+    to even length) or other bytes after the EOI marker are allowed. Inside entropy-coded data
+    0xFF is always stuffed, so FF D9 cannot occur there by chance. Both searches stop near the
+    ends of the buffer (the first scan starts after the short header, EOI is at the end), so
+    the check costs microseconds even for a large frame.
+    """
+    first_scan = data.find(b"\xff\xda")
+    return first_scan >= 0 and data.rfind(b"\xff\xd9") > first_scan
+
+
+def _decode_jpeg_baseline_frame(path: str | Path, ds: Dataset, header: DicomHeader) -> np.ndarray | None:
+    """The single JPEG frame decoded by OpenCV (libjpeg-turbo); None to defer to pydicom."""
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    except Exception as exc:
+        raise DicomReadError(path, f"corrupt encapsulated pixel data: {_one_line(exc)}") from None
+    if not jpeg_is_complete(frame):
+        raise DicomReadError(path, "truncated JPEG frame (no end-of-image marker FF D9)")
+    decoded = cv2.imdecode(np.frombuffer(frame, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise DicomReadError(path, "undecodable JPEG Baseline frame (OpenCV/libjpeg-turbo rejected it)")
+    if decoded.dtype != np.uint8 or decoded.shape != (header.rows, header.columns):
+        return None  # e.g. a 3-component JPEG under a grayscale header: let pydicom decide
+    return decoded
+
+
+def _decode_with_pydicom(path: str | Path, ds: Dataset, header: DicomHeader) -> np.ndarray:
+    transfer_syntax = UID(header.transfer_syntax_uid)
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise DicomReadError(
+            path,
+            f"unsupported transfer syntax {transfer_syntax.name} ({transfer_syntax}): pydicom has no decoder for it",
+        ) from None
+    if not decoder.is_available:
+        raise DicomReadError(
+            path, f"no decoder installed for {transfer_syntax.name} ({transfer_syntax}): {DECODER_INSTALL_HINT}"
+        )
+    if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
+        # A raw dataset (no file meta): pydicom's decoders need the syntax spelled out.
+        ds.file_meta = ds.file_meta if getattr(ds, "file_meta", None) is not None else FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = transfer_syntax
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = ds.pixel_array
+    except Exception as exc:
+        message = _one_line(exc)
+        if "less than expected" in message or "shorter than" in message:
+            raise DicomReadError(path, f"truncated pixel data ({transfer_syntax.name}): {message}") from None
+        raise DicomReadError(path, f"undecodable pixel data ({transfer_syntax.name}): {message}") from None
+    return raw
+
+
+# ---------------------------------------------------------------------------------------------
+# The pixel pipeline
+
+
+def _first_number(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, (list, tuple, MultiValue)):
+        if len(value) == 0:
+            return None
+        value = value[0]
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _has_modality_transform(ds: Dataset) -> bool:
+    if ds.get("ModalityLUTSequence"):
+        return True
+    slope = _first_number(ds.get("RescaleSlope"))
+    intercept = _first_number(ds.get("RescaleIntercept"))
+    return (slope is not None and slope != 1.0) or (intercept is not None and intercept != 0.0)
+
+
+def window_to_unit(values: np.ndarray, center: float, width: float, function: str = "LINEAR") -> np.ndarray:
+    """DICOM window (PS3.3 C.11.2.1.2) mapped to float64 in [0, 1]; multiply by 255 for display.
+
+    LINEAR:       ((x - (c - 0.5)) / (w - 1) + 0.5), clipped (w = 1: a threshold at c - 0.5)
+    LINEAR_EXACT: ((x - c) / w + 0.5), clipped
+    SIGMOID:      1 / (1 + exp(-4 (x - c) / w))
+    """
+    x = np.asarray(values, dtype=np.float64)
+    function = (function or "LINEAR").strip().upper()
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    if function == "LINEAR_EXACT":
+        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
+    if width <= 1.0:
+        return (x > center - 0.5).astype(np.float64)
+    return np.clip((x - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
+
+
+def _voi_lut_to_unit(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """The first VOI LUT Sequence item applied, scaled from the LUT's own min..max to [0, 1].
+
+    The LUT's output range is taken from its data, not from LUTDescriptor's bit depth, which
+    real files often get wrong (16 declared, 12 used).
+    """
+    mapped = apply_voi(values, ds, index=0).astype(np.float64)
+    descriptor = ds.VOILUTSequence[0].LUTDescriptor
+    entries = int(descriptor[0]) or 2**16
+    first_mapped = int(descriptor[1])
+    lut_values = apply_voi(np.arange(first_mapped, first_mapped + entries, dtype=np.int64), ds, index=0)
+    low, high = float(np.min(lut_values)), float(np.max(lut_values))
+    if high <= low:
+        return np.zeros_like(mapped)
+    return (mapped - low) / (high - low)
+
+
+def _min_max_to_unit(values: np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=np.float64)
+    low, high = float(x.min()), float(x.max())
+    if high <= low:
+        return np.zeros_like(x)
+    return (x - low) / (high - low)
+
+
+def to_display_uint8(raw: np.ndarray, ds: Dataset) -> np.ndarray:
+    """The pixel pipeline: stored values [H, W] -> display uint8 [H, W] (module docstring).
+
+    `raw` is one decoded frame as pydicom's `pixel_array` (or the fast path) returns it; `ds`
+    supplies the tags (PhotometricInterpretation, BitsStored, PixelRepresentation, Rescale*,
+    Modality/VOI LUT Sequences, Window*). Pure: `raw` and `ds` are not modified; the result
+    may be `raw` itself when nothing changes (8-bit MONOCHROME2 without window).
+    """
+    if raw.ndim != 2:
+        raise ValueError(f"expected one 2-D grayscale frame, got shape {raw.shape}")
+    photometric = (_text(ds, "PhotometricInterpretation") or "MONOCHROME2").upper()
+    if photometric not in MONOCHROME:
+        raise ValueError(f"expected MONOCHROME1 or MONOCHROME2, got {photometric!r}")
+
+    unit = None  # float64 in [0, 1] once a VOI / window / min-max has been applied
+    display = None  # uint8 when the stored values are already display values
+    modality_transform = _has_modality_transform(ds)
+    values = apply_modality_lut(raw, ds) if modality_transform else raw
+
+    if ds.get("VOILUTSequence"):
+        unit = _voi_lut_to_unit(values, ds)
+    else:
+        center = _first_number(ds.get("WindowCenter"))
+        width = _first_number(ds.get("WindowWidth"))
+        if center is not None and width is not None and width > 0:
+            unit = window_to_unit(values, center, width, _text(ds, "VOILUTFunction") or "LINEAR")
+    if unit is None:
+        eight_bit_unsigned = (
+            raw.dtype == np.uint8
+            and _int(ds, "BitsStored", 8) == 8
+            and _int(ds, "PixelRepresentation", 0) == 0
+        )
+        if eight_bit_unsigned and not modality_transform:
+            display = raw
+        else:
+            unit = _min_max_to_unit(values)
+    if display is None:
+        display = np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
+    if photometric == "MONOCHROME1":
+        display = 255 - display
+    return display
