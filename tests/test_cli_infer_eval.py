@@ -1,0 +1,144 @@
+"""`detect infer` and `detect eval` through typer's CliRunner: output, warnings, exit codes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from detect.infer import validate_output
+from tests.data_prep.dicom_fixtures import textured_image
+from tests.detect.test_evaluate import EXPECTED_RSNA, LABELS_CSV, PREDICTIONS_CSV
+from tests.detect.test_infer import save_tiny_checkpoint, write_images
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    # A large test fraction: data prepared on the fly from this config has both classes in 'test'.
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "best.pt", overrides=("data.test_fraction=0.4",))
+
+
+def _run(*args: str):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _stderr(result) -> str:
+    return result.stderr
+
+
+def test_infer_a_batch_with_a_bad_file_exits_0_with_a_warning(tmp_path, checkpoint):
+    files = write_images(tmp_path / "in")
+    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+                  "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in _stderr(result).splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {files['corrupt']}: ")
+    assert "predicted 3 image(s)" in result.stdout
+    document = json.loads((tmp_path / "boxes.json").read_text())
+    validate_output(document)
+    assert document["settings"]["tta"] is True and len(document["images"]) == 4
+    assert (tmp_path / "sub.csv").read_text().startswith("patientId,PredictionString\n")
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 3
+
+
+def test_infer_all_files_bad_exits_2(tmp_path, checkpoint):
+    (tmp_path / "bad.dcm").write_bytes(b"junk")
+    (tmp_path / "bad.png").write_bytes(b"")
+    result = _run("infer", tmp_path / "bad.dcm", tmp_path / "bad.png", "--checkpoint", checkpoint, "--out", tmp_path / "b.json", "--device", "cpu")
+    assert result.exit_code == 2
+    lines = _stderr(result).strip().splitlines()
+    assert lines[-1].startswith("error: none of the 2 input file(s) could be read:")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_infer_missing_checkpoint_exits_2_with_one_line(tmp_path):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), textured_image(40, 40))
+    result = _run("infer", image, "--checkpoint", tmp_path / "nope.pt", "--out", tmp_path / "b.json")
+    assert result.exit_code == 2
+    assert _stderr(result).strip() == f"error: {tmp_path / 'nope.pt'}: checkpoint not found"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--shrink", "1.5"], "error: shrink factor must lie in (0, 1] (1.0 = off), got 1.5"),
+        (["--batch-size", "0"], "error: batch size must be >= 1, got 0"),
+        (["--submission", "{tmp}"], "error: {tmp}: --submission must name a file, not a folder"),
+    ],
+)
+def test_infer_bad_arguments_exit_2(tmp_path, checkpoint, args, message):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), textured_image(40, 40))
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = _run("infer", image, "--checkpoint", checkpoint, "--out", tmp_path / "b.json", *args)
+    assert result.exit_code == 2
+    assert _stderr(result).strip() == message.format(tmp=tmp_path)
+
+
+def test_eval_predictions_against_labels_prints_the_hand_worked_score(tmp_path):
+    (tmp_path / "sub.csv").write_text(PREDICTIONS_CSV)
+    (tmp_path / "labels.csv").write_text(LABELS_CSV)
+    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval")
+    assert result.exit_code == 0, result.output
+    assert "RSNA score" in result.stdout and f"{EXPECTED_RSNA:.4f}" in result.stdout
+    assert "note: scored the 4 patients" in _stderr(result)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["detection"]["rsna_score"] == pytest.approx(EXPECTED_RSNA)
+
+
+def test_eval_malformed_csv_exits_2_naming_file_and_line(tmp_path):
+    (tmp_path / "sub.csv").write_text("patientId,PredictionString\np1,0.9 1 2\n")
+    (tmp_path / "labels.csv").write_text(LABELS_CSV)
+    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval")
+    assert result.exit_code == 2
+    assert _stderr(result).strip() == (
+        f"error: {tmp_path / 'sub.csv'}: line 2: PredictionString has 3 numbers, expected groups of 5 (conf x y width height)"
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--predictions", "sub.csv"], "error: use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR"),
+        ([], "error: pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV"),
+    ],
+)
+def test_eval_argument_combinations(tmp_path, args, message):
+    result = _run("eval", "--out", tmp_path / "eval", *args)
+    assert result.exit_code == 2
+    assert _stderr(result).strip() == message
+
+
+def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path, checkpoint):
+    """`eval --checkpoint` on the held-out split, and `infer` on the same files with the same
+    threshold followed by `eval --predictions`, run the same post-processing: same RSNA score."""
+    from data_prep.manifest import read_manifest
+    from tests.detect.train_fixtures import make_rsna
+
+    root = make_rsna(tmp_path / "rsna", n_images=24, prepare=False)  # prepared on the fly
+    result = _run("eval", "--checkpoint", checkpoint, "--data", root, "--out", tmp_path / "eval", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "not prepared yet" in _stderr(result)
+    assert "RSNA score" in result.stdout
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert set(metrics) >= {"detection", "classification", "threshold", "counts", "settings", "model"}
+    assert metrics["threshold"]["applied_to"] == "test"
+    for name in ("metrics.json", "report.md", "confusion_matrix.png", "examples.png", "test_predictions.csv"):
+        assert (tmp_path / "eval" / name).is_file(), name
+
+    test_files = [read_manifest(root).image_path(r) for r in read_manifest(root).split_records("test")]
+    assert metrics["counts"]["rsna_test_images"] == len(test_files)
+    result = _run("infer", *test_files, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--submission", tmp_path / "sub.csv",
+                  "--pneumonia-threshold", repr(metrics["threshold"]["value"]), "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", root / "stage_2_train_labels.csv", "--out", tmp_path / "again")
+    assert result.exit_code == 0, result.output
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["detection"]["n_images"] == len(test_files)
+    assert metrics["counts"]["rsna_test_pneumonia"] > 0 and again["detection"]["n_images_with_boxes"] > 0
+    assert again["detection"]["rsna_score"] == pytest.approx(metrics["detection"]["rsna_score"], abs=1e-3)
+    assert (tmp_path / "again" / "examples.png").is_file()  # stage_2_train_images/ sits next to the labels
