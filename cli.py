@@ -72,6 +72,26 @@ def prepare(
     typer.echo(format_summary(result))
 
 
+@app.command()
+@user_errors_exit_2
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", help="Recipe YAML (configs/*.yaml). With --resume it defaults to RUN_DIR/config.yaml."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root as unzipped from Kaggle, or a prepared folder; repeat it to train on RSNA and Kermany together. Prepared on the fly when it has no manifest. With --resume it defaults to the run's own data."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<config name>."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last.pt: same config (train.epochs may grow), same schedule."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=0.01 (repeatable)."),
+) -> None:
+    """Train the Faster R-CNN + image classifier; writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
+
+    Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
+    """
+    from detect.train import format_result, run_training
+
+    result = run_training(config, data or [], out_dir=out, resume=resume, overrides=overrides or [], log=typer.echo)
+    if result.rank == 0:
+        typer.echo(format_result(result))
+
+
 @synth_app.command("rsna")
 @user_errors_exit_2
 def synth_rsna_command(
@@ -100,6 +120,105 @@ def synth_kermany_command(
 
     summary = synth_kermany(out, n_images=images, seed=seed)
     typer.echo(str(summary))
+
+
+@app.command()
+@user_errors_exit_2
+def infer(
+    paths: List[Path] = typer.Argument(..., help="DICOM / PNG / JPEG files or folders (searched recursively for .dcm .png .jpg .jpeg)."),
+    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/schemas/boxes.schema.json)."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
+    ),
+    submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
+    overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
+    score_thresh: float = typer.Option(0.3, "--score-thresh", help="Drop boxes whose final score (after gating) is below this."),
+    gate: bool = typer.Option(True, "--gate/--no-gate", help="Multiply box scores by the image's pneumonia probability."),
+    drop_below_threshold: bool = typer.Option(
+        True, "--drop-below-threshold/--keep-below-threshold",
+        help="With --gate: no boxes on images whose pneumonia probability is below the decision threshold.",
+    ),
+    shrink: float = typer.Option(0.875, "--shrink", help="Scale box width/height about the centre by this factor (1.0 = off)."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Horizontal-flip test-time augmentation (boxes merged by weighted box fusion)."),
+    pneumonia_threshold: Optional[float] = typer.Option(
+        None, "--pneumonia-threshold", help="Decision threshold; default: the checkpoint's (F1-optimal on validation), else 0.5."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
+) -> None:
+    """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
+    from detect.infer import run_inference
+    from detect.postprocess import PostprocessSettings
+
+    settings = PostprocessSettings(
+        score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
+    )
+    result = run_inference(
+        paths, out_path=out, checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
+        pneumonia_threshold=pneumonia_threshold, batch_size=batch_size, device=device, progress=sys.stderr.isatty(),
+    )
+    for failure in result.failures:
+        typer.echo(f"warning: {failure.path}: {failure.reason}", err=True)
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(result.summary())
+
+
+@app.command("eval")
+@user_errors_exit_2
+def eval_command(
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
+    split: str = typer.Option("test", "--split", help="Held-out split to score (the threshold is always chosen on val)."),
+    score_thresh: float = typer.Option(0.3, "--score-thresh", help="As in `detect infer`."),
+    gate: bool = typer.Option(True, "--gate/--no-gate", help="As in `detect infer`."),
+    drop_below_threshold: bool = typer.Option(True, "--drop-below-threshold/--keep-below-threshold", help="As in `detect infer`."),
+    shrink: float = typer.Option(0.875, "--shrink", help="As in `detect infer`."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="As in `detect infer`."),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    device: str = typer.Option("auto", "--device"),
+) -> None:
+    """Exact metrics (RSNA score, COCO mAP, classification) on held-out patients, or of a submission CSV."""
+    from detect.evaluate import evaluate_checkpoint, evaluate_predictions, format_summary
+    from detect.postprocess import PostprocessSettings
+
+    if predictions is not None or labels is not None:
+        if predictions is None or labels is None or data or checkpoint is not None:
+            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR")
+        outcome = evaluate_predictions(predictions, labels, out)
+    else:
+        if not data:
+            raise DetectError("pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV")
+        settings = PostprocessSettings(
+            score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
+        )
+        outcome = evaluate_checkpoint(
+            checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
+            progress=sys.stderr.isatty(),
+        )
+    for note in outcome.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(format_summary(outcome.metrics))
+    typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes (data, run, eval, boxes.json)."),
+    quick: bool = typer.Option(False, "--quick", help="CI size: a fraction of the data and a few training steps (checks the path, not the accuracy)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="Recipe to train; default configs/demo.yaml."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.epochs=2 (repeatable)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic datasets."),
+) -> None:
+    """Synthesize RSNA + Kermany data, prepare, train the CPU recipe, evaluate held-out patients, infer one DICOM."""
+    from detect.demo import format_demo_summary, run_demo
+
+    result = run_demo(out, size="quick" if quick else "full", config=config, overrides=overrides or [], seed=seed, log=typer.echo)
+    typer.echo(format_demo_summary(result))
 
 
 def main() -> None:  # pragma: no cover - console entry point
