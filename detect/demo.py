@@ -133,14 +133,13 @@ def run_demo(
 ) -> DemoResult:
     """Run the whole pipeline on synthetic data under `out_dir` (see the module docstring)."""
     from data_prep.prepare import format_summary as format_prepare_summary
-    from data_prep.prepare import prepare_dataset
     from data_prep.synth import synth_kermany, synth_rsna
     from detect.config import load_config
     from detect.evaluate import evaluate_checkpoint
     from detect.evaluate import format_summary as format_eval_summary
     from detect.infer import run_inference
     from detect.postprocess import PostprocessSettings
-    from detect.train import format_result, run_training
+    from detect.train import format_result, prepare_for_config, run_training
 
     if size not in DEMO_SIZES:
         raise ConfigError(f"unknown demo size '{size}'; choose one of: {', '.join(DEMO_SIZES)}")
@@ -175,15 +174,7 @@ def run_demo(
 
     done = stage("prepare", "prepare: validate, manifest, patient-level splits, resized cache")
     for data_dir in (rsna_dir, kermany_dir):
-        prepared = prepare_dataset(
-            data_dir,
-            cache=cfg.data.use_cache,
-            image_size_px=cfg.data.image_size_px,
-            val_fraction=cfg.data.val_fraction,
-            test_fraction=cfg.data.test_fraction,
-            seed=cfg.data.split_seed,
-            workers=2,
-        )
+        prepared = prepare_for_config(data_dir, cfg, workers=2)
         log(format_prepare_summary(prepared))
     done()
 

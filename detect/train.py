@@ -545,12 +545,27 @@ def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
     return shared[0]
 
 
+def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> Any:
+    """`detect prepare` with the recipe's split fractions, split seed and cache size."""
+    from data_prep.prepare import prepare_dataset
+
+    return prepare_dataset(
+        data_dir,
+        cache=cfg.data.use_cache,
+        image_size_px=cfg.data.image_size_px,
+        val_fraction=cfg.data.val_fraction,
+        test_fraction=cfg.data.test_fraction,
+        seed=cfg.data.split_seed,
+        workers=workers,
+    )
+
+
 def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, log: Callable[[str], None]) -> list[Any]:
     """Each --data folder's PreparedDataset, running `detect prepare` (rank 0) where none exists,
     and building the image cache at data.image_size_px when data.use_cache."""
     from data_prep.cache import build_cache
     from data_prep.manifest import find_prepared, read_manifest
-    from data_prep.prepare import format_summary, prepare_dataset
+    from data_prep.prepare import format_summary
 
     if not data_dirs:
         raise ConfigError("no dataset given: pass --data DIR (an RSNA or Kermany root as unzipped from Kaggle, or a prepared folder)")
@@ -562,15 +577,7 @@ def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, l
         for data_dir in data_dirs:
             if find_prepared(data_dir) is None:
                 log(f"{data_dir}: no manifest yet, preparing it (as `detect prepare` would)")
-                result = prepare_dataset(
-                    data_dir,
-                    cache=cfg.data.use_cache,
-                    image_size_px=cfg.data.image_size_px,
-                    val_fraction=cfg.data.val_fraction,
-                    test_fraction=cfg.data.test_fraction,
-                    seed=cfg.data.split_seed,
-                    workers=max(1, cfg.data.num_workers),
-                )
+                result = prepare_for_config(data_dir, cfg, workers=max(1, cfg.data.num_workers))
                 log(format_summary(result))
             elif cfg.data.use_cache:
                 prepared = read_manifest(data_dir)
