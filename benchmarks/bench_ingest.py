@@ -5,7 +5,7 @@
 Files: if DIR already holds *.dcm files (for example a real `stage_2_train_images/`), the first
 `--images` of them are used; otherwise synthetic RSNA DICOMs (JPEG Baseline 8-bit MONOCHROME2,
 one frame, like every RSNA file) are written into DIR (a temporary folder by default) with
-`data_prep.synth.synth_rsna`, or, where that is not available, with this script's own writer.
+`data_prep.synth.synth_rsna`.
 
 All methods run in this one process over the same files. Each does one warm-up pass (which
 also brings the files into the page cache), then `--repeats` timed passes, the methods taking
@@ -40,6 +40,7 @@ import pydicom
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from data_prep.dicom import read_dicom, read_dicom_header  # noqa: E402
+from data_prep.synth import synth_rsna  # noqa: E402
 
 RSNA_IMAGES_DIR = "stage_2_train_images"
 
@@ -52,70 +53,10 @@ def _existing_dicoms(directory: Path, count: int) -> list[Path]:
     return []
 
 
-def _radiograph_like(size_px: int, rng: np.random.Generator) -> np.ndarray:
-    """Smooth large structures plus mild noise: JPEG sizes close to RSNA's (~100-250 KB)."""
-    low = rng.normal(size=(16, 16)).astype(np.float32)
-    smooth = cv2.resize(low, (size_px, size_px), interpolation=cv2.INTER_CUBIC)
-    yy, xx = np.mgrid[0:size_px, 0:size_px].astype(np.float32) / size_px
-    body = np.exp(-(((xx - 0.5) / 0.38) ** 8 + ((yy - 0.55) / 0.48) ** 8))
-    lungs = np.exp(-(((np.abs(xx - 0.5) - 0.2) / 0.13) ** 2 + ((yy - 0.45) / 0.25) ** 2))
-    image = 40 + 150 * body - 70 * lungs * body + 12 * smooth
-    image += rng.normal(0.0, 2.0, size=image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
-def _write_own_rsna_like(out_dir: Path, count: int, size_px: int, seed: int) -> list[Path]:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import JPEGBaseline8Bit, SecondaryCaptureImageStorage, generate_uid
-
-    images_dir = out_dir / RSNA_IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    paths = []
-    for index in range(count):
-        patient_id = f"bench-{index:05d}"
-        ok, jpeg = cv2.imencode(".jpg", _radiograph_like(size_px, rng), [cv2.IMWRITE_JPEG_QUALITY, 92])
-        if not ok:
-            raise RuntimeError("OpenCV could not encode a JPEG")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = JPEGBaseline8Bit
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = SecondaryCaptureImageStorage
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.PatientID = ds.PatientName = patient_id
-        ds.PatientSex = "M" if index % 2 else "F"
-        ds.Modality = "CR"
-        ds.BodyPartExamined = "CHEST"
-        ds.ViewPosition = "PA" if index % 3 else "AP"
-        ds.SeriesDescription = f"view: {ds.ViewPosition}"
-        ds.PixelSpacing = ["0.143", "0.143"]
-        ds.Rows = ds.Columns = size_px
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = ds.BitsStored = 8
-        ds.HighBit = 7
-        ds.PixelRepresentation = 0
-        ds.LossyImageCompression = "01"
-        ds.PixelData = encapsulate([jpeg.tobytes()])
-        ds["PixelData"].VR = "OB"
-        path = images_dir / f"{patient_id}.dcm"
-        ds.save_as(path, enforce_file_format=True)
-        paths.append(path)
-    return paths
-
-
 def _make_files(directory: Path, count: int, size_px: int) -> tuple[list[Path], str]:
     existing = _existing_dicoms(directory, count)
     if existing:
         return existing, f"existing files in {directory}"
-    try:
-        from data_prep.synth import synth_rsna
-    except ImportError:
-        return _write_own_rsna_like(directory, count, size_px, seed=0), "this script's own JPEG Baseline writer"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         synth_rsna(directory, count, n_test_images=0, size_px=size_px, seed=0)
