@@ -68,6 +68,11 @@ class ModelConfig:
     box_batch_size_per_image: int = 512  # RoIs sampled per image for the box head loss
     box_head_dim: int = 1024  # representation size of the two-layer box head (r50 v2 keeps its conv head)
     roi_sampling_ratio: int = 2  # RoIAlign sampling points per bin side
+    roi_align_backend: str = "torchvision"  # torchvision | grid_sample (same numbers, ~3x faster backward on CPU)
+    # RPN anchors. Empty = the model's torchvision default (sized for ~800 px images). One size
+    # per feature level (small to large, in input pixels), and height/width ratios for all levels.
+    anchor_sizes_px: tuple[int, ...] = ()
+    anchor_aspect_ratios: tuple[float, ...] = ()
     head_hidden_dim: int = 256  # image-level classification head
     head_dropout: float = 0.2
     classifier_loss_weight: float = 1.0
@@ -166,6 +171,7 @@ def _validate(cfg: Config) -> None:
         "train.optimizer": (cfg.train.optimizer, ("sgd", "adamw")),
         "train.schedule": (cfg.train.schedule, ("cosine", "step", "plateau", "constant")),
         "train.monitor": (cfg.train.monitor, ("val_map50", "val_rsna_score", "val_f1", "val_loss")),
+        "model.roi_align_backend": (cfg.model.roi_align_backend, ("torchvision", "grid_sample")),
     }
     for key, (value, allowed) in choices.items():
         if value not in allowed:

@@ -42,21 +42,26 @@ from urllib.error import HTTPError, URLError
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.models import get_weight
+from torchvision.models import ResNet18_Weights, get_weight, resnet18
 from torchvision.models.detection import (
     FasterRCNN,
     fasterrcnn_mobilenet_v3_large_fpn,
     fasterrcnn_resnet50_fpn,
     fasterrcnn_resnet50_fpn_v2,
 )
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from data_prep.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES
 from detect.config import ModelConfig
+from detect.roi_align import GridSampleMultiScaleRoIAlign
 
 # ImageNet statistics: what the pretrained backbones expect; the grey image is repeated to 3 channels.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -118,6 +123,51 @@ def _convert_to_frozen_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
+# ------------------------------------------------------------------------------ ResNet-18 FPN
+# torchvision ships Faster R-CNN with ResNet-50 and MobileNetV3 backbones only. The small entry
+# is assembled from torchvision's own parts (resnet18, BackboneWithFPN, FasterRCNN) in the way
+# its builders assemble the others, so weights, freezing and state-dict names follow the same rules.
+
+RESNET18_FPN_CHANNELS = 128  # half torchvision's 256: FPN, RPN and RoI head cost ~1/4 on a CPU
+RESNET18_RETURNED_LAYERS: tuple[str, ...] = ("layer2", "layer3", "layer4")  # strides 8, 16, 32 (+ pool: 64)
+RESNET18_IN_CHANNELS: tuple[int, ...] = (128, 256, 512)
+
+
+def fasterrcnn_resnet18_fpn(
+    *,
+    weights: None = None,
+    weights_backbone: ResNet18_Weights | None = None,
+    num_classes: int = NUM_DETECTOR_CLASSES,
+    trainable_backbone_layers: int | None = None,
+    **kwargs: Any,
+) -> FasterRCNN:
+    """Faster R-CNN with a ResNet-18 FPN backbone (128 channels, strides 8-64), torchvision's
+    builder contract: `weights_backbone` ImageNet weights (then FrozenBatchNorm2d and the last
+    `trainable_backbone_layers` of 5 train, default 3) or None (plain BatchNorm, everything
+    trains); `**kwargs` go to FasterRCNN. Anchors default to 4x each level's stride: 32-256 px."""
+    if weights is not None:
+        raise ValueError("fasterrcnn_resnet18_fpn has no detection weights; pass weights_backbone")
+    is_trained = weights_backbone is not None
+    if trainable_backbone_layers is None:
+        trainable_backbone_layers = 3 if is_trained else 5
+    if not 0 <= trainable_backbone_layers <= 5:
+        raise ValueError(f"trainable_backbone_layers must be in 0..5, got {trainable_backbone_layers}")
+    norm_layer = FrozenBatchNorm2d if is_trained else nn.BatchNorm2d
+    body = resnet18(weights=weights_backbone, progress=True, norm_layer=norm_layer)
+    _freeze_resnet_layers(body, trainable_backbone_layers)
+    backbone = BackboneWithFPN(
+        body,
+        return_layers={name: str(i) for i, name in enumerate(RESNET18_RETURNED_LAYERS)},
+        in_channels_list=list(RESNET18_IN_CHANNELS),
+        out_channels=RESNET18_FPN_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+    )
+    n_levels = len(RESNET18_RETURNED_LAYERS) + 1
+    kwargs.setdefault("rpn_anchor_generator", AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * n_levels))
+    kwargs.setdefault("box_roi_pool", MultiScaleRoIAlign([str(i) for i in range(len(RESNET18_RETURNED_LAYERS))], 7, 2))
+    return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
+
+
 # ------------------------------------------------------------------------------------ the specs
 
 
@@ -169,6 +219,17 @@ MODELS: dict[str, ModelSpec] = {
         frozen_batchnorm_when_pretrained=True,
         freeze_backbone=_freeze_resnet_layers,
     ),
+    "resnet18_fpn": ModelSpec(
+        builder=fasterrcnn_resnet18_fpn,
+        description="Faster R-CNN, ResNet-18 FPN (128 channels, strides 8-64), built from torchvision's parts",
+        default_image_size_px=256,
+        backbone="resnet18",
+        trainable_layers_max=5,
+        imagenet_weights="ResNet18_Weights.IMAGENET1K_V1",
+        note="CPU and demo choice: plain convolutions and BatchNorm learn fastest from random initialisation",
+        frozen_batchnorm_when_pretrained=True,
+        freeze_backbone=_freeze_resnet_layers,
+    ),
     "mobilenet_v3_large_fpn": ModelSpec(
         builder=fasterrcnn_mobilenet_v3_large_fpn,
         description="Faster R-CNN, MobileNetV3-Large FPN",
@@ -199,9 +260,18 @@ def get_model_spec(name: str) -> ModelSpec:
 class ImageClassificationHead(nn.Module):
     """FPN features -> image-level logits.
 
-    Each FPN level is global-average-pooled to [B, C]; the levels are concatenated to
-    [B, C * num_levels] (fine and coarse levels keep their own weights), then
-    Linear -> ReLU -> Dropout -> three linear outputs:
+    Each FPN level is pooled to [B, 2C], global average and global max side by side (a focal
+    opacity is a small part of the image: the mean dilutes it, the max keeps it, as in chest
+    X-ray classifiers that pool with max or GeM); the levels are concatenated to
+    [B, 2C * num_levels] (fine and coarse levels keep their own weights), then
+    LayerNorm -> Linear -> LayerNorm -> GELU -> Dropout -> three linear outputs.
+    Why the norms and GELU: from random initialisation the FPN's outputs have no normalisation
+    and their scale drifts while the detector learns. With Linear -> ReLU alone, the demo's SGD
+    pushed every hidden unit below zero within a few epochs (all pre-activations negative, a
+    constant prediction, ROC-AUC 0.5, and no gradient to recover). Normalising the input and
+    the hidden pre-activations keeps about half the units active per image, and GELU still
+    passes a gradient to the rest.
+    Outputs:
         rsna_class [B, 3] logits (RSNA_CLASSES), pneumonia [B] logit, subtype [B, 3] logits (KERMANY_SUBTYPES).
     """
 
@@ -209,8 +279,10 @@ class ImageClassificationHead(nn.Module):
         super().__init__()
         self.num_levels = num_levels
         self.mlp = nn.Sequential(
-            nn.Linear(in_channels * num_levels, hidden_dim),
-            nn.ReLU(inplace=True),
+            nn.LayerNorm(2 * in_channels * num_levels),
+            nn.Linear(2 * in_channels * num_levels, hidden_dim),
+            nn.LayerNorm(hidden_dim),
+            nn.GELU(),
             nn.Dropout(dropout),
         )
         self.rsna_class = nn.Linear(hidden_dim, len(RSNA_CLASSES))
@@ -220,7 +292,9 @@ class ImageClassificationHead(nn.Module):
     def forward(self, features: OrderedDict[str, Tensor]) -> dict[str, Tensor]:
         if len(features) != self.num_levels:
             raise ValueError(f"the image head was built for {self.num_levels} feature levels, got {len(features)}")
-        pooled = torch.cat([level.mean(dim=(-2, -1)) for level in features.values()], dim=1)
+        pooled = torch.cat(
+            [torch.cat([level.mean(dim=(-2, -1)), level.amax(dim=(-2, -1))], dim=1) for level in features.values()], dim=1
+        )
         hidden = self.mlp(pooled)
         return {
             "rsna_class": self.rsna_class(hidden),
@@ -464,6 +538,7 @@ def build_model(model_cfg: ModelConfig, image_size_px: int) -> PneumoniaDetector
                 _convert_to_frozen_batchnorm(detector.backbone.body)
             spec.freeze_backbone(detector.backbone.body, model_cfg.trainable_backbone_layers)
     _resize_box_head(detector, model_cfg)
+    _set_anchors(detector, model_cfg)
     model = PneumoniaDetector(
         detector,
         model_name=model_cfg.name,
@@ -478,7 +553,8 @@ def build_model(model_cfg: ModelConfig, image_size_px: int) -> PneumoniaDetector
 
 
 def _resize_box_head(detector: FasterRCNN, model_cfg: ModelConfig) -> None:
-    """Apply model.roi_sampling_ratio and model.box_head_dim to torchvision's RoI box head.
+    """Apply model.roi_sampling_ratio, model.roi_align_backend and model.box_head_dim to
+    torchvision's RoI box head.
 
     On a CPU the RoI head dominates a training step (roi_align's backward and the 12544 -> 1024
     MLP: about two thirds of a MobileNet step at 256 px), so the CPU recipes shrink it. The
@@ -487,7 +563,16 @@ def _resize_box_head(detector: FasterRCNN, model_cfg: ModelConfig) -> None:
     """
     roi_heads = detector.roi_heads
     pool = roi_heads.box_roi_pool
-    if model_cfg.roi_sampling_ratio != pool.sampling_ratio:
+    if model_cfg.roi_align_backend == "grid_sample":
+        if model_cfg.roi_sampling_ratio < 1:
+            raise ConfigError(
+                f"config key 'model.roi_sampling_ratio' is {model_cfg.roi_sampling_ratio}; "
+                "model.roi_align_backend=grid_sample needs a fixed ratio >= 1"
+            )
+        roi_heads.box_roi_pool = GridSampleMultiScaleRoIAlign(
+            list(pool.featmap_names), pool.output_size, model_cfg.roi_sampling_ratio
+        )
+    elif model_cfg.roi_sampling_ratio != pool.sampling_ratio:
         roi_heads.box_roi_pool = MultiScaleRoIAlign(
             featmap_names=pool.featmap_names, output_size=pool.output_size, sampling_ratio=model_cfg.roi_sampling_ratio
         )
@@ -495,6 +580,47 @@ def _resize_box_head(detector: FasterRCNN, model_cfg: ModelConfig) -> None:
     if isinstance(head, TwoMLPHead) and head.fc7.out_features != model_cfg.box_head_dim:
         roi_heads.box_head = TwoMLPHead(head.fc6.in_features, model_cfg.box_head_dim)
         roi_heads.box_predictor = FastRCNNPredictor(model_cfg.box_head_dim, NUM_DETECTOR_CLASSES)
+
+
+def _set_anchors(detector: FasterRCNN, model_cfg: ModelConfig) -> None:
+    """Apply model.anchor_sizes_px (one size per feature level) and model.anchor_aspect_ratios
+    (height / width, every level); an empty key keeps the model's torchvision default.
+
+    torchvision's defaults are sized for ~800 px inputs; at 128-256 px most of them are larger
+    than the image, and the RPN learns little from them. The RPN head is rebuilt (fresh, with
+    the same depth) when the number of anchors per location changes.
+    """
+    if not model_cfg.anchor_sizes_px and not model_cfg.anchor_aspect_ratios:
+        return
+    current = detector.rpn.anchor_generator
+    n_levels = _count_feature_levels(detector.backbone)
+    if model_cfg.anchor_sizes_px:
+        if len(model_cfg.anchor_sizes_px) != n_levels:
+            raise ConfigError(
+                f"config key 'model.anchor_sizes_px' has {len(model_cfg.anchor_sizes_px)} sizes, but model "
+                f"'{model_cfg.name}' has {n_levels} feature levels: give one size per level, small to large"
+            )
+        if any(size <= 0 for size in model_cfg.anchor_sizes_px):
+            raise ConfigError(f"config key 'model.anchor_sizes_px' is {list(model_cfg.anchor_sizes_px)}; sizes must be > 0")
+        sizes = tuple((int(size),) for size in model_cfg.anchor_sizes_px)
+    else:
+        sizes = tuple(current.sizes)
+    if model_cfg.anchor_aspect_ratios:
+        if any(ratio <= 0 for ratio in model_cfg.anchor_aspect_ratios):
+            raise ConfigError(
+                f"config key 'model.anchor_aspect_ratios' is {list(model_cfg.anchor_aspect_ratios)}; ratios must be > 0"
+            )
+        ratios = tuple(tuple(float(r) for r in model_cfg.anchor_aspect_ratios) for _ in sizes)
+    else:
+        if len(set(map(tuple, current.aspect_ratios))) != 1:  # pragma: no cover - every MODELS entry has one set
+            raise ConfigError("config key 'model.anchor_aspect_ratios' must be set with anchor_sizes_px for this model")
+        ratios = (tuple(current.aspect_ratios[0]),) * len(sizes)
+    generator = AnchorGenerator(sizes, ratios)
+    detector.rpn.anchor_generator = generator
+    old_head = detector.rpn.head
+    n_anchors = generator.num_anchors_per_location()[0]
+    if old_head.cls_logits.out_channels != n_anchors:
+        detector.rpn.head = RPNHead(detector.backbone.out_channels, n_anchors, conv_depth=len(old_head.conv))
 
 
 def _build_with_imagenet_backbone(spec: ModelSpec, trainable_layers: int, kwargs: dict[str, Any]) -> FasterRCNN:

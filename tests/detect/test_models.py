@@ -260,7 +260,7 @@ def _fake_imagenet_download(monkeypatch, name: str) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.mark.parametrize("name", ["resnet50_fpn", "mobilenet_v3_large_fpn"])
+@pytest.mark.parametrize("name", ["resnet50_fpn", "resnet18_fpn", "mobilenet_v3_large_fpn"])
 def test_imagenet_backbone_and_weights_file_build_the_same_architecture(name, monkeypatch, tmp_path):
     state = _fake_imagenet_download(monkeypatch, name)
     pretrained = _build(name, weights="imagenet", trainable_backbone_layers=2)
@@ -344,5 +344,77 @@ def test_model_config_keys_are_used():
     model = build_model(cfg, SIZE_PX)
     assert model.roi_heads.score_thresh == 0.3 and model.roi_heads.nms_thresh == 0.4
     assert model.roi_heads.detections_per_img == 3
-    assert model.image_head.mlp[0].out_features == 16 and model.classifier_loss_weight == 0.5
+    assert model.image_head.mlp[1].out_features == 16 and model.classifier_loss_weight == 0.5
     assert model.transform.min_size == (SIZE_PX,) and model.transform.max_size == SIZE_PX
+
+
+# ---------------------------------------------------------------------------- anchors, RoIAlign
+
+
+def test_resnet18_fpn_is_torchvision_faster_rcnn_with_a_128_channel_fpn():
+    model = _build("resnet18_fpn")
+    assert isinstance(model.backbone.body.layer4[0].bn1, torch.nn.BatchNorm2d)  # from scratch: BatchNorm trains
+    assert model.backbone.out_channels == 128
+    assert [s[0] for s in model.rpn.anchor_generator.sizes] == [32, 64, 128, 256]  # 4x each level's stride
+    with torch.no_grad():
+        features = model.backbone(torch.zeros(1, 3, SIZE_PX, SIZE_PX))
+    assert {name: tuple(f.shape[-2:]) for name, f in features.items()} == {
+        "0": (8, 8), "1": (4, 4), "2": (2, 2), "pool": (1, 1)}  # strides 8, 16, 32, 64
+
+
+def test_anchor_keys_set_sizes_per_level_and_ratios():
+    model = _build("resnet18_fpn", anchor_sizes_px=(8, 16, 32, 64), anchor_aspect_ratios=(1.0, 1.5, 2.0, 3.0))
+    generator = model.rpn.anchor_generator
+    assert [s[0] for s in generator.sizes] == [8, 16, 32, 64]
+    assert all(tuple(r) == (1.0, 1.5, 2.0, 3.0) for r in generator.aspect_ratios)
+    assert model.rpn.head.cls_logits.out_channels == 4  # rebuilt for 4 anchors per location
+    model.train()
+    losses = model(_images(2), [rsna_positive(), rsna_negative()])
+    assert all(torch.isfinite(v) for v in losses.values())
+    # anchors are (height / width = ratio, area = size^2), centred on the level's cells
+    anchors = model.rpn.anchor_generator.cell_anchors[3]  # 64 px: integer rounding matters little there
+    heights, widths = anchors[:, 3] - anchors[:, 1], anchors[:, 2] - anchors[:, 0]
+    torch.testing.assert_close(heights / widths, torch.tensor([1.0, 1.5, 2.0, 3.0]), rtol=0.05, atol=0)
+
+
+def test_anchor_sizes_must_match_the_feature_levels():
+    with pytest.raises(ConfigError, match=r"anchor_sizes_px' has 3 sizes, but model 'resnet18_fpn' has 4 feature levels"):
+        _build("resnet18_fpn", anchor_sizes_px=(16, 32, 64))
+    with pytest.raises(ConfigError, match="ratios must be > 0"):
+        _build("mobilenet_v3_large_fpn", anchor_aspect_ratios=(0.0, 1.0))
+
+
+def test_ratios_alone_keep_the_default_sizes():
+    model = _build("mobilenet_v3_large_fpn", anchor_aspect_ratios=(1.0, 2.0))
+    default = _build("mobilenet_v3_large_fpn")
+    assert model.rpn.anchor_generator.sizes == default.rpn.anchor_generator.sizes
+    assert model.rpn.anchor_generator.num_anchors_per_location() == [10, 10, 10]  # 5 sizes x 2 ratios
+
+
+@pytest.mark.parametrize("name", ["resnet18_fpn", "mobilenet_v3_large_fpn"])
+def test_grid_sample_backend_predicts_and_trains_like_torchvision(name):
+    reference = _build(name, roi_sampling_ratio=2)
+    fast = _build(name, roi_sampling_ratio=2, roi_align_backend="grid_sample")
+    assert type(fast.roi_heads.box_roi_pool).__name__ == "GridSampleMultiScaleRoIAlign"
+    fast.load_state_dict(reference.state_dict())  # the backend holds no weights
+    images = _images(2, seed=3)
+    with torch.no_grad():
+        reference.eval(), fast.eval()
+        features = reference.backbone(torch.stack(images))
+        proposals = [torch.tensor([[2.0, 3.0, 30.0, 40.0], [10.0, 0.0, 63.0, 60.0]])] * 2
+        sizes = [(SIZE_PX, SIZE_PX)] * 2
+        torch.testing.assert_close(fast.roi_heads.box_roi_pool(features, proposals, sizes),
+                                   reference.roi_heads.box_roi_pool(features, proposals, sizes), rtol=1e-5, atol=1e-5)
+    for model in (reference, fast):
+        model.train()
+    torch.manual_seed(0)
+    losses_reference = reference(images, [rsna_positive(), rsna_negative()])
+    torch.manual_seed(0)
+    losses_fast = fast(images, [rsna_positive(), rsna_negative()])
+    for key in LOSS_NAMES:
+        torch.testing.assert_close(losses_fast[key], losses_reference[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_grid_sample_backend_needs_a_fixed_sampling_ratio():
+    with pytest.raises(ConfigError, match="roi_sampling_ratio' is 0; model.roi_align_backend=grid_sample"):
+        _build("resnet18_fpn", roi_sampling_ratio=0, roi_align_backend="grid_sample")
