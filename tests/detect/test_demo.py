@@ -20,7 +20,8 @@ def test_missing_demo_recipe_names_the_file(tmp_path):
 def test_demo_recipe_loads_with_each_size_overrides(size):
     cfg = load_config(REPO_CONFIGS / "demo.yaml", list(DEMO_SIZES[size].overrides))
     assert cfg.model.weights == "none"  # the demo must run offline
-    assert cfg.model.name == "mobilenet_v3_large_fpn"  # the CPU choice
+    assert cfg.model.name == "resnet18_fpn"  # learns fastest from random initialisation
+    assert cfg.model.roi_align_backend == "grid_sample" and len(cfg.model.anchor_sizes_px) == 4
 
 
 def test_summary_reports_headline_metrics_and_missing_ones(tmp_path):

@@ -15,6 +15,7 @@ TINY_OVERRIDES: tuple[str, ...] = (
     "model.name=mobilenet_v3_large_fpn",
     "model.weights=none",
     "model.trainable_backbone_layers=6",
+    "model.anchor_sizes_px=[]",  # torchvision's: on top of configs/demo.yaml (ResNet-18 FPN anchors) too
     "model.head_hidden_dim=32",
     "model.box_detections_per_img=5",
     "data.image_size_px=64",
