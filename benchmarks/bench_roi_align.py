@@ -62,12 +62,14 @@ def bench_op(args: argparse.Namespace, device: torch.device) -> list[tuple[str, 
 
 def bench_step(args: argparse.Namespace, device: torch.device) -> tuple[float, float]:
     """Images/s of whole training steps, torchvision backend then grid_sample backend."""
-    cfg = load_config(args.config, [f"data.image_size_px={args.image_size}"])
+    size_key = f"data.image_size_px={args.image_size}"
+    cfg = load_config(args.config, [size_key, "model.roi_align_backend=torchvision"])
     size = cfg.data.image_size_px
     torch.manual_seed(0)
     reference = build_model(cfg.model, size)
-    fast_cfg = load_config(args.config, [f"data.image_size_px={args.image_size}", "model.roi_align_backend=grid_sample"])
+    fast_cfg = load_config(args.config, [size_key, "model.roi_align_backend=grid_sample"])
     fast = build_model(fast_cfg.model, size)
+    assert type(reference.roi_heads.box_roi_pool) is not type(fast.roi_heads.box_roi_pool)
     fast.load_state_dict(reference.state_dict())
     generator = torch.Generator().manual_seed(1)
     images = [torch.rand(1, size, size, generator=generator).expand(3, -1, -1).to(device) for _ in range(args.batch_size)]
