@@ -418,3 +418,19 @@ def test_grid_sample_backend_predicts_and_trains_like_torchvision(name):
 def test_grid_sample_backend_needs_a_fixed_sampling_ratio():
     with pytest.raises(ConfigError, match="roi_sampling_ratio' is 0; model.roi_align_backend=grid_sample"):
         _build("resnet18_fpn", roi_sampling_ratio=0, roi_align_backend="grid_sample")
+
+
+def test_image_head_survives_a_step_that_pushes_every_hidden_unit_negative():
+    """The demo's first head (Linear -> ReLU) died this way: every pre-activation < 0, a constant
+    output, no gradient. The normalised head keeps varying outputs and a gradient."""
+    from detect.models import ImageClassificationHead
+
+    torch.manual_seed(0)
+    head = ImageClassificationHead(in_channels=8, num_levels=2, hidden_dim=16, dropout=0.0).eval()
+    with torch.no_grad():
+        head.mlp[1].bias.fill_(-100.0)  # far below any weighted input
+    features = {"0": torch.randn(4, 8, 5, 5), "1": torch.randn(4, 8, 3, 3)}
+    logits = head(features)["pneumonia"]
+    assert logits.unique().numel() == 4, "one output per image, not a constant"
+    logits.sum().backward()
+    assert head.mlp[1].weight.grad.abs().sum() > 0
