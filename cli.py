@@ -100,11 +100,12 @@ def synth_rsna_command(
     test_images: int = typer.Option(0, "--test-images", help="Number of unlabeled stage_2_test_images."),
     size_px: int = typer.Option(1024, "--size", help="Image size in pixels (the real data is 1024)."),
     seed: int = typer.Option(0, "--seed"),
+    workers: int = typer.Option(1, "--workers", help="Processes rendering images (same files for any number)."),
 ) -> None:
     """Synthetic RSNA: JPEG-Baseline DICOMs with the real header, both CSVs with their real quirks."""
     from data_prep.synth import synth_rsna
 
-    summary = synth_rsna(out, n_images=images, n_test_images=test_images, size_px=size_px, seed=seed)
+    summary = synth_rsna(out, n_images=images, n_test_images=test_images, size_px=size_px, seed=seed, workers=workers)
     typer.echo(str(summary))
 
 

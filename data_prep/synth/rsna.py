@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import cv2
@@ -95,8 +96,12 @@ def synth_rsna(
     size_px: int = 1024,
     seed: int = 0,
     class_fractions: tuple[float, float, float] = (0.33, 0.44, 0.23),
+    workers: int = 1,
 ) -> SynthSummary:
     """Write a synthetic RSNA dataset to `out_dir` in the exact Kaggle layout; return the counts.
+
+    `workers` > 1 renders in a process pool: every image has its own seed, so the files are the
+    same bytes whatever the number of workers.
 
     `n_images` labelled training images (one patient each) and `n_test_images` unlabelled test
     images, `size_px` square, classes in the proportions `class_fractions` = fractions of
@@ -111,6 +116,8 @@ def synth_rsna(
     AP, PA, AP_positive, PA_positive, age_quirks, size_px.
     """
     _check_args(n_images, n_test_images, size_px, seed, class_fractions)
+    if workers < 1:
+        raise ConfigError(f"workers (--workers): must be >= 1, got {workers}")
     started = time.perf_counter()
     params = {"n_images": n_images, "n_test_images": n_test_images, "size_px": size_px, "seed": seed,
               "class_fractions": list(class_fractions)}
@@ -124,8 +131,9 @@ def synth_rsna(
     label_lines = ["patientId,x,y,width,height,Target"]
     class_lines = ["patientId,class"]
     n_boxes_total = 0
-    for plan in train:
-        boxes_xyxy = _render_and_write(out / TRAIN_IMAGES_DIR, plan, size_px)
+    jobs = [(out / TRAIN_IMAGES_DIR, plan) for plan in train] + [(out / TEST_IMAGES_DIR, plan) for plan in test]
+    rendered = _render_all(jobs, size_px, workers)
+    for plan, boxes_xyxy in zip(train, rendered):
         if plan.rsna_class == RSNA_POSITIVE_CLASS:
             for x0, y0, x1, y1 in boxes_xyxy.tolist():
                 label_lines.append(f"{plan.patient_id},{x0!r},{y0!r},{x1 - x0!r},{y1 - y0!r},1")
@@ -136,7 +144,6 @@ def synth_rsna(
             class_lines.append(f"{plan.patient_id},{plan.rsna_class}")
     submission_lines = ["patientId,PredictionString"]
     for plan in test:
-        _render_and_write(out / TEST_IMAGES_DIR, plan, size_px)
         submission_lines.append(f"{plan.patient_id},{SAMPLE_PREDICTION_STRING}")
     _write_lines(out / LABELS_CSV, label_lines)
     _write_lines(out / CLASS_INFO_CSV, class_lines)
@@ -257,6 +264,15 @@ def _related_uid(sop_instance_uid: str, kind: int, minus: int) -> str:
         raise ValueError(f"sop_instance_uid {sop_instance_uid!r} is not RSNA-style ({prefix}...); pass the study and series UIDs")
     head, last = sop_instance_uid[len(prefix):].rsplit(".", 1)
     return f"{_UID_ROOT}.{kind}.{head}.{max(int(last) - minus, 1)}"
+
+
+def _render_all(jobs: list[tuple[Path, _ImagePlan]], size_px: int, workers: int) -> list[np.ndarray]:
+    """Render and write every (folder, plan); the boxes of each, in job order."""
+    if workers > 1 and len(jobs) > 1:
+        chunksize = max(1, len(jobs) // (4 * workers))
+        with get_context().Pool(min(workers, len(jobs))) as pool:
+            return pool.starmap(_render_and_write, [(folder, plan, size_px) for folder, plan in jobs], chunksize=chunksize)
+    return [_render_and_write(folder, plan, size_px) for folder, plan in jobs]
 
 
 def _render_and_write(folder: Path, plan: _ImagePlan, size_px: int) -> np.ndarray:

@@ -247,6 +247,15 @@ def test_rsna_same_seed_same_bytes_other_seed_other_data(tmp_path):
                                         "stage_2_sample_submission.csv", MARKER_FILE})
 
 
+def test_rsna_process_pool_writes_the_same_bytes(tmp_path):
+    kwargs = dict(n_images=6, n_test_images=2, size_px=64, seed=5)
+    synth_rsna(tmp_path / "serial", **kwargs)
+    synth_rsna(tmp_path / "pool", workers=2, **kwargs)
+    assert all_files(tmp_path / "serial") == all_files(tmp_path / "pool")
+    with pytest.raises(ConfigError, match=r"workers \(--workers\): must be >= 1, got 0"):
+        synth_rsna(tmp_path / "none", workers=0, **kwargs)
+
+
 def test_rerun_replaces_a_previous_synthetic_dataset(tmp_path):
     synth_rsna(tmp_path, n_images=5, size_px=64, seed=1)
     first = {p.name for p in (tmp_path / "stage_2_train_images").iterdir()}
