@@ -611,9 +611,7 @@ def _set_anchors(detector: FasterRCNN, model_cfg: ModelConfig) -> None:
                 f"config key 'model.anchor_aspect_ratios' is {list(model_cfg.anchor_aspect_ratios)}; ratios must be > 0"
             )
         ratios = tuple(tuple(float(r) for r in model_cfg.anchor_aspect_ratios) for _ in sizes)
-    else:
-        if len(set(map(tuple, current.aspect_ratios))) != 1:  # pragma: no cover - every MODELS entry has one set
-            raise ConfigError("config key 'model.anchor_aspect_ratios' must be set with anchor_sizes_px for this model")
+    else:  # every MODELS entry uses one set of ratios on all its levels
         ratios = (tuple(current.aspect_ratios[0]),) * len(sizes)
     generator = AnchorGenerator(sizes, ratios)
     detector.rpn.anchor_generator = generator

@@ -44,7 +44,7 @@ def grid_roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int],
     if n_rois == 0:
         return features.new_zeros((0, channels, out_h, out_w))
     grid_h, grid_w = out_h * sampling_ratio, out_w * sampling_ratio
-    rois = rois.to(features.dtype) if features.dtype == torch.float64 else rois.float()
+    rois = rois.to(torch.promote_types(features.dtype, torch.float32))  # coordinates in >= float32
 
     # sample points in feature-map pixels, [K, grid_h] and [K, grid_w]
     x1, y1 = rois[:, 1] * spatial_scale, rois[:, 2] * spatial_scale
@@ -73,7 +73,7 @@ def grid_roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int],
     sorted_index = image_index[order]
     slot = torch.arange(n_rois, device=rois.device) - (torch.cumsum(counts, 0) - counts)[sorted_index]
     padded = grid.new_zeros((batch, per_image, grid_h, grid_w, 2))
-    padded[sorted_index, slot] = grid[order].to(padded.dtype)
+    padded[sorted_index, slot] = grid[order]
     sampled = F.grid_sample(
         features, padded.view(batch, per_image * grid_h, grid_w, 2).to(features.dtype),
         mode="bilinear", padding_mode="border", align_corners=True,

@@ -115,9 +115,7 @@ def synth_rsna(
     class_info_duplicate_rows, one count per class name, positive_images_with_{1..4}_boxes,
     AP, PA, AP_positive, PA_positive, age_quirks, size_px.
     """
-    _check_args(n_images, n_test_images, size_px, seed, class_fractions)
-    if workers < 1:
-        raise ConfigError(f"workers (--workers): must be >= 1, got {workers}")
+    _check_args(n_images, n_test_images, size_px, seed, class_fractions, workers)
     started = time.perf_counter()
     params = {"n_images": n_images, "n_test_images": n_test_images, "size_px": size_px, "seed": seed,
               "class_fractions": list(class_fractions)}
@@ -156,7 +154,7 @@ def synth_rsna(
 
 
 def _check_args(n_images: int, n_test_images: int, size_px: int, seed: int,
-                class_fractions: tuple[float, float, float]) -> None:
+                class_fractions: tuple[float, float, float], workers: int) -> None:
     if n_images < 1:
         raise ConfigError(f"n_images (--images): must be >= 1, got {n_images}")
     if n_test_images < 0:
@@ -165,6 +163,8 @@ def _check_args(n_images: int, n_test_images: int, size_px: int, seed: int,
         raise ConfigError(f"size_px (--size): must be in 64..4096, got {size_px}")
     if seed < 0:
         raise ConfigError(f"seed (--seed): must be >= 0, got {seed}")
+    if workers < 1:
+        raise ConfigError(f"workers (--workers): must be >= 1, got {workers}")
     fractions = tuple(float(f) for f in class_fractions)
     if len(fractions) != len(RSNA_CLASSES) or min(fractions) < 0 or not abs(sum(fractions) - 1.0) < 1e-6:
         raise ConfigError(
