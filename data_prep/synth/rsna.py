@@ -297,21 +297,27 @@ def write_jpeg_baseline_dicom(
     sex: str,
     age: str,
     view_position: str,
-    pixel_spacing_mm: float,
+    pixel_spacing_mm: float | tuple[float, float],
     sop_instance_uid: str,
     study_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
     jpeg_quality: int = 95,
+    photometric_interpretation: str = "MONOCHROME2",
 ) -> None:
-    """Write a 2-D uint8 MONOCHROME2 image as an RSNA-style DICOM file.
+    """Write a 2-D uint8 image as an RSNA-style DICOM file.
 
     Transfer syntax JPEG Baseline (Process 1), 1.2.840.10008.1.2.4.50: the pixel data is ONE
     encapsulated JPEG frame (empty basic offset table), as in every RSNA file. Secondary Capture
     SOP class, Modality CR, BodyPartExamined CHEST, ConversionType WSD, SeriesDescription
     'view: <view_position>', PatientID = PatientName = patient_id, PatientAge written verbatim
-    (RSNA's bare numbers like '58', not DICOM's '058Y'), PixelSpacing [v, v],
-    LossyImageCompression '01', DCMTK file meta (OFFIS_DCMTK_360), 128-byte preamble + 'DICM'.
+    (RSNA's bare numbers like '58', not DICOM's '058Y'), LossyImageCompression '01', DCMTK file
+    meta (OFFIS_DCMTK_360), 128-byte preamble + 'DICM'.
     Study/series UIDs default to the RSNA pattern derived from `sop_instance_uid`.
+
+    `pixel_spacing_mm` is one float (square pixels, PixelSpacing [v, v] as RSNA writes it) or
+    (row spacing, column spacing). `photometric_interpretation` is MONOCHROME2 (RSNA) or
+    MONOCHROME1; the frame holds `pixels_uint8` as given either way, so a MONOCHROME1 file
+    displays inverted. Raises ValueError before writing anything when an argument is invalid.
     """
     pixels = np.asarray(pixels_uint8)
     if pixels.dtype != np.uint8 or pixels.ndim != 2:
@@ -320,6 +326,16 @@ def write_jpeg_baseline_dicom(
         raise ValueError(f"view_position must be 'AP' or 'PA', got {view_position!r}")
     if sex not in ("M", "F", "O", ""):
         raise ValueError(f"sex must be 'M', 'F', 'O' or '', got {sex!r}")
+    if photometric_interpretation not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ValueError(
+            f"photometric_interpretation must be 'MONOCHROME1' or 'MONOCHROME2', got {photometric_interpretation!r}"
+        )
+    if isinstance(pixel_spacing_mm, (tuple, list)):
+        if len(pixel_spacing_mm) != 2:
+            raise ValueError(f"pixel_spacing_mm must be one float or (row, column), got {pixel_spacing_mm!r}")
+        row_spacing_mm, column_spacing_mm = (float(v) for v in pixel_spacing_mm)
+    else:
+        row_spacing_mm = column_spacing_mm = float(pixel_spacing_mm)
     ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     if not ok:
         raise ValueError(f"cv2 could not JPEG-encode a {pixels.shape} image")
@@ -359,9 +375,9 @@ def write_jpeg_baseline_dicom(
     ds.InstanceNumber = "1"
     ds.PatientOrientation = ""
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = photometric_interpretation
     ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
-    ds.PixelSpacing = [float(pixel_spacing_mm), float(pixel_spacing_mm)]
+    ds.PixelSpacing = [row_spacing_mm, column_spacing_mm]
     ds.BitsAllocated = 8
     ds.BitsStored = 8
     ds.HighBit = 7

@@ -2,26 +2,25 @@
 
 `write_dicom` writes uncompressed (or pydicom-compressed) grayscale files with any bit depth,
 sign, photometric interpretation and extra tags; `write_jpeg_baseline_dicom` writes what every
-RSNA file is: one JPEG Baseline (1.2.840.10008.1.2.4.50) frame, encoded by OpenCV and
-encapsulated by pydicom, 8-bit MONOCHROME2, with RSNA's header fields.
+RSNA file is (one JPEG Baseline 1.2.840.10008.1.2.4.50 frame, 8-bit MONOCHROME2, RSNA's header
+fields) through data_prep.synth's writer, so tests read exactly what the synthetic dataset holds.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
-    JPEGBaseline8Bit,
     SecondaryCaptureImageStorage,
     generate_uid,
 )
+
+from data_prep.synth.rsna import write_jpeg_baseline_dicom as write_rsna_style_dicom
 
 
 def textured_image(height: int, width: int, seed: int = 0, bits: int = 8) -> np.ndarray:
@@ -132,39 +131,32 @@ def write_jpeg_baseline_dicom(
     age: str = "51",
     view: str = "PA",
     pixel_spacing: tuple[float, float] = (0.143, 0.143),
+    photometric: str = "MONOCHROME2",
     **tags: Any,
 ) -> Path:
-    """An RSNA-like file: 8-bit MONOCHROME2, one JPEG Baseline frame encoded by OpenCV."""
-    if pixels.dtype != np.uint8 or pixels.ndim != 2:
-        raise ValueError("JPEG Baseline fixtures take a 2-D uint8 image")
-    ok, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    assert ok
-    ds = _base_dataset(
-        pixels.shape[0],
-        pixels.shape[1],
-        transfer_syntax=JPEGBaseline8Bit,
-        photometric="MONOCHROME2",
-        bits_allocated=8,
-        bits_stored=8,
-        pixel_representation=0,
+    """An RSNA-like file written by the synthetic dataset's own writer, with test defaults.
+
+    Fresh random UIDs per file (pydicom's generate_uid), so files written in one test never
+    share a SOP Instance UID. `tags` are set on the written file afterwards, for headers that
+    no RSNA file has.
+    """
+    write_rsna_style_dicom(
+        path,
+        pixels,
+        patient_id=patient_id,
+        sex=sex,
+        age=age,
+        view_position=view,
+        pixel_spacing_mm=pixel_spacing,
+        sop_instance_uid=generate_uid(),
+        study_instance_uid=generate_uid(),
+        series_instance_uid=generate_uid(),
+        jpeg_quality=quality,
+        photometric_interpretation=photometric,
     )
-    ds.PatientID = patient_id
-    ds.PatientName = patient_id
-    ds.PatientSex = sex
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # RSNA's bare ages ('51') are not valid DICOM AS values
-        ds.PatientAge = age
-    ds.ViewPosition = view
-    ds.SeriesDescription = f"view: {view}"
-    ds.BodyPartExamined = "CHEST"
-    ds.ConversionType = "WSD"
-    ds.PixelSpacing = [f"{pixel_spacing[0]}", f"{pixel_spacing[1]}"]
-    ds.LossyImageCompression = "01"
-    ds.PixelData = encapsulate([jpeg.tobytes()])
-    ds["PixelData"].VR = "OB"
-    for name, value in tags.items():
-        setattr(ds, name, value)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    if tags:
+        ds = pydicom.dcmread(path)
+        for name, value in tags.items():
+            setattr(ds, name, value)
         ds.save_as(path, enforce_file_format=True)
     return Path(path)

@@ -110,7 +110,7 @@ def test_fast_path_needs_no_decoder_plugin_but_pydicom_path_names_the_fix(tmp_pa
 def test_fast_path_monochrome1_jpeg_is_inverted(tmp_path, no_pydicom_decode):
     image = textured_image(64, 80, seed=6)
     plain = write_jpeg_baseline_dicom(tmp_path / "m2.dcm", image)
-    inverted = write_jpeg_baseline_dicom(tmp_path / "m1.dcm", image, PhotometricInterpretation="MONOCHROME1")
+    inverted = write_jpeg_baseline_dicom(tmp_path / "m1.dcm", image, photometric="MONOCHROME1")
     np.testing.assert_array_equal(read_dicom(inverted)[0], 255 - read_dicom(plain)[0])
 
 
@@ -598,3 +598,11 @@ def test_scan_without_support_check_keeps_colour_headers(tmp_path):
     assert [Path(h.path).name for h in headers] == ["a.dcm", "c.dcm", "d.dcm", "f.dcm"]
     assert headers[2].samples_per_pixel == 3
     assert [Path(b.path).name for b in bad] == ["b.dcm", "e.dcm"]
+
+
+def test_jpeg_fixture_extra_tags_reach_the_file(tmp_path):
+    # The fixture writes through data_prep.synth's writer and sets extra tags afterwards.
+    path = write_jpeg_baseline_dicom(tmp_path / "p.dcm", textured_image(32, 32), Modality="DX", WindowCenter=100)
+    ds = pydicom.dcmread(path)
+    assert (ds.Modality, float(ds.WindowCenter)) == ("DX", 100.0)
+    assert ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit

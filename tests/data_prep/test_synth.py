@@ -213,6 +213,27 @@ def test_write_jpeg_baseline_dicom_round_trip_non_square(tmp_path):
     assert np.abs(ds.pixel_array.astype(int) - pixels.astype(int)).max() <= 3
 
 
+def test_write_jpeg_baseline_dicom_spacing_pair_and_monochrome1(tmp_path):
+    pixels = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    path = tmp_path / "x.dcm"
+    write_jpeg_baseline_dicom(path, pixels, patient_id="p1", sex="M", age="40", view_position="AP",
+                              pixel_spacing_mm=(0.139, 0.143), photometric_interpretation="MONOCHROME1",
+                              sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3")
+    ds = pydicom.dcmread(path)
+    assert [float(v) for v in ds.PixelSpacing] == [0.139, 0.143]  # (row, column), as given
+    assert ds.PhotometricInterpretation == "MONOCHROME1"
+    # the frame holds the pixels as given: only the header says how to display them
+    assert np.abs(ds.pixel_array.astype(int) - pixels.astype(int)).max() <= 3
+
+
+def test_write_jpeg_baseline_dicom_one_spacing_means_square_pixels(tmp_path):
+    path = tmp_path / "x.dcm"
+    write_jpeg_baseline_dicom(path, np.zeros((8, 8), np.uint8), patient_id="p", sex="F", age="40",
+                              view_position="PA", pixel_spacing_mm=0.168,
+                              sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3")
+    assert [float(v) for v in pydicom.dcmread(path).PixelSpacing] == [0.168, 0.168]
+
+
 @pytest.mark.parametrize(
     "pixels, kwargs, message",
     [
@@ -220,6 +241,10 @@ def test_write_jpeg_baseline_dicom_round_trip_non_square(tmp_path):
         (np.zeros((8, 8, 3), np.uint8), {}, "pixels_uint8 must be a 2-D uint8 array, got uint8 (8, 8, 3)"),
         (np.zeros((8, 8), np.uint8), {"view_position": "LL"}, "view_position must be 'AP' or 'PA', got 'LL'"),
         (np.zeros((8, 8), np.uint8), {"sop_instance_uid": "1.2.3"}, "sop_instance_uid '1.2.3' is not RSNA-style"),
+        (np.zeros((8, 8), np.uint8), {"photometric_interpretation": "RGB"},
+         "photometric_interpretation must be 'MONOCHROME1' or 'MONOCHROME2', got 'RGB'"),
+        (np.zeros((8, 8), np.uint8), {"pixel_spacing_mm": (0.1, 0.2, 0.3)},
+         "pixel_spacing_mm must be one float or (row, column), got (0.1, 0.2, 0.3)"),
     ],
 )
 def test_write_jpeg_baseline_dicom_rejects_bad_input(tmp_path, pixels, kwargs, message):
