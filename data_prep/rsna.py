@@ -12,12 +12,19 @@ Layout (see docs/data-formats.md):
 One patientId names one image, so image_id == patient_id. Boxes are converted once, here,
 from (x, y, width, height) with (x, y) the top-left corner to float32 xyxy pixels.
 
+The rules one patient's rows of the labels file must follow are checked in one place
+(`_check_patient_rows`): all rows agree on Target; a Target=0 row has all four box fields
+empty; a Target=1 row has all four; width and height are positive. Both readers apply them:
+`read_label_boxes` (the labels file alone, e.g. as ground truth for a submission) and
+`parse_rsna` (labels + class info + images, which adds the class and image-bounds rules).
+
 Two kinds of problems, two ways out:
 - the CSV itself is broken (missing column, a number that is not a number): LabelFileError
   naming the file, the line and the value; nothing sensible can be built from it.
-- one image's labels are inconsistent (Target disagrees with the class, a positive row
-  without a box, a box outside the image, an unknown class): that image becomes a BadFile
-  with the reason, is left out of the records, and the rest is parsed.
+  `read_label_boxes` treats a patient that breaks a rule the same way.
+- in `parse_rsna`, one image's labels are inconsistent (Target disagrees with the class, a
+  positive row without a box, a box outside the image, an unknown class): that image becomes
+  a BadFile with the reason, is left out of the records, and the rest is parsed.
 """
 from __future__ import annotations
 
@@ -218,6 +225,81 @@ def _format_box(box_xywh: tuple[float, ...]) -> str:
     return "[" + ", ".join(f"{v:g}" for v in box_xywh) + "]"
 
 
+class _PatientRowsError(Exception):
+    """A patient's label rows break a rule: the offending `lines` of the labels file and the `problem`.
+
+    It names no file, so it never leaves this module: each caller turns it into a
+    LabelFileError that names the labels file (read_label_boxes) or the image (parse_rsna).
+    """
+
+    def __init__(self, lines: list[int], problem: str) -> None:
+        super().__init__(problem)
+        self.lines = tuple(lines)
+        self.problem = problem
+
+    def where(self) -> str:
+        """'line 3' or 'lines 3, 4'."""
+        if len(self.lines) == 1:
+            return f"line {self.lines[0]}"
+        return "lines " + ", ".join(str(line) for line in self.lines)
+
+
+def _check_patient_rows(patient_id: str, rows: list[LabelRow]) -> tuple[int, list[LabelRow]]:
+    """Apply the labels file's rules to one patient's rows -> (target, the rows with a box, in line order).
+
+    The rules, checked in this order: all rows agree on Target; a Target=0 row has all of
+    x, y, width, height empty; a Target=1 row has all four; width and height are > 0. Boxes
+    are not checked against an image size here (the labels file does not know it).
+    Raises _PatientRowsError for the first rule broken. `rows` must not be empty.
+    """
+    if len({row.target for row in rows}) > 1:
+        raise _PatientRowsError([row.line for row in rows], f"patientId {patient_id} has both Target=0 and Target=1 rows")
+    boxed: list[LabelRow] = []
+    for row in rows:
+        if row.target == 0:
+            if row.box_fields_present:
+                raise _PatientRowsError([row.line], "Target=0 row has box coordinates (expected empty x,y,width,height)")
+            continue
+        if row.box_xywh is None:
+            raise _PatientRowsError([row.line], "Target=1 row needs all of x,y,width,height")
+        _, _, w, h = row.box_xywh
+        if w <= 0 or h <= 0:
+            raise _PatientRowsError([row.line], f"box width and height must be positive, got {w:g}x{h:g}")
+        boxed.append(row)
+    return rows[0].target, boxed
+
+
+def _rows_to_boxes_xyxy(boxed: list[LabelRow]) -> np.ndarray:
+    if not boxed:
+        return empty_boxes()
+    return xywh_to_xyxy(np.asarray([row.box_xywh for row in boxed], dtype=np.float32))
+
+
+def read_label_boxes(path: str | Path) -> dict[str, np.ndarray]:
+    """Read stage_2_train_labels.csv alone -> {patientId: boxes_xyxy float32 [N, 4]} in file order.
+
+    Negatives (Target=0, empty coordinates) map to a (0, 4) array. Exact duplicate rows
+    collapse (as in `read_train_labels`). Raises LabelFileError('<file>: line N: <problem>'),
+    N the physical line (the header is line 1), for a broken cell (see `read_train_labels`),
+    for a file without data rows, and for the first patient whose rows break a rule of
+    `_check_patient_rows`: rows that disagree on Target ('lines 2, 3: ...'), a Target=1 row
+    without all four box fields, a Target=0 row with any, a non-positive width or height.
+    Boxes are not checked against an image size.
+    """
+    path = Path(path)
+    rows_by_patient, _duplicates = read_train_labels(path)
+    if not rows_by_patient:
+        raise LabelFileError(path, "no label rows after the header")
+    out: dict[str, np.ndarray] = {}
+    for patient_id, rows in rows_by_patient.items():
+        try:
+            _target, boxed = _check_patient_rows(patient_id, rows)
+        except _PatientRowsError as exc:
+            raise LabelFileError(path, f"{exc.where()}: {exc.problem}") from None
+        out[patient_id] = _rows_to_boxes_xyxy(boxed)
+    return out
+
+
 def rsna_boxes_xyxy(
     image_path: str,
     patient_id: str,
@@ -228,13 +310,19 @@ def rsna_boxes_xyxy(
 ) -> tuple[str, int, np.ndarray]:
     """Check one image's label rows and class; return (rsna_class, target, boxes_xyxy float32 [N, 4]).
 
-    Raises LabelFileError(image_path, reason) naming the patient and the offending row or box
-    when the labels of this image are inconsistent. `height`/`width` (from the DICOM header)
-    bound the boxes; when None only non-negative corners and positive sizes are checked.
+    Raises LabelFileError(image_path, 'patientId <id>: <reason>') for the first problem, in
+    this order: no label row; a rule of the labels file broken (`_check_patient_rows`, reason
+    'line N of stage_2_train_labels.csv: <problem>'); no, conflicting or unknown class; Target
+    disagreeing with the class; a box outside the image. `height`/`width` (from the DICOM
+    header) bound the boxes; when None only non-negative corners are checked.
     """
     who = f"patientId {patient_id}"
     if not rows:
         raise LabelFileError(image_path, f"{who}: no row in {LABELS_CSV}")
+    try:
+        target, boxed = _check_patient_rows(patient_id, rows)
+    except _PatientRowsError as exc:
+        raise LabelFileError(image_path, f"{who}: {exc.where()} of {LABELS_CSV}: {exc.problem}") from None
     if not class_names:
         raise LabelFileError(image_path, f"{who}: no row in {CLASS_INFO_CSV}")
     if len(class_names) > 1:
@@ -244,40 +332,13 @@ def rsna_boxes_xyxy(
         raise LabelFileError(
             image_path, f"{who}: unknown class {rsna_class!r} (expected one of {', '.join(map(repr, RSNA_CLASSES))})"
         )
-    targets = sorted({row.target for row in rows})
-    if len(targets) > 1:
-        lines = ", ".join(str(row.line) for row in rows)
-        raise LabelFileError(image_path, f"{who}: rows disagree on Target (lines {lines} of {LABELS_CSV})")
-    target = targets[0]
     if (target == 1) != (rsna_class == RSNA_POSITIVE_CLASS):
         raise LabelFileError(
             image_path,
             f"{who}: Target={target} but class is {rsna_class!r} (Target=1 exactly when class is {RSNA_POSITIVE_CLASS!r})",
         )
-    for row in rows:
-        if row.box_fields_present not in (0, 4):
-            raise LabelFileError(
-                image_path, f"{who}: line {row.line} of {LABELS_CSV} has an incomplete box (some of x,y,width,height empty)"
-            )
-    if target == 0:
-        boxed = [row for row in rows if row.box_xywh is not None]
-        if boxed:
-            raise LabelFileError(
-                image_path,
-                f"{who}: Target=0 row with a box {_format_box(boxed[0].box_xywh)} (line {boxed[0].line} of {LABELS_CSV})",  # type: ignore[arg-type]
-            )
-        return rsna_class, 0, empty_boxes()
-
-    boxes = []
-    for row in rows:
-        if row.box_xywh is None:
-            raise LabelFileError(image_path, f"{who}: Target=1 row with an empty box (line {row.line} of {LABELS_CSV})")
-        x, y, w, h = row.box_xywh
-        if w <= 0 or h <= 0:
-            raise LabelFileError(
-                image_path,
-                f"{who}: box {_format_box(row.box_xywh)} (x,y,width,height; line {row.line}) has a non-positive size",
-            )
+    for row in boxed:
+        x, y, w, h = row.box_xywh  # type: ignore[misc]
         outside = x < 0 or y < 0
         if width is not None and height is not None:
             outside = outside or x + w > width or y + h > height
@@ -285,10 +346,9 @@ def rsna_boxes_xyxy(
             grid = f"the {width}x{height} image" if width is not None else "the image (negative corner)"
             raise LabelFileError(
                 image_path,
-                f"{who}: box {_format_box(row.box_xywh)} (x,y,width,height; line {row.line}) extends outside {grid}",
+                f"{who}: box {_format_box(row.box_xywh)} (x,y,width,height; line {row.line}) extends outside {grid}",  # type: ignore[arg-type]
             )
-        boxes.append(row.box_xywh)
-    return rsna_class, 1, xywh_to_xyxy(np.asarray(boxes, dtype=np.float32))
+    return rsna_class, target, _rows_to_boxes_xyxy(boxed)
 
 
 def _dcm_ids(folder: Path) -> tuple[dict[str, Path], list[Path]]:

@@ -10,7 +10,7 @@ import pytest
 
 from data_prep.errors import LabelFileError
 from data_prep.records import RSNA_CLASSES, BadFile
-from data_prep.rsna import parse_rsna, read_class_info, read_train_labels
+from data_prep.rsna import parse_rsna, read_class_info, read_label_boxes, read_train_labels
 from data_prep.synth import synth_rsna
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 
@@ -164,27 +164,34 @@ def _one_good_one_bad(tmp_path, bad_labels: str, bad_classes: str) -> tuple:
         (
             "bad,10,10,0,20,1\n",
             "bad,Lung Opacity\n",
-            "patientId bad: box [10, 10, 0, 20] (x,y,width,height; line 3) has a non-positive size",
+            "patientId bad: line 3 of stage_2_train_labels.csv: box width and height must be positive, got 0x20",
         ),
         (
             "bad,10,10,20,20,1\nbad,,,,,1\n",
             "bad,Lung Opacity\nbad,Lung Opacity\n",
-            "patientId bad: Target=1 row with an empty box (line 4 of stage_2_train_labels.csv)",
+            "patientId bad: line 4 of stage_2_train_labels.csv: Target=1 row needs all of x,y,width,height",
         ),
         (
             "bad,10,10,20,20,0\n",
             "bad,Normal\n",
-            "patientId bad: Target=0 row with a box [10, 10, 20, 20] (line 3 of stage_2_train_labels.csv)",
+            "patientId bad: line 3 of stage_2_train_labels.csv: Target=0 row has box coordinates "
+            "(expected empty x,y,width,height)",
         ),
         (
             "bad,10,10,,20,1\n",
             "bad,Lung Opacity\n",
-            "patientId bad: line 3 of stage_2_train_labels.csv has an incomplete box (some of x,y,width,height empty)",
+            "patientId bad: line 3 of stage_2_train_labels.csv: Target=1 row needs all of x,y,width,height",
+        ),
+        (
+            "bad,,10,,,0\n",
+            "bad,Normal\n",
+            "patientId bad: line 3 of stage_2_train_labels.csv: Target=0 row has box coordinates "
+            "(expected empty x,y,width,height)",
         ),
         (
             "bad,10,10,20,20,1\nbad,,,,,0\n",
             "bad,Lung Opacity\n",
-            "patientId bad: rows disagree on Target (lines 3, 4 of stage_2_train_labels.csv)",
+            "patientId bad: lines 3, 4 of stage_2_train_labels.csv: patientId bad has both Target=0 and Target=1 rows",
         ),
         (
             "bad,,,,,0\n",
@@ -210,6 +217,7 @@ def _one_good_one_bad(tmp_path, bad_labels: str, bad_classes: str) -> tuple:
         "positive-empty-box",
         "negative-with-box",
         "incomplete-box",
+        "negative-with-part-of-a-box",
         "targets-disagree",
         "unknown-class",
         "conflicting-classes",
@@ -342,6 +350,99 @@ def test_bom_and_whitespace_in_header_are_tolerated(tmp_path):
     assert classes == {"a": ["Normal"]}
 
 
+# --- read_label_boxes: the labels file alone -----------------------------------------------------
+
+LABELS = (
+    LABEL_HEADER
+    + "neg,,,,,0\n"
+    + "pos,264,152,213,379,1\n"
+    + "pos,562,152,256,453,1\n"
+    + "pos,562,152,256,453,1\n"  # an exact duplicate row, collapsed
+)
+
+
+def _labels_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    return path
+
+
+def test_read_label_boxes(tmp_path):
+    labels = read_label_boxes(_labels_file(tmp_path, LABELS))
+    assert list(labels) == ["neg", "pos"]
+    assert labels["neg"].shape == (0, 4) and labels["neg"].dtype == np.float32
+    assert labels["pos"].dtype == np.float32
+    # (x, y, w, h) -> (x, y, x + w, y + h): 264 + 213 = 477, 152 + 379 = 531; 562 + 256 = 818, 152 + 453 = 605.
+    np.testing.assert_array_equal(labels["pos"], [[264, 152, 477, 531], [562, 152, 818, 605]])
+
+
+def test_read_label_boxes_keeps_file_order_and_float_text(tmp_path):
+    # Patients in order of first appearance, a patient's boxes in line order, even when its rows
+    # are not adjacent; '264.5' style text as the real file (and synth) write it.
+    text = LABEL_HEADER + "zed,10.5,20.25,30,40.5,1\nalpha,,,,,0\nzed,0.0,0.0,1.0,2.0,1\n"
+    labels = read_label_boxes(_labels_file(tmp_path, text))
+    assert list(labels) == ["zed", "alpha"]
+    np.testing.assert_array_equal(labels["zed"], [[10.5, 20.25, 40.5, 60.75], [0, 0, 1, 2]])
+
+
+def test_read_label_boxes_does_not_bound_boxes_by_an_image(tmp_path):
+    # The labels file does not know the image size: past the 1024 grid and negative corners pass unchanged.
+    text = LABEL_HEADER + "p,1000,-5,100,10,1\n"
+    np.testing.assert_array_equal(read_label_boxes(_labels_file(tmp_path, text))["p"], [[1000, -5, 1100, 5]])
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("a,,,,,1\n", "line 2: Target=1 row needs all of x,y,width,height"),
+        ("a,1,2,,4,1\n", "line 2: Target=1 row needs all of x,y,width,height"),
+        ("a,1,2,3,4,0\n", "line 2: Target=0 row has box coordinates (expected empty x,y,width,height)"),
+        ("a,,,3,,0\n", "line 2: Target=0 row has box coordinates (expected empty x,y,width,height)"),
+        ("a,1,2,0,4,1\n", "line 2: box width and height must be positive, got 0x4"),
+        ("a,1,2,3,-0.5,1\n", "line 2: box width and height must be positive, got 3x-0.5"),
+        ("a,,,,,0\na,1,2,3,4,1\n", "lines 2, 3: patientId a has both Target=0 and Target=1 rows"),
+        # the duplicate on line 3 collapses, so the disagreeing rows are lines 2 and 4
+        ("a,,,,,0\na,,,,,0\na,1,2,3,4,1\n", "lines 2, 4: patientId a has both Target=0 and Target=1 rows"),
+        # the first patient in file order that breaks a rule is reported
+        ("ok,,,,,0\nb,1,2,3,4,0\nc,,,,,1\n", "line 3: Target=0 row has box coordinates (expected empty x,y,width,height)"),
+        ("", "no label rows after the header"),
+        ("\n\n", "no label rows after the header"),
+    ],
+)
+def test_malformed_labels_name_file_and_line(tmp_path, rows, message):
+    path = _labels_file(tmp_path, LABEL_HEADER + rows)
+    with pytest.raises(LabelFileError) as info:
+        read_label_boxes(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_read_label_boxes_broken_cells_come_from_the_shared_parser(tmp_path):
+    path = _labels_file(tmp_path, LABEL_HEADER + "a,1,two,3,4,1\n")
+    with pytest.raises(LabelFileError) as info:
+        read_label_boxes(path)
+    assert str(info.value) == f"{path}: line 2: column 'y': 'two' is not a number"
+    with pytest.raises(LabelFileError, match=r"nope.csv: file not found"):
+        read_label_boxes(tmp_path / "nope.csv")
+    with pytest.raises(LabelFileError, match=r"missing column 'Target'"):
+        read_label_boxes(_labels_file(tmp_path, "patientId,x,y,width,height\np,,,,\n"))
+
+
+def test_both_readers_apply_the_same_rules(tmp_path):
+    # One broken patient: read_label_boxes rejects the file naming the line, parse_rsna makes
+    # that image a BadFile with the same problem, and both agree on the good patient's boxes.
+    labels = LABEL_HEADER + "good,1,2,3,4,1\nbad,5,6,0,8,1\n"
+    classes = CLASS_HEADER + "good,Lung Opacity\nbad,Lung Opacity\n"
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, ["good", "bad"])
+    problem = "box width and height must be positive, got 0x8"
+    with pytest.raises(LabelFileError) as info:
+        read_label_boxes(root / "stage_2_train_labels.csv")
+    assert str(info.value) == f"{root / 'stage_2_train_labels.csv'}: line 3: {problem}"
+    result = parse_rsna(root)
+    assert result.bad_files == [BadFile(path="stage_2_train_images/bad.dcm",
+                                        reason=f"patientId bad: line 3 of stage_2_train_labels.csv: {problem}")]
+    np.testing.assert_array_equal(result.records[0].boxes_xyxy, [[1, 2, 4, 6]])
+
+
 # --- synthesized data -------------------------------------------------------------------------
 
 
@@ -386,3 +487,12 @@ def test_parse_synthesized_rsna_counts(synth_rsna_root):
         assert record.sex in ("M", "F") and record.pixel_spacing_mm is not None
         boxes = record.boxes_xyxy
         assert np.all(boxes[:, 2:] > boxes[:, :2]) and np.all(boxes >= 0) and np.all(boxes <= 128)
+
+
+def test_read_label_boxes_agrees_with_parse_rsna_on_synthesized_data(synth_rsna_root):
+    root, _summary = synth_rsna_root
+    labels = read_label_boxes(root / "stage_2_train_labels.csv")
+    records = parse_rsna(root, read_headers=False).records
+    assert sorted(labels) == [r.image_id for r in records]
+    for record in records:
+        np.testing.assert_array_equal(labels[record.image_id], record.boxes_xyxy)
