@@ -1,8 +1,9 @@
-"""The prepared folder: what `detect prepare` writes and everything after it reads.
+r"""The prepared folder: what `detect prepare` writes and everything after it reads.
 
     <prepared_dir>/            default <data_dir>/detect_prepared
         manifest.csv           one row per image, columns MANIFEST_COLUMNS, sorted by image_id;
                                boxes_xyxy as JSON text [[x1, y1, x2, y2], ...] (original pixels),
+                               pixel_spacing_mm as 'row\column' in mm (see below),
                                empty cell = None, booleans True/False
         splits.csv             patient_id,dataset,split (one row per patient)
         bad_files.csv          path,reason (every file that could not be used, and why)
@@ -10,6 +11,11 @@
         prepare.json           format_version, dataset, data_root (absolute), seed, fractions,
                                cache_size_px (or null), package versions
         cache/<size_px>/       letterboxed PNGs (data_prep.cache), when built
+
+pixel_spacing_mm is written the way DICOM writes PixelSpacing's two values: row spacing,
+a backslash, column spacing, each the shortest text that reads back to the same float
+('0.139\0.143'). Manifests written before the pair existed hold one number ('0.143'),
+which reads back as square pixels (0.143, 0.143).
 
 Nothing here holds a timestamp and every table is sorted, so preparing twice writes
 byte-identical files: a diff of two prepared folders shows real changes only.
@@ -239,6 +245,17 @@ def _opt_float(text: str) -> float | None:
     return float(text) if text else None
 
 
+def _opt_spacing_pair(text: str) -> tuple[float, float] | None:
+    if not text:
+        return None
+    parts = text.split("\\")
+    if len(parts) == 1:  # an older manifest's single value: square pixels
+        return float(parts[0]), float(parts[0])
+    if len(parts) != 2:
+        raise ValueError("expected row\\column spacing in mm, e.g. 0.139\\0.143")
+    return float(parts[0]), float(parts[1])
+
+
 def _bool(text: str) -> bool:
     if text not in ("True", "False"):
         raise ValueError("not True or False")
@@ -272,7 +289,7 @@ COLUMN_PARSERS: dict[str, Callable[[str], Any]] = {
     "age_years": _opt_float,
     "age_valid": _bool,
     "view_position": _opt_str,
-    "pixel_spacing_mm": _opt_float,
+    "pixel_spacing_mm": _opt_spacing_pair,
     "source_split": _opt_str,
 }
 

@@ -88,6 +88,8 @@ class ImageRecord:
     - `boxes_xyxy`: float32 [N, 4], see the module docstring.
     - `split`: one of SPLITS, or None before splitting.
     - header fields: from the DICOM header (RSNA) or the JPEG itself (Kermany: size only).
+    - `pixel_spacing_mm`: (row spacing, column spacing) in mm, DicomHeader's pair unchanged
+      (rows and columns can differ on hospital exports), None when the file has none.
     """
 
     image_id: str
@@ -106,17 +108,27 @@ class ImageRecord:
     age_years: float | None = None
     age_valid: bool = True
     view_position: str | None = None
-    pixel_spacing_mm: float | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None
     source_split: str | None = None  # Kermany: the folder the file came from (train/val/test)
 
     def __post_init__(self) -> None:
         boxes = np.asarray(self.boxes_xyxy, dtype=np.float32).reshape(-1, 4)
         object.__setattr__(self, "boxes_xyxy", boxes)
+        if self.pixel_spacing_mm is not None:
+            # A bare float here would be ambiguous (row? both?): only a pair is accepted.
+            spacing = self.pixel_spacing_mm
+            if not isinstance(spacing, (tuple, list, np.ndarray)) or len(spacing) != 2:
+                raise ValueError(f"pixel_spacing_mm must be (row, column) in mm or None, got {spacing!r}")
+            object.__setattr__(self, "pixel_spacing_mm", (float(spacing[0]), float(spacing[1])))
 
     def to_row(self) -> dict[str, Any]:
-        """A flat dict for the manifest CSV; boxes as a JSON list of [x1, y1, x2, y2]."""
+        r"""A flat dict for the manifest CSV; boxes as a JSON list of [x1, y1, x2, y2], the pixel
+        spacing as 'row\column' text (DICOM's multi-value form, e.g. '0.139\0.143'), each
+        number the shortest text that reads back to the same float."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         row["boxes_xyxy"] = json.dumps([[round(float(v), 3) for v in b] for b in self.boxes_xyxy])
+        if self.pixel_spacing_mm is not None:
+            row["pixel_spacing_mm"] = "\\".join(repr(v) for v in self.pixel_spacing_mm)
         return row
 
 

@@ -370,7 +370,6 @@ def _dcm_ids(folder: Path) -> tuple[dict[str, Path], list[Path]]:
 def _record_from_header(
     patient_id: str, path: str, rsna_class: str, target: int, boxes_xyxy: np.ndarray, header: DicomHeader | None
 ) -> ImageRecord:
-    spacing = header.pixel_spacing_mm[0] if header is not None and header.pixel_spacing_mm else None
     return ImageRecord(
         image_id=patient_id,
         dataset="rsna",
@@ -386,7 +385,7 @@ def _record_from_header(
         age_years=header.age_years if header is not None else None,
         age_valid=header.age_valid if header is not None else True,
         view_position=header.view_position if header is not None else None,
-        pixel_spacing_mm=float(spacing) if spacing is not None else None,
+        pixel_spacing_mm=header.pixel_spacing_mm if header is not None else None,
     )
 
 

@@ -22,12 +22,12 @@ RECORDS = [
         image_id="pos-uuid", dataset="rsna", path="stage_2_train_images/pos-uuid.dcm", patient_id="pos-uuid",
         target=1, has_box_labels=True, boxes_xyxy=np.array([[264.0, 152.0, 477.0, 531.0], [0.5, 1.25, 2.125, 3.0]]),
         rsna_class="Lung Opacity", split="train", height=1024, width=1024, sex="F", age_years=51.0, age_valid=True,
-        view_position="AP", pixel_spacing_mm=0.1943,
+        view_position="AP", pixel_spacing_mm=(0.1943, 0.1943),
     ),
     ImageRecord(
         image_id="neg-uuid", dataset="rsna", path="stage_2_train_images/neg-uuid.dcm", patient_id="neg-uuid",
         target=0, has_box_labels=True, rsna_class="Normal", split="val", height=1024, width=1024, sex="M",
-        age_years=151.0, age_valid=False, view_position="PA", pixel_spacing_mm=0.143,
+        age_years=151.0, age_valid=False, view_position="PA", pixel_spacing_mm=(0.139, 0.1433333333333333),
     ),
     ImageRecord(
         image_id="no-header", dataset="rsna", path="stage_2_train_images/no-header.dcm", patient_id="no-header",
@@ -177,3 +177,49 @@ def test_missing_manifest_column_and_old_format(tmp_path):
     info_path.write_text(json.dumps(info))
     with pytest.raises(DataFormatError, match=r"prepare.json: format_version 0, this version reads 1"):
         read_manifest(tmp_path / "p")
+
+
+def test_pixel_spacing_pair_is_written_as_dicom_text_and_read_back_exactly(tmp_path):
+    write(tmp_path / "p")
+    frame = pd.read_csv(tmp_path / "p" / "manifest.csv", dtype=str, keep_default_na=False).set_index("image_id")
+    # row\column, each number the shortest text for its float (repr), so the pair survives exactly
+    assert frame.loc["neg-uuid", "pixel_spacing_mm"] == "0.139\\0.1433333333333333"
+    assert frame.loc["pos-uuid", "pixel_spacing_mm"] == "0.1943\\0.1943"
+    assert frame.loc["no-header", "pixel_spacing_mm"] == ""
+    by_id = {r.image_id: r for r in read_manifest(tmp_path / "p").records}
+    assert by_id["neg-uuid"].pixel_spacing_mm == (0.139, 0.1433333333333333)
+    assert by_id["no-header"].pixel_spacing_mm is None
+
+
+def test_old_manifest_with_one_spacing_reads_as_square_pixels(tmp_path):
+    # Manifests written before the pair held one float per image.
+    write(tmp_path / "p")
+    path = tmp_path / "p" / "manifest.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["pixel_spacing_mm"] = frame["image_id"].map({"neg-uuid": "0.143", "pos-uuid": "0.1943", "no-header": ""})
+    frame.to_csv(path, index=False)
+    by_id = {r.image_id: r for r in read_manifest(tmp_path / "p").records}
+    assert by_id["neg-uuid"].pixel_spacing_mm == (0.143, 0.143)
+    assert by_id["pos-uuid"].pixel_spacing_mm == (0.1943, 0.1943)
+    assert by_id["no-header"].pixel_spacing_mm is None
+
+
+@pytest.mark.parametrize("text", ["0.1\\0.2\\0.3", "0.1\\", "wide"])
+def test_bad_pixel_spacing_cell_names_the_line_and_column(tmp_path, text):
+    write(tmp_path / "p")
+    path = tmp_path / "p" / "manifest.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame.loc[0, "pixel_spacing_mm"] = text
+    frame.to_csv(path, index=False)
+    with pytest.raises(DataFormatError, match=r"manifest.csv: line 2: column 'pixel_spacing_mm': cannot read"):
+        read_manifest(tmp_path / "p")
+
+
+@pytest.mark.parametrize("spacing", [0.143, (0.1, 0.2, 0.3)])
+def test_image_record_takes_only_a_spacing_pair(spacing):
+    with pytest.raises(ValueError, match=r"pixel_spacing_mm must be \(row, column\) in mm or None"):
+        ImageRecord(image_id="a", dataset="rsna", path="a.dcm", patient_id="a", target=0, has_box_labels=True,
+                    pixel_spacing_mm=spacing)
+    record = ImageRecord(image_id="a", dataset="rsna", path="a.dcm", patient_id="a", target=0, has_box_labels=True,
+                         pixel_spacing_mm=[np.float32(0.5), 0.25])
+    assert record.pixel_spacing_mm == (0.5, 0.25) and type(record.pixel_spacing_mm[0]) is float

@@ -271,3 +271,18 @@ def test_prepare_synthesized_kermany(tmp_path):
     prepared = read_manifest(root)
     for record in prepared.records:
         assert prepared.cached_image_path(record.image_id, 64).is_file()
+
+
+def test_non_square_pixel_spacing_survives_prepare(tmp_path):
+    # DICOM header (0.139 row \ 0.143 column) -> ImageRecord -> manifest.csv -> read back, unchanged.
+    labels = LABEL_HEADER + "wide,,,,,0\nsquare,,,,,0\n"
+    classes = CLASS_HEADER + "wide,Normal\nsquare,Normal\n"
+    root = write_rsna_folder(tmp_path / "rsna", labels, classes, {
+        "wide": {"pixel_spacing": (0.139, 0.143)}, "square": {"pixel_spacing": (0.168, 0.168)},
+    })
+    prepare_dataset(root, workers=1)
+    manifest = pd.read_csv(root / "detect_prepared" / "manifest.csv", dtype=str).set_index("image_id")
+    assert manifest.loc["wide", "pixel_spacing_mm"] == "0.139\\0.143"
+    by_id = {r.image_id: r for r in read_manifest(root).records}
+    assert by_id["wide"].pixel_spacing_mm == (0.139, 0.143)
+    assert by_id["square"].pixel_spacing_mm == (0.168, 0.168)

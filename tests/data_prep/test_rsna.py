@@ -12,6 +12,7 @@ from data_prep.errors import LabelFileError
 from data_prep.records import RSNA_CLASSES, BadFile
 from data_prep.rsna import parse_rsna, read_class_info, read_label_boxes, read_train_labels
 from data_prep.synth import synth_rsna
+from data_prep.synth.rsna import PIXEL_SPACINGS_MM
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 
 LABEL_HEADER = "patientId,x,y,width,height,Target\n"
@@ -114,7 +115,7 @@ def test_parse_hand_built_folder(tmp_path):
     neg = by_id["neg-normal"]
     assert (neg.rsna_class, neg.target, neg.boxes_xyxy.shape) == ("Normal", 0, (0, 4))
     assert (neg.sex, neg.age_years, neg.age_valid, neg.view_position) == ("M", 58.0, True, "PA")
-    assert neg.pixel_spacing_mm == pytest.approx(0.168)  # row spacing
+    assert neg.pixel_spacing_mm == (0.168, 0.17)  # (row, column) from the header, not square
     assert (neg.height, neg.width) == (64, 64)
     other = by_id["neg-other"]
     assert (other.rsna_class, other.age_years, other.age_valid) == ("No Lung Opacity / Not Normal", 151.0, False)
@@ -485,6 +486,8 @@ def test_parse_synthesized_rsna_counts(synth_rsna_root):
                                    if len(rows) else np.zeros((0, 4)))
         assert (record.height, record.width) == (128, 128)
         assert record.sex in ("M", "F") and record.pixel_spacing_mm is not None
+        row_mm, column_mm = record.pixel_spacing_mm
+        assert row_mm == column_mm and row_mm in PIXEL_SPACINGS_MM
         boxes = record.boxes_xyxy
         assert np.all(boxes[:, 2:] > boxes[:, :2]) and np.all(boxes >= 0) and np.all(boxes <= 128)
 
