@@ -1,7 +1,7 @@
 """`detect`: the command line. Parses arguments, calls one function, prints, sets the exit code.
 
 No ML logic lives here. Heavy modules (torch) are imported inside the commands so that
-`detect --help` and `detect synth` stay fast. Every user-facing error is a `DetectError`:
+`detect --help` and `detect synth` stay fast: the one place in the project that imports late. Every user-facing error is a `DetectError`:
 it is printed as one line `error: <file or key>: <problem>` and the exit code is 2.
 """
 from __future__ import annotations
@@ -80,13 +80,18 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder; default runs/<config name>."),
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last.pt: same config (train.epochs may grow), same schedule."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=0.01 (repeatable)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (values that differ from the defaults marked) and exit without training."),
 ) -> None:
     """Train the Faster R-CNN + image classifier; writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
 
     Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
     """
-    from detect.train import format_result, run_training
+    from detect.config import format_config
+    from detect.training.trainer import format_result, resolve_config, run_training
 
+    if print_config:
+        typer.echo(format_config(resolve_config(config, overrides or [], out)), nl=False)
+        return
     result = run_training(config, data or [], out_dir=out, resume=resume, overrides=overrides or [], log=typer.echo)
     if result.rank == 0:
         typer.echo(format_result(result))
@@ -142,21 +147,25 @@ def infer(
     shrink: float = typer.Option(0.875, "--shrink", help="Scale box width/height about the centre by this factor (1.0 = off)."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Horizontal-flip test-time augmentation (boxes merged by weighted box fusion)."),
     pneumonia_threshold: Optional[float] = typer.Option(
-        None, "--pneumonia-threshold", help="Decision threshold; default: the checkpoint's (F1-optimal on validation), else 0.5."
+        None, "--pneumonia-threshold", help="Decision threshold for every image; default: the checkpoint's, chosen on the val split of the image's dataset."
+    ),
+    threshold_from: Optional[str] = typer.Option(
+        None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
 ) -> None:
     """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
-    from detect.infer import run_inference
-    from detect.postprocess import PostprocessSettings
+    from detect.inference.batch import run_inference
+    from detect.inference.postprocess import PostprocessSettings
 
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
     )
     result = run_inference(
         paths, out_path=out, checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
-        pneumonia_threshold=pneumonia_threshold, batch_size=batch_size, device=device, progress=sys.stderr.isatty(),
+        pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size, device=device,
+        progress=sys.stderr.isatty(),
     )
     for failure in result.failures:
         typer.echo(f"warning: {failure.path}: {failure.reason}", err=True)
@@ -173,7 +182,7 @@ def eval_command(
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
-    split: str = typer.Option("test", "--split", help="Held-out split to score (the threshold is always chosen on val)."),
+    split: str = typer.Option("test", "--split", help="Held-out split to score, at the thresholds training chose on each dataset's val split."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="As in `detect infer`."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="As in `detect infer`."),
     drop_below_threshold: bool = typer.Option(True, "--drop-below-threshold/--keep-below-threshold", help="As in `detect infer`."),
@@ -183,8 +192,10 @@ def eval_command(
     device: str = typer.Option("auto", "--device"),
 ) -> None:
     """Exact metrics (RSNA score, COCO mAP, classification) on held-out patients, or of a submission CSV."""
-    from detect.evaluate import evaluate_checkpoint, evaluate_predictions, format_summary
-    from detect.postprocess import PostprocessSettings
+    from detect.evaluation.evaluate import evaluate_checkpoint
+    from detect.evaluation.report import format_summary
+    from detect.evaluation.submission_eval import evaluate_predictions
+    from detect.inference.postprocess import PostprocessSettings
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None:
@@ -220,10 +231,6 @@ def demo(
 
     result = run_demo(out, size="quick" if quick else "full", config=config, overrides=overrides or [], seed=seed, log=typer.echo)
     typer.echo(format_demo_summary(result))
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    app()
 
 
 if __name__ == "__main__":  # pragma: no cover

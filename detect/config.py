@@ -1,16 +1,22 @@
-"""Frozen config dataclasses filled from strict YAML, overridable with `--set key=value`.
+"""Frozen config dataclasses filled from strict YAML, checked at load, overridable with `--set`.
 
-A recipe is one YAML file (configs/*.yaml). Every key must be a field below: an unknown or
-misspelled key is a ConfigError naming it and listing the valid keys of its section (as
-nanoGPT's configurator does). Paths (dataset roots, run folder) are NOT config: they come from
-the command line, so one recipe serves every machine.
+A recipe is one YAML file (configs/*.yaml) that holds only the keys it changes from the
+defaults below, each with its reason. Every key must be a field below: an unknown or misspelled
+key is a ConfigError naming it and listing the valid keys of its section (as nanoGPT's
+configurator does); so is a duplicated key, an empty file and a file that is not UTF-8 YAML.
+Every value and range check lives here, in the sections' `__post_init__`, so a bad value fails
+when the config is built: before any data is read or any model is built. Paths (dataset roots,
+run folder) are NOT config: they come from the command line, so one recipe serves every machine.
 
     cfg = load_config("configs/demo.yaml", overrides=["train.lr=0.01", "model.name=resnet50_fpn"])
     save_config(cfg, run_dir / "config.yaml")   # resolved, next to every checkpoint
+    print(format_config(cfg))                    # `detect train --print-config`
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +26,43 @@ from typing import Any
 import yaml
 
 from data_prep.errors import ConfigError
+from detect.models.registry import get_model_spec
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
+SCHEDULES: tuple[str, ...] = ("cosine", "step", "plateau", "constant")
+MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss")
+ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
+
+
+class _Checks:
+    """Raises the one-line ConfigError of a failed check, naming the full key."""
+
+    def __init__(self, section: str) -> None:
+        self.prefix = f"{section}." if section else ""
+
+    def fail(self, key: str, message: str) -> None:
+        raise ConfigError(f"config key '{self.prefix}{key}' {message}")
+
+    def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> None:
+        if value not in allowed:
+            self.fail(key, f"is '{value}'; choose one of: {', '.join(allowed)}")
+
+    def at_least(self, key: str, value: float, low: float) -> None:
+        if not (math.isfinite(value) and value >= low):
+            self.fail(key, f"is {value!r}; expected at least {low:g}")
+
+    def positive(self, key: str, value: float) -> None:
+        if not (math.isfinite(value) and value > 0):
+            self.fail(key, f"must be > 0, got {value!r}")
+
+    def in_range(self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (math.isfinite(value) and above and below):
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            self.fail(key, f"is {value!r}; expected a value in {interval}")
 
 
 @dataclass(frozen=True)
@@ -36,6 +79,21 @@ class AugmentConfig:
     clahe: bool = False  # CLAHE on the grayscale image before everything else (OpenCV)
     clahe_clip_limit: float = 2.0
 
+    def __post_init__(self) -> None:
+        check = _Checks("data.augment")
+        check.in_range("hflip_prob", self.hflip_prob, 0.0, 1.0)
+        check.in_range("affine_prob", self.affine_prob, 0.0, 1.0)
+        check.in_range("rotate_degrees", self.rotate_degrees, 0.0, 180.0)
+        check.in_range("shear_degrees", self.shear_degrees, 0.0, 90.0, high_open=True)
+        check.positive("scale_min", self.scale_min)
+        check.positive("scale_max", self.scale_max)
+        if self.scale_min > self.scale_max:
+            check.fail("scale_min", f"must be <= 'data.augment.scale_max' ({self.scale_min} > {self.scale_max})")
+        check.in_range("translate_fraction", self.translate_fraction, 0.0, 1.0, high_open=True)
+        check.at_least("brightness", self.brightness, 0.0)
+        check.at_least("contrast", self.contrast, 0.0)
+        check.positive("clahe_clip_limit", self.clahe_clip_limit)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -49,10 +107,24 @@ class DataConfig:
     split_seed: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        check = _Checks("data")
+        check.positive("image_size_px", self.image_size_px)
+        if self.image_size_px % IMAGE_SIZE_MULTIPLE_PX:
+            check.fail("image_size_px", f"must be a multiple of {IMAGE_SIZE_MULTIPLE_PX}, got {self.image_size_px}")
+        check.at_least("num_workers", self.num_workers, 0)
+        check.at_least("kermany_weight", self.kermany_weight, 0.0)
+        check.in_range("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
+        check.in_range("test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
+        if self.val_fraction + self.test_fraction >= 1.0:
+            check.fail("val_fraction", f"+ 'data.test_fraction' must be < 1 (no patient left to train on), "
+                                       f"got {self.val_fraction} + {self.test_fraction}")
+        check.at_least("split_seed", self.split_seed, 0)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "resnet50_fpn_v2"  # a key of detect.models.MODELS
+    name: str = "resnet50_fpn_v2"  # a key of detect.models.registry.MODELS
     weights: str = "none"  # none | imagenet | PATH to a .pt/.pth state dict or a detect checkpoint
     trainable_backbone_layers: int = 5  # 0-5 (resnet) / 0-6 (mobilenet); all when training from scratch
     box_score_thresh: float = 0.05  # boxes below this score are not returned at inference
@@ -67,7 +139,7 @@ class ModelConfig:
     rpn_batch_size_per_image: int = 256
     box_batch_size_per_image: int = 512  # RoIs sampled per image for the box head loss
     box_head_dim: int = 1024  # representation size of the two-layer box head (r50 v2 keeps its conv head)
-    roi_sampling_ratio: int = 2  # RoIAlign sampling points per bin side
+    roi_sampling_ratio: int = 2  # RoIAlign sampling points per bin side; <= 0: adaptive (torchvision only)
     roi_align_backend: str = "torchvision"  # torchvision | grid_sample (same numbers, ~3x faster backward on CPU)
     # RPN anchors. Empty = the model's torchvision default (sized for ~800 px images). One size
     # per feature level (small to large, in input pixels), and height/width ratios for all levels.
@@ -77,6 +149,35 @@ class ModelConfig:
     head_dropout: float = 0.2
     classifier_loss_weight: float = 1.0
 
+    def __post_init__(self) -> None:
+        check = _Checks("model")
+        spec = get_model_spec(self.name)
+        if not self.weights.strip():
+            check.fail("weights", "is empty; use none, imagenet or the path of a .pt/.pth file")
+        if not 0 <= self.trainable_backbone_layers <= spec.trainable_layers_max:
+            check.fail("trainable_backbone_layers",
+                       f"is {self.trainable_backbone_layers}; '{self.name}' accepts 0 to {spec.trainable_layers_max}")
+        check.in_range("box_score_thresh", self.box_score_thresh, 0.0, 1.0)
+        check.in_range("box_nms_thresh", self.box_nms_thresh, 0.0, 1.0, low_open=True)
+        for key in ("box_detections_per_img", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
+                    "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "rpn_batch_size_per_image",
+                    "box_batch_size_per_image", "box_head_dim", "head_hidden_dim"):
+            check.at_least(key, getattr(self, key), 1)
+        check.choice("roi_align_backend", self.roi_align_backend, ROI_ALIGN_BACKENDS)
+        if self.roi_align_backend == "grid_sample" and self.roi_sampling_ratio < 1:
+            check.fail("roi_sampling_ratio", f"is {self.roi_sampling_ratio}; model.roi_align_backend=grid_sample "
+                                             "needs a fixed ratio >= 1")
+        if self.anchor_sizes_px:
+            if len(self.anchor_sizes_px) != spec.feature_levels:
+                check.fail("anchor_sizes_px", f"has {len(self.anchor_sizes_px)} sizes, but model '{self.name}' has "
+                                              f"{spec.feature_levels} feature levels: give one size per level, small to large")
+            if any(size <= 0 for size in self.anchor_sizes_px):
+                check.fail("anchor_sizes_px", f"is {list(self.anchor_sizes_px)}; sizes must be > 0")
+        if any(not (math.isfinite(r) and r > 0) for r in self.anchor_aspect_ratios):
+            check.fail("anchor_aspect_ratios", f"is {list(self.anchor_aspect_ratios)}; ratios must be > 0")
+        check.in_range("head_dropout", self.head_dropout, 0.0, 1.0, high_open=True)
+        check.at_least("classifier_loss_weight", self.classifier_loss_weight, 0.0)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -84,12 +185,12 @@ class TrainConfig:
     batch_size: int = 8
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.02
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD only
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # cosine | step | plateau | constant
     warmup_steps: int = 500  # linear warm-up (cosine and step schedules), in optimizer steps
     step_epochs: tuple[int, ...] = (8, 11)  # step schedule: epochs at which lr *= gamma
-    gamma: float = 0.1
+    gamma: float = 0.1  # step and plateau schedules
     plateau_patience: int = 2  # plateau schedule: epochs without improvement before lr *= gamma
     grad_clip_norm: float = 10.0  # 0 = no clipping
     amp: bool = True  # mixed precision, CUDA only (ignored on CPU)
@@ -97,17 +198,46 @@ class TrainConfig:
     monitor: str = "val_map50"  # val_map50 | val_rsna_score | val_f1 | val_loss
     max_steps_per_epoch: int = 0  # 0 = the whole epoch; >0 caps it (demo, smoke tests)
     eval_every_epochs: int = 1
-    log_every_steps: int = 20
+    log_every_steps: int = 20  # 0 = no step lines
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self) -> None:
+        check = _Checks("train")
+        check.positive("epochs", self.epochs)
+        check.positive("batch_size", self.batch_size)
+        check.choice("optimizer", self.optimizer, OPTIMIZERS)
+        check.positive("lr", self.lr)
+        check.in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
+        check.at_least("weight_decay", self.weight_decay, 0.0)
+        check.choice("schedule", self.schedule, SCHEDULES)
+        check.at_least("warmup_steps", self.warmup_steps, 0)
+        if any(epoch < 1 for epoch in self.step_epochs):
+            check.fail("step_epochs", f"is {list(self.step_epochs)}; epochs count from 1")
+        check.in_range("gamma", self.gamma, 0.0, 1.0, low_open=True)
+        check.at_least("plateau_patience", self.plateau_patience, 0)
+        check.at_least("grad_clip_norm", self.grad_clip_norm, 0.0)
+        check.at_least("early_stop_patience", self.early_stop_patience, 0)
+        check.choice("monitor", self.monitor, MONITORS)
+        check.at_least("max_steps_per_epoch", self.max_steps_per_epoch, 0)
+        check.at_least("eval_every_epochs", self.eval_every_epochs, 1)
+        check.at_least("log_every_steps", self.log_every_steps, 0)
+        if not DEVICE_PATTERN.match(self.device.strip().lower()):
+            check.fail("device", f"is '{self.device}'; use auto, cpu, cuda or cuda:N")
 
 
 @dataclass(frozen=True)
 class Config:
-    name: str = "run"
+    name: str = "run"  # the run folder's default name: runs/<name>
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check = _Checks("")
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
+            check.fail("name", f"is {self.name!r}; it names the run folder runs/<name>: use letters, digits, - or _")
+        check.at_least("seed", self.seed, 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,33 +296,6 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
-def _validate(cfg: Config) -> None:
-    choices = {
-        "train.optimizer": (cfg.train.optimizer, ("sgd", "adamw")),
-        "train.schedule": (cfg.train.schedule, ("cosine", "step", "plateau", "constant")),
-        "train.monitor": (cfg.train.monitor, ("val_map50", "val_rsna_score", "val_f1", "val_loss")),
-        "model.roi_align_backend": (cfg.model.roi_align_backend, ("torchvision", "grid_sample")),
-    }
-    for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"config key '{key}' is '{value}'; choose one of: {', '.join(allowed)}")
-    positive = {
-        "data.image_size_px": cfg.data.image_size_px,
-        "train.epochs": cfg.train.epochs,
-        "train.batch_size": cfg.train.batch_size,
-        "train.lr": cfg.train.lr,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"config key '{key}' must be > 0, got {value}")
-    if cfg.data.image_size_px % 32:
-        raise ConfigError(f"config key 'data.image_size_px' must be a multiple of 32, got {cfg.data.image_size_px}")
-    if not 0 <= cfg.data.val_fraction < 1 or not 0 <= cfg.data.test_fraction < 1:
-        raise ConfigError("config keys 'data.val_fraction' and 'data.test_fraction' must lie in [0, 1)")
-    if cfg.data.augment.scale_min > cfg.data.augment.scale_max:
-        raise ConfigError("config key 'data.augment.scale_min' must be <= 'data.augment.scale_max'")
-
-
 def _parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.01")
@@ -230,32 +333,59 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
                 raise ConfigError(f"override '{text}': '{part}' is not a section")
             node = child
         node[path[-1]] = value
-    cfg = _build(Config, merged)
-    _validate(cfg)
-    return cfg
+    return _build(Config, merged)
 
 
 def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _value_node in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice "
+                              f"(first on line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+def read_recipe(path: str | Path) -> dict[str, Any]:
+    """A recipe file's mapping of sections, or a ConfigError naming the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not a UTF-8 text file (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
+    try:
+        loaded = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise ConfigError(f"{p}: not valid YAML ({first})") from None
+    if loaded is None:
+        # An empty recipe would silently train every default (a 512 px ResNet-50 FPN v2).
+        raise ConfigError(f"{p}: the recipe is empty; give at least its name, e.g. 'name: my_run'")
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: top level must be a mapping of config sections")
+    return loaded
+
+
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a recipe YAML (strict keys) and apply `--set` overrides. `path=None`: defaults only."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            loaded = yaml.safe_load(p.read_text())
-        except yaml.YAMLError as exc:
-            first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-            raise ConfigError(f"{p}: not valid YAML ({first})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p}: top level must be a mapping of config sections")
-        values = loaded
+    """Read a recipe YAML (strict keys, checked values) and apply `--set` overrides.
+    `path=None`: the defaults plus the overrides."""
+    values = read_recipe(path) if path is not None else {}
     try:
         return config_from_dict(values, overrides)
     except ConfigError as exc:
@@ -267,3 +397,28 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every key, defaults included) as YAML."""
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+
+
+def format_config(cfg: Config) -> str:
+    """The resolved config as YAML (what config.yaml holds), each value that differs from the
+    default in code marked `# default: X`: what `detect train --print-config` prints."""
+    lines: list[str] = []
+
+    def walk(value: Any, default: Any, indent: str) -> None:
+        for f in dataclasses.fields(value):
+            current, base = getattr(value, f.name), getattr(default, f.name)
+            if dataclasses.is_dataclass(current):
+                lines.append(f"{indent}{f.name}:")
+                walk(current, base, indent + "  ")
+                continue
+            text = yaml.safe_dump({f.name: _plain(current)}, default_flow_style=True, width=10_000).strip()[1:-1]
+            if current != base:
+                text += f"  # default: {yaml.safe_dump(_plain(base), default_flow_style=True).strip().removesuffix('...').strip()}"
+            lines.append(indent + text)
+
+    walk(cfg, Config(), "")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -26,6 +26,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from data_prep.errors import ConfigError
+from data_prep.manifest import read_manifest
+from data_prep.prepare import format_summary as format_prepare_summary
+from data_prep.synth import synth_kermany, synth_rsna
+from detect.config import load_config
+from detect.evaluation.evaluate import evaluate_checkpoint
+from detect.evaluation.report import format_summary as format_eval_summary
+from detect.inference.batch import run_inference
+from detect.inference.postprocess import PostprocessSettings
+from detect.training.trainer import format_result, prepare_for_config, run_training
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -86,7 +95,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         "rsna_score": detection.get("rsna_score"),
         "pneumonia_f1": pneumonia.get("f1"),
         "pneumonia_roc_auc": pneumonia.get("roc_auc"),
-        "pneumonia_sensitivity": pneumonia.get("recall"),
+        "pneumonia_sensitivity": pneumonia.get("sensitivity"),
         "pneumonia_specificity": pneumonia.get("specificity"),
         "kermany_accuracy": kermany_pneumonia.get("accuracy"),
         "kermany_roc_auc": kermany_pneumonia.get("roc_auc"),
@@ -137,15 +146,6 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Run the whole pipeline on synthetic data under `out_dir` (see the module docstring)."""
-    from data_prep.prepare import format_summary as format_prepare_summary
-    from data_prep.synth import synth_kermany, synth_rsna
-    from detect.config import load_config
-    from detect.evaluate import evaluate_checkpoint
-    from detect.evaluate import format_summary as format_eval_summary
-    from detect.infer import run_inference
-    from detect.postprocess import PostprocessSettings
-    from detect.train import format_result, prepare_for_config, run_training
-
     if size not in DEMO_SIZES:
         raise ConfigError(f"unknown demo size '{size}'; choose one of: {', '.join(DEMO_SIZES)}")
     demo = DEMO_SIZES[size]
@@ -225,8 +225,6 @@ def run_demo(
 
 def _one_test_dicom(rsna_dir: Path) -> Path:
     """A held-out (test split) positive DICOM when there is one, so the overlay shows boxes."""
-    from data_prep.manifest import read_manifest
-
     prepared = read_manifest(rsna_dir)
     test = [r for r in prepared.records if r.split == "test"]
     test.sort(key=lambda r: (-len(r.boxes_xyxy), r.image_id))

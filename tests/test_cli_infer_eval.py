@@ -9,10 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from detect.infer import validate_output
+from detect.outputs.boxes_json import validate_output
 from tests.data_prep.dicom_fixtures import textured_image
-from tests.detect.test_evaluate import EXPECTED_RSNA, LABELS_CSV, PREDICTIONS_CSV
-from tests.detect.test_infer import save_tiny_checkpoint, write_images
+from tests.detect.evaluation.test_submission_eval import EXPECTED_RSNA, LABELS_CSV, PREDICTIONS_CSV
+from tests.detect.inference.test_batch import save_tiny_checkpoint, write_images
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +114,9 @@ def test_eval_argument_combinations(tmp_path, args, message):
 
 
 def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path, checkpoint):
-    """`eval --checkpoint` on the held-out split, and `infer` on the same files with the same
-    threshold followed by `eval --predictions`, run the same post-processing: same RSNA score."""
+    """`eval --checkpoint` on the held-out split, and `infer` on the same files followed by
+    `eval --predictions`, run the same post-processing at the same operating point (the one the
+    checkpoint stores, with no threshold given to either): same RSNA score."""
     from data_prep.manifest import read_manifest
     from tests.detect.train_fixtures import make_rsna
 
@@ -125,16 +126,19 @@ def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path
     assert "not prepared yet" in _stderr(result)
     assert "RSNA score" in result.stdout
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert set(metrics) >= {"detection", "classification", "threshold", "counts", "settings", "model"}
-    assert metrics["threshold"]["applied_to"] == "test"
+    assert set(metrics) >= {"detection", "classification", "operating_points", "counts", "settings", "model"}
+    stored = metrics["operating_points"]["rsna"]
+    assert (stored["threshold"], stored["applied_to"]) == (0.4, "rsna test")  # the checkpoint's, not re-chosen
     for name in ("metrics.json", "report.md", "confusion_matrix.png", "examples.png", "test_predictions.csv"):
         assert (tmp_path / "eval" / name).is_file(), name
 
     test_files = [read_manifest(root).image_path(r) for r in read_manifest(root).split_records("test")]
     assert metrics["counts"]["rsna_test_images"] == len(test_files)
     result = _run("infer", *test_files, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--submission", tmp_path / "sub.csv",
-                  "--pneumonia-threshold", repr(metrics["threshold"]["value"]), "--device", "cpu")
+                  "--device", "cpu")
     assert result.exit_code == 0, result.output
+    entries = json.loads((tmp_path / "boxes.json").read_text())["images"]
+    assert {(e["operating_point"]["threshold"], e["operating_point"]["source"]) for e in entries} == {(0.4, stored["source"])}
     result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", root / "stage_2_train_labels.csv", "--out", tmp_path / "again")
     assert result.exit_code == 0, result.output
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())

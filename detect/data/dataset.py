@@ -1,0 +1,229 @@
+"""Manifest records -> (image, target) samples for the detector; collate; the split datasets.
+
+The sample contract (torchvision's detection contract plus the image-level labels); every
+producer and consumer of samples in this project keeps it:
+
+    image   float32 tensor [3, S, S] in [0, 1]: the grey image letterboxed to S = data.image_size_px
+            (data_prep.geometry.letterbox_resize: scale = S / max(H, W), placed top-left, black
+            padding right / bottom), repeated to 3 channels; the model normalises internally.
+    target  dict with fixed keys:
+        boxes           float32 [N, 4] xyxy in the S x S input's pixels; (0, 4) when none
+        labels          int64 [N], 1 = opacity
+        has_box_labels  bool tensor []: False for Kermany, whose images carry no boxes at all;
+                        the detector's losses ignore such an image (see detect.models)
+        rsna_class      int64 []: index in RSNA_CLASSES, -1 if not an RSNA image
+        pneumonia       int64 []: 1 = pneumonia (RSNA Lung Opacity / Kermany PNEUMONIA), 0 = not
+        subtype         int64 []: index in KERMANY_SUBTYPES, -1 if not a Kermany image
+        image_index     int64 []: index of the image in the dataset's `records`
+        scale           float32 []: the letterbox scale; original pixels = input pixels / scale
+                        (for boxes: before augmentation, which moves them within the input)
+        orig_size       int64 [2]: (height, width) of the ORIGINAL image in pixels; predictions
+                        are mapped back and clipped to it (detect.inference.predictor)
+
+One image's way: the cached PNG (already letterboxed to S by `detect prepare --cache`) when it
+exists, else the original file (DICOM / PNG / JPEG via data_prep.images.read_any_image) read
+and letterboxed here; optional CLAHE on the uint8 grey pixels; the augmentation
+(detect.data.transforms) on image + boxes together; conversion to float [3, S, S]. Without
+augmentation this is detect.data.preprocess.prepare_image, the step inference uses.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from data_prep.cache import load_cached_image
+from data_prep.errors import DataFormatError, ImageReadError
+from data_prep.geometry import letterbox_resize, letterbox_scale, scale_boxes
+from data_prep.images import read_any_image
+from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, ImageRecord
+from detect.config import Config
+from detect.data.preprocess import Clahe, clahe_from_config, content_size, pixels_to_tensor
+from detect.data.transforms import build_eval_transforms, build_train_transforms
+
+OPACITY_LABEL = 1  # the detector's only foreground class (0 is torchvision's background)
+
+ImageLoader = Callable[[Path], tuple[np.ndarray, Any]]  # path -> (uint8 [H, W], header or None)
+CacheLoader = Callable[[Path], np.ndarray]  # path -> uint8 [S, S]
+
+
+class ImageCache(Protocol):
+    """Where a letterboxed copy of an image lives: data_prep.manifest.PreparedDataset has this."""
+
+    def cached_image_path(self, image_id: str, size_px: int) -> Path: ...
+
+
+# ------------------------------------------------------------------------------ labels
+
+
+def class_indices(record: ImageRecord) -> tuple[int, int]:
+    """(index in RSNA_CLASSES or -1, index in KERMANY_SUBTYPES or -1) of a record."""
+    rsna = RSNA_CLASSES.index(record.rsna_class) if record.rsna_class in RSNA_CLASSES else -1
+    subtype = KERMANY_SUBTYPES.index(record.subtype) if record.subtype in KERMANY_SUBTYPES else -1
+    return rsna, subtype
+
+
+# ---------------------------------------------------------------------------------- the dataset
+
+
+def _per_record(value: Any, n: int, name: str) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name}: got {len(value)} entries for {n} records")
+        return list(value)
+    return [value] * n
+
+
+class ManifestDataset(Dataset):
+    """Map-style dataset over ImageRecords; item i -> (image, target) per the module's sample contract.
+
+    - `data_root`: the folder that record.path is relative to; one for all records, or one per record.
+    - `cache`: a PreparedDataset (anything with `cached_image_path(image_id, size_px)`), one per
+      record, or None. When the cached PNG at `image_size_px` exists it is read instead of the
+      original, so no DICOM is decoded twice.
+    - `transforms`: a detect.transforms pipeline (None = no augmentation, boxes as they are).
+    - `clahe`: a Clahe, True for Clahe() with default settings, or None/False.
+    - `loader` / `cache_loader`: how originals / cached PNGs are read (defaults:
+      data_prep.images.read_any_image, data_prep.cache.load_cached_image); injectable for tests.
+    A file that cannot be read raises the DetectError of its reader, naming the file.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        data_root: str | Path | Sequence[str | Path],
+        image_size_px: int,
+        transforms: Callable | None = None,
+        cache: ImageCache | Sequence[ImageCache | None] | None = None,
+        clahe: Clahe | bool | None = None,
+        loader: ImageLoader | None = None,
+        cache_loader: CacheLoader | None = None,
+    ) -> None:
+        if image_size_px <= 0:
+            raise ValueError(f"image_size_px must be positive, got {image_size_px}")
+        self.records: list[ImageRecord] = list(records)
+        self.image_size_px = int(image_size_px)
+        self.transforms = transforms
+        self.clahe: Clahe | None = Clahe() if clahe is True else (clahe or None)
+        self.loader: ImageLoader = loader or read_any_image
+        self.cache_loader: CacheLoader = cache_loader or load_cached_image
+        n = len(self.records)
+        self._roots = [Path(r) for r in _per_record(data_root, n, "data_root")]
+        self._caches = _per_record(cache, n, "cache")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def image_path(self, index: int) -> Path:
+        """The original file of record `index`."""
+        return self._roots[index] / self.records[index].path
+
+    def letterboxed_pixels(self, index: int) -> tuple[np.ndarray, float, tuple[int, int]]:
+        """(uint8 [S, S], letterbox scale, ORIGINAL (height, width)) of record `index`."""
+        record, size = self.records[index], self.image_size_px
+        cache = self._caches[index]
+        if cache is not None and record.height and record.width:
+            cached_path = Path(cache.cached_image_path(record.image_id, size))
+            if cached_path.is_file():
+                pixels = self.cache_loader(cached_path)
+                if pixels.shape != (size, size) or pixels.dtype != np.uint8:
+                    raise ImageReadError(
+                        cached_path, f"cached image is {pixels.dtype} {pixels.shape}, expected uint8 ({size}, {size}): "
+                        "delete it and run `detect prepare --cache` again"
+                    )
+                return pixels, letterbox_scale(record.height, record.width, size), (record.height, record.width)
+        path = self.image_path(index)
+        pixels, _header = self.loader(path)
+        if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype != np.uint8:
+            shape = getattr(pixels, "shape", None)
+            raise ImageReadError(path, f"reader returned {getattr(pixels, 'dtype', type(pixels))} {shape}, expected 2-D uint8")
+        if record.height and record.width and pixels.shape != (record.height, record.width):
+            raise DataFormatError(
+                path, f"decoded size {pixels.shape[0]}x{pixels.shape[1]} differs from the manifest's "
+                f"{record.height}x{record.width}: the boxes would not fit; rerun `detect prepare`"
+            )
+        resized, scale = letterbox_resize(pixels, size)
+        return resized, scale, (int(pixels.shape[0]), int(pixels.shape[1]))
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        record, size = self.records[index], self.image_size_px
+        pixels, scale, (height, width) = self.letterboxed_pixels(index)
+        if self.clahe is not None:
+            pixels = self.clahe(pixels, content_hw=content_size(height, width, size))
+        image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0))
+        boxes = torch.from_numpy(scale_boxes(record.boxes_xyxy, scale))
+        box_target = {
+            "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(size, size)),
+            "labels": torch.full((boxes.shape[0],), OPACITY_LABEL, dtype=torch.int64),
+        }
+        if self.transforms is not None:
+            image, box_target = self.transforms(image, box_target)
+        rsna_class, subtype = class_indices(record)
+        target = {
+            "boxes": box_target["boxes"].as_subclass(Tensor).to(torch.float32).reshape(-1, 4),
+            "labels": box_target["labels"].as_subclass(Tensor).to(torch.int64),
+            "has_box_labels": torch.tensor(bool(record.has_box_labels)),
+            "rsna_class": torch.tensor(rsna_class, dtype=torch.int64),
+            "pneumonia": torch.tensor(int(record.target), dtype=torch.int64),
+            "subtype": torch.tensor(subtype, dtype=torch.int64),
+            "image_index": torch.tensor(index, dtype=torch.int64),
+            "scale": torch.tensor(scale, dtype=torch.float32),
+            "orig_size": torch.tensor([height, width], dtype=torch.int64),
+        }
+        return pixels_to_tensor(image), target
+
+
+def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
+    """[(image, target), ...] -> ([image, ...], [target, ...]): detection models take lists."""
+    images = [image for image, _ in batch]
+    targets = [target for _, target in batch]
+    return images, targets
+
+
+# ---------------------------------------------------------------------------------- building
+
+
+def build_datasets(prepared: Sequence[Any], cfg: Config) -> dict[str, ManifestDataset]:
+    """'train' / 'val' / 'test' datasets over the records of that split of every prepared dataset
+    (data_prep.manifest.PreparedDataset), in the given order; train with the training
+    augmentation of cfg.data.augment, val and test without. Every split is present (maybe empty).
+
+    With cfg.data.use_cache the cached PNGs at data.image_size_px are read. A record whose PNG
+    is missing from an existing cache folder is one the cache could not decode: it is left out,
+    with a warning naming the files, instead of failing in the middle of an epoch.
+    """
+    size = cfg.data.image_size_px
+    aug = cfg.data.augment
+    clahe = clahe_from_config(aug)
+    datasets: dict[str, ManifestDataset] = {}
+    for split in SPLITS:
+        records: list[ImageRecord] = []
+        roots: list[Path] = []
+        caches: list[Any] = []
+        for source in prepared:
+            split_records = [r for r in source.records if r.split == split]
+            cache = None
+            if cfg.data.use_cache and Path(source.cached_image_path("probe", size)).parent.is_dir():
+                cache = source
+                uncached = [r for r in split_records if not Path(source.cached_image_path(r.image_id, size)).is_file()]
+                if uncached:
+                    shown = ", ".join(r.path for r in uncached[:5]) + (", ..." if len(uncached) > 5 else "")
+                    warnings.warn(
+                        f"{source.prepared_dir}: {len(uncached)} {split} images have no cached PNG at {size} px "
+                        f"(the cache could not read them) and are left out: {shown}",
+                        stacklevel=2,
+                    )
+                    left_out = {id(r) for r in uncached}
+                    split_records = [r for r in split_records if id(r) not in left_out]
+            records.extend(split_records)
+            roots.extend([Path(source.data_root)] * len(split_records))
+            caches.extend([cache] * len(split_records))
+        transforms = build_train_transforms(aug) if split == "train" else build_eval_transforms()
+        datasets[split] = ManifestDataset(records, roots, size, transforms=transforms, cache=caches, clahe=clahe)
+    return datasets

@@ -1,0 +1,1 @@
+"""Evaluation: exact metrics, the scoring shared with validation, `detect eval`, the report."""

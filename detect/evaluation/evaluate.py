@@ -1,0 +1,328 @@
+"""`detect eval CHECKPOINT --data DIR`: exact metrics on held-out patients, as metrics.json +
+report.md + plots.
+
+For each dataset (RSNA and/or Kermany; prepared on the fly with the checkpoint's split
+settings when `detect prepare` has not been run) the model predicts the held-out split
+(`split`, default 'test': patients never seen in training or threshold selection) through the
+one predictor and the post-processing of `detect infer`, and is scored at the operating point
+stored in the checkpoint for that dataset: the pneumonia threshold training chose on that
+dataset's val split, the very one `detect infer` applies. Only when the checkpoint has none for a
+dataset (it was not trained on it, or predates per-dataset thresholds) is it chosen here, on
+that dataset's val split, and the report says so.
+
+  - RSNA detection: the competition score `rsna_score` on the post-processed boxes (gating,
+    score threshold, shrinking: what `detect infer` writes); COCO mAP@[.5:.95], mAP@.5, mAP@.75
+    (pycocotools) on the raw detector boxes (mAP ranks every box: no threshold); and
+    `rsna_score_no_postprocess` (raw boxes >= score_thresh) to show what post-processing buys.
+  - RSNA image level: Normal/Pneumonia (target = Lung Opacity) from the pneumonia probability,
+    and the 3 RSNA classes from the class probabilities (argmax).
+  - Kermany: pneumonia vs normal, and bacterial vs viral on the pneumonia images (positive =
+    viral, score P(viral) / (P(bacterial) + P(viral)), threshold F1-optimal on the val pneumonia
+    images).
+The held-out RSNA predictions are also written as a Kaggle CSV (`<split>_predictions.csv`),
+which `detect eval --predictions` reads (detect.evaluation.submission_eval).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from data_prep.errors import DetectError
+from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
+from data_prep.prepare import prepare_dataset
+from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
+from detect.config import Config
+from detect.data.files import LoadedImage, iter_loaded_batches
+from detect.evaluation.examples import example_panel, pick_examples
+from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
+from detect.evaluation.report import write_eval_report
+from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
+from detect.inference.postprocess import PostprocessSettings
+from detect.inference.predictor import LoadedModel, Predictor, load_predictor
+from detect.outputs.submission import SubmissionRow, write_submission
+from detect.predictions import OperatingPoint, RawPrediction
+
+EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
+
+
+@dataclass
+class EvalOutcome:
+    """What an evaluation produced: the metrics dict, the files written, and notes for the user."""
+
+    metrics: dict[str, Any]
+    paths: dict[str, Path]
+    notes: list[str] = field(default_factory=list)
+    failures: list[BadFile] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------- predicting a split
+
+
+@dataclass
+class SplitPredictions:
+    """Raw predictions of the readable images of one split, aligned with `records`."""
+
+    records: list[ImageRecord]
+    raw: list[RawPrediction]
+    failures: list[BadFile]
+
+    def targets_and_probabilities(self) -> tuple[np.ndarray, np.ndarray]:
+        return targets_and_probabilities(self.records, self.raw)
+
+
+def predict_records(
+    predictor: Predictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
+    progress: bool = False, desc: str = "predict",
+) -> SplitPredictions:
+    """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
+
+    Unreadable files are BadFiles (reported, left out of the metrics), as in `detect infer`.
+    """
+    files = [data_root / r.path for r in records]
+    by_path = {str(f): r for f, r in zip(files, records)}
+    out = SplitPredictions(records=[], raw=[], failures=[])
+    batches = iter_loaded_batches(files, batch_size, workers)
+    if progress:
+        batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc=desc, leave=False)
+    for batch in batches:
+        images = [item for item in batch if isinstance(item, LoadedImage)]
+        out.failures += [item for item in batch if isinstance(item, BadFile)]
+        for image, raw in zip(images, predictor.predict_raw([i.pixels for i in images])):
+            out.records.append(by_path[image.source])
+            out.raw.append(raw)
+    return out
+
+
+# ---------------------------------------------------------------------------- metric blocks
+
+
+def _viral_score(subtype_probabilities: np.ndarray) -> float:
+    bacterial = float(subtype_probabilities[KERMANY_SUBTYPES.index("bacterial")])
+    viral = float(subtype_probabilities[KERMANY_SUBTYPES.index("viral")])
+    return viral / (bacterial + viral) if bacterial + viral > 0 else 0.5
+
+
+def _bacterial_viral(split: SplitPredictions) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [
+        (int(r.subtype == "viral"), _viral_score(raw.subtype_probabilities))
+        for r, raw in zip(split.records, split.raw)
+        if r.subtype in ("bacterial", "viral")
+    ]
+    truth = np.array([p[0] for p in pairs], dtype=np.int64)
+    score = np.array([p[1] for p in pairs], dtype=np.float64)
+    return truth, score
+
+
+@dataclass
+class DatasetSections:
+    """What one dataset adds to the report: metrics.json sections, curves, example panels."""
+
+    sections: dict[str, Any]
+    curves: dict[str, tuple[np.ndarray, np.ndarray]]
+    panels: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def rsna_sections(
+    held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
+    image_path: Callable[[ImageRecord], Path], csv_path: Path,
+) -> DatasetSections:
+    """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
+    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels."""
+    y_true, y_prob = held.targets_and_probabilities()
+    class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
+    class_probs = np.stack([raw.class_probabilities for raw in held.raw])
+    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
+    pneumonia["threshold_source"] = point.source
+    sections: dict[str, Any] = {"classification": {
+        "pneumonia": pneumonia,
+        "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
+    }}
+    final = postprocessed_boxes(held.records, held.raw, {"rsna": point}, settings)
+    ground_truth = {r.image_id: r.boxes_xyxy for r in held.records if r.has_box_labels}
+    if ground_truth:
+        raw_boxes = {r.image_id: (raw.boxes_xyxy, raw.scores) for r, raw in zip(held.records, held.raw)}
+        sections["detection"] = {
+            **detection_metrics(
+                {i: final[i] for i in ground_truth}, {i: raw_boxes[i] for i in ground_truth}, ground_truth, settings.score_thresh
+            ),
+            "map_boxes": "raw detector boxes (no gating, threshold or shrinking)",
+            "rsna_score_boxes": "post-processed boxes, as written by detect infer",
+        }
+    write_submission(csv_path, [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records])
+    out = DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
+                          notes=[f"wrote the held-out post-processed boxes to {csv_path}"])
+    by_id = {r.image_id: (r, raw) for r, raw in zip(held.records, held.raw)}
+    for image_id in pick_examples(list(by_id), ground_truth, final):
+        record, raw = by_id[image_id]
+        title = f"{image_id[:13]} p={float(raw.pneumonia_probability):.2f}"
+        panel = example_panel(image_path(record), title, record.boxes_xyxy, *final[image_id])
+        if panel is not None:
+            out.panels.append(panel)
+    return out
+
+
+def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint) -> DatasetSections:
+    """Kermany held-out metrics: pneumonia vs normal at `point`, and bacterial vs viral on the
+    pneumonia images at its own threshold, F1-optimal on the val pneumonia images."""
+    y_true, y_prob = held.targets_and_probabilities()
+    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
+    pneumonia["threshold_source"] = point.source
+    out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
+    bv_truth, bv_score = _bacterial_viral(held)
+    if bv_truth.size and val is not None:
+        val_truth, val_score = _bacterial_viral(val)
+        viral = choose_operating_point("kermany", val_truth, val_score, "val pneumonia images, on P(viral) / (P(bacterial) + P(viral))")
+        bacterial_viral = binary_classification_metrics(bv_truth, bv_score, viral.threshold)
+        bacterial_viral["threshold_source"] = viral.source
+        out.sections["kermany"]["bacterial_viral"] = bacterial_viral
+        out.curves["Kermany viral vs bacterial"] = (bv_truth, bv_score)
+    return out
+
+
+# ----------------------------------------------------------------------------- data loading
+
+
+def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2) -> tuple[PreparedDataset, list[str]]:
+    """The prepared dataset of `data_dir`, preparing it (no cache) when needed -> (dataset, notes).
+
+    Preparing uses the checkpoint config's split settings (data.val_fraction, test_fraction,
+    split_seed), which are those training used, so 'test' holds patients training never saw.
+    An existing preparation with other settings is used as it is, with a warning note.
+    """
+    notes: list[str] = []
+    path = Path(data_dir)
+    if not path.exists():
+        raise DetectError(f"{path}: data folder not found")
+    if find_prepared(path) is None:
+        notes.append(f"{path}: not prepared yet; prepared now with the checkpoint's split settings")
+        prepare_dataset(path, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
+                        seed=cfg.data.split_seed, workers=workers)
+    prepared = read_manifest(path)
+    expected = (cfg.data.split_seed, cfg.data.val_fraction, cfg.data.test_fraction)
+    found = (prepared.seed, prepared.val_fraction, prepared.test_fraction)
+    if tuple(float(v) for v in found) != tuple(float(v) for v in expected):
+        notes.append(
+            f"{prepared.prepared_dir}: prepared with seed/val/test fractions {found}, the checkpoint's "
+            f"config says {expected}: the held-out split may contain patients the model was trained on"
+        )
+    return prepared, notes
+
+
+# ---------------------------------------------------------------------------- the evaluation
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path | None,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    split: str = "test",
+    runs_dir: str | Path = "runs",
+    settings: PostprocessSettings = PostprocessSettings(),
+    batch_size: int = 8,
+    device: str = "auto",
+    workers: int = 2,
+    progress: bool = False,
+) -> EvalOutcome:
+    """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
+
+    `checkpoint=None`: the best checkpoint most recently written under `runs_dir`.
+    """
+    _check_eval_arguments(split, data_dirs)
+    loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
+    return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
+                                 workers=workers, progress=progress)
+
+
+def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path]) -> None:
+    if split not in EVAL_SPLITS:
+        raise DetectError(f"split '{split}' is unknown; choose test (default), val or train")
+    if not data_dirs:
+        raise DetectError("no data given: pass --data DIR (a prepared or raw RSNA / Kermany folder)")
+
+
+def evaluate_loaded_model(
+    loaded: LoadedModel,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    split: str = "test",
+    settings: PostprocessSettings = PostprocessSettings(),
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = False,
+) -> EvalOutcome:
+    """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points).
+
+    metrics.json's 'operating_points' section lists, per dataset, the pneumonia threshold used
+    and where it came from; every binary block also names its own threshold's source.
+    """
+    _check_eval_arguments(split, data_dirs)
+    out = Path(out_dir)
+    notes: list[str] = []
+    if split == "val":
+        notes.append("evaluating on 'val', where the thresholds were chosen: the numbers are optimistic")
+    failures: list[BadFile] = []
+    metrics: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    points: dict[str, dict[str, Any]] = {}
+    parts: dict[str, DatasetSections] = {}
+    for data_dir in data_dirs:
+        prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers)
+        notes += prep_notes
+        name = prepared.dataset
+        if name in parts:
+            raise DetectError(f"{data_dir}: a second {name} dataset; pass each dataset once")
+        held_records = prepared.split_records(split)
+        if not held_records:
+            raise DetectError(f"{prepared.prepared_dir}: the '{split}' split of this {name} dataset is empty")
+
+        def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
+            return predict_records(loaded.predictor, prepared.data_root, records, batch_size=batch_size,
+                                   workers=workers, progress=progress, desc=f"{name} {which}")
+
+        point = loaded.operating_points.get(name) or loaded.operating_points.get("any")
+        # val is predicted only where a threshold is still to be chosen on it: no stored point,
+        # or Kermany's bacterial-vs-viral threshold
+        val = predict(prepared.split_records("val"), "val") if split == "val" or point is None or name == "kermany" else None
+        held = val if split == "val" and val is not None else predict(held_records, split)
+        new_failures = (val.failures if val is not None else []) + ([] if held is val else held.failures)
+        failures += new_failures
+        if not held.records:
+            raise DetectError(f"{prepared.prepared_dir}: none of the {len(held_records)} '{split}' images could be read")
+        if point is None:
+            assert val is not None
+            point = choose_operating_point(name, *val.targets_and_probabilities(), "val at evaluation (the checkpoint stores none for it)")
+            notes.append(f"{name}: the checkpoint stores no decision threshold for it; {point.source}")
+        counts.update({
+            f"{name}_{split}_images": len(held.records),
+            f"{name}_{split}_pneumonia": int(held.targets_and_probabilities()[0].sum()),
+            f"{name}_unreadable": len(new_failures),
+        })
+        if name == "rsna":
+            part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv")
+        else:
+            part = kermany_sections(val, held, point)
+        points[name] = {**point.to_dict(), "applied_to": f"{name} {split}"}
+        parts[name] = part
+        metrics.update(part.sections)
+        notes += part.notes
+
+    metrics["operating_points"] = points
+    metrics["counts"] = counts
+    metrics["settings"] = settings.to_dict()
+    metrics["model"] = loaded.model_info
+    metrics["split"] = split
+    notes += [f"unreadable, left out: {f.path}: {f.reason}" for f in failures]
+    metrics["notes"] = list(notes)
+    curves = {k: v for part in parts.values() for k, v in part.curves.items()}
+    panels = [panel for part in parts.values() for panel in part.panels]
+    title = f"detect eval: {', '.join(sorted(parts))} '{split}' split"
+    paths = write_eval_report(out, metrics, curves=curves, image_panels=panels, title=title)
+    return EvalOutcome(metrics=metrics, paths=paths, notes=notes, failures=failures)

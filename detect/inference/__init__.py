@@ -1,0 +1,1 @@
+"""Inference: the one predictor (image -> prediction in original pixels), post-processing, batch runs."""

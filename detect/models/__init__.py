@@ -1,0 +1,1 @@
+"""The models: the registry, the detector and its heads, backbones, starting weights, checkpoints, RoIAlign."""

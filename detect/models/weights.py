@@ -1,0 +1,178 @@
+"""Where a model's starting weights come from: model.weights = none | imagenet | PATH.
+
+    weights_kind(cfg.model.weights)               'none' | 'imagenet' | 'file'
+    check_weights_available(cfg.model)            a missing file fails before any data is read
+    build_with_imagenet_backbone(spec, n, kwargs) torchvision's ImageNet backbone; offline ->
+                                                  WeightsUnavailableError saying how to provide it
+    load_weights(model, path)                     a state dict, a detect checkpoint, or a plain
+                                                  torchvision Faster R-CNN file (strict, or partial
+                                                  with a warning in that one case)
+Files are read with torch.load(weights_only=True): a weights file cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.error import HTTPError, URLError
+
+import torch
+from torch import Tensor
+from torchvision.models import get_weight
+from torchvision.models.detection import FasterRCNN
+
+from data_prep.errors import CheckpointError, WeightsUnavailableError
+from detect.config import ModelConfig
+from detect.models.detector import PneumoniaDetector
+from detect.models.registry import ModelSpec
+
+
+def weights_kind(weights: str) -> str:
+    """'none', 'imagenet' or 'file' for a model.weights value."""
+    lowered = weights.strip().lower()
+    if lowered in ("none", "imagenet"):
+        return lowered
+    return "file"
+
+
+def check_weights_available(model_cfg: ModelConfig) -> None:
+    """Fail now, naming the key, when model.weights names a file that is not there: a run
+    must not read 26,684 DICOM headers first to find out."""
+    if weights_kind(model_cfg.weights) == "file":
+        existing_weights_file(model_cfg.weights)
+
+
+def build_with_imagenet_backbone(spec: ModelSpec, trainable_layers: int, kwargs: dict[str, Any]) -> FasterRCNN:
+    enum = get_weight(spec.imagenet_weights)
+    try:
+        return spec.builder(weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs)
+    except (OSError, socket.timeout) as exc:  # URLError, HTTPError, ConnectionError are OSErrors
+        raise WeightsUnavailableError(_download_failure_message(spec.imagenet_weights, enum.url, exc)) from None
+    except RuntimeError as exc:
+        if "hash" not in str(exc).lower():
+            raise
+        file_name = os.path.basename(enum.url)
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
+        raise WeightsUnavailableError(
+            f"the download of {spec.imagenet_weights} is corrupt (hash mismatch): delete {cached} and run again, "
+            f"or set model.weights to a local file or 'none'"
+        ) from None
+
+
+def _download_failure_message(enum_name: str, url: str, exc: BaseException) -> str:
+    if isinstance(exc, HTTPError):
+        reason = f"HTTP {exc.code} {exc.reason}"
+        what = f"could not download {enum_name} from {url} ({reason})"
+    else:
+        reason = exc.reason if isinstance(exc, URLError) else exc
+        what = f"no internet access to download {enum_name} from {url} ({reason})"
+    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+    message = (
+        f"model.weights=imagenet: {what}; either run once online, copy the torchvision cache file "
+        f"{os.path.basename(url)} to {checkpoints}/, or set model.weights to a local file or 'none'"
+    )
+    return " ".join(message.split())
+
+
+def existing_weights_file(weights: str) -> Path:
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "file not found"
+        raise WeightsUnavailableError(
+            f"model.weights={weights}: {what}; set model.weights to 'none', 'imagenet' or an existing .pt/.pth file"
+        )
+    return path
+
+
+_WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
+
+
+def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
+    """A weights file -> (state dict, the model name stored with it or None).
+
+    Accepts a plain state dict, a detect checkpoint (its 'model'; the name from its 'config'),
+    or a {'state_dict': ...} wrapper; strips DDP's 'module.' and torch.compile's '_orig_mod.'
+    prefixes. Loads with weights_only=True: a weights file cannot run code.
+    """
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise CheckpointError(f"{path}: not a readable weights file ({first})") from None
+    stored_name = None
+    if isinstance(payload, dict) and isinstance(payload.get("config"), dict):
+        stored_name = (payload["config"].get("model") or {}).get("name")
+    for key in ("model", "state_dict"):
+        if isinstance(payload, dict) and isinstance(payload.get(key), dict):
+            payload = payload[key]
+            break
+    if not isinstance(payload, dict) or not payload or not all(isinstance(v, Tensor) for v in payload.values()):
+        raise CheckpointError(
+            f"{path}: holds no state dict (expected a dict of tensors, a detect checkpoint with 'model', "
+            "or a dict with 'state_dict')"
+        )
+    state: dict[str, Tensor] = {}
+    for key, value in payload.items():
+        for prefix in _WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        state[key] = value
+    return state, stored_name
+
+
+def load_weights(model: PneumoniaDetector, path: str | Path) -> None:
+    """Load a weights file (see `read_state_dict`) into `model`, strictly, naming the file on failure.
+
+    One partial case is accepted, with a warning: a plain torchvision Faster R-CNN state dict
+    (e.g. torchvision's COCO-trained file). Its backbone, RPN and box head load; the image head
+    (absent from it) and the box predictor (when its class count differs) keep their fresh
+    initialisation. Anything else that does not fit -> CheckpointError listing the first problems.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"model.weights={path}: file not found; set model.weights to 'none', 'imagenet' or an existing .pt/.pth file"
+        )
+    state, stored_name = read_state_dict(path)
+    own = model.state_dict()
+
+    def countable(key: str) -> bool:  # BatchNorm <-> FrozenBatchNorm2d differ by this buffer only
+        return not key.endswith("num_batches_tracked")
+
+    missing = [k for k in own if k not in state and countable(k)]
+    unexpected = [k for k in state if k not in own and countable(k)]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+
+    torchvision_file = (
+        bool(missing) and not unexpected
+        and all(k.startswith("image_head.") for k in missing)
+        and all(k.startswith("roi_heads.box_predictor.") for k in mismatched)
+    )
+    if (missing or unexpected or mismatched) and not torchvision_file:
+        problems = []
+        if mismatched:
+            k = mismatched[0]
+            problems.append(f"{len(mismatched)} with other shapes (first: {k} {list(state[k].shape)} in the file, "
+                            f"{list(own[k].shape)} in the model)")
+        if missing:
+            problems.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        hint = ""
+        if stored_name and stored_name != model.model_name:
+            hint = f"; the file holds a '{stored_name}' model: set model.name={stored_name}"
+        raise CheckpointError(
+            f"{path}: weights do not fit model '{model.model_name}': {'; '.join(problems)}{hint}"
+        )
+    if torchvision_file:
+        loadable = {k: v for k, v in state.items() if k not in mismatched}
+        model.load_state_dict(loadable, strict=False)
+        fresh = "the image head" + (f" and the box predictor ({len(mismatched)} tensors of another class count)"
+                                    if mismatched else "")
+        warnings.warn(f"{path}: a torchvision Faster R-CNN state dict: {len(loadable)} tensors loaded, "
+                      f"{fresh} start from random initialisation", stacklevel=2)
+        return
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,78 @@
+"""Overlay PNGs: the radiograph with its predicted boxes, scores, decision and probabilities.
+
+    canvas = draw_overlay(pixels, prediction)     BGR uint8, longest side in [512, 1024] px
+    write_overlay(folder / unique_png_name(stem, used), canvas)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data_prep.errors import DetectError
+from detect.predictions import ImagePrediction
+
+OVERLAY_MAX_SIDE_PX = 1024
+OVERLAY_MIN_SIDE_PX = 512
+
+
+def draw_overlay(
+    pixels: np.ndarray,
+    prediction: ImagePrediction,
+    *,
+    max_side_px: int = OVERLAY_MAX_SIDE_PX,
+    min_side_px: int = OVERLAY_MIN_SIDE_PX,
+) -> np.ndarray:
+    """BGR uint8 image: the radiograph with the boxes (red, score above each) and the decision
+    and class probabilities written top-left. The longest side is brought into
+    [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
+    height, width = pixels.shape[:2]
+    longest = float(max(height, width))
+    factor = min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
+    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    gray = pixels if factor == 1.0 else cv2.resize(pixels, size, interpolation=interpolation)
+    canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+    side = max(canvas.shape[:2])
+    font_scale = max(0.35, side / 1600.0)
+    thickness = max(1, round(side / 400))
+    red = (0, 0, 255)
+
+    def label(text: str, x: int, y: int, colour: tuple[int, int, int]) -> None:
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+        x = int(min(max(x, 0), max(canvas.shape[1] - tw - 2, 0)))
+        y = int(min(max(y, th + 2), canvas.shape[0] - base))
+        cv2.rectangle(canvas, (x, y - th - 2), (x + tw + 2, y + base), (0, 0, 0), -1)
+        cv2.putText(canvas, text, (x + 1, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, colour, 1, cv2.LINE_AA)
+
+    for box, score in zip(prediction.boxes_xyxy * factor, prediction.scores):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), red, thickness)
+        label(f"{float(score):.2f}", x1, y1 - 3, red)
+
+    decision = "PNEUMONIA" if prediction.pneumonia else "no pneumonia"
+    point = prediction.operating_point
+    thr = f" (threshold {point.threshold:.2f}, {point.dataset})" if point is not None else ""
+    lines = [f"{decision}: p={prediction.pneumonia_probability or 0.0:.3f}{thr}"]
+    lines += [f"{name}: {p:.3f}" for name, p in (prediction.class_probabilities or {}).items()]
+    line_height = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][1] * 1.8) + 2
+    for k, text in enumerate(lines):
+        label(text, 2, (k + 1) * line_height, (0, 255, 255) if k == 0 else (255, 255, 255))
+    return canvas
+
+
+def unique_png_name(stem: str, used: set[str]) -> str:
+    name, n = f"{stem}.png", 1
+    while name in used:
+        n += 1
+        name = f"{stem}_{n}.png"
+    used.add(name)
+    return name
+
+
+def write_overlay(path: Path, canvas_bgr: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), canvas_bgr):
+        raise DetectError(f"{path}: cannot write overlay PNG")
+    return path

@@ -1,0 +1,431 @@
+"""`detect train`: the run, top to bottom (torchvision's references, nanoGPT's train.py).
+
+    result = run_training("configs/demo.yaml", ["data/rsna"], out_dir="runs/demo")
+
+  1. resolve the config (strict YAML + `--set` overrides, every value checked at load) and the
+     run folder (runs/<name>/); check that a weights file exists; with --resume, load
+     RUN_DIR/checkpoints/last.pt and check its config (train.epochs may grow, RESUME_MUTABLE_KEYS
+     such as train.device may change). All of this happens before any data is read.
+  2. prepare each `--data` folder that has no manifest yet (rank 0), read the manifests, build
+     the train / val datasets and loaders (detect.data);
+  3. seed python, numpy and torch; build the model (detect.models.build), the optimizer and the
+     schedule (detect.training.optim), the GradScaler (AMP on CUDA only); on --resume restore
+     weights, optimizer, scheduler, scaler, counters and RNG states;
+  4. per epoch: `train_one_epoch`, validation through the one predictor
+     (detect.training.engine.evaluate) every train.eval_every_epochs and at the last epoch,
+     last.pt always (with the operating points chosen on each dataset's val split), best.pt on
+     an improvement of train.monitor, a row of metrics.csv, TensorBoard scalars, early stopping.
+
+Sampling is reproducible (detect.data.sampling): a run resumed from last.pt draws the same
+batches as one that never stopped (bit-identical weights on CPU with data.num_workers=0; with
+workers, the augmentation streams of the worker processes are not checkpointed).
+
+Under `torchrun --nproc_per_node=N` each process trains on its own share of the data in
+DistributedDataParallel (detect.training.distributed); rank 0 alone evaluates, logs and writes.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.utils.data import DataLoader, Sampler
+
+from data_prep.cache import build_cache
+from data_prep.errors import ConfigError, DetectError
+from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
+from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
+from detect.config import Config, config_from_dict, config_to_dict, load_config
+from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
+from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
+from detect.devices import resolve_device
+from detect.models.build import build_model
+from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
+from detect.models.weights import check_weights_available
+from detect.training.distributed import (
+    DistInfo,
+    barrier,
+    broadcast_object,
+    destroy_distributed,
+    dist_info_from_env,
+    init_distributed,
+    wrap_model,
+)
+from detect.training.engine import EpochStats, evaluate, train_one_epoch
+from detect.training.optim import build_optimizer, build_scheduler, is_improvement, monitor_mode
+from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config, copy_atomic
+from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced. `model` is the trained (last-epoch, unwrapped) model."""
+
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_metrics: dict[str, float]
+    best_epoch: int
+    epochs_run: int
+    global_step: int
+    images_per_second: float
+    stopped_early: bool = False
+    rank: int = 0  # the process's rank under torchrun; only rank 0 wrote anything
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+
+@dataclass
+class Progress:
+    """The counters that a checkpoint carries from one epoch to the next."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0  # optimizer steps taken
+    best_metric: float = math.nan  # best value of train.monitor so far
+    best_epoch: int = 0  # 1-based epoch of best_metric, 0 = none yet
+    stale_epochs: int = 0  # evaluations since the last improvement (early stopping)
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    # {dataset: OperatingPoint.to_dict()} chosen on each dataset's val split at the last evaluation
+    operating_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record_evaluation(self, metrics: dict[str, float], operating_points: dict[str, dict[str, Any]],
+                          monitor: str, epoch: int) -> bool:
+        """Take one evaluation's metrics into account; True when `monitor` improved."""
+        self.operating_points = dict(operating_points)
+        value = metrics.get(monitor)
+        if is_improvement(value, self.best_metric, monitor_mode(monitor)):
+            self.best_metric, self.best_epoch, self.best_metrics, self.stale_epochs = value, epoch + 1, dict(metrics), 0
+            return True
+        self.stale_epochs += 1
+        return False
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict[str, Any], best_path: Path) -> "Progress":
+        best_metrics = dict(load_checkpoint(best_path)["metrics"]) if best_path.is_file() else {}
+        return cls(epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
+                   best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
+                   stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=best_metrics,
+                   operating_points=dict(payload["extra"].get("operating_points") or {}))
+
+
+def resolve_config(config: Config | str | Path | None, overrides: Sequence[str], run_dir: Path | None) -> Config:
+    """The run's Config: a Config as given (plus overrides), a recipe file, or with neither
+    RUN_DIR/config.yaml (what --resume --out RUN_DIR reuses)."""
+    if isinstance(config, Config):
+        if overrides:
+            return config_from_dict(config_to_dict(config), overrides)
+        return config
+    if config is None:
+        if run_dir is None or not (run_dir / "config.yaml").is_file():
+            raise ConfigError("no config given: pass --config FILE (or --resume --out RUN_DIR to reuse RUN_DIR/config.yaml)")
+        config = run_dir / "config.yaml"
+    return load_config(config, list(overrides))
+
+
+def build_loader(dataset: ManifestDataset, cfg: Config, device: torch.device, *, sampler: Sampler | None = None,
+                 drop_last: bool = False, seed: int = 0) -> DataLoader:
+    workers = cfg.data.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_detection,
+        pin_memory=device.type == "cuda",
+        drop_last=drop_last,
+        persistent_workers=workers > 0,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+
+
+def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
+    """Run `work` on rank 0 and hand its result (or its DetectError) to every rank.
+
+    The broadcast doubles as a barrier, and an error on rank 0 reaches the other ranks
+    instead of leaving them waiting forever.
+    """
+    result, error = None, None
+    if info.is_main:
+        try:
+            result = work()
+        except DetectError as exc:
+            if not info.is_distributed:
+                raise
+            error = exc
+    shared = broadcast_object((result, None if error is None else str(error)))
+    if error is not None:
+        raise error
+    if shared[1] is not None:
+        raise DetectError(shared[1])
+    return shared[0]
+
+
+def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> PrepareResult:
+    """`detect prepare` with the recipe's split fractions, split seed and cache size."""
+    return prepare_dataset(
+        data_dir,
+        cache=cfg.data.use_cache,
+        image_size_px=cfg.data.image_size_px,
+        val_fraction=cfg.data.val_fraction,
+        test_fraction=cfg.data.test_fraction,
+        seed=cfg.data.split_seed,
+        workers=workers,
+    )
+
+
+def check_data_dirs(data_dirs: Sequence[str | Path]) -> None:
+    if not data_dirs:
+        raise ConfigError("no dataset given: pass --data DIR (an RSNA or Kermany root as unzipped from Kaggle, or a prepared folder)")
+    for data_dir in data_dirs:
+        if not Path(data_dir).is_dir():
+            raise ConfigError(f"--data {data_dir}: folder not found")
+
+
+def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, log: Callable[[str], None]) -> list[PreparedDataset]:
+    """Each --data folder's PreparedDataset, running `detect prepare` (rank 0) where none exists,
+    and building the image cache at data.image_size_px when data.use_cache."""
+    check_data_dirs(data_dirs)
+
+    def prepare_missing() -> None:
+        for data_dir in data_dirs:
+            if find_prepared(data_dir) is None:
+                log(f"{data_dir}: no manifest yet, preparing it (as `detect prepare` would)")
+                result = prepare_for_config(data_dir, cfg, workers=max(1, cfg.data.num_workers))
+                log(format_summary(result))
+            elif cfg.data.use_cache:
+                prepared = read_manifest(data_dir)
+                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers))
+                if cache.n_written or cache.bad_files:
+                    log(f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
+                        + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else ""))
+
+    _main_then_share(info, prepare_missing)
+    return [read_manifest(data_dir) for data_dir in data_dirs]
+
+
+def _check_val_split(val_dataset: ManifestDataset | None, cfg: Config, data_dirs: Sequence[str | Path]) -> None:
+    if val_dataset is None or len(val_dataset) == 0:
+        raise ConfigError(
+            f"the val split of {', '.join(map(str, data_dirs))} is empty; prepare with data.val_fraction > 0 "
+            "(delete the detect_prepared folder to prepare again)"
+        )
+    monitor = cfg.train.monitor
+    if monitor in ("val_map50", "val_rsna_score") and not any(r.has_box_labels for r in val_dataset.records):
+        raise ConfigError(
+            f"config key 'train.monitor' is '{monitor}' but the val split has no box-labelled (RSNA) images; "
+            "use val_f1 or val_loss"
+        )
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def run_training(
+    config: Config | str | Path | None,
+    data_dirs: Sequence[str | Path],
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train per `config` (a Config, or a YAML path with `overrides`) on the datasets in `data_dirs`.
+
+    Writes RUN_DIR = out_dir or runs/<cfg.name>: config.yaml (resolved), metrics.csv,
+    checkpoints/{best,last}.pt, tensorboard/ (when installed). Raises DetectError subclasses
+    (ConfigError, CheckpointError, TrainingDivergedError, RunFolderExistsError) for user errors.
+    Under torchrun it joins the process group itself and leaves it at the end.
+    """
+    info = dist_info_from_env()
+    cfg = resolve_config(config, overrides, Path(out_dir) if out_dir is not None else None)
+    run_dir = Path(out_dir) if out_dir is not None else Path("runs") / cfg.name
+    device = resolve_device(cfg.train.device, local_rank=info.local_rank, what="config key 'train.device'")
+    owns_group = info.is_distributed and not torch.distributed.is_initialized()
+    init_distributed(device, info)
+    try:
+        return _train(cfg, data_dirs, run_dir, resume, device, info, log if info.is_main else (lambda _: None))
+    finally:
+        if owns_group:
+            destroy_distributed()
+
+
+def _load_resume_state(run_dir: Path, cfg: Config, resume: bool, device: torch.device) -> dict[str, Any] | None:
+    """last.pt of the run to continue (its config checked against `cfg`), or None for a new run;
+    a RunFolderExistsError when the folder already holds a run and --resume was not given."""
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if resume:
+        state = load_checkpoint(last_path, map_location=device)
+        check_resume_config(config_of_checkpoint(state, last_path), cfg, last_path)
+        return state
+    if last_path.exists():
+        raise RunFolderExistsError(
+            f"{run_dir} already holds a run ({last_path.name}); pass --resume to continue it, "
+            "or choose a new folder with --out (or --set name=...)"
+        )
+    return None
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    val: DataLoader | None  # rank 0 alone validates
+    sampler: EpochSampler
+    n_train: int
+    n_val: int
+    steps_per_epoch: int
+
+
+def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo,
+                   log: Callable[[str], None]) -> Loaders:
+    datasets = build_datasets(prepare_data(data_dirs, cfg, info, log), cfg)
+    train_dataset, val_dataset = datasets.get("train"), datasets.get("val")
+    if train_dataset is None or len(train_dataset) == 0:
+        raise ConfigError(f"the train split of {', '.join(map(str, data_dirs))} is empty")
+    _check_val_split(val_dataset, cfg, data_dirs)
+    sampler = build_train_sampler(train_dataset, cfg, info.rank, info.world_size)
+    drop_last = len(sampler) >= 2 * cfg.train.batch_size  # no last batch of 1 for batch-norm, unless data is tiny
+    train_loader = build_loader(train_dataset, cfg, device, sampler=sampler, drop_last=drop_last,
+                                seed=derive_seed(cfg.seed, info.rank))
+    val_loader = build_loader(val_dataset, cfg, device) if info.is_main else None
+    steps_per_epoch = len(train_loader)
+    if cfg.train.max_steps_per_epoch > 0:
+        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
+    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch)
+
+
+def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+             scaler: torch.amp.GradScaler, cfg: Config, info: DistInfo, best_path: Path) -> Progress:
+    """Weights, optimiser, schedule, scaler, counters and RNG states of a resumed run."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:  # empty when the run so far had AMP off (e.g. on a CPU)
+        scaler.load_state_dict(state["scaler"])
+    progress = Progress.from_checkpoint(state, best_path)
+    if info.is_main:
+        restore_rng_states(state["rng"])
+    else:  # only rank 0's states are saved: the others continue on fresh, rank-specific streams
+        seed_everything(derive_seed(cfg.seed, progress.epoch, info.rank))
+    return progress
+
+
+def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: bool,
+           device: torch.device, info: DistInfo, log: Callable[[str], None]) -> TrainResult:
+    train_cfg = cfg.train
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    check_weights_available(cfg.model)
+    resume_state = _load_resume_state(run_dir, cfg, resume, device)
+    if resume_state is not None:
+        data_dirs = data_dirs or list(resume_state["extra"].get("data_dirs", []))  # the run remembers its data
+    check_data_dirs(data_dirs)
+
+    loaders = _build_loaders(data_dirs, cfg, device, info, log)
+    seed_everything(cfg.seed)
+    model = build_model(cfg.model, cfg.data.image_size_px).to(device)
+    optimizer = build_optimizer(model, train_cfg)
+    scheduler = build_scheduler(optimizer, train_cfg, loaders.steps_per_epoch, monitor_mode(train_cfg.monitor))
+    use_amp = train_cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    progress = Progress()
+    if resume_state is not None:
+        progress = _restore(resume_state, model, optimizer, scheduler, scaler, cfg, info, best_path)
+        log(f"resuming {run_dir} after epoch {progress.epoch} (step {progress.global_step}, best "
+            f"{train_cfg.monitor} {progress.best_metric:.4f} at epoch {progress.best_epoch})")
+    elif info.is_distributed:
+        seed_everything(derive_seed(cfg.seed, 0, info.rank))  # each rank its own augmentations
+    ddp_model = wrap_model(model, device, info)
+
+    writer = RunWriter(run_dir, cfg, resumed_after=progress.epoch if resume_state else None) if info.is_main else None
+    log(f"training {cfg.model.name} at {cfg.data.image_size_px} px on {device}"
+        f"{f' x {info.world_size} processes' if info.is_distributed else ''}: {loaders.n_train} train / "
+        f"{loaders.n_val} val images, {loaders.steps_per_epoch} steps per epoch, run dir {run_dir}")
+    if progress.epoch >= train_cfg.epochs:
+        log(f"{run_dir} has already trained {progress.epoch} of {train_cfg.epochs} epochs; "
+            "raise train.epochs (--set train.epochs=N) to train longer")
+    extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
+    total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
+    try:
+        for epoch in range(progress.epoch, train_cfg.epochs):
+            loaders.sampler.set_epoch(epoch)
+            stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
+                                    global_step=progress.global_step, info=info, log=log,
+                                    tensorboard=writer.tensorboard if writer else None)
+            progress.global_step, progress.epoch = stats.global_step, epoch + 1
+            total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
+
+            metrics: dict[str, float] = {}
+            improved = False
+            if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs:
+                # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
+                metrics, points = _main_then_share(
+                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
+                improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
+                monitored = metrics.get(train_cfg.monitor)
+                if isinstance(scheduler, ReduceLROnPlateau) and monitored is not None and math.isfinite(monitored):
+                    scheduler.step(monitored)
+
+            if writer is not None:
+                save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
+                                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                best_metric=progress.best_metric, best_epoch=progress.best_epoch,
+                                epochs_without_improvement=progress.stale_epochs, metrics=metrics,
+                                extra={**extra, "operating_points": progress.operating_points},
+                                rng_states=capture_rng_states())
+                if improved:
+                    copy_atomic(last_path, best_path)
+                writer.write_epoch(epoch + 1, stats, metrics)
+                log(format_epoch(epoch + 1, train_cfg.epochs, stats, metrics, improved))
+            barrier()
+            if metrics and 0 < train_cfg.early_stop_patience <= progress.stale_epochs:
+                log(f"early stop: {train_cfg.monitor} has not improved for {progress.stale_epochs} evaluations "
+                    f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
+                stopped_early = True
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+    if info.is_main and not best_path.is_file() and last_path.is_file():
+        log(f"{train_cfg.monitor} was never finite: best.pt is the last epoch's checkpoint")
+        copy_atomic(last_path, best_path)
+    barrier()
+    return TrainResult(
+        run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
+        best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
+        global_step=progress.global_step,
+        images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
+        stopped_early=stopped_early, rank=info.rank, model=model,
+    )
+
+
+def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
+             epoch: int) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+    """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
+    {dataset: operating point as a dict}: what the checkpoint stores)."""
+    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss")
+    metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
+    return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}
+
+
+def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
+                     if k in metrics)
+    return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
+            f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
+            f"{'  * best' if improved else ''}")
+
+
+def format_result(result: TrainResult) -> str:
+    """The closing line of `detect train`: best epoch, its validation metrics, the run folder."""
+    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
+    shown = " ".join(f"{k}={result.best_metrics[k]:.4f}" for k in keys if k in result.best_metrics)
+    best = f"best epoch {result.best_epoch}: {shown}" if result.best_epoch else "no finite validation metric"
+    speed = f"{result.images_per_second:.1f} images/s" if math.isfinite(result.images_per_second) else "no steps run"
+    epochs = f"{result.epochs_run} epoch{'' if result.epochs_run == 1 else 's'}"
+    return f"{best} | {epochs}, {speed} | run dir {result.run_dir} (best: {result.best_checkpoint})"

@@ -1,0 +1,154 @@
+"""detect.models.checkpoint: atomic save, strict load with one-line errors, round trip, latest-run lookup."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+
+import pytest
+import torch
+
+from data_prep.errors import CheckpointError
+from detect.config import config_to_dict
+from detect.models.build import build_model
+from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, load_checkpoint, save_checkpoint
+from detect.predictions import OperatingPoint
+from detect.training.seeding import capture_rng_states
+from tests.detect.train_fixtures import tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_model_and_cfg():
+    cfg = tiny_config()
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data.image_size_px)
+    return model, cfg
+
+
+def _save(path, model, cfg, **kwargs):
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    defaults = dict(model=model, cfg=cfg, epoch=3, global_step=42, optimizer=optimizer, best_metric=0.25,
+                    best_epoch=2, metrics={"val_map50": 0.25},
+                    extra={"operating_points": {"rsna": OperatingPoint("rsna", 0.37, "F1-optimal on rsna val").to_dict()}},
+                    rng_states=capture_rng_states())
+    defaults.update(kwargs)
+    return save_checkpoint(path, **defaults)
+
+
+def test_round_trip_gives_identical_weights_and_identical_predictions(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    path = _save(tmp_path / "run" / "checkpoints" / "best.pt", model, cfg)
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary file left behind
+
+    payload = load_checkpoint(path)
+    assert payload["epoch"] == 3 and payload["global_step"] == 42 and payload["best_epoch"] == 2
+    assert payload["best_metric"] == pytest.approx(0.25)
+    assert payload["config"] == config_to_dict(cfg)
+    assert set(payload["versions"]) == {"torch", "torchvision", "detect", "python"}
+    assert payload["versions"]["torch"] == torch.__version__
+    assert payload["optimizer"]["param_groups"][0]["lr"] == 0.1
+
+    rebuilt, rebuilt_cfg, extra = build_model_from_checkpoint(path, "cpu")
+    assert rebuilt_cfg == cfg
+    assert extra["operating_points"]["rsna"]["threshold"] == pytest.approx(0.37) and extra["epoch"] == 3
+    original = model.state_dict()
+    for name, tensor in rebuilt.state_dict().items():
+        assert torch.equal(tensor, original[name]), name
+
+    model.eval()
+    image = torch.rand(3, cfg.data.image_size_px, cfg.data.image_size_px, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected, got = model([image])[0], rebuilt([image])[0]
+    assert set(got) == set(expected)
+    for key in expected:
+        assert torch.equal(got[key], expected[key]), key
+
+
+def test_rebuilding_never_fetches_the_configured_pretrained_weights(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    # A run trained from ImageNet weights: rebuilding must not try to download them again.
+    online_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, weights="imagenet"))
+    path = _save(tmp_path / "best.pt", model, online_cfg)
+    rebuilt, rebuilt_cfg, _ = build_model_from_checkpoint(path)
+    assert rebuilt_cfg.model.weights == "imagenet"
+    assert not rebuilt.training
+
+
+def test_save_replaces_an_existing_checkpoint(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    path = tmp_path / "last.pt"
+    _save(path, model, cfg, epoch=1)
+    _save(path, model, cfg, epoch=2)
+    assert load_checkpoint(path)["epoch"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint not found$"):
+        load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_corrupt_checkpoint_is_one_line(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"\x00garbage" * 50)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_checkpoint(path)
+    message = str(excinfo.value)
+    assert message.startswith(f"{path}: not a readable checkpoint file (")
+    assert "\n" not in message
+
+
+def test_truncated_checkpoint(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    path = _save(tmp_path / "last.pt", model, cfg)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint file"):
+        load_checkpoint(path)
+
+
+def test_a_plain_state_dict_is_not_a_training_checkpoint(tmp_path, tiny_model_and_cfg):
+    model, _ = tiny_model_and_cfg
+    path = tmp_path / "weights.pth"
+    torch.save(model.state_dict(), path)
+    with pytest.raises(CheckpointError, match=r"weights\.pth: not a detect training checkpoint \(missing format_version, "
+                                              r"model, config, epoch, global_step\)"):
+        load_checkpoint(path)
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    path = _save(tmp_path / "best.pt", model, cfg)
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["model"]["head_hidden_dim"] = 48  # the stored head is 32 wide
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"best\.pt: weights do not fit model 'mobilenet_v3_large_fpn'"):
+        build_model_from_checkpoint(path)
+
+
+def test_find_latest_best_checkpoint_takes_the_newest_run(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    old = _save(tmp_path / "runs" / "old" / "checkpoints" / "best.pt", model, cfg)
+    new = _save(tmp_path / "runs" / "new" / "checkpoints" / "best.pt", model, cfg)
+    _save(tmp_path / "runs" / "newest_but_no_best" / "checkpoints" / "last.pt", model, cfg)
+    now = time.time()
+    os.utime(old, (now, now))
+    os.utime(new, (now - 100, now - 100))
+    assert find_latest_best_checkpoint(tmp_path / "runs") == old
+
+
+@pytest.mark.parametrize("make_dir", [False, True])
+def test_find_latest_best_checkpoint_without_runs(tmp_path, monkeypatch, make_dir):
+    monkeypatch.chdir(tmp_path)
+    if make_dir:
+        (tmp_path / "runs" / "empty_run").mkdir(parents=True)
+    with pytest.raises(CheckpointError) as excinfo:
+        find_latest_best_checkpoint()
+    assert str(excinfo.value) == "no trained model found under runs/; train one with `detect train` or pass --checkpoint"
+
+
+def test_nan_best_metric_is_stored(tmp_path, tiny_model_and_cfg):
+    model, cfg = tiny_model_and_cfg
+    path = _save(tmp_path / "last.pt", model, cfg, best_metric=math.nan, best_epoch=0)
+    assert math.isnan(load_checkpoint(path)["best_metric"])

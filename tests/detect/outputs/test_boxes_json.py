@@ -1,0 +1,85 @@
+"""detect.outputs.boxes_json: the shipped schema is valid draft 2020-12, accepts what infer writes, rejects the rest."""
+import copy
+import json
+
+import jsonschema
+import numpy as np
+import pytest
+
+from detect.inference.postprocess import PostprocessSettings
+from detect.outputs.boxes_json import SCHEMA_PATH, SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
+from detect.predictions import ImagePrediction, OperatingPoint
+
+RSNA_POINT = OperatingPoint("rsna", 0.42, "F1-optimal on rsna val at epoch 5 (72 images)")
+
+
+def _document():
+    ok = ImagePrediction(
+        source="scan.dcm", patient_id="p1", sop_instance_uid="1.2.3", view_position="AP",
+        width_px=400, height_px=300,
+        class_probabilities={"Normal": 0.1, "No Lung Opacity / Not Normal": 0.2, "Lung Opacity": 0.7},
+        subtype_probabilities={"normal": 0.2, "bacterial": 0.5, "viral": 0.3},
+        pneumonia_probability=0.7, pneumonia=True, operating_point=RSNA_POINT, box_outcome="boxes",
+        boxes_xyxy=np.array([[10, 20, 110, 220]], dtype=np.float32), scores=np.array([0.63], dtype=np.float32),
+    )
+    bad = ImagePrediction(source="junk.dcm", error="not a DICOM file")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": {"name": "mobilenet_v3_large_fpn", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
+                  "image_size_px": 128, "config_name": "demo", "detect_version": "0.1.0"},
+        "settings": settings_to_json(PostprocessSettings(), [RSNA_POINT], "by input format"),
+        "images": [prediction_to_json(ok), prediction_to_json(bad)],
+    }
+
+
+def test_schema_is_valid_draft_2020_12():
+    schema = json.loads(SCHEMA_PATH.read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_a_written_document_validates_and_boxes_are_xywh():
+    document = _document()
+    validate_output(document)
+    assert document["images"][0]["boxes"] == [{"x": 10.0, "y": 20.0, "width": 100.0, "height": 200.0, "score": pytest.approx(0.63)}]
+    assert document["images"][1]["error"] == "not a DICOM file" and document["images"][1]["boxes"] is None
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d.update(schema_version="1.0"), "at schema_version"),
+        (lambda d: d["images"][0].pop("operating_point"), "at images/0"),
+        (lambda d: d["images"][0].update(box_outcome="maybe"), "at images/0"),
+        (lambda d: d["images"][0]["operating_point"].update(threshold=1.2), "at images/0"),
+        (lambda d: d["settings"].pop("operating_points"), "at settings"),
+        (lambda d: d["images"][0].pop("pneumonia"), "at images/0"),
+        (lambda d: d["images"][0]["boxes"][0].update(width=0), "at images/0"),
+        (lambda d: d["images"][0]["class_probabilities"].update(Normal=1.5), "at images/0"),
+        (lambda d: d["images"][1].update(boxes=[]), "at images/1"),
+        (lambda d: d["settings"].update(shrink_factor=0), "at settings/shrink_factor"),
+        (lambda d: d.update(extra=1), "at <root>"),
+    ],
+)
+def test_schema_rejects_malformed_documents(mutate, message):
+    document = copy.deepcopy(_document())
+    mutate(document)
+    with pytest.raises(ValueError, match=message):
+        validate_output(document)
+
+
+def test_a_box_outside_its_image_is_rejected():
+    document = _document()
+    document["images"][0]["boxes"][0]["x"] = 350.0  # 350 + 100 > 400
+    with pytest.raises(ValueError, match="images/0/boxes/0 extends outside the 400x300 image"):
+        validate_output(document)
+
+
+def test_the_schema_version_is_the_written_one():
+    assert json.loads(SCHEMA_PATH.read_text())["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
+
+
+def test_a_prediction_without_its_operating_point_cannot_be_written():
+    with pytest.raises(ValueError, match="scan.dcm: a prediction needs its operating_point and box_outcome"):
+        prediction_to_json(ImagePrediction(source="scan.dcm", width_px=10, height_px=10, pneumonia=True,
+                                           pneumonia_probability=0.9))
