@@ -34,7 +34,7 @@ from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.evaluation.report import format_summary as format_eval_summary
 from detect.inference.batch import run_inference
 from detect.inference.postprocess import PostprocessSettings
-from detect.training.trainer import format_result, prepare_for_config, run_training
+from detect.training.trainer import TrainResult, format_result, prepare_for_config, run_training
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -210,6 +210,12 @@ def run_demo(
     result.paths["overlay"] = out / "overlay"
     done()
 
+    result.paths["summary"] = _write_summary(out / "demo_summary.json", result, size, trained)
+    return result
+
+
+def _write_summary(path: Path, result: DemoResult, size: str, trained: TrainResult) -> Path:
+    """demo_summary.json: the stage timings and the headline metrics the demo prints."""
     summary = {
         "size": size,
         "stage_seconds": {k: round(v, 1) for k, v in result.stage_seconds.items()},
@@ -218,9 +224,8 @@ def run_demo(
         "train_images_per_second": round(trained.images_per_second, 2),
         "best_epoch": trained.best_epoch,
     }
-    (out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    result.paths["summary"] = out / "demo_summary.json"
-    return result
+    path.write_text(json.dumps(summary, indent=2) + "\n")
+    return path
 
 
 def _one_test_dicom(rsna_dir: Path) -> Path:

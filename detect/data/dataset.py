@@ -42,14 +42,15 @@ from data_prep.cache import load_cached_image
 from data_prep.errors import DataFormatError, ImageReadError
 from data_prep.geometry import letterbox_resize, letterbox_scale, scale_boxes
 from data_prep.images import read_any_image
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, ImageRecord
+from data_prep.manifest import PreparedDataset
+from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, DicomHeader, ImageRecord
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, content_size, pixels_to_tensor
 from detect.data.transforms import build_eval_transforms, build_train_transforms
 
 OPACITY_LABEL = 1  # the detector's only foreground class (0 is torchvision's background)
 
-ImageLoader = Callable[[Path], tuple[np.ndarray, Any]]  # path -> (uint8 [H, W], header or None)
+ImageLoader = Callable[[Path], tuple[np.ndarray, DicomHeader | None]]  # path -> (uint8 [H, W], header)
 CacheLoader = Callable[[Path], np.ndarray]  # path -> uint8 [S, S]
 
 
@@ -189,7 +190,7 @@ def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tupl
 # ---------------------------------------------------------------------------------- building
 
 
-def build_datasets(prepared: Sequence[Any], cfg: Config) -> dict[str, ManifestDataset]:
+def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config) -> dict[str, ManifestDataset]:
     """'train' / 'val' / 'test' datasets over the records of that split of every prepared dataset
     (data_prep.manifest.PreparedDataset), in the given order; train with the training
     augmentation of cfg.data.augment, val and test without. Every split is present (maybe empty).
@@ -205,7 +206,7 @@ def build_datasets(prepared: Sequence[Any], cfg: Config) -> dict[str, ManifestDa
     for split in SPLITS:
         records: list[ImageRecord] = []
         roots: list[Path] = []
-        caches: list[Any] = []
+        caches: list[PreparedDataset | None] = []
         for source in prepared:
             split_records = [r for r in source.records if r.split == split]
             cache = None

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
@@ -200,7 +200,8 @@ class InferenceResult:
 
 def predict_files(loaded: LoadedModel, files: Sequence[Path], *, settings: PostprocessSettings, choice: ThresholdChoice,
                   batch_size: int, workers: int, progress: bool,
-                  on_image: Any = None) -> tuple[list[ImagePrediction], list[BadFile]]:
+                  on_image: Callable[[LoadedImage, ImagePrediction], None] | None = None,
+                  ) -> tuple[list[ImagePrediction], list[BadFile]]:
     """Every file through the predictor and `finalize_prediction`, in order; unreadable files
     become failure entries. `on_image(loaded_image, prediction)` is called for each readable one."""
     predictions: list[ImagePrediction] = []

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 import torchvision
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from data_prep.errors import CheckpointError, ConfigError
 from detect.config import Config, config_from_dict, config_to_dict
@@ -68,8 +69,8 @@ def save_checkpoint(
     epoch: int,
     global_step: int,
     optimizer: torch.optim.Optimizer | None = None,
-    scheduler: Any = None,
-    scaler: Any = None,
+    scheduler: LRScheduler | ReduceLROnPlateau | None = None,
+    scaler: torch.amp.GradScaler | None = None,
     best_metric: float = math.nan,
     best_epoch: int = 0,
     epochs_without_improvement: int = 0,

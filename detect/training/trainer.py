@@ -299,7 +299,8 @@ def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.d
     return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch)
 
 
-def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau,
              scaler: torch.amp.GradScaler, cfg: Config, info: DistInfo, best_path: Path) -> Progress:
     """Weights, optimiser, schedule, scaler, counters and RNG states of a resumed run."""
     model.load_state_dict(state["model"])
@@ -313,6 +314,16 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.opt
     else:  # only rank 0's states are saved: the others continue on fresh, rank-specific streams
         seed_everything(derive_seed(cfg.seed, progress.epoch, info.rank))
     return progress
+
+
+def _log_start(cfg: Config, device: torch.device, info: DistInfo, loaders: Loaders, progress: Progress, run_dir: Path,
+               log: Callable[[str], None]) -> None:
+    log(f"training {cfg.model.name} at {cfg.data.image_size_px} px on {device}"
+        f"{f' x {info.world_size} processes' if info.is_distributed else ''}: {loaders.n_train} train / "
+        f"{loaders.n_val} val images, {loaders.steps_per_epoch} steps per epoch, run dir {run_dir}")
+    if progress.epoch >= cfg.train.epochs:
+        log(f"{run_dir} has already trained {progress.epoch} of {cfg.train.epochs} epochs; "
+            "raise train.epochs (--set train.epochs=N) to train longer")
 
 
 def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: bool,
@@ -342,12 +353,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     ddp_model = wrap_model(model, device, info)
 
     writer = RunWriter(run_dir, cfg, resumed_after=progress.epoch if resume_state else None) if info.is_main else None
-    log(f"training {cfg.model.name} at {cfg.data.image_size_px} px on {device}"
-        f"{f' x {info.world_size} processes' if info.is_distributed else ''}: {loaders.n_train} train / "
-        f"{loaders.n_val} val images, {loaders.steps_per_epoch} steps per epoch, run dir {run_dir}")
-    if progress.epoch >= train_cfg.epochs:
-        log(f"{run_dir} has already trained {progress.epoch} of {train_cfg.epochs} epochs; "
-            "raise train.epochs (--set train.epochs=N) to train longer")
+    _log_start(cfg, device, info, loaders, progress, run_dir, log)
     extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
     try:
@@ -391,10 +397,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         if writer is not None:
             writer.close()
 
-    if info.is_main and not best_path.is_file() and last_path.is_file():
-        log(f"{train_cfg.monitor} was never finite: best.pt is the last epoch's checkpoint")
-        copy_atomic(last_path, best_path)
-    barrier()
+    _ensure_best(last_path, best_path, train_cfg.monitor, info, log)
     return TrainResult(
         run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
@@ -402,6 +405,14 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
         stopped_early=stopped_early, rank=info.rank, model=model,
     )
+
+
+def _ensure_best(last_path: Path, best_path: Path, monitor: str, info: DistInfo, log: Callable[[str], None]) -> None:
+    """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
+    if info.is_main and not best_path.is_file() and last_path.is_file():
+        log(f"{monitor} was never finite: best.pt is the last epoch's checkpoint")
+        copy_atomic(last_path, best_path)
+    barrier()
 
 
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,

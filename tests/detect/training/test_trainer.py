@@ -180,23 +180,26 @@ def test_missing_data_dir(tmp_path):
 # ------------------------------------------------------------------- guard, early stop
 
 
-def test_non_finite_loss_stops_training_with_the_step_and_components(rsna_dir, tmp_path, monkeypatch):
+def _patch_training_losses(monkeypatch, change) -> None:
+    """Every model the run builds passes its training losses through `change(losses)`."""
     real_build = train_module.build_model
 
-    def build_with_nan_loss(*args, **kwargs):
+    def build(*args, **kwargs):
         model = real_build(*args, **kwargs)
         real_forward = model.forward
 
         def forward(images, targets=None):
             out = real_forward(images, targets)
-            if model.training:
-                out["loss_box_reg"] = out["loss_box_reg"] * float("nan")
-            return out
+            return change(out) if model.training else out
 
         model.forward = forward
         return model
 
-    monkeypatch.setattr(train_module, "build_model", build_with_nan_loss)
+    monkeypatch.setattr(train_module, "build_model", build)
+
+
+def test_non_finite_loss_stops_training_with_the_step_and_components(rsna_dir, tmp_path, monkeypatch):
+    _patch_training_losses(monkeypatch, lambda out: {**out, "loss_box_reg": out["loss_box_reg"] * float("nan")})
     with pytest.raises(TrainingDivergedError) as excinfo:
         run_training(tiny_config(), [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
     message = str(excinfo.value)
@@ -219,22 +222,7 @@ class _NanGradient(torch.autograd.Function):
 
 
 def test_non_finite_gradient_stops_training_before_it_reaches_the_weights(rsna_dir, tmp_path, monkeypatch):
-    real_build = train_module.build_model
-
-    def build_with_nan_gradient(*args, **kwargs):
-        model = real_build(*args, **kwargs)
-        real_forward = model.forward
-
-        def forward(images, targets=None):
-            out = real_forward(images, targets)
-            if model.training:
-                out["loss_image_classifier"] = _NanGradient.apply(out["loss_image_classifier"])
-            return out
-
-        model.forward = forward
-        return model
-
-    monkeypatch.setattr(train_module, "build_model", build_with_nan_gradient)
+    _patch_training_losses(monkeypatch, lambda out: {**out, "loss_image_classifier": _NanGradient.apply(out["loss_image_classifier"])})
     with pytest.raises(TrainingDivergedError, match=r"^non-finite gradient at step 1 \(epoch 1\) with finite losses "
                                                     r"loss_box_reg=.*; lower train\.lr \(now 1e-05\)"):
         run_training(tiny_config(), [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
