@@ -132,7 +132,7 @@ def synth_kermany_command(
 @user_errors_exit_2
 def infer(
     paths: List[Path] = typer.Argument(..., help="DICOM / PNG / JPEG files or folders (searched recursively for .dcm .png .jpg .jpeg)."),
-    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/schemas/boxes.schema.json)."),
+    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json)."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
     ),
