@@ -33,7 +33,7 @@ from tqdm import tqdm
 from data_prep.errors import DetectError
 from data_prep.records import DATASETS, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
 from detect.data.files import LoadedImage, iter_loaded_batches
-from detect.inference.postprocess import PostprocessSettings, postprocess_prediction
+from detect.inference.postprocess import postprocess_prediction
 from detect.inference.predictor import LoadedModel, load_predictor
 from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json
 from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
@@ -42,6 +42,7 @@ from detect.predictions import (
     DEFAULT_PNEUMONIA_THRESHOLD,
     ImagePrediction,
     OperatingPoint,
+    PostprocessSettings,
     RawPrediction,
     box_outcome,
 )

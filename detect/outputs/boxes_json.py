@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import jsonschema
 import numpy as np
 
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.predictions import ImagePrediction, OperatingPoint
 
 SCHEMA_VERSION = "2.0"

@@ -16,7 +16,7 @@ from data_prep.geometry import xywh_to_xyxy
 from detect.evaluation.metrics import rsna_score
 from detect.evaluation.submission_eval import evaluate_predictions
 from detect.inference.batch import ThresholdChoice, collect_input_files, pick_operating_point, run_inference
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output

@@ -13,7 +13,7 @@ from data_prep.manifest import read_manifest
 from detect.data.dataset import build_datasets
 from detect.evaluation.evaluate import predict_records
 from detect.inference.batch import run_inference
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.inference.predictor import Predictor, load_predictor
 from detect.training.engine import evaluate
 from detect.training.trainer import build_loader

@@ -6,7 +6,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.outputs.boxes_json import SCHEMA_PATH, SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
 from detect.predictions import ImagePrediction, OperatingPoint
 
