@@ -157,7 +157,7 @@ def infer(
 ) -> None:
     """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
     from detect.inference.batch import run_inference
-    from detect.inference.postprocess import PostprocessSettings
+    from detect.predictions import PostprocessSettings
 
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
@@ -195,7 +195,7 @@ def eval_command(
     from detect.evaluation.evaluate import evaluate_checkpoint
     from detect.evaluation.report import format_summary
     from detect.evaluation.submission_eval import evaluate_predictions
-    from detect.inference.postprocess import PostprocessSettings
+    from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None:
