@@ -131,8 +131,8 @@ def synth_kermany_command(
 @app.command()
 @user_errors_exit_2
 def infer(
-    paths: List[Path] = typer.Argument(..., help="DICOM / PNG / JPEG files or folders (searched recursively for .dcm .png .jpg .jpeg)."),
-    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json)."),
+    paths: List[Path] = typer.Argument(..., help="DICOM / PNG / JPEG files or folders (searched recursively; files without a known suffix are taken by content)."),
+    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json); the JSON Lines part(s) go next to it."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
     ),
@@ -152,10 +152,18 @@ def infer(
     threshold_from: Optional[str] = typer.Option(
         None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N; under torchrun, each rank its own GPU."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped run: skip the images its JSON Lines part already holds (same checkpoint and options required)."),
+    glob: Optional[str] = typer.Option(None, "--glob", help="Only files whose path below the folder matches this pattern, e.g. '**/*.dcm' or 'CT*/**'."),
+    allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some files could not be read (they are listed in boxes.json either way)."),
+    log_every: int = typer.Option(500, "--log-every", help="Without a terminal: a progress line every N images (and every 30 s)."),
 ) -> None:
-    """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
+    """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json.
+
+    Exit 0 when every file was predicted; 2 when some could not be read (unless --allow-failures) or on a user error.
+    Several processes or machines: torchrun --nproc_per_node=N cli.py infer ... (each rank a share, rank 0 merges).
+    """
     from detect.inference.batch import run_inference
     from detect.predictions import PostprocessSettings
 
@@ -165,13 +173,20 @@ def infer(
     result = run_inference(
         paths, out_path=out, checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
         pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size, device=device,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), resume=resume, glob=glob, log=lambda line: typer.echo(line, err=True),
+        log_every_images=log_every,
     )
+    for problem in result.problems:
+        typer.echo(f"warning: {problem}", err=True)
     for failure in result.failures:
         typer.echo(f"warning: {failure.path}: {failure.reason}", err=True)
     for warning in result.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(result.summary())
+    if result.rank == 0:
+        typer.echo(result.summary())
+    if result.failures and not allow_failures:
+        raise DetectError(f"{len(result.failures)} of {result.n_inputs} file(s) could not be read (listed in "
+                          f"{result.out_path or out} with their reason); pass --allow-failures to accept that")
 
 
 @app.command("eval")

@@ -29,10 +29,17 @@ def _stderr(result) -> str:
     return result.stderr
 
 
-def test_infer_a_batch_with_a_bad_file_exits_0_with_a_warning(tmp_path, checkpoint):
+def test_infer_a_batch_with_a_bad_file_writes_everything_and_exits_2_unless_allowed(tmp_path, checkpoint):
     files = write_images(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
-                  "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    args = ("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+            "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    strict = _run(*args)
+    assert strict.exit_code == 2, strict.output
+    assert _stderr(strict).strip().splitlines()[-1] == (
+        f"error: 1 of 4 file(s) could not be read (listed in {tmp_path / 'boxes.json'} with their reason); "
+        "pass --allow-failures to accept that")
+    assert len(json.loads((tmp_path / "boxes.json").read_text())["images"]) == 4  # written all the same
+    result = _run(*args, "--allow-failures")
     assert result.exit_code == 0, result.output
     warnings = [line for line in _stderr(result).splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {files['corrupt']}: ")

@@ -6,9 +6,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from detect.predictions import PostprocessSettings
+from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 from detect.outputs.boxes_json import SCHEMA_PATH, SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
-from detect.predictions import ImagePrediction, OperatingPoint
 
 RSNA_POINT = OperatingPoint("rsna", 0.42, "F1-optimal on rsna val at epoch 5 (72 images)")
 
