@@ -35,6 +35,9 @@ from data_prep.records import DATASETS, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile,
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.inference.postprocess import postprocess_prediction
 from detect.inference.predictor import LoadedModel, load_predictor
+from detect.outputs.dicom_common import AlgorithmInfo
+from detect.outputs.dicom_results import DicomResultWriter
+from detect.outputs.uids import file_sha256
 from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json
 from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
 from detect.outputs.submission import submission_rows, write_submission
@@ -150,6 +153,9 @@ def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader 
         patient_id=(header.patient_id or None) if header is not None else None,
         sop_instance_uid=(header.sop_instance_uid or None) if header is not None else None,
         view_position=(header.view_position or None) if header is not None else None,
+        study_instance_uid=(header.identity.study_instance_uid or None) if header is not None and header.identity else None,
+        series_instance_uid=(header.identity.series_instance_uid or None) if header is not None and header.identity else None,
+        pixel_spacing_mm=header.pixel_spacing_mm if header is not None else None,
         width_px=raw.width_px,
         height_px=raw.height_px,
         class_probabilities={n: float(p) for n, p in zip(RSNA_CLASSES, raw.class_probabilities)},
@@ -161,6 +167,13 @@ def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader 
         boxes_xyxy=boxes,
         scores=scores,
     )
+
+
+def algorithm_info(loaded: LoadedModel, settings: PostprocessSettings) -> AlgorithmInfo:
+    """Who made a DICOM result (IHE AI Results): model, detect version, checkpoint hash, settings."""
+    parameters = tuple(f"{key}={value}" for key, value in settings.to_dict().items())
+    return AlgorithmInfo(name=f"detect {loaded.model_info['name']}", version=str(loaded.model_info["detect_version"]),
+                         model_sha256=file_sha256(loaded.checkpoint_path), parameters=parameters)
 
 
 # -------------------------------------------------------------------------------- the batch
@@ -177,6 +190,7 @@ class InferenceResult:
     submission_path: Path | None = None
     overlay_paths: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    dicom_paths: list[Path] = field(default_factory=list)  # SR / GSPS files (--dicom-sr / --dicom-gsps)
 
     @property
     def n_succeeded(self) -> int:
@@ -196,6 +210,8 @@ class InferenceResult:
         written = [str(self.out_path)] + ([str(self.submission_path)] if self.submission_path else [])
         if self.overlay_paths:
             written.append(f"{len(self.overlay_paths)} overlay PNG(s) in {self.overlay_paths[0].parent}")
+        if self.dicom_paths:
+            written.append(f"{len(self.dicom_paths)} DICOM SR/GSPS file(s)")
         return text + "; wrote " + ", ".join(written)
 
 
@@ -241,18 +257,26 @@ def run_inference(
     device: str = "auto",
     workers: int = 2,
     progress: bool = False,
+    dicom_sr_dir: str | Path | None = None,
+    dicom_gsps_dir: str | Path | None = None,
+    anonymize: bool = False,
 ) -> InferenceResult:
     """Predict every file under `paths`, write boxes.json to `out_path` (+ CSV / overlays).
 
     Raises DetectError (nothing written) when the arguments are bad, the checkpoint is missing
     or unreadable, or not one file could be read; otherwise every unreadable file is an entry
     with "error" in the output and a BadFile in `failures`, and the rest is predicted.
+    `dicom_sr_dir` / `dicom_gsps_dir`: also write a DICOM SR / GSPS per DICOM input there
+    (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
+    no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     """
     if batch_size < 1:
         raise DetectError(f"batch size must be >= 1, got {batch_size}")
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
         if target is not None and Path(target).is_dir():
             raise DetectError(f"{target}: {what} must name a file, not a folder")
+    if anonymize and submission_path is not None:
+        raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
     files = collect_input_files(paths)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
@@ -267,8 +291,16 @@ def run_inference(
             name = unique_png_name(Path(item.source).stem, used_names)
             overlay_paths.append(write_overlay(overlay_root / name, draw_overlay(item.pixels, prediction)))
 
+    dicom_writer = DicomResultWriter(algorithm_info(loaded, settings) if dicom_sr_dir or dicom_gsps_dir else None,
+                                     sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
+                                     gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None, anonymize=anonymize)
+
+    def each_image(item: LoadedImage, prediction: ImagePrediction) -> None:
+        write_one_overlay(item, prediction)
+        dicom_writer.write(item.header, prediction)
+
     predictions, failures = predict_files(loaded, files, settings=settings, choice=choice, batch_size=batch_size,
-                                          workers=workers, progress=progress, on_image=write_one_overlay)
+                                          workers=workers, progress=progress, on_image=each_image)
     if not any(p.error is None for p in predictions):
         reasons = "; ".join(f"{f.path}: {f.reason}" for f in failures[:3])
         more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
@@ -276,12 +308,14 @@ def run_inference(
 
     document = {
         "schema_version": SCHEMA_VERSION,
+        "anonymized": anonymize,
         "model": loaded.model_info,
         "settings": settings_to_json(settings, offered, choice.rule()),
-        "images": [prediction_to_json(p) for p in predictions],
+        "images": [prediction_to_json(p, anonymize=anonymize) for p in predictions],
     }
     out = write_boxes_json(out_path, document)
     result = InferenceResult(document=document, out_path=out, predictions=predictions, failures=failures, overlay_paths=overlay_paths)
+    result.dicom_paths, result.warnings = dicom_writer.written, dicom_writer.problems
     if submission_path is not None:
         rows, duplicates = submission_rows(predictions)
         result.submission_path = write_submission(submission_path, rows)
