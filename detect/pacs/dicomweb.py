@@ -30,7 +30,7 @@ T = TypeVar("T")
 def _one_line_http_error(url: str, exc: requests.RequestException) -> DicomWebError:
     response = getattr(exc, "response", None)
     if response is not None:
-        where = response.url or url
+        where = (response.url or url).split("?", 1)[0]  # the resource; the query only adds noise
         return DicomWebError(f"{where}: HTTP {response.status_code} {response.reason or ''}".rstrip())
     if isinstance(exc, requests.ConnectionError):
         return DicomWebError(f"{url}: cannot connect (is the DICOMweb server running and the URL right?)")

@@ -151,7 +151,7 @@ def test_an_error_answer_is_one_line_with_the_url_and_the_status(status, reason,
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
-        with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series\S*: HTTP {status} {reason}$"):
+        with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series: HTTP {status} {reason}$"):
             find_series(connect(url), url, STUDY_UID)
         result = CliRunner().invoke(app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--out", str(tmp_path / "b.json")])
         assert result.exit_code == 2
