@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -15,6 +16,7 @@ INSTALL_HINT = {
     "dsrdump": "apt-get install dcmtk",
     "dcmdump": "apt-get install dcmtk",
     "Orthanc": "apt-get install orthanc orthanc-dicomweb",
+    "libOrthancDicomWeb.so": "apt-get install orthanc-dicomweb",
 }
 
 
@@ -24,11 +26,15 @@ def require_tool(name: str, *extra_dirs: str) -> str:
     found = shutil.which(name, path=search)
     if found:
         return found
+    missing_tool(name)
+
+
+def missing_tool(name: str) -> NoReturn:
+    """Fail (CI=true) or skip the test, naming the tool and how to install it."""
     reason = f"{name} not found ({INSTALL_HINT.get(name, 'install it')})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}: CI must have it (.ci/run installs it)")
     pytest.skip(reason)
-    raise AssertionError  # unreachable
 
 
 def run_tool(name: str, *args: str | Path) -> subprocess.CompletedProcess:

@@ -14,8 +14,11 @@ outputs of one run agree to the digit. The codes are listed and justified in doc
 """
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -110,6 +113,15 @@ def source_dataset(header: DicomHeader, *, anonymize: bool = False) -> Dataset:
     if identity.frame_of_reference_uid:
         ds.FrameOfReferenceUID = identity.frame_of_reference_uid
     return ds
+
+
+@contextmanager
+def source_names_copied_as_they_are() -> Iterator[None]:
+    """Silence highdicom's warning on a one-component PatientName: the source's name is copied
+    verbatim (RSNA writes the patient ID there), and dciodvfy already reports it on the source."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+        yield
 
 
 def box_polylines(prediction: ImagePrediction) -> tuple[np.ndarray, list[float]]:

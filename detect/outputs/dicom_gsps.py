@@ -14,8 +14,6 @@ as it does without the presentation state. The SOP Instance UID is
 """
 from __future__ import annotations
 
-import warnings
-
 import highdicom as hd
 
 from data_prep.records import DicomHeader
@@ -27,6 +25,7 @@ from detect.outputs.dicom_common import (
     check_source,
     decision_text,
     source_dataset,
+    source_names_copied_as_they_are,
 )
 from detect.outputs.uids import derived_uid
 from detect.predictions import ImagePrediction
@@ -65,8 +64,7 @@ def build_gsps(header: DicomHeader | None, prediction: ImagePrediction, algorith
                                display_color=LABEL_YELLOW)
     annotation = hd.pr.GraphicAnnotation(referenced_images=[source], graphic_layer=layer,
                                          graphic_objects=graphics or None, text_objects=texts)
-    with warnings.catch_warnings():  # the source's PatientName is copied as it is, one component or not
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
+    with source_names_copied_as_they_are():
         gsps = hd.pr.GrayscaleSoftcopyPresentationState(
             referenced_images=[source],
             series_instance_uid=derived_uid(header.identity.study_instance_uid, algorithm.model_sha256, "gsps-series"),

@@ -19,8 +19,6 @@ evidence. Its SOP Instance UID is `derived_uid(source SOP Instance UID, model sh
 """
 from __future__ import annotations
 
-import warnings
-
 import highdicom as hd
 import numpy as np
 
@@ -45,6 +43,7 @@ from detect.outputs.dicom_common import (
     box_polylines,
     check_source,
     source_dataset,
+    source_names_copied_as_they_are,
 )
 from detect.outputs.uids import derived_uid
 from detect.predictions import ImagePrediction
@@ -133,23 +132,17 @@ def build_sr(header: DicomHeader | None, prediction: ImagePrediction, algorithm:
         imaging_measurements=groups,
     )
     study_uid = header.identity.study_instance_uid
-    with warnings.catch_warnings():  # the source's PatientName is copied as it is, one component or not
-        warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        return _document(header, report, algorithm, study_uid, anonymize)
-
-
-def _document(header: DicomHeader, report: hd.sr.MeasurementReport, algorithm: AlgorithmInfo, study_uid: str,
-              anonymize: bool) -> hd.sr.Comprehensive3DSR:
-    return hd.sr.Comprehensive3DSR(
-        evidence=[source_dataset(header, anonymize=anonymize)],
-        content=report[0],
-        series_instance_uid=derived_uid(study_uid, algorithm.model_sha256, "sr-series"),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(header.sop_instance_uid, algorithm.model_sha256, "sr"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        series_description=f"{algorithm.name} AI results (SR)",
-        manufacturer_model_name=algorithm.name,
-        software_versions=algorithm.version,
-    )
+    with source_names_copied_as_they_are():
+        return hd.sr.Comprehensive3DSR(
+            evidence=[source_dataset(header, anonymize=anonymize)],
+            content=report[0],
+            series_instance_uid=derived_uid(study_uid, algorithm.model_sha256, "sr-series"),
+            series_number=SR_SERIES_NUMBER,
+            sop_instance_uid=derived_uid(header.sop_instance_uid, algorithm.model_sha256, "sr"),
+            instance_number=1,
+            manufacturer=MANUFACTURER,
+            is_complete=True,
+            series_description=f"{algorithm.name} AI results (SR)",
+            manufacturer_model_name=algorithm.name,
+            software_versions=algorithm.version,
+        )

@@ -20,7 +20,7 @@ from detect.pacs.dicomweb import connect, find_instances, find_series
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.inference.test_batch import save_tiny_checkpoint
 from tests.detect.pacs.orthanc_server import dicomweb_plugin, free_port, start_orthanc
-from tests.dicom_tools import require_tool
+from tests.dicom_tools import missing_tool, require_tool
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.10001"
 SERIES_UID = "1.2.826.0.1.3680043.8.498.10002"
@@ -32,7 +32,7 @@ def orthanc(tmp_path_factory):
     executable = require_tool("Orthanc")
     plugin = dicomweb_plugin()
     if plugin is None:
-        require_tool("libOrthancDicomWeb.so (orthanc-dicomweb)")
+        missing_tool("libOrthancDicomWeb.so")
     server = start_orthanc(executable, plugin, tmp_path_factory.mktemp("orthanc"))
     try:
         yield server
