@@ -132,6 +132,9 @@ class ImagePrediction:
     patient_id: str | None = None
     sop_instance_uid: str | None = None
     view_position: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), DicomHeader's pair
     width_px: int | None = None
     height_px: int | None = None
     class_probabilities: dict[str, float] | None = None

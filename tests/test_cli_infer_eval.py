@@ -153,3 +153,25 @@ def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path
     assert metrics["counts"]["rsna_test_pneumonia"] > 0 and again["detection"]["n_images_with_boxes"] > 0
     assert again["detection"]["rsna_score"] == pytest.approx(metrics["detection"]["rsna_score"], abs=1e-3)
     assert (tmp_path / "again" / "examples.png").is_file()  # stage_2_train_images/ sits next to the labels
+
+
+def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path, checkpoint):
+    files = write_images(tmp_path / "in")
+    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+                  "--dicom-sr", tmp_path / "sr", "--dicom-gsps", tmp_path / "gsps", "--device", "cpu", "--allow-failures")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "sr").glob("*_SR.dcm"))) == 2 and len(list((tmp_path / "gsps").glob("*_GSPS.dcm"))) == 2
+    png = [f for f in files.values() if str(f).endswith(".png")][0]
+    assert f"warning: {png}: not a DICOM file; DICOM SR / GSPS are written for DICOM inputs only" in _stderr(result)
+    assert "4 DICOM SR/GSPS file(s)" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--study", "1.2"), "--study and --stow go with --dicomweb URL"),
+    (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
+    (("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"), "ftp://pacs/dicom-web: a DICOMweb URL starts with http://"),
+    (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),
+])
+def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
+    result = _run("infer", "--out", tmp_path / "boxes.json", *args)
+    assert result.exit_code == 2 and message in _stderr(result) and len(_stderr(result).strip().splitlines()) == 1

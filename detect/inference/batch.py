@@ -40,14 +40,16 @@ from detect.inference.jsonl import (
     PartWriter,
     check_fingerprint,
     count_entries,
-    file_sha256,
     merge_entries,
     part_path,
     scan_part,
 )
 from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json_stream
+from detect.outputs.dicom_common import AlgorithmInfo
+from detect.outputs.dicom_results import DicomResultWriter
 from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
 from detect.outputs.submission import submission_rows_from_entries, write_submission
+from detect.outputs.uids import file_sha256
 from detect.predictions import ImagePrediction, PostprocessSettings
 from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 
@@ -72,6 +74,7 @@ class InferenceResult:
     submission_path: Path | None = None
     n_overlays: int = 0
     overlay_dir: Path | None = None
+    dicom_paths: list[Path] = field(default_factory=list)  # SR / GSPS files (--dicom-sr / --dicom-gsps)
     warnings: list[str] = field(default_factory=list)
     rank: int = 0
 
@@ -87,6 +90,8 @@ class InferenceResult:
         written = [str(p) for p in (self.out_path, self.submission_path) if p is not None]
         if self.n_overlays:
             written.append(f"{self.n_overlays} overlay PNG(s) in {self.overlay_dir}")
+        if self.dicom_paths:
+            written.append(f"{len(self.dicom_paths)} DICOM SR/GSPS file(s)")
         return text + "; wrote " + ", ".join(written or [str(p) for p in self.part_paths])
 
 
@@ -121,12 +126,21 @@ class ProgressLog:
             self.bar.close()
 
 
-def run_fingerprint(detector: Detector, checkpoint_path: Path) -> dict[str, Any]:
+def algorithm_info(detector: Detector) -> AlgorithmInfo:
+    """Who made a DICOM result (IHE AI Results): model, detect version, checkpoint hash, settings."""
+    loaded = detector.loaded
+    parameters = tuple(f"{key}={value}" for key, value in detector.settings.to_dict().items())
+    return AlgorithmInfo(name=f"detect {loaded.model_info['name']}", version=str(loaded.model_info["detect_version"]),
+                         model_sha256=file_sha256(loaded.checkpoint_path), parameters=parameters)
+
+
+def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) -> dict[str, Any]:
     """What must not change between a run and its --resume: the model and every setting that
     decides an entry (the checkpoint by content, so a moved copy still matches)."""
     settings = settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())
     return {"schema_version": SCHEMA_VERSION, "checkpoint_sha256": file_sha256(checkpoint_path),
             "model": detector.loaded.model_info["name"], "image_size_px": detector.loaded.model_info["image_size_px"],
+            "anonymized": anonymize,
             **{f"settings.{k}": v for k, v in settings.items()}}
 
 
@@ -179,7 +193,8 @@ def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
 
 
 def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result: InferenceResult, *,
-                   batch_size: int, workers: int, progress: ProgressLog, on_image: Callable[[LoadedImage, ImagePrediction], None]) -> None:
+                   batch_size: int, workers: int, progress: ProgressLog, anonymize: bool,
+                   on_image: Callable[[LoadedImage, ImagePrediction], None]) -> None:
     todo, keys = [], {}
     for f in shard.files:
         key = InputKey.of(f)
@@ -194,7 +209,7 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
         if uid and uid in shard.scan.done_uids:
             result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
             continue
-        writer.append(prediction_to_json(prediction), keys.get(prediction.source), uid)
+        writer.append(prediction_to_json(prediction, anonymize=anonymize), keys.get(prediction.source), uid)
         pending += 1
         if isinstance(item, BadFile):
             result.failures.append(item)
@@ -209,11 +224,12 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
 
 
 def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_path: Path,
-              submission_path: Path | None, result: InferenceResult) -> None:
+              submission_path: Path | None, result: InferenceResult, anonymize: bool) -> None:
     """Rank 0: every part -> boxes.json (+ the submission), in the order of the listing."""
     parts = [part_path(out_path, r, info.world_size) for r in range(info.world_size)]
     head = {"schema_version": SCHEMA_VERSION, "model": detector.loaded.model_info,
-            "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())}
+            "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
+            "anonymized": anonymize}
     n_entries, n_readable = count_entries(parts)
     if not n_readable:
         reasons = "; ".join(f"{f.path}: {f.reason}" for f in result.failures[:3])
@@ -247,6 +263,9 @@ def run_inference(
     log: Callable[[str], None] = lambda _line: None,
     log_every_images: int = LOG_EVERY_IMAGES,
     log_every_seconds: float = LOG_EVERY_SECONDS,
+    dicom_sr_dir: str | Path | None = None,
+    dicom_gsps_dir: str | Path | None = None,
+    anonymize: bool = False,
 ) -> InferenceResult:
     """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
     write boxes.json (+ CSV / overlays). See the module docstring.
@@ -255,8 +274,13 @@ def run_inference(
     missing or unreadable, --resume meets another run's settings, or not one file could be read;
     otherwise an unreadable file is an entry with "error" and a BadFile in `failures`.
     `progress`: a bar (for a TTY); otherwise `log` gets a line every N images or M seconds.
+    `dicom_sr_dir` / `dicom_gsps_dir`: also write a DICOM SR / GSPS per DICOM input there
+    (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
+    no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     """
     check_output_targets(out_path, submission_path)
+    if anonymize and submission_path is not None:
+        raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()
     torch_device = resolve_device(device, local_rank=info.local_rank, what="--device")
     owns_group = info.is_distributed and not torch.distributed.is_initialized()
@@ -267,29 +291,37 @@ def run_inference(
                                             pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
                                             runs_dir=runs_dir)
         out = Path(out_path)
-        shard, writer = _open_shard(listing, out, info, resume, run_fingerprint(detector, detector.loaded.checkpoint_path), log)
+        shard, writer = _open_shard(listing, out, info, resume,
+                                    run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
         result = InferenceResult(out_path=None, part_paths=[shard.part], n_inputs=len(listing.files),
                                  problems=list(listing.problems), rank=info.rank)
         names = overlay_names(listing.files) if overlay_dir is not None else {}
         root = Path(overlay_dir) if overlay_dir is not None else None
         result.overlay_dir = root
 
-        def write_one_overlay(image: LoadedImage, prediction: ImagePrediction) -> None:
+        dicom_writer = DicomResultWriter(algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
+                                         sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
+                                         gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None, anonymize=anonymize)
+
+        def each_image(image: LoadedImage, prediction: ImagePrediction) -> None:
             if root is not None:
                 write_overlay(root / names[image.source], draw_overlay(image.pixels, prediction))
                 result.n_overlays += 1
+            dicom_writer.write(image.header, prediction)
 
         log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,
                                    every_seconds=log_every_seconds)
         try:
             _predict_shard(detector, shard, writer, result, batch_size=batch_size, workers=workers,
-                           progress=log_progress, on_image=write_one_overlay)
+                           progress=log_progress, anonymize=anonymize, on_image=each_image)
         finally:
             writer.close()
             log_progress.close()
         barrier()
         if info.is_main:
-            _assemble(detector, listing, info, out, Path(submission_path) if submission_path else None, result)
+            _assemble(detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize)
+        result.dicom_paths = list(dicom_writer.written)
+        result.warnings += dicom_writer.problems
         barrier()
         return result
     finally:

@@ -13,7 +13,6 @@ end (`merge_entries`), in the order of the input listing, the last line of an im
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -23,19 +22,10 @@ from typing import Any, Iterator, Sequence, TextIO
 from data_prep.errors import DetectError
 
 JSONL_FORMAT = 1
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class ResumeMismatchError(DetectError):
     """--resume was asked for a run made with another model or other settings."""
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(HASH_CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """boxes.json: the versioned document `detect infer` writes, and its JSON Schema.
 
-    document = {"schema_version": SCHEMA_VERSION, "model": ..., "settings": settings_to_json(...),
-                "images": [prediction_to_json(p) for p in predictions]}
+    document = {"schema_version": SCHEMA_VERSION, "anonymized": False, "model": ...,
+                "settings": settings_to_json(...), "images": [prediction_to_json(p) for p in predictions]}
     validate_output(document)        # the shipped schema (schemas/boxes.schema.json) + boxes inside images
     write_boxes_json(path, document)
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "boxes.schema.json"
 # Boxes and probabilities are written with these many decimals in boxes.json.
 BOX_DECIMALS = 2
@@ -50,11 +50,14 @@ def operating_point_to_json(point: OperatingPoint) -> dict[str, Any]:
     return {"dataset": point.dataset, "threshold": _probability(point.threshold), "source": point.source}
 
 
-def prediction_to_json(prediction: ImagePrediction) -> dict[str, Any]:
-    """One `images[]` entry of boxes.json (fixed keys; prediction fields null on failure)."""
+def prediction_to_json(prediction: ImagePrediction, *, anonymize: bool = False) -> dict[str, Any]:
+    """One `images[]` entry of boxes.json (fixed keys; prediction fields null on failure).
+    `anonymize`: patient_id is null (the only patient identifier boxes.json carries)."""
     if prediction.error is not None:
         return {
             "source": prediction.source, "patient_id": None, "sop_instance_uid": None,
+            "study_instance_uid": None, "series_instance_uid": None,
+            "pixel_spacing_row_mm": None, "pixel_spacing_column_mm": None,
             "image_width_px": None, "image_height_px": None, "view_position": None,
             "class_probabilities": None, "subtype_probabilities": None,
             "pneumonia_probability": None, "pneumonia": None, "operating_point": None,
@@ -64,8 +67,12 @@ def prediction_to_json(prediction: ImagePrediction) -> dict[str, Any]:
         raise ValueError(f"{prediction.source}: a prediction needs its operating_point and box_outcome")
     return {
         "source": prediction.source,
-        "patient_id": prediction.patient_id,
+        "patient_id": None if anonymize else prediction.patient_id,
         "sop_instance_uid": prediction.sop_instance_uid,
+        "study_instance_uid": prediction.study_instance_uid,
+        "series_instance_uid": prediction.series_instance_uid,
+        "pixel_spacing_row_mm": prediction.pixel_spacing_mm[0] if prediction.pixel_spacing_mm else None,
+        "pixel_spacing_column_mm": prediction.pixel_spacing_mm[1] if prediction.pixel_spacing_mm else None,
         "image_width_px": prediction.width_px,
         "image_height_px": prediction.height_px,
         "view_position": prediction.view_position,
