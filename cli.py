@@ -74,6 +74,38 @@ def prepare(
 
 @app.command()
 @user_errors_exit_2
+def eda(
+    data_dir: Optional[Path] = typer.Argument(None, help="RSNA or Kermany root as unzipped from Kaggle, or a prepared folder (prepared on the fly if it has no manifest)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv: the report from the tables alone, no image read (instead of DATA_DIR)."),
+    class_info: Optional[Path] = typer.Option(None, "--class-info", help="With --labels: stage_2_detailed_class_info.csv, for the three RSNA classes."),
+    headers: Optional[Path] = typer.Option(None, "--headers", help="With --labels: a DICOM header table, one row per image (PatientID, PatientAge, PatientSex, ViewPosition, PixelSpacing), CSV or .csv.gz."),
+    out: Path = typer.Option(Path("eda"), "--out", help="Report folder: report.md, report.html, eda.json, the plots."),
+    images_per_class: int = typer.Option(48, "--images-per-class", help="With DATA_DIR: sampled images per class for the image grid and the intensity histograms."),
+    image_size_px: Optional[int] = typer.Option(None, "--image-size", help="With DATA_DIR: cache size the sample is read at; default the prepared cache's, else 512."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the image sample."),
+    workers: int = typer.Option(2, "--workers", help="Processes used to read files."),
+) -> None:
+    """Exploratory analysis: class balance, age, sex, view, boxes, where opacities sit, images, data quality, splits.
+
+    Writes report.md, a self-contained report.html, eda.json (every number shown) and the plots.
+    """
+    from detect.eda.run import check_eda_arguments, format_eda_summary, run_eda_tables
+
+    check_eda_arguments(data_dir, labels, class_info, headers)
+    if labels is not None:
+        result = run_eda_tables(out, labels, class_info=class_info, headers=headers)
+    else:
+        from detect.eda.folder import run_eda_folder  # imports `detect prepare` and the image cache
+
+        result = run_eda_folder(out, data_dir, images_per_class=images_per_class, image_size_px=image_size_px,
+                                seed=seed, workers=workers, log=typer.echo)
+    for note in result.notes:
+        typer.echo(f"warning: {note}", err=True)
+    typer.echo(format_eda_summary(result))
+
+
+@app.command()
+@user_errors_exit_2
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="Recipe YAML (configs/*.yaml). With --resume it defaults to RUN_DIR/config.yaml."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root as unzipped from Kaggle, or a prepared folder; repeat it to train on RSNA and Kermany together. Prepared on the fly when it has no manifest. With --resume it defaults to the run's own data."),

@@ -23,6 +23,12 @@ def letterbox_scale(height: int, width: int, size_px: int) -> float:
     return size_px / float(max(height, width))
 
 
+def letterbox_content_shape(height: int, width: int, size_px: int) -> tuple[int, int]:
+    """(rows, columns) of the image inside its size_px letterbox: the part that is not padding."""
+    scale = letterbox_scale(height, width, size_px)
+    return min(size_px, max(1, round(height * scale))), min(size_px, max(1, round(width * scale)))
+
+
 def letterbox_resize(pixels: np.ndarray, size_px: int) -> tuple[np.ndarray, float]:
     """Resize a 2-D uint8 image to [size_px, size_px] by letterboxing; return (image, scale).
 
@@ -32,8 +38,7 @@ def letterbox_resize(pixels: np.ndarray, size_px: int) -> tuple[np.ndarray, floa
         raise ValueError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
     height, width = pixels.shape
     scale = letterbox_scale(height, width, size_px)
-    new_h = min(size_px, max(1, round(height * scale)))
-    new_w = min(size_px, max(1, round(width * scale)))
+    new_h, new_w = letterbox_content_shape(height, width, size_px)
     interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
     resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
     out = np.zeros((size_px, size_px), dtype=pixels.dtype)

@@ -290,14 +290,21 @@ def read_label_boxes(path: str | Path) -> dict[str, np.ndarray]:
     rows_by_patient, _duplicates = read_train_labels(path)
     if not rows_by_patient:
         raise LabelFileError(path, "no label rows after the header")
-    out: dict[str, np.ndarray] = {}
-    for patient_id, rows in rows_by_patient.items():
-        try:
-            _target, boxed = _check_patient_rows(patient_id, rows)
-        except _PatientRowsError as exc:
-            raise LabelFileError(path, f"{exc.where()}: {exc.problem}") from None
-        out[patient_id] = _rows_to_boxes_xyxy(boxed)
-    return out
+    return {patient_id: label_rows_boxes_xyxy(path, patient_id, rows)[1] for patient_id, rows in rows_by_patient.items()}
+
+
+def label_rows_boxes_xyxy(path: str | Path, patient_id: str, rows: list[LabelRow]) -> tuple[int, np.ndarray]:
+    """One patient's rows of the labels file `path` -> (target, boxes_xyxy float32 [N, 4]).
+
+    The labels file's rules only (`_check_patient_rows`; no class, no image size): what
+    `read_label_boxes` applies to every patient, for a caller that reports a patient breaking
+    them and goes on (`detect eda`). Raises LabelFileError('<path>: line N: <problem>').
+    """
+    try:
+        target, boxed = _check_patient_rows(patient_id, rows)
+    except _PatientRowsError as exc:
+        raise LabelFileError(path, f"{exc.where()}: {exc.problem}") from None
+    return target, _rows_to_boxes_xyxy(boxed)
 
 
 def rsna_boxes_xyxy(

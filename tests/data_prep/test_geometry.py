@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data_prep.geometry import letterbox_resize, scale_boxes, xywh_to_xyxy, xyxy_to_xywh
+from data_prep.geometry import letterbox_content_shape, letterbox_resize, scale_boxes, xywh_to_xyxy, xyxy_to_xywh
 
 
 def test_letterbox_keeps_aspect_and_pads_bottom_right():
@@ -11,6 +11,12 @@ def test_letterbox_keeps_aspect_and_pads_bottom_right():
     assert scale == pytest.approx(0.25)
     assert out[:50, :].min() == 255  # 200 * 0.25 = 50 rows of image
     assert out[50:, :].max() == 0  # padding below
+    assert letterbox_content_shape(200, 400, 100) == (50, 100)  # the rows that are image, not padding
+
+
+def test_letterbox_content_shape_rounds_and_keeps_one_pixel():
+    assert letterbox_content_shape(1857, 2000, 512) == (475, 512)  # 1857 * 0.256 = 475.4
+    assert letterbox_content_shape(1, 5000, 64) == (1, 64)
 
 
 def test_box_round_trip_through_scale_is_exact():

@@ -10,7 +10,7 @@ import pytest
 
 from data_prep.errors import LabelFileError
 from data_prep.records import RSNA_CLASSES, BadFile
-from data_prep.rsna import parse_rsna, read_class_info, read_label_boxes, read_train_labels
+from data_prep.rsna import label_rows_boxes_xyxy, parse_rsna, read_class_info, read_label_boxes, read_train_labels
 from data_prep.synth import synth_rsna
 from data_prep.synth.rsna import PIXEL_SPACINGS_MM
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
@@ -366,6 +366,16 @@ def _labels_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "labels.csv"
     path.write_text(text)
     return path
+
+
+def test_label_rows_boxes_xyxy_one_patient_at_a_time(tmp_path):
+    path = _labels_file(tmp_path, LABELS + "bad,,,,,1\n")
+    rows, _ = read_train_labels(path)
+    target, boxes = label_rows_boxes_xyxy(path, "pos", rows["pos"])
+    assert target == 1 and boxes.tolist() == [[264, 152, 477, 531], [562, 152, 818, 605]]
+    assert label_rows_boxes_xyxy(path, "neg", rows["neg"])[1].shape == (0, 4)
+    with pytest.raises(LabelFileError, match=r"labels\.csv: line 6: Target=1 row needs all of x,y,width,height"):
+        label_rows_boxes_xyxy(path, "bad", rows["bad"])
 
 
 def test_read_label_boxes(tmp_path):
