@@ -114,9 +114,7 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        pool.shutdown()
-        if app.state.model is not None:
-            app.state.model.close()
+        pool.shutdown()  # the model belongs to the caller (run_server closes it)
 
     app = FastAPI(title="detect serve", version=software_versions()["detect"], lifespan=lifespan,
                   description="Pneumonia boxes and probabilities for one chest radiograph per request.")

@@ -34,5 +34,8 @@ def run_server(checkpoint: str | Path | None, settings: ServeSettings, *, runs_d
          f"{settings.workers} worker(s), queue {settings.queue_size}, uploads up to {settings.max_upload_mb:g} MiB; "
          f"http://{settings.host}:{settings.port}/")
     # access_log off: our middleware logs /v1/* without query strings; uvicorn's would add them.
-    uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                timeout_graceful_shutdown=5)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
+                    timeout_graceful_shutdown=5)
+    finally:
+        model.close()

@@ -39,7 +39,7 @@ class _StreamingRequest(Protocol):
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"upload larger than the server's limit of {max_bytes / 1024 / 1024:g} MiB (--max-upload-mb)")
+    return PayloadTooLarge(f"upload larger than the server's limit of {max_bytes} bytes (--max-upload-mb {max_bytes / 1024 / 1024:.3g})")
 
 
 async def read_capped_body(request: _StreamingRequest, max_bytes: int) -> bytes:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -42,7 +43,9 @@ def serve_model(checkpoint) -> Iterator[ServeModel]:
 
 
 def make_client(model: ServeModel | None, **settings):
-    from fastapi.testclient import TestClient
+    with warnings.catch_warnings():  # Starlette 1.x would like httpx2; httpx is what FastAPI documents
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
 
     return TestClient(create_app(model, ServeSettings(**settings)), raise_server_exceptions=False)
 
