@@ -127,7 +127,7 @@ class LiveServer:
         self._log.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_server(checkpoint, tmp_path_factory) -> Iterator[LiveServer]:
     server = LiveServer(checkpoint, tmp_path_factory.mktemp("serve_log") / "serve.log",
                         "--workers", "1", "--queue-size", "24")
