@@ -191,6 +191,8 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         check_options(options)
         if explain and not model_now.explanations:
             raise BadUpload(NO_EXPLANATION)
+        if pool.admitted >= pool.capacity:  # refuse before buffering the body, too (the pool checks again)
+            raise PoolFull(pool.retry_after_s())
         body = await read_capped_body(request, settings.max_upload_bytes)
         data, client_name = extract_upload(body, request.headers.get("content-type"))
         kind = sniff_kind(data)

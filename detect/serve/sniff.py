@@ -2,7 +2,8 @@
 
     sniff_kind(data)                 'dicom' | 'png' | 'jpeg', or UnsupportedUpload (-> 415)
     declared_size_px(data, kind)     (height, width, frames) from the DICOM header (pixel data
-                                     not read), the PNG IHDR or the JPEG SOF; BadUpload (-> 422)
+                                     not decoded; an embedded JPEG frame's SOF counts too), the
+                                     PNG IHDR or the JPEG SOF; BadUpload (-> 422)
     check_declared_pixels(...)       the pixel cap: BadUpload (-> 422) above it
 
 The client's file name and Content-Type are never trusted: a PNG named scan.dcm is a PNG.
@@ -24,6 +25,7 @@ SUFFIX_BY_KIND = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg"}
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _DICM_OFFSET = 128
+_PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
 # The groups a DICOM dataset without preamble starts with: file meta (0002) or identifying (0008).
 _RAW_DICOM_GROUPS = (b"\x02\x00", b"\x08\x00")
 # JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8, DAC CC): they carry the size.
@@ -123,7 +125,20 @@ def _dicom_size(data: bytes) -> tuple[int, int, int]:
         raise BadUpload(f"unreadable DICOM header ({len(data)} bytes): {type(exc).__name__}") from None
     if rows <= 0 or columns <= 0:
         raise BadUpload("DICOM without an image: Rows/Columns (0028,0010/0011) absent or zero")
+    frame = _embedded_jpeg(data)
+    if frame is not None:  # the decoder allocates what the frame's SOF says, whatever Rows/Columns say
+        frame_rows, frame_columns, _ = _jpeg_size(frame)
+        rows, columns = max(rows, frame_rows), max(columns, frame_columns)
     return rows, columns, planes
+
+
+def _embedded_jpeg(data: bytes) -> bytes | None:
+    """The first JPEG stream inside encapsulated Pixel Data (7FE0,0010), if there is one."""
+    tag = data.rfind(_PIXEL_DATA_TAG_LE)
+    if tag < 0:
+        return None
+    start = data.find(_JPEG_MAGIC, tag)
+    return data[start:] if start >= 0 else None
 
 
 def declared_size_px(data: bytes, kind: str) -> tuple[int, int, int]:

@@ -39,3 +39,10 @@ def test_the_pixel_cap():
         check_declared_pixels(5000, 5000, 3, 64_000_000)
     with pytest.raises(BadUpload, match="empty size 0x10"):
         check_declared_pixels(0, 10, 1, 64_000_000)
+
+
+def test_a_dicom_whose_jpeg_frame_is_larger_than_its_header_says(tmp_path):
+    data = bytearray(write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(30, 40)).read_bytes())
+    sof = data.index(b"\xff\xc0", data.rindex(b"\xe0\x7f\x10\x00"))
+    data[sof + 5 : sof + 9] = (30000).to_bytes(2, "big") + (20000).to_bytes(2, "big")  # Rows/Columns still 30x40
+    assert declared_size_px(bytes(data), "dicom") == (30000, 20000, 1)
