@@ -297,5 +297,35 @@ def demo(
     typer.echo(format_demo_summary(result))
 
 
+@app.command()
+@user_errors_exit_2
+def serve(
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable from this machine only."),
+    port: int = typer.Option(8000, "--port", help="TCP port (0: any free one)."),
+    workers: int = typer.Option(1, "--workers", help="Inference threads sharing the one loaded model."),
+    queue_size: int = typer.Option(8, "--queue-size", help="Requests that may wait for a worker; more are answered 503 with Retry-After."),
+    max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
+    max_image_megapixels: float = typer.Option(64.0, "--max-image-megapixels", help="Largest declared image size (422 above), checked before decoding."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="DETECT_SERVE_TOKEN", show_envvar=True,
+                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without)."),
+    cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin (repeatable); default: no CORS."),
+    score_thresh: float = typer.Option(0.3, "--score-thresh", help="Default of the request's score_thresh, as in `detect infer`."),
+    tta: bool = typer.Option(False, "--tta/--no-tta", help="Default of the request's tta, as in `detect infer`."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
+) -> None:
+    """Serve the model: REST API (POST /v1/predict, GET /v1/model, /healthz, /readyz, /docs) and a viewer at /."""
+    from detect.predictions import PostprocessSettings
+    from detect.serve.server import run_server
+    from detect.serve.settings import ServeSettings
+
+    settings = ServeSettings(
+        host=host, port=port, workers=workers, queue_size=queue_size, max_upload_mb=max_upload_mb,
+        max_image_megapixels=max_image_megapixels, token=token or None, cors_origins=tuple(cors_origin or ()),
+        postprocess=PostprocessSettings(score_thresh=score_thresh, tta=tta),
+    )
+    run_server(checkpoint, settings, device=device, echo=typer.echo)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

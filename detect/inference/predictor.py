@@ -180,13 +180,15 @@ def operating_points_from_extra(extra: dict[str, Any]) -> dict[str, OperatingPoi
 @dataclass(frozen=True)
 class LoadedModel:
     """A predictor and what the outputs say about it: the checkpoint, its training config, the
-    `model_info` block of boxes.json / metrics.json, and its per-dataset operating points."""
+    `model_info` block of boxes.json / metrics.json, its per-dataset operating points, and the
+    checkpoint's `extra` (validation metrics, versions, data folders: what a model card shows)."""
 
     predictor: Predictor
     checkpoint_path: Path
     config: Config
     model_info: dict[str, Any]
     operating_points: dict[str, OperatingPoint] = field(default_factory=dict)
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)
 
 
 def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "runs", device: str = "auto",
@@ -209,4 +211,4 @@ def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "run
         "config_name": cfg.name,
         "detect_version": software_versions()["detect"],
     }
-    return LoadedModel(predictor, path, cfg, info, operating_points_from_extra(extra))
+    return LoadedModel(predictor, path, cfg, info, operating_points_from_extra(extra), checkpoint_extra=extra)

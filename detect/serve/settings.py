@@ -1,0 +1,75 @@
+"""ServeSettings: every knob of `detect serve`, checked once at start-up.
+
+The defaults are the safe ones: loopback only, a 32 MiB upload cap, no CORS, one inference
+worker with a short queue (a full queue answers 503 at once instead of piling up requests).
+"""
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass, field
+
+from data_prep.errors import ConfigError
+from detect.predictions import PostprocessSettings
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 32.0
+# Declared width x height above this is refused before decoding (422). 64 megapixels is well
+# above any chest radiograph (RSNA: 1 MP; a 43 x 43 cm detector at 100 um: ~18.5 MP).
+DEFAULT_MAX_IMAGE_MEGAPIXELS = 64.0
+TOKEN_ENV_VAR = "DETECT_SERVE_TOKEN"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How `detect serve` runs. `workers` inference threads share the one loaded model;
+    `queue_size` requests may wait for them, more get 503. `token`: when set, /v1/* need
+    `Authorization: Bearer <token>`. `cors_origins`: empty = no CORS headers at all."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    queue_size: int = 8
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB
+    max_image_megapixels: float = DEFAULT_MAX_IMAGE_MEGAPIXELS
+    token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
+
+    def __post_init__(self) -> None:
+        if not self.host.strip():
+            raise ConfigError("--host is empty; use 127.0.0.1 (the default) or an address to bind")
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port must lie in 0..65535, got {self.port}")
+        if self.workers < 1:
+            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+        if self.queue_size < 0:
+            raise ConfigError(f"--queue-size must be >= 0, got {self.queue_size}")
+        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
+            raise ConfigError(f"--max-upload-mb must be > 0, got {self.max_upload_mb}")
+        if not (math.isfinite(self.max_image_megapixels) and self.max_image_megapixels > 0):
+            raise ConfigError(f"--max-image-megapixels must be > 0, got {self.max_image_megapixels}")
+        if self.token is not None and len(self.token) < 16:
+            raise ConfigError(f"the bearer token (--token or ${TOKEN_ENV_VAR}) must have at least 16 characters, got {len(self.token)}")
+        for origin in self.cors_origins:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ConfigError(f"--cors-origin {origin!r}: give an exact origin such as https://viewer.example.org ('*' is refused)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return int(self.max_image_megapixels * 1_000_000)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when only this machine can reach the server."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False

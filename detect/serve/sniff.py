@@ -1,0 +1,165 @@
+"""What an upload is, from its bytes alone, and how big its header says it is, before decoding.
+
+    sniff_kind(data)                 'dicom' | 'png' | 'jpeg', or UnsupportedUpload (-> 415)
+    declared_size_px(data, kind)     (height, width, frames) from the DICOM header (pixel data
+                                     not decoded; an embedded JPEG frame's SOF counts too), the
+                                     PNG IHDR or the JPEG SOF; BadUpload (-> 422)
+    check_declared_pixels(...)       the pixel cap: BadUpload (-> 422) above it
+
+The client's file name and Content-Type are never trusted: a PNG named scan.dcm is a PNG.
+`check_declared_pixels` is the one place the cap is applied, so that it can later defer to
+a shared limit of data_prep's readers (the rel-ingest branch adds one).
+"""
+from __future__ import annotations
+
+import io
+import warnings
+
+import pydicom
+
+from data_prep.errors import DetectError
+
+KINDS: tuple[str, ...] = ("dicom", "png", "jpeg")
+SUFFIX_BY_KIND = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg"}
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_DICM_OFFSET = 128
+_PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
+# The groups a DICOM dataset without preamble starts with: file meta (0002) or identifying (0008).
+_RAW_DICOM_GROUPS = (b"\x02\x00", b"\x08\x00")
+# JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8, DAC CC): they carry the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x01}
+
+
+class UploadError(DetectError):
+    """An upload the server refuses; `status` is the HTTP status it answers."""
+
+    status = 400
+
+
+class UnsupportedUpload(UploadError):
+    status = 415
+
+
+class BadUpload(UploadError):
+    status = 422
+
+
+def _looks_like_raw_dicom(data: bytes) -> bool:
+    """A dataset without the 128-byte preamble: a plausible first element of group 0002/0008,
+    explicit VR (two capital letters) or implicit VR (a length that fits in the file)."""
+    if len(data) < 8 or data[:2] not in _RAW_DICOM_GROUPS:
+        return False
+    vr = data[4:6]
+    if vr.isalpha() and vr.isupper():
+        return True
+    length = int.from_bytes(data[4:8], "little")
+    return length <= len(data) - 8
+
+
+def sniff_kind(data: bytes) -> str:
+    """The upload's kind from its first bytes; UnsupportedUpload for anything else."""
+    if len(data) >= _DICM_OFFSET + 4 and data[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM":
+        return "dicom"
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    if _looks_like_raw_dicom(data):
+        return "dicom"
+    raise UnsupportedUpload(f"unsupported upload ({len(data)} bytes): not a DICOM, PNG or JPEG file by its content")
+
+
+def _png_size(data: bytes) -> tuple[int, int, int]:
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise BadUpload("PNG without its IHDR header chunk")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return height, width, 1
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int, int]:
+    """Walk the marker segments up to the first start-of-frame (the entropy-coded data is skipped
+    only after SOS, which comes later)."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise BadUpload(f"corrupt JPEG: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                break
+            height, width = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return height, width, 1
+        if marker == 0xDA or length < 2:
+            raise BadUpload("corrupt JPEG: no frame header (SOF) before the image data")
+        pos += 2 + length
+    raise BadUpload(f"truncated JPEG ({len(data)} bytes): no frame header (SOF)")
+
+
+def _dicom_int(ds: pydicom.Dataset, keyword: str, default: int) -> int:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return default
+    return int(value[0] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value)
+
+
+def _dicom_size(data: bytes) -> tuple[int, int, int]:
+    """Rows, Columns, NumberOfFrames x SamplesPerPixel from the header; pixel data is not read."""
+    raw = data[_DICM_OFFSET : _DICM_OFFSET + 4] != b"DICM"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=raw)
+            rows, columns = _dicom_int(ds, "Rows", 0), _dicom_int(ds, "Columns", 0)
+            planes = max(1, _dicom_int(ds, "NumberOfFrames", 1)) * max(1, _dicom_int(ds, "SamplesPerPixel", 1))
+    except Exception as exc:  # pydicom fails in many ways on garbage; all of them mean a bad upload
+        raise BadUpload(f"unreadable DICOM header ({len(data)} bytes): {type(exc).__name__}") from None
+    if rows <= 0 or columns <= 0:
+        raise BadUpload("DICOM without an image: Rows/Columns (0028,0010/0011) absent or zero")
+    frame = _embedded_jpeg(data)
+    if frame is not None:  # the decoder allocates what the frame's SOF says, whatever Rows/Columns say
+        frame_rows, frame_columns, _ = _jpeg_size(frame)
+        rows, columns = max(rows, frame_rows), max(columns, frame_columns)
+    return rows, columns, planes
+
+
+def _embedded_jpeg(data: bytes) -> bytes | None:
+    """The first JPEG stream inside encapsulated Pixel Data (7FE0,0010), if there is one."""
+    tag = data.rfind(_PIXEL_DATA_TAG_LE)
+    if tag < 0:
+        return None
+    start = data.find(_JPEG_MAGIC, tag)
+    return data[start:] if start >= 0 else None
+
+
+def declared_size_px(data: bytes, kind: str) -> tuple[int, int, int]:
+    """(height, width, planes) as the file's header declares them, without decoding pixels;
+    planes = frames x samples per pixel (1 for PNG/JPEG, whose channels are reduced to grey)."""
+    if kind == "png":
+        return _png_size(data)
+    if kind == "jpeg":
+        return _jpeg_size(data)
+    if kind == "dicom":
+        return _dicom_size(data)
+    raise ValueError(f"unknown upload kind {kind!r}; expected one of {KINDS}")
+
+
+def check_declared_pixels(height_px: int, width_px: int, planes: int, max_pixels: int) -> None:
+    """Refuse (BadUpload -> 422) an image whose declared size exceeds `max_pixels` pixels, or is
+    empty. The only place the cap is checked: point it at data_prep's shared limit when it lands."""
+    if height_px <= 0 or width_px <= 0:
+        raise BadUpload(f"image header declares an empty size {height_px}x{width_px}")
+    total = height_px * width_px * planes
+    if total > max_pixels:
+        what = f"{height_px}x{width_px}" + (f"x{planes}" if planes > 1 else "")
+        raise BadUpload(f"image header declares {what} = {total / 1e6:.1f} megapixels, above the server's "
+                        f"limit of {max_pixels / 1e6:.1f} (--max-image-megapixels); not decoded")

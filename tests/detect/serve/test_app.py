@@ -1,0 +1,261 @@
+"""detect.serve.app through FastAPI's TestClient: every endpoint, every refusal, as one-line JSON."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import stat
+import threading
+
+import pydicom
+import pytest
+
+from detect.inference.batch import run_inference
+from detect.serve.predict import NO_EXPLANATION
+from pydicom.uid import ImplicitVRLittleEndian
+
+from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
+from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, make_client
+
+TOKEN = "s3cret-token-0123456789"
+
+
+def assert_error(response, status: int, fragment: str) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "status"} and body["status"] == status
+    assert "\n" not in body["error"] and fragment in body["error"], body["error"]
+
+
+# ------------------------------------------------------------------------------ endpoints
+
+
+def test_health_ready_viewer_and_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["model"] == "mobilenet_v3_large_fpn" and ready["capacity"] == 9
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="image"' in page.text and "<script" in page.text
+    assert "http" not in page.text.split("<script")[0].lower().replace("http-equiv", "")  # no CDN link in the head
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/model", "/healthz", "/readyz"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_model_card_comes_from_the_checkpoint(client):
+    card = client.get("/v1/model").json()
+    assert card["model"]["name"] == "mobilenet_v3_large_fpn" and card["input"]["image_size_px"] == 64
+    assert card["training_data"]["datasets"] == ["kermany", "rsna"]
+    assert [(p["dataset"], p["threshold"]) for p in card["operating_points"]] == [("kermany", 0.6), ("rsna", 0.4)]
+    assert card["validation"]["epoch"] == 3 and card["explanations"] == []
+    assert card["versions"]["torch"]
+
+
+def test_predict_returns_the_entry_detect_infer_writes(client, checkpoint, dicom_path, tmp_path):
+    response = client.post("/v1/predict", files={"file": (dicom_path.name, dicom_path.read_bytes(), "application/dicom")})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    run_inference([dicom_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu")
+    infer = json.loads((tmp_path / "boxes.json").read_text())
+    expected = dict(infer["images"][0], source=SECRET_FILE_NAME)  # infer names the path, serve the upload's name
+    assert body["prediction"] == expected
+    assert body["settings"] == infer["settings"] and body["model"] == infer["model"]
+    assert body["prediction"]["box_outcome"] == "boxes" and body["prediction"]["boxes"]
+    assert body["header"]["view_position"] == "AP" and body["header"]["sex"] == "F" and body["header"]["age_years"] == 51.0
+    assert "patient_name" not in body["header"] and "patient_id" not in body["header"]
+    assert set(body["timing_ms"]) == {"receive", "decode", "model", "postprocess", "total"}
+    assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] > 0
+    assert body["explanation"] is None and body["display_image"] is None
+
+
+def test_raw_body_png_and_jpeg_are_sniffed_not_named(client, png_bytes, jpeg_bytes):
+    # A PNG sent as "application/dicom" with a .dcm name is still read as a PNG.
+    as_png = client.post("/v1/predict", files={"file": ("scan.dcm", png_bytes, "application/dicom")}).json()
+    assert as_png["prediction"]["image_width_px"] == 150 and as_png["prediction"]["image_height_px"] == 60
+    assert as_png["header"] is None and as_png["prediction"]["operating_point"]["dataset"] == "kermany"
+    raw_jpeg = client.post("/v1/predict", content=jpeg_bytes).json()
+    assert (raw_jpeg["prediction"]["image_width_px"], raw_jpeg["prediction"]["image_height_px"]) == (64, 80)
+    assert raw_jpeg["prediction"]["source"] == "upload"
+
+
+def test_query_options_mirror_detect_infer(client, dicom_bytes):
+    high = client.post("/v1/predict?pneumonia_threshold=0.99", content=dicom_bytes).json()["prediction"]
+    assert high["pneumonia"] is False and high["box_outcome"] == "not_pneumonia" and high["boxes"] == []
+    assert high["operating_point"]["source"] == "command line (--pneumonia-threshold)"
+    kermany = client.post("/v1/predict?threshold_from=kermany", content=dicom_bytes).json()["prediction"]
+    assert kermany["operating_point"]["threshold"] == 0.6
+    strict = client.post("/v1/predict?score_thresh=1.0", content=dicom_bytes).json()
+    assert strict["settings"]["score_thresh"] == 1.0 and strict["prediction"]["box_outcome"] == "no_box_above_score_thresh"
+    tta = client.post("/v1/predict?tta=true&render=true", content=dicom_bytes).json()
+    assert tta["settings"]["tta"] is True and tta["prediction"]["boxes"]
+    shown = tta["display_image"]
+    assert shown["media_type"] == "image/png" and (shown["width_px"], shown["height_px"]) == (100, 120)
+
+
+def test_explain_is_refused_until_the_model_has_one(client, dicom_bytes):
+    assert_error(client.post("/v1/predict?explain=true", content=dicom_bytes), 422, NO_EXPLANATION)
+
+
+# --------------------------------------------------------------------------------- errors
+
+
+def test_bad_query_values_are_422_in_one_line(client, dicom_bytes):
+    assert_error(client.post("/v1/predict?score_thresh=2", content=dicom_bytes), 422, "score_thresh: Input should be less than or equal to 1")
+    assert_error(client.post("/v1/predict?threshold_from=mimic", content=dicom_bytes), 422, "threshold_from")
+    assert_error(client.post("/v1/predict?tta=maybe", content=dicom_bytes), 422, "tta")
+
+
+def test_unknown_route_and_method_are_json(client):
+    assert_error(client.get("/v2/nothing"), 404, "Not Found")
+    assert_error(client.get("/v1/predict"), 405, "Method Not Allowed")
+
+
+def test_content_sniffing_refuses_other_files_415(client):
+    assert_error(client.post("/v1/predict", content=b"%PDF-1.7 not an image at all"), 415, "not a DICOM, PNG or JPEG file by its content")
+    assert_error(client.post("/v1/predict", files={"file": ("x.png", b"GIF89a....", "image/png")}), 415, "unsupported upload (10 bytes)")
+
+
+def test_empty_or_malformed_uploads_are_400(client):
+    assert_error(client.post("/v1/predict", content=b""), 400, "empty upload")
+    assert_error(client.post("/v1/predict", files={"other": ("a.png", b"x")}), 400, "without a 'file' field")
+    assert_error(client.post("/v1/predict", content=b"--x", headers={"content-type": "multipart/form-data"}), 400, "without a boundary")
+
+
+def test_unreadable_files_are_422(client, jpeg_bytes):
+    assert_error(client.post("/v1/predict", content=jpeg_bytes[: len(jpeg_bytes) // 2]), 422, "unreadable JPEG: truncated JPEG")
+    not_dicom = bytes(128) + b"DICM" + b"\x01" * 64
+    assert_error(client.post("/v1/predict", content=not_dicom), 422, "DICOM without an image")
+
+
+def test_raw_dicom_without_preamble_is_sniffed(client):
+    ds = make_dataset(textured_image(40, 48, seed=1), transfer_syntax=ImplicitVRLittleEndian)
+    del ds.file_meta  # a legacy raw dataset: no preamble, no 'DICM', no file meta
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, implicit_vr=True, little_endian=True)
+    dataset_only = buffer.getvalue()
+    assert dataset_only[:2] == b"\x08\x00" and dataset_only[128:132] != b"DICM"
+    entry = client.post("/v1/predict", content=dataset_only).json()["prediction"]
+    assert (entry["image_width_px"], entry["image_height_px"]) == (48, 40)
+
+
+def test_upload_size_cap_413_declared_and_streamed(serve_model, png_bytes):
+    with make_client(serve_model, max_upload_mb=0.001) as small:  # 1048 bytes
+        big = png_bytes + bytes(2000)
+        assert_error(small.post("/v1/predict", content=big), 413, "larger than the server's limit of 1048 bytes")
+        chunks = (big[i : i + 256] for i in range(0, len(big), 256))  # no Content-Length: chunked
+        assert_error(small.post("/v1/predict", content=chunks), 413, "--max-upload-mb")
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg", "dicom"])
+def test_huge_declared_dimensions_are_refused_before_decoding(serve_model, png_bytes, jpeg_bytes, tmp_path, monkeypatch, kind):
+    if kind == "png":
+        data = bytearray(png_bytes)
+        data[16:24] = (60000).to_bytes(4, "big") + (50000).to_bytes(4, "big")
+        claim = "50000x60000"
+    elif kind == "jpeg":
+        data = bytearray(jpeg_bytes)
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5 : sof + 9] = (65000).to_bytes(2, "big") + (65000).to_bytes(2, "big")
+        claim = "65000x65000"
+    else:
+        path = write_dicom(tmp_path / "huge.dcm", textured_image(8, 8, seed=1), Rows=40000, Columns=40000)
+        data = path.read_bytes()
+        claim = "40000x40000"
+
+    def decode_must_not_run(*_args, **_kwargs):
+        raise AssertionError("pixels were decoded")
+
+    monkeypatch.setattr(type(serve_model), "predict_upload", decode_must_not_run)
+    with make_client(serve_model) as test_client:
+        assert_error(test_client.post("/v1/predict", content=bytes(data)), 422, f"declares {claim}")
+
+
+def test_bearer_token_401(serve_model, dicom_bytes):
+    with make_client(serve_model, token=TOKEN) as guarded:
+        assert_error(guarded.post("/v1/predict", content=dicom_bytes), 401, "bearer token")
+        wrong = guarded.get("/v1/model", headers={"Authorization": "Bearer nope"})
+        assert_error(wrong, 401, "bearer token")
+        assert wrong.headers["www-authenticate"] == "Bearer"
+        ok = guarded.post("/v1/predict", content=dicom_bytes, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+        assert guarded.get("/healthz").status_code == 200 and guarded.get("/").status_code == 200
+
+
+def test_cors_is_off_unless_an_origin_is_given(serve_model):
+    preflight = {"Origin": "https://viewer.example.org", "Access-Control-Request-Method": "POST"}
+    with make_client(serve_model) as closed:
+        assert "access-control-allow-origin" not in closed.options("/v1/predict", headers=preflight).headers
+        assert "access-control-allow-origin" not in closed.get("/healthz", headers={"Origin": "https://viewer.example.org"}).headers
+    with make_client(serve_model, cors_origins=("https://viewer.example.org",)) as opened:
+        assert opened.options("/v1/predict", headers=preflight).headers["access-control-allow-origin"] == "https://viewer.example.org"
+        other = opened.get("/healthz", headers={"Origin": "https://evil.example.com"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_full_pool_is_503_with_retry_after(serve_model, dicom_bytes):
+    release = threading.Event()
+    with make_client(serve_model, workers=1, queue_size=1) as busy:
+        pool = busy.app.state.pool
+        blockers = [pool.submit(release.wait) for _ in range(2)]  # one running, one queued
+        try:
+            refused = busy.post("/v1/predict", content=dicom_bytes)
+            assert_error(refused, 503, "the server is busy")
+            assert int(refused.headers["retry-after"]) >= 1
+            assert busy.get("/healthz").status_code == 200
+        finally:
+            release.set()
+            for blocker in blockers:
+                blocker.result(timeout=10)
+        assert busy.post("/v1/predict", content=dicom_bytes).status_code == 200
+
+
+def test_not_loaded_model_answers_503():
+    with make_client(None) as empty:
+        assert_error(empty.get("/readyz"), 503, "not loaded")
+        assert_error(empty.post("/v1/predict", content=b"x"), 503, "not loaded")
+        assert empty.get("/healthz").status_code == 200
+
+
+def test_internal_errors_are_500_json_without_details(serve_model, dicom_bytes, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("bug with /secret/path")
+
+    monkeypatch.setattr(type(serve_model), "predict_upload", broken)
+    with make_client(serve_model) as test_client:
+        response = test_client.post("/v1/predict", content=dicom_bytes)
+    assert_error(response, 500, "internal server error")
+    assert "secret" not in response.text
+
+
+# ------------------------------------------------------------------------ privacy of uploads
+
+
+def test_no_patient_data_in_logs_and_no_client_named_files(client, serve_model, dicom_bytes, caplog):
+    caplog.set_level(logging.DEBUG)
+    response = client.post("/v1/predict", files={"file": (f"../../{SECRET_FILE_NAME}", dicom_bytes)})
+    assert response.status_code == 200
+    assert response.json()["prediction"]["source"] == SECRET_FILE_NAME  # the base name, as a label only
+    assert response.json()["prediction"]["patient_id"] == SECRET_PATIENT_ID  # boxes.json holds it...
+    assert "predict dicom" in caplog.text
+    for secret in (SECRET_PATIENT_ID, "Doe", "Jane"):  # ...the logs never do
+        assert secret not in caplog.text
+    tmp_dir = serve_model._tmp_dir
+    assert stat.S_IMODE(os.stat(tmp_dir).st_mode) == 0o700 and not list(tmp_dir.iterdir())
+
+
+def test_settings_are_checked():
+    from data_prep.errors import ConfigError
+    from detect.serve.settings import ServeSettings
+
+    with pytest.raises(ConfigError, match="must have at least 16 characters"):
+        ServeSettings(token="short")
+    with pytest.raises(ConfigError, match=r"'\*' is refused"):
+        ServeSettings(cors_origins=("*",))
+    with pytest.raises(ConfigError, match="--max-upload-mb must be > 0"):
+        ServeSettings(max_upload_mb=0)
+    assert ServeSettings().host == "127.0.0.1" and ServeSettings().is_loopback
+    assert not ServeSettings(host="0.0.0.0").is_loopback

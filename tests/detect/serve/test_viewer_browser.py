@@ -1,0 +1,111 @@
+"""The viewer in a real headless Chromium (Debian's `chromium`, driven by Playwright for Python):
+open the page served by `detect serve`, upload a synthetic DICOM, wait for the result, and
+check what was drawn: box outlines on the canvas pixels, one row per box, the three class
+probability bars and the decision. A screenshot is written (and copied to
+$DETECT_SCREENSHOT_OUT when set, for the README).
+
+The page keeps its Content-Security-Policy (no eval), so the test passes JavaScript as functions.
+Playwright's own browser download is never used: `executable_path` points at the system
+chromium. In CI (CI=true) a missing chromium or playwright fails the test.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from data_prep.synth import render_chest_radiograph
+from tests.data_prep.dicom_fixtures import write_jpeg_baseline_dicom
+from tests.detect.serve.conftest import SECRET_PATIENT_ID, chromium_path, require_tool
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # reported by the test: a skip here, a failure in CI
+    sync_playwright = None
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+# Per drawn box, the canvas pixels [r, g, b, a] at the middle of its four edges (a label of
+# another box may cover one of them).
+READ_EDGE_PIXELS = """() => {
+  const ctx = document.getElementById('image').getContext('2d');
+  const at = (x, y) => Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data);
+  return window.detectViewer.drawn.boxes.map(b => [
+    at(b.x + b.width / 2, b.y), at(b.x + b.width / 2, b.y + b.height),
+    at(b.x, b.y + b.height / 2), at(b.x + b.width, b.y + b.height / 2)]);
+}"""
+
+
+@pytest.fixture()
+def radiograph_dicom(tmp_path):
+    pixels, _boxes = render_chest_radiograph(np.random.default_rng(7), 512, 448, opacities=2)
+    return write_jpeg_baseline_dicom(tmp_path / "synthetic_chest.dcm", pixels, patient_id=SECRET_PATIENT_ID,
+                                     sex="M", age="63", view="PA")
+
+
+def test_viewer_draws_boxes_and_probabilities(live_server, radiograph_dicom, tmp_path):
+    require_tool(sync_playwright is not None, "playwright (pip install -e '.[test]')")
+    executable = chromium_path()
+    require_tool(executable is not None, "chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 860})
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+            page.goto(live_server.url + "/")
+            page.wait_for_function("() => document.getElementById('model-line').textContent.includes('mobilenet')")
+            assert page.is_disabled("#heatmap-toggle")  # the model has no explanation to show
+            page.set_input_files("#file", str(radiograph_dicom))
+            page.wait_for_function("() => ['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+            assert page.evaluate("() => document.body.dataset.state") == "done", page.inner_text("#error")
+
+            result = page.evaluate("() => window.detectViewer.result")
+            entry = result["prediction"]
+            assert entry["boxes"] and entry["image_width_px"] == 448 and entry["image_height_px"] == 512
+            drawn = page.evaluate("() => window.detectViewer.drawn")
+            assert len(drawn["boxes"]) == len(entry["boxes"])
+            for edges in page.evaluate(READ_EDGE_PIXELS):  # red outlines on a grey radiograph
+                red = [r > 200 and g < 120 and b < 120 and a == 255 for r, g, b, a in edges]
+                assert sum(red) >= 3, edges
+            assert page.locator("#boxes tr").count() == len(entry["boxes"])
+
+            bars = page.locator("#class-probs .bar")
+            assert bars.count() == 3
+            shown = {bars.nth(i).get_attribute("data-name"): float(bars.nth(i).get_attribute("data-probability")) for i in range(3)}
+            assert shown == entry["class_probabilities"]
+            widths = page.evaluate("() => Array.from(document.querySelectorAll('#class-probs .fill')).map(f => f.getBoundingClientRect().width)")
+            assert all(w > 0 for w in widths)
+            assert page.inner_text("#decision") == ("Pneumonia" if entry["pneumonia"] else "No pneumonia")
+            assert "threshold 0.400" in page.inner_text("#threshold")  # the RSNA operating point, for a DICOM
+            header_text = page.inner_text("#header-fields")
+            assert "PA" in header_text and "63" in header_text and SECRET_PATIENT_ID not in page.content()
+            assert page.is_enabled("#download") and not console_errors
+
+            screenshot = tmp_path / "viewer.png"
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert screenshot.stat().st_size > 10_000
+            if os.environ.get("DETECT_SCREENSHOT_OUT"):
+                shutil.copyfile(screenshot, os.environ["DETECT_SCREENSHOT_OUT"])
+        finally:
+            browser.close()
+
+
+def test_viewer_shows_errors_as_readable_messages(live_server, tmp_path):
+    require_tool(sync_playwright is not None, "playwright (pip install -e '.[test]')")
+    executable = chromium_path()
+    require_tool(executable is not None, "chromium (apt-get install chromium)")
+    junk = tmp_path / "notes.dcm"
+    junk.write_bytes(b"this is a text file named like a DICOM")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(live_server.url + "/")
+            page.set_input_files("#file", str(junk))
+            page.wait_for_function("() => document.body.dataset.state === 'error'", timeout=30_000)
+            assert page.inner_text("#error") == "415: unsupported upload (38 bytes): not a DICOM, PNG or JPEG file by its content"
+        finally:
+            browser.close()
