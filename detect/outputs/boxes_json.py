@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import jsonschema
 import numpy as np
 
+from data_prep.atomic import write_text_atomic
 from detect.inference.postprocess import PostprocessSettings
 from detect.predictions import ImagePrediction, OperatingPoint
 
@@ -121,9 +122,7 @@ def validate_output(document: dict[str, Any]) -> None:
 
 
 def write_boxes_json(path: str | Path, document: dict[str, Any]) -> Path:
-    """Validate `document` and write it to `path` (folders created). Returns the path."""
+    """Validate `document` and write it to `path` (folders created), atomically: a full disk or
+    a kill leaves the previous boxes.json as it was (OutputWriteError). Returns the path."""
     validate_output(document)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    return out
+    return write_text_atomic(path, json.dumps(document, indent=2) + "\n")
