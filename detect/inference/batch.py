@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
 from data_prep.records import DATASETS, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
 from detect.data.files import LoadedImage, iter_loaded_batches
@@ -243,15 +244,19 @@ def run_inference(
 ) -> InferenceResult:
     """Predict every file under `paths`, write boxes.json to `out_path` (+ CSV / overlays).
 
-    Raises DetectError (nothing written) when the arguments are bad, the checkpoint is missing
-    or unreadable, or not one file could be read; otherwise every unreadable file is an entry
+    Raises DetectError (nothing written) when the arguments are bad, an output path cannot be
+    written (OutputWriteError, found before any prediction), the checkpoint is missing or
+    unreadable, or not one file could be read; otherwise every unreadable file is an entry
     with "error" in the output and a BadFile in `failures`, and the rest is predicted.
     """
     if batch_size < 1:
         raise DetectError(f"batch size must be >= 1, got {batch_size}")
+    # every output path is checked before the checkpoint is loaded and anything is predicted
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
-        if target is not None and Path(target).is_dir():
-            raise DetectError(f"{target}: {what} must name a file, not a folder")
+        if target is not None:
+            check_writable(target, expect="file", what=what)
+    if overlay_dir is not None:
+        check_writable(overlay_dir, expect="folder", what="--overlay")
     choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
     files = collect_input_files(paths)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)

@@ -34,6 +34,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Sampler
 
+from data_prep.atomic import check_writable
 from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
@@ -330,6 +331,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
            device: torch.device, info: DistInfo, log: Callable[[str], None]) -> TrainResult:
     train_cfg = cfg.train
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    check_writable(run_dir, expect="folder", what="the run folder (--out)")  # before any data is read
     check_weights_available(cfg.model)
     resume_state = _load_resume_state(run_dir, cfg, resume, device)
     if resume_state is not None:
