@@ -19,7 +19,10 @@ A checkpoint is one `torch.save` file holding a dict with fixed keys:
                     (detect.training.seeding.capture_rng_states)
     extra           dict: 'operating_points' ({dataset: OperatingPoint.to_dict()}: the pneumonia
                     thresholds chosen on each dataset's val split at this epoch, which `detect
-                    infer` applies and `detect eval` reports), 'data_dirs', ...
+                    infer` applies and `detect eval` reports), 'data_dirs', and in training's
+                    last.pt 'best_metrics' (the best epoch's validation metrics) and
+                    'metrics_history' (every metrics.csv row so far, the file's source on resume:
+                    detect.training.run_folder), ...
 
 Everything in it is a tensor or a plain python value, so it loads with torch.load's
 weights_only=True (no arbitrary code from a checkpoint file).
