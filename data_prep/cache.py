@@ -8,8 +8,8 @@ placed top-left on black (data_prep.geometry.letterbox_resize), so a box maps to
 JPEG-in-DICOM every epoch.
 
 Building is idempotent: a PNG that already exists and is complete (right signature, right
-size, IEND chunk at the end) is kept, and new files are written under a temporary name and
-renamed, so an interrupted build leaves no truncated PNG behind.
+size, IEND chunk at the end) is kept, and new files are written through data_prep.atomic
+(a unique temporary name, then a rename), so an interrupted build leaves no truncated PNG behind.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.atomic import write_bytes_atomic
 from data_prep.errors import DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize
 from data_prep.images import read_any_image
@@ -83,10 +84,8 @@ def cache_one(source: str, destination: str, size_px: int, height: int | None, w
     ok, encoded = cv2.imencode(".png", resized, _PNG_PARAMS)
     if not ok:
         return "PNG encoding failed"
-    destination_path = Path(destination)
-    tmp = destination_path.with_name(f".{destination_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(encoded.tobytes())
-    os.replace(tmp, destination_path)
+    # not fsynced: a cache file can be rebuilt, and is_complete_png checks every one on reuse
+    write_bytes_atomic(destination, encoded.tobytes(), durable=False)
     return None
 
 

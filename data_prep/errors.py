@@ -46,6 +46,16 @@ class CheckpointError(DetectError):
     """A checkpoint is missing, unreadable or does not match the model."""
 
 
+class OutputWriteError(DetectError):
+    """An output file cannot be written (full disk, read-only folder, a file where a folder
+    should be...). The previous file of that name, if any, is left as it was."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
 class WeightsUnavailableError(DetectError):
     """Pretrained weights were requested but cannot be obtained (offline, missing file)."""
 

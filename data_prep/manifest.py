@@ -19,15 +19,15 @@ which reads back as square pixels (0.143, 0.143).
 
 Nothing here holds a timestamp and every table is sorted, so preparing twice writes
 byte-identical files: a diff of two prepared folders shows real changes only.
-Files are written to a temporary name and renamed, so an interrupted run never leaves a
-half-written manifest behind.
+Files are written through data_prep.atomic (a unique temporary name in the folder, then a
+rename), so an interrupted run, a full disk or a second `detect prepare` of the same folder
+never leaves a half-written manifest behind.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from data_prep.atomic import write_text_atomic
 from data_prep.errors import DataFormatError
 from data_prep.records import DATASETS, MANIFEST_COLUMNS, SPLITS, BadFile, ImageRecord
 
@@ -95,13 +96,6 @@ def find_prepared(data_dir: str | Path) -> Path | None:
     return None
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _format_cell(value: Any) -> str:
     if value is None:
         return ""
@@ -154,7 +148,7 @@ def write_prepare_json(
         "cache_size_px": None if cache_size_px is None else int(cache_size_px),
         "versions": package_versions(),
     }
-    _write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return path
 
 
@@ -180,7 +174,6 @@ def write_manifest(
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
     prepared_dir = Path(prepared_dir)
-    prepared_dir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(records, key=lambda r: r.image_id)
 
     split_of: dict[tuple[str, str], str | None] = {}
@@ -207,7 +200,7 @@ def write_manifest(
         (BAD_FILES_CSV, _csv_text(("path", "reason"), bad_rows)),
         (SUMMARY_JSON, json.dumps(dict(summary or {}), indent=2, sort_keys=True) + "\n"),
     ):
-        _write_text_atomic(prepared_dir / name, text)
+        write_text_atomic(prepared_dir / name, text)
         written.append(prepared_dir / name)
     written.append(
         write_prepare_json(

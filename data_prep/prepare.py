@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep.atomic import check_writable
 from data_prep.cache import CacheResult, build_cache
 from data_prep.errors import ConfigError, DataFormatError
 from data_prep.kermany import KERMANY_DIR, find_kermany_base, parse_kermany
@@ -177,7 +178,8 @@ def prepare_dataset(
     decoded once into <out_dir>/cache/<image_size_px>/ (see data_prep.cache); images that
     fail to decode are then removed from the manifest and listed as bad files.
     Raises DataFormatError for a missing folder, an unrecognised layout or a malformed label
-    file; ConfigError for invalid fractions, size or workers.
+    file; ConfigError for invalid fractions, size or workers; OutputWriteError, before any
+    file is read, when `out_dir` cannot be written.
     """
     check_fractions(val_fraction, test_fraction)
     if image_size_px <= 0:
@@ -187,6 +189,7 @@ def prepare_dataset(
     data_root = Path(data_dir).expanduser().resolve()
     dataset = detect_dataset_kind(data_root)
     prepared_dir = Path(out_dir).expanduser().resolve() if out_dir is not None else data_root / DEFAULT_PREPARED_DIRNAME
+    check_writable(prepared_dir, expect="folder", what="the prepared folder (--out)")  # before reading any file
 
     junk_files: list[str] = []
     images_without_labels: list[str] = []

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
 from detect.models.registry import get_model_spec
 
@@ -395,8 +396,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config (every key, defaults included) as YAML."""
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    """Write the resolved config (every key, defaults included) as YAML, atomically."""
+    write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
 
 def format_config(cfg: Config) -> str:

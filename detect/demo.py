@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from data_prep.atomic import check_writable, write_text_atomic
 from data_prep.errors import ConfigError
 from data_prep.manifest import read_manifest
 from data_prep.prepare import format_summary as format_prepare_summary
@@ -156,6 +157,7 @@ def run_demo(
     cfg = load_config(config_path, all_overrides)
 
     out = Path(out_dir)
+    check_writable(out, expect="folder", what="--out")  # before minutes of synthesis and training
     out.mkdir(parents=True, exist_ok=True)
     result = DemoResult(out_dir=out.resolve())
     rsna_dir, kermany_dir = out / "data" / "rsna", out / "data" / "kermany"
@@ -224,8 +226,7 @@ def _write_summary(path: Path, result: DemoResult, size: str, trained: TrainResu
         "train_images_per_second": round(trained.images_per_second, 2),
         "best_epoch": trained.best_epoch,
     }
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    return path
+    return write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
 
 
 def _one_test_dicom(rsna_dir: Path) -> Path:

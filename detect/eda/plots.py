@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from detect.eda import formatting as fmt
+from detect.outputs.plots import save_figure
 
 _DPI = 110
 _BAR = "#4c72b0"
@@ -73,7 +74,7 @@ def plot_class_balance(univariate: Mapping[str, Any], n_images: int, path: Path)
         ax.set_xticks(np.arange(len(splits)) + 0.4 - width / 2, [f"{s}/" for s in splits])
         ax.set_title(f"classes per source folder (n = {fmt.count(n_images)} images)", fontsize=9)
         ax.legend(fontsize=7)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_age(age: Mapping[str, Any], path: Path) -> None:
@@ -90,14 +91,14 @@ def plot_age(age: Mapping[str, Any], path: Path) -> None:
         ax.axvline(age["median"], color="black", linestyle="--", linewidth=0.8)
         ax.annotate(f"median {fmt.age(age['median'])}", (age["median"], ax.get_ylim()[1] * 0.92), fontsize=7, xytext=(3, 0),
                     textcoords="offset points")
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_sex_view(sex: Sequence[Mapping[str, Any]], view: Sequence[Mapping[str, Any]], n_images: int, path: Path) -> None:
     fig = _figure(6.4, 3.2)
     _bars(fig.add_subplot(1, 2, 1), sex, f"PatientSex (n = {fmt.count(n_images)})")
     _bars(fig.add_subplot(1, 2, 2), view, f"ViewPosition (n = {fmt.count(n_images)})")
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_boxes_per_image(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -105,7 +106,7 @@ def plot_boxes_per_image(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     fig = _figure(4.8, 3.2)
     _bars(fig.add_subplot(), [{**r, "group": str(r["boxes"])} for r in rows], f"boxes per image (n = {fmt.count(n)} images)")
     fig.axes[0].set_xlabel("boxes on the image")
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_box_size(box_size: Mapping[str, Any], path: Path) -> None:
@@ -122,7 +123,7 @@ def plot_box_size(box_size: Mapping[str, Any], path: Path) -> None:
         decimals = 2 if key.startswith("aspect") else 0
         ax.set_title(f"{label}: median {fmt.number(stats['median'], decimals)}", fontsize=9)
         ax.set_ylabel("boxes")
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_image_size_spacing(image_size: Mapping[str, Any], spacing: Mapping[str, Any] | None, n_images: int, path: Path) -> None:
@@ -151,7 +152,7 @@ def plot_image_size_spacing(image_size: Mapping[str, Any], spacing: Mapping[str,
         ax.set(xlabel="pixels", ylabel="images")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def _rate_panel(ax: Any, rows: Sequence[Mapping[str, Any]], title: str) -> None:
@@ -189,7 +190,7 @@ def plot_positive_rates(bivariate: Mapping[str, Any], overall_rate: float | None
         if overall_rate is not None:
             ax.axhline(100 * overall_rate, color="black", linestyle=":", linewidth=0.8)
     fig.suptitle("positive rate with 95% Wilson intervals (dotted: all images)", fontsize=10)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_box_size_by_view(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -204,7 +205,7 @@ def plot_box_size_by_view(rows: Sequence[Mapping[str, Any]], path: Path) -> None
         ax.bxp(stats, showfliers=False)
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_box_counts(tables: Sequence[tuple[str, Mapping[str, Any]]], path: Path) -> None:
@@ -222,7 +223,7 @@ def plot_box_counts(tables: Sequence[tuple[str, Mapping[str, Any]]], path: Path)
         ax.set_ylabel("images (%)")
         ax.set_title(f"boxes per image by {title} (n = {fmt.count(sum(r['images'] for r in rows))} images)", fontsize=9)
         ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(table["box_counts"]), frameon=False)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_box_heatmap(location: Mapping[str, Any], path: Path) -> None:
@@ -240,7 +241,7 @@ def plot_box_heatmap(location: Mapping[str, Any], path: Path) -> None:
     ax.set(xlabel="x (px); image left = patient's right", ylabel="y (px)")
     side = fig.add_subplot(spec[0, 1])
     _bars(side, location["sides_images"], f"lungs with a box (n = {fmt.count(location['images'])} images)")
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_sample_grid(panels_by_class: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], size_px: int, path: Path) -> None:
@@ -260,7 +261,7 @@ def plot_sample_grid(panels_by_class: Sequence[tuple[str, Sequence[Mapping[str, 
             title = _short(str(panel["title"]), 22)
             ax.set_title(f"{_short(name, 34)}\n{title}" if col == 0 else title, fontsize=7)
             ax.set_axis_off()
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_intensity_histograms(classes: Sequence[Mapping[str, Any]], path: Path) -> None:
@@ -277,7 +278,7 @@ def plot_intensity_histograms(classes: Sequence[Mapping[str, Any]], path: Path) 
     ax.set_title(f"intensity histograms per class (n = {n} images, padding excluded)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def draw_plots(

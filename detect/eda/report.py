@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from data_prep.atomic import write_text_atomic
+
 
 @dataclass(frozen=True)
 class Heading:
@@ -121,8 +123,8 @@ def write_report(out_dir: Path, blocks: Sequence[Block], numbers: Mapping[str, A
     numpy value is a bug upstream and raises here rather than writing a file others cannot parse.
     """
     paths = {"report_md": out_dir / "report.md", "report_html": out_dir / "report.html", "eda_json": out_dir / "eda.json"}
-    paths["report_md"].write_text(to_markdown(blocks), encoding="utf-8")
-    paths["report_html"].write_text(to_html(blocks, out_dir, title), encoding="utf-8")
+    write_text_atomic(paths["report_md"], to_markdown(blocks))
+    write_text_atomic(paths["report_html"], to_html(blocks, out_dir, title))
     text = json.dumps(numbers, indent=1, allow_nan=False)
-    paths["eda_json"].write_text(text + "\n", encoding="utf-8")
+    write_text_atomic(paths["eda_json"], text + "\n")
     return paths

@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import prepare_dataset
@@ -233,17 +234,18 @@ def evaluate_checkpoint(
 
     `checkpoint=None`: the best checkpoint most recently written under `runs_dir`.
     """
-    _check_eval_arguments(split, data_dirs)
+    _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
     return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
                                  workers=workers, progress=progress)
 
 
-def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path]) -> None:
+def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:
     if split not in EVAL_SPLITS:
         raise DetectError(f"split '{split}' is unknown; choose test (default), val or train")
     if not data_dirs:
         raise DetectError("no data given: pass --data DIR (a prepared or raw RSNA / Kermany folder)")
+    check_writable(out_dir, expect="folder", what="--out")  # before the model predicts anything
 
 
 def evaluate_loaded_model(
@@ -262,7 +264,7 @@ def evaluate_loaded_model(
     metrics.json's 'operating_points' section lists, per dataset, the pneumonia threshold used
     and where it came from; every binary block also names its own threshold's source.
     """
-    _check_eval_arguments(split, data_dirs)
+    _check_eval_arguments(split, data_dirs, out_dir)
     out = Path(out_dir)
     notes: list[str] = []
     if split == "val":

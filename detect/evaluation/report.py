@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.atomic import write_text_atomic
 from detect.outputs.plots import curve_inputs, plot_confusion_matrices, plot_examples, plot_pr_curves, plot_roc_curves
 
 DETECTION_ROWS: tuple[tuple[str, str], ...] = (
@@ -309,15 +310,15 @@ def write_eval_report(
     """Write metrics.json, report.md and the plots into `out_dir` (created); return their paths.
 
     See the module docstring for the layout of `metrics`, `curves` and `image_panels`.
-    Existing files of the same names are overwritten.
+    Existing files of the same names are replaced, each atomically (data_prep.atomic): a write
+    that fails raises OutputWriteError and keeps that file's previous version.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     safe = to_json_safe(metrics)
     written: dict[str, Path] = {}
 
     metrics_path = out / "metrics.json"
-    metrics_path.write_text(json.dumps(safe, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_text_atomic(metrics_path, json.dumps(safe, indent=2, allow_nan=False) + "\n")
     written["metrics_json"] = metrics_path
 
     plots: dict[str, str] = {}
@@ -344,7 +345,7 @@ def write_eval_report(
         text += ("\nNo PR/ROC curve for " + ", ".join(skipped_curves)
                  + ": only one class is present in its labels.\n")
     report_path = out / "report.md"
-    report_path.write_text(text, encoding="utf-8")
+    write_text_atomic(report_path, text)
     written["report_md"] = report_path
     return written
 

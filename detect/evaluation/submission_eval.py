@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.atomic import check_writable
 from data_prep.errors import LabelFileError
 from data_prep.rsna import read_label_boxes
 from detect.evaluation.evaluate import EvalOutcome
@@ -38,6 +39,7 @@ def evaluate_predictions(
     `images_dir`: where <patientId>.dcm live, for the examples grid; default: the
     stage_2_train_images/ folder next to the labels file, when it exists.
     """
+    check_writable(out_dir, expect="folder", what="--out")
     predictions = read_submission(predictions_csv)
     labels = read_label_boxes(labels_csv)
     if not predictions:

@@ -28,6 +28,7 @@ from typing import Any, Callable, Sequence
 import torch
 from tqdm import tqdm
 
+from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
 from data_prep.records import BadFile
 from detect.data.files import LoadedImage
@@ -151,10 +152,15 @@ def overlay_names(files: Sequence[Path]) -> dict[str, str]:
     return {str(f): unique_png_name(f.stem, used) for f in files}
 
 
-def check_output_targets(out_path: str | Path, submission_path: str | Path | None) -> None:
+def check_output_targets(out_path: str | Path, submission_path: str | Path | None, overlay_dir: str | Path | None) -> None:
+    """Every output path checked before the checkpoint is loaded and anything is predicted: a
+    blocked, read-only or wrong-kind path is one OutputWriteError now, not after hours."""
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
-        if target is not None and Path(target).is_dir():
-            raise DetectError(f"{target}: {what} must name a file, not a folder")
+        if target is not None:
+            check_writable(target, expect="file", what=what)
+    check_writable(part_path(out_path), expect="file", what="the JSON Lines part next to --out")
+    if overlay_dir is not None:
+        check_writable(overlay_dir, expect="folder", what="--overlay")
 
 
 @dataclass
@@ -180,7 +186,6 @@ def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: b
     else:
         if part.is_file() and part.stat().st_size > 0:
             log(f"{part}: starting afresh (pass --resume to continue the run it holds)")
-            part.unlink()
         writer = PartWriter(part, fingerprint)
     return _Shard(files, part, scan), writer
 
@@ -270,7 +275,8 @@ def run_inference(
     """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
     write boxes.json (+ CSV / overlays). See the module docstring.
 
-    Raises DetectError (no boxes.json written) when the arguments are bad, the checkpoint is
+    Raises DetectError (no boxes.json written) when the arguments are bad, an output path cannot
+    be written (OutputWriteError, found before anything is predicted), the checkpoint is
     missing or unreadable, --resume meets another run's settings, or not one file could be read;
     otherwise an unreadable file is an entry with "error" and a BadFile in `failures`.
     `progress`: a bar (for a TTY); otherwise `log` gets a line every N images or M seconds.
@@ -278,7 +284,7 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     """
-    check_output_targets(out_path, submission_path)
+    check_output_targets(out_path, submission_path, overlay_dir)
     if anonymize and submission_path is not None:
         raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()

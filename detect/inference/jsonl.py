@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
 
+from data_prep.atomic import write_error, write_text_atomic
 from data_prep.errors import DetectError
 
 JSONL_FORMAT = 1
@@ -131,32 +132,50 @@ class PartWriter:
     """Appends image lines to a part; `flush()` makes them durable (called after every batch)."""
 
     def __init__(self, path: Path, fingerprint: dict[str, Any], *, truncate_at: int | None = None) -> None:
+        """`truncate_at`: continue the part (cut to that many bytes first: a torn last line);
+        None: start afresh. A fresh part replaces the old one atomically with its run line, so a
+        run that cannot write at all (a full disk) leaves the previous part as it was."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if truncate_at is not None and path.is_file():
-            with open(path, "r+b") as handle:
-                handle.truncate(truncate_at)  # drop a torn last line before appending
-        new = not path.is_file() or path.stat().st_size == 0
-        self._handle: TextIO = open(path, "a", encoding="utf-8")
-        if new:
-            self._write({"kind": "run", "format": JSONL_FORMAT, "fingerprint": fingerprint})
-            self.flush()
+        try:
+            if truncate_at is None:
+                write_text_atomic(path, _line({"kind": "run", "format": JSONL_FORMAT, "fingerprint": fingerprint}))
+            else:
+                with open(path, "r+b") as handle:
+                    handle.truncate(truncate_at)  # drop a torn last line before appending
+            self._handle: TextIO = open(path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise write_error(path, exc) from None
 
     def _write(self, line: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(line, separators=(",", ":")) + "\n")
+        try:
+            self._handle.write(_line(line))
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
 
     def append(self, entry: dict[str, Any], key: InputKey | None, sop_instance_uid: str | None) -> None:
         self._write({"kind": "image", "key": key.to_dict() if key else None,
                      "sop_instance_uid": sop_instance_uid, "entry": entry})
 
     def flush(self) -> None:
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
 
     def close(self) -> None:
         if not self._handle.closed:
-            self.flush()
-            self._handle.close()
+            try:
+                self.flush()
+            finally:
+                try:
+                    self._handle.close()
+                except OSError:
+                    pass  # the flush above has reported the failure
+
+
+def _line(line: dict[str, Any]) -> str:
+    return json.dumps(line, separators=(",", ":")) + "\n"
 
 
 # --------------------------------------------------------------------------------- merging

@@ -19,7 +19,10 @@ A checkpoint is one `torch.save` file holding a dict with fixed keys:
                     (detect.training.seeding.capture_rng_states)
     extra           dict: 'operating_points' ({dataset: OperatingPoint.to_dict()}: the pneumonia
                     thresholds chosen on each dataset's val split at this epoch, which `detect
-                    infer` applies and `detect eval` reports), 'data_dirs', ...
+                    infer` applies and `detect eval` reports), 'data_dirs', and in training's
+                    last.pt 'best_metrics' (the best epoch's validation metrics) and
+                    'metrics_history' (every metrics.csv row so far, the file's source on resume:
+                    detect.training.run_folder), ...
 
 Everything in it is a tensor or a plain python value, so it loads with torch.load's
 weights_only=True (no arbitrary code from a checkpoint file).
@@ -28,9 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import platform
-import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -39,10 +40,12 @@ import torch
 import torchvision
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from data_prep.atomic import atomic_write
 from data_prep.errors import CheckpointError, ConfigError
 from detect.config import Config, config_from_dict, config_to_dict
 from detect.models.build import build_model
 from detect.models.detector import PneumoniaDetector
+from detect.models.weights import load_weights_only
 
 CHECKPOINT_FORMAT_VERSION = 1
 REQUIRED_KEYS: tuple[str, ...] = ("format_version", "model", "config", "epoch", "global_step")
@@ -78,13 +81,15 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     rng_states: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically: to a temporary file in the same folder, then os.replace.
+    """Write a checkpoint atomically (data_prep.atomic: a unique temporary file in the same
+    folder, fsync, os.replace).
 
-    A crash or a full disk mid-write leaves the previous checkpoint intact, never half a file.
-    `model` is the plain model (not DistributedDataParallel's wrapper). Returns the path written.
+    A kill, a crash or a full disk mid-write leaves the previous checkpoint intact and no
+    temporary file (a SIGKILL's one is removed on resume): never half a file. Any OSError or
+    RuntimeError of torch.save -> OutputWriteError naming the path. `model` is the plain model
+    (not DistributedDataParallel's wrapper). Returns the path written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format_version": CHECKPOINT_FORMAT_VERSION,
         "model": model.state_dict(),
@@ -102,24 +107,11 @@ def save_checkpoint(
         "rng": dict(rng_states or {}),
         "extra": dict(extra or {}),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"{path}: cannot write checkpoint ({exc.strerror or exc})") from None
+    # into a file object, not a path: torch then reports a full disk as OSError(ENOSPC) instead
+    # of an opaque RuntimeError ('unexpected pos ...'); both are caught all the same
+    with atomic_write(path, catch=(OSError, RuntimeError)) as handle:
+        torch.save(payload, handle)
     return path
-
-
-def _first_line(exc: BaseException) -> str:
-    """The informative line of a torch.load error (weights_only failures bury it mid-text)."""
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-    lines = [line for line in lines if line]
-    for line in lines:
-        if line.startswith("WeightsUnpickler error:"):
-            return line[:200]
-    return (lines or [type(exc).__name__])[0][:200]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -127,10 +119,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
-        raise CheckpointError(f"{path}: not a readable checkpoint file ({_first_line(exc)})") from None
+    payload = load_weights_only(path, "checkpoint file", map_location=map_location)
     if not isinstance(payload, dict) or any(key not in payload for key in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(payload, dict) or k not in payload]
         raise CheckpointError(

@@ -12,6 +12,7 @@ Files are read with torch.load(weights_only=True): a weights file cannot run cod
 from __future__ import annotations
 
 import os
+import re
 import socket
 import warnings
 from pathlib import Path
@@ -87,6 +88,39 @@ def existing_weights_file(weights: str) -> Path:
 
 
 _WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")  # DDP / DataParallel, torch.compile
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def load_weights_only(path: Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(path, weights_only=True); any failure -> one CheckpointError line naming `path`.
+
+    `what` names the kind of file in the message ('checkpoint file', 'weights file'). The
+    message never passes on PyTorch's advice to load with weights_only=False or to allowlist
+    a class: a file that holds arbitrary Python objects is not one detect wrote, and loading it
+    could run its code.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, OSError... for bad files
+        raise CheckpointError(f"{path}: {describe_load_failure(exc, what)}") from None
+
+
+def describe_load_failure(exc: BaseException, what: str) -> str:
+    """What a torch.load(weights_only=True) failure means for the user, in one line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        refused = _REFUSED_GLOBAL.search(text)
+        if refused:
+            return (f"holds Python objects ({refused.group(1)}) that a weights-only load refuses: not a {what} written by "
+                    "detect or torchvision, or one from an untrusted source; detect never loads such objects")
+        return f"not a readable {what} (not PyTorch tensor data)"
+    if isinstance(exc, EOFError):
+        return f"not a readable {what} (empty or cut short)"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"not a readable {what} ({exc.strerror})"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    first = first.split(". ")[0]  # torch appends paragraphs of advice after the first sentence
+    return f"not a readable {what} ({first[:160]})"
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
@@ -97,11 +131,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     prefixes. Loads with weights_only=True: a weights file cannot run code.
     """
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError... for bad files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CheckpointError(f"{path}: not a readable weights file ({first})") from None
+    payload = load_weights_only(path, "weights file")
     stored_name = None
     if isinstance(payload, dict) and isinstance(payload.get("config"), dict):
         stored_name = (payload["config"].get("model") or {}).get("name")

@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import jsonschema
 import numpy as np
 
+from data_prep.atomic import atomic_write, write_text_atomic
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 
 SCHEMA_VERSION = "2.1"
@@ -152,24 +153,22 @@ def write_boxes_json_stream(path: str | Path, head: dict[str, Any], entries: Ite
     Returns (path, number of entries)."""
     validate_output({**head, "images": []})
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     opening = json.dumps({**head, "images": []}, indent=2)
     assert opening.endswith('"images": []\n}')
     n = 0
-    with open(out, "w") as handle:
-        handle.write(opening[: -len("[]\n}")] + "[")
+    # atomic: a failed or killed assembly leaves the previous boxes.json (or none), never half of one
+    with atomic_write(out) as handle:
+        handle.write((opening[: -len("[]\n}")] + "[").encode())
         for n, entry in enumerate(entries, start=1):
             validate_entry(entry, f"images/{n - 1}")
             body = "\n".join("    " + line for line in json.dumps(entry, indent=2).splitlines())
-            handle.write(("\n" if n == 1 else ",\n") + body)
-        handle.write("\n  ]\n}\n" if n else "]\n}\n")
+            handle.write((("\n" if n == 1 else ",\n") + body).encode())
+        handle.write(("\n  ]\n}\n" if n else "]\n}\n").encode())
     return out, n
 
 
 def write_boxes_json(path: str | Path, document: dict[str, Any]) -> Path:
-    """Validate `document` and write it to `path` (folders created). Returns the path."""
+    """Validate `document` and write it to `path` (folders created), atomically: a full disk or
+    a kill leaves the previous boxes.json as it was (OutputWriteError). Returns the path."""
     validate_output(document)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(document, indent=2) + "\n")
-    return out
+    return write_text_atomic(path, json.dumps(document, indent=2) + "\n")

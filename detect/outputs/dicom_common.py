@@ -24,6 +24,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
+from data_prep.atomic import atomic_write
 from data_prep.errors import DetectError
 from data_prep.records import DicomHeader
 from detect.outputs.boxes_json import boxes_to_json
@@ -146,9 +147,9 @@ def decision_text(prediction: ImagePrediction) -> str:
 
 
 def write_dicom_file(path: str | Path, dataset: Dataset) -> Path:
-    """Write one SR / GSPS as a DICOM Part 10 file (folders created). The single write
-    function of the DICOM outputs, so that they can move to a shared atomic writer at once."""
+    """Write one SR / GSPS as a DICOM Part 10 file (folders created), atomically
+    (data_prep.atomic): the single write function of the DICOM outputs."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    dataset.save_as(out, enforce_file_format=True)
+    with atomic_write(out) as handle:
+        dataset.save_as(handle, enforce_file_format=True)
     return out

@@ -10,7 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_prep.errors import DetectError
+from data_prep.atomic import write_bytes_atomic
+from data_prep.errors import OutputWriteError
 from detect.predictions import ImagePrediction
 
 OVERLAY_MAX_SIDE_PX = 1024
@@ -72,7 +73,8 @@ def unique_png_name(stem: str, used: set[str]) -> str:
 
 
 def write_overlay(path: Path, canvas_bgr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), canvas_bgr):
-        raise DetectError(f"{path}: cannot write overlay PNG")
-    return path
+    """Encode `canvas_bgr` as PNG and write it atomically (data_prep.atomic). Returns the path."""
+    ok, encoded = cv2.imencode(".png", canvas_bgr)
+    if not ok:
+        raise OutputWriteError(path, "cannot encode the overlay as PNG")
+    return write_bytes_atomic(path, encoded.tobytes())

@@ -17,9 +17,17 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
+from data_prep.atomic import atomic_write
+
 
 def _new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=110, layout="constrained")
+
+
+def save_figure(fig: Figure, path: Path) -> None:
+    """Render `fig` as PNG into `path`, atomically (data_prep.atomic): a failed write keeps the old plot."""
+    with atomic_write(path) as handle:
+        fig.savefig(handle, format="png")
 
 
 def curve_inputs(curves: Mapping[str, tuple[Any, Any]]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
@@ -48,7 +56,7 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Pa
            title="Precision-recall (dotted: prevalence)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
@@ -62,7 +70,7 @@ def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: P
            xlim=(0, 1), ylim=(0, 1.02), title="ROC")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_confusion_matrices(matrices: Sequence[tuple[str, np.ndarray, list[str]]], path: Path) -> None:
@@ -81,7 +89,7 @@ def plot_confusion_matrices(matrices: Sequence[tuple[str, np.ndarray, list[str]]
         ax.set_xticks(range(len(names)), short, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), short, fontsize=8)
         ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.savefig(path)
+    save_figure(fig, path)
 
 
 def plot_examples(image_panels: Sequence[Mapping[str, Any]], path: Path, columns: int = 4) -> None:
@@ -113,4 +121,4 @@ def plot_examples(image_panels: Sequence[Mapping[str, Any]], path: Path, columns
                         bbox={"facecolor": "red", "edgecolor": "none", "pad": 1.0, "alpha": 0.8})
         ax.set_title(str(panel.get("title", "")), fontsize=8)
         ax.set_axis_off()
-    fig.savefig(path)
+    save_figure(fig, path)

@@ -18,12 +18,14 @@ the physical line of the file (the header is line 1).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from data_prep.atomic import write_text_atomic
 from data_prep.errors import LabelFileError
 from data_prep.geometry import xywh_to_xyxy, xyxy_to_xywh
 from data_prep.records import empty_boxes
@@ -62,19 +64,19 @@ def format_prediction_string(boxes_xyxy: np.ndarray, scores: np.ndarray) -> str:
 
 
 def write_submission(path: str | Path, rows: Iterable[SubmissionRow]) -> Path:
-    """Write a Kaggle submission CSV. Duplicate patientIds are a ValueError (Kaggle rejects them)."""
+    """Write a Kaggle submission CSV, atomically (data_prep.atomic: OutputWriteError, the previous
+    file kept). Duplicate patientIds are a ValueError (Kaggle rejects them), and nothing is written."""
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
-    with out.open("w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(SUBMISSION_COLUMNS)
-        for row in rows:
-            if row.patient_id in seen:
-                raise ValueError(f"duplicate patientId '{row.patient_id}' in submission {out}")
-            seen.add(row.patient_id)
-            writer.writerow([row.patient_id, format_prediction_string(row.boxes_xyxy, row.scores)])
-    return out
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SUBMISSION_COLUMNS)
+    for row in rows:
+        if row.patient_id in seen:
+            raise ValueError(f"duplicate patientId '{row.patient_id}' in submission {out}")
+        seen.add(row.patient_id)
+        writer.writerow([row.patient_id, format_prediction_string(row.boxes_xyxy, row.scores)])
+    return write_text_atomic(out, buffer.getvalue())
 
 
 def submission_rows_from_entries(entries: Iterable[dict[str, Any]]) -> tuple[list[SubmissionRow], list[str]]:

@@ -13,8 +13,10 @@
      weights, optimizer, scheduler, scaler, counters and RNG states;
   4. per epoch: `train_one_epoch`, validation through the one predictor
      (detect.training.engine.evaluate) every train.eval_every_epochs and at the last epoch,
-     last.pt always (with the operating points chosen on each dataset's val split), best.pt on
-     an improvement of train.monitor, a row of metrics.csv, TensorBoard scalars, early stopping.
+     a row of metrics.csv and TensorBoard scalars, then last.pt always (with the operating
+     points chosen on each dataset's val split and the metrics history), best.pt on an
+     improvement of train.monitor, early stopping. That order, and what a resume repairs, keep
+     the run folder consistent after a kill at any instant (detect.training.run_folder).
 
 Sampling is reproducible (detect.data.sampling): a run resumed from last.pt draws the same
 batches as one that never stopped (bit-identical weights on CPU with data.num_workers=0; with
@@ -34,6 +36,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader, Sampler
 
+from data_prep.atomic import check_writable, copy_file_atomic
 from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
@@ -56,7 +59,7 @@ from detect.distributed import (
 )
 from detect.training.engine import EpochStats, evaluate, train_one_epoch
 from detect.training.optim import build_optimizer, build_scheduler, is_improvement, monitor_mode
-from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config, copy_atomic
+from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config
 from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
 
 
@@ -103,11 +106,14 @@ class Progress:
 
     @classmethod
     def from_checkpoint(cls, payload: dict[str, Any], best_path: Path) -> "Progress":
-        best_metrics = dict(load_checkpoint(best_path)["metrics"]) if best_path.is_file() else {}
+        extra = payload["extra"]
+        best_metrics = extra.get("best_metrics")
+        if best_metrics is None:  # a last.pt written before it carried them
+            best_metrics = load_checkpoint(best_path)["metrics"] if best_path.is_file() else {}
         return cls(epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
                    best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
-                   stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=best_metrics,
-                   operating_points=dict(payload["extra"].get("operating_points") or {}))
+                   stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=dict(best_metrics),
+                   operating_points=dict(extra.get("operating_points") or {}))
 
 
 def resolve_config(config: Config | str | Path | None, overrides: Sequence[str], run_dir: Path | None) -> Config:
@@ -330,6 +336,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
            device: torch.device, info: DistInfo, log: Callable[[str], None]) -> TrainResult:
     train_cfg = cfg.train
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    check_writable(run_dir, expect="folder", what="the run folder (--out)")  # before any data is read
     check_weights_available(cfg.model)
     resume_state = _load_resume_state(run_dir, cfg, resume, device)
     if resume_state is not None:
@@ -352,7 +359,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         seed_everything(derive_seed(cfg.seed, 0, info.rank))  # each rank its own augmentations
     ddp_model = wrap_model(model, device, info)
 
-    writer = RunWriter(run_dir, cfg, resumed_after=progress.epoch if resume_state else None) if info.is_main else None
+    writer = RunWriter(run_dir, cfg, resume_state, log) if info.is_main else None
     _log_start(cfg, device, info, loaders, progress, run_dir, log)
     extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
@@ -376,16 +383,18 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                 if isinstance(scheduler, ReduceLROnPlateau) and monitored is not None and math.isfinite(monitored):
                     scheduler.step(monitored)
 
-            if writer is not None:
+            if writer is not None:  # this order keeps the run folder consistent (detect.training.run_folder)
+                writer.write_epoch(epoch + 1, stats, metrics)
                 save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
                                 optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                                 best_metric=progress.best_metric, best_epoch=progress.best_epoch,
                                 epochs_without_improvement=progress.stale_epochs, metrics=metrics,
-                                extra={**extra, "operating_points": progress.operating_points},
+                                extra={**extra, "operating_points": progress.operating_points,
+                                       "best_metrics": progress.best_metrics,
+                                       "metrics_history": writer.metrics_csv.rows},  # so a resume needs no other file
                                 rng_states=capture_rng_states())
                 if improved:
-                    copy_atomic(last_path, best_path)
-                writer.write_epoch(epoch + 1, stats, metrics)
+                    copy_file_atomic(last_path, best_path)
                 log(format_epoch(epoch + 1, train_cfg.epochs, stats, metrics, improved))
             barrier()
             if metrics and 0 < train_cfg.early_stop_patience <= progress.stale_epochs:
@@ -397,7 +406,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         if writer is not None:
             writer.close()
 
-    _ensure_best(last_path, best_path, train_cfg.monitor, info, log)
+    _ensure_best(last_path, best_path, train_cfg.monitor, progress.best_epoch, info, log)
     return TrainResult(
         run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
@@ -407,11 +416,15 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     )
 
 
-def _ensure_best(last_path: Path, best_path: Path, monitor: str, info: DistInfo, log: Callable[[str], None]) -> None:
+def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
+                 log: Callable[[str], None]) -> None:
     """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
     if info.is_main and not best_path.is_file() and last_path.is_file():
-        log(f"{monitor} was never finite: best.pt is the last epoch's checkpoint")
-        copy_atomic(last_path, best_path)
+        if best_epoch == 0:
+            log(f"{monitor} was never finite: best.pt is the last epoch's checkpoint")
+        else:  # only when best.pt was deleted by hand: a resume restores it after a kill
+            log(f"{best_path} is missing and epoch {best_epoch}'s checkpoint is gone: best.pt is the last epoch's")
+        copy_file_atomic(last_path, best_path)
     barrier()
 
 

@@ -1,6 +1,7 @@
 """detect.models.checkpoint: atomic save, strict load with one-line errors, round trip, latest-run lookup."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import os
@@ -9,12 +10,13 @@ import time
 import pytest
 import torch
 
-from data_prep.errors import CheckpointError
+from data_prep.errors import CheckpointError, OutputWriteError
 from detect.config import config_to_dict
 from detect.models.build import build_model
 from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, load_checkpoint, save_checkpoint
 from detect.predictions import OperatingPoint
 from detect.training.seeding import capture_rng_states
+from tests.data_prep.fs_fixtures import fill_disk, small_filesystem
 from tests.detect.train_fixtures import tiny_config
 
 
@@ -85,6 +87,62 @@ def test_save_replaces_an_existing_checkpoint(tmp_path, tiny_model_and_cfg):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
 
 
+def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(tmp_path, tiny_model_and_cfg):
+    """Issue 10, item 3: torch.save's RuntimeError escaped, and a 60 MB temporary file stayed."""
+    _, cfg = tiny_model_and_cfg
+    model = torch.nn.Linear(512, 512)  # a 1 MB checkpoint: the tiny detector's is 76 MB
+    with small_filesystem(tmp_path / "full", size_kib=4096) as full:
+        path = _save(full / "last.pt", model, cfg, epoch=1)
+        fill_disk(full)
+        with pytest.raises(OutputWriteError) as excinfo:
+            _save(path, model, cfg, epoch=2)
+        assert str(excinfo.value) == f"{path}: cannot write (No space left on device)"
+        assert load_checkpoint(path)["epoch"] == 1
+        assert sorted(p.name for p in full.iterdir()) == ["fill", "last.pt"]
+
+
+def test_any_torch_save_failure_is_one_line_and_leaves_no_debris(tmp_path, tiny_model_and_cfg, monkeypatch):
+    model, cfg = tiny_model_and_cfg
+    path = _save(tmp_path / "last.pt", model, cfg, epoch=1)
+
+    def fails_midway(payload, handle):
+        handle.write(b"PK\x03\x04" + bytes(100_000))
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", fails_midway)
+    with pytest.raises(OutputWriteError) as excinfo:
+        _save(path, model, cfg, epoch=2)
+    assert str(excinfo.value) == f"{path}: cannot write (unexpected pos 576 vs 534)"
+    monkeypatch.undo()
+    assert load_checkpoint(path)["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_a_file_holding_python_objects_is_refused_without_weights_only_advice(tmp_path, tiny_model_and_cfg):
+    """Issue 10, item 8: the message quoted PyTorch's advice to load with weights_only=False."""
+    model, cfg = tiny_model_and_cfg
+    path = tmp_path / "foreign.pt"
+    torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_checkpoint(path)
+    assert str(excinfo.value) == (
+        f"{path}: holds Python objects (argparse.Namespace) that a weights-only load refuses: not a checkpoint file "
+        "written by detect or torchvision, or one from an untrusted source; detect never loads such objects"
+    )
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"", "empty or cut short"),
+    (b"\x00garbage" * 50, "not PyTorch tensor data"),
+])
+def test_unreadable_checkpoint_reasons_are_one_line_without_advice(tmp_path, content, reason):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as excinfo:
+        load_checkpoint(path)
+    assert str(excinfo.value) == f"{path}: not a readable checkpoint file ({reason})"
+
+
 def test_missing_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=r"nope\.pt: checkpoint not found$"):
         load_checkpoint(tmp_path / "nope.pt")
@@ -104,8 +162,10 @@ def test_truncated_checkpoint(tmp_path, tiny_model_and_cfg):
     model, cfg = tiny_model_and_cfg
     path = _save(tmp_path / "last.pt", model, cfg)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match="not a readable checkpoint file"):
+    with pytest.raises(CheckpointError) as excinfo:
         load_checkpoint(path)
+    assert str(excinfo.value) == (f"{path}: not a readable checkpoint file (PytorchStreamReader failed reading zip "
+                                  "archive: failed finding central directory)")
 
 
 def test_a_plain_state_dict_is_not_a_training_checkpoint(tmp_path, tiny_model_and_cfg):

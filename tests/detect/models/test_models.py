@@ -2,6 +2,7 @@
 weights, on CPU at 64 px."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
 from urllib.error import URLError
@@ -322,6 +323,17 @@ def test_unreadable_weights_file_is_a_checkpoint_error(tmp_path):
     path.write_bytes(b"not a torch file")
     with pytest.raises(CheckpointError, match=re.escape(f"{path}: not a readable weights file")):
         build_model(ModelConfig(name="mobilenet_v3_large_fpn", weights=str(path)), SIZE_PX)
+
+
+def test_a_weights_file_holding_python_objects_is_refused_without_weights_only_advice(tmp_path):
+    path = tmp_path / "pickled.pt"
+    torch.save({"state_dict": _build("mobilenet_v3_large_fpn").state_dict(), "args": argparse.Namespace(lr=0.1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        build_model(ModelConfig(name="mobilenet_v3_large_fpn", weights=str(path)), SIZE_PX)
+    assert str(info.value) == (
+        f"{path}: holds Python objects (argparse.Namespace) that a weights-only load refuses: not a weights file "
+        "written by detect or torchvision, or one from an untrusted source; detect never loads such objects"
+    )
 
 
 def test_torchvision_detector_file_loads_all_but_the_new_heads(tmp_path):

@@ -1,13 +1,25 @@
 """detect.outputs.boxes_json: the shipped schema is valid draft 2020-12, accepts what infer writes, rejects the rest."""
 import copy
+import errno
 import json
+import os
 
 import jsonschema
 import numpy as np
 import pytest
 
+from data_prep import atomic
+from data_prep.errors import OutputWriteError
+from detect.outputs.boxes_json import (
+    SCHEMA_PATH,
+    SCHEMA_VERSION,
+    prediction_to_json,
+    settings_to_json,
+    validate_output,
+    write_boxes_json,
+)
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
-from detect.outputs.boxes_json import SCHEMA_PATH, SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
+from tests.data_prep.fs_fixtures import fill_disk, small_filesystem
 
 RSNA_POINT = OperatingPoint("rsna", 0.42, "F1-optimal on rsna val at epoch 5 (72 images)")
 
@@ -107,3 +119,31 @@ def test_a_prediction_without_its_operating_point_cannot_be_written():
     with pytest.raises(ValueError, match="scan.dcm: a prediction needs its operating_point and box_outcome"):
         prediction_to_json(ImagePrediction(source="scan.dcm", width_px=10, height_px=10, pneumonia=True,
                                            pneumonia_probability=0.9))
+
+
+def test_a_full_disk_never_leaves_half_a_boxes_json(tmp_path):
+    """Issue 10, item 3: infer overwrote a valid boxes.json in place and left 4 KB of invalid JSON."""
+    big = _document()
+    big["images"] = big["images"] * 400
+    with small_filesystem(tmp_path / "full", size_kib=256) as full:
+        target = write_boxes_json(full / "boxes.json", _document())
+        before = target.read_bytes()
+        fill_disk(full)
+        with pytest.raises(OutputWriteError, match=r"boxes\.json: cannot write \(No space left on device\)$"):
+            write_boxes_json(target, big)
+        assert target.read_bytes() == before
+        validate_output(json.loads(before))
+        assert sorted(p.name for p in full.iterdir()) == ["boxes.json", "fill"]
+
+
+def test_a_write_error_keeps_the_previous_boxes_json(tmp_path, monkeypatch):
+    target = write_boxes_json(tmp_path / "boxes.json", _document())
+    before = target.read_bytes()
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(atomic.os, "fsync", no_space)
+    with pytest.raises(OutputWriteError, match=r"boxes\.json: cannot write \(No space left on device\)$"):
+        write_boxes_json(target, _document())
+    assert target.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["boxes.json"]
