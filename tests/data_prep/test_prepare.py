@@ -160,17 +160,19 @@ def test_prepare_twice_is_byte_identical(rsna_root, tmp_path):
 
 
 def test_cache_is_built_reused_and_drops_undecodable_images(rsna_root):
-    # p03's header is intact but its JPEG frame is destroyed: only decoding finds out.
+    # p03's headers (DICOM and JPEG) are intact but 64 bytes in the middle of its entropy-coded
+    # data are overwritten (issue 10's reproduction): only a strict decode finds out.
     path = rsna_root / "stage_2_train_images" / "p03.dcm"
     data = bytearray(path.read_bytes())
-    soi = data.find(b"\xff\xd8\xff")
-    data[soi : soi + 200] = b"\0" * 200
+    middle = (data.find(b"\xff\xda") + data.rfind(b"\xff\xd9")) // 2
+    data[middle : middle + 64] = bytes(range(64))
     path.write_bytes(bytes(data))
 
     first = prepare_dataset(rsna_root, cache=True, image_size_px=32, workers=2)
     assert first.cache is not None
     assert (first.cache.n_images, first.cache.n_written, first.cache.n_skipped) == (20, 19, 0)
     assert [b.path for b in first.cache.bad_files] == ["stage_2_train_images/p03.dcm"]
+    assert "corrupt or undecodable JPEG data" in first.cache.bad_files[0].reason
     assert "p03" not in {r.image_id for r in first.records} and first.counts["images"] == 19
     assert "stage_2_train_images/p03.dcm" in {b.path for b in first.bad_files}
     prepared = read_manifest(rsna_root)
