@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from data_prep.errors import DetectError
+from data_prep.errors import DetectError, printable
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +27,12 @@ app.add_typer(synth_app, name="synth")
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def echo_problem(kind: str, text: str) -> None:
+    """One 'error: ...' / 'warning: ...' / 'note: ...' line on stderr; control characters in
+    `text` (a newline in a file name) are escaped, so each problem stays on its own line."""
+    typer.echo(f"{kind}: {printable(text)}", err=True)
+
+
 def user_errors_exit_2(func: F) -> F:
     """Turn a DetectError into one line on stderr and exit code 2 (no traceback)."""
 
@@ -35,7 +41,7 @@ def user_errors_exit_2(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DetectError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            echo_problem("error", str(exc))
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -55,8 +61,12 @@ def prepare(
     test_fraction: float = typer.Option(0.1, help="Fraction of patients in the held-out test split."),
     seed: int = typer.Option(0, help="Split seed (splits are deterministic given the seed)."),
     workers: int = typer.Option(2, help="Processes used to read files."),
+    max_megapixels: float = typer.Option(
+        100.0, "--max-megapixels", help="Refuse (as a bad file) any image larger than this, checked from its header before decoding."
+    ),
 ) -> None:
     """Detect the dataset kind, validate every file, write manifest + splits (+ cache), print a summary."""
+    from data_prep.codestreams import megapixels_to_pixels
     from data_prep.prepare import format_summary, prepare_dataset
 
     result = prepare_dataset(
@@ -68,6 +78,7 @@ def prepare(
         test_fraction=test_fraction,
         seed=seed,
         workers=workers,
+        max_pixels=megapixels_to_pixels(max_megapixels),
     )
     typer.echo(format_summary(result))
 
@@ -154,8 +165,12 @@ def infer(
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
+    max_megapixels: float = typer.Option(
+        100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
+    ),
 ) -> None:
     """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
+    from data_prep.codestreams import megapixels_to_pixels
     from detect.inference.batch import run_inference
     from detect.inference.postprocess import PostprocessSettings
 
@@ -165,12 +180,12 @@ def infer(
     result = run_inference(
         paths, out_path=out, checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
         pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size, device=device,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), max_pixels=megapixels_to_pixels(max_megapixels),
     )
     for failure in result.failures:
-        typer.echo(f"warning: {failure.path}: {failure.reason}", err=True)
+        echo_problem("warning", f"{failure.path}: {failure.reason}")
     for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        echo_problem("warning", warning)
     typer.echo(result.summary())
 
 
@@ -212,7 +227,7 @@ def eval_command(
             progress=sys.stderr.isatty(),
         )
     for note in outcome.notes:
-        typer.echo(f"note: {note}", err=True)
+        echo_problem("note", note)
     typer.echo(format_summary(outcome.metrics))
     typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
 

@@ -24,19 +24,24 @@ their own DataFormatError naming the file.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import simplejpeg
 
+from data_prep.errors import ConfigError
+
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
     "FrameSize",
     "StreamError",
+    "check_max_pixels",
     "decode_jpeg",
     "j2k_frame_size",
     "jpeg_frame_size",
     "jpeg_is_complete",
+    "megapixels_to_pixels",
     "pixel_limit_problem",
     "png_size",
 ]
@@ -50,6 +55,20 @@ _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 
 _STANDALONE_MARKERS = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0..7: no length field
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
+
+
+def check_max_pixels(max_pixels: int) -> int:
+    """`max_pixels` itself, or a ConfigError when it is not a positive number of pixels."""
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels <= 0:
+        raise ConfigError(f"max pixels: {max_pixels!r} must be a positive number of pixels (--max-megapixels > 0)")
+    return max_pixels
+
+
+def megapixels_to_pixels(megapixels: float) -> int:
+    """`--max-megapixels` as the readers' max_pixels; ConfigError unless positive and finite."""
+    if not (isinstance(megapixels, (int, float)) and math.isfinite(megapixels) and megapixels > 0):
+        raise ConfigError(f"--max-megapixels: {megapixels!r} must be a positive number of megapixels")
+    return max(1, round(megapixels * 1e6))
 
 
 class StreamError(ValueError):

@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 from tqdm import tqdm
 
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import DetectError
 from data_prep.records import DATASETS, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
 from detect.data.files import LoadedImage, iter_loaded_batches
@@ -201,12 +202,13 @@ class InferenceResult:
 def predict_files(loaded: LoadedModel, files: Sequence[Path], *, settings: PostprocessSettings, choice: ThresholdChoice,
                   batch_size: int, workers: int, progress: bool,
                   on_image: Callable[[LoadedImage, ImagePrediction], None] | None = None,
+                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                   ) -> tuple[list[ImagePrediction], list[BadFile]]:
     """Every file through the predictor and `finalize_prediction`, in order; unreadable files
     become failure entries. `on_image(loaded_image, prediction)` is called for each readable one."""
     predictions: list[ImagePrediction] = []
     failures: list[BadFile] = []
-    batches = iter_loaded_batches(files, batch_size, workers)
+    batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels)
     if progress:
         batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc="infer", leave=False)
     for batch in batches:
@@ -240,15 +242,18 @@ def run_inference(
     device: str = "auto",
     workers: int = 2,
     progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> InferenceResult:
     """Predict every file under `paths`, write boxes.json to `out_path` (+ CSV / overlays).
 
     Raises DetectError (nothing written) when the arguments are bad, the checkpoint is missing
-    or unreadable, or not one file could be read; otherwise every unreadable file is an entry
-    with "error" in the output and a BadFile in `failures`, and the rest is predicted.
+    or unreadable, or not one file could be read; otherwise every unreadable file (a file over
+    `max_pixels` included, refused before decoding) is an entry with "error" in the output and
+    a BadFile in `failures`, and the rest is predicted.
     """
     if batch_size < 1:
         raise DetectError(f"batch size must be >= 1, got {batch_size}")
+    check_max_pixels(max_pixels)
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
         if target is not None and Path(target).is_dir():
             raise DetectError(f"{target}: {what} must name a file, not a folder")
@@ -267,7 +272,8 @@ def run_inference(
             overlay_paths.append(write_overlay(overlay_root / name, draw_overlay(item.pixels, prediction)))
 
     predictions, failures = predict_files(loaded, files, settings=settings, choice=choice, batch_size=batch_size,
-                                          workers=workers, progress=progress, on_image=write_one_overlay)
+                                          workers=workers, progress=progress, on_image=write_one_overlay,
+                                          max_pixels=max_pixels)
     if not any(p.error is None for p in predictions):
         reasons = "; ".join(f"{f.path}: {f.reason}" for f in failures[:3])
         more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""

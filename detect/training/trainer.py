@@ -176,6 +176,7 @@ def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> Pr
         test_fraction=cfg.data.test_fraction,
         seed=cfg.data.split_seed,
         workers=workers,
+        max_pixels=cfg.data.max_image_pixels,
     )
 
 
@@ -200,7 +201,8 @@ def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, l
                 log(format_summary(result))
             elif cfg.data.use_cache:
                 prepared = read_manifest(data_dir)
-                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers))
+                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers),
+                                    max_pixels=cfg.data.max_image_pixels)
                 if cache.n_written or cache.bad_files:
                     log(f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
                         + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else ""))

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.encaps import encapsulate, get_frame
+from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_voi_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
@@ -39,7 +38,9 @@ from data_prep.errors import DicomReadError
 from data_prep.records import BadFile, DicomHeader
 from tests.data_prep.dicom_fixtures import (
     make_dataset,
+    overwrite_middle,
     textured_image,
+    with_jpeg_sof_size,
     write_dicom,
     write_jpeg_baseline_dicom,
 )
@@ -660,22 +661,9 @@ def test_concurrent_reads_give_every_file_its_own_verdict(tmp_path):
 # Pixel limits and consistency, checked before any decoder runs (issue 10, items 1 and 9)
 
 
-def _with_sof_size(path: Path, height: int, width: int, **tags: object) -> Path:
-    """Rewrite the JPEG frame's SOF to claim height x width (the data stays as it was)."""
-    ds = pydicom.dcmread(path)
-    frame = bytearray(get_frame(ds.PixelData, 0, number_of_frames=1))
-    sof = frame.find(b"\xff\xc0")
-    frame[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    ds.PixelData = encapsulate([bytes(frame)])
-    for name, value in tags.items():
-        setattr(ds, name, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def test_huge_sof_under_a_huge_header_is_refused_before_decoding(tmp_path, monkeypatch):
     path = write_jpeg_baseline_dicom(tmp_path / "huge.dcm", textured_image(64, 64))
-    _with_sof_size(path, 60000, 60000, Rows=60000, Columns=60000)  # issue 10's reproduction
+    with_jpeg_sof_size(path, 60000, 60000, Rows=60000, Columns=60000)  # issue 10's reproduction
     monkeypatch.setattr(dicom_module, "decode_jpeg", lambda *a, **k: pytest.fail("decoder called"))
     monkeypatch.setattr(dicom_module, "_decode_with_pydicom", lambda *a, **k: pytest.fail("decoder called"))
     for read in (read_dicom, read_dicom_header):
@@ -688,7 +676,7 @@ def test_huge_sof_under_a_huge_header_is_refused_before_decoding(tmp_path, monke
 
 
 def test_huge_sof_under_a_normal_header_is_refused_by_the_header_scan_too(tmp_path):
-    path = _with_sof_size(write_jpeg_baseline_dicom(tmp_path / "sof.dcm", textured_image(64, 64)), 30000, 30000)
+    path = with_jpeg_sof_size(write_jpeg_baseline_dicom(tmp_path / "sof.dcm", textured_image(64, 64)), 30000, 30000)
     for read in (read_dicom, read_dicom_header):
         with pytest.raises(DicomReadError) as excinfo:
             read(path)
@@ -767,10 +755,7 @@ def test_photometric_interpretation_missing_is_one_line(tmp_path):
 
 def test_jpeg_with_corrupt_entropy_coded_data_is_refused(tmp_path):
     path = write_jpeg_baseline_dicom(tmp_path / "corrupt.dcm", textured_image(256, 256, seed=7))
-    data = bytearray(path.read_bytes())
-    middle = len(data) // 2  # issue 10's reproduction: 64 bytes overwritten mid-file
-    data[middle : middle + 64] = bytes(range(64))
-    path.write_bytes(bytes(data))
+    overwrite_middle(path)  # issue 10's reproduction: 64 bytes overwritten mid-file
     read_dicom_header(path)  # every header is intact: only decoding can find this
     with pytest.raises(DicomReadError) as excinfo:
         read_dicom(path)

@@ -15,6 +15,7 @@ from data_prep.prepare import detect_dataset_kind, format_summary, prepare_datas
 from data_prep.records import RSNA_CLASSES
 from data_prep.splits import patients_in_several_splits
 from data_prep.synth import synth_kermany, synth_rsna
+from tests.data_prep.dicom_fixtures import with_jpeg_sof_size
 from tests.data_prep.test_kermany import EXPECTED_IDS, build_kermany
 from tests.data_prep.test_rsna import CLASS_HEADER, LABEL_HEADER, write_rsna_folder
 
@@ -288,3 +289,41 @@ def test_non_square_pixel_spacing_survives_prepare(tmp_path):
     by_id = {r.image_id: r for r in read_manifest(root).records}
     assert by_id["wide"].pixel_spacing_mm == (0.139, 0.143)
     assert by_id["square"].pixel_spacing_mm == (0.168, 0.168)
+
+
+def test_header_scan_proves_pixel_data_complete_and_within_limits(rsna_root):
+    """Issue 10, items 1 and 5: without --cache, prepare reads headers only, and still reports
+    a DICOM cut inside its pixel data, a SOF claiming 60000 x 60000 and a 60000 x 60000 header."""
+    images = rsna_root / "stage_2_train_images"
+    cut = images / "p01.dcm"
+    cut.write_bytes(cut.read_bytes()[:-300])
+    with_jpeg_sof_size(images / "p02.dcm", 60000, 60000)
+    with_jpeg_sof_size(images / "p04.dcm", 60000, 60000, Rows=60000, Columns=60000)
+    result = prepare_dataset(rsna_root, workers=1)
+    reasons = {b.path: b.reason for b in result.bad_files}
+    assert reasons["stage_2_train_images/p01.dcm"].startswith("truncated file (")
+    assert reasons["stage_2_train_images/p02.dcm"].startswith("JPEG frame: image size 60000x60000")
+    assert reasons["stage_2_train_images/p04.dcm"].startswith("image size 60000x60000 (3600.0 megapixels) exceeds")
+    assert result.counts["images"] == 17 and result.counts["image_size_px"]["height_max"] < 60000
+
+
+def test_max_megapixels_on_the_command_line(rsna_root, tmp_path):
+    runner = CliRunner()
+    small = runner.invoke(app, ["prepare", str(rsna_root), "--out", str(tmp_path / "o"), "--workers", "1",
+                                "--max-megapixels", "0.0001"])
+    assert small.exit_code == 0, small.output
+    assert "exceeds the limit of 0.0001 megapixels" in small.output
+    assert "  0 images, 0 patients" in small.output and "bad files (skipped): 22" in small.output
+    bad = runner.invoke(app, ["prepare", str(rsna_root), "--max-megapixels", "0"])
+    assert bad.exit_code == 2 and bad.output.strip() == "error: --max-megapixels: 0.0 must be a positive number of megapixels"
+    with pytest.raises(ConfigError, match="max pixels: 0 must be a positive number of pixels"):
+        prepare_dataset(rsna_root, max_pixels=0)
+
+
+def test_bad_file_names_print_on_one_line(rsna_root):
+    strange = rsna_root / "stage_2_train_images" / "p03.dcm"
+    strange.write_bytes(b"not a DICOM")
+    result = prepare_dataset(rsna_root, workers=1)
+    result.bad_files[0] = type(result.bad_files[0])(path="two\nlines.dcm", reason="bad\rreason")
+    text = format_summary(result)
+    assert "    two\\nlines.dcm: bad\\rreason" in text.splitlines()
