@@ -221,8 +221,8 @@ def decode_jpeg(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> n
         if problem is not None:
             raise StreamError(problem)
         decoded = simplejpeg.decode_jpeg(data, colorspace="GRAY" if frame.components == 1 else "BGR", strict=True)
-    except StreamError:
+    except (StreamError, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # simplejpeg raises ValueError for libjpeg errors and (strict) warnings
+    except BaseException as exc:  # simplejpeg raises ValueError for libjpeg errors and (strict) warnings
         raise StreamError(f"corrupt or undecodable JPEG data: {_one_line(exc)}") from None
     return decoded[:, :, 0] if frame.components == 1 else decoded

@@ -491,6 +491,10 @@ def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayou
     return None
 
 
+# Everything else a decoder raises is the file's fault, including a Rust extension's
+# pyo3 PanicException, which derives from BaseException (found by tests/fuzz/fuzz_ingest.py).
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
 _JPEG_SYNTAXES = frozenset({
     JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
 })
@@ -570,46 +574,55 @@ def _open_checked(path: str | Path, *, with_pixels: bool, max_pixels: int) -> tu
         if size_bytes == 0:
             raise DicomReadError(path, "empty file (0 bytes)")
         ds = _parse_header(path, handle, size_bytes)
-        truncated = _truncated_element(ds, size_bytes)
-        if truncated is not None:
-            raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {truncated}")
-        header = _header_from_dataset(path, ds)
         try:
-            if header.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
-                ds, layout = _inflated_pixel_data(path, handle)
-                value = None
-            else:
-                implicit_vr, little_endian = ds.original_encoding[:2]
-                layout = locate_pixel_data(
-                    path, handle, size_bytes, implicit_vr=bool(implicit_vr), little_endian=bool(little_endian)
-                )
-                problem = _pixel_data_problem(header, ds, layout, max_pixels)
-                if problem is not None:
-                    raise DicomReadError(path, problem)
-                assert layout is not None  # _pixel_data_problem reports a missing element
-                value = read_pixel_value(handle, layout) if with_pixels else None
-                if layout.encapsulated:
-                    if value is not None:
-                        offset, length = layout.fragments[1]
-                        start = offset - layout.value_offset
-                        head = value[start : start + min(length, 65536)]
-                    else:
-                        head = read_first_fragment_head(handle, layout)
-                    problem = _codestream_problem(header, head, max_pixels)
-                    if problem is not None:
-                        raise DicomReadError(path, problem)
-                if value is not None:
-                    ds[PIXEL_DATA_TAG] = RawDataElement(
-                        BaseTag(PIXEL_DATA_TAG), layout.vr, _UNDEFINED_LENGTH if layout.encapsulated else len(value),
-                        value, layout.value_offset, bool(implicit_vr), bool(little_endian),
-                    )
+            header = _check_pixel_data(path, handle, size_bytes, ds, with_pixels=with_pixels, max_pixels=max_pixels)
+        except (DetectError, *_INTERRUPTS):
+            raise
         except OSError as exc:
             raise DicomReadError(path, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+        except BaseException as exc:  # a value pydicom cannot convert (a mangled VR, a bad number)
+            raise DicomReadError(path, f"malformed header: {_one_line(exc)}") from None
+    return ds, header
+
+
+def _check_pixel_data(
+    path: str | Path, handle: BinaryIO, size_bytes: int, ds: Dataset, *, with_pixels: bool, max_pixels: int
+) -> DicomHeader:
+    """Steps 2-5 of `_open_checked` on the parsed `ds` (modified in place with the pixel data)."""
+    truncated = _truncated_element(ds, size_bytes)
+    if truncated is not None:
+        raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {truncated}")
+    header = _header_from_dataset(path, ds)
     if header.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
-        problem = _pixel_data_problem(header, ds, layout, max_pixels)
+        inflated, layout = _inflated_pixel_data(path, handle)
+        problem = _pixel_data_problem(header, inflated, layout, max_pixels)
         if problem is not None:
             raise DicomReadError(path, problem)
-    return ds, header
+        ds.update(inflated)
+        return header
+    implicit_vr, little_endian = (bool(flag) for flag in ds.original_encoding[:2])
+    layout = locate_pixel_data(path, handle, size_bytes, implicit_vr=implicit_vr, little_endian=little_endian)
+    problem = _pixel_data_problem(header, ds, layout, max_pixels)
+    if problem is not None:
+        raise DicomReadError(path, problem)
+    assert layout is not None  # _pixel_data_problem reports a missing element
+    value = read_pixel_value(handle, layout) if with_pixels else None
+    if layout.encapsulated:
+        if value is not None:
+            offset, length = layout.fragments[1]
+            start = offset - layout.value_offset
+            head = value[start : start + min(length, 65536)]
+        else:
+            head = read_first_fragment_head(handle, layout)
+        problem = _codestream_problem(header, head, max_pixels)
+        if problem is not None:
+            raise DicomReadError(path, problem)
+    if value is not None:
+        length = _UNDEFINED_LENGTH if layout.encapsulated else len(value)
+        ds[PIXEL_DATA_TAG] = RawDataElement(
+            BaseTag(PIXEL_DATA_TAG), layout.vr, length, value, layout.value_offset, implicit_vr, little_endian
+        )
+    return header
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,10 +709,9 @@ def read_dicom(
     if reason is not None:
         raise DicomReadError(path, reason)
 
-    raw = None
     if fast_path and _fast_path_applies(header, ds):
         raw = _decode_jpeg_baseline_frame(path, ds, header, max_pixels)
-    if raw is None:
+    else:
         raw = _decode_with_pydicom(path, ds, header)
     if raw.shape != (header.rows, header.columns):
         raise DicomReadError(
@@ -707,12 +719,15 @@ def read_dicom(
         )
     try:
         pixels = to_display_uint8(raw, ds)
-    except Exception as exc:
+    except _INTERRUPTS:
+        raise
+    except BaseException as exc:
         raise DicomReadError(path, f"cannot apply the modality/VOI LUT: {_one_line(exc)}") from None
     return pixels, header
 
 
 def _fast_path_applies(header: DicomHeader, ds: Dataset) -> bool:
+    """JPEG Baseline, one frame, 8-bit unsigned grey (PixelRepresentation was checked readable)."""
     return (
         header.transfer_syntax_uid == JPEGBaseline8Bit
         and header.photometric_interpretation in MONOCHROME
@@ -758,7 +773,9 @@ def _decode_with_pydicom(path: str | Path, ds: Dataset, header: DicomHeader) -> 
         ds.file_meta.TransferSyntaxUID = transfer_syntax
     try:
         raw = ds.pixel_array
-    except Exception as exc:  # the decoder plugins raise anything: ValueError, RuntimeError, their own
+    except _INTERRUPTS:
+        raise
+    except BaseException as exc:  # the plugins raise anything; pylibjpeg-rle's Rust panics are BaseExceptions
         message = _one_line(exc)
         if "less than expected" in message or "shorter than" in message:
             raise DicomReadError(path, f"truncated pixel data ({transfer_syntax.name}): {message}") from None
