@@ -142,8 +142,8 @@ def synth_kermany_command(
 @app.command()
 @user_errors_exit_2
 def infer(
-    paths: List[Path] = typer.Argument(..., help="DICOM / PNG / JPEG files or folders (searched recursively for .dcm .png .jpg .jpeg)."),
-    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/schemas/boxes.schema.json)."),
+    paths: Optional[List[Path]] = typer.Argument(None, help="DICOM / PNG / JPEG files or folders (searched recursively; files without a known suffix are taken by content); none with --dicomweb."),
+    out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json); the JSON Lines part(s) go next to it."),
     checkpoint: Optional[Path] = typer.Option(
         None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
     ),
@@ -163,30 +163,63 @@ def infer(
     threshold_from: Optional[str] = typer.Option(
         None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
-    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N; under torchrun, each rank its own GPU."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a stopped run: skip the images its JSON Lines part already holds (same checkpoint and options required)."),
+    glob: Optional[str] = typer.Option(None, "--glob", help="Only files whose path below the folder matches this pattern, e.g. '**/*.dcm' or 'CT*/**'."),
+    allow_failures: bool = typer.Option(False, "--allow-failures", help="Exit 0 even when some files could not be read (they are listed in boxes.json either way)."),
+    log_every: int = typer.Option(500, "--log-every", help="Without a terminal: a progress line every N images (and every 30 s)."),
+    dicom_sr: Optional[Path] = typer.Option(None, "--dicom-sr", help="Also write one DICOM SR (TID 1500 measurement report) per DICOM input into this folder."),
+    dicom_gsps: Optional[Path] = typer.Option(None, "--dicom-gsps", help="Also write one DICOM presentation state (boxes drawn over the image) per DICOM input into this folder."),
+    anonymize: bool = typer.Option(False, "--anonymize", help="No patient ID in boxes.json; no patient ID, name or birth date in the SR / GSPS."),
+    dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL (e.g. http://pacs:8042/dicom-web): fetch --study with WADO-RS instead of reading PATHS."),
+    study: Optional[str] = typer.Option(None, "--study", help="With --dicomweb: the Study Instance UID to fetch."),
+    stow: bool = typer.Option(False, "--stow", help="With --dicomweb: store the SR and GSPS back into the study with STOW-RS."),
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
     ),
 ) -> None:
-    """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json."""
+    """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json (+ DICOM SR / GSPS, PACS round trip).
+
+    Exit 0 when every file was predicted; 2 when some could not be read (unless --allow-failures) or on a user error.
+    Several processes or machines: torchrun --nproc_per_node=N cli.py infer ... (each rank a share, rank 0 merges).
+    """
     from data_prep.codestreams import megapixels_to_pixels
     from detect.inference.batch import run_inference
-    from detect.inference.postprocess import PostprocessSettings
+    from detect.predictions import PostprocessSettings
 
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
     )
-    result = run_inference(
-        paths, out_path=out, checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
-        pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size, device=device,
-        progress=sys.stderr.isatty(), max_pixels=megapixels_to_pixels(max_megapixels),
-    )
+    options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
+                   pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
+                   device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
+                   log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
+                   max_pixels=megapixels_to_pixels(max_megapixels))
+    if dicomweb is not None:
+        from detect.inference.dicomweb_infer import run_dicomweb_inference
+
+        if paths:
+            raise DetectError("give either PATHS or --dicomweb URL --study UID, not both")
+        remote = run_dicomweb_inference(dicomweb, study or "", out_path=out, stow=stow, dicom_sr_dir=dicom_sr,
+                                        dicom_gsps_dir=dicom_gsps, anonymize=anonymize, **options)
+        result = remote.inference
+    else:
+        if study is not None or stow:
+            raise DetectError("--study and --stow go with --dicomweb URL")
+        result = run_inference(paths or [], out_path=out, dicom_sr_dir=dicom_sr, dicom_gsps_dir=dicom_gsps,
+                               anonymize=anonymize, **options)
+    for problem in result.problems:
+        echo_problem("warning", problem)
     for failure in result.failures:
         echo_problem("warning", f"{failure.path}: {failure.reason}")
     for warning in result.warnings:
         echo_problem("warning", warning)
-    typer.echo(result.summary())
+    if result.rank == 0:
+        typer.echo(remote.summary() if dicomweb is not None else result.summary())
+    if result.failures and not allow_failures:
+        raise DetectError(f"{len(result.failures)} of {result.n_inputs} file(s) could not be read (listed in "
+                          f"{result.out_path or out} with their reason); pass --allow-failures to accept that")
 
 
 @app.command("eval")
@@ -210,7 +243,7 @@ def eval_command(
     from detect.evaluation.evaluate import evaluate_checkpoint
     from detect.evaluation.report import format_summary
     from detect.evaluation.submission_eval import evaluate_predictions
-    from detect.inference.postprocess import PostprocessSettings
+    from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None:

@@ -20,8 +20,8 @@ import torch
 from torchvision.ops import roi_align
 
 from detect.config import load_config
-from detect.models import build_model
-from detect.roi_align import grid_roi_align
+from detect.models.build import build_model
+from detect.models.roi_align import grid_roi_align
 
 
 def _sync(device: torch.device) -> None:

@@ -31,8 +31,8 @@ from data_prep.manifest import read_manifest
 from data_prep.prepare import prepare_dataset
 from data_prep.synth import synth_rsna
 from detect.config import load_config
-from detect.datasets import ManifestDataset, collate_detection
-from detect.models import build_model
+from detect.data.dataset import ManifestDataset, collate_detection
+from detect.models.build import build_model
 
 
 def pydicom_loader(path: Path) -> tuple[np.ndarray, None]:

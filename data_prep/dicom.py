@@ -114,6 +114,7 @@ from data_prep.dicom_pixels import (
 from data_prep.errors import DetectError, DicomReadError
 from data_prep.inputs import content_kind, open_regular_file
 from data_prep.records import MAX_PLAUSIBLE_AGE_YEARS, BadFile, DicomHeader
+from data_prep.records import DicomIdentity  # its own line: keeps merges with header edits easy
 
 __all__ = [
     "DECODER_INSTALL_HINT",
@@ -282,6 +283,37 @@ def _view_position(ds: Dataset) -> str | None:
     return None
 
 
+def _float_or_none(ds: Dataset, keyword: str) -> float | None:
+    try:
+        values = [float(v) for v in _texts(ds, keyword)]
+    except (TypeError, ValueError):
+        return None
+    return values[0] if values and math.isfinite(values[0]) else None
+
+
+def _identity(ds: Dataset) -> DicomIdentity:
+    """The fields a DICOM SR / presentation state copies from this source (DicomIdentity)."""
+    sop_class = _text(ds, "SOPClassUID")
+    if sop_class is None and getattr(ds, "file_meta", None) is not None:
+        sop_class = _text(ds.file_meta, "MediaStorageSOPClassUID")
+    return DicomIdentity(
+        study_instance_uid=_text(ds, "StudyInstanceUID") or "",
+        series_instance_uid=_text(ds, "SeriesInstanceUID") or "",
+        sop_class_uid=sop_class or "",
+        patient_name=_text(ds, "PatientName") or "",
+        patient_birth_date=_text(ds, "PatientBirthDate") or "",
+        patient_sex=_text(ds, "PatientSex") or "",
+        study_date=_text(ds, "StudyDate") or "",
+        study_time=_text(ds, "StudyTime") or "",
+        study_id=_text(ds, "StudyID") or "",
+        accession_number=_text(ds, "AccessionNumber") or "",
+        referring_physician_name=_text(ds, "ReferringPhysicianName") or "",
+        frame_of_reference_uid=_text(ds, "FrameOfReferenceUID"),
+        window_center=_float_or_none(ds, "WindowCenter"),
+        window_width=_float_or_none(ds, "WindowWidth"),
+    )
+
+
 def _transfer_syntax(ds: Dataset) -> UID:
     meta = getattr(ds, "file_meta", None)
     uid = meta.get("TransferSyntaxUID") if meta is not None else None
@@ -332,6 +364,7 @@ def _header_from_dataset(path: str | Path, ds: Dataset) -> DicomHeader:
             modality=_text(ds, "Modality"),
             number_of_frames=_int(ds, "NumberOfFrames", 1),
             samples_per_pixel=_int(ds, "SamplesPerPixel", 1),
+            identity=_identity(ds),
         )
     except DetectError:
         raise

@@ -72,3 +72,7 @@ class CheckpointError(DetectError):
 
 class WeightsUnavailableError(DetectError):
     """Pretrained weights were requested but cannot be obtained (offline, missing file)."""
+
+
+class DicomWebError(DetectError):
+    """A DICOMweb server cannot be reached or answers with an error: names the URL and the status."""

@@ -20,6 +20,7 @@ a folder raises ImageReadError(path, reason) with a one-line reason.
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import cv2
@@ -112,10 +113,49 @@ def _to_gray_uint8(path: str | Path, image: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
 
 
+SNIFF_BYTES = 132  # the DICOM preamble (128) and the DICM marker (4)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# Groups a DICOM dataset without the 128-byte preamble starts with: file meta (0002, in files
+# that keep it), identifying (0008), or patient (0010) when 0008 is absent. PACS exports often
+# drop the preamble and the extension both.
+RAW_DICOM_FIRST_GROUPS: tuple[int, ...] = (0x0002, 0x0008, 0x0010)
+RAW_DICOM_MAX_FIRST_LENGTH = 1024  # the first element (a UID, a date, a type) is short
+
+
+def sniff_image_kind(head: bytes) -> str | None:
+    """'dicom', 'png' or 'jpeg' when the first bytes of a file look like one, else None."""
+    if head[128:132] == b"DICM":
+        return "dicom"
+    if head.startswith(PNG_SIGNATURE):
+        return "png"
+    if head.startswith(JPEG_SIGNATURE):
+        return "jpeg"
+    if looks_like_raw_dicom(head):
+        return "dicom"
+    return None
+
+
+def looks_like_raw_dicom(head: bytes) -> bool:
+    """True when a file without the preamble starts like a little-endian DICOM dataset: a first
+    tag in the file meta, identifying or patient group, followed either by an explicit VR (two
+    capital letters) or by a short implicit-VR length."""
+    if len(head) < 8:
+        return False
+    group, element = struct.unpack("<HH", head[:4])
+    if group not in RAW_DICOM_FIRST_GROUPS or element >= 0x1000:
+        return False
+    if head[4:6].isalpha() and head[4:6].isupper():
+        return True  # explicit VR
+    (length,) = struct.unpack("<I", head[4:8])
+    return 0 < length <= RAW_DICOM_MAX_FIRST_LENGTH
+
+
 def is_dicom_file(path: str | Path) -> bool:
-    """True for a DICOM Part 10 file ('DICM' at byte 128), or a '.dcm' file holding a raw
-    DICOM dataset (no preamble) whose header parses. False otherwise, including unreadable
-    paths and FIFOs or devices (never opened in a way that could block)."""
+    """True for a DICOM Part 10 file ('DICM' at byte 128), or a raw DICOM dataset (no preamble:
+    a '.dcm' name, or a start that `looks_like_raw_dicom`) whose header parses. False otherwise,
+    including unreadable paths and FIFOs or devices (never opened in a way that could block).
+    """
     try:
         handle, _ = open_regular_file(path, ImageReadError)
     except ImageReadError:
@@ -127,7 +167,7 @@ def is_dicom_file(path: str | Path) -> bool:
             return False
     if len(head) == _DICM_OFFSET + 4 and head[_DICM_OFFSET:] == b"DICM":
         return True
-    if Path(path).suffix.lower() != ".dcm" or not head:
+    if not head or (Path(path).suffix.lower() != ".dcm" and not looks_like_raw_dicom(head)):
         return False
     try:
         read_dicom_header(path)

@@ -40,6 +40,32 @@ def empty_boxes() -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class DicomIdentity:
+    """What a derived object (DICOM SR, presentation state) copies from its source image: the
+    study / series / instance identity and the patient and general-study modules, as text
+    ("" where the source has none: these are DICOM type-2 attributes, written empty).
+
+    `frame_of_reference_uid` is None for a projection radiograph without one (most CR/DX).
+    Read once with the header (data_prep.dicom), so writers never open the file again.
+    """
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_class_uid: str
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    study_id: str = ""
+    accession_number: str = ""
+    referring_physician_name: str = ""
+    frame_of_reference_uid: str | None = None
+    window_center: float | None = None
+    window_width: float | None = None
+
+
+@dataclass(frozen=True)
 class DicomHeader:
     """The header fields of one DICOM file that this project uses.
 
@@ -47,7 +73,7 @@ class DicomHeader:
     '58'), None when absent or unparsable; `age_valid` is False when the value is impossible
     (negative or above MAX_PLAUSIBLE_AGE_YEARS): such values are flagged, never dropped.
     `pixel_spacing_mm` is (row spacing, column spacing) from PixelSpacing (or
-    ImagerPixelSpacing), None when absent.
+    ImagerPixelSpacing), None when absent. `identity`: the fields DICOM SR / GSPS outputs copy.
     """
 
     path: str
@@ -67,6 +93,7 @@ class DicomHeader:
     modality: str | None = None
     number_of_frames: int = 1
     samples_per_pixel: int = 1
+    identity: DicomIdentity | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

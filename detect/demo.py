@@ -33,7 +33,7 @@ from detect.config import load_config
 from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.evaluation.report import format_summary as format_eval_summary
 from detect.inference.batch import run_inference
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.training.trainer import TrainResult, format_result, prepare_for_config, run_training
 
 REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -2,6 +2,7 @@
 
     RawPrediction    the model's view of one image in ORIGINAL pixels, before post-processing
     OperatingPoint   the pneumonia decision threshold of one dataset and where it was chosen
+    PostprocessSettings  how boxes are post-processed (gating, score threshold, shrinking, TTA)
     ImagePrediction  one image's final prediction (post-processed boxes, decision), or its failure
 
 Box contract (torchvision's, kept everywhere in this project): `boxes_xyxy` float32 [N, 4]
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from data_prep.errors import ConfigError
 from data_prep.records import empty_boxes
 
 # The decision threshold when nothing better is known: no positive image in the validation
@@ -30,6 +32,43 @@ BOX_OUTCOMES: tuple[str, ...] = (
     "not_pneumonia",  # the image was decided "no pneumonia" (boxes are dropped with gating)
     "no_box_above_score_thresh",  # decided pneumonia, but no box scored above score_thresh
 )
+
+
+TTA_MERGE_METHODS: tuple[str, ...] = ("wbf", "nms")
+
+
+@dataclass(frozen=True)
+class PostprocessSettings:
+    """The post-processing options; the defaults are what `detect infer` and `detect eval` use."""
+
+    score_thresh: float = 0.3  # on the final score (after gating / TTA); boxes below are dropped
+    gate: bool = True  # box score x image pneumonia probability
+    drop_below_threshold: bool = True  # with gate: no boxes on images below the decision threshold
+    shrink_factor: float = 0.875  # width/height scale about the box centre; 1.0 = off
+    tta: bool = False  # horizontal-flip test-time augmentation
+    tta_merge: str = "wbf"  # how the two views' boxes are merged: wbf | nms
+    tta_iou_thresh: float = 0.55  # boxes of the two views overlapping more than this are one box
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_thresh <= 1.0:
+            raise ConfigError(f"score threshold must lie in [0, 1], got {self.score_thresh}")
+        if not 0.0 < self.shrink_factor <= 1.0:
+            raise ConfigError(f"shrink factor must lie in (0, 1] (1.0 = off), got {self.shrink_factor}")
+        if self.tta_merge not in TTA_MERGE_METHODS:
+            raise ConfigError(f"TTA merge method '{self.tta_merge}' is unknown; choose one of: {', '.join(TTA_MERGE_METHODS)}")
+        if not 0.0 < self.tta_iou_thresh < 1.0:
+            raise ConfigError(f"TTA IoU threshold must lie in (0, 1), got {self.tta_iou_thresh}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "score_thresh": self.score_thresh,
+            "gate": self.gate,
+            "drop_below_threshold": self.drop_below_threshold,
+            "shrink_factor": self.shrink_factor,
+            "tta": self.tta,
+            "tta_merge": self.tta_merge,
+            "tta_iou_thresh": self.tta_iou_thresh,
+        }
 
 
 def empty_scores() -> np.ndarray:
@@ -93,6 +132,9 @@ class ImagePrediction:
     patient_id: str | None = None
     sop_instance_uid: str | None = None
     view_position: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    pixel_spacing_mm: tuple[float, float] | None = None  # (row, column), DicomHeader's pair
     width_px: int | None = None
     height_px: int | None = None
     class_probabilities: dict[str, float] | None = None

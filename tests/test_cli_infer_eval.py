@@ -30,10 +30,17 @@ def _stderr(result) -> str:
     return result.stderr
 
 
-def test_infer_a_batch_with_a_bad_file_exits_0_with_a_warning(tmp_path, checkpoint):
+def test_infer_a_batch_with_a_bad_file_writes_everything_and_exits_2_unless_allowed(tmp_path, checkpoint):
     files = write_images(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
-                  "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    args = ("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+            "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    strict = _run(*args)
+    assert strict.exit_code == 2, strict.output
+    assert _stderr(strict).strip().splitlines()[-1] == (
+        f"error: 1 of 4 file(s) could not be read (listed in {tmp_path / 'boxes.json'} with their reason); "
+        "pass --allow-failures to accept that")
+    assert len(json.loads((tmp_path / "boxes.json").read_text())["images"]) == 4  # written all the same
+    result = _run(*args, "--allow-failures")
     assert result.exit_code == 0, result.output
     warnings = [line for line in _stderr(result).splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and warnings[0].startswith(f"warning: {files['corrupt']}: ")
@@ -149,6 +156,28 @@ def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path
     assert (tmp_path / "again" / "examples.png").is_file()  # stage_2_train_images/ sits next to the labels
 
 
+def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path, checkpoint):
+    files = write_images(tmp_path / "in")
+    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+                  "--dicom-sr", tmp_path / "sr", "--dicom-gsps", tmp_path / "gsps", "--device", "cpu", "--allow-failures")
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "sr").glob("*_SR.dcm"))) == 2 and len(list((tmp_path / "gsps").glob("*_GSPS.dcm"))) == 2
+    png = [f for f in files.values() if str(f).endswith(".png")][0]
+    assert f"warning: {png}: not a DICOM file; DICOM SR / GSPS are written for DICOM inputs only" in _stderr(result)
+    assert "4 DICOM SR/GSPS file(s)" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--study", "1.2"), "--study and --stow go with --dicomweb URL"),
+    (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
+    (("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"), "ftp://pacs/dicom-web: a DICOMweb URL starts with http://"),
+    (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),
+])
+def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
+    result = _run("infer", "--out", tmp_path / "boxes.json", *args)
+    assert result.exit_code == 2 and message in _stderr(result) and len(_stderr(result).strip().splitlines()) == 1
+
+
 def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_path, checkpoint):
     """Issue 10: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
     FIFO and a file name with a newline: each is one warning line, boxes.json is written."""
@@ -163,10 +192,12 @@ def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_pat
     newline.write_bytes(b"not a DICOM")
     fifo = tmp_path / "pipe.dcm"
     os.mkfifo(fifo)
-    result = _run("infer", folder, fifo, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--device", "cpu")
+    result = _run("infer", folder, fifo, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--device", "cpu",
+                  "--allow-failures")
     assert result.exit_code == 0, result.output
-    warnings = _stderr(result).strip().splitlines()
-    assert all(line.startswith("warning: ") for line in warnings) and len(warnings) == 5, warnings
+    lines = _stderr(result).strip().splitlines()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 5 and not any(line.startswith("lines.dcm") for line in lines), lines
     by_name = {name: next(w for w in warnings if name in w) for name in ("huge", "corrupt", "png.dcm", "two\\nlines", "pipe")}
     assert "JPEG frame: image size 60000x60000 (3600.0 megapixels) exceeds the limit" in by_name["huge"]
     assert "corrupt or undecodable JPEG data" in by_name["corrupt"]

@@ -42,10 +42,9 @@ from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
 from detect.evaluation.report import write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, write_submission
-from detect.predictions import OperatingPoint, RawPrediction
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
 

@@ -175,8 +175,8 @@ def _multiclass_section(title: str, multi: Mapping[str, Any]) -> list[str]:
     per_class = multi.get("per_class") or {}
     if per_class:
         lines += _table(
-            ["class", "precision", "recall", "F1", "ROC-AUC (one-vs-rest)", "support"],
-            [[name, v.get("precision"), v.get("recall"), v.get("f1"), v.get("roc_auc"), v.get("support")]
+            ["class", "precision", "sensitivity (recall)", "F1", "ROC-AUC (one-vs-rest)", "support"],
+            [[name, v.get("precision"), v.get("sensitivity"), v.get("f1"), v.get("roc_auc"), v.get("support")]
              for name, v in per_class.items()],
         )
         lines.append("")

@@ -20,8 +20,8 @@ import numpy as np
 
 from data_prep.records import ImageRecord
 from detect.evaluation.metrics import binary_classification_metrics, coco_map, f1_optimal_threshold, rsna_score
-from detect.inference.postprocess import PostprocessSettings, postprocess_prediction
-from detect.predictions import DEFAULT_PNEUMONIA_THRESHOLD, OperatingPoint, RawPrediction
+from detect.inference.postprocess import postprocess_prediction
+from detect.predictions import DEFAULT_PNEUMONIA_THRESHOLD, OperatingPoint, PostprocessSettings, RawPrediction
 
 BoxesById = dict[str, tuple[np.ndarray, np.ndarray]]
 

@@ -1,230 +1,248 @@
-"""`detect infer`: files -> the one predictor -> boxes in ORIGINAL pixels -> boxes.json (+ CSV, overlays).
+"""`detect infer`: files -> the Detector -> one JSON line per image -> boxes.json (+ CSV, overlays).
 
 One image's way, one function per step:
 
-    collect_input_files(paths)            files and folders -> the list of files to read
-    load_image(path)                      DICOM / PNG / JPEG -> LoadedImage (detect.data.files)
-    Predictor.predict_raw(pixels)         letterbox, model, map back, clip, TTA -> RawPrediction
-                                          (detect.inference.predictor)
-    pick_operating_point(...)             which pneumonia threshold applies to this image
-    finalize_prediction(raw, ...)         gating, score threshold, shrinking, the decision
-    prediction_to_json(...)               one entry of boxes.json (detect.outputs.boxes_json)
+    collect_input_files(paths, glob)      files and folders -> the files to read (detect.inference.discovery)
+    Detector.iter_predictions(files)      read, letterbox, model, map back, clip, TTA, decide at the
+                                          image's operating point, post-process (detect.inference.api)
+    PartWriter.append(entry)              one line of the run's JSON Lines part, flushed per batch
+    merge_entries + write_boxes_json_stream   boxes.json assembled from the parts, in input order
 
-`run_inference` strings them together for a batch of files: it reads them in batches (the next
-batch is read while the model runs), reports a file it cannot read as an entry with "error"
-(and in `InferenceResult.failures`) and goes on with the rest, writes boxes.json, validated
-against the shipped JSON Schema, and optionally a Kaggle submission CSV and overlay PNGs.
+Streaming: nothing grows with the number of images while predicting (counts, and the failures,
+are all that is kept); a run killed at any moment keeps every line written before, and
+`--resume` skips what its part already holds (by path + size + mtime, or SOP Instance UID),
+after checking that the checkpoint and the settings are those of the stopped run.
 
-The pneumonia decision is `pneumonia_probability >= threshold`, with the threshold training
-chose on the val split of the image's dataset and stored in the checkpoint: DICOM inputs take
-the RSNA one and PNG / JPEG inputs the Kermany one (the formats the two sets come in), when the
-checkpoint holds both; `--threshold-from` picks one for every image, `--pneumonia-threshold`
-gives a number. Each boxes.json entry names the operating point it used.
+Several processes: under `torchrun`, each rank predicts every world_size-th file of the sorted
+listing into its own part; rank 0 merges all parts into one boxes.json and one submission
+once every rank has finished. The decision rules are detect.inference.thresholds'.
 """
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import torch
 from tqdm import tqdm
 
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import DetectError
-from data_prep.records import DATASETS, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
-from detect.data.files import LoadedImage, iter_loaded_batches
-from detect.inference.postprocess import PostprocessSettings, postprocess_prediction
-from detect.inference.predictor import LoadedModel, load_predictor
-from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json
-from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
-from detect.outputs.submission import submission_rows, write_submission
-from detect.predictions import (
-    DEFAULT_PNEUMONIA_THRESHOLD,
-    ImagePrediction,
-    OperatingPoint,
-    RawPrediction,
-    box_outcome,
+from data_prep.records import BadFile
+from detect.data.files import LoadedImage
+from detect.devices import resolve_device
+from detect.inference.api import Detector
+from detect.inference.discovery import InputListing, collect_input_files
+from detect.inference.jsonl import (
+    InputKey,
+    PartScan,
+    PartWriter,
+    check_fingerprint,
+    count_entries,
+    merge_entries,
+    part_path,
+    scan_part,
 )
+from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json_stream
+from detect.outputs.dicom_common import AlgorithmInfo
+from detect.outputs.dicom_results import DicomResultWriter
+from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
+from detect.outputs.submission import submission_rows_from_entries, write_submission
+from detect.outputs.uids import file_sha256
+from detect.predictions import ImagePrediction, PostprocessSettings
+from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 
-IMAGE_SUFFIXES: tuple[str, ...] = (".dcm", ".png", ".jpg", ".jpeg")
-RULE_BY_FORMAT = "by input format: DICOM -> rsna, PNG/JPEG -> kermany (else the checkpoint's only one)"
-RULE_COMMAND_LINE = "command line (--pneumonia-threshold)"
-
-
-# ----------------------------------------------------------------------------------- inputs
-
-
-def collect_input_files(paths: Sequence[str | Path]) -> list[Path]:
-    """Expand the command line's paths into files, in a stable order.
-
-    A file is taken as given, whatever its name (it is read, and reported if unreadable).
-    A folder is searched recursively for *.dcm, *.png, *.jpg, *.jpeg (any case), sorted;
-    other files in it (.DS_Store, CSVs, ...) are ignored. A path that does not exist is kept:
-    it becomes a failure entry ("file not found"), like any other unreadable file.
-    Raises DetectError when `paths` is empty or a folder holds no image file at all.
-    """
-    if not paths:
-        raise DetectError("no input given: pass DICOM/PNG/JPEG files or folders")
-    files: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DetectError(f"{path}: no {', '.join(IMAGE_SUFFIXES)} files found (folders are searched recursively)")
-            files.extend(found)
-        else:
-            files.append(path)
-    seen: set[Path] = set()
-    unique = []
-    for f in files:  # the same file named twice (a file and its folder) is predicted once
-        key = f.resolve()
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-# ----------------------------------------------------------------------------- the decision
-
-
-@dataclass(frozen=True)
-class ThresholdChoice:
-    """How images get their operating point: a number for all (`explicit`), one dataset's
-    stored point for all (`dataset`), or by input format (neither)."""
-
-    explicit: float | None = None
-    dataset: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.explicit is not None and not (math.isfinite(self.explicit) and 0.0 <= self.explicit <= 1.0):
-            raise DetectError(f"pneumonia threshold must lie in [0, 1], got {self.explicit}")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise DetectError(f"--threshold-from '{self.dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
-        if self.explicit is not None and self.dataset is not None:
-            raise DetectError("give either --pneumonia-threshold or --threshold-from, not both")
-
-    def rule(self) -> str:
-        if self.explicit is not None:
-            return RULE_COMMAND_LINE
-        return f"the {self.dataset} threshold for every image (--threshold-from)" if self.dataset else RULE_BY_FORMAT
-
-    def offered(self, stored: dict[str, OperatingPoint]) -> list[OperatingPoint]:
-        """The operating points this run may use, as boxes.json's settings list them."""
-        if self.explicit is not None:
-            return [OperatingPoint("any", self.explicit, RULE_COMMAND_LINE)]
-        if self.dataset is not None and self.dataset not in stored and "any" not in stored:
-            available = ", ".join(sorted(stored)) or "none"
-            raise DetectError(f"--threshold-from {self.dataset}: the checkpoint stores no {self.dataset} threshold "
-                              f"(it has: {available}); pass --pneumonia-threshold instead")
-        return [stored[k] for k in sorted(stored)] or [default_operating_point()]
-
-
-def default_operating_point() -> OperatingPoint:
-    return OperatingPoint("any", DEFAULT_PNEUMONIA_THRESHOLD,
-                          f"default {DEFAULT_PNEUMONIA_THRESHOLD} (the checkpoint stores no threshold)")
-
-
-def pick_operating_point(stored: dict[str, OperatingPoint], choice: ThresholdChoice, *, is_dicom: bool) -> OperatingPoint:
-    """The operating point of one image: see `ThresholdChoice` and the module docstring."""
-    if choice.explicit is not None:
-        return OperatingPoint("any", choice.explicit, RULE_COMMAND_LINE)
-    wanted = choice.dataset or ("rsna" if is_dicom else "kermany")
-    if wanted in stored:
-        return stored[wanted]
-    if "any" in stored:
-        return stored["any"]
-    if len(stored) == 1 and choice.dataset is None:
-        return next(iter(stored.values()))  # a model trained on one dataset: its threshold for all
-    return default_operating_point()
-
-
-def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader | None,
-                        settings: PostprocessSettings, point: OperatingPoint) -> ImagePrediction:
-    """Apply gating / score threshold / shrinking at `point` and attach the header fields."""
-    boxes, scores = postprocess_prediction(raw, point.threshold, settings)
-    pneumonia = bool(raw.pneumonia_probability >= point.threshold)
-    return ImagePrediction(
-        source=source,
-        patient_id=(header.patient_id or None) if header is not None else None,
-        sop_instance_uid=(header.sop_instance_uid or None) if header is not None else None,
-        view_position=(header.view_position or None) if header is not None else None,
-        width_px=raw.width_px,
-        height_px=raw.height_px,
-        class_probabilities={n: float(p) for n, p in zip(RSNA_CLASSES, raw.class_probabilities)},
-        subtype_probabilities={n: float(p) for n, p in zip(KERMANY_SUBTYPES, raw.subtype_probabilities)},
-        pneumonia_probability=float(raw.pneumonia_probability),
-        pneumonia=pneumonia,
-        operating_point=point,
-        box_outcome=box_outcome(pneumonia, len(scores)),
-        boxes_xyxy=boxes,
-        scores=scores,
-    )
-
-
-# -------------------------------------------------------------------------------- the batch
+LOG_EVERY_IMAGES = 500
+LOG_EVERY_SECONDS = 30.0
 
 
 @dataclass
 class InferenceResult:
-    """What `run_inference` did: the document written, where, and which files failed."""
+    """What `run_inference` did (counts only: the predictions are in the files it wrote)."""
 
-    document: dict[str, Any]
-    out_path: Path
-    predictions: list[ImagePrediction]
-    failures: list[BadFile]
+    out_path: Path | None  # boxes.json; None on the ranks > 0 of a torchrun job
+    part_paths: list[Path]
+    n_inputs: int = 0
+    n_predicted: int = 0
+    n_skipped: int = 0  # already in the JSON Lines part (--resume)
+    n_pneumonia: int = 0
+    n_boxes: int = 0
+    n_unboxed_pneumonia: int = 0  # called pneumonia, no box above the score threshold
+    failures: list[BadFile] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # folders that could not be searched
     submission_path: Path | None = None
-    overlay_paths: list[Path] = field(default_factory=list)
+    n_overlays: int = 0
+    overlay_dir: Path | None = None
+    dicom_paths: list[Path] = field(default_factory=list)  # SR / GSPS files (--dicom-sr / --dicom-gsps)
     warnings: list[str] = field(default_factory=list)
-
-    @property
-    def n_succeeded(self) -> int:
-        return sum(p.error is None for p in self.predictions)
+    rank: int = 0
 
     def summary(self) -> str:
-        """One line for the terminal: counts and the files written."""
-        ok = [p for p in self.predictions if p.error is None]
-        n_pneumonia = sum(bool(p.pneumonia) for p in ok)
-        n_boxes = sum(len(p.scores) for p in ok)
-        n_unboxed = sum(p.box_outcome == "no_box_above_score_thresh" for p in ok)
-        text = f"predicted {len(ok)} image(s): {n_pneumonia} pneumonia, {n_boxes} box(es)"
-        if n_unboxed:
-            text += f" ({n_unboxed} pneumonia image(s) with no box above the score threshold)"
+        """One line for the terminal: counts and the files written (this process's counts)."""
+        text = f"predicted {self.n_predicted} image(s): {self.n_pneumonia} pneumonia, {self.n_boxes} box(es)"
+        if self.n_unboxed_pneumonia:
+            text += f" ({self.n_unboxed_pneumonia} pneumonia image(s) with no box above the score threshold)"
+        if self.n_skipped:
+            text += f"; {self.n_skipped} already predicted (--resume)"
         if self.failures:
             text += f"; {len(self.failures)} file(s) unreadable (listed in the output with their reason)"
-        written = [str(self.out_path)] + ([str(self.submission_path)] if self.submission_path else [])
-        if self.overlay_paths:
-            written.append(f"{len(self.overlay_paths)} overlay PNG(s) in {self.overlay_paths[0].parent}")
-        return text + "; wrote " + ", ".join(written)
+        written = [str(p) for p in (self.out_path, self.submission_path) if p is not None]
+        if self.n_overlays:
+            written.append(f"{self.n_overlays} overlay PNG(s) in {self.overlay_dir}")
+        if self.dicom_paths:
+            written.append(f"{len(self.dicom_paths)} DICOM SR/GSPS file(s)")
+        return text + "; wrote " + ", ".join(written or [str(p) for p in self.part_paths])
 
 
-def predict_files(loaded: LoadedModel, files: Sequence[Path], *, settings: PostprocessSettings, choice: ThresholdChoice,
-                  batch_size: int, workers: int, progress: bool,
-                  on_image: Callable[[LoadedImage, ImagePrediction], None] | None = None,
-                  max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                  ) -> tuple[list[ImagePrediction], list[BadFile]]:
-    """Every file through the predictor and `finalize_prediction`, in order; unreadable files
-    become failure entries. `on_image(loaded_image, prediction)` is called for each readable one."""
-    predictions: list[ImagePrediction] = []
-    failures: list[BadFile] = []
-    batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels)
-    if progress:
-        batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc="infer", leave=False)
-    for batch in batches:
-        images = [item for item in batch if isinstance(item, LoadedImage)]
-        raw = iter(loaded.predictor.predict_raw([image.pixels for image in images]))
-        for item in batch:
-            if isinstance(item, BadFile):
-                failures.append(item)
-                predictions.append(ImagePrediction(source=item.path, error=item.reason))
-                continue
-            point = pick_operating_point(loaded.operating_points, choice, is_dicom=item.header is not None)
-            prediction = finalize_prediction(next(raw), source=item.source, header=item.header, settings=settings, point=point)
-            predictions.append(prediction)
-            if on_image is not None:
-                on_image(item, prediction)
-    return predictions, failures
+class ProgressLog:
+    """Without a TTY: one line every `every_images` images or `every_seconds` seconds, with the
+    rate, the ETA and the failures so far (a bar on a TTY)."""
+
+    def __init__(self, total: int, log: Callable[[str], None], *, tty: bool,
+                 every_images: int = LOG_EVERY_IMAGES, every_seconds: float = LOG_EVERY_SECONDS) -> None:
+        self.total, self.log, self.every_images, self.every_seconds = total, log, every_images, every_seconds
+        self.start = self.last = time.monotonic()
+        self.done = self.failed = self.logged_at = 0
+        self.bar = tqdm(total=total, unit="image", desc="infer", leave=False) if tty else None
+
+    def update(self, failed: bool) -> None:
+        self.done += 1
+        self.failed += int(failed)
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        now = time.monotonic()
+        if self.done - self.logged_at >= self.every_images or now - self.last >= self.every_seconds or self.done == self.total:
+            rate = self.done / max(now - self.start, 1e-9)
+            eta = (self.total - self.done) / rate if rate > 0 else math.inf
+            eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
+            self.log(f"infer: {self.done}/{self.total} images ({100 * self.done / max(self.total, 1):.1f}%), "
+                     f"{rate:.1f} images/s, ETA {eta_text}, {self.failed} failed")
+            self.last, self.logged_at = now, self.done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def algorithm_info(detector: Detector) -> AlgorithmInfo:
+    """Who made a DICOM result (IHE AI Results): model, detect version, checkpoint hash, settings."""
+    loaded = detector.loaded
+    parameters = tuple(f"{key}={value}" for key, value in detector.settings.to_dict().items())
+    return AlgorithmInfo(name=f"detect {loaded.model_info['name']}", version=str(loaded.model_info["detect_version"]),
+                         model_sha256=file_sha256(loaded.checkpoint_path), parameters=parameters)
+
+
+def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) -> dict[str, Any]:
+    """What must not change between a run and its --resume: the model and every setting that
+    decides an entry (the checkpoint by content, so a moved copy still matches)."""
+    settings = settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())
+    return {"schema_version": SCHEMA_VERSION, "checkpoint_sha256": file_sha256(checkpoint_path),
+            "model": detector.loaded.model_info["name"], "image_size_px": detector.loaded.model_info["image_size_px"],
+            "anonymized": anonymize,
+            **{f"settings.{k}": v for k, v in settings.items()}}
+
+
+def overlay_names(files: Sequence[Path]) -> dict[str, str]:
+    """One PNG name per input, unique and the same in every run of the same listing (so a
+    resumed run never overwrites another image's overlay)."""
+    used: set[str] = set()
+    return {str(f): unique_png_name(f.stem, used) for f in files}
+
+
+def check_output_targets(out_path: str | Path, submission_path: str | Path | None) -> None:
+    for target, what in ((out_path, "--out"), (submission_path, "--submission")):
+        if target is not None and Path(target).is_dir():
+            raise DetectError(f"{target}: {what} must name a file, not a folder")
+
+
+@dataclass
+class _Shard:
+    files: list[Path]
+    part: Path
+    scan: PartScan
+
+
+def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: bool, fingerprint: dict[str, Any],
+                log: Callable[[str], None]) -> tuple[_Shard, PartWriter]:
+    """This rank's files and its JSON Lines part: continued with --resume (after checking the
+    run is the same one; a torn last line cut off), else started afresh."""
+    files = listing.files[info.rank::info.world_size]
+    part = part_path(out_path, info.rank, info.world_size)
+    scan = PartScan()
+    if resume and part.is_file():
+        scan = scan_part(part)
+        check_fingerprint(scan.fingerprint, fingerprint, part)
+        if scan.torn:
+            log(f"{part}: a torn last line (the stopped run was killed while writing it) was dropped")
+        writer = PartWriter(part, fingerprint, truncate_at=scan.valid_bytes)
+    else:
+        if part.is_file() and part.stat().st_size > 0:
+            log(f"{part}: starting afresh (pass --resume to continue the run it holds)")
+            part.unlink()
+        writer = PartWriter(part, fingerprint)
+    return _Shard(files, part, scan), writer
+
+
+def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
+    result.n_predicted += 1
+    result.n_pneumonia += int(bool(prediction.pneumonia))
+    result.n_boxes += len(prediction.scores)
+    result.n_unboxed_pneumonia += int(prediction.box_outcome == "no_box_above_score_thresh")
+
+
+def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result: InferenceResult, *,
+                   batch_size: int, workers: int, progress: ProgressLog, anonymize: bool,
+                   on_image: Callable[[LoadedImage, ImagePrediction], None], max_pixels: int) -> None:
+    todo, keys = [], {}
+    for f in shard.files:
+        key = InputKey.of(f)
+        if key is not None and key in shard.scan.done_keys:
+            result.n_skipped += 1
+            continue
+        todo.append(f)
+        keys[str(f)] = key
+    pending = 0
+    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=workers,
+                                                      max_pixels=max_pixels):
+        uid = item.header.sop_instance_uid if isinstance(item, LoadedImage) and item.header is not None else None
+        if uid and uid in shard.scan.done_uids:
+            result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
+            continue
+        writer.append(prediction_to_json(prediction, anonymize=anonymize), keys.get(prediction.source), uid)
+        pending += 1
+        if isinstance(item, BadFile):
+            result.failures.append(item)
+        else:
+            _count(result, prediction)
+            on_image(item, prediction)
+        progress.update(failed=isinstance(item, BadFile))
+        if pending >= batch_size:
+            writer.flush()
+            pending = 0
+    writer.flush()
+
+
+def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_path: Path,
+              submission_path: Path | None, result: InferenceResult, anonymize: bool) -> None:
+    """Rank 0: every part -> boxes.json (+ the submission), in the order of the listing."""
+    parts = [part_path(out_path, r, info.world_size) for r in range(info.world_size)]
+    head = {"schema_version": SCHEMA_VERSION, "model": detector.loaded.model_info,
+            "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
+            "anonymized": anonymize}
+    n_entries, n_readable = count_entries(parts)
+    if not n_readable:
+        reasons = "; ".join(f"{f.path}: {f.reason}" for f in result.failures[:3])
+        more = f" (and {len(result.failures) - 3} more)" if len(result.failures) > 3 else ""
+        raise DetectError(f"none of the {n_entries} input file(s) could be read: {reasons}{more}")
+    result.out_path, _ = write_boxes_json_stream(out_path, head, merge_entries(parts, listing.files))
+    if submission_path is not None:
+        rows, duplicates = submission_rows_from_entries(merge_entries(parts, listing.files))
+        result.submission_path = write_submission(submission_path, rows)
+        result.warnings += [f"{sid}: patientId appears more than once; only the first file's boxes are in the submission"
+                            for sid in duplicates]
 
 
 def run_inference(
@@ -242,54 +260,75 @@ def run_inference(
     device: str = "auto",
     workers: int = 2,
     progress: bool = False,
+    resume: bool = False,
+    glob: str | None = None,
+    log: Callable[[str], None] = lambda _line: None,
+    log_every_images: int = LOG_EVERY_IMAGES,
+    log_every_seconds: float = LOG_EVERY_SECONDS,
+    dicom_sr_dir: str | Path | None = None,
+    dicom_gsps_dir: str | Path | None = None,
+    anonymize: bool = False,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> InferenceResult:
-    """Predict every file under `paths`, write boxes.json to `out_path` (+ CSV / overlays).
+    """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
+    write boxes.json (+ CSV / overlays). See the module docstring.
 
-    Raises DetectError (nothing written) when the arguments are bad, the checkpoint is missing
-    or unreadable, or not one file could be read; otherwise every unreadable file (a file over
-    `max_pixels` included, refused before decoding) is an entry with "error" in the output and
-    a BadFile in `failures`, and the rest is predicted.
+    Raises DetectError (no boxes.json written) when the arguments are bad, the checkpoint is
+    missing or unreadable, --resume meets another run's settings, or not one file could be read;
+    otherwise an unreadable file is an entry with "error" and a BadFile in `failures`.
+    `progress`: a bar (for a TTY); otherwise `log` gets a line every N images or M seconds.
+    `dicom_sr_dir` / `dicom_gsps_dir`: also write a DICOM SR / GSPS per DICOM input there
+    (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
+    no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
+    `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
     """
-    if batch_size < 1:
-        raise DetectError(f"batch size must be >= 1, got {batch_size}")
+    check_output_targets(out_path, submission_path)
     check_max_pixels(max_pixels)
-    for target, what in ((out_path, "--out"), (submission_path, "--submission")):
-        if target is not None and Path(target).is_dir():
-            raise DetectError(f"{target}: {what} must name a file, not a folder")
-    choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
-    files = collect_input_files(paths)
-    loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
-    offered = choice.offered(loaded.operating_points)
+    if anonymize and submission_path is not None:
+        raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
+    info = dist_info_from_env()
+    torch_device = resolve_device(device, local_rank=info.local_rank, what="--device")
+    owns_group = info.is_distributed and not torch.distributed.is_initialized()
+    init_distributed(torch_device, info)
+    try:
+        listing = collect_input_files(paths, glob)
+        detector = Detector.from_checkpoint(checkpoint, device=str(torch_device), settings=settings,
+                                            pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
+                                            runs_dir=runs_dir)
+        out = Path(out_path)
+        shard, writer = _open_shard(listing, out, info, resume,
+                                    run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
+        result = InferenceResult(out_path=None, part_paths=[shard.part], n_inputs=len(listing.files),
+                                 problems=list(listing.problems), rank=info.rank)
+        names = overlay_names(listing.files) if overlay_dir is not None else {}
+        root = Path(overlay_dir) if overlay_dir is not None else None
+        result.overlay_dir = root
 
-    overlay_root = Path(overlay_dir) if overlay_dir is not None else None
-    used_names: set[str] = set()
-    overlay_paths: list[Path] = []
+        dicom_writer = DicomResultWriter(algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
+                                         sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
+                                         gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None, anonymize=anonymize)
 
-    def write_one_overlay(item: LoadedImage, prediction: ImagePrediction) -> None:
-        if overlay_root is not None:
-            name = unique_png_name(Path(item.source).stem, used_names)
-            overlay_paths.append(write_overlay(overlay_root / name, draw_overlay(item.pixels, prediction)))
+        def each_image(image: LoadedImage, prediction: ImagePrediction) -> None:
+            if root is not None:
+                write_overlay(root / names[image.source], draw_overlay(image.pixels, prediction))
+                result.n_overlays += 1
+            dicom_writer.write(image.header, prediction)
 
-    predictions, failures = predict_files(loaded, files, settings=settings, choice=choice, batch_size=batch_size,
-                                          workers=workers, progress=progress, on_image=write_one_overlay,
-                                          max_pixels=max_pixels)
-    if not any(p.error is None for p in predictions):
-        reasons = "; ".join(f"{f.path}: {f.reason}" for f in failures[:3])
-        more = f" (and {len(failures) - 3} more)" if len(failures) > 3 else ""
-        raise DetectError(f"none of the {len(files)} input file(s) could be read: {reasons}{more}")
-
-    document = {
-        "schema_version": SCHEMA_VERSION,
-        "model": loaded.model_info,
-        "settings": settings_to_json(settings, offered, choice.rule()),
-        "images": [prediction_to_json(p) for p in predictions],
-    }
-    out = write_boxes_json(out_path, document)
-    result = InferenceResult(document=document, out_path=out, predictions=predictions, failures=failures, overlay_paths=overlay_paths)
-    if submission_path is not None:
-        rows, duplicates = submission_rows(predictions)
-        result.submission_path = write_submission(submission_path, rows)
-        result.warnings += [f"{sid}: patientId appears more than once; only the first file's boxes are in the submission"
-                            for sid in duplicates]
-    return result
+        log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,
+                                   every_seconds=log_every_seconds)
+        try:
+            _predict_shard(detector, shard, writer, result, batch_size=batch_size, workers=workers,
+                           progress=log_progress, anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
+        finally:
+            writer.close()
+            log_progress.close()
+        barrier()
+        if info.is_main:
+            _assemble(detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize)
+        result.dicom_paths = list(dicom_writer.written)
+        result.warnings += dicom_writer.problems
+        barrier()
+        return result
+    finally:
+        if owns_group:
+            torch.distributed.destroy_process_group()

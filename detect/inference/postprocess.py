@@ -5,7 +5,7 @@ boxes float32 [N, 4] xyxy in pixels (x to the right, y down), scores float32 [N]
 shape (0, 4) / (0,), never None.
 
 The steps, in the order `postprocess_boxes` applies them (each a documented option with its
-default in `PostprocessSettings`):
+default in `detect.predictions.PostprocessSettings`):
 
 1. (before this module) the model's boxes are mapped from the letterboxed input back to the
    ORIGINAL image (`to_original_coords`: divide by the letterbox scale, clip to the image).
@@ -25,54 +25,17 @@ default in `PostprocessSettings`):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torchvision
 
 from data_prep.errors import ConfigError
 from data_prep.records import empty_boxes
-from detect.predictions import RawPrediction
+from detect.predictions import TTA_MERGE_METHODS, PostprocessSettings, RawPrediction
 
-TTA_MERGE_METHODS: tuple[str, ...] = ("wbf", "nms")
 # Boxes narrower or shorter than this are dropped at the end of post-processing: boxes.json
 # writes 2 decimals, so such a box would be written with width or height 0.
 MIN_BOX_SIZE_PX = 0.01
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """The post-processing options; the defaults are what `detect infer` and `detect eval` use."""
-
-    score_thresh: float = 0.3  # on the final score (after gating / TTA); boxes below are dropped
-    gate: bool = True  # box score x image pneumonia probability
-    drop_below_threshold: bool = True  # with gate: no boxes on images below the decision threshold
-    shrink_factor: float = 0.875  # width/height scale about the box centre; 1.0 = off
-    tta: bool = False  # horizontal-flip test-time augmentation
-    tta_merge: str = "wbf"  # how the two views' boxes are merged: wbf | nms
-    tta_iou_thresh: float = 0.55  # boxes of the two views overlapping more than this are one box
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.score_thresh <= 1.0:
-            raise ConfigError(f"score threshold must lie in [0, 1], got {self.score_thresh}")
-        if not 0.0 < self.shrink_factor <= 1.0:
-            raise ConfigError(f"shrink factor must lie in (0, 1] (1.0 = off), got {self.shrink_factor}")
-        if self.tta_merge not in TTA_MERGE_METHODS:
-            raise ConfigError(f"TTA merge method '{self.tta_merge}' is unknown; choose one of: {', '.join(TTA_MERGE_METHODS)}")
-        if not 0.0 < self.tta_iou_thresh < 1.0:
-            raise ConfigError(f"TTA IoU threshold must lie in (0, 1), got {self.tta_iou_thresh}")
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "score_thresh": self.score_thresh,
-            "gate": self.gate,
-            "drop_below_threshold": self.drop_below_threshold,
-            "shrink_factor": self.shrink_factor,
-            "tta": self.tta,
-            "tta_merge": self.tta_merge,
-            "tta_iou_thresh": self.tta_iou_thresh,
-        }
 
 
 def _as_boxes(boxes_xyxy: np.ndarray) -> np.ndarray:

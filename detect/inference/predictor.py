@@ -29,9 +29,9 @@ from torch import Tensor
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, prepare_image
 from detect.devices import autocast, resolve_device
-from detect.inference.postprocess import PostprocessSettings, hflip_boxes, keep_valid_boxes, merge_tta_boxes, to_original_coords
+from detect.inference.postprocess import hflip_boxes, keep_valid_boxes, merge_tta_boxes, to_original_coords
 from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, software_versions
-from detect.predictions import OperatingPoint, RawPrediction
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 
 # The keys every model's inference output carries per image, beside torchvision's boxes / scores.
 IMAGE_OUTPUT_KEYS: tuple[str, ...] = ("rsna_class_probs", "pneumonia_prob", "subtype_probs")

@@ -1,7 +1,7 @@
 """boxes.json: the versioned document `detect infer` writes, and its JSON Schema.
 
-    document = {"schema_version": SCHEMA_VERSION, "model": ..., "settings": settings_to_json(...),
-                "images": [prediction_to_json(p) for p in predictions]}
+    document = {"schema_version": SCHEMA_VERSION, "anonymized": False, "model": ...,
+                "settings": settings_to_json(...), "images": [prediction_to_json(p) for p in predictions]}
     validate_output(document)        # the shipped schema (schemas/boxes.schema.json) + boxes inside images
     write_boxes_json(path, document)
 
@@ -13,15 +13,14 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import jsonschema
 import numpy as np
 
-from detect.inference.postprocess import PostprocessSettings
-from detect.predictions import ImagePrediction, OperatingPoint
+from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "boxes.schema.json"
 # Boxes and probabilities are written with these many decimals in boxes.json.
 BOX_DECIMALS = 2
@@ -51,11 +50,14 @@ def operating_point_to_json(point: OperatingPoint) -> dict[str, Any]:
     return {"dataset": point.dataset, "threshold": _probability(point.threshold), "source": point.source}
 
 
-def prediction_to_json(prediction: ImagePrediction) -> dict[str, Any]:
-    """One `images[]` entry of boxes.json (fixed keys; prediction fields null on failure)."""
+def prediction_to_json(prediction: ImagePrediction, *, anonymize: bool = False) -> dict[str, Any]:
+    """One `images[]` entry of boxes.json (fixed keys; prediction fields null on failure).
+    `anonymize`: patient_id is null (the only patient identifier boxes.json carries)."""
     if prediction.error is not None:
         return {
             "source": prediction.source, "patient_id": None, "sop_instance_uid": None,
+            "study_instance_uid": None, "series_instance_uid": None,
+            "pixel_spacing_row_mm": None, "pixel_spacing_column_mm": None,
             "image_width_px": None, "image_height_px": None, "view_position": None,
             "class_probabilities": None, "subtype_probabilities": None,
             "pneumonia_probability": None, "pneumonia": None, "operating_point": None,
@@ -65,8 +67,12 @@ def prediction_to_json(prediction: ImagePrediction) -> dict[str, Any]:
         raise ValueError(f"{prediction.source}: a prediction needs its operating_point and box_outcome")
     return {
         "source": prediction.source,
-        "patient_id": prediction.patient_id,
+        "patient_id": None if anonymize else prediction.patient_id,
         "sop_instance_uid": prediction.sop_instance_uid,
+        "study_instance_uid": prediction.study_instance_uid,
+        "series_instance_uid": prediction.series_instance_uid,
+        "pixel_spacing_row_mm": prediction.pixel_spacing_mm[0] if prediction.pixel_spacing_mm else None,
+        "pixel_spacing_column_mm": prediction.pixel_spacing_mm[1] if prediction.pixel_spacing_mm else None,
         "image_width_px": prediction.width_px,
         "image_height_px": prediction.height_px,
         "view_position": prediction.view_position,
@@ -104,20 +110,60 @@ def load_schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+def _first_schema_error(validator: jsonschema.Draft202012Validator, instance: Any, where_prefix: str) -> None:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        where = "/".join([where_prefix, *(str(p) for p in first.absolute_path)]).strip("/") or "<root>"
+        raise ValueError(f"boxes.json does not match its schema at {where}: {first.message}")
+
+
+@lru_cache(maxsize=1)
+def _entry_validator() -> jsonschema.Draft202012Validator:
+    schema = load_schema()
+    return jsonschema.Draft202012Validator({"$defs": schema["$defs"], **schema["properties"]["images"]["items"]})
+
+
+def _check_boxes_inside(entry: dict[str, Any], where: str) -> None:
+    tolerance = 10.0 ** -BOX_DECIMALS
+    for j, box in enumerate(entry.get("boxes") or []):
+        if box["x"] + box["width"] > entry["image_width_px"] + tolerance or box["y"] + box["height"] > entry["image_height_px"] + tolerance:
+            raise ValueError(f"boxes.json: {where}/boxes/{j} extends outside the {entry['image_width_px']}x{entry['image_height_px']} image")
+
+
+def validate_entry(entry: dict[str, Any], where: str = "images/0") -> None:
+    """One `images[]` entry against the schema's prediction / failure definitions, boxes inside the image."""
+    _first_schema_error(_entry_validator(), entry, where)
+    _check_boxes_inside(entry, where)
+
+
 def validate_output(document: dict[str, Any]) -> None:
     """Validate a boxes.json document against the schema, plus what JSON Schema cannot say:
     every box lies inside its image. Raises ValueError with the first problem."""
-    validator = jsonschema.Draft202012Validator(load_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "<root>"
-        raise ValueError(f"boxes.json does not match its schema at {where}: {first.message}")
-    tolerance = 10.0 ** -BOX_DECIMALS
+    _first_schema_error(jsonschema.Draft202012Validator(load_schema()), document, "")
     for i, image in enumerate(document["images"]):
-        for j, box in enumerate(image.get("boxes") or []):
-            if box["x"] + box["width"] > image["image_width_px"] + tolerance or box["y"] + box["height"] > image["image_height_px"] + tolerance:
-                raise ValueError(f"boxes.json: images/{i}/boxes/{j} extends outside the {image['image_width_px']}x{image['image_height_px']} image")
+        _check_boxes_inside(image, f"images/{i}")
+
+
+def write_boxes_json_stream(path: str | Path, head: dict[str, Any], entries: Iterable[dict[str, Any]]) -> tuple[Path, int]:
+    """Write boxes.json from its head (schema_version, model, settings) and an iterator of
+    entries, without holding them all: each entry is validated as it is written, the head as a
+    document without images. The text is what `json.dumps(document, indent=2)` would give.
+    Returns (path, number of entries)."""
+    validate_output({**head, "images": []})
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    opening = json.dumps({**head, "images": []}, indent=2)
+    assert opening.endswith('"images": []\n}')
+    n = 0
+    with open(out, "w") as handle:
+        handle.write(opening[: -len("[]\n}")] + "[")
+        for n, entry in enumerate(entries, start=1):
+            validate_entry(entry, f"images/{n - 1}")
+            body = "\n".join("    " + line for line in json.dumps(entry, indent=2).splitlines())
+            handle.write(("\n" if n == 1 else ",\n") + body)
+        handle.write("\n  ]\n}\n" if n else "]\n}\n")
+    return out, n
 
 
 def write_boxes_json(path: str | Path, document: dict[str, Any]) -> Path:

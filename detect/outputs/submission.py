@@ -27,7 +27,6 @@ import numpy as np
 from data_prep.errors import LabelFileError
 from data_prep.geometry import xywh_to_xyxy, xyxy_to_xywh
 from data_prep.records import empty_boxes
-from detect.predictions import ImagePrediction
 
 SUBMISSION_COLUMNS: tuple[str, ...] = ("patientId", "PredictionString")
 
@@ -78,22 +77,26 @@ def write_submission(path: str | Path, rows: Iterable[SubmissionRow]) -> Path:
     return out
 
 
-def submission_rows(predictions: Iterable[ImagePrediction]) -> tuple[list[SubmissionRow], list[str]]:
-    """The submission rows of the successful predictions -> (rows, patientIds seen more than once).
+def submission_rows_from_entries(entries: Iterable[dict[str, Any]]) -> tuple[list[SubmissionRow], list[str]]:
+    """The submission rows of boxes.json entries -> (rows, patientIds seen more than once).
 
-    Failed files have no row (they have no prediction). A patientId seen twice keeps its first
-    row: Kaggle rejects duplicates, and the caller warns about each one.
+    Failed files have no row (they have no prediction). The patientId is the DICOM PatientID,
+    else the file name without extension. A patientId seen twice keeps its first row: Kaggle
+    rejects duplicates, and the caller warns about each one. Boxes are taken as boxes.json
+    holds them (2 decimals), so the CSV says what boxes.json says.
     """
     rows, seen, duplicates = [], set(), []
-    for p in predictions:
-        if p.error is not None:
+    for entry in entries:
+        if entry.get("error") is not None:
             continue
-        sid = p.submission_id
+        sid = entry.get("patient_id") or Path(entry["source"]).stem
         if sid in seen:
             duplicates.append(sid)
             continue
         seen.add(sid)
-        rows.append(SubmissionRow(sid, p.boxes_xyxy, p.scores))
+        boxes = entry.get("boxes") or []
+        xywh = np.array([[b["x"], b["y"], b["width"], b["height"]] for b in boxes], dtype=np.float64).reshape(-1, 4)
+        rows.append(SubmissionRow(sid, xywh_to_xyxy(xywh), np.array([b["score"] for b in boxes], dtype=np.float32)))
     return rows, duplicates
 
 

@@ -35,10 +35,9 @@ from data_prep.records import BadFile, ImageRecord
 from detect.config import Config
 from detect.devices import autocast
 from detect.evaluation.scoring import choose_operating_points, validation_metrics
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import ModelInput, Predictor
-from detect.predictions import OperatingPoint, RawPrediction
-from detect.training.distributed import DistInfo, all_reduce_mean
+from detect.distributed import DistInfo, all_reduce_mean
 
 
 class ScalarLogger(Protocol):

@@ -21,7 +21,7 @@ batches as one that never stopped (bit-identical weights on CPU with data.num_wo
 workers, the augmentation streams of the worker processes are not checkpointed).
 
 Under `torchrun --nproc_per_node=N` each process trains on its own share of the data in
-DistributedDataParallel (detect.training.distributed); rank 0 alone evaluates, logs and writes.
+DistributedDataParallel (detect.distributed); rank 0 alone evaluates, logs and writes.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from detect.devices import resolve_device
 from detect.models.build import build_model
 from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
 from detect.models.weights import check_weights_available
-from detect.training.distributed import (
+from detect.distributed import (
     DistInfo,
     all_gather_objects,
     barrier,

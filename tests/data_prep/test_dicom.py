@@ -613,6 +613,19 @@ def test_jpeg_fixture_extra_tags_reach_the_file(tmp_path):
     assert ds.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
 
 
+def test_the_header_carries_the_identity_a_derived_object_copies(tmp_path):
+    path = write_dicom(tmp_path / "a.dcm", textured_image(8, 8), StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.4",
+                       PatientName="Doe^Jane", PatientBirthDate="19700101", StudyDate="20240102", AccessionNumber="A7",
+                       WindowCenter=128, WindowWidth=256)
+    identity = read_dicom_header(path).identity
+    assert (identity.study_instance_uid, identity.series_instance_uid) == ("1.2.3", "1.2.3.4")
+    assert identity.sop_class_uid == "1.2.840.10008.5.1.4.1.1.7"
+    assert (identity.patient_name, identity.patient_birth_date, identity.accession_number) == ("Doe^Jane", "19700101", "A7")
+    assert (identity.window_center, identity.window_width, identity.frame_of_reference_uid) == (128.0, 256.0, None)
+    bare = read_dicom_header(write_dicom(tmp_path / "b.dcm", textured_image(8, 8))).identity
+    assert (bare.study_instance_uid, bare.patient_name, bare.window_center) == ("", "", None)
+
+
 # ---------------------------------------------------------------------------------------------
 # Verdicts under threads: truncation is proven from the file itself (issue 10, item 0)
 

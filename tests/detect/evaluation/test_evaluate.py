@@ -14,9 +14,8 @@ from data_prep.records import RSNA_CLASSES
 from detect.data.files import load_image
 from detect.evaluation.evaluate import evaluate_loaded_model
 from detect.evaluation.submission_eval import evaluate_predictions
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import LoadedModel
-from detect.predictions import OperatingPoint, RawPrediction
 from tests.detect.train_fixtures import make_kermany, make_rsna, tiny_config
 
 

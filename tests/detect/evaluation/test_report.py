@@ -114,7 +114,11 @@ def test_report_md_holds_the_numbers_and_links_the_plots(tmp_path):
     assert "Threshold: 0.6500 (F1-optimal on kermany val)" in text
     three = metrics["classification"]["rsna_3class"]
     assert f"| macro_f1 | {three['macro_f1']:.4f} |" in text
-    assert f"| Lung Opacity | {format_number(three['per_class']['Lung Opacity']['precision'])} |" in text
+    opacity = three["per_class"]["Lung Opacity"]
+    assert "| class | precision | sensitivity (recall) | F1 | ROC-AUC (one-vs-rest) | support |" in text
+    assert (f"| Lung Opacity | {format_number(opacity['precision'])} | {format_number(opacity['sensitivity'])} | "
+            f"{format_number(opacity['f1'])} | {format_number(opacity['roc_auc'])} | {opacity['support']} |") in text
+    assert "n/a | " + format_number(opacity["f1"]) not in text  # every per-class column is filled
     assert "### Bacterial vs viral" in text and "| accuracy | 1.0000 | 0.9070 |" in text
     for name in ("pr_curve.png", "roc_curve.png", "confusion_matrix.png", "examples.png"):
         assert f"]({name})" in text

@@ -15,12 +15,13 @@ from data_prep.errors import CheckpointError, DetectError
 from data_prep.geometry import xywh_to_xyxy
 from detect.evaluation.metrics import rsna_score
 from detect.evaluation.submission_eval import evaluate_predictions
-from detect.inference.batch import ThresholdChoice, collect_input_files, pick_operating_point, run_inference
-from detect.inference.postprocess import PostprocessSettings
+from detect.inference.batch import run_inference
+from detect.inference.discovery import collect_input_files
+from detect.inference.thresholds import ThresholdChoice, pick_operating_point
+from detect.predictions import OperatingPoint, PostprocessSettings
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output
-from detect.predictions import OperatingPoint
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.train_fixtures import tiny_config
 
@@ -72,11 +73,11 @@ def write_images(folder: Path) -> dict[str, Path]:
 
 def test_collect_input_files_recurses_and_keeps_explicit_files(tmp_path):
     files = write_images(tmp_path / "in")
-    found = collect_input_files([tmp_path / "in"])
+    found = collect_input_files([tmp_path / "in"]).files
     assert [p.relative_to(tmp_path / "in").as_posix() for p in found] == ["a.dcm", "corrupt.dcm", "sub/b.dcm", "wide.png"]
     # A file named explicitly is taken whatever its suffix; the same file twice is read once.
-    assert collect_input_files([tmp_path / "in" / "notes.txt", files["a"], files["a"]]) == [tmp_path / "in" / "notes.txt", files["a"]]
-    with pytest.raises(DetectError, match=r"empty: no \.dcm, \.png, \.jpg, \.jpeg files found"):
+    assert collect_input_files([tmp_path / "in" / "notes.txt", files["a"], files["a"]]).files == [tmp_path / "in" / "notes.txt", files["a"]]
+    with pytest.raises(DetectError, match=r"empty: no DICOM, PNG or JPEG files \(by suffix or by content\) found"):
         (tmp_path / "empty").mkdir()
         collect_input_files([tmp_path / "empty"])
 
@@ -90,7 +91,7 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
     )
     document = json.loads((tmp_path / "boxes.json").read_text())
     validate_output(document)
-    assert document == result.document
+    assert result.out_path == tmp_path / "boxes.json" and result.n_inputs == 4 and result.n_predicted == 3
     by_source = {Path(e["source"]).name: e for e in document["images"]}
     assert set(by_source) == {"a.dcm", "b.dcm", "wide.png", "corrupt.dcm"}
     corrupt = by_source["corrupt.dcm"]
@@ -125,7 +126,7 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
     rows = list(csv.reader((tmp_path / "sub.csv").read_text().splitlines()))
     assert rows[0] == ["patientId", "PredictionString"]
     assert sorted(r[0] for r in rows[1:]) == ["pa", "pb", "wide"]  # PatientID, else the file stem
-    assert sorted(p.name for p in result.overlay_paths) == ["a.png", "b.png", "wide.png"]
+    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["a.png", "b.png", "wide.png"] and result.n_overlays == 3
     overlay = cv2.imread(str(tmp_path / "overlays" / "wide.png"))
     assert overlay.shape == (205, 512, 3)  # small images are enlarged to 512 px for legible text: 60 * 512/150 = 204.8
     assert "predicted 3 image(s)" in result.summary() and "1 file(s) unreadable" in result.summary()
@@ -160,8 +161,14 @@ def test_default_checkpoint_is_the_latest_best_under_runs(tmp_path, checkpoint, 
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
     monkeypatch.chdir(tmp_path)
-    result = run_inference([image], out_path=tmp_path / "boxes.json", device="cpu")
-    assert result.document["model"]["checkpoint"] == str(Path("runs") / "new" / "checkpoints" / "best.pt")
+    run_inference([image], out_path=tmp_path / "boxes.json", device="cpu")
+    assert json.loads((tmp_path / "boxes.json").read_text())["model"]["checkpoint"] == str(Path("runs") / "new" / "checkpoints" / "best.pt")
+
+
+def _infer(tmp_path, inputs, **kwargs) -> dict:
+    """run_inference into tmp_path / 'b.json', and the document it wrote."""
+    run_inference(inputs, out_path=tmp_path / "b.json", **kwargs)
+    return json.loads((tmp_path / "b.json").read_text())
 
 
 def test_operating_point_rules():
@@ -187,7 +194,7 @@ def test_operating_point_rules():
 def test_an_explicit_threshold_decides_and_gates(tmp_path, checkpoint):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
-    doc = run_inference([image], out_path=tmp_path / "b.json", checkpoint=checkpoint, device="cpu", pneumonia_threshold=0.99).document
+    doc = _infer(tmp_path, [image], checkpoint=checkpoint, device="cpu", pneumonia_threshold=0.99)
     assert doc["settings"]["operating_points"] == [{"dataset": "any", "threshold": 0.99, "source": "command line (--pneumonia-threshold)"}]
     entry = doc["images"][0]
     # The biased model says ~0.95 < 0.99: no pneumonia, and gating drops every box.
@@ -199,14 +206,14 @@ def test_pneumonia_without_a_box_above_the_score_threshold_says_so(tmp_path, che
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
     settings = PostprocessSettings(score_thresh=1.0)  # no gated score can reach 1
-    entry = run_inference([image], out_path=tmp_path / "b.json", checkpoint=checkpoint, device="cpu", settings=settings).document["images"][0]
+    entry = _infer(tmp_path, [image], checkpoint=checkpoint, device="cpu", settings=settings)["images"][0]
     assert entry["pneumonia"] is True and entry["boxes"] == []
     assert entry["box_outcome"] == "no_box_above_score_thresh"
 
 
 def test_threshold_from_one_dataset_for_every_image(tmp_path, checkpoint):
     dicom = write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(96, 96, seed=1), patient_id="pa")
-    doc = run_inference([dicom], out_path=tmp_path / "b.json", checkpoint=checkpoint, device="cpu", threshold_from="kermany").document
+    doc = _infer(tmp_path, [dicom], checkpoint=checkpoint, device="cpu", threshold_from="kermany")
     assert doc["images"][0]["operating_point"]["dataset"] == "kermany"
     assert doc["settings"]["operating_point_rule"] == "the kermany threshold for every image (--threshold-from)"
 
@@ -218,7 +225,7 @@ def test_an_older_checkpoint_threshold_applies_to_every_image(tmp_path):
                            global_step=1, extra={"pneumonia_threshold": 0.37})
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
-    entry = run_inference([image], out_path=tmp_path / "b.json", checkpoint=path, device="cpu").document["images"][0]
+    entry = _infer(tmp_path, [image], checkpoint=path, device="cpu")["images"][0]
     assert entry["operating_point"]["dataset"] == "any" and entry["operating_point"]["threshold"] == 0.37
     assert "older format" in entry["operating_point"]["source"]
 

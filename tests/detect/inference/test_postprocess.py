@@ -4,7 +4,6 @@ import pytest
 
 from data_prep.errors import ConfigError
 from detect.inference.postprocess import (
-    PostprocessSettings,
     gate_scores,
     hflip_boxes,
     keep_valid_boxes,
@@ -15,6 +14,7 @@ from detect.inference.postprocess import (
     to_original_coords,
     weighted_boxes_fusion,
 )
+from detect.predictions import PostprocessSettings
 
 
 def test_hflip_width_400_worked_by_hand_and_its_own_inverse():

@@ -3,6 +3,7 @@ validation, `detect eval` and `detect infer` identical boxes and probabilities."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from data_prep.manifest import read_manifest
 from detect.data.dataset import build_datasets
 from detect.evaluation.evaluate import predict_records
 from detect.inference.batch import run_inference
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import PostprocessSettings
 from detect.inference.predictor import Predictor, load_predictor
 from detect.training.engine import evaluate
 from detect.training.trainer import build_loader
@@ -102,7 +103,9 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_pa
                              batch_size=cfg.train.batch_size, workers=1,
                              settings=PostprocessSettings(score_thresh=0.0, gate=False, shrink_factor=1.0))
     assert set(validation) == set(evaluation) == {r.image_id for r in val_records}
-    for record, prediction in zip(val_records, inferred.predictions):
+    entries = {Path(e["source"]).stem: e for e in json.loads((tmp_path / "boxes.json").read_text())["images"]}
+    assert inferred.n_predicted == len(val_records)
+    for record in val_records:
         a, b = validation[record.image_id], evaluation[record.image_id]
         np.testing.assert_array_equal(a.boxes_xyxy, b.boxes_xyxy)
         np.testing.assert_array_equal(a.scores, b.scores)
@@ -110,6 +113,8 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_pa
         np.testing.assert_array_equal(a.class_probabilities, b.class_probabilities)
         np.testing.assert_array_equal(a.subtype_probabilities, b.subtype_probabilities)
         # infer post-processes (here: nothing dropped, no gating or shrinking) and rounds for JSON
-        assert prediction.pneumonia_probability == a.pneumonia_probability
-        np.testing.assert_array_equal(prediction.boxes_xyxy, a.boxes_xyxy[np.argsort(-a.scores, kind="stable")])
-    assert len(json.loads((tmp_path / "boxes.json").read_text())["images"]) == len(val_records)
+        entry = entries[record.patient_id]
+        assert entry["pneumonia_probability"] == round(a.pneumonia_probability, 6)
+        boxes = a.boxes_xyxy[np.argsort(-a.scores, kind="stable")].astype(np.float64)
+        np.testing.assert_allclose([[e["x"], e["y"], e["x"] + e["width"], e["y"] + e["height"]] for e in entry["boxes"]],
+                                   boxes.reshape(-1, 4), atol=0.011)

@@ -6,25 +6,30 @@ import jsonschema
 import numpy as np
 import pytest
 
-from detect.inference.postprocess import PostprocessSettings
+from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 from detect.outputs.boxes_json import SCHEMA_PATH, SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
-from detect.predictions import ImagePrediction, OperatingPoint
 
 RSNA_POINT = OperatingPoint("rsna", 0.42, "F1-optimal on rsna val at epoch 5 (72 images)")
 
 
-def _document():
-    ok = ImagePrediction(
+def _ok_fields() -> dict:
+    return dict(
         source="scan.dcm", patient_id="p1", sop_instance_uid="1.2.3", view_position="AP",
+        study_instance_uid="1.2.1", series_instance_uid="1.2.2", pixel_spacing_mm=(0.139, 0.143),
         width_px=400, height_px=300,
         class_probabilities={"Normal": 0.1, "No Lung Opacity / Not Normal": 0.2, "Lung Opacity": 0.7},
         subtype_probabilities={"normal": 0.2, "bacterial": 0.5, "viral": 0.3},
         pneumonia_probability=0.7, pneumonia=True, operating_point=RSNA_POINT, box_outcome="boxes",
         boxes_xyxy=np.array([[10, 20, 110, 220]], dtype=np.float32), scores=np.array([0.63], dtype=np.float32),
     )
+
+
+def _document():
+    ok = ImagePrediction(**_ok_fields())
     bad = ImagePrediction(source="junk.dcm", error="not a DICOM file")
     return {
         "schema_version": SCHEMA_VERSION,
+        "anonymized": False,
         "model": {"name": "mobilenet_v3_large_fpn", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
                   "image_size_px": 128, "config_name": "demo", "detect_version": "0.1.0"},
         "settings": settings_to_json(PostprocessSettings(), [RSNA_POINT], "by input format"),
@@ -45,6 +50,22 @@ def test_a_written_document_validates_and_boxes_are_xywh():
     assert document["images"][1]["error"] == "not a DICOM file" and document["images"][1]["boxes"] is None
 
 
+def test_dicom_identity_and_both_pixel_spacings_are_written():
+    entry = _document()["images"][0]
+    assert (entry["study_instance_uid"], entry["series_instance_uid"], entry["sop_instance_uid"]) == ("1.2.1", "1.2.2", "1.2.3")
+    assert (entry["pixel_spacing_row_mm"], entry["pixel_spacing_column_mm"]) == (0.139, 0.143)
+
+
+def test_anonymize_leaves_out_the_patient_id_and_keeps_the_rest():
+    document = _document()
+    ok = ImagePrediction(**_ok_fields())
+    anonymous = prediction_to_json(ok, anonymize=True)
+    assert anonymous["patient_id"] is None and prediction_to_json(ok)["patient_id"] == "p1"
+    assert {k: v for k, v in anonymous.items() if k != "patient_id"} == {k: v for k, v in document["images"][0].items() if k != "patient_id"}
+    document.update(anonymized=True, images=[anonymous])
+    validate_output(document)
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
@@ -59,6 +80,9 @@ def test_a_written_document_validates_and_boxes_are_xywh():
         (lambda d: d["images"][1].update(boxes=[]), "at images/1"),
         (lambda d: d["settings"].update(shrink_factor=0), "at settings/shrink_factor"),
         (lambda d: d.update(extra=1), "at <root>"),
+        (lambda d: d.pop("anonymized"), "at <root>"),
+        (lambda d: d["images"][0].update(pixel_spacing_row_mm=0), "at images/0"),
+        (lambda d: d["images"][1].update(study_instance_uid="1.2"), "at images/1"),
     ],
 )
 def test_schema_rejects_malformed_documents(mutate, message):

@@ -3,13 +3,12 @@ import numpy as np
 import pytest
 
 from data_prep.errors import LabelFileError
-from detect.predictions import ImagePrediction
 from detect.outputs.submission import (
     SubmissionRow,
     format_prediction_string,
     parse_prediction_string,
     read_submission,
-    submission_rows,
+    submission_rows_from_entries,
     write_submission,
 )
 
@@ -71,11 +70,12 @@ def test_parse_prediction_string_xywh_to_xyxy():
 
 
 def test_submission_rows_skip_failures_and_keep_the_first_of_a_patient():
-    ok = ImagePrediction(source="a/p1.dcm", patient_id="p1", boxes_xyxy=np.array([[1, 2, 3, 4]], np.float32),
-                         scores=np.array([0.5], np.float32))
-    again = ImagePrediction(source="b/p1.dcm", patient_id="p1")
-    png = ImagePrediction(source="c/scan7.png")
-    failed = ImagePrediction(source="d/bad.dcm", error="not a DICOM file")
-    rows, duplicates = submission_rows([ok, failed, again, png])
+    ok = {"source": "a/p1.dcm", "patient_id": "p1", "error": None,
+          "boxes": [{"x": 1.0, "y": 2.0, "width": 2.0, "height": 2.0, "score": 0.5}]}
+    again = {"source": "b/p1.dcm", "patient_id": "p1", "error": None, "boxes": []}
+    png = {"source": "c/scan7.png", "patient_id": None, "error": None, "boxes": []}
+    failed = {"source": "d/bad.dcm", "patient_id": None, "error": "not a DICOM file", "boxes": None}
+    rows, duplicates = submission_rows_from_entries([ok, failed, again, png])
     assert [r.patient_id for r in rows] == ["p1", "scan7"] and duplicates == ["p1"]
-    np.testing.assert_array_equal(rows[0].boxes_xyxy, ok.boxes_xyxy)
+    np.testing.assert_array_equal(rows[0].boxes_xyxy, [[1, 2, 3, 4]])
+    np.testing.assert_array_equal(rows[0].scores, [0.5])

@@ -19,7 +19,7 @@ import torch.multiprocessing as mp
 
 from data_prep.errors import ConfigError
 from detect.models.checkpoint import load_checkpoint
-from detect.training.distributed import (
+from detect.distributed import (
     DistInfo,
     all_reduce_mean,
     broadcast_object,
