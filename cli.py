@@ -13,7 +13,7 @@ from typing import Callable, List, Optional, TypeVar
 
 import typer
 
-from data_prep.errors import DetectError
+from data_prep.errors import DetectError, printable
 
 app = typer.Typer(
     add_completion=False,
@@ -27,6 +27,12 @@ app.add_typer(synth_app, name="synth")
 F = TypeVar("F", bound=Callable[..., object])
 
 
+def echo_problem(kind: str, text: str) -> None:
+    """One 'error: ...' / 'warning: ...' / 'note: ...' line on stderr; control characters in
+    `text` (a newline in a file name) are escaped, so each problem stays on its own line."""
+    typer.echo(f"{kind}: {printable(text)}", err=True)
+
+
 def user_errors_exit_2(func: F) -> F:
     """Turn a DetectError into one line on stderr and exit code 2 (no traceback)."""
 
@@ -35,7 +41,7 @@ def user_errors_exit_2(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except DetectError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            echo_problem("error", str(exc))
             raise typer.Exit(code=exc.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted", err=True)
@@ -55,8 +61,12 @@ def prepare(
     test_fraction: float = typer.Option(0.1, help="Fraction of patients in the held-out test split."),
     seed: int = typer.Option(0, help="Split seed (splits are deterministic given the seed)."),
     workers: int = typer.Option(2, help="Processes used to read files."),
+    max_megapixels: float = typer.Option(
+        100.0, "--max-megapixels", help="Refuse (as a bad file) any image larger than this, checked from its header before decoding."
+    ),
 ) -> None:
     """Detect the dataset kind, validate every file, write manifest + splits (+ cache), print a summary."""
+    from data_prep.codestreams import megapixels_to_pixels
     from data_prep.prepare import format_summary, prepare_dataset
 
     result = prepare_dataset(
@@ -68,6 +78,7 @@ def prepare(
         test_fraction=test_fraction,
         seed=seed,
         workers=workers,
+        max_pixels=megapixels_to_pixels(max_megapixels),
     )
     typer.echo(format_summary(result))
 
@@ -196,12 +207,16 @@ def infer(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL (e.g. http://pacs:8042/dicom-web): fetch --study with WADO-RS instead of reading PATHS."),
     study: Optional[str] = typer.Option(None, "--study", help="With --dicomweb: the Study Instance UID to fetch."),
     stow: bool = typer.Option(False, "--stow", help="With --dicomweb: store the SR and GSPS back into the study with STOW-RS."),
+    max_megapixels: float = typer.Option(
+        100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
+    ),
 ) -> None:
     """Predict pneumonia and opacity boxes (ORIGINAL pixel coordinates) for images; write boxes.json (+ DICOM SR / GSPS, PACS round trip).
 
     Exit 0 when every file was predicted; 2 when some could not be read (unless --allow-failures) or on a user error.
     Several processes or machines: torchrun --nproc_per_node=N cli.py infer ... (each rank a share, rank 0 merges).
     """
+    from data_prep.codestreams import megapixels_to_pixels
     from detect.inference.batch import run_inference
     from detect.predictions import PostprocessSettings
 
@@ -211,7 +226,8 @@ def infer(
     options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
                    device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
-                   log=lambda line: typer.echo(line, err=True), log_every_images=log_every)
+                   log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
+                   max_pixels=megapixels_to_pixels(max_megapixels))
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
 
@@ -226,11 +242,11 @@ def infer(
         result = run_inference(paths or [], out_path=out, dicom_sr_dir=dicom_sr, dicom_gsps_dir=dicom_gsps,
                                anonymize=anonymize, **options)
     for problem in result.problems:
-        typer.echo(f"warning: {problem}", err=True)
+        echo_problem("warning", problem)
     for failure in result.failures:
-        typer.echo(f"warning: {failure.path}: {failure.reason}", err=True)
+        echo_problem("warning", f"{failure.path}: {failure.reason}")
     for warning in result.warnings:
-        typer.echo(f"warning: {warning}", err=True)
+        echo_problem("warning", warning)
     if result.rank == 0:
         typer.echo(remote.summary() if dicomweb is not None else result.summary())
     if result.failures and not allow_failures:
@@ -276,7 +292,7 @@ def eval_command(
             progress=sys.stderr.isatty(),
         )
     for note in outcome.notes:
-        typer.echo(f"note: {note}", err=True)
+        echo_problem("note", note)
     typer.echo(format_summary(outcome.metrics))
     typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
 

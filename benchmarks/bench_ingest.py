@@ -16,7 +16,14 @@ turns within each repetition; the table reports the median pass. Methods:
   pydicom pixel_array (pylibjpeg)   pydicom.dcmread(p).pixel_array, the baseline (pylibjpeg is
                                 the plugin pydicom tries first, and what the ratio is against)
   pydicom pixel_array (pillow)  the same with Pillow's decoder (libjpeg-turbo too), if installed
-  read_dicom_header             header only, no pixel data (the scan rate of a folder)
+  read_dicom_header             the header scan of `detect prepare`: header, pixel data proven
+                                complete from its item lengths, SOF checked; nothing decoded
+  dcmread(stop_before_pixels)   pydicom's header parse alone: what the scan costs on top of it
+  frame: cv2.imdecode (lenient) the JPEG frame alone through OpenCV, which the fast path used
+                                before: it passes corrupt entropy-coded data as a valid image
+  frame: decode_jpeg (strict)   the same frames through data_prep.codestreams.decode_jpeg
+                                (simplejpeg, libjpeg's corrupt-data warnings are errors, plus
+                                the SOF / size / completeness checks): what strictness costs
 
 The script also checks that the fast path equals pydicom's decode within 1 grey level, and
 exits with status 1 if it does not.
@@ -39,6 +46,9 @@ import pydicom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
+from pydicom.encaps import get_frame  # noqa: E402
+
+from data_prep.codestreams import decode_jpeg  # noqa: E402
 from data_prep.dicom import read_dicom, read_dicom_header  # noqa: E402
 from data_prep.synth import synth_rsna  # noqa: E402
 
@@ -147,6 +157,11 @@ def _run(paths: list[Path], source: str, repeats: int) -> int:
     if "pillow" in plugins:  # Pillow also wraps libjpeg-turbo: shows what the decoder alone buys
         methods.append(("pydicom pixel_array (pillow)", _pydicom_pixel_array("pillow")))
     methods.append(("read_dicom_header", read_dicom_header))
+    methods.append(("dcmread(stop_before_pixels)", lambda p: pydicom.dcmread(p, stop_before_pixels=True)))
+    frames = {p: get_frame(pydicom.dcmread(p).PixelData, 0, number_of_frames=1) for p in paths}
+    methods.append(("frame: cv2.imdecode (lenient)",
+                    lambda p: cv2.imdecode(np.frombuffer(frames[p], np.uint8), cv2.IMREAD_UNCHANGED)))
+    methods.append(("frame: decode_jpeg (strict)", lambda p: decode_jpeg(frames[p])))
     seconds = _time_methods(paths, methods, repeats)
     baseline_wall, baseline_cpu = seconds[baseline_name]
 
@@ -163,6 +178,12 @@ def _run(paths: list[Path], source: str, repeats: int) -> int:
             f"| {name:<32} | {1.0 / per_image_s:>9.0f} | {per_image_s * 1e3:>8.2f} | "
             f"{baseline_wall / wall_s:>9.1f}x | {cpu_s / len(paths) * 1e3:>12.2f} | {baseline_cpu / cpu_s:>15.1f}x |"
         )
+    for what, numerator, denominator in (
+        ("strict JPEG decoding vs OpenCV's lenient one", "frame: decode_jpeg (strict)", "frame: cv2.imdecode (lenient)"),
+        ("header scan (pixel data proven) vs pydicom's header parse", "read_dicom_header", "dcmread(stop_before_pixels)"),
+    ):
+        print(f"{what}: {seconds[numerator][0] / seconds[denominator][0]:.2f}x the wall time, "
+              f"{seconds[numerator][1] / seconds[denominator][1]:.2f}x the CPU time")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{os.cpu_count()} CPU cores, 1-minute load average {load:.1f} at the end of the run")
     return 0 if worst <= 1 else 1

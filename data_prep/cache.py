@@ -24,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.atomic import write_bytes_atomic
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize
 from data_prep.images import read_any_image
@@ -68,14 +69,17 @@ def is_complete_png(path: str | Path, size_px: int) -> bool:
     return width == size_px and height == size_px and tail == _PNG_IEND
 
 
-def cache_one(source: str, destination: str, size_px: int, height: int | None, width: int | None) -> str | None:
+def cache_one(
+    source: str, destination: str, size_px: int, height: int | None, width: int | None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+) -> str | None:
     """Decode `source`, letterbox it to size_px and write `destination`; return None or the failure reason.
 
     A decoded size that differs from the manifest's (height, width) is a failure: the boxes
     were checked against the header's size and would land in the wrong place.
     """
     try:
-        pixels, _ = read_any_image(source)
+        pixels, _ = read_any_image(source, max_pixels=max_pixels)
     except DetectError as exc:
         return getattr(exc, "reason", str(exc))
     if height is not None and width is not None and pixels.shape != (height, width):
@@ -89,8 +93,8 @@ def cache_one(source: str, destination: str, size_px: int, height: int | None, w
     return None
 
 
-def _cache_chunk(tasks: list[tuple[str, str, str, int, int | None, int | None]]) -> list[tuple[str, str | None]]:
-    return [(relative, cache_one(source, dest, size, h, w)) for relative, source, dest, size, h, w in tasks]
+def _cache_chunk(tasks: list[tuple[str, str, str, int, int | None, int | None, int]]) -> list[tuple[str, str | None]]:
+    return [(relative, cache_one(source, dest, size, h, w, limit)) for relative, source, dest, size, h, w, limit in tasks]
 
 
 def build_cache(
@@ -98,11 +102,12 @@ def build_cache(
     size_px: int,
     workers: int = 1,
     records: list[ImageRecord] | None = None,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> CacheResult:
     """Write the letterboxed PNG of every record (default: all of `prepared.records`) not cached yet.
 
     Files that cannot be decoded are returned as BadFiles (path relative to the data root,
-    reason), never fatal. With workers > 1 the images are decoded in a process pool, in chunks.
+    reason), never fatal: that includes corrupt JPEG data and images over `max_pixels`. With workers > 1 the images are decoded in a process pool, in chunks.
     A progress bar with counts is shown on a terminal.
     """
     if size_px <= 0:
@@ -119,7 +124,8 @@ def build_cache(
             skipped += 1
             continue
         tasks.append(
-            (record.path, str(prepared.image_path(record)), str(destination), int(size_px), record.height, record.width)
+            (record.path, str(prepared.image_path(record)), str(destination), int(size_px), record.height, record.width,
+             max_pixels)
         )
     chunks = [tasks[i : i + _CHUNK_SIZE] for i in range(0, len(tasks), _CHUNK_SIZE)]
 

@@ -31,33 +31,41 @@ Decoding
 The fast path serves what every RSNA file is: transfer syntax JPEG Baseline
 (1.2.840.10008.1.2.4.50), ONE encapsulated frame, 8-bit unsigned MONOCHROME2/1, one sample
 per pixel. The frame's bytes are taken out of the encapsulation (``pydicom.encaps.get_frame``)
-and decoded by OpenCV (libjpeg-turbo), which is several times faster than
-``Dataset.pixel_array`` and equal to it within 1 grey level (IDCT rounding differences); it
-also needs no pydicom decoder plugin. Everything else (JPEG Lossless/Extended, JPEG-LS,
-JPEG 2000, RLE, uncompressed implicit/explicit VR little/big endian, deflated) is decoded by
-pydicom's ``pixel_array``, which needs pylibjpeg (+ -libjpeg, -openjpeg) or gdcm for the
-compressed syntaxes.
+and decoded strictly by libjpeg-turbo (``data_prep.codestreams.decode_jpeg``: corrupt
+entropy-coded data is an error), which is several times faster than ``Dataset.pixel_array``
+and equal to it within 1 grey level (IDCT rounding differences); it also needs no pydicom
+decoder plugin. Everything else (JPEG Lossless/Extended, JPEG-LS, JPEG 2000, RLE,
+uncompressed implicit/explicit VR little/big endian, deflated) is decoded by pydicom's
+``pixel_array``, which needs pylibjpeg (+ -libjpeg, -openjpeg) or gdcm for the compressed
+syntaxes.
+
+Before any decoder runs (``_open_checked``, shared by `read_dicom` and `read_dicom_header`):
+the file must be a regular file; the pixel data must lie complete inside it, proven from the
+element and item lengths (``data_prep.dicom_pixels``), never from pydicom's warnings, so
+threads reading files at once each get their own verdict; Rows x Columns and the first
+frame's codestream header (JPEG SOF, JPEG 2000 SIZ) must agree and stay within the pixel
+limit (``max_pixels``, default ``DEFAULT_MAX_IMAGE_PIXELS`` = 100 megapixels); bits, sample
+count and the length of native data must be consistent.
 
 Errors
 ------
-Every failure is a `DicomReadError(path, reason)` with a one-line reason: not a DICOM file,
-empty file, truncated file, no pixel data, colour (RGB/YBR/palette) data, multi-frame data,
-an unsupported transfer syntax or a missing decoder plugin (with the pip command), or pixel
-data that fails to decode. pydicom/numpy/OpenCV exceptions never escape.
+Every failure is a `DicomReadError(path, reason)` with a one-line reason: not a DICOM file
+(or another format, named from its magic bytes: 'a PNG file, not a DICOM'), a FIFO or device,
+empty file, truncated file, no pixel data, pixel data inconsistent with the header, over the
+pixel limit, colour (RGB/YBR/palette) data, multi-frame data, an unsupported transfer syntax
+or a missing decoder plugin (with the pip command), or pixel data that fails to decode.
+pydicom/numpy/decoder exceptions never escape.
 """
 from __future__ import annotations
 
 import functools
 import math
-import os
 import re
-import warnings
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import cv2
 import numpy as np
 import pydicom
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -66,22 +74,51 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import get_frame
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.tag import BaseTag, Tag
 from pydicom.pixels import apply_modality_lut, apply_voi, get_decoder
+from pydicom.tag import BaseTag, Tag
 from pydicom.uid import (
+    HTJ2K,
+    JPEG2000,
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
+    HTJ2KLossless,
+    HTJ2KLosslessRPCL,
     ImplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
 )
 
+from data_prep.codestreams import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    StreamError,
+    decode_jpeg,
+    j2k_frame_size,
+    jpeg_frame_size,
+    jpeg_is_complete,
+    pixel_limit_problem,
+)
+from data_prep.dicom_pixels import (
+    PIXEL_DATA_TAG,
+    PixelDataLayout,
+    locate_pixel_data,
+    read_first_fragment_head,
+    read_pixel_value,
+)
 from data_prep.errors import DetectError, DicomReadError
+from data_prep.inputs import content_kind, open_regular_file
 from data_prep.records import MAX_PLAUSIBLE_AGE_YEARS, BadFile, DicomHeader
 from data_prep.records import DicomIdentity  # its own line: keeps merges with header edits easy
 
 __all__ = [
     "DECODER_INSTALL_HINT",
+    "DEFAULT_MAX_IMAGE_PIXELS",
     "jpeg_is_complete",
     "parse_age_years",
     "read_dicom",
@@ -103,8 +140,6 @@ _COLOUR_PHOTOMETRICS = (
 
 _DICM_OFFSET = 128
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_PIXEL_DATA_TAG = 0x7FE00010
-_FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)  # FloatPixelData, DoubleFloatPixelData
 
 # DICOM AS ('058Y', '006M', '010W', '003D') and RSNA's bare years ('58').
 _AGE_RE = re.compile(r"([+-]?\d+(?:\.\d+)?)\s*([DWMY]?)", re.IGNORECASE)
@@ -360,7 +395,7 @@ def unsupported_reason(header: DicomHeader) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Opening a file
+# Opening a file: the one way every reader gets a dataset, its header and proven pixel data
 
 
 def _one_line(exc: BaseException, max_chars: int = 240) -> str:
@@ -371,11 +406,12 @@ def _one_line(exc: BaseException, max_chars: int = 240) -> str:
 
 
 def _truncated_element(ds: Dataset, size_bytes: int) -> str | None:
-    """Describe where a cut-off file ends, if it is cut off; None for a complete dataset.
+    """Describe where a file cut off inside its header ends; None when the header is complete.
 
-    pydicom reads a cut-off file without complaint: the last element gets fewer bytes than its
-    length says, or a partial element header (under 8 bytes) is silently ignored. Only the
-    last element of the file (largest tag) can be cut off.
+    pydicom reads a cut-off header without complaint: the last element gets fewer bytes than
+    its length says, or a partial element header (under 8 bytes) is silently ignored. Only
+    the last element read (largest tag) can be cut off. The pixel data is checked separately
+    (data_prep.dicom_pixels).
     """
     if not ds:
         return "no data elements after the file meta header"
@@ -392,52 +428,25 @@ def _truncated_element(ds: Dataset, size_bytes: int) -> str | None:
     return None
 
 
-def _read_dataset(path: str | Path, *, stop_before_pixels: bool) -> Dataset:
-    """dcmread with every failure turned into a one-line DicomReadError.
-
-    Files without the 128-byte preamble + 'DICM' (legacy raw datasets) are accepted when a
-    forced parse yields image tags (Rows and Columns).
-    """
-    try:
-        size_bytes = os.stat(path).st_size
-    except OSError as exc:
-        raise DicomReadError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
-    if size_bytes == 0:
-        raise DicomReadError(path, "empty file (0 bytes)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            try:
-                ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
-            except InvalidDicomError:
-                ds = _read_raw_dataset(path, size_bytes, stop_before_pixels)
-        except DetectError:
-            raise
-        except IsADirectoryError:
-            raise DicomReadError(path, "cannot open: is a directory") from None
-        except OSError as exc:
-            raise DicomReadError(path, f"cannot open: {exc.strerror or _one_line(exc)}") from None
-        except Exception as exc:
-            raise DicomReadError(
-                path, f"unreadable DICOM header, truncated or corrupt ({size_bytes} bytes): {_one_line(exc, 120)}"
-            ) from None
-    for warning in caught:
-        message = str(warning.message)
-        if "End of file reached" in message:  # an undefined-length element (pixel data, sequence) cut off
-            message = " ".join(message.split(" in file ")[0].split())
-            raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {message}")
-    truncated = _truncated_element(ds, size_bytes)
-    if truncated is not None:
-        raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {truncated}")
-    return ds
-
-
-def _read_raw_dataset(path: str | Path, size_bytes: int, stop_before_pixels: bool) -> Dataset:
-    reason = "not a DICOM file (no 'DICM' marker at byte 128)"
+def _not_dicom_reason(handle: BinaryIO, size_bytes: int) -> str:
+    handle.seek(0)
+    kind = content_kind(handle.read(_DICM_OFFSET + 4))
+    if kind is not None and kind != "a DICOM file":
+        return f"{kind}, not a DICOM (no 'DICM' marker at byte 128)"
     if size_bytes < _DICM_OFFSET + 4:
-        reason = f"not a DICOM file ({size_bytes} bytes, no 'DICM' marker at byte 128)"
+        return f"not a DICOM file ({size_bytes} bytes, no 'DICM' marker at byte 128)"
+    return "not a DICOM file (no 'DICM' marker at byte 128)"
+
+
+def _read_raw_dataset(path: str | Path, handle: BinaryIO, size_bytes: int) -> Dataset:
+    """A legacy raw dataset (no preamble, no 'DICM'): accepted when a forced parse yields the
+    image tags Rows and Columns. A file whose magic bytes show another format is not parsed."""
+    reason = _not_dicom_reason(handle, size_bytes)
+    if not reason.startswith("not a DICOM file"):
+        raise DicomReadError(path, reason)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        handle.seek(0)
+        ds = pydicom.dcmread(handle, stop_before_pixels=True, force=True)
         if _int(ds, "Rows") and _int(ds, "Columns"):
             return ds
     except Exception:  # garbage parsed as tags fails in many ways; all mean 'not DICOM'
@@ -445,26 +454,231 @@ def _read_raw_dataset(path: str | Path, size_bytes: int, stop_before_pixels: boo
     raise DicomReadError(path, reason)
 
 
+def _parse_header(path: str | Path, handle: BinaryIO, size_bytes: int) -> Dataset:
+    """pydicom's parse of the elements before the pixel data, any failure a DicomReadError.
+
+    The handle is left where the parse stopped: at the PixelData element (pydicom rewinds to
+    its start) or at the end of the file.
+    """
+    try:
+        try:
+            return pydicom.dcmread(handle, stop_before_pixels=True)
+        except InvalidDicomError:
+            return _read_raw_dataset(path, handle, size_bytes)
+    except DetectError:
+        raise
+    except OSError as exc:
+        raise DicomReadError(path, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+    except Exception as exc:
+        raise DicomReadError(
+            path, f"unreadable DICOM header, truncated or corrupt ({size_bytes} bytes): {_one_line(exc, 120)}"
+        ) from None
+
+
+def _native_bytes_needed(header: DicomHeader) -> int:
+    pixels = header.rows * header.columns * header.samples_per_pixel * max(1, header.number_of_frames)
+    if header.bits_allocated == 1:
+        return (pixels + 7) // 8
+    return pixels * (header.bits_allocated // 8)
+
+
+def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayout | None, max_pixels: int) -> str | None:
+    """Why the header and the pixel data element cannot describe a decodable image; None if
+    they can. All from the header and the element's length: nothing is allocated or decoded."""
+    if layout is None:
+        return "no pixel data (PixelData tag absent)"
+    if layout.tag != PIXEL_DATA_TAG:
+        return "float pixel data (FloatPixelData) not supported"
+    if header.rows <= 0 or header.columns <= 0:
+        return f"not an image: size {header.rows}x{header.columns}"
+    problem = pixel_limit_problem(header.rows, header.columns, max_pixels)
+    if problem is not None:
+        return problem
+    bits_allocated, bits_stored = header.bits_allocated, header.bits_stored
+    if bits_allocated != 1 and (bits_allocated % 8 or not 8 <= bits_allocated <= 64):
+        return f"inconsistent pixel description: BitsAllocated {bits_allocated} is not 1 or a multiple of 8 up to 64"
+    if not 1 <= bits_stored <= bits_allocated:
+        return f"inconsistent pixel description: BitsStored {bits_stored} is not within 1..BitsAllocated ({bits_allocated})"
+    high_bit = _int(ds, "HighBit")
+    if high_bit is not None and not 0 <= high_bit < bits_allocated:
+        return f"inconsistent pixel description: HighBit {high_bit} is not within 0..BitsAllocated-1 ({bits_allocated - 1})"
+    representation = _int(ds, "PixelRepresentation", 0)
+    if representation not in (0, 1):
+        return f"inconsistent pixel description: PixelRepresentation {representation} is not 0 (unsigned) or 1 (signed)"
+    if header.samples_per_pixel < 1 or header.number_of_frames < 0:
+        return (
+            f"inconsistent pixel description: SamplesPerPixel {header.samples_per_pixel}, "
+            f"NumberOfFrames {header.number_of_frames}"
+        )
+    if layout.encapsulated:
+        if len(layout.fragments) < 2:
+            return "encapsulated pixel data holds no frame (only a basic offset table)"
+        return None
+    needed = _native_bytes_needed(header)
+    if layout.length is not None and layout.length < needed:
+        return (
+            f"pixel data shorter than the header says: PixelData holds {layout.length} bytes, "
+            f"{header.rows}x{header.columns} x {header.samples_per_pixel} sample(s) x {bits_allocated} bits"
+            f"{f' x {header.number_of_frames} frames' if header.number_of_frames > 1 else ''} needs {needed}"
+        )
+    return None
+
+
+# Everything else a decoder raises is the file's fault, including a Rust extension's
+# pyo3 PanicException, which derives from BaseException (found by tests/fuzz/fuzz_ingest.py).
+_INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+_JPEG_SYNTAXES = frozenset({
+    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
+})
+_J2K_SYNTAXES = frozenset({
+    JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K,
+})
+
+
+def _codestream_problem(header: DicomHeader, head: bytes, max_pixels: int) -> str | None:
+    """Why the first frame's codestream header (its first bytes, `head`) disagrees with the
+    DICOM header or exceeds the pixel limit; None when it agrees or cannot be read from `head`.
+
+    This is what stops a frame whose SOF claims 60000 x 60000 under a 256 x 256 header before
+    any decoder sees it, and what turns a frame of the wrong size or depth into one clear line
+    instead of a numpy broadcast error inside pydicom.
+    """
+    syntax = header.transfer_syntax_uid
+    if syntax in _JPEG_SYNTAXES:
+        name, parse = "JPEG", jpeg_frame_size
+    elif syntax in _J2K_SYNTAXES:
+        name, parse = "JPEG 2000", j2k_frame_size
+    else:
+        return None
+    try:
+        frame = parse(head)
+    except StreamError as exc:
+        return f"corrupt {name} frame: {exc}"
+    if frame is None:
+        return None
+    problem = pixel_limit_problem(frame.height, frame.width, max_pixels)
+    if problem is not None:
+        return f"{name} frame: {problem}"
+    if (frame.height, frame.width) != (header.rows, header.columns):
+        return f"{name} frame is {frame.height}x{frame.width} but the header says {header.rows}x{header.columns} (Rows x Columns)"
+    if frame.components != header.samples_per_pixel:
+        return f"{name} frame has {frame.components} component(s) but SamplesPerPixel is {header.samples_per_pixel}"
+    bytes_per_sample = 1 if frame.bits <= 8 else 2
+    if name == "JPEG" and frame.bits and bytes_per_sample * 8 != header.bits_allocated:
+        return f"{name} frame has {frame.bits}-bit samples but BitsAllocated is {header.bits_allocated}"
+    if frame.bits > header.bits_allocated:
+        return f"{name} frame has {frame.bits}-bit samples but BitsAllocated is {header.bits_allocated}"
+    return None
+
+
+def _inflated_pixel_data(path: str | Path, handle: BinaryIO) -> tuple[Dataset, PixelDataLayout | None]:
+    """A Deflated Explicit VR file: the whole dataset is one zlib stream, so it is inflated and
+    parsed whole (its pixel data is native, with a defined length that is checked as such)."""
+    try:
+        handle.seek(0)
+        ds = pydicom.dcmread(handle)
+    except Exception as exc:
+        raise DicomReadError(path, f"unreadable deflated DICOM, truncated or corrupt: {_one_line(exc, 120)}") from None
+    elem = ds.get_item(PIXEL_DATA_TAG)
+    if elem is None or elem.value is None:
+        return ds, None
+    length = len(elem.value)
+    if isinstance(elem, RawDataElement) and length < elem.length:
+        raise DicomReadError(path, f"truncated file: PixelData has {length} of {elem.length} bytes")
+    return ds, PixelDataLayout(PIXEL_DATA_TAG, None, 0, 0, length, length)
+
+
+def _open_checked(path: str | Path, *, with_pixels: bool, max_pixels: int) -> tuple[Dataset, DicomHeader]:
+    """Open a DICOM file and prove its pixel data complete and consistent -> (dataset, header).
+
+    1. a regular file, not empty (data_prep.inputs: a FIFO or device is refused, never read);
+    2. pydicom parses the header, stopping before the pixel data; a cut-off header is found;
+    3. the PixelData element is located and proven to lie inside the file
+       (data_prep.dicom_pixels), from lengths alone: no process-wide state, so threads can
+       read files at the same time and each gets its own verdict;
+    4. the header is checked against the pixel limit and for consistency (bits, length of
+       native data), and the first frame's codestream header against the DICOM header;
+    5. with `with_pixels`, the pixel data is read and put into the dataset as pydicom would.
+    Raises DicomReadError (one line) at the first problem.
+    """
+    handle, size_bytes = open_regular_file(path, DicomReadError)
+    with handle:
+        if size_bytes == 0:
+            raise DicomReadError(path, "empty file (0 bytes)")
+        ds = _parse_header(path, handle, size_bytes)
+        try:
+            header = _check_pixel_data(path, handle, size_bytes, ds, with_pixels=with_pixels, max_pixels=max_pixels)
+        except (DetectError, *_INTERRUPTS):
+            raise
+        except OSError as exc:
+            raise DicomReadError(path, f"cannot read: {exc.strerror or _one_line(exc)}") from None
+        except BaseException as exc:  # a value pydicom cannot convert (a mangled VR, a bad number)
+            raise DicomReadError(path, f"malformed header: {_one_line(exc)}") from None
+    return ds, header
+
+
+def _check_pixel_data(
+    path: str | Path, handle: BinaryIO, size_bytes: int, ds: Dataset, *, with_pixels: bool, max_pixels: int
+) -> DicomHeader:
+    """Steps 2-5 of `_open_checked` on the parsed `ds` (modified in place with the pixel data)."""
+    truncated = _truncated_element(ds, size_bytes)
+    if truncated is not None:
+        raise DicomReadError(path, f"truncated file ({size_bytes} bytes): {truncated}")
+    header = _header_from_dataset(path, ds)
+    if header.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
+        inflated, layout = _inflated_pixel_data(path, handle)
+        problem = _pixel_data_problem(header, inflated, layout, max_pixels)
+        if problem is not None:
+            raise DicomReadError(path, problem)
+        ds.update(inflated)
+        return header
+    implicit_vr, little_endian = (bool(flag) for flag in ds.original_encoding[:2])
+    layout = locate_pixel_data(path, handle, size_bytes, implicit_vr=implicit_vr, little_endian=little_endian)
+    problem = _pixel_data_problem(header, ds, layout, max_pixels)
+    if problem is not None:
+        raise DicomReadError(path, problem)
+    assert layout is not None  # _pixel_data_problem reports a missing element
+    value = read_pixel_value(handle, layout) if with_pixels else None
+    if layout.encapsulated:
+        if value is not None:
+            offset, length = layout.fragments[1]
+            start = offset - layout.value_offset
+            head = value[start : start + min(length, 65536)]
+        else:
+            head = read_first_fragment_head(handle, layout)
+        problem = _codestream_problem(header, head, max_pixels)
+        if problem is not None:
+            raise DicomReadError(path, problem)
+    if value is not None:
+        length = _UNDEFINED_LENGTH if layout.encapsulated else len(value)
+        ds[PIXEL_DATA_TAG] = RawDataElement(
+            BaseTag(PIXEL_DATA_TAG), layout.vr, length, value, layout.value_offset, implicit_vr, little_endian
+        )
+    return header
+
+
 # ---------------------------------------------------------------------------------------------
 # Public readers
 
 
-def read_dicom_header(path: str | Path) -> DicomHeader:
-    """Read one file's header (no pixel data is read or decoded).
+def read_dicom_header(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> DicomHeader:
+    """Read one file's header and prove, without decoding, that its pixel data can be read.
 
-    Raises DicomReadError for a missing, empty, truncated or non-DICOM file, or a dataset
-    without the image tags Rows, Columns, BitsAllocated and PhotometricInterpretation.
+    The pixel data is located but not read (a few small reads and seeks): it must lie complete
+    inside the file, agree with the header (length of native data, the first frame's
+    codestream size, components and depth) and stay within `max_pixels`.
+    Raises DicomReadError for a missing, empty, truncated or non-DICOM file, a dataset without
+    the image tags Rows, Columns, BitsAllocated and PhotometricInterpretation, or pixel data
+    that is absent, cut off, inconsistent with the header or over the limit.
     Optional tags absent from the file are None (PatientID and SOPInstanceUID: '').
     """
-    ds = _read_dataset(path, stop_before_pixels=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pydicom warns on RSNA's non-conformant ages ('58')
-        return _header_from_dataset(path, ds)
+    return _open_checked(path, with_pixels=False, max_pixels=max_pixels)[1]
 
 
-def _scan_one(path: str, check_supported: bool) -> DicomHeader | BadFile:
+def _scan_one(path: str, check_supported: bool, max_pixels: int) -> DicomHeader | BadFile:
     try:
-        header = read_dicom_header(path)
+        header = read_dicom_header(path, max_pixels=max_pixels)
     except DetectError as exc:
         return BadFile(path=path, reason=getattr(exc, "reason", str(exc)))
     if check_supported:
@@ -474,74 +688,79 @@ def _scan_one(path: str, check_supported: bool) -> DicomHeader | BadFile:
     return header
 
 
-def _scan_chunk(paths: list[str], check_supported: bool) -> list[DicomHeader | BadFile]:
-    return [_scan_one(p, check_supported) for p in paths]
+def _scan_chunk(paths: list[str], check_supported: bool, max_pixels: int) -> list[DicomHeader | BadFile]:
+    return [_scan_one(p, check_supported, max_pixels) for p in paths]
 
 
 def scan_dicom_headers(
-    paths: Iterable[str | Path], workers: int = 1, *, check_supported: bool = True
+    paths: Iterable[str | Path],
+    workers: int = 1,
+    *,
+    check_supported: bool = True,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> tuple[list[DicomHeader], list[BadFile]]:
-    """Read the headers of many files, without pixel data; return (headers, bad files).
+    """Read the headers of many files, without decoding pixel data; return (headers, bad files).
 
     Both lists keep the input order. A file that cannot be read is reported as a BadFile
-    (path + reason), never raised and never dropped. With `check_supported` (the default), a
-    file whose header already shows that `read_dicom` would refuse it (colour, multi-frame) is
-    reported too, with the reason `read_dicom` gives. `workers` > 1 uses a process pool.
+    (path + reason), never raised and never dropped: that includes pixel data cut off or
+    inconsistent with the header (see read_dicom_header). With `check_supported` (the
+    default), a file whose header already shows that `read_dicom` would refuse it (colour,
+    multi-frame) is reported too, with the reason `read_dicom` gives. `workers` > 1 uses a
+    process pool.
     """
     path_strs = [str(p) for p in paths]
     if workers <= 1 or len(path_strs) < 2 * workers:
-        results = _scan_chunk(path_strs, check_supported)
+        results = _scan_chunk(path_strs, check_supported, max_pixels)
     else:
         # Chunks amortise the pickling round trip; a few per worker keeps the load balanced.
         chunk_size = max(1, min(512, math.ceil(len(path_strs) / (workers * 4))))
         chunks = [path_strs[i : i + chunk_size] for i in range(0, len(path_strs), chunk_size)]
         results = []
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            for chunk_results in pool.map(_scan_chunk, chunks, [check_supported] * len(chunks)):
+            for chunk_results in pool.map(
+                _scan_chunk, chunks, [check_supported] * len(chunks), [max_pixels] * len(chunks)
+            ):
                 results.extend(chunk_results)
     headers = [r for r in results if isinstance(r, DicomHeader)]
     bad_files = [r for r in results if isinstance(r, BadFile)]
     return headers, bad_files
 
 
-def read_dicom(path: str | Path, *, fast_path: bool = True) -> tuple[np.ndarray, DicomHeader]:
+def read_dicom(
+    path: str | Path, *, fast_path: bool = True, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, DicomHeader]:
     """Read one DICOM radiograph: (pixels uint8 [Rows, Columns], header).
 
     Pixels follow the module docstring's contract (0 = black, 0..255 for every bit depth).
     `fast_path=False` forces pydicom's own decoder even for JPEG Baseline (for comparisons).
-    Raises DicomReadError (one line, naming the file and the reason) for anything it cannot read.
+    `max_pixels` bounds Rows x Columns and the codestream's own size, checked before decoding.
+    Raises DicomReadError (one line, naming the file and the reason) for anything it cannot
+    read; no pydicom, numpy or decoder exception escapes.
     """
-    ds = _read_dataset(path, stop_before_pixels=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        header = _header_from_dataset(path, ds)
+    ds, header = _open_checked(path, with_pixels=True, max_pixels=max_pixels)
     reason = unsupported_reason(header)
     if reason is not None:
         raise DicomReadError(path, reason)
-    if _PIXEL_DATA_TAG not in ds:
-        if any(tag in ds for tag in _FLOAT_PIXEL_TAGS):
-            raise DicomReadError(path, "float pixel data (FloatPixelData) not supported")
-        raise DicomReadError(path, "no pixel data (PixelData tag absent)")
 
-    raw = None
     if fast_path and _fast_path_applies(header, ds):
-        raw = _decode_jpeg_baseline_frame(path, ds, header)
-    if raw is None:
+        raw = _decode_jpeg_baseline_frame(path, ds, header, max_pixels)
+    else:
         raw = _decode_with_pydicom(path, ds, header)
     if raw.shape != (header.rows, header.columns):
         raise DicomReadError(
             path, f"decoded pixel array has shape {raw.shape}, header says {header.rows}x{header.columns}"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pixels = to_display_uint8(raw, ds)
-    except Exception as exc:
+        pixels = to_display_uint8(raw, ds)
+    except _INTERRUPTS:
+        raise
+    except BaseException as exc:
         raise DicomReadError(path, f"cannot apply the modality/VOI LUT: {_one_line(exc)}") from None
     return pixels, header
 
 
 def _fast_path_applies(header: DicomHeader, ds: Dataset) -> bool:
+    """JPEG Baseline, one frame, 8-bit unsigned grey (PixelRepresentation was checked readable)."""
     return (
         header.transfer_syntax_uid == JPEGBaseline8Bit
         and header.photometric_interpretation in MONOCHROME
@@ -553,33 +772,18 @@ def _fast_path_applies(header: DicomHeader, ds: Dataset) -> bool:
     )
 
 
-def jpeg_is_complete(data: bytes) -> bool:
-    """True when a JPEG stream has an end-of-image marker (FF D9) after its first scan (FF DA).
-
-    OpenCV 4.x (libjpeg-turbo) decodes a cut-off JPEG into a partly grey image with only a
-    warning, so completeness is checked before decoding. Padding (DICOM fragments are padded
-    to even length) or other bytes after the EOI marker are allowed. Inside entropy-coded data
-    0xFF is always stuffed, so FF D9 cannot occur there by chance. Both searches stop near the
-    ends of the buffer (the first scan starts after the short header, EOI is at the end), so
-    the check costs microseconds even for a large frame.
-    """
-    first_scan = data.find(b"\xff\xda")
-    return first_scan >= 0 and data.rfind(b"\xff\xd9") > first_scan
-
-
-def _decode_jpeg_baseline_frame(path: str | Path, ds: Dataset, header: DicomHeader) -> np.ndarray | None:
-    """The single JPEG frame decoded by OpenCV (libjpeg-turbo); None to defer to pydicom."""
+def _decode_jpeg_baseline_frame(path: str | Path, ds: Dataset, header: DicomHeader, max_pixels: int) -> np.ndarray:
+    """The single JPEG frame decoded strictly by libjpeg-turbo (data_prep.codestreams.decode_jpeg)."""
     try:
         frame = get_frame(ds.PixelData, 0, number_of_frames=1)
     except Exception as exc:
         raise DicomReadError(path, f"corrupt encapsulated pixel data: {_one_line(exc)}") from None
-    if not jpeg_is_complete(frame):
-        raise DicomReadError(path, "truncated JPEG frame (no end-of-image marker FF D9)")
-    decoded = cv2.imdecode(np.frombuffer(frame, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise DicomReadError(path, "undecodable JPEG Baseline frame (OpenCV/libjpeg-turbo rejected it)")
-    if decoded.dtype != np.uint8 or decoded.shape != (header.rows, header.columns):
-        return None  # e.g. a 3-component JPEG under a grayscale header: let pydicom decide
+    try:
+        decoded = decode_jpeg(frame, max_pixels=max_pixels)
+    except StreamError as exc:
+        raise DicomReadError(path, f"JPEG Baseline frame: {exc}") from None
+    if decoded.ndim != 2:  # the codestream check has already compared components with SamplesPerPixel
+        raise DicomReadError(path, f"JPEG Baseline frame decodes to shape {decoded.shape}, expected one grey channel")
     return decoded
 
 
@@ -601,10 +805,10 @@ def _decode_with_pydicom(path: str | Path, ds: Dataset, header: DicomHeader) -> 
         ds.file_meta = ds.file_meta if getattr(ds, "file_meta", None) is not None else FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = transfer_syntax
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            raw = ds.pixel_array
-    except Exception as exc:
+        raw = ds.pixel_array
+    except _INTERRUPTS:
+        raise
+    except BaseException as exc:  # the plugins raise anything; pylibjpeg-rle's Rust panics are BaseExceptions
         message = _one_line(exc)
         if "less than expected" in message or "shorter than" in message:
             raise DicomReadError(path, f"truncated pixel data ({transfer_syntax.name}): {message}") from None

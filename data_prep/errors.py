@@ -8,7 +8,31 @@ anything else is a bug and must surface.
 """
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (a newline in a file name, ANSI escapes) and
+    Unicode line/paragraph separators written as backslash escapes, everything else as is.
+
+    The one place the CLI's error, warning and note lines (and prepare's list of bad files)
+    pass through, so a file named 'a\nb.dcm' cannot split or forge a line of output.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 class DetectError(Exception):

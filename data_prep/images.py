@@ -4,15 +4,19 @@ Output contract, the same as `data_prep.dicom.read_dicom`: a 2-D ``uint8`` array
 0 = black, 255 = white, the file's own size (non-square stays non-square).
 
 - 8-bit grayscale: unchanged.
-- 3-channel (BGR as OpenCV decodes it) and 4-channel (BGRA): converted to grayscale with
-  OpenCV's ITU-R BT.601 weights; alpha is ignored. Kermany has some 3-channel JPEGs whose
-  channels are equal, which this maps to the same grey levels.
+- 3-channel (BGR as decoded) and 4-channel (BGRA): converted to grayscale with OpenCV's
+  ITU-R BT.601 weights; alpha is ignored. Kermany has some 3-channel JPEGs whose channels
+  are equal, which this maps to the same grey levels.
 - 2-channel (gray + alpha): the gray channel.
 - more than 8 bits (16-bit PNG) or floating point: scaled linearly from the image's own
   min..max to 0..255, the rule DICOM pixels without a window follow (a constant image -> 0).
 
-Anything OpenCV cannot decode (junk such as `.DS_Store`, an empty or cut-off file) raises
-ImageReadError(path, reason) with a one-line reason.
+Only PNG and JPEG are read, decided by the file's magic bytes: their size is checked against
+the pixel limit from the header (PNG IHDR, JPEG SOF) before anything is decoded, which
+OpenCV's other decoders (TIFF, WebP, ...) would not allow. JPEG is decoded strictly
+(data_prep.codestreams.decode_jpeg: corrupt data is an error, not a garbled image); PNG by
+OpenCV (libpng checks every chunk's CRC). Anything else, an empty or cut-off file, a FIFO or
+a folder raises ImageReadError(path, reason) with a one-line reason.
 """
 from __future__ import annotations
 
@@ -22,8 +26,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data_prep.dicom import jpeg_is_complete, read_dicom, read_dicom_header
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, StreamError, decode_jpeg, pixel_limit_problem, png_size
+from data_prep.dicom import read_dicom, read_dicom_header
 from data_prep.errors import DicomReadError, ImageReadError
+from data_prep.inputs import content_kind, open_regular_file
 from data_prep.records import DicomHeader
 
 __all__ = ["is_dicom_file", "read_any_image", "read_image"]
@@ -31,38 +37,53 @@ __all__ = ["is_dicom_file", "read_any_image", "read_image"]
 _DICM_OFFSET = 128
 
 
-def _file_kind(head: bytes) -> str:
-    """A short name for what the first bytes of a file look like, for error messages."""
-    if head.startswith(b"\x89PNG"):
-        return "a PNG"
-    if head.startswith(b"\xff\xd8"):
-        return "a JPEG"
-    if len(head) >= _DICM_OFFSET + 4 and head[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM":
-        return "a DICOM file (use read_any_image or read_dicom)"
-    return "not a PNG/JPEG image"
+def _read_bytes(path: str | Path) -> bytes:
+    handle, size_bytes = open_regular_file(path, ImageReadError)
+    with handle:
+        if size_bytes == 0:
+            raise ImageReadError(path, "empty file (0 bytes)")
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise ImageReadError(path, f"cannot read: {exc.strerror or exc}") from None
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a PNG/JPEG (or other OpenCV-decodable raster) as uint8 grayscale [H, W].
-
-    Raises ImageReadError for a missing, empty or undecodable file.
-    """
+def _decode_png(path: str | Path, data: bytes, max_pixels: int) -> np.ndarray:
+    size = png_size(data)
+    if size is None:
+        raise ImageReadError(path, f"truncated or corrupt PNG ({len(data)} bytes): no IHDR header")
+    problem = pixel_limit_problem(size.height, size.width, max_pixels)
+    if problem is not None:
+        raise ImageReadError(path, problem)
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise ImageReadError(path, f"cannot open: {exc.strerror or exc}") from None
-    if data.size == 0:
-        raise ImageReadError(path, "empty file (0 bytes)")
-    if data[:2].tobytes() == b"\xff\xd8" and not jpeg_is_complete(data.tobytes()):
-        raise ImageReadError(path, f"truncated JPEG ({data.size} bytes, no end-of-image marker FF D9)")
-    try:
-        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         reason = " ".join(str(exc).split())[:200]
-        raise ImageReadError(path, f"undecodable image ({data.size} bytes): {reason}") from None
+        raise ImageReadError(path, f"undecodable PNG ({len(data)} bytes): {reason}") from None
     if image is None or image.size == 0:
-        kind = _file_kind(data[: _DICM_OFFSET + 4].tobytes())
-        raise ImageReadError(path, f"undecodable image ({data.size} bytes, {kind}): OpenCV could not decode it")
+        raise ImageReadError(path, f"undecodable PNG ({len(data)} bytes): truncated or corrupt (libpng rejected it)")
+    return image
+
+
+def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Read a PNG or JPEG as uint8 grayscale [H, W]; the format is decided by content.
+
+    Raises ImageReadError for a missing, empty, non-regular, cut-off, corrupt or undecodable
+    file, another format (named by its magic bytes), or a size over `max_pixels`.
+    """
+    data = _read_bytes(path)
+    kind = content_kind(data[: _DICM_OFFSET + 4])
+    if kind == "a JPEG file":
+        try:
+            image = decode_jpeg(data, max_pixels=max_pixels)
+        except StreamError as exc:
+            raise ImageReadError(path, str(exc)) from None
+    elif kind == "a PNG file":
+        image = _decode_png(path, data, max_pixels)
+    elif kind == "a DICOM file":
+        raise ImageReadError(path, "a DICOM file, not a PNG/JPEG (use read_any_image or read_dicom)")
+    else:
+        raise ImageReadError(path, f"{kind or 'unknown content'}, not a PNG/JPEG image ({len(data)} bytes)")
     return _to_gray_uint8(path, image)
 
 
@@ -133,13 +154,17 @@ def looks_like_raw_dicom(head: bytes) -> bool:
 def is_dicom_file(path: str | Path) -> bool:
     """True for a DICOM Part 10 file ('DICM' at byte 128), or a raw DICOM dataset (no preamble:
     a '.dcm' name, or a start that `looks_like_raw_dicom`) whose header parses. False otherwise,
-    including unreadable paths.
+    including unreadable paths and FIFOs or devices (never opened in a way that could block).
     """
     try:
-        with open(path, "rb") as f:
-            head = f.read(_DICM_OFFSET + 4)
-    except OSError:
+        handle, _ = open_regular_file(path, ImageReadError)
+    except ImageReadError:
         return False
+    with handle:
+        try:
+            head = handle.read(_DICM_OFFSET + 4)
+        except OSError:
+            return False
     if len(head) == _DICM_OFFSET + 4 and head[_DICM_OFFSET:] == b"DICM":
         return True
     if not head or (Path(path).suffix.lower() != ".dcm" and not looks_like_raw_dicom(head)):
@@ -151,12 +176,15 @@ def is_dicom_file(path: str | Path) -> bool:
     return True
 
 
-def read_any_image(path: str | Path) -> tuple[np.ndarray, DicomHeader | None]:
+def read_any_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[np.ndarray, DicomHeader | None]:
     """Read a DICOM (-> read_dicom: pixels and header) or a PNG/JPEG (-> read_image, header None).
 
-    A '.dcm' file goes to read_dicom even when it is not DICOM, so its error says so.
+    A '.dcm' file goes to read_dicom even when it is not DICOM, so its error says what it is
+    ('a PNG file, not a DICOM'). `max_pixels` bounds the decoded size, checked before decoding.
     Raises DicomReadError or ImageReadError respectively.
     """
     if is_dicom_file(path) or Path(path).suffix.lower() == ".dcm":
-        return read_dicom(path)
-    return read_image(path), None
+        return read_dicom(path, max_pixels=max_pixels)
+    return read_image(path, max_pixels=max_pixels), None

@@ -16,6 +16,7 @@ detector never learns "no opacity here" from a Kermany image.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -23,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DataFormatError, DetectError
 from data_prep.images import read_image
 from data_prep.records import BadFile, ImageRecord
@@ -118,30 +120,34 @@ def list_kermany_files(base: Path) -> tuple[list[Path], list[Path]]:
     return images, junk
 
 
-def _image_size(path: str) -> tuple[str, tuple[int, int] | None, str | None]:
+def _image_size(path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, tuple[int, int] | None, str | None]:
     """Decode one image fully (the only way to know it is not corrupt); return (path, (h, w) or None, reason)."""
     try:
-        pixels = read_image(path)
+        pixels = read_image(path, max_pixels=max_pixels)
     except DetectError as exc:
         return path, None, getattr(exc, "reason", str(exc))
     return path, (int(pixels.shape[0]), int(pixels.shape[1])), None
 
 
-def read_image_sizes(paths: list[Path], workers: int = 1) -> dict[str, tuple[tuple[int, int] | None, str | None]]:
-    """{str(path): ((height, width) or None, failure reason or None)}, decoding in `workers` processes."""
+def read_image_sizes(
+    paths: list[Path], workers: int = 1, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> dict[str, tuple[tuple[int, int] | None, str | None]]:
+    """{str(path): ((height, width) or None, failure reason or None)}, decoding in `workers` processes;
+    images over `max_pixels` are failures, found before decoding."""
     items = [str(p) for p in paths]
+    read_one = functools.partial(_image_size, max_pixels=max_pixels)
     # tqdm shows counts and an ETA on a terminal and stays silent otherwise (disable=None).
     progress = dict(total=len(items), desc="kermany: reading images", unit="img", disable=None)
     if workers > 1 and len(items) > 1:
         chunksize = max(1, min(64, len(items) // (4 * workers)))
         with get_context().Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_image_size, items, chunksize=chunksize), **progress))
+            results = list(tqdm(pool.imap(read_one, items, chunksize=chunksize), **progress))
     else:
-        results = [_image_size(p) for p in tqdm(items, **progress)]
+        results = [read_one(p) for p in tqdm(items, **progress)]
     return {path: (size, reason) for path, size, reason in results}
 
 
-def parse_kermany(root: str | Path, *, workers: int = 1) -> KermanyParseResult:
+def parse_kermany(root: str | Path, *, workers: int = 1, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> KermanyParseResult:
     """Parse a Kermany folder: `root` is the folder holding chest_xray/, or chest_xray/ itself.
 
     Every image is decoded once (grayscale or RGB JPEG alike, via data_prep.images.read_image)
@@ -172,7 +178,7 @@ def parse_kermany(root: str | Path, *, workers: int = 1) -> KermanyParseResult:
             continue
         parsed.append((path, label, subtype, patient_id))
 
-    sizes = read_image_sizes([p for p, *_ in parsed], workers=workers)
+    sizes = read_image_sizes([p for p, *_ in parsed], workers=workers, max_pixels=max_pixels)
     records: list[ImageRecord] = []
     seen_ids: dict[str, Path] = {}
     for path, label, subtype, patient_id in parsed:

@@ -20,7 +20,8 @@ from typing import Any
 
 from data_prep.atomic import check_writable
 from data_prep.cache import CacheResult, build_cache
-from data_prep.errors import ConfigError, DataFormatError
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
+from data_prep.errors import ConfigError, DataFormatError, printable
 from data_prep.kermany import KERMANY_DIR, find_kermany_base, parse_kermany
 from data_prep.manifest import DEFAULT_PREPARED_DIRNAME, PreparedDataset, write_manifest
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, ImageRecord
@@ -171,21 +172,25 @@ def prepare_dataset(
     test_fraction: float = 0.1,
     seed: int = 0,
     workers: int = 2,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> PrepareResult:
     """Prepare the dataset in `data_dir` (RSNA or Kermany, detected) into `out_dir`.
 
     `out_dir` defaults to <data_dir>/detect_prepared. With `cache`, every image is also
     decoded once into <out_dir>/cache/<image_size_px>/ (see data_prep.cache); images that
     fail to decode are then removed from the manifest and listed as bad files.
+    Every header scan proves the file's pixel data complete and consistent; an image over
+    `max_pixels` (default 100 megapixels) is a bad file, found before decoding.
     Raises DataFormatError for a missing folder, an unrecognised layout or a malformed label
-    file; ConfigError for invalid fractions, size or workers; OutputWriteError, before any
-    file is read, when `out_dir` cannot be written.
+    file; ConfigError for invalid fractions, size, workers or max_pixels; OutputWriteError,
+    before any file is read, when `out_dir` cannot be written.
     """
     check_fractions(val_fraction, test_fraction)
     if image_size_px <= 0:
         raise ConfigError(f"image_size_px: {image_size_px} must be a positive number of pixels")
     if workers < 1:
         raise ConfigError(f"workers: {workers} must be at least 1")
+    check_max_pixels(max_pixels)
     data_root = Path(data_dir).expanduser().resolve()
     dataset = detect_dataset_kind(data_root)
     prepared_dir = Path(out_dir).expanduser().resolve() if out_dir is not None else data_root / DEFAULT_PREPARED_DIRNAME
@@ -196,7 +201,7 @@ def prepare_dataset(
     labels_without_images: list[str] = []
     duplicate_class_rows = duplicate_label_rows = unlabeled_test_images = 0
     if dataset == "rsna":
-        parsed_rsna = parse_rsna(data_root, workers=workers)
+        parsed_rsna = parse_rsna(data_root, workers=workers, max_pixels=max_pixels)
         records, bad_files = parsed_rsna.records, list(parsed_rsna.bad_files)
         junk_files = parsed_rsna.junk_files
         images_without_labels = parsed_rsna.images_without_labels
@@ -205,7 +210,7 @@ def prepare_dataset(
         duplicate_label_rows = parsed_rsna.duplicate_label_rows
         unlabeled_test_images = len(parsed_rsna.test_image_paths)
     else:
-        parsed_kermany = parse_kermany(data_root, workers=workers)
+        parsed_kermany = parse_kermany(data_root, workers=workers, max_pixels=max_pixels)
         records, bad_files = parsed_kermany.records, list(parsed_kermany.bad_files)
         junk_files = parsed_kermany.junk_files
 
@@ -223,7 +228,7 @@ def prepare_dataset(
             val_fraction=val_fraction,
             test_fraction=test_fraction,
         )
-        cache_result = build_cache(prepared, image_size_px, workers=workers)
+        cache_result = build_cache(prepared, image_size_px, workers=workers, max_pixels=max_pixels)
         undecodable = {b.path for b in cache_result.bad_files}
         records = [r for r in records if r.path not in undecodable]
         bad_files.extend(cache_result.bad_files)
@@ -339,7 +344,7 @@ def format_summary(result: PrepareResult) -> str:
             lines.append(f"    {_first_few(result.labels_without_images)}")
     lines.append(f"  bad files (skipped): {len(result.bad_files):,}")
     for bad in result.bad_files[:_LIST_LIMIT]:
-        lines.append(f"    {bad.path}: {bad.reason}")
+        lines.append(f"    {printable(bad.path)}: {printable(bad.reason)}")
     if len(result.bad_files) > _LIST_LIMIT:
         lines.append(f"    ... and {len(result.bad_files) - _LIST_LIMIT:,} more (all in bad_files.csv)")
     lines.append(f"  junk files (not images, skipped): {len(result.junk_files):,}")

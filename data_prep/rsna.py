@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.dicom import scan_dicom_headers
 from data_prep.errors import DetectError, LabelFileError
 from data_prep.geometry import xywh_to_xyxy
@@ -396,11 +397,14 @@ def _record_from_header(
     )
 
 
-def parse_rsna(root: str | Path, *, read_headers: bool = True, workers: int = 1) -> RsnaParseResult:
+def parse_rsna(
+    root: str | Path, *, read_headers: bool = True, workers: int = 1, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> RsnaParseResult:
     """Parse an RSNA stage-2 folder into one ImageRecord per labeled, readable training image.
 
     `read_headers` scans every labeled DICOM's header (no pixel decoding) for size, sex, age,
-    view position and pixel spacing, and reports unreadable files as BadFiles; with False the
+    view position and pixel spacing, and reports unreadable files as BadFiles (pixel data cut
+    off, inconsistent with the header or over `max_pixels` included); with False the
     records carry no header fields and boxes are checked only for sign and size.
     Paths in records and BadFiles are relative to `root`. Records are sorted by image_id.
     Raises LabelFileError when a CSV is missing or malformed.
@@ -421,7 +425,9 @@ def parse_rsna(root: str | Path, *, read_headers: bool = True, workers: int = 1)
     bad_files: list[BadFile] = []
     headers: dict[str, DicomHeader] = {}
     if read_headers and matched:
-        scanned, bad_scans = scan_dicom_headers([images[pid] for pid in matched], workers=workers)
+        scanned, bad_scans = scan_dicom_headers(
+            [images[pid] for pid in matched], workers=workers, max_pixels=max_pixels
+        )
         headers = {Path(h.path).stem: h for h in scanned}
         for bad in bad_scans:
             stem = Path(bad.path).stem

@@ -106,7 +106,15 @@ class DataConfig:
     val_fraction: float = 0.1  # patient-level fractions used when preparing on the fly
     test_fraction: float = 0.1
     split_seed: int = 0
+    # Images whose header claims more pixels are refused before decoding (a broken or hostile
+    # header can claim 60000 x 60000 in a small file); 100 is well above any radiograph.
+    max_image_megapixels: float = 100.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    @property
+    def max_image_pixels(self) -> int:
+        """max_image_megapixels as the readers' max_pixels."""
+        return max(1, round(self.max_image_megapixels * 1e6))
 
     def __post_init__(self) -> None:
         check = _Checks("data")
@@ -121,6 +129,7 @@ class DataConfig:
             check.fail("val_fraction", f"+ 'data.test_fraction' must be < 1 (no patient left to train on), "
                                        f"got {self.val_fraction} + {self.test_fraction}")
         check.at_least("split_seed", self.split_seed, 0)
+        check.positive("max_image_megapixels", self.max_image_megapixels)
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,15 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return holder[0]
 
 
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable `obj`, in rank order ([obj] when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
 def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     """The element-wise mean of `values` over ranks (a copy; `values` itself when not distributed)."""
     if not (dist.is_available() and dist.is_initialized()):

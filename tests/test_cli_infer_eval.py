@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from detect.outputs.boxes_json import validate_output
-from tests.data_prep.dicom_fixtures import textured_image
+from tests.data_prep.dicom_fixtures import overwrite_middle, textured_image, with_jpeg_sof_size, write_jpeg_baseline_dicom
 from tests.detect.evaluation.test_submission_eval import EXPECTED_RSNA, LABELS_CSV, PREDICTIONS_CSV
 from tests.detect.inference.test_batch import save_tiny_checkpoint, write_images
 
@@ -175,3 +176,45 @@ def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path,
 def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
     result = _run("infer", "--out", tmp_path / "boxes.json", *args)
     assert result.exit_code == 2 and message in _stderr(result) and len(_stderr(result).strip().splitlines()) == 1
+
+
+def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_path, checkpoint):
+    """Issue 10: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
+    FIFO and a file name with a newline: each is one warning line, boxes.json is written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = write_jpeg_baseline_dicom(folder / "good.dcm", textured_image(96, 96, seed=1))
+    with_jpeg_sof_size(write_jpeg_baseline_dicom(folder / "huge.dcm", textured_image(96, 96, seed=2)), 60000, 60000)
+    overwrite_middle(write_jpeg_baseline_dicom(folder / "corrupt.dcm", textured_image(256, 256, seed=3)))
+    png = folder / "png.dcm"
+    png.write_bytes(cv2.imencode(".png", textured_image(40, 40))[1].tobytes())
+    newline = folder / "two\nlines.dcm"
+    newline.write_bytes(b"not a DICOM")
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)
+    result = _run("infer", folder, fifo, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--device", "cpu",
+                  "--allow-failures")
+    assert result.exit_code == 0, result.output
+    lines = _stderr(result).strip().splitlines()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 5 and not any(line.startswith("lines.dcm") for line in lines), lines
+    by_name = {name: next(w for w in warnings if name in w) for name in ("huge", "corrupt", "png.dcm", "two\\nlines", "pipe")}
+    assert "JPEG frame: image size 60000x60000 (3600.0 megapixels) exceeds the limit" in by_name["huge"]
+    assert "corrupt or undecodable JPEG data" in by_name["corrupt"]
+    assert "a PNG file, not a DICOM" in by_name["png.dcm"]
+    assert f"warning: {str(folder)}/two\\nlines.dcm: not a DICOM file" in by_name["two\\nlines"]
+    assert "a FIFO (named pipe), not a regular file: refused" in by_name["pipe"]
+    assert "predicted 1 image(s)" in result.stdout
+    document = json.loads((tmp_path / "boxes.json").read_text())
+    assert [entry.get("error") is None for entry in document["images"]].count(True) == 1
+    assert any(entry["source"] == str(good) for entry in document["images"])
+
+
+def test_infer_max_megapixels_is_an_option(tmp_path, checkpoint):
+    image = write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(96, 96, seed=1))
+    small = _run("infer", image, image.parent / "b.png", "--checkpoint", checkpoint, "--out", tmp_path / "b.json",
+                 "--device", "cpu", "--max-megapixels", "0.005")
+    assert small.exit_code == 2
+    assert "image size 96x96 (0.0 megapixels) exceeds the limit of 0.005 megapixels" in _stderr(small)
+    bad = _run("infer", image, "--checkpoint", checkpoint, "--out", tmp_path / "b.json", "--max-megapixels", "-1")
+    assert bad.exit_code == 2 and _stderr(bad).strip() == "error: --max-megapixels: -1.0 must be a positive number of megapixels"

@@ -25,9 +25,14 @@ exists, else the original file (DICOM / PNG / JPEG via data_prep.images.read_any
 and letterboxed here; optional CLAHE on the uint8 grey pixels; the augmentation
 (detect.data.transforms) on image + boxes together; conversion to float [3, S, S]. Without
 augmentation this is detect.data.preprocess.prepare_image, the step inference uses.
+
+A file that cannot be read raises its reader's DetectError; with `skip_unreadable` (training)
+the item is a BadFile instead, and `collate_detection` leaves it out of the batch and lists it
+in `DetectionBatch.skipped`, so the loop can record it (RUN_DIR/bad_files.csv) and go on.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -39,11 +44,11 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from data_prep.cache import load_cached_image
-from data_prep.errors import DataFormatError, ImageReadError
+from data_prep.errors import DataFormatError, DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize, letterbox_scale, scale_boxes
 from data_prep.images import read_any_image
 from data_prep.manifest import PreparedDataset
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, DicomHeader, ImageRecord
+from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, DicomHeader, ImageRecord
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, content_size, pixels_to_tensor
 from detect.data.transforms import build_eval_transforms, build_train_transforms
@@ -92,7 +97,9 @@ class ManifestDataset(Dataset):
     - `clahe`: a Clahe, True for Clahe() with default settings, or None/False.
     - `loader` / `cache_loader`: how originals / cached PNGs are read (defaults:
       data_prep.images.read_any_image, data_prep.cache.load_cached_image); injectable for tests.
-    A file that cannot be read raises the DetectError of its reader, naming the file.
+    A file that cannot be read raises the DetectError of its reader, naming the file; with
+    `skip_unreadable` the item is a BadFile (path, reason) instead, which `collate_detection`
+    moves out of the batch into `DetectionBatch.skipped`.
     """
 
     def __init__(
@@ -105,6 +112,7 @@ class ManifestDataset(Dataset):
         clahe: Clahe | bool | None = None,
         loader: ImageLoader | None = None,
         cache_loader: CacheLoader | None = None,
+        skip_unreadable: bool = False,
     ) -> None:
         if image_size_px <= 0:
             raise ValueError(f"image_size_px must be positive, got {image_size_px}")
@@ -114,6 +122,7 @@ class ManifestDataset(Dataset):
         self.clahe: Clahe | None = Clahe() if clahe is True else (clahe or None)
         self.loader: ImageLoader = loader or read_any_image
         self.cache_loader: CacheLoader = cache_loader or load_cached_image
+        self.skip_unreadable = skip_unreadable
         n = len(self.records)
         self._roots = [Path(r) for r in _per_record(data_root, n, "data_root")]
         self._caches = _per_record(cache, n, "cache")
@@ -152,9 +161,15 @@ class ManifestDataset(Dataset):
         resized, scale = letterbox_resize(pixels, size)
         return resized, scale, (int(pixels.shape[0]), int(pixels.shape[1]))
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]] | BadFile:
         record, size = self.records[index], self.image_size_px
-        pixels, scale, (height, width) = self.letterboxed_pixels(index)
+        try:
+            pixels, scale, (height, width) = self.letterboxed_pixels(index)
+        except DetectError as exc:
+            if not self.skip_unreadable:
+                raise
+            return BadFile(path=getattr(exc, "path", None) or str(self.image_path(index)),
+                           reason=getattr(exc, "reason", None) or str(exc))
         if self.clahe is not None:
             pixels = self.clahe(pixels, content_hw=content_size(height, width, size))
         image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0))
@@ -180,28 +195,56 @@ class ManifestDataset(Dataset):
         return pixels_to_tensor(image), target
 
 
-def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]]]) -> tuple[list[Tensor], list[dict[str, Tensor]]]:
-    """[(image, target), ...] -> ([image, ...], [target, ...]): detection models take lists."""
-    images = [image for image, _ in batch]
-    targets = [target for _, target in batch]
-    return images, targets
+class DetectionBatch(tuple):
+    """A collated batch: unpacks as (images, targets), the lists detection models take, and
+    carries `skipped`, the BadFiles of the samples that could not be read (left out of it).
+
+    A tuple subclass so that `for images, targets in loader` keeps working; `pin_memory` and
+    `__reduce__` keep `skipped` through DataLoader's pinning thread and worker processes.
+    """
+
+    skipped: tuple[BadFile, ...]
+
+    def __new__(cls, images: list[Tensor], targets: list[dict[str, Tensor]],
+                skipped: Sequence[BadFile] = ()) -> "DetectionBatch":
+        batch = super().__new__(cls, (images, targets))
+        batch.skipped = tuple(skipped)
+        return batch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return DetectionBatch, (self[0], self[1], self.skipped)
+
+    def pin_memory(self) -> "DetectionBatch":
+        targets = [{k: v.pin_memory() if isinstance(v, Tensor) else v for k, v in t.items()} for t in self[1]]
+        return DetectionBatch([image.pin_memory() for image in self[0]], targets, self.skipped)
+
+
+def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]] | BadFile]) -> DetectionBatch:
+    """[(image, target) or BadFile, ...] -> DetectionBatch(images, targets, skipped)."""
+    samples = [item for item in batch if not isinstance(item, BadFile)]
+    skipped = [item for item in batch if isinstance(item, BadFile)]
+    return DetectionBatch([image for image, _ in samples], [target for _, target in samples], skipped)
 
 
 # ---------------------------------------------------------------------------------- building
 
 
-def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config) -> dict[str, ManifestDataset]:
+def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
+                   skip_unreadable: bool = False) -> dict[str, ManifestDataset]:
     """'train' / 'val' / 'test' datasets over the records of that split of every prepared dataset
     (data_prep.manifest.PreparedDataset), in the given order; train with the training
     augmentation of cfg.data.augment, val and test without. Every split is present (maybe empty).
 
     With cfg.data.use_cache the cached PNGs at data.image_size_px are read. A record whose PNG
     is missing from an existing cache folder is one the cache could not decode: it is left out,
-    with a warning naming the files, instead of failing in the middle of an epoch.
+    with a warning naming the files, instead of failing in the middle of an epoch. Originals
+    are read with cfg.data.max_image_megapixels as the pixel limit; `skip_unreadable` is
+    handed to every ManifestDataset (training sets it: see the module docstring).
     """
     size = cfg.data.image_size_px
     aug = cfg.data.augment
     clahe = clahe_from_config(aug)
+    loader = functools.partial(read_any_image, max_pixels=cfg.data.max_image_pixels)
     datasets: dict[str, ManifestDataset] = {}
     for split in SPLITS:
         records: list[ImageRecord] = []
@@ -226,5 +269,6 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config) -> dict[str
             roots.extend([Path(source.data_root)] * len(split_records))
             caches.extend([cache] * len(split_records))
         transforms = build_train_transforms(aug) if split == "train" else build_eval_transforms()
-        datasets[split] = ManifestDataset(records, roots, size, transforms=transforms, cache=caches, clahe=clahe)
+        datasets[split] = ManifestDataset(records, roots, size, transforms=transforms, cache=caches, clahe=clahe,
+                                          loader=loader, skip_unreadable=skip_unreadable)
     return datasets

@@ -16,6 +16,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError, ImageReadError
 from data_prep.images import read_any_image
 from data_prep.records import BadFile, DicomHeader
@@ -38,36 +39,39 @@ class LoadedImage:
         return int(self.pixels.shape[1])
 
 
-def load_image(path: str | Path) -> LoadedImage:
-    """Read a DICOM, PNG or JPEG (decided by content, not name). Raises a DetectError subclass."""
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage:
+    """Read a DICOM, PNG or JPEG (decided by content, not name), refusing one over `max_pixels`
+    before decoding it. Raises a DetectError subclass."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a folder, not an image file")
-    pixels, header = read_any_image(p)
+    pixels, header = read_any_image(p, max_pixels=max_pixels)
     return LoadedImage(source=str(path), pixels=pixels, header=header)
 
 
-def load_or_fail(path: Path) -> LoadedImage | BadFile:
+def load_or_fail(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage | BadFile:
     """`load_image`, with a user error turned into a BadFile (anything else is a bug and raises)."""
     try:
-        return load_image(path)
+        return load_image(path, max_pixels=max_pixels)
     except DetectError as exc:
         reason = getattr(exc, "reason", None) or str(exc)
         return BadFile(path=str(path), reason=reason)
 
 
-def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2) -> Iterator[list[LoadedImage | BadFile]]:
+def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2, *,
+                        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Iterator[list[LoadedImage | BadFile]]:
     """Yield the files read in batches of `batch_size`, in order; the next batch is read in
-    background threads while the caller works on the current one. Unreadable files come back
-    as BadFile, in their place."""
+    background threads while the caller works on the current one. Unreadable files (and
+    files over `max_pixels`) come back as BadFile, in their place. The readers keep no shared
+    state, so the threads' verdicts are independent (data_prep.dicom)."""
     batches = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
     if not batches:
         return
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        pending = [pool.submit(load_or_fail, f) for f in batches[0]]
+        pending = [pool.submit(load_or_fail, f, max_pixels) for f in batches[0]]
         for k in range(len(batches)):
             current = pending
-            pending = [pool.submit(load_or_fail, f) for f in batches[k + 1]] if k + 1 < len(batches) else []
+            pending = [pool.submit(load_or_fail, f, max_pixels) for f in batches[k + 1]] if k + 1 < len(batches) else []
             yield [future.result() for future in current]

@@ -20,6 +20,7 @@ from typing import Iterator, Sequence
 import cv2
 import numpy as np
 
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
 from detect.data.files import LoadedImage, iter_loaded_batches
@@ -98,13 +99,15 @@ class Detector:
         point = pick_operating_point(self.loaded.operating_points, self.choice, is_dicom=image.header is not None)
         return finalize_prediction(raw, source=image.source, header=image.header, settings=self.settings, point=point)
 
-    def iter_predictions(self, files: Sequence[Path], *, batch_size: int = 8,
-                         workers: int = 2) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
+    def iter_predictions(self, files: Sequence[Path], *, batch_size: int = 8, workers: int = 2,
+                         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                         ) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
         """(what was read, its prediction or failure) for every file, in order, in batches (the
-        next batch is read in background threads while the model runs)."""
+        next batch is read in background threads while the model runs). A file over
+        `max_pixels` is a failure, found from its header before decoding."""
         if batch_size < 1:
             raise DetectError(f"batch size must be >= 1, got {batch_size}")
-        for batch in iter_loaded_batches(files, batch_size, workers):
+        for batch in iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels):
             images = [item for item in batch if isinstance(item, LoadedImage)]
             raws = iter(self.loaded.predictor.predict_raw([image.pixels for image in images]))
             for item in batch:

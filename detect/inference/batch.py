@@ -29,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from data_prep.atomic import check_writable
+from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import DetectError
 from data_prep.records import BadFile
 from detect.data.files import LoadedImage
@@ -199,7 +200,7 @@ def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
 
 def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result: InferenceResult, *,
                    batch_size: int, workers: int, progress: ProgressLog, anonymize: bool,
-                   on_image: Callable[[LoadedImage, ImagePrediction], None]) -> None:
+                   on_image: Callable[[LoadedImage, ImagePrediction], None], max_pixels: int) -> None:
     todo, keys = [], {}
     for f in shard.files:
         key = InputKey.of(f)
@@ -209,7 +210,8 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
         todo.append(f)
         keys[str(f)] = key
     pending = 0
-    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=workers):
+    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=workers,
+                                                      max_pixels=max_pixels):
         uid = item.header.sop_instance_uid if isinstance(item, LoadedImage) and item.header is not None else None
         if uid and uid in shard.scan.done_uids:
             result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
@@ -271,6 +273,7 @@ def run_inference(
     dicom_sr_dir: str | Path | None = None,
     dicom_gsps_dir: str | Path | None = None,
     anonymize: bool = False,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> InferenceResult:
     """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
     write boxes.json (+ CSV / overlays). See the module docstring.
@@ -283,8 +286,10 @@ def run_inference(
     `dicom_sr_dir` / `dicom_gsps_dir`: also write a DICOM SR / GSPS per DICOM input there
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
+    `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
     """
     check_output_targets(out_path, submission_path, overlay_dir)
+    check_max_pixels(max_pixels)
     if anonymize and submission_path is not None:
         raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()
@@ -319,7 +324,7 @@ def run_inference(
                                    every_seconds=log_every_seconds)
         try:
             _predict_shard(detector, shard, writer, result, batch_size=batch_size, workers=workers,
-                           progress=log_progress, anonymize=anonymize, on_image=each_image)
+                           progress=log_progress, anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
         finally:
             writer.close()
             log_progress.close()

@@ -8,6 +8,11 @@ A training step: forward -> dict of named losses -> sum -> non-finite loss guard
 averaged over ranks first, so every rank stops together) -> backward -> clip, with a
 non-finite gradient guard -> optimizer step -> per-step schedule.
 
+Samples that could not be read (a ManifestDataset built with skip_unreadable) arrive as the
+batch's `skipped` BadFiles: the loop and validation collect them (EpochStats.skipped,
+ValidationResult.skipped) for the trainer to record, and train on the rest of the batch; a
+batch with no readable sample (on any rank) is skipped by every rank alike.
+
 Validation predicts through detect.inference.predictor.Predictor (the component `detect eval`
 and `detect infer` use), so its boxes and probabilities are those the other two give for the
 same checkpoint and images; the metrics come from detect.evaluation.scoring.
@@ -26,7 +31,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from data_prep.errors import DetectError
-from data_prep.records import ImageRecord
+from data_prep.records import BadFile, ImageRecord
 from detect.config import Config
 from detect.devices import autocast
 from detect.evaluation.scoring import choose_operating_points, validation_metrics
@@ -52,6 +57,7 @@ class EpochStats:
     seconds: float
     global_step: int
     lr: float  # the learning rate of the epoch's last step
+    skipped: list[BadFile] = field(default_factory=list)  # unreadable samples met (this rank)
 
 
 def move_targets(targets: Sequence[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
@@ -94,6 +100,15 @@ def clip_gradients(params: list[torch.nn.Parameter], max_norm: float, *, guard: 
         )
 
 
+def batch_is_empty_on_some_rank(n_images: int, device: torch.device, info: DistInfo) -> bool:
+    """True when this batch, or the batch of any other rank, holds no readable image: then no
+    rank may take the step (DDP's gradient all-reduce would wait for the missing rank)."""
+    if not info.is_distributed:
+        return n_images == 0
+    empty = torch.tensor([1.0 if n_images == 0 else 0.0], device=device)
+    return bool(all_reduce_mean(empty).item() > 0.0)
+
+
 def train_one_epoch(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -123,10 +138,15 @@ def train_one_epoch(
     model.train()
     sums: dict[str, float] = {}
     n_images, n_done, lr = 0, 0, optimizer.param_groups[0]["lr"]
+    skipped: list[BadFile] = []
     start = time.perf_counter()
-    for step, (images, targets) in enumerate(loader):
+    for step, batch in enumerate(loader):
         if step >= n_steps:
             break
+        images, targets = batch
+        skipped.extend(getattr(batch, "skipped", ()))
+        if batch_is_empty_on_some_rank(len(images), device, info):
+            continue
         images = [image.to(device, non_blocking=True) for image in images]
         targets = move_targets(targets, device)
         with autocast(device, use_amp):
@@ -168,7 +188,7 @@ def train_one_epoch(
     bar.close()
     seconds = time.perf_counter() - start
     return EpochStats(losses={k: v / max(1, n_done) for k, v in sums.items()}, n_images=n_images,
-                      seconds=seconds, global_step=global_step, lr=lr)
+                      seconds=seconds, global_step=global_step, lr=lr, skipped=skipped)
 
 
 # -------------------------------------------------------------------------------- validation
@@ -183,6 +203,7 @@ class ValidationResult:
     operating_points: dict[str, OperatingPoint]
     records: list[ImageRecord] = field(repr=False)
     predictions: list[RawPrediction] = field(repr=False)
+    skipped: list[BadFile] = field(default_factory=list)  # val samples that could not be read
 
 
 class RecordDataset(Protocol):
@@ -202,16 +223,23 @@ def dataset_of(loader: DataLoader) -> RecordDataset:
     return dataset
 
 
-def predict_loader(predictor: Predictor, loader: DataLoader) -> tuple[list[ImageRecord], list[RawPrediction]]:
+def predict_loader(predictor: Predictor, loader: DataLoader,
+                   skipped: list[BadFile] | None = None) -> tuple[list[ImageRecord], list[RawPrediction]]:
     """Every batch of `loader` through `predictor` -> (records, RawPredictions in ORIGINAL pixels).
 
     The loader's samples are letterboxed as `predictor.prepare` would make them (the cache holds
     the same pixels), so only their scale and original size are needed to map them back.
+    Unreadable samples (the batches' `skipped`) have no prediction; they are appended to `skipped`.
     """
     dataset = dataset_of(loader)
     records: list[ImageRecord] = []
     predictions: list[RawPrediction] = []
-    for images, targets in loader:
+    for batch in loader:
+        images, targets = batch
+        if skipped is not None:
+            skipped.extend(getattr(batch, "skipped", ()))
+        if not images:
+            continue
         inputs = [
             ModelInput(tensor=image, scale=float(target["scale"]),
                        height_px=int(target["orig_size"][0]), width_px=int(target["orig_size"][1]))
@@ -248,6 +276,8 @@ def mean_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device, 
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(0)
             for images, targets in loader:
+                if not images:  # every sample unreadable: validation's predict_loader recorded them
+                    continue
                 with autocast(device, amp):
                     losses = model([i.to(device) for i in images], move_targets(targets, device))
                 for name, value in losses.items():
@@ -268,10 +298,12 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     parts). The model is left in eval mode."""
     dataset = dataset_of(loader)
     predictor = Predictor(model, dataset.image_size_px, device, amp=amp)
-    records, predictions = predict_loader(predictor, loader)
+    skipped: list[BadFile] = []
+    records, predictions = predict_loader(predictor, loader, skipped)
     points = choose_operating_points(records, predictions, f"val at epoch {epoch}")
     metrics = validation_metrics(records, predictions, points, settings)
     if with_loss:
         metrics.update(mean_loss(model, loader, device, amp=amp))
         model.eval()
-    return ValidationResult(metrics=metrics, operating_points=points, records=records, predictions=predictions)
+    return ValidationResult(metrics=metrics, operating_points=points, records=records, predictions=predictions,
+                            skipped=skipped)

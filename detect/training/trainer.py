@@ -41,6 +41,7 @@ from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
+from data_prep.records import BadFile
 from detect.config import Config, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
@@ -50,6 +51,7 @@ from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save
 from detect.models.weights import check_weights_available
 from detect.distributed import (
     DistInfo,
+    all_gather_objects,
     barrier,
     broadcast_object,
     destroy_distributed,
@@ -61,6 +63,7 @@ from detect.training.engine import EpochStats, evaluate, train_one_epoch
 from detect.training.optim import build_optimizer, build_scheduler, is_improvement, monitor_mode
 from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config
 from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
+from detect.training.skipped_files import SkippedFiles
 
 
 @dataclass
@@ -182,6 +185,7 @@ def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> Pr
         test_fraction=cfg.data.test_fraction,
         seed=cfg.data.split_seed,
         workers=workers,
+        max_pixels=cfg.data.max_image_pixels,
     )
 
 
@@ -206,7 +210,8 @@ def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, l
                 log(format_summary(result))
             elif cfg.data.use_cache:
                 prepared = read_manifest(data_dir)
-                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers))
+                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers),
+                                    max_pixels=cfg.data.max_image_pixels)
                 if cache.n_written or cache.bad_files:
                     log(f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
                         + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else ""))
@@ -289,7 +294,7 @@ class Loaders:
 
 def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo,
                    log: Callable[[str], None]) -> Loaders:
-    datasets = build_datasets(prepare_data(data_dirs, cfg, info, log), cfg)
+    datasets = build_datasets(prepare_data(data_dirs, cfg, info, log), cfg, skip_unreadable=True)
     train_dataset, val_dataset = datasets.get("train"), datasets.get("val")
     if train_dataset is None or len(train_dataset) == 0:
         raise ConfigError(f"the train split of {', '.join(map(str, data_dirs))} is empty")
@@ -360,6 +365,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     ddp_model = wrap_model(model, device, info)
 
     writer = RunWriter(run_dir, cfg, resume_state, log) if info.is_main else None
+    skipped_files = SkippedFiles(run_dir, resume=resume_state is not None) if info.is_main else None
     _log_start(cfg, device, info, loaders, progress, run_dir, log)
     extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
@@ -371,18 +377,22 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                                     tensorboard=writer.tensorboard if writer else None)
             progress.global_step, progress.epoch = stats.global_step, epoch + 1
             total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
+            skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
 
             metrics: dict[str, float] = {}
             improved = False
             if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
-                metrics, points = _main_then_share(
+                metrics, points, val_skipped = _main_then_share(
                     info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
+                skipped += val_skipped
                 improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
                 monitored = metrics.get(train_cfg.monitor)
                 if isinstance(scheduler, ReduceLROnPlateau) and monitored is not None and math.isfinite(monitored):
                     scheduler.step(monitored)
 
+            if skipped_files is not None:
+                skipped_files.add(skipped, log)
             if writer is not None:  # this order keeps the run folder consistent (detect.training.run_folder)
                 writer.write_epoch(epoch + 1, stats, metrics)
                 save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
@@ -429,12 +439,12 @@ def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int
 
 
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int) -> tuple[dict[str, float], dict[str, dict[str, Any]]]:
+             epoch: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
     """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
-    {dataset: operating point as a dict}: what the checkpoint stores)."""
+    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files)."""
     result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss")
     metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
-    return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}
+    return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}, result.skipped
 
 
 def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:

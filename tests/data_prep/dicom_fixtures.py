@@ -8,11 +8,13 @@ fields) through data_prep.synth's writer, so tests read exactly what the synthet
 from __future__ import annotations
 
 from pathlib import Path
+import struct
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, get_frame
 from pydicom.uid import (
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -159,4 +161,27 @@ def write_jpeg_baseline_dicom(
         for name, value in tags.items():
             setattr(ds, name, value)
         ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def with_jpeg_sof_size(path: Path, height: int, width: int, **tags: Any) -> Path:
+    """Rewrite a JPEG Baseline file's SOF to claim height x width (the data stays as it was),
+    and set `tags` (e.g. Rows=60000, Columns=60000): issue 10's hostile headers."""
+    ds = pydicom.dcmread(path)
+    frame = bytearray(get_frame(ds.PixelData, 0, number_of_frames=1))
+    sof = frame.find(b"\xff\xc0")
+    frame[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    ds.PixelData = encapsulate([bytes(frame)])
+    for name, value in tags.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+    return Path(path)
+
+
+def overwrite_middle(path: Path, n_bytes: int = 64) -> Path:
+    """Overwrite `n_bytes` in the middle of the file with 0, 1, 2, ... (issue 10's corrupt JPEG)."""
+    data = bytearray(Path(path).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + n_bytes] = bytes(range(n_bytes))
+    Path(path).write_bytes(bytes(data))
     return Path(path)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -35,7 +38,9 @@ from data_prep.errors import DicomReadError
 from data_prep.records import BadFile, DicomHeader
 from tests.data_prep.dicom_fixtures import (
     make_dataset,
+    overwrite_middle,
     textured_image,
+    with_jpeg_sof_size,
     write_dicom,
     write_jpeg_baseline_dicom,
 )
@@ -130,7 +135,7 @@ def test_jpeg_frame_without_end_of_image_marker_is_truncated(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(DicomReadError) as excinfo:
         read_dicom(path)
-    _assert_one_line_error(excinfo, path, "truncated JPEG frame")
+    _assert_one_line_error(excinfo, path, "truncated JPEG", "no end-of-image marker FF D9")
 
 
 def test_jpeg_is_complete():
@@ -462,15 +467,15 @@ def test_undecodable_jpeg_frame(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     with pytest.raises(DicomReadError) as excinfo:
         read_dicom(path)
-    _assert_one_line_error(excinfo, path, "undecodable JPEG Baseline frame")
+    _assert_one_line_error(excinfo, path, "corrupt JPEG frame", "marker FF DA before any frame header (SOF)")
 
 
-def test_header_only_read_does_not_touch_pixel_data(tmp_path):
-    path = _jpeg_cut_in_pixel_data(tmp_path / "cut.dcm")
-    header = read_dicom_header(path)  # the header is intact; only the pixels are cut off
-    assert (header.rows, header.columns) == (64, 64)
-    with pytest.raises(DicomReadError, match="truncated"):
-        read_dicom(path)
+@pytest.mark.parametrize("make", [_jpeg_cut_in_pixel_data, _native_cut_in_pixel_data], ids=["jpeg", "native"])
+def test_header_read_proves_the_pixel_data_complete(tmp_path, make):
+    path = make(tmp_path / "cut.dcm")
+    with pytest.raises(DicomReadError) as excinfo:
+        read_dicom_header(path)  # the header itself is intact; the pixel data is not
+    _assert_one_line_error(excinfo, path, "truncated file")
     with pytest.raises(DicomReadError, match="truncated file"):
         read_dicom_header(_cut_inside_a_header_value(tmp_path / "cut_header.dcm"))
 
@@ -619,3 +624,189 @@ def test_the_header_carries_the_identity_a_derived_object_copies(tmp_path):
     assert (identity.window_center, identity.window_width, identity.frame_of_reference_uid) == (128.0, 256.0, None)
     bare = read_dicom_header(write_dicom(tmp_path / "b.dcm", textured_image(8, 8))).identity
     assert (bare.study_instance_uid, bare.patient_name, bare.window_center) == ("", "", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts under threads: truncation is proven from the file itself (issue 10, item 0)
+
+
+STRESS_ROUNDS = 60
+
+
+def test_concurrent_reads_give_every_file_its_own_verdict(tmp_path):
+    """Many threads read a mix of cut and complete files, many rounds: every verdict is right.
+
+    Truncation used to be detected by recording pydicom's warnings, which is process-global:
+    one thread's 'End of file reached' landed in another thread's record, so complete files
+    were rejected (and cut ones accepted) at random, about 5% of reads in a pool of 8.
+    """
+    complete = {
+        "rsna_jpeg": write_jpeg_baseline_dicom(tmp_path / "rsna.dcm", textured_image(96, 80, seed=1)),
+        "mono1_jpeg": write_jpeg_baseline_dicom(tmp_path / "m1.dcm", textured_image(64, 64, seed=2), photometric="MONOCHROME1"),
+        "12bit": write_dicom(tmp_path / "12.dcm", textured_image(80, 64, seed=3, bits=12), bits_stored=12),
+        "16bit_mono1": write_dicom(tmp_path / "16.dcm", textured_image(64, 48, seed=4, bits=16), photometric="MONOCHROME1"),
+    }
+    cut = {
+        "cut_jpeg": _jpeg_cut_in_pixel_data(tmp_path / "cut_jpeg.dcm"),
+        "cut_native": _native_cut_in_pixel_data(tmp_path / "cut_native.dcm"),
+    }
+    expected = {path: read_dicom(path)[0] for path in complete.values()}
+    jobs = [*complete.values(), *cut.values()] * 4
+    wrong: list[str] = []
+
+    def verdict(path: Path) -> None:
+        try:
+            pixels, _ = read_dicom(path)
+        except DicomReadError as exc:
+            if path not in cut.values() or f"{path}: truncated file" not in str(exc):
+                wrong.append(f"{path.name}: {exc}")
+            return
+        if path in cut.values() or not np.array_equal(pixels, expected[path]):
+            wrong.append(f"{path.name}: accepted")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(STRESS_ROUNDS):
+            list(pool.map(verdict, jobs))
+    assert wrong == [], f"{len(wrong)} wrong verdicts of {STRESS_ROUNDS * len(jobs)}, e.g. {wrong[:3]}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixel limits and consistency, checked before any decoder runs (issue 10, items 1 and 9)
+
+
+def test_huge_sof_under_a_huge_header_is_refused_before_decoding(tmp_path, monkeypatch):
+    path = write_jpeg_baseline_dicom(tmp_path / "huge.dcm", textured_image(64, 64))
+    with_jpeg_sof_size(path, 60000, 60000, Rows=60000, Columns=60000)  # issue 10's reproduction
+    monkeypatch.setattr(dicom_module, "decode_jpeg", lambda *a, **k: pytest.fail("decoder called"))
+    monkeypatch.setattr(dicom_module, "_decode_with_pydicom", lambda *a, **k: pytest.fail("decoder called"))
+    for read in (read_dicom, read_dicom_header):
+        with pytest.raises(DicomReadError) as excinfo:
+            read(path)
+        _assert_one_line_error(
+            excinfo, path, "image size 60000x60000 (3600.0 megapixels) exceeds the limit of 100 megapixels",
+            "--max-megapixels",
+        )
+
+
+def test_huge_sof_under_a_normal_header_is_refused_by_the_header_scan_too(tmp_path):
+    path = with_jpeg_sof_size(write_jpeg_baseline_dicom(tmp_path / "sof.dcm", textured_image(64, 64)), 30000, 30000)
+    for read in (read_dicom, read_dicom_header):
+        with pytest.raises(DicomReadError) as excinfo:
+            read(path)
+        _assert_one_line_error(excinfo, path, "JPEG frame: image size 30000x30000 (900.0 megapixels) exceeds the limit")
+    headers, bad = scan_dicom_headers([path])
+    assert headers == [] and "exceeds the limit" in bad[0].reason
+
+
+def test_pixel_limit_is_a_keyword_of_the_readers(tmp_path):
+    path = write_jpeg_baseline_dicom(tmp_path / "rsna.dcm", textured_image(64, 48))
+    with pytest.raises(DicomReadError, match=r"image size 64x48 \(0.0 megapixels\) exceeds the limit of 0.001 megapixels"):
+        read_dicom(path, max_pixels=1000)
+    assert read_dicom(path, max_pixels=64 * 48)[0].shape == (64, 48)
+    assert scan_dicom_headers([path], max_pixels=1000)[1][0].reason.startswith("image size 64x48")
+
+
+def _edit_jpeg(path: Path, **tags: object) -> Path:
+    write_jpeg_baseline_dicom(path, textured_image(64, 64, seed=5))
+    ds = pydicom.dcmread(path)
+    for name, value in tags.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _edit_native(path: Path, cut_pixel_bytes: int = 0, **tags: object) -> Path:
+    ds = make_dataset(textured_image(32, 32, seed=6, bits=12), bits_stored=12)
+    if cut_pixel_bytes:
+        ds.PixelData = ds.PixelData[:-cut_pixel_bytes]
+    for name, value in tags.items():
+        setattr(ds, name, value)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (lambda p: _edit_jpeg(p, Rows=128), ["JPEG frame is 64x64 but the header says 128x64"]),
+        (lambda p: _edit_jpeg(p, Columns=32), ["JPEG frame is 64x64 but the header says 64x32"]),
+        (lambda p: _edit_jpeg(p, BitsAllocated=16, BitsStored=16), ["JPEG frame has 8-bit samples but BitsAllocated is 16"]),
+        (lambda p: _edit_jpeg(p, BitsStored=12), ["BitsStored 12 is not within 1..BitsAllocated (8)"]),
+        (lambda p: _edit_native(p, BitsStored=17), ["BitsStored 17 is not within 1..BitsAllocated (16)"]),
+        (lambda p: _edit_native(p, BitsAllocated=12), ["BitsAllocated 12 is not 1 or a multiple of 8"]),
+        (lambda p: _edit_native(p, HighBit=16), ["HighBit 16 is not within 0..BitsAllocated-1 (15)"]),
+        (lambda p: _edit_native(p, PixelRepresentation=5), ["PixelRepresentation 5 is not 0 (unsigned) or 1"]),
+        (lambda p: _edit_native(p, cut_pixel_bytes=1000), ["PixelData holds 1048 bytes", "needs 2048"]),
+        (lambda p: _edit_native(p, Rows=64), ["PixelData holds 2048 bytes", "64x32 x 1 sample(s) x 16 bits needs 4096"]),
+        (lambda p: _edit_native(p, SamplesPerPixel=3), ["PixelData holds 2048 bytes", "needs 6144"]),
+    ],
+    ids=["rows", "columns", "bits_allocated_jpeg", "bits_stored_jpeg", "bits_stored", "bits_allocated", "high_bit",
+         "pixel_representation", "short_frame", "rows_native", "samples_per_pixel"],
+)
+def test_inconsistent_pixel_description_is_one_line_before_decoding(tmp_path, make, fragments):
+    path = make(tmp_path / "bad.dcm")
+    for read in (read_dicom, read_dicom_header):
+        with pytest.raises(DicomReadError) as excinfo:
+            read(path)
+        _assert_one_line_error(excinfo, path, *fragments)
+        assert "broadcast" not in str(excinfo.value)
+
+
+def test_photometric_interpretation_missing_is_one_line(tmp_path):
+    path = _edit_jpeg(tmp_path / "nophot.dcm")
+    ds = pydicom.dcmread(path)
+    del ds.PhotometricInterpretation
+    ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(DicomReadError) as excinfo:
+        read_dicom(path)
+    _assert_one_line_error(excinfo, path, "required tag PhotometricInterpretation (0028,0004) is absent")
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrupt entropy-coded data, mislabelled files, FIFOs (issue 10, items 2 and 8)
+
+
+def test_jpeg_with_corrupt_entropy_coded_data_is_refused(tmp_path):
+    path = write_jpeg_baseline_dicom(tmp_path / "corrupt.dcm", textured_image(256, 256, seed=7))
+    overwrite_middle(path)  # issue 10's reproduction: 64 bytes overwritten mid-file
+    read_dicom_header(path)  # every header is intact: only decoding can find this
+    with pytest.raises(DicomReadError) as excinfo:
+        read_dicom(path)
+    _assert_one_line_error(excinfo, path, "JPEG Baseline frame: corrupt or undecodable JPEG data: Corrupt JPEG data")
+
+
+@pytest.mark.parametrize(
+    "content, kind",
+    [
+        (cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes(), "a PNG file"),
+        (cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))[1].tobytes(), "a JPEG file"),
+    ],
+    ids=["png", "jpeg"],
+)
+def test_image_named_dcm_is_reported_as_what_it_is(tmp_path, content, kind):
+    path = tmp_path / "scan.dcm"
+    path.write_bytes(content)
+    with pytest.raises(DicomReadError) as excinfo:
+        read_dicom(path)
+    _assert_one_line_error(excinfo, path, f"{kind}, not a DICOM (no 'DICM' marker at byte 128)")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs POSIX FIFOs")
+def test_fifo_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.dcm"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: outcome.extend(_raised(read_dicom, fifo)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert not reader.is_alive(), "read_dicom blocked on a FIFO"
+    assert isinstance(outcome[0], DicomReadError)
+    assert "a FIFO (named pipe), not a regular file: refused" in str(outcome[0])
+
+
+def _raised(read, path) -> list[BaseException]:
+    try:
+        read(path)
+    except BaseException as exc:  # noqa: BLE001 - the test inspects whatever came out
+        return [exc]
+    return []

@@ -73,7 +73,7 @@ def test_kermany_junk_and_empty_files(tmp_path):
     junk.write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(200))
     with pytest.raises(ImageReadError) as excinfo:
         read_image(junk)
-    _assert_image_error(excinfo, junk, "undecodable image", "not a PNG/JPEG image")
+    _assert_image_error(excinfo, junk, "unknown content, not a PNG/JPEG image")
 
     empty = tmp_path / "empty.jpeg"
     empty.write_bytes(b"")
@@ -99,7 +99,7 @@ def test_truncated_jpeg_and_png(tmp_path):
     png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
     with pytest.raises(ImageReadError) as excinfo:
         read_image(png)
-    _assert_image_error(excinfo, png, "undecodable image", "a PNG")
+    _assert_image_error(excinfo, png, "undecodable PNG", "truncated or corrupt")
 
 
 def test_is_dicom_file(tmp_path):
@@ -132,5 +132,5 @@ def test_read_any_image_dispatches(tmp_path):
         read_any_image(fake)
     junk = tmp_path / "junk.jpeg"
     junk.write_text("not an image")
-    with pytest.raises(ImageReadError, match="undecodable image"):
+    with pytest.raises(ImageReadError, match="not a PNG/JPEG image"):
         read_any_image(junk)

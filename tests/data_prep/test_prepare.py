@@ -15,6 +15,7 @@ from data_prep.prepare import detect_dataset_kind, format_summary, prepare_datas
 from data_prep.records import RSNA_CLASSES
 from data_prep.splits import patients_in_several_splits
 from data_prep.synth import synth_kermany, synth_rsna
+from tests.data_prep.dicom_fixtures import with_jpeg_sof_size
 from tests.data_prep.test_kermany import EXPECTED_IDS, build_kermany
 from tests.data_prep.test_rsna import CLASS_HEADER, LABEL_HEADER, write_rsna_folder
 
@@ -160,17 +161,19 @@ def test_prepare_twice_is_byte_identical(rsna_root, tmp_path):
 
 
 def test_cache_is_built_reused_and_drops_undecodable_images(rsna_root):
-    # p03's header is intact but its JPEG frame is destroyed: only decoding finds out.
+    # p03's headers (DICOM and JPEG) are intact but 64 bytes in the middle of its entropy-coded
+    # data are overwritten (issue 10's reproduction): only a strict decode finds out.
     path = rsna_root / "stage_2_train_images" / "p03.dcm"
     data = bytearray(path.read_bytes())
-    soi = data.find(b"\xff\xd8\xff")
-    data[soi : soi + 200] = b"\0" * 200
+    middle = (data.find(b"\xff\xda") + data.rfind(b"\xff\xd9")) // 2
+    data[middle : middle + 64] = bytes(range(64))
     path.write_bytes(bytes(data))
 
     first = prepare_dataset(rsna_root, cache=True, image_size_px=32, workers=2)
     assert first.cache is not None
     assert (first.cache.n_images, first.cache.n_written, first.cache.n_skipped) == (20, 19, 0)
     assert [b.path for b in first.cache.bad_files] == ["stage_2_train_images/p03.dcm"]
+    assert "corrupt or undecodable JPEG data" in first.cache.bad_files[0].reason
     assert "p03" not in {r.image_id for r in first.records} and first.counts["images"] == 19
     assert "stage_2_train_images/p03.dcm" in {b.path for b in first.bad_files}
     prepared = read_manifest(rsna_root)
@@ -286,3 +289,41 @@ def test_non_square_pixel_spacing_survives_prepare(tmp_path):
     by_id = {r.image_id: r for r in read_manifest(root).records}
     assert by_id["wide"].pixel_spacing_mm == (0.139, 0.143)
     assert by_id["square"].pixel_spacing_mm == (0.168, 0.168)
+
+
+def test_header_scan_proves_pixel_data_complete_and_within_limits(rsna_root):
+    """Issue 10, items 1 and 5: without --cache, prepare reads headers only, and still reports
+    a DICOM cut inside its pixel data, a SOF claiming 60000 x 60000 and a 60000 x 60000 header."""
+    images = rsna_root / "stage_2_train_images"
+    cut = images / "p01.dcm"
+    cut.write_bytes(cut.read_bytes()[:-300])
+    with_jpeg_sof_size(images / "p02.dcm", 60000, 60000)
+    with_jpeg_sof_size(images / "p04.dcm", 60000, 60000, Rows=60000, Columns=60000)
+    result = prepare_dataset(rsna_root, workers=1)
+    reasons = {b.path: b.reason for b in result.bad_files}
+    assert reasons["stage_2_train_images/p01.dcm"].startswith("truncated file (")
+    assert reasons["stage_2_train_images/p02.dcm"].startswith("JPEG frame: image size 60000x60000")
+    assert reasons["stage_2_train_images/p04.dcm"].startswith("image size 60000x60000 (3600.0 megapixels) exceeds")
+    assert result.counts["images"] == 17 and result.counts["image_size_px"]["height_max"] < 60000
+
+
+def test_max_megapixels_on_the_command_line(rsna_root, tmp_path):
+    runner = CliRunner()
+    small = runner.invoke(app, ["prepare", str(rsna_root), "--out", str(tmp_path / "o"), "--workers", "1",
+                                "--max-megapixels", "0.0001"])
+    assert small.exit_code == 0, small.output
+    assert "exceeds the limit of 0.0001 megapixels" in small.output
+    assert "  0 images, 0 patients" in small.output and "bad files (skipped): 22" in small.output
+    bad = runner.invoke(app, ["prepare", str(rsna_root), "--max-megapixels", "0"])
+    assert bad.exit_code == 2 and bad.output.strip() == "error: --max-megapixels: 0.0 must be a positive number of megapixels"
+    with pytest.raises(ConfigError, match="max pixels: 0 must be a positive number of pixels"):
+        prepare_dataset(rsna_root, max_pixels=0)
+
+
+def test_bad_file_names_print_on_one_line(rsna_root):
+    strange = rsna_root / "stage_2_train_images" / "p03.dcm"
+    strange.write_bytes(b"not a DICOM")
+    result = prepare_dataset(rsna_root, workers=1)
+    result.bad_files[0] = type(result.bad_files[0])(path="two\nlines.dcm", reason="bad\rreason")
+    text = format_summary(result)
+    assert "    two\\nlines.dcm: bad\\rreason" in text.splitlines()

@@ -206,3 +206,12 @@ def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path):
     # what it prints is the config itself: it reads back to the same Config
     assert config_from_dict(yaml.safe_load(text)) == load_config(DEMO, ["train.lr=0.05"])
     assert format_config(load_config(DEMO, ["train.lr=0.05"])) == text
+
+
+def test_max_image_megapixels_is_the_readers_pixel_limit():
+    from detect.config import config_from_dict
+
+    assert config_from_dict({}, []).data.max_image_pixels == 100_000_000
+    assert config_from_dict({}, ["data.max_image_megapixels=2.5"]).data.max_image_pixels == 2_500_000
+    with pytest.raises(ConfigError, match=r"data.max_image_megapixels.*must be > 0, got 0"):
+        config_from_dict({}, ["data.max_image_megapixels=0"])

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from data_prep.errors import DataFormatError, ImageReadError
 from data_prep.geometry import letterbox_resize
 from data_prep.manifest import PreparedDataset
-from data_prep.records import ImageRecord
+from data_prep.records import BadFile, ImageRecord
 from detect.config import AugmentConfig, Config, DataConfig
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.preprocess import Clahe, prepare_image
@@ -239,3 +239,21 @@ def test_build_datasets_reads_the_cache_and_leaves_out_what_it_could_not_decode(
     train = datasets["train"]
     assert [r.image_id for r in train.records] == ["r0", "r1"]
     assert torch.all(train[1][0] == 9 / 255)
+
+
+def test_unreadable_samples_are_skipped_and_listed_in_the_batch(data_root):
+    """skip_unreadable (training): a missing or corrupt file is a BadFile item, left out of the
+    collated batch and listed in its `skipped`, through worker processes and pinning alike."""
+    missing = rsna_record(image_id="gone")
+    dataset = ManifestDataset([rsna_record(), missing, kermany_record()], data_root, SIZE_PX, skip_unreadable=True)
+    assert dataset[1] == BadFile(path=str(data_root / missing.path), reason="cannot open: No such file or directory")
+    with pytest.raises(ImageReadError, match="cannot open"):
+        ManifestDataset([missing], data_root, SIZE_PX)[0]  # the default: the reader's error
+
+    batch = next(iter(DataLoader(dataset, batch_size=3, collate_fn=collate_detection, num_workers=1)))
+    images, targets = batch
+    assert [int(t["image_index"]) for t in targets] == [0, 2] and len(images) == 2
+    assert batch.skipped == (dataset[1],)
+    assert pickle.loads(pickle.dumps(batch)).skipped == batch.skipped
+    empty = collate_detection([dataset[1]])
+    assert empty == ([], []) and empty.skipped == (dataset[1],)

@@ -274,3 +274,34 @@ def test_rsna_and_kermany_train_together(rsna_dir, kermany_dir, tmp_path):
 def test_monitoring_map_on_kermany_only_is_a_config_error(kermany_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"'train\.monitor' is 'val_map50' but the val split has no box-labelled"):
         run_training(tiny_config(), [kermany_dir], out_dir=tmp_path / "run", log=SILENT)
+
+
+# --------------------------------------------------------------------------- unreadable files
+
+
+def test_unreadable_files_are_skipped_recorded_and_training_goes_on(tmp_path):
+    """Issue 10, item 5: a file that fails when training decodes it (corrupt JPEG data passes
+    the header scan; a file removed after prepare) is skipped, listed in RUN_DIR/bad_files.csv
+    with its reason, and the epoch goes on."""
+    from tests.data_prep.dicom_fixtures import overwrite_middle
+
+    data = make_rsna(tmp_path / "rsna", n_images=10)
+    prepared = read_manifest(data)
+    train_record = next(r for r in prepared.records if r.split == "train")
+    val_record = next(r for r in prepared.records if r.split == "val")
+    overwrite_middle(prepared.image_path(train_record))
+    prepared.image_path(val_record).unlink()
+    lines: list[str] = []
+    cfg = tiny_config("train.epochs=1", "train.max_steps_per_epoch=0", "data.balance_classes=false")
+    result = run_training(cfg, [data], out_dir=tmp_path / "run", log=lines.append)
+    assert result.epochs_run == 1 and result.global_step > 0
+    rows = _csv_rows(result.run_dir / "bad_files.csv")
+    reasons = {row["path"]: row["reason"] for row in rows}
+    assert set(reasons) == {str(prepared.image_path(train_record)), str(prepared.image_path(val_record))}
+    assert "corrupt or undecodable JPEG data" in reasons[str(prepared.image_path(train_record))]
+    assert "cannot open" in reasons[str(prepared.image_path(val_record))]
+    assert sum(line.startswith("warning: skipped unreadable ") for line in lines) == 2
+
+    resumed = run_training(None, [], out_dir=tmp_path / "run", resume=True, overrides=["train.epochs=2"], log=SILENT)
+    assert resumed.epochs_run == 1
+    assert len(_csv_rows(result.run_dir / "bad_files.csv")) == 2  # kept on resume, each file once

@@ -1,0 +1,106 @@
+"""data_prep.codestreams: sizes from stream headers before decoding, the limit, strict JPEG decoding."""
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+import simplejpeg
+
+import data_prep.codestreams as codestreams
+from data_prep.codestreams import (
+    FrameSize,
+    StreamError,
+    decode_jpeg,
+    j2k_frame_size,
+    jpeg_frame_size,
+    megapixels_to_pixels,
+    pixel_limit_problem,
+    png_size,
+)
+from data_prep.errors import ConfigError
+from tests.data_prep.dicom_fixtures import textured_image
+
+
+def _jpeg(height: int = 48, width: int = 64, channels: int = 1) -> bytes:
+    image = textured_image(height, width, seed=1)
+    if channels == 3:
+        image = np.dstack([image, image // 2, 255 - image])
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+def _with_sof(data: bytes, height: int, width: int) -> bytes:
+    out = bytearray(data)
+    sof = out.find(b"\xff\xc0")
+    out[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(out)
+
+
+def test_jpeg_frame_size_reads_the_sof_and_stops_at_missing_bytes():
+    data = _jpeg(48, 64)
+    assert jpeg_frame_size(data) == FrameSize(height=48, width=64, components=1, bits=8)
+    assert jpeg_frame_size(_jpeg(20, 30, channels=3)).components == 3
+    assert jpeg_frame_size(data[: data.find(b"\xff\xc0") + 4]) is None  # cut inside the SOF
+    with pytest.raises(StreamError, match="not a JPEG stream"):
+        jpeg_frame_size(b"\x89PNG....")
+    with pytest.raises(StreamError, match="marker FF DA before any frame header"):
+        jpeg_frame_size(b"\xff\xd8\xff\xda\x00\x08")
+    with pytest.raises(StreamError, match="claims 0x64"):
+        jpeg_frame_size(_with_sof(data, 0, 64))  # height 0: 'defined later by a DNL marker'
+
+
+def test_pixel_limit_problem_names_size_limit_and_fix():
+    assert pixel_limit_problem(10_000, 10_000, 100_000_000) is None
+    assert pixel_limit_problem(10_001, 10_000, 100_000_000) == (
+        "image size 10001x10000 (100.0 megapixels) exceeds the limit of 100 megapixels "
+        "(raise it with --max-megapixels or data.max_image_megapixels)"
+    )
+
+
+def test_megapixels_to_pixels():
+    assert megapixels_to_pixels(100) == 100_000_000 and megapixels_to_pixels(0.0001) == 100
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="--max-megapixels"):
+            megapixels_to_pixels(bad)
+
+
+def test_decode_jpeg_refuses_a_huge_sof_before_the_decoder_runs(monkeypatch):
+    monkeypatch.setattr(simplejpeg, "decode_jpeg", lambda *a, **k: pytest.fail("the decoder was called"))
+    with pytest.raises(StreamError, match=r"image size 60000x60000 \(3600.0 megapixels\) exceeds the limit"):
+        decode_jpeg(_with_sof(_jpeg(), 60000, 60000))
+
+
+def test_decode_jpeg_is_strict_about_corrupt_entropy_coded_data():
+    data = bytearray(_jpeg(256, 256))
+    middle = (data.find(b"\xff\xda") + data.rfind(b"\xff\xd9")) // 2
+    data[middle : middle + 64] = bytes(range(64))
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_UNCHANGED) is not None  # OpenCV: "fine"
+    with pytest.raises(StreamError, match="corrupt or undecodable JPEG data: Corrupt JPEG data") as excinfo:
+        decode_jpeg(bytes(data))
+    message = str(excinfo.value)
+    assert "\n" not in message and message.count("Corrupt JPEG data") == 1  # libjpeg's message, once
+
+
+def test_decode_jpeg_grey_and_colour_match_opencv():
+    grey = _jpeg(40, 50)
+    np.testing.assert_array_equal(decode_jpeg(grey), cv2.imdecode(np.frombuffer(grey, np.uint8), cv2.IMREAD_UNCHANGED))
+    colour = _jpeg(40, 50, channels=3)
+    decoded = decode_jpeg(colour)
+    assert decoded.shape == (40, 50, 3)
+    assert np.abs(decoded.astype(int) - cv2.imdecode(np.frombuffer(colour, np.uint8), cv2.IMREAD_COLOR)).max() <= 1
+    with pytest.raises(StreamError, match="truncated JPEG"):
+        decode_jpeg(grey[:-100])
+
+
+def test_png_and_j2k_sizes_from_their_headers():
+    png = cv2.imencode(".png", textured_image(30, 70))[1].tobytes()
+    assert png_size(png) == FrameSize(height=30, width=70, components=1, bits=8)
+    assert png_size(png[:20]) is None and png_size(b"junk") is None
+    # A hand-built JPEG 2000 codestream header: SOC, SIZ with Xsiz=300, Ysiz=200, one 12-bit component.
+    siz = struct.pack(">HHIIIIIIIIH", 41, 0, 300, 200, 0, 0, 300, 200, 0, 0, 1) + bytes([11, 1, 1])
+    assert j2k_frame_size(b"\xff\x4f\xff\x51" + siz) == FrameSize(height=200, width=300, components=1, bits=12)
+    assert j2k_frame_size(b"\xff\x4f\xff\x51" + siz[:10]) is None
+    with pytest.raises(StreamError, match="claims 0x300"):
+        j2k_frame_size(b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIIIH", 41, 0, 300, 0, 0, 0, 1, 1, 0, 0, 1) + b"\x07\x01\x01")
+    assert codestreams.DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
