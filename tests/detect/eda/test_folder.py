@@ -23,9 +23,9 @@ def count_decodes(monkeypatch):
     calls = Counter()
     original = data_prep.cache.read_any_image
 
-    def counting(path):
+    def counting(path, **kwargs):
         calls[str(path)] += 1
-        return original(path)
+        return original(path, **kwargs)
 
     monkeypatch.setattr(data_prep.cache, "read_any_image", counting)
     return calls
