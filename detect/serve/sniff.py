@@ -18,16 +18,15 @@ import warnings
 import pydicom
 
 from data_prep.errors import DetectError
+from data_prep.images import SNIFF_BYTES, sniff_image_kind
 
 KINDS: tuple[str, ...] = ("dicom", "png", "jpeg")
 SUFFIX_BY_KIND = {"dicom": ".dcm", "png": ".png", "jpeg": ".jpg"}
 
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _DICM_OFFSET = 128
 _PIXEL_DATA_TAG_LE = b"\xe0\x7f\x10\x00"
 # The groups a DICOM dataset without preamble starts with: file meta (0002) or identifying (0008).
-_RAW_DICOM_GROUPS = (b"\x02\x00", b"\x08\x00")
 # JPEG start-of-frame markers (SOF0..SOF15 without DHT C4, JPG C8, DAC CC): they carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset(range(0xD0, 0xD9)) | {0x01}
@@ -47,29 +46,13 @@ class BadUpload(UploadError):
     status = 422
 
 
-def _looks_like_raw_dicom(data: bytes) -> bool:
-    """A dataset without the 128-byte preamble: a plausible first element of group 0002/0008,
-    explicit VR (two capital letters) or implicit VR (a length that fits in the file)."""
-    if len(data) < 8 or data[:2] not in _RAW_DICOM_GROUPS:
-        return False
-    vr = data[4:6]
-    if vr.isalpha() and vr.isupper():
-        return True
-    length = int.from_bytes(data[4:8], "little")
-    return length <= len(data) - 8
-
-
 def sniff_kind(data: bytes) -> str:
-    """The upload's kind from its first bytes; UnsupportedUpload for anything else."""
-    if len(data) >= _DICM_OFFSET + 4 and data[_DICM_OFFSET : _DICM_OFFSET + 4] == b"DICM":
-        return "dicom"
-    if data.startswith(_PNG_MAGIC):
-        return "png"
-    if data.startswith(_JPEG_MAGIC):
-        return "jpeg"
-    if _looks_like_raw_dicom(data):
-        return "dicom"
-    raise UnsupportedUpload(f"unsupported upload ({len(data)} bytes): not a DICOM, PNG or JPEG file by its content")
+    """The upload's kind from its first bytes (data_prep.images.sniff_image_kind, the rule
+    `detect infer` finds files by); UnsupportedUpload for anything else."""
+    kind = sniff_image_kind(data[:SNIFF_BYTES])
+    if kind is None:
+        raise UnsupportedUpload(f"unsupported upload ({len(data)} bytes): not a DICOM, PNG or JPEG file by its content")
+    return kind
 
 
 def _png_size(data: bytes) -> tuple[int, int, int]:
