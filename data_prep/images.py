@@ -114,8 +114,6 @@ def _to_gray_uint8(path: str | Path, image: np.ndarray) -> np.ndarray:
 
 
 SNIFF_BYTES = 132  # the DICOM preamble (128) and the DICM marker (4)
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JPEG_SIGNATURE = b"\xff\xd8\xff"
 # Groups a DICOM dataset without the 128-byte preamble starts with: file meta (0002, in files
 # that keep it), identifying (0008), or patient (0010) when 0008 is absent. PACS exports often
 # drop the preamble and the extension both.
@@ -123,17 +121,17 @@ RAW_DICOM_FIRST_GROUPS: tuple[int, ...] = (0x0002, 0x0008, 0x0010)
 RAW_DICOM_MAX_FIRST_LENGTH = 1024  # the first element (a UID, a date, a type) is short
 
 
+# data_prep.inputs.content_kind's names of the formats detect reads as images
+_IMAGE_KINDS: dict[str, str] = {"a DICOM file": "dicom", "a PNG file": "png", "a JPEG file": "jpeg"}
+
+
 def sniff_image_kind(head: bytes) -> str | None:
-    """'dicom', 'png' or 'jpeg' when the first bytes of a file look like one, else None."""
-    if head[128:132] == b"DICM":
+    """'dicom', 'png' or 'jpeg' when the first bytes of a file look like one, else None
+    (the magic bytes of data_prep.inputs, plus a DICOM dataset without its preamble)."""
+    kind = _IMAGE_KINDS.get(content_kind(head) or "")
+    if kind is None and looks_like_raw_dicom(head):
         return "dicom"
-    if head.startswith(PNG_SIGNATURE):
-        return "png"
-    if head.startswith(JPEG_SIGNATURE):
-        return "jpeg"
-    if looks_like_raw_dicom(head):
-        return "dicom"
-    return None
+    return kind
 
 
 def looks_like_raw_dicom(head: bytes) -> bool:
