@@ -107,9 +107,13 @@ class Detector:
         `max_pixels` is a failure, found from its header before decoding."""
         if batch_size < 1:
             raise DetectError(f"batch size must be >= 1, got {batch_size}")
-        for batch in iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels):
+        predictor = self.loaded.predictor
+        # decoded for the model's input size, as the cache and the training loader decode them
+        for batch in iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels,
+                                         target_size_px=predictor.image_size_px):
             images = [item for item in batch if isinstance(item, LoadedImage)]
-            raws = iter(self.loaded.predictor.predict_raw([image.pixels for image in images]))
+            raws = iter(predictor.predict_raw([image.pixels for image in images],
+                                              [image.decoded_from_hw for image in images]))
             for item in batch:
                 if isinstance(item, BadFile):
                     yield item, ImagePrediction(source=item.path, error=item.reason)

@@ -49,10 +49,14 @@ class ModelInput:
     width_px: int
 
 
-def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None) -> ModelInput:
-    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample)."""
-    tensor, scale = prepare_image(pixels, image_size_px, clahe)
-    return ModelInput(tensor=tensor, scale=scale, height_px=int(pixels.shape[0]), width_px=int(pixels.shape[1]))
+def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None,
+                  original_hw: tuple[int, int] | None = None) -> ModelInput:
+    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample).
+    `original_hw`: the file's size when `pixels` were decoded smaller for this input size
+    (detect.data.files.load_image's target_size_px); predictions then map back to it."""
+    tensor, scale = prepare_image(pixels, image_size_px, clahe, original_hw)
+    height, width = original_hw if original_hw is not None else pixels.shape[:2]
+    return ModelInput(tensor=tensor, scale=scale, height_px=int(height), width_px=int(width))
 
 
 def _to_numpy(value: Tensor, columns: int | None = None) -> np.ndarray:
@@ -121,8 +125,8 @@ class Predictor:
         self.tta_iou_thresh = tta_iou_thresh
         self.amp = amp
 
-    def prepare(self, pixels: np.ndarray) -> ModelInput:
-        return prepare_input(pixels, self.image_size_px, self.clahe)
+    def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> ModelInput:
+        return prepare_input(pixels, self.image_size_px, self.clahe, original_hw)
 
     @torch.inference_mode()
     def forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
@@ -146,10 +150,13 @@ class Predictor:
             for i, item in enumerate(inputs)
         ]
 
-    def predict_raw(self, images: Sequence[np.ndarray]) -> list[RawPrediction]:
-        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA."""
-        inputs = [self.prepare(pixels) for pixels in images]
-        flipped = [self.prepare(np.ascontiguousarray(p[:, ::-1])) for p in images] if self.tta else None
+    def predict_raw(self, images: Sequence[np.ndarray],
+                    original_hws: Sequence[tuple[int, int] | None] | None = None) -> list[RawPrediction]:
+        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
+        `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
+        sizes = list(original_hws) if original_hws is not None else [None] * len(images)
+        inputs = [self.prepare(pixels, hw) for pixels, hw in zip(images, sizes)]
+        flipped = [self.prepare(np.ascontiguousarray(p[:, ::-1]), hw) for p, hw in zip(images, sizes)] if self.tta else None
         return self.predict_inputs(inputs, flipped)
 
 
