@@ -4,7 +4,8 @@
 
 Each PNG is uint8 [size_px, size_px]: the image scaled by size_px / max(height, width) and
 placed top-left on black (data_prep.geometry.letterbox_resize), so a box maps to the cache by
-`boxes_xyxy * scale` alone. Training then reads small PNGs instead of decoding a 1024x1024
+`boxes_xyxy * scale` alone. JPEG data is decoded at a reduced DCT scale when size_px allows
+(data_prep.images.read_any_image_sized), as every other reader of a known size decodes it. Training then reads small PNGs instead of decoding a 1024x1024
 JPEG-in-DICOM every epoch.
 
 Building is idempotent: a PNG that already exists and is complete (right signature, right

@@ -37,7 +37,14 @@ and equal to it within 1 grey level (IDCT rounding differences); it also needs n
 decoder plugin. Everything else (JPEG Lossless/Extended, JPEG-LS, JPEG 2000, RLE,
 uncompressed implicit/explicit VR little/big endian, deflated) is decoded by pydicom's
 ``pixel_array``, which needs pylibjpeg (+ -libjpeg, -openjpeg) or gdcm for the compressed
-syntaxes.
+syntaxes. With ``target_size_px`` (the letterbox size the caller resizes to) the JPEG Baseline
+frame is decoded at the largest 1/2, 1/4 or 1/8 DCT scale that still covers the letterbox
+(data_prep.codestreams, which states the bound against a full decode + area resize); the
+header keeps the file's own Rows x Columns, which boxes refer to.
+
+The header is parsed by data_prep.dicom_header when the file has the plain layout of every
+RSNA file (Part 10, explicit VR little endian, no sequences or undefined lengths): the same
+Dataset pydicom builds, about three times cheaper. Any other file is parsed by pydicom.
 
 Before any decoder runs (``_open_checked``, shared by `read_dicom` and `read_dicom_header`):
 the file must be a regular file; the pixel data must lie complete inside it, proven from the

@@ -17,6 +17,12 @@ OpenCV's other decoders (TIFF, WebP, ...) would not allow. JPEG is decoded stric
 (data_prep.codestreams.decode_jpeg: corrupt data is an error, not a garbled image); PNG by
 OpenCV (libpng checks every chunk's CRC). Anything else, an empty or cut-off file, a FIFO or
 a folder raises ImageReadError(path, reason) with a one-line reason.
+
+`read_any_image_sized(path, target_size_px)` is the reader of every path that knows the model's
+input size (the cache, the training loader, detect eval / infer): JPEG data (a JPEG file, a
+DICOM's JPEG Baseline frame) is decoded at the largest 1/2, 1/4 or 1/8 DCT scale that still
+covers the letterbox, and the result carries the file's own size (`SizedImage.original_hw`)
+for data_prep.geometry.letterbox_resize and for mapping predictions back.
 """
 from __future__ import annotations
 
