@@ -1,13 +1,13 @@
 """Decoding benchmark: read_dicom against the bare JPEG decoders and pydicom, the reduced DCT
 decode, the header scan, and `detect prepare --cache` before and after, in one process.
 
-    python benchmarks/bench_decode.py [--images 48] [--size 1024] [--jpeg-quality 95 92]
+    python benchmarks/bench_decode.py [--images 48] [--size 1024] [--jpeg-quality 95 87]
                                       [--dir DIR] [--repeats 3] [--prepare-images 48]
 
 Files: DIR's *.dcm files when it has some (a real `stage_2_train_images/` for instance), else
 synthetic RSNA DICOMs (data_prep.synth.synth_rsna: JPEG Baseline 8-bit MONOCHROME2, one frame)
-written for each `--jpeg-quality`: 95 is what `detect synth` writes (~200-300 KB at 1024 px),
-92 gives files of the real RSNA size (~130-150 KB). Every table says which.
+written for each `--jpeg-quality`: 95 is what `detect synth` writes (~330 KB at 1024 px),
+87 gives files of the real RSNA size (~130-150 KB). Every table says which.
 
 Tables, each method timed over the same files, the methods taking turns within each round;
 the best round is reported (wall time; CPU time beside it, which is what the wall time would
@@ -290,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=48, help="files per table (default 48)")
     parser.add_argument("--size", type=int, default=1024, help="synthetic image side in pixels (default 1024)")
-    parser.add_argument("--jpeg-quality", type=int, nargs="+", default=[95, 92],
-                        help="synthetic sets to write: 95 = `detect synth`'s files, 92 = real RSNA size (default both)")
+    parser.add_argument("--jpeg-quality", type=int, nargs="+", default=[95, 87],
+                        help="synthetic sets to write: 95 = `detect synth`'s files, 87 = real RSNA size (default both)")
     parser.add_argument("--dir", type=Path, default=None, help="an RSNA folder (or *.dcm files) to use instead")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per method, best reported (default 3)")
     args = parser.parse_args(argv)
