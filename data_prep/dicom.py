@@ -558,7 +558,7 @@ _J2K_SYNTAXES = frozenset({
 })
 
 
-def _codestream_problem(header: DicomHeader, head: bytes, max_pixels: int) -> str | None:
+def _codestream_problem(header: DicomHeader, head: bytes | memoryview, max_pixels: int) -> str | None:
     """Why the first frame's codestream header (its first bytes, `head`) disagrees with the
     DICOM header or exceeds the pixel limit; None when it agrees or cannot be read from `head`.
 
@@ -571,6 +571,7 @@ def _codestream_problem(header: DicomHeader, head: bytes, max_pixels: int) -> st
         name, parse = "JPEG", jpeg_frame_size
     elif syntax in _J2K_SYNTAXES:
         name, parse = "JPEG 2000", j2k_frame_size
+        head = bytes(head)  # it searches the head for its codestream (a JP2 box may come first)
     else:
         return None
     try:
@@ -668,7 +669,7 @@ def _check_pixel_data(
         if value is not None:
             offset, length = layout.fragments[1]
             start = offset - layout.value_offset
-            head = value[start : start + min(length, 65536)]
+            head = memoryview(value)[start : start + min(length, 65536)]  # a view: no 64 KB copy
         else:
             head = read_first_fragment_head(handle, layout)
         problem = _codestream_problem(header, head, max_pixels)
