@@ -30,7 +30,10 @@ the decoded pixels: the two differ by rounding and by the quantisation noise tha
 decode adds and averaging removes. Measured bound (tests/data_prep/test_codestreams.py,
 benchmarks/bench_decode.py), reduced decode + INTER_AREA against full decode + INTER_AREA to
 the same size: at most REDUCED_DECODE_MAX_ABS_DIFF grey levels on any pixel, mean under
-REDUCED_DECODE_MEAN_ABS_DIFF, on synthetic radiographs and noise-free gradients.
+REDUCED_DECODE_MEAN_ABS_DIFF, on synthetic radiographs and noise-free gradients. Content with
+hard steps and pixel-level noise (a test texture, text burnt into an image) can differ more at
+those steps: a step inside a d x d block is averaged by the reduced decode, which a full
+decode resolves to the pixel (up to half the step's height there).
 
 Every problem is a StreamError (a ValueError) with a one-line reason; the readers turn it into
 their own DataFormatError naming the file.
