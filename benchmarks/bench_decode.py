@@ -55,7 +55,6 @@ from pydicom.encaps import get_frame  # noqa: E402
 import data_prep.cache as cache_module  # noqa: E402
 import data_prep.dicom as dicom_module  # noqa: E402
 from data_prep.atomic import write_bytes_atomic  # noqa: E402
-from data_prep.codestreams import decode_jpeg  # noqa: E402
 from data_prep.dicom import read_dicom, scan_dicom_headers  # noqa: E402
 from data_prep.errors import DetectError  # noqa: E402
 from data_prep.geometry import letterbox_resize  # noqa: E402
