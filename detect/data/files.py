@@ -63,10 +63,13 @@ def load_or_fail(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Load
         return BadFile(path=str(path), reason=reason)
 
 
-def default_read_workers(cpu_count: int | None = None) -> int:
-    """Reader threads for `detect infer` / `detect eval`: one core is left to the thread that runs
-    the model, at most 8 (a 1024 px JPEG DICOM takes ~5 ms to read, so 8 threads feed ~1,500
-    images/s, more than one GPU predicts), at least 1."""
+def default_read_workers(device_type: str = "cuda", cpu_count: int | None = None) -> int:
+    """Reader threads for `detect infer` when the user does not say. For a GPU: one per core but
+    one (left to the thread that drives the model), at most 8: a 1024 px JPEG DICOM takes ~5 ms
+    to read, so 8 threads feed ~1,500 images/s, more than one GPU predicts. For the CPU: 1, as
+    the CPU model takes ~100x longer per image than its read, and the cores are the model's."""
+    if device_type != "cuda":
+        return 1
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     return max(1, min(8, cores - 1))
 

@@ -16,7 +16,10 @@ after checking that the checkpoint and the settings are those of the stopped run
 Reading overlaps predicting: `workers` threads read (decode) the next batches while the model
 runs on the current one (detect.data.files.iter_loaded_batches, a bounded read-ahead); the
 outputs keep the input order. The run logs how much of its wall time was spent waiting for
-reads (`PipelineTimes`): near 0 means the model is the bottleneck, as it should be.
+reads (`PipelineTimes`): near 0 means the model is the bottleneck, as it should be. On the CPU,
+torch's intra-op threads are set to the cores the readers leave (`cpu_torch_threads`), unless
+OMP_NUM_THREADS says otherwise: oversubscribed cores make every parallel region wait for its
+slowest thread (benchmarks/bench_infer_pipeline.py measures both settings).
 
 Several processes: under `torchrun`, each rank predicts every world_size-th file of the sorted
 listing into its own part; rank 0 merges all parts into one boxes.json and one submission
@@ -24,7 +27,9 @@ once every rank has finished. The decision rules are detect.inference.thresholds
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +90,7 @@ class InferenceResult:
     warnings: list[str] = field(default_factory=list)
     rank: int = 0
     workers: int = 0  # reader threads used
+    torch_threads: int = 0  # torch's intra-op threads while predicting
     wall_s: float = 0.0  # predicting this rank's files (reading, model, writing the part)
     times: PipelineTimes = field(default_factory=PipelineTimes)
 
@@ -94,7 +100,7 @@ class InferenceResult:
         rate = self.times.n_images / max(self.wall_s, 1e-9)
         return (f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
                 f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
-                f"({self.workers} reader thread(s), --workers)")
+                f"({self.workers} reader thread(s), --workers; torch threads {self.torch_threads})")
 
     def summary(self) -> str:
         """One line for the terminal: counts and the files written (this process's counts)."""
@@ -207,6 +213,27 @@ def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: b
     return _Shard(files, part, scan), writer
 
 
+def cpu_torch_threads(workers: int, cpu_count: int | None = None) -> int:
+    """torch's intra-op threads for CPU inference beside `workers` reader threads: the cores left."""
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, cores - workers)
+
+
+@contextlib.contextmanager
+def _torch_threads_for(device: torch.device, workers: int):
+    """On the CPU, torch's intra-op threads = the cores the readers leave, for this run only
+    (restored after); untouched on a GPU or when the user set OMP_NUM_THREADS."""
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cpu_torch_threads(workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
     result.n_predicted += 1
     result.n_pneumonia += int(bool(prediction.pneumonia))
@@ -305,8 +332,9 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
-    `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers,
-    one per core but one, at most 8; 0: read in the predicting thread, no overlap).
+    `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
+    on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
+    overlap). On the CPU torch's threads are the cores the readers leave (see the module docstring).
     """
     check_output_targets(out_path, submission_path, overlay_dir)
     check_max_pixels(max_pixels)
@@ -328,7 +356,7 @@ def run_inference(
                                     run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
         result = InferenceResult(out_path=None, part_paths=[shard.part], n_inputs=len(listing.files),
                                  problems=list(listing.problems), rank=info.rank,
-                                 workers=default_read_workers() if workers is None else workers)
+                                 workers=default_read_workers(torch_device.type) if workers is None else workers)
         names = overlay_names(listing.files) if overlay_dir is not None else {}
         root = Path(overlay_dir) if overlay_dir is not None else None
         result.overlay_dir = root
@@ -346,7 +374,10 @@ def run_inference(
         log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,
                                    every_seconds=log_every_seconds)
         try:
-            _predict_shard(detector, shard, writer, result, batch_size=batch_size, progress=log_progress, anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
+            with _torch_threads_for(torch_device, result.workers):
+                result.torch_threads = torch.get_num_threads()
+                _predict_shard(detector, shard, writer, result, batch_size=batch_size, progress=log_progress,
+                               anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
         finally:
             writer.close()
             log_progress.close()

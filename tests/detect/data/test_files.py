@@ -90,6 +90,7 @@ def test_bad_reader_settings_are_refused(tmp_path, workers, prefetch, message):
         next(iter_loaded_batches([tmp_path / "a.png"], 1, workers, prefetch_batches=prefetch))
 
 
-@pytest.mark.parametrize(("cores", "expected"), [(1, 1), (2, 1), (4, 3), (16, 8), (64, 8)])
-def test_default_read_workers_leaves_a_core_to_the_model(cores, expected):
-    assert default_read_workers(cores) == expected
+@pytest.mark.parametrize(("device", "cores", "expected"), [("cuda", 1, 1), ("cuda", 2, 1), ("cuda", 4, 3), ("cuda", 16, 8),
+                                                           ("cuda", 64, 8), ("cpu", 2, 1), ("cpu", 16, 1)])
+def test_default_read_workers_leaves_the_cores_to_the_model(device, cores, expected):
+    assert default_read_workers(device, cores) == expected
