@@ -23,7 +23,7 @@ def test_benchmark_script_starts(script):
 def _smoke(script: str, tmp_path: Path, *extra: str) -> str:
     env = {**os.environ, "OUT": str(tmp_path)}
     result = subprocess.run([sys.executable, str(HERE / script), "--smoke", *extra], capture_output=True, text=True,
-                            timeout=300, env=env, cwd=tmp_path)
+                            timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
