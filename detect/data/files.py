@@ -15,7 +15,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Deque, Iterator, Sequence
+from typing import Any, Callable, Deque, Iterator, Sequence
 
 import numpy as np
 
@@ -75,30 +75,33 @@ def default_read_workers(device_type: str = "cuda", cpu_count: int | None = None
 
 
 def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2, *,
-                        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                        prefetch_batches: int = 2) -> Iterator[list[LoadedImage | BadFile]]:
+                        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, prefetch_batches: int = 2,
+                        read: Callable[[Path, int], Any] | None = None) -> Iterator[list[Any]]:
     """Yield the files read in batches of `batch_size`, in order; up to `prefetch_batches`
     batches beyond the one handed out are read ahead by `workers` background threads while the
     caller works (a bounded read-ahead: at most (prefetch_batches + 1) x batch_size images held).
     `workers=0` reads each batch in the calling thread when it is asked for: no overlap, the
     serial baseline. Unreadable files (and files over `max_pixels`) come back as BadFile, in
     their place. Threads suffice: the JPEG decoder (simplejpeg) and OpenCV release the GIL,
-    and the readers keep no shared state, so the threads' verdicts are independent (data_prep.dicom)."""
+    and the readers keep no shared state, so the threads' verdicts are independent (data_prep.dicom).
+    `read(path, max_pixels)`: the work done per file in the threads, `load_or_fail` by default
+    (the predictor passes one that also letterboxes the image: detect.inference.api)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if prefetch_batches < 1:
         raise ValueError(f"prefetch_batches must be >= 1, got {prefetch_batches}")
     batches = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
+    read = read if read is not None else load_or_fail
     if workers == 0:
         for batch in batches:
-            yield [load_or_fail(f, max_pixels) for f in batch]
+            yield [read(f, max_pixels) for f in batch]
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="detect-read")
     window: Deque[list[Future]] = deque()
     try:
         for k in range(len(batches)):
             while len(window) <= prefetch_batches and k + len(window) < len(batches):
-                window.append([pool.submit(load_or_fail, f, max_pixels) for f in batches[k + len(window)]])
+                window.append([pool.submit(read, f, max_pixels) for f in batches[k + len(window)]])
             yield [future.result() for future in window.popleft()]
     finally:
         # A caller that stops early (an error, a closed generator) does not wait for the read-ahead.

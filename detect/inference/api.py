@@ -24,9 +24,9 @@ import numpy as np
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
-from detect.data.files import LoadedImage, iter_loaded_batches
+from detect.data.files import LoadedImage, iter_loaded_batches, load_or_fail
 from detect.inference.postprocess import postprocess_prediction
-from detect.inference.predictor import LoadedModel, load_predictor
+from detect.inference.predictor import LoadedModel, ModelInput, load_predictor
 from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.outputs.boxes_json import prediction_to_json, validate_entry
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings, RawPrediction, box_outcome
@@ -37,8 +37,9 @@ ARRAY_SOURCE = "<array>"
 @dataclass
 class PipelineTimes:
     """Where the predicting thread's time went in `Detector.iter_predictions` (seconds): blocked on
-    the readers for the next batch, or in the predictor (letterbox + model + map back). What the
-    caller does with each result (writing it) is neither; its wall time minus both is that."""
+    the readers for the next batch (they read and letterbox), or in the predictor (model + map
+    back to original pixels). What the caller does with each result (writing it) is neither; its
+    wall time minus both is that."""
 
     waiting_for_reads_s: float = 0.0
     predicting_s: float = 0.0
@@ -120,30 +121,35 @@ class Detector:
                          max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, times: PipelineTimes | None = None,
                          ) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
         """(what was read, its prediction or failure) for every file, in order, in batches (the
-        next batches are read by `workers` background threads while the model runs; 0: read in
-        this thread, no overlap). A file over `max_pixels` is a failure, found from its header
+        next batches are read and letterboxed by `workers` background threads while the model
+        runs; 0: in this thread, no overlap). A file over `max_pixels` is a failure, found from its header
         before decoding. `times`, when given, is filled with where this thread's time went."""
         if batch_size < 1:
             raise DetectError(f"batch size must be >= 1, got {batch_size}")
         if workers < 0:
             raise DetectError(f"workers must be >= 0 (0: read in the predicting thread), got {workers}")
         times = times if times is not None else PipelineTimes()
-        batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels)
+        predictor = self.loaded.predictor
+
+        def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | None]:
+            item = load_or_fail(path, limit)
+            return item, predictor.prepare_views(item.pixels) if isinstance(item, LoadedImage) else None
+
+        batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels, read=read_and_prepare)
         while True:
             started = time.perf_counter()
             batch = next(batches, None)
             times.waiting_for_reads_s += time.perf_counter() - started
             if batch is None:
                 return
-            images = [item for item in batch if isinstance(item, LoadedImage)]
             started = time.perf_counter()
-            raws = iter(self.loaded.predictor.predict_raw([image.pixels for image in images]))
+            raws = iter(predictor.predict_views([views for _, views in batch if views is not None]))
             times.predicting_s += time.perf_counter() - started
-            times.n_images += len(images)
-            for item in batch:
+            for item, _ in batch:
                 if isinstance(item, BadFile):
                     yield item, ImagePrediction(source=item.path, error=item.reason)
                 else:
+                    times.n_images += 1
                     yield item, self.finalize(next(raws), item)
 
     def predict_many(self, paths: Sequence[str | Path], *, batch_size: int = 8, workers: int = 2) -> Iterator[dict]:
