@@ -20,7 +20,9 @@ Three checks on the same synthetic RSNA DICOMs (1024 px, JPEG Baseline, as on Ka
              largest grey-level difference from the CPU decode
 
 Every CUDA-only step says "no CUDA device: skipped" on a machine without one; there the rest
-runs at --smoke size. Prints one table at the end; with $OUT set (or --json) writes the numbers.
+runs at --smoke size. A check that fails is a FAILED row (traceback printed) and the others
+still run; the exit status is then 1. Prints one table at the end; with $OUT set (or --json)
+writes the numbers.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,6 +216,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes per inference arm")
     parser.add_argument("--dir", default=None, help="keep the synthetic data here (default: a temporary folder)")
     parser.add_argument("--json", default=None, help="write the results here (default: $OUT/gpu_checks.json when OUT is set)")
+    parser.add_argument("--budget-s", type=float, default=360.0,
+                        help="a check that would start later than this many seconds into the run is not started "
+                             "(the whole run must fit a GPU lease of 8 minutes)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script in well under a minute")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -228,6 +234,7 @@ def main() -> None:
     print(f"gpu_checks on {name}: {args.images} synthetic 1024 px RSNA DICOMs" + (" (--smoke)" if args.smoke else ""))
     started = time.perf_counter()
     report = Report()
+    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="gpu_checks_") as tmp:
         root = Path(args.dir) if args.dir else Path(tmp)
         size_px = 128 if args.smoke else 1024  # bench_train --smoke's DICOMs
@@ -241,7 +248,16 @@ def main() -> None:
                              ("decode", lambda: check_decode(report, files, args, cuda))):
             section = time.perf_counter()
             print(f"\n[{title}]", flush=True)
-            check()
+            if section - started > args.budget_s:
+                report.rows.append(Row(title, "not run", None, None, f"past the --budget-s of {args.budget_s:.0f} s"))
+                print(f"  past the --budget-s of {args.budget_s:.0f} s: skipped", flush=True)
+                continue
+            try:
+                check()
+            except Exception as exc:  # one failed check must not cost the others' numbers on a rented GPU
+                traceback.print_exc()
+                failures.append(title)
+                report.rows.append(Row(title, "FAILED", None, None, " ".join(f"{type(exc).__name__}: {exc}".split())[:160]))
             report.details.setdefault("seconds", {})[title] = time.perf_counter() - section
     total_s = time.perf_counter() - started
     report.print_table(f"gpu_checks: {name}; {args.images} synthetic {size_px} px RSNA DICOMs; {total_s:.0f} s in all"
@@ -249,9 +265,12 @@ def main() -> None:
     out = args.json or (str(Path(os.environ["OUT"]) / "gpu_checks.json") if os.environ.get("OUT") else None)
     if out:
         document = {"device": name, "smoke": args.smoke, "seconds": total_s, "command": " ".join(sys.argv),
+                    "failed": failures,
                     "rows": [r.__dict__ for r in report.rows], "details": report.details}
         Path(out).write_text(json.dumps(document, indent=2))
         print(f"wrote {out}")
+    if failures:
+        sys.exit(f"gpu_checks: {', '.join(failures)} failed (traceback above)")
 
 
 if __name__ == "__main__":
