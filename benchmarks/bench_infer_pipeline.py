@@ -11,7 +11,8 @@ weights), then runs `run_inference` (what `detect infer` runs) over the folder i
 once per arm:
 
     serial              workers=0: each batch decoded in the predicting thread, then the model
-                        (no overlap), torch's intra-op threads = all cores
+                        (no overlap), torch's intra-op threads = all cores (and = cores - readers,
+                        to compare with the default arm at equal torch threads)
     overlap, all cores  N reader threads decode the next batches while the model runs, torch
                         still on all cores (readers and model oversubscribe the cores)
     overlap (default)   the same with torch's threads = cores - readers: what `detect infer`
@@ -99,9 +100,13 @@ def run_arm(arm: Arm, folder: Path, checkpoint: Path, out_dir: Path, batch_size:
 
 
 def arms_for(cores: int, workers: int) -> list[Arm]:
-    arms = [Arm("serial (decode, then model)", 0, cores), Arm("overlap, torch on all cores", workers, cores)]
-    if cpu_torch_threads(workers, cores) != cores:
-        arms.append(Arm("overlap, torch on cores - readers (default)", workers, cpu_torch_threads(workers, cores)))
+    fewer = cpu_torch_threads(workers, cores)
+    arms = [Arm("serial (decode, then model)", 0, cores)]
+    if fewer != cores:  # the overlap alone, at the default arm's torch threads
+        arms.append(Arm("serial, torch on cores - readers", 0, fewer))
+    arms.append(Arm("overlap, torch on all cores", workers, cores))
+    if fewer != cores:
+        arms.append(Arm("overlap, torch on cores - readers (default)", workers, fewer))
     return arms
 
 
