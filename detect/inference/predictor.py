@@ -10,6 +10,8 @@ Every path from an image to a prediction goes through `Predictor`: validation du
     to_raw_prediction(outputs, input)     boxes / scale, clipped to the original image, empty
                                           boxes dropped -> RawPrediction
     Predictor.predict_inputs(...)         the above for a batch, flip TTA views merged
+    Predictor.prepare_views(pixels)       the ModelInput(s) of an image (+ its flip with TTA): what
+                                          `detect infer`'s reader threads make ahead of the model
     Predictor.predict_raw(images)         from original uint8 images (what infer and eval call)
 
 Post-processing (gating, score threshold, shrinking) comes after, per image, with the operating
@@ -150,14 +152,24 @@ class Predictor:
             for i, item in enumerate(inputs)
         ]
 
+    def prepare_views(self, pixels: np.ndarray,
+                      original_hw: tuple[int, int] | None = None) -> tuple[ModelInput, ModelInput | None]:
+        """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
+        from reader threads (no state is changed), so `detect infer` letterboxes there.
+        `original_hw`: the file's size when `pixels` were decoded smaller (LoadedImage.decoded_from_hw)."""
+        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1]), original_hw) if self.tta else None
+        return self.prepare(pixels, original_hw), flipped
+
+    def predict_views(self, views: Sequence[tuple[ModelInput, ModelInput | None]]) -> list[RawPrediction]:
+        """Predict images given as their `prepare_views`."""
+        return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
+
     def predict_raw(self, images: Sequence[np.ndarray],
                     original_hws: Sequence[tuple[int, int] | None] | None = None) -> list[RawPrediction]:
         """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
         `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
         sizes = list(original_hws) if original_hws is not None else [None] * len(images)
-        inputs = [self.prepare(pixels, hw) for pixels, hw in zip(images, sizes)]
-        flipped = [self.prepare(np.ascontiguousarray(p[:, ::-1]), hw) for p, hw in zip(images, sizes)] if self.tta else None
-        return self.predict_inputs(inputs, flipped)
+        return self.predict_views([self.prepare_views(pixels, hw) for pixels, hw in zip(images, sizes)])
 
 
 # ------------------------------------------------------------------------ from a checkpoint
