@@ -325,6 +325,14 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     return key.split("."), value
 
 
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` -> (the dotted key, the value typed as YAML reads it: 0.01 a float, 8 an int,
+    true a bool, [16, 32] a list, adamw a string), as `--set` and `detect sweep --grid` take it.
+    The key itself is checked when a Config is built from it (config_from_dict)."""
+    path, value = _parse_override(text)
+    return ".".join(path), value
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists), suitable for YAML/JSON and checkpoints."""
     def convert(v: Any) -> Any:

@@ -83,6 +83,7 @@ class TrainResult:
     stopped_early: bool = False
     stopped_on_time: bool = False  # train.max_minutes ran out before train.epochs
     train_seconds: float = 0.0  # wall time of the epochs and their validation, summed over resumes
+    epochs_completed: int = 0  # epochs the run has trained in all, resumes included (epochs_run: this call's)
     rank: int = 0  # the process's rank under torchrun; only rank 0 wrote anything
     model: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -449,7 +450,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         global_step=progress.global_step,
         images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
         stopped_early=stopped_early, stopped_on_time=stopped_on_time, train_seconds=progress.train_seconds,
-        rank=info.rank, model=model,
+        epochs_completed=progress.epoch, rank=info.rank, model=model,
     )
 
 
