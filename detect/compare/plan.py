@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from data_prep.errors import ConfigError
+from data_prep.manifest import find_prepared, read_manifest
+from data_prep.prepare import detect_dataset_kind
 from detect.config import Config, config_from_dict, config_to_dict, load_config
 from detect.models.registry import MODELS, get_model_spec
 
@@ -57,16 +59,30 @@ def _has_task_key() -> bool:
     return any(f.name == "task" for f in dataclasses.fields(Config))
 
 
-def task_overrides(name: str, base: Config) -> list[str]:
+def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
+    """'rsna' / 'kermany' of each --data folder: from its manifest when prepared, else its layout."""
+    kinds = []
+    for data_dir in data_dirs:
+        kinds.append(read_manifest(data_dir).dataset if find_prepared(data_dir) is not None else detect_dataset_kind(data_dir))
+    return list(dict.fromkeys(kinds))
+
+
+def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
     """The `task` a model runs under in a comparison: detectors 'detection'; classifiers the
-    recipe's classification task, or, when the recipe says 'detection', its binary form on the
-    recipe's data ('kermany2'; RSNA data: set task: rsna2 in the recipe)."""
+    recipe's classification task, or, when the recipe says 'detection', the binary task of the
+    data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name one)."""
     if not _has_task_key():
         return []
     task = getattr(base, "task")
     if model_kind(name) == "detector":
         return ["task=detection"]
-    return [f"task={task if task != 'detection' else 'kermany2'}"]
+    if task != "detection":
+        return [f"task={task}"]
+    kinds = dataset_kinds(data_dirs)
+    if len(kinds) != 1:
+        raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
+                          "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
+    return [f"task={kinds[0]}2"]
 
 
 def comparison_task(base: Config) -> str:
@@ -81,7 +97,7 @@ class ComparePlan:
 
 
 def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_dir: str | Path, *,
-                 overrides: Sequence[str] = (), epochs: int | None = None,
+                 data_dirs: Sequence[str | Path] = (), overrides: Sequence[str] = (), epochs: int | None = None,
                  minutes_per_model: float | None = None) -> ComparePlan:
     """One ModelPlan per model; every ConfigError (an unknown key, a bad budget) before any training."""
     if epochs is not None and epochs < 1:
@@ -96,7 +112,7 @@ def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_
     plans = []
     for name in models:
         try:
-            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *task_overrides(name, base)])
+            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *task_overrides(name, base, data_dirs)])
         except ConfigError as exc:
             raise ConfigError(f"--models {name}: {exc}") from None
         plans.append(ModelPlan(name, cfg, runs / name))

@@ -155,7 +155,7 @@ def run_compare(models: Sequence[str], config: Config | str | Path | None, data_
                 log: Callable[[str], None] = print) -> CompareOutcome:
     """See the module docstring. Every argument is checked before the first model trains."""
     check_data_dirs(data_dirs)
-    plan = plan_compare(models, config, out_dir, overrides=overrides, epochs=epochs, minutes_per_model=minutes_per_model)
+    plan = plan_compare(models, config, out_dir, data_dirs=data_dirs, overrides=overrides, epochs=epochs, minutes_per_model=minutes_per_model)
     plans, task = plan.models, plan.task
     if len(plans) < 2:
         raise DetectError("--models: name at least two models to compare")
