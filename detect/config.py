@@ -27,7 +27,7 @@ import yaml
 
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
-from detect.models.classifiers import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
+from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
 from detect.models.losses import LOSSES
 from detect.models.registry import get_model_spec, is_classifier
 

@@ -5,6 +5,7 @@
 A classifier is a torchvision classification network (or `basic_cnn`, defined here) whose last
 linear layer(s) are replaced by a fresh one with K outputs for the config's `task`:
 
+(the tasks are defined in data_prep.tasks, with the records each one reads)
     task      classes (index order)                                K   labels from the sample target
     kermany2  normal, pneumonia                                    1   target['pneumonia']
     kermany3  normal, bacterial, viral (KERMANY_SUBTYPES)          3   target['subtype']
@@ -45,60 +46,18 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, ImageRecord
+from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES
+from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASK_CLASSES, TASK_TARGET_KEY, TASKS, num_outputs
 from detect.models.losses import ClassificationLoss
 
-DETECTION_TASK = "detection"
-# task -> class names in logit order; a binary task's one logit is the second class's.
-TASK_CLASSES: dict[str, tuple[str, ...]] = {
-    "kermany2": ("normal", "pneumonia"),
-    "kermany3": KERMANY_SUBTYPES,
-    "rsna2": ("not pneumonia", "pneumonia"),
-    "rsna3": RSNA_CLASSES,
-}
-CLASSIFICATION_TASKS: tuple[str, ...] = tuple(TASK_CLASSES)
-TASKS: tuple[str, ...] = (DETECTION_TASK, *CLASSIFICATION_TASKS)
-TASK_DATASET: dict[str, str] = {"kermany2": "kermany", "kermany3": "kermany", "rsna2": "rsna", "rsna3": "rsna"}
-# which sample-target key (detect.data.dataset) holds a task's label
-TASK_TARGET_KEY: dict[str, str] = {"kermany2": "pneumonia", "kermany3": "subtype", "rsna2": "pneumonia",
-                                   "rsna3": "rsna_class"}
+__all__ = ["AUX_LOSS_WEIGHT", "BasicCNN", "CLASSIFICATION_TASKS", "DETECTION_TASK", "ImageClassifier", "TASKS",
+           "basic_cnn", "build_classifier_network", "image_outputs", "num_outputs", "pneumonia_score"]
+
 # torchvision's reference recipe weighs Inception's auxiliary loss 0.4 (Szegedy et al. used 0.3).
 AUX_LOSS_WEIGHT = 0.4
 
 _OPACITY_INDEX = RSNA_CLASSES.index("Lung Opacity")
 _NORMAL_SUBTYPE_INDEX = KERMANY_SUBTYPES.index("normal")
-
-
-def num_outputs(task: str) -> int:
-    """K: 1 logit for the binary tasks, one per class for the three-class ones."""
-    n_classes = len(TASK_CLASSES[task])
-    return 1 if n_classes == 2 else n_classes
-
-
-def record_label(record: ImageRecord, task: str) -> int:
-    """The class index of `record` for `task` (the same as its sample target's TASK_TARGET_KEY), -1 if none."""
-    if task in ("kermany2", "rsna2"):
-        return int(record.target)
-    if task == "kermany3":
-        return KERMANY_SUBTYPES.index(record.subtype) if record.subtype in KERMANY_SUBTYPES else -1
-    return RSNA_CLASSES.index(record.rsna_class) if record.rsna_class in RSNA_CLASSES else -1
-
-
-def records_for_task(records: Sequence[ImageRecord], task: str) -> list[ImageRecord]:
-    """The records a task trains and evaluates on: its dataset's images (all records for detection)."""
-    if task == DETECTION_TASK:
-        return list(records)
-    return [r for r in records if r.dataset == TASK_DATASET[task] and record_label(r, task) >= 0]
-
-
-def class_counts(records: Sequence[ImageRecord], task: str) -> list[int]:
-    """Images per class of `task` (TASK_CLASSES order) among `records`."""
-    counts = [0] * len(TASK_CLASSES[task])
-    for record in records:
-        label = record_label(record, task)
-        if label >= 0:
-            counts[label] += 1
-    return counts
 
 
 # ------------------------------------------------------------------------------ basic_cnn

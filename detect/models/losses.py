@@ -2,6 +2,7 @@
 
     loss = ClassificationLoss("weighted_ce", class_weights=inverse_frequency_weights(counts))
     value = loss(logits, labels)        # logits [B, K] (K = 1: one binary logit), labels int64 [B]
+    loss = build_classification_loss(cfg.train.loss, cfg.train.focal_gamma, cfg.task, train_records)
 
 - ce: cross-entropy (binary cross-entropy on the one logit of a binary task).
 - weighted_ce: the same with a weight per class, averaged as torch's cross_entropy(weight=)
@@ -20,6 +21,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from data_prep.errors import ConfigError
+from data_prep.records import ImageRecord
+from data_prep.tasks import TASK_CLASSES, class_counts
 
 LOSSES: tuple[str, ...] = ("ce", "weighted_ce", "focal")
 
@@ -77,3 +82,18 @@ def _log_prob_of_label(logits: Tensor, labels: Tensor, binary: bool) -> Tensor:
         z = logits[:, 0]
         return torch.where(labels == 1, F.logsigmoid(z), F.logsigmoid(-z))
     return logits.log_softmax(dim=1).gather(1, labels.view(-1, 1))[:, 0]
+
+
+def build_classification_loss(kind: str, focal_gamma: float, task: str,
+                              train_records: Sequence[ImageRecord]) -> ClassificationLoss:
+    """The ClassificationLoss train.loss names; weighted_ce weighs by the inverse class frequency
+    of `train_records` (the TRAIN split), a ConfigError naming the class when one has no image."""
+    weights: tuple[float, ...] = ()
+    if kind == "weighted_ce":
+        counts = class_counts(train_records, task)
+        empty = [name for name, n in zip(TASK_CLASSES[task], counts) if n == 0]
+        if empty:
+            raise ConfigError(f"config key 'train.loss' is weighted_ce, but the train split has no '{empty[0]}' image "
+                              f"for task {task} (class counts {counts}); use ce or focal, or add such images")
+        weights = inverse_frequency_weights(counts)
+    return ClassificationLoss(kind, class_weights=weights, focal_gamma=focal_gamma)

@@ -186,7 +186,7 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
     ),
 }
 
-MODELS: dict[str, ModelSpec | ClassifierSpec] = {
+DETECTORS: dict[str, ModelSpec] = {
     "resnet50_fpn_v2": ModelSpec(
         builder=fasterrcnn_resnet50_fpn_v2,
         description="Faster R-CNN, ResNet-50 FPN v2 (torchvision's improved recipe: BatchNorm in FPN and heads, 4-conv box head)",
@@ -236,7 +236,7 @@ MODELS: dict[str, ModelSpec | ClassifierSpec] = {
         freeze_backbone=freeze_mobilenet_stages,
     ),
 }
-MODELS.update(CLASSIFIERS)
+MODELS: dict[str, ModelSpec | ClassifierSpec] = {**DETECTORS, **CLASSIFIERS}
 
 
 def get_model_spec(name: str) -> ModelSpec | ClassifierSpec:
