@@ -11,7 +11,6 @@ ran out. The run folders are OUT/runs/<model>.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +19,8 @@ from data_prep.errors import ConfigError
 from data_prep.manifest import find_prepared, read_manifest
 from data_prep.prepare import detect_dataset_kind
 from detect.config import Config, config_from_dict, config_to_dict, load_config
-from detect.models.registry import MODELS, get_model_spec
+from detect.models.classifiers import DETECTION_TASK
+from detect.models.registry import MODELS, get_model_spec, is_classifier
 
 RUNS_FOLDER = "runs"
 RESULT_FILE = "compare_result.json"  # the finished marker, written after the test evaluation
@@ -52,11 +52,7 @@ def parse_model_list(text: str) -> list[str]:
 
 def model_kind(name: str) -> str:
     """'detector' or 'classifier' (the registry's `kind`)."""
-    return getattr(get_model_spec(name), "kind", "detector")
-
-
-def _has_task_key() -> bool:
-    return any(f.name == "task" for f in dataclasses.fields(Config))
+    return get_model_spec(name).kind
 
 
 def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
@@ -71,13 +67,10 @@ def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> 
     """The `task` a model runs under in a comparison: detectors 'detection'; classifiers the
     recipe's classification task, or, when the recipe says 'detection', the binary task of the
     data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name one)."""
-    if not _has_task_key():
-        return []
-    task = getattr(base, "task")
-    if model_kind(name) == "detector":
-        return ["task=detection"]
-    if task != "detection":
-        return [f"task={task}"]
+    if not is_classifier(name):
+        return [f"task={DETECTION_TASK}"]
+    if base.task != DETECTION_TASK:
+        return [f"task={base.task}"]
     kinds = dataset_kinds(data_dirs)
     if len(kinds) != 1:
         raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
@@ -87,7 +80,7 @@ def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> 
 
 def comparison_task(base: Config) -> str:
     """The recipe's task: which class structure the comparison reports ('detection' = binary only)."""
-    return str(getattr(base, "task", "detection"))
+    return base.task
 
 
 @dataclass(frozen=True)
