@@ -4,7 +4,8 @@
                          epochs=3, minutes_per_model=None)
 
 Every model gets the recipe's data, seed, split and training settings; only `model.name`
-changes, plus what the model's kind requires (a classifier needs a classification `task`).
+changes, plus what the model's kind requires (a classifier needs a classification `task` and
+has no anchors).
 The budget is `--epochs` (train.epochs) or `--minutes-per-model` (train.max_minutes, with
 train.epochs as the upper bound): every model stops at the end of the epoch in which its time
 ran out. The run folders are OUT/runs/<model>.
@@ -63,19 +64,21 @@ def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
-    """The `task` a model runs under in a comparison: detectors 'detection'; classifiers the
-    recipe's classification task, or, when the recipe says 'detection', the binary task of the
-    data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name one)."""
+def kind_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
+    """What a model's kind needs changed in the shared recipe. The `task`: detectors 'detection';
+    classifiers the recipe's classification task, or, when the recipe says 'detection', the
+    binary task of the data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name
+    one). Classifiers also drop the recipe's anchors, which only a detector has."""
     if not is_classifier(name):
         return [f"task={DETECTION_TASK}"]
+    no_anchors = ["model.anchor_sizes_px=[]", "model.anchor_aspect_ratios=[]"]
     if base.task != DETECTION_TASK:
-        return [f"task={base.task}"]
+        return [f"task={base.task}", *no_anchors]
     kinds = dataset_kinds(data_dirs)
     if len(kinds) != 1:
         raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
                           "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
-    return [f"task={kinds[0]}2"]
+    return [f"task={kinds[0]}2", *no_anchors]
 
 
 def comparison_task(base: Config) -> str:
@@ -105,7 +108,7 @@ def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_
     plans = []
     for name in models:
         try:
-            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *task_overrides(name, base, data_dirs)])
+            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *kind_overrides(name, base, data_dirs)])
         except ConfigError as exc:
             raise ConfigError(f"--models {name}: {exc}") from None
         plans.append(ModelPlan(name, cfg, runs / name))
