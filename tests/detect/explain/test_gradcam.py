@@ -1,6 +1,6 @@
 """detect.explain.gradcam: Grad-CAM of the pneumonia score, in ORIGINAL pixels, tested by a number.
 
-The number: a classifier trained for seconds on synthetic images whose only pneumonia sign is a
+The number: basic_cnn trained for seconds on synthetic images whose only pneumonia sign is a
 bright opacity at a random place must put far more of its heat map inside the opacity's box
 than the box's share of the image (a map blind to the opacity would put about that share).
 """
@@ -16,6 +16,7 @@ from torch import nn
 
 from data_prep.errors import DetectError
 from data_prep.geometry import letterbox_content_shape
+from detect.config import config_from_dict
 from detect.data.preprocess import prepare_image
 from detect.explain.gradcam import (
     GradCamExplainer,
@@ -27,36 +28,18 @@ from detect.explain.gradcam import (
     heatmap_to_original,
     is_explainable,
 )
+from detect.models.build import build_model
+from detect.models.classifiers import ImageClassifier
 from detect.outputs.overlay import display_size
 
 SIZE_PX = 64
 
 
-class TinyClassifier(nn.Module):
-    """A test double of the classifier contract (detect.models.classifiers): a binary task,
-    three conv blocks, global average pooling, one logit."""
-
-    kind = "classifier"
-    task = "rsna2"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-        )
-        self.logit = nn.Linear(32, 1)
-
-    def task_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        features = self.features((batch - 0.5) / 0.25)
-        return self.logit(features.mean(dim=(2, 3)))
-
-    def pneumonia_score(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits[:, 0]
-
-    def cam_target_layer(self) -> nn.Module:
-        return self.features[-1]
+def basic_cnn(task: str = "rsna2", seed: int = 0) -> ImageClassifier:
+    """The registry's basic_cnn for `task` at SIZE_PX, freshly initialised (seeded)."""
+    cfg = config_from_dict({}, ["model.name=basic_cnn", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"])
+    torch.manual_seed(seed)
+    return build_model(cfg.model, cfg.data.image_size_px, task=cfg.task)
 
 
 # --------------------------------------------------------------------------- pure geometry
@@ -105,17 +88,17 @@ def test_the_overlay_is_sized_as_overlays_and_hot_where_the_map_is():
 # ---------------------------------------------------------------------------- Grad-CAM calls
 
 
-def test_cam_batch_gives_one_map_per_image_in_unit_range():
-    torch.manual_seed(0)
-    model = TinyClassifier().eval()
-    maps = cam_batch(model, torch.rand(3, 3, SIZE_PX, SIZE_PX))
+@pytest.mark.parametrize("task", ["rsna2", "kermany3"])
+def test_cam_batch_gives_one_map_per_image_in_unit_range(task):
+    model = basic_cnn(task).eval()
+    maps = cam_batch(model, torch.rand(3, 3, SIZE_PX, SIZE_PX, generator=torch.Generator().manual_seed(0)))
     assert maps.shape == (3, SIZE_PX, SIZE_PX) and maps.dtype == np.float32
     assert maps.min() >= 0.0 and maps.max() <= 1.0 + 1e-6
     assert not model.training
 
 
 def test_a_detector_is_not_explainable():
-    assert is_explainable(TinyClassifier())
+    assert is_explainable(basic_cnn())
     assert not is_explainable(nn.Conv2d(3, 3, 1))
     with pytest.raises(DetectError, match="Grad-CAM is for classifiers"):
         GradCamExplainer(nn.Conv2d(3, 3, 1), SIZE_PX, torch.device("cpu"))
@@ -153,19 +136,19 @@ def synthetic_set(seed: int, n: int):
     return images, boxes
 
 
-def train_classifier(model: nn.Module, images, boxes, *, epochs: int, seed: int = 0) -> nn.Module:
-    """A short CPU run on `task_logits` + BCE (the binary task's loss) at SIZE_PX, seeded."""
+def train_classifier(model: ImageClassifier, images, boxes, *, epochs: int, seed: int = 0) -> ImageClassifier:
+    """A short CPU run through the classifier's own training forward (its loss), seeded."""
     torch.manual_seed(seed)
-    batch = torch.stack([prepare_image(p, SIZE_PX)[0] for p in images])
-    labels = torch.tensor([float(b is not None) for b in boxes])
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    inputs = [prepare_image(p, SIZE_PX)[0] for p in images]
+    targets = [{"pneumonia": torch.tensor(int(b is not None))} for b in boxes]
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
-        for index in torch.randperm(len(batch), generator=generator).split(16):
-            loss = nn.functional.binary_cross_entropy_with_logits(model.pneumonia_score(model.task_logits(batch[index])), labels[index])
+        for index in torch.randperm(len(inputs), generator=generator).split(16):
+            losses = model([inputs[i] for i in index], [targets[i] for i in index])
             optimiser.zero_grad()
-            loss.backward()
+            sum(losses.values()).backward()
             optimiser.step()
     return model.eval()
 
@@ -173,13 +156,12 @@ def train_classifier(model: nn.Module, images, boxes, *, epochs: int, seed: int 
 @pytest.fixture(scope="module")
 def trained():
     # one thread: a model this small gains nothing from more, and on a loaded machine the
-    # threads' contention made the run ~7x slower
+    # threads' contention made the run several times slower (~20 s with one)
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        torch.manual_seed(0)
         images, boxes = synthetic_set(seed=0, n=160)
-        return train_classifier(TinyClassifier(), images, boxes, epochs=20)
+        return train_classifier(basic_cnn("rsna2"), images, boxes, epochs=8)
     finally:
         torch.set_num_threads(previous)
 
@@ -187,10 +169,10 @@ def trained():
 def test_the_heat_map_sits_on_the_opacity(trained):
     images, boxes = synthetic_set(seed=1, n=40)  # held out: other images, other places
     with torch.no_grad():
-        batch = torch.stack([prepare_image(p, SIZE_PX)[0] for p in images])
-        probabilities = torch.sigmoid(trained.pneumonia_score(trained.task_logits(batch))).numpy()
+        outputs = trained([prepare_image(p, SIZE_PX)[0] for p in images])
+    probabilities = np.array([float(o["pneumonia_prob"]) for o in outputs])
     truth = np.array([b is not None for b in boxes])
-    assert ((probabilities >= 0.5) == truth).mean() >= 0.75  # it learned the task at all (0.875-0.95 over 4 seeds)
+    assert ((probabilities >= 0.5) == truth).mean() >= 0.8  # it learned the task at all (0.95-1.0 over 3 seeds)
     explainer = GradCamExplainer(trained, SIZE_PX, torch.device("cpu"))
     positives = [(p, b) for p, b in zip(images, boxes) if b is not None]
     heatmaps = explainer.heatmaps([p for p, _ in positives])
