@@ -14,18 +14,32 @@ import pytest
 import torch
 
 from data_prep.errors import CheckpointError, DetectError
+from detect.config import config_from_dict
 from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.inference.api import Detector
 from detect.inference.batch import run_inference
 from detect.inference.gating import GatedPredictor, check_gate, load_gate, with_gate_probability
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
+from detect.models.build import build_model
+from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output
-from detect.predictions import RawPrediction
+from detect.predictions import OperatingPoint, RawPrediction
 from tests.data_prep.dicom_fixtures import textured_image
 from tests.detect.inference.test_batch import save_tiny_checkpoint, write_images
 from tests.detect.train_fixtures import make_rsna
 
 GATE_THRESHOLDS = {"rsna": 0.02, "kermany": 0.03}
+
+
+def save_classifier_checkpoint(path: Path, *, task: str = "rsna2", thresholds: dict[str, float] | None = None) -> Path:
+    """An untrained basic_cnn classifier for `task` at 64 px (seeded), storing `thresholds`
+    (default: rsna 0.45) as its val-split operating points."""
+    cfg = config_from_dict({}, ["model.name=basic_cnn", f"task={task}", "data.image_size_px=64", "train.monitor=val_f1"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, cfg.data.image_size_px, task=cfg.task)
+    points = {name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch 1 (8 images)").to_dict()
+              for name, t in (thresholds or {"rsna": 0.45}).items()}
+    return save_checkpoint(path, model=model, cfg=cfg, epoch=1, global_step=2, extra={"operating_points": points})
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +82,20 @@ def test_the_gated_pair_takes_the_gates_probability_and_the_detectors_boxes(dete
         np.testing.assert_array_equal(pair.boxes_xyxy, mine.boxes_xyxy)
         np.testing.assert_array_equal(pair.scores, mine.scores)
         assert len(pair.scores) > 0
+
+
+def test_a_classifier_gates_a_detector_with_its_own_probability_and_threshold(tmp_path, detector_ckpt):
+    classifier = save_classifier_checkpoint(tmp_path / "cls.pt", thresholds={"rsna": 0.45})
+    pixels = [textured_image(96, 96, seed=1), textured_image(60, 150, seed=3)]
+    alone = Detector.from_checkpoint(classifier, device="cpu")
+    gated = Detector.from_checkpoint(detector_ckpt, device="cpu", gate_with=classifier)
+    for image in pixels:
+        own, pair = alone.predict(image), gated.predict(image)
+        assert own["boxes"] == []  # a classifier draws no boxes
+        assert pair["pneumonia_probability"] == own["pneumonia_probability"]
+        assert pair["operating_point"] == own["operating_point"] and pair["operating_point"]["threshold"] == 0.45
+        assert pair["pneumonia"] == own["pneumonia"]
+        assert pair["class_probabilities"] != own["class_probabilities"]  # those stay the detector's
 
 
 def test_the_gate_decides_at_its_own_operating_points(detector_ckpt, gate_ckpt):
