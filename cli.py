@@ -181,6 +181,12 @@ def infer(
     ),
     submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
+    gate_with: Optional[Path] = typer.Option(
+        None, "--gate-with", help="A second checkpoint (e.g. a classifier) whose pneumonia probability replaces the detector's own and decides, at its own stored thresholds."
+    ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Also write DIR/<image stem>_gradcam.png per image: the Grad-CAM heat map of the pneumonia score of the classifier that decides."
+    ),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Drop boxes whose final score (after gating) is below this."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="Multiply box scores by the image's pneumonia probability."),
     drop_below_threshold: bool = typer.Option(
@@ -230,7 +236,7 @@ def infer(
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
                    workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
-                   max_pixels=megapixels_to_pixels(max_megapixels))
+                   max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
 
@@ -262,6 +268,7 @@ def infer(
 def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
@@ -281,8 +288,8 @@ def eval_command(
     from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
-        if predictions is None or labels is None or data or checkpoint is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR")
+        if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
+            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
         outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
@@ -292,7 +299,7 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), gate_with=gate_with,
         )
     for note in outcome.notes:
         echo_problem("note", note)
