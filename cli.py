@@ -183,6 +183,12 @@ def infer(
     ),
     submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
+    gate_with: Optional[Path] = typer.Option(
+        None, "--gate-with", help="A second checkpoint (e.g. a classifier) whose pneumonia probability replaces the detector's own and decides, at its own stored thresholds."
+    ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Also write DIR/<image stem>_gradcam.png per image: the Grad-CAM heat map of the pneumonia score of the classifier that decides."
+    ),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Drop boxes whose final score (after gating) is below this."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="Multiply box scores by the image's pneumonia probability."),
     drop_below_threshold: bool = typer.Option(
@@ -232,7 +238,7 @@ def infer(
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
                    workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
-                   max_pixels=megapixels_to_pixels(max_megapixels))
+                   max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
 
@@ -264,6 +270,7 @@ def infer(
 def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
@@ -283,8 +290,8 @@ def eval_command(
     from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
-        if predictions is None or labels is None or data or checkpoint is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR")
+        if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
+            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
         outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
@@ -294,12 +301,67 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), gate_with=gate_with,
         )
     for note in outcome.notes:
         echo_problem("note", note)
     typer.echo(format_summary(outcome.metrics))
     typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def compare(
+    models: str = typer.Option(..., "--models", help="Comma-separated model names (detectors and classifiers of the registry), e.g. resnet18_fpn,mobilenet_v3_large_fpn."),
+    config: Path = typer.Option(..., "--config", help="The recipe every model trains with (only model.name changes, and the task a classifier needs)."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable); the test split (Kermany: its own test/; RSNA: held-out patients) is what the models are compared on."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.csv, report.md, the plots, and runs/<model>/."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget: train.epochs for every model (default: the recipe's)."),
+    minutes_per_model: Optional[float] = typer.Option(None, "--minutes-per-model", help="Budget: each model stops at the end of the epoch in which this many minutes ran out (train.max_minutes; train.epochs stays the upper bound)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every model, e.g. --set train.lr=0.01 (repeatable)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of the test images for the 95% intervals."),
+) -> None:
+    """Train several models on the same splits, seed and budget; compare them on held-out patients.
+
+    Writes OUT/compare.csv (one row per model), OUT/report.md (metrics with 95% bootstrap
+    intervals, DeLong and McNemar tests of the best model against each other, cost), ROC curves,
+    confusion matrices and accuracy against inference time. Resumable: a finished model is not
+    trained again; a killed one resumes from its last epoch.
+    """
+    from detect.compare.plan import parse_model_list
+    from detect.compare.run import run_compare
+
+    if bootstrap < 1:
+        raise DetectError(f"--bootstrap must be >= 1, got {bootstrap}")
+    names = parse_model_list(models)
+    outcome = run_compare(names, config, data or [], out, overrides=overrides or [], epochs=epochs,
+                          minutes_per_model=minutes_per_model, n_resamples=bootstrap, log=typer.echo)
+    if outcome.best_model:
+        typer.echo(f"best test ROC-AUC: {outcome.best_model}")
+    typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def sweep(
+    config: Path = typer.Option(..., "--config", help="The recipe each combination starts from."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable), as in `detect train`."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="A config key and its values, e.g. --grid train.lr=0.01,0.02 (repeatable; every combination is trained). Values typed as --set types them; [a,b] for lists."),
+    out: Path = typer.Option(Path("sweep"), "--out", help="Folder for sweep.csv, report.md, by_key.png and runs/<combination>/."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every run (repeatable)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Validation metric the report compares, e.g. val_f1 (default: the recipe's train.monitor)."),
+) -> None:
+    """Train one run per combination of --grid values (detectors and classifiers alike); tabulate and compare them.
+
+    Writes OUT/sweep.csv (every run's final and best validation metrics), OUT/report.md (each key's
+    values: mean and spread over the other keys, a plot, observations computed from the numbers).
+    Resumable: a finished run is not trained again; a killed one resumes from its last epoch.
+    """
+    from detect.sweep.run import run_sweep
+
+    outcome = run_sweep(config, data or [], grid or [], out, overrides=overrides or [], metric=metric, log=typer.echo)
+    typer.echo(f"{len(outcome.results)} runs ({len(outcome.trained)} trained now); wrote "
+               f"{', '.join(str(p) for p in outcome.paths.values())}")
 
 
 @app.command()

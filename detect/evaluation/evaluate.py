@@ -19,8 +19,18 @@ that dataset's val split, and the report says so.
   - Kermany: pneumonia vs normal, and bacterial vs viral on the pneumonia images (positive =
     viral, score P(viral) / (P(bacterial) + P(viral)), threshold F1-optimal on the val pneumonia
     images).
+With `--gate-with CLS` the pair is scored: the gate's pneumonia probability replaces the
+detector's own before post-processing (detect.inference.gating), so every pneumonia block and
+the RSNA score with gating measure the pair, at the GATE's stored operating point per dataset;
+mAP (raw boxes) and the 3-class block stay the detector's. metrics.json's `gate_model` names it.
 The held-out RSNA predictions are also written as a Kaggle CSV (`<split>_predictions.csv`),
 which `detect eval --predictions` reads (detect.evaluation.submission_eval).
+
+A classifier checkpoint (config key `task` other than detection) is scored on its task's
+dataset only (another dataset's folder is an error): the pneumonia decision, and the three
+classes for kermany3 / rsna3. It draws no boxes, so metrics.json's 'detection' is the sentence
+DETECTION_NOT_APPLICABLE says (never a 0 mAP), and no Kaggle CSV is written; blocks a binary
+task cannot predict (bacterial vs viral for kermany2, the 3 RSNA classes for rsna2) are left out.
 """
 from __future__ import annotations
 
@@ -37,6 +47,7 @@ from data_prep.errors import DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import prepare_dataset
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, record_label
 from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
@@ -44,10 +55,12 @@ from detect.evaluation.metrics import binary_classification_metrics, multiclass_
 from detect.evaluation.report import write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
+DETECTION_NOT_APPLICABLE = "not applicable: the model is a classifier (task {task}) and draws no boxes"
 
 
 @dataclass
@@ -76,7 +89,7 @@ class SplitPredictions:
 
 
 def predict_records(
-    predictor: Predictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
+    predictor: Predictor | GatedPredictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
     progress: bool = False, desc: str = "predict",
 ) -> SplitPredictions:
     """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
@@ -132,10 +145,13 @@ class DatasetSections:
 
 def rsna_sections(
     held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
-    image_path: Callable[[ImageRecord], Path], csv_path: Path,
+    image_path: Callable[[ImageRecord], Path], csv_path: Path, task: str = DETECTION_TASK,
 ) -> DatasetSections:
     """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
-    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels."""
+    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels.
+    A classifier's (`task` rsna2 / rsna3): classification only (see the module docstring)."""
+    if task != DETECTION_TASK:
+        return _rsna_classifier_sections(held, point, task)
     y_true, y_prob = held.targets_and_probabilities()
     class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
@@ -169,13 +185,36 @@ def rsna_sections(
     return out
 
 
-def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint) -> DatasetSections:
+def _rsna_classifier_sections(held: SplitPredictions, point: OperatingPoint, task: str) -> DatasetSections:
+    y_true, y_prob = held.targets_and_probabilities()
+    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
+    pneumonia["threshold_source"] = point.source
+    classification: dict[str, Any] = {"pneumonia": pneumonia}
+    if task == "rsna3":
+        class_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
+        classification["rsna_3class"] = multiclass_metrics(
+            class_index, np.stack([raw.class_probabilities for raw in held.raw]), RSNA_CLASSES)
+    sections = {"classification": classification, "detection": DETECTION_NOT_APPLICABLE.format(task=task)}
+    return DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
+                           notes=[f"rsna: mAP and the RSNA score are {DETECTION_NOT_APPLICABLE.format(task=task)}; "
+                                  "no Kaggle CSV written"])
+
+
+def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint,
+                     task: str = DETECTION_TASK) -> DatasetSections:
     """Kermany held-out metrics: pneumonia vs normal at `point`, and bacterial vs viral on the
-    pneumonia images at its own threshold, F1-optimal on the val pneumonia images."""
+    pneumonia images at its own threshold, F1-optimal on the val pneumonia images. A kermany3
+    classifier adds its 3 classes (argmax); a kermany2 one has no bacterial vs viral to score."""
     y_true, y_prob = held.targets_and_probabilities()
     pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
     pneumonia["threshold_source"] = point.source
     out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
+    if task == "kermany3":
+        subtype_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
+        out.sections["kermany"]["kermany_3class"] = multiclass_metrics(
+            subtype_index, np.stack([raw.subtype_probabilities for raw in held.raw]), KERMANY_SUBTYPES)
+    if task == "kermany2":
+        return out
     bv_truth, bv_score = _bacterial_viral(held)
     if bv_truth.size and val is not None:
         val_truth, val_score = _bacterial_viral(val)
@@ -231,15 +270,18 @@ def evaluate_checkpoint(
     device: str = "auto",
     workers: int = 2,
     progress: bool = False,
+    gate_with: str | Path | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
 
-    `checkpoint=None`: the best checkpoint most recently written under `runs_dir`.
+    `checkpoint=None`: the best checkpoint most recently written under `runs_dir`. `gate_with`:
+    score the checkpoint gated by this one (its pneumonia probability and operating points).
     """
     _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
+    gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
     return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                 workers=workers, progress=progress)
+                                 workers=workers, progress=progress, gate=gate)
 
 
 def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:
@@ -260,8 +302,10 @@ def evaluate_loaded_model(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = False,
+    gate: LoadedModel | None = None,
 ) -> EvalOutcome:
-    """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points).
+    """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points),
+    gated by `gate` when given (its pneumonia probability, its operating points).
 
     metrics.json's 'operating_points' section lists, per dataset, the pneumonia threshold used
     and where it came from; every binary block also names its own threshold's source.
@@ -276,21 +320,31 @@ def evaluate_loaded_model(
     counts: dict[str, int] = {}
     points: dict[str, dict[str, Any]] = {}
     parts: dict[str, DatasetSections] = {}
+    task = loaded.config.task
+    predictor = GatedPredictor(loaded.predictor, gate.predictor) if gate is not None else loaded.predictor
+    decider = gate if gate is not None else loaded  # whose probability decides, and so whose thresholds
+    which_checkpoint = "the gate checkpoint" if gate is not None else "the checkpoint"
+    if gate is not None:
+        notes.append(f"gated by {gate.model_info['name']} ({gate.checkpoint_path}): its pneumonia probability "
+                     "and operating points score the pair; mAP and the RSNA 3-class block are the detector's own")
     for data_dir in data_dirs:
         prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers)
         notes += prep_notes
         name = prepared.dataset
         if name in parts:
             raise DetectError(f"{data_dir}: a second {name} dataset; pass each dataset once")
+        if task != DETECTION_TASK and name != TASK_DATASET[task]:
+            raise DetectError(f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
+                              f"which reads {TASK_DATASET[task]} images only")
         held_records = prepared.split_records(split)
         if not held_records:
             raise DetectError(f"{prepared.prepared_dir}: the '{split}' split of this {name} dataset is empty")
 
         def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
-            return predict_records(loaded.predictor, prepared.data_root, records, batch_size=batch_size,
+            return predict_records(predictor, prepared.data_root, records, batch_size=batch_size,
                                    workers=workers, progress=progress, desc=f"{name} {which}")
 
-        point = loaded.operating_points.get(name) or loaded.operating_points.get("any")
+        point = decider.operating_points.get(name) or decider.operating_points.get("any")
         # val is predicted only where a threshold is still to be chosen on it: no stored point,
         # or Kermany's bacterial-vs-viral threshold
         val = predict(prepared.split_records("val"), "val") if split == "val" or point is None or name == "kermany" else None
@@ -301,17 +355,17 @@ def evaluate_loaded_model(
             raise DetectError(f"{prepared.prepared_dir}: none of the {len(held_records)} '{split}' images could be read")
         if point is None:
             assert val is not None
-            point = choose_operating_point(name, *val.targets_and_probabilities(), "val at evaluation (the checkpoint stores none for it)")
-            notes.append(f"{name}: the checkpoint stores no decision threshold for it; {point.source}")
+            point = choose_operating_point(name, *val.targets_and_probabilities(), f"val at evaluation ({which_checkpoint} stores none for it)")
+            notes.append(f"{name}: {which_checkpoint} stores no decision threshold for it; {point.source}")
         counts.update({
             f"{name}_{split}_images": len(held.records),
             f"{name}_{split}_pneumonia": int(held.targets_and_probabilities()[0].sum()),
             f"{name}_unreadable": len(new_failures),
         })
         if name == "rsna":
-            part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv")
+            part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv", task)
         else:
-            part = kermany_sections(val, held, point)
+            part = kermany_sections(val, held, point, task)
         points[name] = {**point.to_dict(), "applied_to": f"{name} {split}"}
         parts[name] = part
         metrics.update(part.sections)
@@ -321,6 +375,7 @@ def evaluate_loaded_model(
     metrics["counts"] = counts
     metrics["settings"] = settings.to_dict()
     metrics["model"] = loaded.model_info
+    metrics["gate_model"] = gate.model_info if gate is not None else None
     metrics["split"] = split
     notes += [f"unreadable, left out: {f.path}: {f.reason}" for f in failures]
     metrics["notes"] = list(notes)

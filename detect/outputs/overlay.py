@@ -18,6 +18,20 @@ OVERLAY_MAX_SIDE_PX = 1024
 OVERLAY_MIN_SIDE_PX = 512
 
 
+def display_factor(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                   min_side_px: int = OVERLAY_MIN_SIDE_PX) -> float:
+    """The scale that brings the longest side into [min_side_px, max_side_px] (text stays legible)."""
+    longest = float(max(height_px, width_px))
+    return min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
+
+
+def display_size(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                 min_side_px: int = OVERLAY_MIN_SIDE_PX) -> tuple[int, int]:
+    """(width, height) of an overlay of an image this size (cv2's order), by `display_factor`."""
+    factor = display_factor(height_px, width_px, max_side_px=max_side_px, min_side_px=min_side_px)
+    return max(1, round(width_px * factor)), max(1, round(height_px * factor))
+
+
 def draw_overlay(
     pixels: np.ndarray,
     prediction: ImagePrediction,
@@ -32,9 +46,7 @@ def draw_overlay(
     # smaller for the model (detect.data.files.load_image's target_size_px).
     height, width = (prediction.height_px, prediction.width_px) if prediction.height_px and prediction.width_px \
         else pixels.shape[:2]
-    longest = float(max(height, width))
-    factor = min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
     gray = pixels if (size[1], size[0]) == pixels.shape[:2] else cv2.resize(pixels, size, interpolation=interpolation)

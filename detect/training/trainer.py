@@ -15,7 +15,8 @@
      (detect.training.engine.evaluate) every train.eval_every_epochs and at the last epoch,
      a row of metrics.csv and TensorBoard scalars, then last.pt always (with the operating
      points chosen on each dataset's val split and the metrics history), best.pt on an
-     improvement of train.monitor, early stopping. That order, and what a resume repairs, keep
+     improvement of train.monitor, early stopping, and a stop at the end of the epoch in which
+     train.max_minutes ran out (the time is kept in last.pt, so a resume spends what is left). That order, and what a resume repairs, keep
      the run folder consistent after a kill at any instant (detect.training.run_folder).
 
 Sampling is reproducible (detect.data.sampling): a run resumed from last.pt draws the same
@@ -28,6 +29,7 @@ DistributedDataParallel (detect.distributed); rank 0 alone evaluates, logs and w
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -41,13 +43,15 @@ from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
-from data_prep.records import BadFile
-from detect.config import Config, config_from_dict, config_to_dict, load_config
+from data_prep.records import BadFile, ImageRecord
+from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
 from detect.devices import resolve_device
 from detect.models.build import build_model
 from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
+from detect.models.classifiers import ImageClassifier
+from detect.models.losses import build_classification_loss
 from detect.models.weights import check_weights_available
 from detect.distributed import (
     DistInfo,
@@ -60,7 +64,14 @@ from detect.distributed import (
     wrap_model,
 )
 from detect.training.engine import EpochStats, evaluate, train_one_epoch
-from detect.training.optim import build_optimizer, build_scheduler, is_improvement, monitor_mode
+from detect.training.optim import (
+    backbone_frozen_in,
+    build_optimizer,
+    build_scheduler,
+    is_improvement,
+    monitor_mode,
+    start_finetuning,
+)
 from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config
 from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
 from detect.training.skipped_files import SkippedFiles
@@ -79,6 +90,9 @@ class TrainResult:
     global_step: int
     images_per_second: float
     stopped_early: bool = False
+    stopped_on_time: bool = False  # train.max_minutes ran out before train.epochs
+    train_seconds: float = 0.0  # wall time of the epochs and their validation, summed over resumes
+    epochs_completed: int = 0  # epochs the run has trained in all, resumes included (epochs_run: this call's)
     rank: int = 0  # the process's rank under torchrun; only rank 0 wrote anything
     model: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -95,6 +109,10 @@ class Progress:
     best_metrics: dict[str, float] = field(default_factory=dict)
     # {dataset: OperatingPoint.to_dict()} chosen on each dataset's val split at the last evaluation
     operating_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_seconds: float = 0.0  # wall time of the epochs so far (train.max_minutes counts it)
+
+    def out_of_time(self, max_minutes: float) -> bool:
+        return max_minutes > 0 and self.train_seconds >= 60.0 * max_minutes
 
     def record_evaluation(self, metrics: dict[str, float], operating_points: dict[str, dict[str, Any]],
                           monitor: str, epoch: int) -> bool:
@@ -116,7 +134,8 @@ class Progress:
         return cls(epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
                    best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
                    stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=dict(best_metrics),
-                   operating_points=dict(extra.get("operating_points") or {}))
+                   operating_points=dict(extra.get("operating_points") or {}),
+                   train_seconds=float(extra.get("train_seconds", 0.0)))
 
 
 def resolve_config(config: Config | str | Path | None, overrides: Sequence[str], run_dir: Path | None) -> Config:
@@ -290,6 +309,7 @@ class Loaders:
     n_train: int
     n_val: int
     steps_per_epoch: int
+    train_records: list[ImageRecord] = field(default_factory=list, repr=False)  # weighted_ce counts them
 
 
 def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo,
@@ -307,7 +327,8 @@ def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.d
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
-    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch)
+    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch,
+                   train_records=list(train_dataset.records))
 
 
 def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -350,8 +371,10 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
 
     loaders = _build_loaders(data_dirs, cfg, device, info, log)
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.data.image_size_px).to(device)
-    optimizer = build_optimizer(model, train_cfg)
+    model = build_model(cfg.model, cfg.data.image_size_px, task=cfg.task).to(device)
+    if isinstance(model, ImageClassifier):
+        model.loss = build_classification_loss(train_cfg.loss, train_cfg.focal_gamma, cfg.task, loaders.train_records)
+    optimizer = build_optimizer(model, train_cfg)  # every parameter, frozen ones too: they join in phase 2
     scheduler = build_scheduler(optimizer, train_cfg, loaders.steps_per_epoch, monitor_mode(train_cfg.monitor))
     use_amp = train_cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -362,6 +385,9 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             f"{train_cfg.monitor} {progress.best_metric:.4f} at epoch {progress.best_epoch})")
     elif info.is_distributed:
         seed_everything(derive_seed(cfg.seed, 0, info.rank))  # each rank its own augmentations
+    two_phase = isinstance(model, ImageClassifier) and train_cfg.freeze_backbone_epochs > 0
+    if two_phase:
+        model.set_backbone_frozen(backbone_frozen_in(progress.epoch, train_cfg))
     ddp_model = wrap_model(model, device, info)
 
     writer = RunWriter(run_dir, cfg, resume_state, log) if info.is_main else None
@@ -369,9 +395,18 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     _log_start(cfg, device, info, loaders, progress, run_dir, log)
     extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
+    stopped_on_time = progress.epoch < train_cfg.epochs and progress.out_of_time(train_cfg.max_minutes)
+    if stopped_on_time:
+        log(f"{run_dir} has spent its train.max_minutes={train_cfg.max_minutes:g} after epoch {progress.epoch}; "
+            "raise it to train longer")
     try:
         for epoch in range(progress.epoch, train_cfg.epochs):
+            if stopped_on_time:
+                break
+            epoch_start = time.monotonic()
             loaders.sampler.set_epoch(epoch)
+            if two_phase and epoch == train_cfg.freeze_backbone_epochs:
+                ddp_model = _unfreeze_backbone(model, optimizer, scheduler, train_cfg, device, info, log, epoch)
             stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
                                     global_step=progress.global_step, info=info, log=log,
                                     tensorboard=writer.tensorboard if writer else None)
@@ -379,9 +414,13 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
 
+            # rank 0's clock decides, so that every rank stops after the same epoch
+            stopped_on_time = _main_then_share(
+                info, lambda: progress.train_seconds + time.monotonic() - epoch_start >= 60.0 * train_cfg.max_minutes
+                if train_cfg.max_minutes > 0 else False)
             metrics: dict[str, float] = {}
             improved = False
-            if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs:
+            if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs or stopped_on_time:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
                 metrics, points, val_skipped = _main_then_share(
                     info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
@@ -393,6 +432,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
 
             if skipped_files is not None:
                 skipped_files.add(skipped, log)
+            progress.train_seconds += time.monotonic() - epoch_start
             if writer is not None:  # this order keeps the run folder consistent (detect.training.run_folder)
                 writer.write_epoch(epoch + 1, stats, metrics)
                 save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
@@ -401,12 +441,17 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                                 epochs_without_improvement=progress.stale_epochs, metrics=metrics,
                                 extra={**extra, "operating_points": progress.operating_points,
                                        "best_metrics": progress.best_metrics,
+                                       "train_seconds": progress.train_seconds,
                                        "metrics_history": writer.metrics_csv.rows},  # so a resume needs no other file
                                 rng_states=capture_rng_states())
                 if improved:
                     copy_file_atomic(last_path, best_path)
                 log(format_epoch(epoch + 1, train_cfg.epochs, stats, metrics, improved))
             barrier()
+            if stopped_on_time:
+                log(f"time budget: train.max_minutes={train_cfg.max_minutes:g} ran out during epoch {epoch + 1}; "
+                    "stopping after it")
+                break
             if metrics and 0 < train_cfg.early_stop_patience <= progress.stale_epochs:
                 log(f"early stop: {train_cfg.monitor} has not improved for {progress.stale_epochs} evaluations "
                     f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
@@ -422,8 +467,21 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
         global_step=progress.global_step,
         images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
-        stopped_early=stopped_early, rank=info.rank, model=model,
+        stopped_early=stopped_early, stopped_on_time=stopped_on_time, train_seconds=progress.train_seconds,
+        epochs_completed=progress.epoch, rank=info.rank, model=model,
     )
+
+
+def _unfreeze_backbone(model: ImageClassifier, optimizer: torch.optim.Optimizer,
+                       scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau, train_cfg: TrainConfig,
+                       device: torch.device, info: DistInfo, log: Callable[[str], None], epoch: int) -> torch.nn.Module:
+    """The second phase of transfer learning, at its first epoch (also when a resume starts
+    there): every layer trains, every lr times train.finetune_lr_factor. DDP is wrapped again:
+    its gradient reducer knows only the parameters that required gradients when it was built."""
+    model.set_backbone_frozen(False)
+    start_finetuning(optimizer, scheduler, train_cfg.finetune_lr_factor)
+    log(f"epoch {epoch + 1}: the backbone unfreezes; every layer trains at lr x {train_cfg.finetune_lr_factor:g}")
+    return wrap_model(model, device, info)
 
 
 def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
@@ -448,8 +506,9 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
 
 
 def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
-                     if k in metrics)
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc",
+                                                       "val_macro_f1", "val_accuracy", "val_loss")
+                     if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k])))
     return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
             f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
             f"{'  * best' if improved else ''}")
@@ -457,7 +516,7 @@ def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, 
 
 def format_result(result: TrainResult) -> str:
     """The closing line of `detect train`: best epoch, its validation metrics, the run folder."""
-    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
+    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_macro_f1", "val_accuracy", "val_loss")
     shown = " ".join(f"{k}={result.best_metrics[k]:.4f}" for k in keys if k in result.best_metrics)
     best = f"best epoch {result.best_epoch}: {shown}" if result.best_epoch else "no finite validation metric"
     speed = f"{result.images_per_second:.1f} images/s" if math.isfinite(result.images_per_second) else "no steps run"
