@@ -46,6 +46,7 @@ def draw_overlay(
     # smaller for the model (detect.data.files.load_image's target_size_px).
     height, width = (prediction.height_px, prediction.width_px) if prediction.height_px and prediction.width_px \
         else pixels.shape[:2]
+    factor = display_factor(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
     interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
