@@ -83,10 +83,12 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, *, device: str = "auto",
                         settings: PostprocessSettings = PostprocessSettings(), pneumonia_threshold: float | None = None,
-                        threshold_from: str | None = None, runs_dir: str | Path = "runs") -> "Detector":
-        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt) on `device`."""
+                        threshold_from: str | None = None, runs_dir: str | Path = "runs",
+                        backend: str | None = None) -> "Detector":
+        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt; or a file of `detect
+        export`) on `device`, run by `backend` (None: what the file is; see load_predictor)."""
         choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
-        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
+        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings, backend=backend)
         choice.offered(loaded.operating_points)  # a --threshold-from the checkpoint cannot serve fails now
         return cls(loaded=loaded, settings=settings, choice=choice)
 

@@ -255,6 +255,7 @@ def run_inference(
     *,
     out_path: str | Path,
     checkpoint: str | Path | None = None,
+    backend: str | None = None,
     runs_dir: str | Path = "runs",
     submission_path: str | Path | None = None,
     overlay_dir: str | Path | None = None,
@@ -287,6 +288,8 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
+    `backend`: eager | torchscript | onnxruntime, or None for what `checkpoint` is (an .onnx
+    file runs in ONNX Runtime; detect.inference.backends).
     """
     check_output_targets(out_path, submission_path, overlay_dir)
     check_max_pixels(max_pixels)
@@ -300,7 +303,7 @@ def run_inference(
         listing = collect_input_files(paths, glob)
         detector = Detector.from_checkpoint(checkpoint, device=str(torch_device), settings=settings,
                                             pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
-                                            runs_dir=runs_dir)
+                                            runs_dir=runs_dir, backend=backend)
         out = Path(out_path)
         shard, writer = _open_shard(listing, out, info, resume,
                                     run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
