@@ -1,4 +1,4 @@
-"""The ONNX file: the ExportableDetector traced by torch.onnx's TorchScript-based exporter.
+"""The ONNX file: the exportable wrapper (detect.export.wrapper) traced by torch.onnx's TorchScript-based exporter.
 
     write_onnx(wrapper, path, metadata)     one .onnx file, metadata in its metadata_props
     onnxruntime_session(path, device)       an ONNX Runtime session on it (CPU, or CUDA when asked
@@ -39,19 +39,13 @@ try:
     import onnxruntime
 except ImportError:
     onnxruntime = None
-from detect.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableDetector
+from detect.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableClassifier, ExportableDetector, example_inputs
 
 ONNX_OPSET = 17
 ONNX_BATCH_SIZE = 1
 
 
-def example_inputs(image_size_px: int, batch_size: int = ONNX_BATCH_SIZE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Inputs of the contract's shapes for tracing: a mid-grey image that is its own letterbox."""
-    images = torch.full((batch_size, 3, image_size_px, image_size_px), 0.5)
-    return images, torch.ones(batch_size), torch.full((batch_size, 2), image_size_px, dtype=torch.int64)
-
-
-def write_onnx(wrapper: ExportableDetector, path: str | Path, metadata: dict[str, Any]) -> Path:
+def write_onnx(wrapper: ExportableDetector | ExportableClassifier, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Trace `wrapper` at batch 1 into `path` (atomically), with `metadata` as JSON under
     metadata_props[METADATA_KEY]. Needs the onnx package (the export extra)."""
     if onnx is None:
@@ -62,7 +56,7 @@ def write_onnx(wrapper: ExportableDetector, path: str | Path, metadata: dict[str
         # the graph is checked against eager PyTorch by tests/detect/export instead
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper.eval(), example_inputs(wrapper.image_size_px), buffer,
+            wrapper.eval(), example_inputs(wrapper.image_size_px, ONNX_BATCH_SIZE), buffer,
             input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
             opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True,
         )
@@ -75,15 +69,21 @@ def write_onnx(wrapper: ExportableDetector, path: str | Path, metadata: dict[str
     return Path(path)
 
 
-def onnxruntime_session(path: str | Path, device: str | torch.device = "cpu") -> "onnxruntime.InferenceSession":
-    """An ONNX Runtime session on `path`; a DetectError line when onnxruntime is missing, a
-    CheckpointError naming the file when it is not a readable ONNX model."""
+def onnxruntime_session(path: str | Path, device: str = "cpu") -> "onnxruntime.InferenceSession":
+    """An ONNX Runtime session on `path` for `device` (cpu; cuda / cuda:N: ONNX Runtime's CUDA
+    provider, which onnxruntime-gpu has; auto: CUDA when that provider is there, else CPU).
+    A DetectError line when onnxruntime is missing, a CheckpointError naming the file when it
+    is not a readable ONNX model."""
     if onnxruntime is None:
         raise DetectError("--backend onnxruntime needs the onnxruntime package: pip install 'detect[export]'")
-    providers = ["CPUExecutionProvider"]
-    if torch.device(device).type == "cuda":
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+    has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        if not has_cuda:
             raise DetectError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu, or use --device cpu)")
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
+    elif device == "auto" and has_cuda:
         providers.insert(0, "CUDAExecutionProvider")
     try:
         return onnxruntime.InferenceSession(str(path), providers=providers)

@@ -2,7 +2,7 @@
 
     result = export_checkpoint("runs/demo/checkpoints/best.pt", "onnx")     # -> best.onnx beside it
 
-onnx and torchscript files run the ExportableDetector contract (detect.export.wrapper) and
+onnx and torchscript files run the wrapper's contract (detect.export.wrapper) and
 carry their metadata (detect.export.metadata); each is run once on an example input after it
 is written and compared with eager PyTorch (`max_abs_diff`). `detect infer --checkpoint FILE`
 takes all three (detect.inference.backends).
@@ -17,10 +17,10 @@ import torch
 
 from data_prep.errors import DetectError
 from detect.export.metadata import export_metadata
-from detect.export.onnx import ONNX_BATCH_SIZE, example_inputs, onnxruntime_session, write_onnx
-from detect.export.torchscript import write_torchscript
+from detect.export.onnx import ONNX_BATCH_SIZE, onnxruntime_session, write_onnx
+from detect.export.torchscript import load_torchscript, torchscript_batch_size, write_torchscript
 from detect.export.weights_only import write_weights_only
-from detect.export.wrapper import INPUT_NAMES, ExportableDetector
+from detect.export.wrapper import INPUT_NAMES, ExportableClassifier, ExportableDetector, example_inputs, exportable_model
 from detect.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 from detect.outputs.uids import file_sha256
 
@@ -49,10 +49,10 @@ def default_out_path(checkpoint: Path, fmt: str) -> Path:
     return checkpoint.with_name(checkpoint.stem + DEFAULT_SUFFIXES[fmt])
 
 
-def build_exportable(checkpoint: Path) -> tuple[ExportableDetector, dict]:
-    """The checkpoint's ExportableDetector (CPU, eval) and its metadata."""
+def build_exportable(checkpoint: Path) -> tuple[ExportableDetector | ExportableClassifier, dict]:
+    """The checkpoint's exportable wrapper (CPU, eval) and its metadata."""
     model, cfg, extra = build_model_from_checkpoint(checkpoint, "cpu")
-    wrapper = ExportableDetector(model)
+    wrapper = exportable_model(model)
     metadata = export_metadata(cfg, extra, max_detections=wrapper.max_detections, batch_size=None,
                                source_path=str(checkpoint), source_sha256=file_sha256(checkpoint))
     return wrapper, metadata
@@ -76,7 +76,7 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out_path: str | Path | N
         write_weights_only(load_checkpoint(source), out)
     else:
         wrapper, metadata = build_exportable(source)
-        inputs = example_inputs(wrapper.image_size_px)
+        inputs = example_inputs(wrapper.image_size_px, 1)
         with torch.no_grad():
             expected = wrapper(*inputs)
         if fmt == "onnx":
@@ -85,8 +85,10 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out_path: str | Path | N
             session = onnxruntime_session(out, "cpu")
             actual = session.run(None, {name: value.numpy() for name, value in zip(INPUT_NAMES, inputs)})
         else:
+            metadata["batch_size"] = torchscript_batch_size(wrapper)
             write_torchscript(wrapper, out, metadata)
+            module, _ = load_torchscript(out, torch.device("cpu"))
             with torch.no_grad():
-                actual = [t.numpy() for t in torch.jit.load(str(out))(*inputs)]
+                actual = [t.numpy() for t in module(*inputs)]
         difference = _largest_difference(expected, actual)
     return ExportResult(fmt, source, out, source.stat().st_size / BYTES_PER_MB, out.stat().st_size / BYTES_PER_MB, difference)

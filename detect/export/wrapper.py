@@ -1,6 +1,6 @@
 """The exportable model: one batch tensor in, fixed-shape tensors out (what ONNX / TorchScript run).
 
-    wrapper = ExportableDetector(model)           # model: a PneumoniaDetector in eval mode
+    wrapper = exportable_model(model)             # a detector or a classifier checkpoint's model
     outputs = wrapper(images, scale, orig_size_hw)
 
 The contract (ONNX input / output names are the same words; README "`detect export`"):
@@ -19,7 +19,8 @@ The contract (ONNX input / output names are the same words; README "`detect expo
       pneumonia_prob    float32 [B]           sigmoid
       subtype_probs     float32 [B, 3]        softmax, data_prep.records.KERMANY_SUBTYPES order
 
-D = model.box_detections_per_img. A box that the clip to the original image leaves empty is a
+D = model.box_detections_per_img for a detector, 0 for a classifier (ExportableClassifier: no
+boxes, the same probabilities). A box that the clip to the original image leaves empty is a
 padding row (detect.inference.postprocess.keep_valid_boxes drops it in eager inference too).
 With scale = 1 and orig_size_hw = (S, S) the boxes stay in input pixels: that is how the
 Predictor's backends call it, so that its one to_raw_prediction step maps every backend's boxes.
@@ -51,6 +52,13 @@ OUTPUT_NAMES: tuple[str, ...] = (
 )
 # torchvision's GeneralizedRCNNTransform pads a batch to a multiple of this
 SIZE_DIVISIBLE_PX = 32
+
+
+def example_inputs(image_size_px: int, batch_size: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+    """Inputs of the contract's shapes (for tracing and the export check): a mid-grey image that
+    is its own letterbox."""
+    images = torch.full((batch_size, 3, image_size_px, image_size_px), 0.5)
+    return images, torch.ones(batch_size), torch.full((batch_size, 2), image_size_px, dtype=torch.int64)
 
 
 def with_torchvision_roi_align(model: PneumoniaDetector) -> PneumoniaDetector:
@@ -128,3 +136,36 @@ class ExportableDetector(nn.Module):
             all_boxes.append(boxes[order])
             all_scores.append(scores)
         return torch.stack(all_boxes), torch.stack(all_scores)
+
+
+class ExportableClassifier(nn.Module):
+    """An image classifier (model.kind == "classifier", detect.models.classifiers) behind the
+    same contract: D = 0 boxes, its eval-mode probabilities. Traced, not scripted (the
+    classifier's training branches and loss settings do not script): one image per call."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = copy.deepcopy(model).eval()
+        self.image_size_px = int(model.image_size_px)
+        self.max_detections = 0
+        self.eval()
+
+    def forward(self, images: Tensor, scale: Tensor, orig_size_hw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        outputs = self.model(list(images.unbind(0)))
+        count = images.shape[0]
+        return (
+            images.new_zeros((count, 0, 4)),
+            images.new_zeros((count, 0)),
+            (scale * 0).to(torch.int64),  # zeros [B], tied to an input so a trace keeps B
+            torch.stack([o["rsna_class_probs"].float() for o in outputs]),
+            torch.stack([o["pneumonia_prob"].float().reshape(()) for o in outputs]),
+            torch.stack([o["subtype_probs"].float() for o in outputs]),
+        )
+
+
+def is_classifier_model(model: nn.Module) -> bool:
+    return getattr(model, "kind", "detector") == "classifier"
+
+
+def exportable_model(model: nn.Module) -> ExportableDetector | ExportableClassifier:
+    return ExportableClassifier(model) if is_classifier_model(model) else ExportableDetector(model)

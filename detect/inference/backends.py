@@ -2,7 +2,7 @@
 
     backend = EagerBackend(model, device, amp)           a PneumoniaDetector (any nn.Module with its contract)
     backend = TorchScriptBackend.open(path, device)      a file of `detect export --format torchscript`
-    backend = OnnxRuntimeBackend.open(path, device)      a file of `detect export --format onnx`
+    backend = OnnxRuntimeBackend.open(path, "auto")      a file of `detect export --format onnx`
     outputs = backend(tensors)                           list of letterboxed float32 [3, S, S]
                                                          -> per image {boxes [N, 4] (INPUT pixels),
                                                          scores [N], rsna_class_probs [3],
@@ -30,8 +30,9 @@ from torch import Tensor
 
 from data_prep.errors import CheckpointError, DetectError
 from detect.devices import autocast
-from detect.export.metadata import METADATA_FILE, parse_metadata
+from detect.export.metadata import METADATA_FILE
 from detect.export.onnx import onnx_metadata, onnxruntime_session
+from detect.export.torchscript import load_torchscript
 from detect.export.wrapper import INPUT_NAMES, OUTPUT_NAMES
 
 BACKENDS: tuple[str, ...] = ("eager", "torchscript", "onnxruntime")
@@ -73,7 +74,8 @@ def unpad_outputs(named: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
 def identity_letterbox_inputs(batch: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(images, scale = 1, orig_size_hw = (S, S)): the wrapper then returns input pixels."""
     size = batch.shape[-1]
-    return batch, torch.ones(batch.shape[0]), torch.full((batch.shape[0], 2), size, dtype=torch.int64)
+    count, device = batch.shape[0], batch.device
+    return batch, torch.ones(count, device=device), torch.full((count, 2), size, dtype=torch.int64, device=device)
 
 
 class EagerBackend:
@@ -96,29 +98,31 @@ class EagerBackend:
 
 
 class TorchScriptBackend:
-    """A scripted ExportableDetector (`detect export --format torchscript`): any batch size."""
+    """A TorchScript wrapper (`detect export --format torchscript`): a scripted detector takes
+    any batch (`batch_size` None), a traced classifier one image per call."""
 
     name = "torchscript"
 
-    def __init__(self, module: torch.jit.ScriptModule, device: torch.device) -> None:
+    def __init__(self, module: torch.jit.ScriptModule, device: torch.device, batch_size: int | None = None) -> None:
         self.module = module.to(device).eval()
         self.device = device
+        self.batch_size = batch_size
 
     @classmethod
     def open(cls, path: str | Path, device: torch.device) -> tuple["TorchScriptBackend", dict[str, Any]]:
-        files = {METADATA_FILE: ""}
-        try:
-            module = torch.jit.load(str(path), map_location=device, _extra_files=files)
-        except (RuntimeError, ValueError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path}: not a readable TorchScript file ({first})") from None
-        return cls(module, device), parse_metadata(files[METADATA_FILE], str(path))
+        module, metadata = load_torchscript(path, device)
+        batch = metadata.get("batch_size")
+        return cls(module, device, batch if isinstance(batch, int) else None), metadata
 
     @torch.inference_mode()
     def __call__(self, tensors: Sequence[Tensor]) -> list[dict[str, np.ndarray]]:
         batch = torch.stack([t.to(self.device) for t in tensors])
-        outputs = self.module(*identity_letterbox_inputs(batch))
-        return unpad_outputs({name: value.cpu().numpy() for name, value in zip(OUTPUT_NAMES, outputs)})
+        step = self.batch_size or len(tensors)
+        results: list[dict[str, np.ndarray]] = []
+        for start in range(0, len(tensors), step):
+            outputs = self.module(*identity_letterbox_inputs(batch[start:start + step]))
+            results += unpad_outputs({name: value.cpu().numpy() for name, value in zip(OUTPUT_NAMES, outputs)})
+        return results
 
 
 class OnnxRuntimeBackend:
@@ -132,7 +136,8 @@ class OnnxRuntimeBackend:
         self.batch_size = batch_size
 
     @classmethod
-    def open(cls, path: str | Path, device: torch.device) -> tuple["OnnxRuntimeBackend", dict[str, Any]]:
+    def open(cls, path: str | Path, device: str) -> tuple["OnnxRuntimeBackend", dict[str, Any]]:
+        """`device` as the user gave it (auto | cpu | cuda[:N]): see detect.export.onnx.onnxruntime_session."""
         session = onnxruntime_session(path, device)
         metadata = onnx_metadata(session, path)
         names = tuple(output.name for output in session.get_outputs())
@@ -176,6 +181,9 @@ _WHAT_IT_NEEDS = {
 }
 
 
+_EXPORT_FORMAT = {"torchscript": "torchscript", "onnxruntime": "onnx"}
+
+
 def choose_backend(path: Path, requested: str | None) -> str:
     """The backend `path` runs with; a DetectError when `requested` cannot run it."""
     if requested is not None and requested not in BACKENDS:
@@ -184,7 +192,9 @@ def choose_backend(path: Path, requested: str | None) -> str:
         raise CheckpointError(f"{path}: checkpoint not found")
     found = file_backend(path)
     if requested is not None and requested != found:
-        raise DetectError(f"--backend {requested} needs {_WHAT_IT_NEEDS[requested]}; {path} is {_WHAT_IT_NEEDS[found]} "
-                          f"(run it with --backend {found}, or convert it with `detect export`)")
+        fix = f"run it with --backend {found}"
+        if found == "eager":
+            fix += f", or export it first: detect export --checkpoint {path} --format {_EXPORT_FORMAT[requested]}"
+        raise DetectError(f"--backend {requested} needs {_WHAT_IT_NEEDS[requested]}; {path} is {_WHAT_IT_NEEDS[found]} ({fix})")
     return found
 

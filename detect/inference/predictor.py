@@ -99,7 +99,8 @@ class Predictor:
     (an exported file). `clahe`: the Clahe the model was trained with (None = off). `tta`:
     horizontal-flip test-time augmentation; the ORIGINAL image is flipped before letterboxing,
     so the padding stays at the right and bottom as in training. `amp`: float16 autocast on CUDA
-    (eager only). `model` / `backend`: the module (None for an exported file) / what runs it.
+    (eager only). Attributes: `backend` runs the model; `model` is the nn.Module (Grad-CAM,
+    validation and parameter counts read it), None for an exported file.
     """
 
     def __init__(self, model: torch.nn.Module | Backend, image_size_px: int, device: torch.device, *,
@@ -197,8 +198,10 @@ def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "run
         model, cfg, extra = build_model_from_checkpoint(path, torch_device)
         runner: torch.nn.Module | Backend = model
     else:
-        opener = TorchScriptBackend if kind == "torchscript" else OnnxRuntimeBackend
-        runner, metadata = opener.open(path, torch_device)
+        if kind == "torchscript":
+            runner, metadata = TorchScriptBackend.open(path, torch_device)
+        else:  # ONNX Runtime picks its provider from the request itself (auto: CUDA if it has one)
+            runner, metadata = OnnxRuntimeBackend.open(path, device if device == "auto" else str(torch_device))
         cfg, extra = config_of_metadata(metadata, str(path)), dict(metadata.get("extra") or {})
     predictor = Predictor(
         runner, cfg.data.image_size_px, torch_device, clahe=clahe_from_config(cfg.data.augment),
