@@ -4,12 +4,14 @@
     python benchmarks/bench_infer.py --models resnet18_fpn --repeats 20
     python benchmarks/bench_infer.py --smoke              # a seconds-long run at 64 px (tests/test_benchmarks.py)
 
-For each model: an untrained checkpoint (random weights, box head biased so that every image
-has the full box_detections_per_img boxes: NMS and the box head work as on a trained model) is
+For each model: an untrained checkpoint (random weights; a detector's box head biased so that
+every image has the full box_detections_per_img boxes, so NMS and the box head work as on a
+trained model; a classifier for task kermany3) is
 exported with `detect export` (onnx, torchscript), the three are loaded through
 load_predictor, and Predictor.forward runs batches of letterboxed random images: milliseconds
 per image at batch 1 and batch 8, and each backend's ratio to eager (< 1: faster). The ONNX
-detector graph takes one image (detect.export.onnx), so its batch of 8 is 8 runs.
+graph takes one image (detect.export.onnx), so its batch of 8 is 8 runs; so does a classifier's
+traced TorchScript file.
 Numbers depend on the machine's load and thread count: the header prints both.
 """
 from __future__ import annotations
@@ -32,22 +34,23 @@ from detect.models.checkpoint import save_checkpoint
 
 BACKEND_FORMATS = (("eager", None), ("torchscript", "torchscript"), ("onnxruntime", "onnx"))
 DETECTOR_CPU_MODELS = ("resnet18_fpn", "mobilenet_v3_large_fpn")
+CLASSIFIER_TASK = "kermany3"  # the three-class head: the largest of the tasks' heads
 
 
 def cpu_models() -> list[str]:
-    """The CPU detectors and every classifier of the registry (when it has any)."""
-    is_classifier = getattr(registry, "is_classifier", None)
-    classifiers = [name for name in registry.MODELS if is_classifier is not None and is_classifier(name)]
-    return [*DETECTOR_CPU_MODELS, *classifiers]
+    """The CPU detectors and every classifier of the registry."""
+    return [*DETECTOR_CPU_MODELS, *(name for name in registry.MODELS if registry.is_classifier(name))]
 
 
 def write_checkpoint(name: str, size_px: int, folder: Path) -> Path:
-    overrides = [f"model.name={name}", "model.weights=none", f"data.image_size_px={size_px}", "model.box_score_thresh=0.0"]
-    if getattr(registry, "is_classifier", lambda _n: False)(name):
-        overrides = [o for o in overrides if not o.startswith("model.box_score")]
+    overrides = [f"model.name={name}", "model.weights=none", f"data.image_size_px={size_px}"]
+    if registry.is_classifier(name):
+        overrides += [f"task={CLASSIFIER_TASK}", "train.monitor=val_f1"]
+    else:
+        overrides += ["model.box_score_thresh=0.0"]
     cfg = config_from_dict({}, overrides)
     torch.manual_seed(0)
-    model = build_model(cfg.model, size_px)
+    model = build_model(cfg.model, size_px, task=cfg.task)
     box_predictor = getattr(getattr(model, "roi_heads", None), "box_predictor", None)
     if box_predictor is not None:
         with torch.no_grad():

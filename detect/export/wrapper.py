@@ -156,7 +156,9 @@ class ExportableClassifier(nn.Module):
         return (
             images.new_zeros((count, 0, 4)),
             images.new_zeros((count, 0)),
-            (scale * 0).to(torch.int64),  # zeros [B], tied to an input so a trace keeps B
+            # zeros [B], tied to both inputs: a trace keeps B, and the ONNX graph keeps the inputs
+            # of the contract (an input no output depends on is dropped from it)
+            (scale * 0).to(torch.int64) + orig_size_hw[:, 0] * 0,
             torch.stack([o["rsna_class_probs"].float() for o in outputs]),
             torch.stack([o["pneumonia_prob"].float().reshape(()) for o in outputs]),
             torch.stack([o["subtype_probs"].float() for o in outputs]),

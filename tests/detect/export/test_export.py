@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from data_prep.errors import CheckpointError, DetectError
+from detect.config import config_from_dict
 from detect.export.metadata import METADATA_KEY
 from detect.export.run import default_out_path, export_checkpoint
 from detect.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableDetector
@@ -184,3 +185,23 @@ def test_default_out_paths(tmp_path):
     assert default_out_path(tmp_path / "best.pt", "weights") == tmp_path / "best.weights.pt"
     with pytest.raises(DetectError, match="--format is 'tflite'"):
         export_checkpoint(tmp_path / "best.pt", "tflite")
+
+
+@pytest.mark.parametrize("name, task", [("basic_cnn", "kermany3"), ("resnet18", "rsna2")])
+def test_exported_classifier_predicts_what_eager_pytorch_predicts(tmp_path, images, name, task):
+    """A classifier checkpoint exports under the same contract: no boxes, the same probabilities."""
+    cfg = config_from_dict({}, [f"model.name={name}", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, SIZE_PX, task=cfg.task)
+    checkpoint = save_checkpoint(tmp_path / "best.pt", model=model, cfg=cfg, epoch=1, global_step=2)
+    expected = load_predictor(checkpoint, device="cpu").predictor.predict_raw(images)
+    assert len({round(p.pneumonia_probability, 6) for p in expected}) > 1, "the images must differ for the test"
+    for fmt in ("onnx", "torchscript"):
+        result = export_checkpoint(checkpoint, fmt)
+        assert result.max_abs_diff is not None and result.max_abs_diff < PROB_TOL
+        got = load_predictor(result.out_path, device="cpu").predictor.predict_raw(images)
+        for want, have in zip(expected, got, strict=True):
+            assert have.boxes_xyxy.shape == (0, 4) and have.scores.shape == (0,)
+            np.testing.assert_allclose(have.class_probabilities, want.class_probabilities, atol=PROB_TOL, rtol=0)
+            np.testing.assert_allclose(have.subtype_probabilities, want.subtype_probabilities, atol=PROB_TOL, rtol=0)
+            assert abs(have.pneumonia_probability - want.pneumonia_probability) <= PROB_TOL
