@@ -40,6 +40,8 @@ def write_torchscript(wrapper: ExportableDetector | ExportableClassifier, path: 
         # torch 2.14 marks torch.jit deprecated (FutureWarning); the README says so once
         warnings.simplefilter("ignore", FutureWarning)
         if isinstance(wrapper, ExportableClassifier):
+            # the tracer warns about each Python-side shape check; tests/detect/export compares the file with eager
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
             with torch.no_grad():
                 scripted = torch.jit.trace(wrapper.eval(), example_inputs(wrapper.image_size_px, TRACED_BATCH_SIZE))
         else:
