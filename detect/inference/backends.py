@@ -8,7 +8,7 @@
                                                          scores [N], rsna_class_probs [3],
                                                          pneumonia_prob [1], subtype_probs [3]} numpy
 
-Every backend returns the same per-image numpy dicts (detect.inference.predictor.outputs_to_numpy's
+Every backend returns the same per-image numpy dicts (outputs_to_numpy's
 keys), so the Predictor's steps before and after it (prepare_input, to_raw_prediction, TTA) and
 everything above (batch runs, eval, serve) are the same for all three. The exported files take
 the wrapper's contract (detect.export.wrapper); they are called with scale 1 and original size
