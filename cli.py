@@ -178,10 +178,19 @@ def infer(
     paths: Optional[List[Path]] = typer.Argument(None, help="DICOM / PNG / JPEG files or folders (searched recursively; files without a known suffix are taken by content); none with --dicomweb."),
     out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json); the JSON Lines part(s) go next to it."),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
+        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt). Also a file of `detect export` (.onnx, TorchScript, weights-only .pt)."
+    ),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="eager (PyTorch) | torchscript | onnxruntime; default: what --checkpoint is (an .onnx file: onnxruntime)."
     ),
     submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
+    gate_with: Optional[Path] = typer.Option(
+        None, "--gate-with", help="A second checkpoint (e.g. a classifier) whose pneumonia probability replaces the detector's own and decides, at its own stored thresholds."
+    ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Also write DIR/<image stem>_gradcam.png per image: the Grad-CAM heat map of the pneumonia score of the classifier that decides."
+    ),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Drop boxes whose final score (after gating) is below this."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="Multiply box scores by the image's pneumonia probability."),
     drop_below_threshold: bool = typer.Option(
@@ -197,6 +206,9 @@ def infer(
         None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Threads reading (decoding) the next batches while the model runs; default: one per CPU core but one, at most 8; 0: read in turn, no overlap."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N; under torchrun, each rank its own GPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run: skip the images its JSON Lines part already holds (same checkpoint and options required)."),
     glob: Optional[str] = typer.Option(None, "--glob", help="Only files whose path below the folder matches this pattern, e.g. '**/*.dcm' or 'CT*/**'."),
@@ -224,11 +236,11 @@ def infer(
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
     )
-    options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
+    options = dict(checkpoint=checkpoint, backend=backend, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
-                   device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
+                   workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
-                   max_pixels=megapixels_to_pixels(max_megapixels))
+                   max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
 
@@ -255,11 +267,28 @@ def infer(
                           f"{result.out_path or out} with their reason); pass --allow-failures to accept that")
 
 
+@app.command("export")
+@user_errors_exit_2
+def export_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt / last.pt of `detect train`."),
+    export_format: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime) | torchscript (torch.jit) | weights (a checkpoint without optimizer state)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write; default beside the checkpoint: best.onnx, best.torchscript.pt or best.weights.pt."),
+) -> None:
+    """Export a checkpoint for deployment: boxes in original pixels, scores and image probabilities as fixed tensors.
+
+    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract is in the README.
+    """
+    from detect.export.run import export_checkpoint
+
+    typer.echo(export_checkpoint(checkpoint, export_format, out).summary())
+
+
 @app.command("eval")
 @user_errors_exit_2
 def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
@@ -279,8 +308,8 @@ def eval_command(
     from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
-        if predictions is None or labels is None or data or checkpoint is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR")
+        if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
+            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
         outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
@@ -290,12 +319,67 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), gate_with=gate_with,
         )
     for note in outcome.notes:
         echo_problem("note", note)
     typer.echo(format_summary(outcome.metrics))
     typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def compare(
+    models: str = typer.Option(..., "--models", help="Comma-separated model names (detectors and classifiers of the registry), e.g. resnet18_fpn,mobilenet_v3_large_fpn."),
+    config: Path = typer.Option(..., "--config", help="The recipe every model trains with (only model.name changes, and the task a classifier needs)."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable); the test split (Kermany: its own test/; RSNA: held-out patients) is what the models are compared on."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.csv, report.md, the plots, and runs/<model>/."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget: train.epochs for every model (default: the recipe's)."),
+    minutes_per_model: Optional[float] = typer.Option(None, "--minutes-per-model", help="Budget: each model stops at the end of the epoch in which this many minutes ran out (train.max_minutes; train.epochs stays the upper bound)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every model, e.g. --set train.lr=0.01 (repeatable)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of the test images for the 95% intervals."),
+) -> None:
+    """Train several models on the same splits, seed and budget; compare them on held-out patients.
+
+    Writes OUT/compare.csv (one row per model), OUT/report.md (metrics with 95% bootstrap
+    intervals, DeLong and McNemar tests of the best model against each other, cost), ROC curves,
+    confusion matrices and accuracy against inference time. Resumable: a finished model is not
+    trained again; a killed one resumes from its last epoch.
+    """
+    from detect.compare.plan import parse_model_list
+    from detect.compare.run import run_compare
+
+    if bootstrap < 1:
+        raise DetectError(f"--bootstrap must be >= 1, got {bootstrap}")
+    names = parse_model_list(models)
+    outcome = run_compare(names, config, data or [], out, overrides=overrides or [], epochs=epochs,
+                          minutes_per_model=minutes_per_model, n_resamples=bootstrap, log=typer.echo)
+    if outcome.best_model:
+        typer.echo(f"best test ROC-AUC: {outcome.best_model}")
+    typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def sweep(
+    config: Path = typer.Option(..., "--config", help="The recipe each combination starts from."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable), as in `detect train`."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="A config key and its values, e.g. --grid train.lr=0.01,0.02 (repeatable; every combination is trained). Values typed as --set types them; [a,b] for lists."),
+    out: Path = typer.Option(Path("sweep"), "--out", help="Folder for sweep.csv, report.md, by_key.png and runs/<combination>/."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every run (repeatable)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Validation metric the report compares, e.g. val_f1 (default: the recipe's train.monitor)."),
+) -> None:
+    """Train one run per combination of --grid values (detectors and classifiers alike); tabulate and compare them.
+
+    Writes OUT/sweep.csv (every run's final and best validation metrics), OUT/report.md (each key's
+    values: mean and spread over the other keys, a plot, observations computed from the numbers).
+    Resumable: a finished run is not trained again; a killed one resumes from its last epoch.
+    """
+    from detect.sweep.run import run_sweep
+
+    outcome = run_sweep(config, data or [], grid or [], out, overrides=overrides or [], metric=metric, log=typer.echo)
+    typer.echo(f"{len(outcome.results)} runs ({len(outcome.trained)} trained now); wrote "
+               f"{', '.join(str(p) for p in outcome.paths.values())}")
 
 
 @app.command()

@@ -18,6 +18,20 @@ OVERLAY_MAX_SIDE_PX = 1024
 OVERLAY_MIN_SIDE_PX = 512
 
 
+def display_factor(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                   min_side_px: int = OVERLAY_MIN_SIDE_PX) -> float:
+    """The scale that brings the longest side into [min_side_px, max_side_px] (text stays legible)."""
+    longest = float(max(height_px, width_px))
+    return min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
+
+
+def display_size(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                 min_side_px: int = OVERLAY_MIN_SIDE_PX) -> tuple[int, int]:
+    """(width, height) of an overlay of an image this size (cv2's order), by `display_factor`."""
+    factor = display_factor(height_px, width_px, max_side_px=max_side_px, min_side_px=min_side_px)
+    return max(1, round(width_px * factor)), max(1, round(height_px * factor))
+
+
 def draw_overlay(
     pixels: np.ndarray,
     prediction: ImagePrediction,
@@ -29,10 +43,9 @@ def draw_overlay(
     and class probabilities written top-left. The longest side is brought into
     [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
     height, width = pixels.shape[:2]
-    longest = float(max(height, width))
-    factor = min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
+    factor = display_factor(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     gray = pixels if factor == 1.0 else cv2.resize(pixels, size, interpolation=interpolation)
     canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     side = max(canvas.shape[:2])
