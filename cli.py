@@ -125,7 +125,8 @@ def train(
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=0.01 (repeatable)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (values that differ from the defaults marked) and exit without training."),
 ) -> None:
-    """Train the Faster R-CNN + image classifier; writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
+    """Train the Faster R-CNN + image classifier, or a whole-image classifier (model.name=resnet18 ...
+    with task=kermany2|kermany3|rsna2|rsna3); writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
 
     Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
     """
@@ -179,7 +180,10 @@ def infer(
     paths: Optional[List[Path]] = typer.Argument(None, help="DICOM / PNG / JPEG files or folders (searched recursively; files without a known suffix are taken by content); none with --dicomweb."),
     out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json); the JSON Lines part(s) go next to it."),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
+        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt). Also a file of `detect export` (.onnx, TorchScript, weights-only .pt)."
+    ),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="eager (PyTorch) | torchscript | onnxruntime; default: what --checkpoint is (an .onnx file: onnxruntime)."
     ),
     submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
@@ -234,7 +238,7 @@ def infer(
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
     )
-    options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
+    options = dict(checkpoint=checkpoint, backend=backend, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
                    workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
@@ -263,6 +267,22 @@ def infer(
     if result.failures and not allow_failures:
         raise DetectError(f"{len(result.failures)} of {result.n_inputs} file(s) could not be read (listed in "
                           f"{result.out_path or out} with their reason); pass --allow-failures to accept that")
+
+
+@app.command("export")
+@user_errors_exit_2
+def export_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt / last.pt of `detect train`."),
+    export_format: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime) | torchscript (torch.jit) | weights (a checkpoint without optimizer state)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write; default beside the checkpoint: best.onnx, best.torchscript.pt or best.weights.pt."),
+) -> None:
+    """Export a checkpoint for deployment: boxes in original pixels, scores and image probabilities as fixed tensors.
+
+    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract is in the README.
+    """
+    from detect.export.run import export_checkpoint
+
+    typer.echo(export_checkpoint(checkpoint, export_format, out).summary())
 
 
 @app.command("eval")

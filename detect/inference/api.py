@@ -109,11 +109,12 @@ class Detector:
     def from_checkpoint(cls, checkpoint: str | Path | None = None, *, device: str = "auto",
                         settings: PostprocessSettings = PostprocessSettings(), pneumonia_threshold: float | None = None,
                         threshold_from: str | None = None, runs_dir: str | Path = "runs",
-                        gate_with: str | Path | None = None) -> "Detector":
-        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt) on `device`, and the
-        `gate_with` checkpoint as its gate when given."""
+                        gate_with: str | Path | None = None, backend: str | None = None) -> "Detector":
+        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt; or a file of `detect
+        export`) on `device`, run by `backend` (None: what the file is; see load_predictor), and
+        the `gate_with` checkpoint as its gate when given."""
         choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
-        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
+        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings, backend=backend)
         gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
         choice.offered((gate or loaded).operating_points)  # a --threshold-from the model cannot serve fails now
         return cls(loaded=loaded, settings=settings, choice=choice, gate=gate)

@@ -335,6 +335,7 @@ def run_inference(
     *,
     out_path: str | Path,
     checkpoint: str | Path | None = None,
+    backend: str | None = None,
     runs_dir: str | Path = "runs",
     submission_path: str | Path | None = None,
     overlay_dir: str | Path | None = None,
@@ -369,6 +370,8 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
+    `backend`: eager | torchscript | onnxruntime, or None for what `checkpoint` is (an .onnx
+    file runs in ONNX Runtime; detect.inference.backends).
     `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
     on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
     overlap). On the CPU torch's threads are the cores the readers leave (see the module docstring).
@@ -389,7 +392,7 @@ def run_inference(
         listing = collect_input_files(paths, glob)
         detector = Detector.from_checkpoint(checkpoint, device=str(torch_device), settings=settings,
                                             pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
-                                            runs_dir=runs_dir, gate_with=gate_with)
+                                            runs_dir=runs_dir, gate_with=gate_with, backend=backend)
         explainer = explainer_for(detector) if explain_dir is not None else None
         out = Path(out_path)
         shard, writer = _open_shard(listing, out, info, resume,
