@@ -99,13 +99,18 @@ def predict_records(
     files = [data_root / r.path for r in records]
     by_path = {str(f): r for f, r in zip(files, records)}
     out = SplitPredictions(records=[], raw=[], failures=[])
-    batches = iter_loaded_batches(files, batch_size, workers)
+    # Decoded for the model's input size, as the cache and the training loader decode them; a
+    # gated pair (two models, two sizes) reads each image whole.
+    sized = isinstance(predictor, Predictor)
+    batches = iter_loaded_batches(files, batch_size, workers, target_size_px=predictor.image_size_px if sized else None)
     if progress:
         batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc=desc, leave=False)
     for batch in batches:
         images = [item for item in batch if isinstance(item, LoadedImage)]
         out.failures += [item for item in batch if isinstance(item, BadFile)]
-        for image, raw in zip(images, predictor.predict_raw([i.pixels for i in images])):
+        pixels = [i.pixels for i in images]
+        raws = predictor.predict_raw(pixels, [i.decoded_from_hw for i in images]) if sized else predictor.predict_raw(pixels)
+        for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)
     return out

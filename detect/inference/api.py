@@ -154,9 +154,17 @@ class Detector:
         times = times if times is not None else PipelineTimes()
         predictor = self.predictor
 
+        # Decoded for the model's input size, as the cache and the training loader decode them;
+        # a gated pair (two models, two sizes) reads each image whole.
+        target_size_px = predictor.image_size_px if isinstance(predictor, Predictor) else None
+
         def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | GatedViews | None]:
-            item = load_or_fail(path, limit)
-            return item, predictor.prepare_views(item.pixels) if isinstance(item, LoadedImage) else None
+            item = load_or_fail(path, limit) if target_size_px is None else load_or_fail(path, limit, target_size_px)
+            if not isinstance(item, LoadedImage):
+                return item, None
+            if item.decoded_from_hw is None:
+                return item, predictor.prepare_views(item.pixels)
+            return item, predictor.prepare_views(item.pixels, item.decoded_from_hw)
 
         batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels, read=read_and_prepare)
         while True:

@@ -56,10 +56,14 @@ class ModelInput:
     width_px: int
 
 
-def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None) -> ModelInput:
-    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample)."""
-    tensor, scale = prepare_image(pixels, image_size_px, clahe)
-    return ModelInput(tensor=tensor, scale=scale, height_px=int(pixels.shape[0]), width_px=int(pixels.shape[1]))
+def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None,
+                  original_hw: tuple[int, int] | None = None) -> ModelInput:
+    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample).
+    `original_hw`: the file's size when `pixels` were decoded smaller for this input size
+    (detect.data.files.load_image's target_size_px); predictions then map back to it."""
+    tensor, scale = prepare_image(pixels, image_size_px, clahe, original_hw)
+    height, width = original_hw if original_hw is not None else pixels.shape[:2]
+    return ModelInput(tensor=tensor, scale=scale, height_px=int(height), width_px=int(width))
 
 
 def to_raw_prediction(views: Sequence[dict[str, np.ndarray]], model_input: ModelInput, *,
@@ -118,8 +122,8 @@ class Predictor:
         self.tta_iou_thresh = tta_iou_thresh
         self.amp = amp
 
-    def prepare(self, pixels: np.ndarray) -> ModelInput:
-        return prepare_input(pixels, self.image_size_px, self.clahe)
+    def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> ModelInput:
+        return prepare_input(pixels, self.image_size_px, self.clahe, original_hw)
 
     def forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
         """One forward pass over a batch of ModelInputs -> per-image numpy outputs (input pixels)."""
@@ -138,19 +142,24 @@ class Predictor:
             for i, item in enumerate(inputs)
         ]
 
-    def prepare_views(self, pixels: np.ndarray) -> tuple[ModelInput, ModelInput | None]:
+    def prepare_views(self, pixels: np.ndarray,
+                      original_hw: tuple[int, int] | None = None) -> tuple[ModelInput, ModelInput | None]:
         """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
-        from reader threads (no state is changed), so `detect infer` letterboxes there."""
-        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1])) if self.tta else None
-        return self.prepare(pixels), flipped
+        from reader threads (no state is changed), so `detect infer` letterboxes there.
+        `original_hw`: the file's size when `pixels` were decoded smaller (LoadedImage.decoded_from_hw)."""
+        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1]), original_hw) if self.tta else None
+        return self.prepare(pixels, original_hw), flipped
 
     def predict_views(self, views: Sequence[tuple[ModelInput, ModelInput | None]]) -> list[RawPrediction]:
         """Predict images given as their `prepare_views`."""
         return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
 
-    def predict_raw(self, images: Sequence[np.ndarray]) -> list[RawPrediction]:
-        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA."""
-        return self.predict_views([self.prepare_views(pixels) for pixels in images])
+    def predict_raw(self, images: Sequence[np.ndarray],
+                    original_hws: Sequence[tuple[int, int] | None] | None = None) -> list[RawPrediction]:
+        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
+        `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
+        sizes = list(original_hws) if original_hws is not None else [None] * len(images)
+        return self.predict_views([self.prepare_views(pixels, hw) for pixels, hw in zip(images, sizes)])
 
 
 # ------------------------------------------------------------------------ from a checkpoint

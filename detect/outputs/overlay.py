@@ -42,11 +42,15 @@ def draw_overlay(
     """BGR uint8 image: the radiograph with the boxes (red, score above each) and the decision
     and class probabilities written top-left. The longest side is brought into
     [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
-    height, width = pixels.shape[:2]
+    # The prediction's size is the ORIGINAL one its boxes are in; `pixels` may have been decoded
+    # smaller for the model (detect.data.files.load_image's target_size_px).
+    height, width = (prediction.height_px, prediction.width_px) if prediction.height_px and prediction.width_px \
+        else pixels.shape[:2]
     factor = display_factor(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
-    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
     size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
-    gray = pixels if factor == 1.0 else cv2.resize(pixels, size, interpolation=interpolation)
+    shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    gray = pixels if (size[1], size[0]) == pixels.shape[:2] else cv2.resize(pixels, size, interpolation=interpolation)
     canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     side = max(canvas.shape[:2])
     font_scale = max(0.35, side / 1600.0)
