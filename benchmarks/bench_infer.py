@@ -17,6 +17,7 @@ Numbers depend on the machine's load and thread count: the header prints both.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import statistics
 import tempfile
@@ -24,6 +25,8 @@ import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from detect.config import config_from_dict
 from detect.export.run import export_checkpoint

@@ -12,6 +12,7 @@ is assembled from it at the end, entry by entry).
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import threading
 import time
@@ -20,6 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from detect.config import config_from_dict
 from detect.inference.batch import run_inference

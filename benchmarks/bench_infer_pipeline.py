@@ -28,6 +28,7 @@ The first `--warmup` images are predicted once before timing (allocator, first-c
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import tempfile
 import time
@@ -35,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from data_prep.synth import synth_rsna
 from detect.config import load_config

@@ -14,10 +14,14 @@ tests/detect/test_roi_align.py):
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+import sys
 import time
 
 import torch
 from torchvision.ops import roi_align
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from detect.config import load_config
 from detect.models.build import build_model

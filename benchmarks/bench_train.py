@@ -22,6 +22,7 @@ instead of `--steps` steps: the GPU check of benchmarks/gpu_checks.py.
 from __future__ import annotations
 
 import argparse
+import sys
 import copy
 import json
 import os
@@ -35,6 +36,8 @@ import numpy as np
 import pydicom
 import torch
 from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone without installing
 
 from data_prep.manifest import read_manifest
 from data_prep.prepare import prepare_dataset
