@@ -303,6 +303,61 @@ def eval_command(
 
 @app.command()
 @user_errors_exit_2
+def compare(
+    models: str = typer.Option(..., "--models", help="Comma-separated model names (detectors and classifiers of the registry), e.g. resnet18_fpn,mobilenet_v3_large_fpn."),
+    config: Path = typer.Option(..., "--config", help="The recipe every model trains with (only model.name changes, and the task a classifier needs)."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable); the test split (Kermany: its own test/; RSNA: held-out patients) is what the models are compared on."),
+    out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.csv, report.md, the plots, and runs/<model>/."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget: train.epochs for every model (default: the recipe's)."),
+    minutes_per_model: Optional[float] = typer.Option(None, "--minutes-per-model", help="Budget: each model stops at the end of the epoch in which this many minutes ran out (train.max_minutes; train.epochs stays the upper bound)."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every model, e.g. --set train.lr=0.01 (repeatable)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples of the test images for the 95% intervals."),
+) -> None:
+    """Train several models on the same splits, seed and budget; compare them on held-out patients.
+
+    Writes OUT/compare.csv (one row per model), OUT/report.md (metrics with 95% bootstrap
+    intervals, DeLong and McNemar tests of the best model against each other, cost), ROC curves,
+    confusion matrices and accuracy against inference time. Resumable: a finished model is not
+    trained again; a killed one resumes from its last epoch.
+    """
+    from detect.compare.plan import parse_model_list
+    from detect.compare.run import run_compare
+
+    if bootstrap < 1:
+        raise DetectError(f"--bootstrap must be >= 1, got {bootstrap}")
+    names = parse_model_list(models)
+    outcome = run_compare(names, config, data or [], out, overrides=overrides or [], epochs=epochs,
+                          minutes_per_model=minutes_per_model, n_resamples=bootstrap, log=typer.echo)
+    if outcome.best_model:
+        typer.echo(f"best test ROC-AUC: {outcome.best_model}")
+    typer.echo(f"wrote {', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
+def sweep(
+    config: Path = typer.Option(..., "--config", help="The recipe each combination starts from."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable), as in `detect train`."),
+    grid: Optional[List[str]] = typer.Option(None, "--grid", help="A config key and its values, e.g. --grid train.lr=0.01,0.02 (repeatable; every combination is trained). Values typed as --set types them; [a,b] for lists."),
+    out: Path = typer.Option(Path("sweep"), "--out", help="Folder for sweep.csv, report.md, by_key.png and runs/<combination>/."),
+    overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key for every run (repeatable)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Validation metric the report compares, e.g. val_f1 (default: the recipe's train.monitor)."),
+) -> None:
+    """Train one run per combination of --grid values (detectors and classifiers alike); tabulate and compare them.
+
+    Writes OUT/sweep.csv (every run's final and best validation metrics), OUT/report.md (each key's
+    values: mean and spread over the other keys, a plot, observations computed from the numbers).
+    Resumable: a finished run is not trained again; a killed one resumes from its last epoch.
+    """
+    from detect.sweep.run import run_sweep
+
+    outcome = run_sweep(config, data or [], grid or [], out, overrides=overrides or [], metric=metric, log=typer.echo)
+    typer.echo(f"{len(outcome.results)} runs ({len(outcome.trained)} trained now); wrote "
+               f"{', '.join(str(p) for p in outcome.paths.values())}")
+
+
+@app.command()
+@user_errors_exit_2
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes (data, run, eval, boxes.json)."),
     quick: bool = typer.Option(False, "--quick", help="CI size: a fraction of the data and a few training steps (checks the path, not the accuracy)."),

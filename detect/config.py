@@ -207,6 +207,10 @@ class TrainConfig:
     early_stop_patience: int = 0  # epochs without improvement of `monitor` before stopping; 0 = off
     monitor: str = "val_map50"  # val_map50 | val_rsna_score | val_f1 | val_loss
     max_steps_per_epoch: int = 0  # 0 = the whole epoch; >0 caps it (demo, smoke tests)
+    # Time budget in minutes of training (epochs with their validation, summed over resumes);
+    # 0 = none. Training stops at the end of the epoch in which it runs out (`detect compare
+    # --minutes-per-model`): every model gets the same wall-clock budget, not the same epochs.
+    max_minutes: float = 0.0
     eval_every_epochs: int = 1
     log_every_steps: int = 20  # 0 = no step lines
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -229,6 +233,7 @@ class TrainConfig:
         check.at_least("early_stop_patience", self.early_stop_patience, 0)
         check.choice("monitor", self.monitor, MONITORS)
         check.at_least("max_steps_per_epoch", self.max_steps_per_epoch, 0)
+        check.at_least("max_minutes", self.max_minutes, 0.0)
         check.at_least("eval_every_epochs", self.eval_every_epochs, 1)
         check.at_least("log_every_steps", self.log_every_steps, 0)
         if not DEVICE_PATTERN.match(self.device.strip().lower()):
@@ -318,6 +323,14 @@ def _parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` -> (the dotted key, the value typed as YAML reads it: 0.01 a float, 8 an int,
+    true a bool, [16, 32] a list, adamw a string), as `--set` and `detect sweep --grid` take it.
+    The key itself is checked when a Config is built from it (config_from_dict)."""
+    path, value = _parse_override(text)
+    return ".".join(path), value
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

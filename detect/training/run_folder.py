@@ -35,7 +35,8 @@ from detect.models.checkpoint import load_checkpoint
 from detect.training.engine import EpochStats
 
 # Config keys that may differ on --resume: they change how a run executes, not what it computes.
-RESUME_MUTABLE_KEYS: tuple[str, ...] = ("train.device", "data.num_workers", "train.log_every_steps")
+# train.max_minutes is a budget, like train.epochs: a resume may grant more time
+RESUME_MUTABLE_KEYS: tuple[str, ...] = ("train.device", "data.num_workers", "train.log_every_steps", "train.max_minutes")
 # Validation metrics written to metrics.csv (prefixed val_), in this order.
 VAL_CSV_KEYS: tuple[str, ...] = (
     "map50", "map", "map75", "rsna_score", "f1", "roc_auc", "accuracy", "sensitivity", "specificity",

@@ -15,7 +15,8 @@
      (detect.training.engine.evaluate) every train.eval_every_epochs and at the last epoch,
      a row of metrics.csv and TensorBoard scalars, then last.pt always (with the operating
      points chosen on each dataset's val split and the metrics history), best.pt on an
-     improvement of train.monitor, early stopping. That order, and what a resume repairs, keep
+     improvement of train.monitor, early stopping, and a stop at the end of the epoch in which
+     train.max_minutes ran out (the time is kept in last.pt, so a resume spends what is left). That order, and what a resume repairs, keep
      the run folder consistent after a kill at any instant (detect.training.run_folder).
 
 Sampling is reproducible (detect.data.sampling): a run resumed from last.pt draws the same
@@ -28,6 +29,7 @@ DistributedDataParallel (detect.distributed); rank 0 alone evaluates, logs and w
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -79,6 +81,9 @@ class TrainResult:
     global_step: int
     images_per_second: float
     stopped_early: bool = False
+    stopped_on_time: bool = False  # train.max_minutes ran out before train.epochs
+    train_seconds: float = 0.0  # wall time of the epochs and their validation, summed over resumes
+    epochs_completed: int = 0  # epochs the run has trained in all, resumes included (epochs_run: this call's)
     rank: int = 0  # the process's rank under torchrun; only rank 0 wrote anything
     model: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -95,6 +100,10 @@ class Progress:
     best_metrics: dict[str, float] = field(default_factory=dict)
     # {dataset: OperatingPoint.to_dict()} chosen on each dataset's val split at the last evaluation
     operating_points: dict[str, dict[str, Any]] = field(default_factory=dict)
+    train_seconds: float = 0.0  # wall time of the epochs so far (train.max_minutes counts it)
+
+    def out_of_time(self, max_minutes: float) -> bool:
+        return max_minutes > 0 and self.train_seconds >= 60.0 * max_minutes
 
     def record_evaluation(self, metrics: dict[str, float], operating_points: dict[str, dict[str, Any]],
                           monitor: str, epoch: int) -> bool:
@@ -116,7 +125,8 @@ class Progress:
         return cls(epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
                    best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
                    stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=dict(best_metrics),
-                   operating_points=dict(extra.get("operating_points") or {}))
+                   operating_points=dict(extra.get("operating_points") or {}),
+                   train_seconds=float(extra.get("train_seconds", 0.0)))
 
 
 def resolve_config(config: Config | str | Path | None, overrides: Sequence[str], run_dir: Path | None) -> Config:
@@ -369,8 +379,15 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     _log_start(cfg, device, info, loaders, progress, run_dir, log)
     extra = {"data_dirs": [str(Path(d).resolve()) for d in data_dirs]}
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
+    stopped_on_time = progress.epoch < train_cfg.epochs and progress.out_of_time(train_cfg.max_minutes)
+    if stopped_on_time:
+        log(f"{run_dir} has spent its train.max_minutes={train_cfg.max_minutes:g} after epoch {progress.epoch}; "
+            "raise it to train longer")
     try:
         for epoch in range(progress.epoch, train_cfg.epochs):
+            if stopped_on_time:
+                break
+            epoch_start = time.monotonic()
             loaders.sampler.set_epoch(epoch)
             stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
                                     global_step=progress.global_step, info=info, log=log,
@@ -379,9 +396,13 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
 
+            # rank 0's clock decides, so that every rank stops after the same epoch
+            stopped_on_time = _main_then_share(
+                info, lambda: progress.train_seconds + time.monotonic() - epoch_start >= 60.0 * train_cfg.max_minutes
+                if train_cfg.max_minutes > 0 else False)
             metrics: dict[str, float] = {}
             improved = False
-            if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs:
+            if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs or stopped_on_time:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
                 metrics, points, val_skipped = _main_then_share(
                     info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
@@ -393,6 +414,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
 
             if skipped_files is not None:
                 skipped_files.add(skipped, log)
+            progress.train_seconds += time.monotonic() - epoch_start
             if writer is not None:  # this order keeps the run folder consistent (detect.training.run_folder)
                 writer.write_epoch(epoch + 1, stats, metrics)
                 save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
@@ -401,12 +423,17 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                                 epochs_without_improvement=progress.stale_epochs, metrics=metrics,
                                 extra={**extra, "operating_points": progress.operating_points,
                                        "best_metrics": progress.best_metrics,
+                                       "train_seconds": progress.train_seconds,
                                        "metrics_history": writer.metrics_csv.rows},  # so a resume needs no other file
                                 rng_states=capture_rng_states())
                 if improved:
                     copy_file_atomic(last_path, best_path)
                 log(format_epoch(epoch + 1, train_cfg.epochs, stats, metrics, improved))
             barrier()
+            if stopped_on_time:
+                log(f"time budget: train.max_minutes={train_cfg.max_minutes:g} ran out during epoch {epoch + 1}; "
+                    "stopping after it")
+                break
             if metrics and 0 < train_cfg.early_stop_patience <= progress.stale_epochs:
                 log(f"early stop: {train_cfg.monitor} has not improved for {progress.stale_epochs} evaluations "
                     f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
@@ -422,7 +449,8 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
         global_step=progress.global_step,
         images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
-        stopped_early=stopped_early, rank=info.rank, model=model,
+        stopped_early=stopped_early, stopped_on_time=stopped_on_time, train_seconds=progress.train_seconds,
+        epochs_completed=progress.epoch, rank=info.rank, model=model,
     )
 
 

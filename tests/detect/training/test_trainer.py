@@ -305,3 +305,40 @@ def test_unreadable_files_are_skipped_recorded_and_training_goes_on(tmp_path):
     resumed = run_training(None, [], out_dir=tmp_path / "run", resume=True, overrides=["train.epochs=2"], log=SILENT)
     assert resumed.epochs_run == 1
     assert len(_csv_rows(result.run_dir / "bad_files.csv")) == 2  # kept on resume, each file once
+
+
+# ------------------------------------------------------------------------ time budget
+
+
+class _FakeClock:
+    """time.monotonic advancing 50 s per call: the trainer reads it at an epoch's start, at the
+    budget check after the training steps, and after validation."""
+
+    def __init__(self) -> None:
+        self.now_s = 0.0
+
+    def monotonic(self) -> float:
+        self.now_s += 50.0
+        return self.now_s
+
+
+def test_max_minutes_stops_at_the_end_of_the_epoch_it_runs_out_in_and_resume_keeps_the_count(rsna_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "time", _FakeClock())
+    cfg = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=1", "train.eval_every_epochs=5")
+    lines: list[str] = []
+    result = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", log=lines.append)
+    # epoch 1: 50 s at the check (< 60), 100 s in all; epoch 2: 100 + 50 s at the check -> stop after it
+    assert result.stopped_on_time and result.epochs_run == 2 and result.global_step == 2
+    assert result.train_seconds == pytest.approx(200.0)
+    assert "time budget: train.max_minutes=1 ran out during epoch 2; stopping after it" in lines
+    last = load_checkpoint(result.last_checkpoint)
+    assert last["epoch"] == 2 and last["extra"]["train_seconds"] == pytest.approx(200.0)
+    assert "val_f1" in last["metrics"]  # the epoch the time ran out in is validated, whatever eval_every_epochs says
+
+    again = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", resume=True, log=SILENT)
+    assert again.stopped_on_time and again.epochs_run == 0 and again.global_step == 2
+
+    more = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=4", "train.eval_every_epochs=5")
+    longer = run_training(more, [rsna_dir], out_dir=tmp_path / "run", resume=True, log=SILENT)
+    # 200 s spent; epoch 3 checks at 250 s (< 240? no: 250 >= 240) -> stops after epoch 3
+    assert longer.stopped_on_time and longer.epochs_run == 1 and longer.global_step == 3

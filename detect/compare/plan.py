@@ -1,0 +1,119 @@
+"""What `detect compare` will train: one config and one run folder per model, everything else equal.
+
+    plans = plan_compare(["resnet18_fpn", "mobilenet_v3_large_fpn"], "configs/demo.yaml", "compare",
+                         epochs=3, minutes_per_model=None)
+
+Every model gets the recipe's data, seed, split and training settings; only `model.name`
+changes, plus what the model's kind requires (a classifier needs a classification `task`).
+The budget is `--epochs` (train.epochs) or `--minutes-per-model` (train.max_minutes, with
+train.epochs as the upper bound): every model stops at the end of the epoch in which its time
+ran out. The run folders are OUT/runs/<model>.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from data_prep.errors import ConfigError
+from data_prep.manifest import find_prepared, read_manifest
+from data_prep.prepare import detect_dataset_kind
+from detect.config import Config, config_from_dict, config_to_dict, load_config
+from detect.models.registry import MODELS, get_model_spec
+
+RUNS_FOLDER = "runs"
+RESULT_FILE = "compare_result.json"  # the finished marker, written after the test evaluation
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    """One model of a comparison: its name, its resolved config and its run folder."""
+
+    model: str
+    config: Config
+    run_dir: Path
+
+    @property
+    def result_path(self) -> Path:
+        return self.run_dir / RESULT_FILE
+
+
+def parse_model_list(text: str) -> list[str]:
+    """'a,b,c' -> ['a', 'b', 'c'] (order kept, repeats dropped); a ConfigError names an unknown model."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise ConfigError(f"--models '{text}' names no model; available models: {', '.join(MODELS)}")
+    for name in names:
+        if name not in MODELS:
+            raise ConfigError(f"--models: '{name}' is not a known model; available models: {', '.join(MODELS)}")
+    return list(dict.fromkeys(names))
+
+
+def model_kind(name: str) -> str:
+    """'detector' or 'classifier' (the registry's `kind`)."""
+    return getattr(get_model_spec(name), "kind", "detector")
+
+
+def _has_task_key() -> bool:
+    return any(f.name == "task" for f in dataclasses.fields(Config))
+
+
+def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
+    """'rsna' / 'kermany' of each --data folder: from its manifest when prepared, else its layout."""
+    kinds = []
+    for data_dir in data_dirs:
+        kinds.append(read_manifest(data_dir).dataset if find_prepared(data_dir) is not None else detect_dataset_kind(data_dir))
+    return list(dict.fromkeys(kinds))
+
+
+def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
+    """The `task` a model runs under in a comparison: detectors 'detection'; classifiers the
+    recipe's classification task, or, when the recipe says 'detection', the binary task of the
+    data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name one)."""
+    if not _has_task_key():
+        return []
+    task = getattr(base, "task")
+    if model_kind(name) == "detector":
+        return ["task=detection"]
+    if task != "detection":
+        return [f"task={task}"]
+    kinds = dataset_kinds(data_dirs)
+    if len(kinds) != 1:
+        raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
+                          "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
+    return [f"task={kinds[0]}2"]
+
+
+def comparison_task(base: Config) -> str:
+    """The recipe's task: which class structure the comparison reports ('detection' = binary only)."""
+    return str(getattr(base, "task", "detection"))
+
+
+@dataclass(frozen=True)
+class ComparePlan:
+    models: list[ModelPlan]
+    task: str  # the recipe's task: 'detection' (binary pneumonia only) or a classification task
+
+
+def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_dir: str | Path, *,
+                 data_dirs: Sequence[str | Path] = (), overrides: Sequence[str] = (), epochs: int | None = None,
+                 minutes_per_model: float | None = None) -> ComparePlan:
+    """One ModelPlan per model; every ConfigError (an unknown key, a bad budget) before any training."""
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {epochs}")
+    if minutes_per_model is not None and not minutes_per_model > 0:
+        raise ConfigError(f"--minutes-per-model must be > 0, got {minutes_per_model}")
+    budget = ([f"train.epochs={epochs}"] if epochs is not None else []) + (
+        [f"train.max_minutes={minutes_per_model}"] if minutes_per_model is not None else [])
+    base = config if isinstance(config, Config) else load_config(config, [])
+    base = config_from_dict(config_to_dict(base), [*overrides, *budget])
+    runs = Path(out_dir) / RUNS_FOLDER
+    plans = []
+    for name in models:
+        try:
+            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *task_overrides(name, base, data_dirs)])
+        except ConfigError as exc:
+            raise ConfigError(f"--models {name}: {exc}") from None
+        plans.append(ModelPlan(name, cfg, runs / name))
+    return ComparePlan(plans, comparison_task(base))
