@@ -27,11 +27,16 @@ import yaml
 
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
-from detect.models.registry import get_model_spec
+from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
+from detect.models.losses import LOSSES
+from detect.models.registry import get_model_spec, is_classifier
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "plateau", "constant")
-MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss")
+MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss", "val_roc_auc", "val_macro_f1",
+                             "val_accuracy")
+BOX_MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score")  # detectors only: a classifier draws no boxes
+XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pretrained network
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
@@ -118,9 +123,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         check = _Checks("data")
-        check.positive("image_size_px", self.image_size_px)
-        if self.image_size_px % IMAGE_SIZE_MULTIPLE_PX:
-            check.fail("image_size_px", f"must be a multiple of {IMAGE_SIZE_MULTIPLE_PX}, got {self.image_size_px}")
+        check.positive("image_size_px", self.image_size_px)  # the model's own limits: Config.__post_init__
         check.at_least("num_workers", self.num_workers, 0)
         check.at_least("kermany_weight", self.kermany_weight, 0.0)
         check.in_range("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
@@ -134,9 +137,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "resnet50_fpn_v2"  # a key of detect.models.registry.MODELS
-    weights: str = "none"  # none | imagenet | PATH to a .pt/.pth state dict or a detect checkpoint
-    trainable_backbone_layers: int = 5  # 0-5 (resnet) / 0-6 (mobilenet); all when training from scratch
+    name: str = "resnet50_fpn_v2"  # a key of detect.models.registry.MODELS (detectors and classifiers)
+    # none | imagenet | PATH to a .pt/.pth state dict or a detect checkpoint | xrv:NAME (classifiers:
+    # a torchxrayvision CXR-pretrained network, e.g. xrv:densenet121-res224-all)
+    weights: str = "none"
+    trainable_backbone_layers: int = 5  # detectors: 0-5 (resnet) / 0-6 (mobilenet); all when training from scratch
     box_score_thresh: float = 0.05  # boxes below this score are not returned at inference
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 10
@@ -164,6 +169,12 @@ class ModelConfig:
         spec = get_model_spec(self.name)
         if not self.weights.strip():
             check.fail("weights", "is empty; use none, imagenet or the path of a .pt/.pth file")
+        if spec.kind == "classifier":
+            self._check_classifier(check, spec)
+            return
+        if self.weights.strip().lower().startswith(XRV_WEIGHTS_PREFIX):
+            check.fail("weights", f"is '{self.weights}'; torchxrayvision weights fit classifiers only, "
+                                  f"not the detector '{self.name}'")
         if not 0 <= self.trainable_backbone_layers <= spec.trainable_layers_max:
             check.fail("trainable_backbone_layers",
                        f"is {self.trainable_backbone_layers}; '{self.name}' accepts 0 to {spec.trainable_layers_max}")
@@ -188,6 +199,27 @@ class ModelConfig:
         check.in_range("head_dropout", self.head_dropout, 0.0, 1.0, high_open=True)
         check.at_least("classifier_loss_weight", self.classifier_loss_weight, 0.0)
 
+    def _check_classifier(self, check: _Checks, spec: Any) -> None:
+        """A classifier has no anchors and no trainable-layer count (train.freeze_backbone_epochs
+        is its transfer-learning knob); its weights must exist for it."""
+        default = ModelConfig()
+        if self.trainable_backbone_layers != default.trainable_backbone_layers:
+            check.fail("trainable_backbone_layers", f"is {self.trainable_backbone_layers}, but '{self.name}' is a "
+                                                    "classifier: use train.freeze_backbone_epochs to train its head first")
+        for key in ("anchor_sizes_px", "anchor_aspect_ratios"):
+            if getattr(self, key):
+                check.fail(key, f"is {list(getattr(self, key))}, but '{self.name}' is a classifier: anchors are for "
+                                "detectors only")
+        weights = self.weights.strip()
+        if weights.lower() == "imagenet" and not spec.imagenet_weights:
+            check.fail("weights", f"is imagenet, but '{self.name}' has no ImageNet weights; use none or a file")
+        if weights.lower().startswith(XRV_WEIGHTS_PREFIX):
+            if not spec.xrv_model:
+                check.fail("weights", f"is '{weights}'; torchxrayvision has no weights for '{self.name}' "
+                                      "(densenet121 and resnet50 have)")
+            if not weights[len(XRV_WEIGHTS_PREFIX):].strip():
+                check.fail("weights", f"is '{weights}'; name the torchxrayvision weights, e.g. xrv:densenet121-res224-all")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -205,7 +237,7 @@ class TrainConfig:
     grad_clip_norm: float = 10.0  # 0 = no clipping
     amp: bool = True  # mixed precision, CUDA only (ignored on CPU)
     early_stop_patience: int = 0  # epochs without improvement of `monitor` before stopping; 0 = off
-    monitor: str = "val_map50"  # val_map50 | val_rsna_score | val_f1 | val_loss
+    monitor: str = "val_map50"  # val_map50 | val_rsna_score (detectors) | val_f1 | val_roc_auc | val_loss | val_accuracy | val_macro_f1 (3-class tasks)
     max_steps_per_epoch: int = 0  # 0 = the whole epoch; >0 caps it (demo, smoke tests)
     # Time budget in minutes of training (epochs with their validation, summed over resumes);
     # 0 = none. Training stops at the end of the epoch in which it runs out (`detect compare
@@ -214,6 +246,12 @@ class TrainConfig:
     eval_every_epochs: int = 1
     log_every_steps: int = 20  # 0 = no step lines
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    # Classifiers (task other than detection): the loss against class imbalance, and the
+    # two-phase transfer schedule (head alone on a frozen backbone, then all at a lower lr).
+    loss: str = "ce"  # ce | weighted_ce (inverse class frequency of the train split) | focal
+    focal_gamma: float = 2.0  # focal loss exponent; 0 is plain cross-entropy
+    freeze_backbone_epochs: int = 0  # epochs training only the new head; 0 = off
+    finetune_lr_factor: float = 0.1  # lr multiplier once the backbone unfreezes
 
     def __post_init__(self) -> None:
         check = _Checks("train")
@@ -238,12 +276,23 @@ class TrainConfig:
         check.at_least("log_every_steps", self.log_every_steps, 0)
         if not DEVICE_PATTERN.match(self.device.strip().lower()):
             check.fail("device", f"is '{self.device}'; use auto, cpu, cuda or cuda:N")
+        check.choice("loss", self.loss, LOSSES)
+        check.at_least("focal_gamma", self.focal_gamma, 0.0)
+        check.at_least("freeze_backbone_epochs", self.freeze_backbone_epochs, 0)
+        if self.freeze_backbone_epochs > self.epochs:
+            check.fail("freeze_backbone_epochs", f"is {self.freeze_backbone_epochs}, more than train.epochs "
+                                                 f"({self.epochs})")
+        check.in_range("finetune_lr_factor", self.finetune_lr_factor, 0.0, 1.0, low_open=True)
 
 
 @dataclass(frozen=True)
 class Config:
     name: str = "run"  # the run folder's default name: runs/<name>
     seed: int = 0
+    # detection (a detector with its image head, on RSNA and/or Kermany) | kermany2 (normal /
+    # pneumonia) | kermany3 (normal / bacterial / viral) | rsna2 (pneumonia yes / no) | rsna3
+    # (the three RSNA classes): the four classification tasks take a classifier model.name
+    task: str = DETECTION_TASK
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -253,6 +302,45 @@ class Config:
         if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
             check.fail("name", f"is {self.name!r}; it names the run folder runs/<name>: use letters, digits, - or _")
         check.at_least("seed", self.seed, 0)
+        check.choice("task", self.task, TASKS)
+        if is_classifier(self.model.name):
+            self._check_classifier()
+        else:
+            self._check_detector()
+
+    def _check_detector(self) -> None:
+        check = _Checks("")
+        if self.task != DETECTION_TASK:
+            check.fail("task", f"is '{self.task}', but model '{self.model.name}' is a detector; choose a classifier "
+                               "(basic_cnn, resnet18, ...) or task detection")
+        size = self.data.image_size_px
+        if size % IMAGE_SIZE_MULTIPLE_PX:
+            _Checks("data").fail("image_size_px", f"must be a multiple of {IMAGE_SIZE_MULTIPLE_PX}, got {size}")
+        train = _Checks("train")
+        if self.train.monitor == "val_macro_f1":
+            train.fail("monitor", "is 'val_macro_f1', a metric of the three-class classification tasks; "
+                                  "a detector monitors val_map50, val_rsna_score, val_f1, val_roc_auc, val_accuracy or val_loss")
+        if self.train.loss != "ce":
+            train.fail("loss", f"is '{self.train.loss}', but the detector's losses are fixed; train.loss applies to classifiers")
+        if self.train.freeze_backbone_epochs:
+            train.fail("freeze_backbone_epochs", "applies to classifiers; a detector uses model.trainable_backbone_layers")
+
+    def _check_classifier(self) -> None:
+        check = _Checks("")
+        spec = get_model_spec(self.model.name)
+        if self.task not in CLASSIFICATION_TASKS:
+            check.fail("task", f"is '{self.task}', but model '{self.model.name}' is a classifier; "
+                               f"choose one of: {', '.join(CLASSIFICATION_TASKS)}")
+        size = self.data.image_size_px
+        if size < spec.min_image_size_px:
+            _Checks("data").fail("image_size_px", f"is {size}; '{self.model.name}' needs at least "
+                                                  f"{spec.min_image_size_px} px")
+        train = _Checks("train")
+        if self.train.monitor in BOX_MONITORS:
+            train.fail("monitor", f"is '{self.train.monitor}', but a classifier draws no boxes; use val_f1, "
+                                  "val_roc_auc, val_accuracy, val_loss" + (", val_macro_f1" if num_outputs(self.task) > 1 else ""))
+        if self.train.monitor == "val_macro_f1" and num_outputs(self.task) == 1:
+            train.fail("monitor", f"is 'val_macro_f1', a three-class metric; task {self.task} is binary: use val_f1")
 
 
 # ---------------------------------------------------------------------------------------------

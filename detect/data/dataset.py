@@ -44,11 +44,12 @@ from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
 from data_prep.cache import load_cached_image
-from data_prep.errors import DataFormatError, DetectError, ImageReadError
+from data_prep.errors import ConfigError, DataFormatError, DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize, letterbox_scale, scale_boxes
 from data_prep.images import read_any_image
 from data_prep.manifest import PreparedDataset
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, DicomHeader, ImageRecord
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, records_for_task
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, content_size, pixels_to_tensor
 from detect.data.transforms import build_eval_transforms, build_train_transforms
@@ -240,8 +241,13 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
     with a warning naming the files, instead of failing in the middle of an epoch. Originals
     are read with cfg.data.max_image_megapixels as the pixel limit; `skip_unreadable` is
     handed to every ManifestDataset (training sets it: see the module docstring).
+
+    A classification task (cfg.task) reads its dataset's records only (data_prep.tasks: the
+    kermany tasks Kermany's, the rsna tasks RSNA's); a prepared dataset without any is a
+    ConfigError naming its folder.
     """
     size = cfg.data.image_size_px
+    task_sources = [check_task_records(source, cfg.task) for source in prepared]
     aug = cfg.data.augment
     clahe = clahe_from_config(aug)
     loader = functools.partial(read_any_image, max_pixels=cfg.data.max_image_pixels)
@@ -250,8 +256,8 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
         records: list[ImageRecord] = []
         roots: list[Path] = []
         caches: list[PreparedDataset | None] = []
-        for source in prepared:
-            split_records = [r for r in source.records if r.split == split]
+        for source, task_records in zip(prepared, task_sources):
+            split_records = [r for r in task_records if r.split == split]
             cache = None
             if cfg.data.use_cache and Path(source.cached_image_path("probe", size)).parent.is_dir():
                 cache = source
@@ -272,3 +278,13 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
         datasets[split] = ManifestDataset(records, roots, size, transforms=transforms, cache=caches, clahe=clahe,
                                           loader=loader, skip_unreadable=skip_unreadable)
     return datasets
+
+
+def check_task_records(source: PreparedDataset, task: str) -> list[ImageRecord]:
+    """The records of `source` that `task` reads; a ConfigError naming the folder when there are none."""
+    records = records_for_task(source.records, task)
+    if task != DETECTION_TASK and not records:
+        found = sorted({r.dataset for r in source.records}) or ["no images"]
+        raise ConfigError(f"--data {source.data_root}: no {TASK_DATASET[task].upper()} images for task '{task}' "
+                          f"(it holds {', '.join(found)}); pass a {TASK_DATASET[task]} folder or change config key 'task'")
+    return records

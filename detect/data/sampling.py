@@ -22,6 +22,7 @@ from torch.utils.data import DistributedSampler, RandomSampler, Sampler, Weighte
 
 from data_prep.errors import ConfigError
 from data_prep.records import ImageRecord
+from data_prep.tasks import DETECTION_TASK, record_label
 from detect.config import Config
 from detect.data.dataset import ManifestDataset
 
@@ -31,9 +32,12 @@ def derive_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) % 2**32 for p in parts]).generate_state(1)[0]) & 0x7FFFFFFF
 
 
-def sampling_group(record: ImageRecord) -> tuple[str, str]:
-    """The (dataset, class) group a record is balanced in: RSNA by rsna_class, Kermany by subtype,
-    anything else (or a record without its class) by target."""
+def sampling_group(record: ImageRecord, task: str = DETECTION_TASK) -> tuple[str, str]:
+    """The (dataset, class) group a record is balanced in: by the task's class for a
+    classification task (kermany2 / rsna2: the target); for detection RSNA by rsna_class, Kermany
+    by subtype, anything else (or a record without its class) by target."""
+    if task != DETECTION_TASK:
+        return record.dataset, f"{task}={record_label(record, task)}"
     if record.dataset == "rsna" and record.rsna_class is not None:
         return record.dataset, record.rsna_class
     if record.dataset == "kermany" and record.subtype is not None:
@@ -42,7 +46,7 @@ def sampling_group(record: ImageRecord) -> tuple[str, str]:
 
 
 def sampling_weights(records: Sequence[ImageRecord], *, kermany_weight: float = 1.0,
-                     balance_classes: bool = True) -> np.ndarray:
+                     balance_classes: bool = True, task: str = DETECTION_TASK) -> np.ndarray:
     """Per-record sampling weights (float64 [N], summing to 1).
 
     Each dataset keeps its natural share of draws, times `kermany_weight` for Kermany: with
@@ -54,7 +58,7 @@ def sampling_weights(records: Sequence[ImageRecord], *, kermany_weight: float = 
     """
     if not records:
         raise ConfigError("cannot sample from an empty set of training images")
-    groups = [sampling_group(r) for r in records]
+    groups = [sampling_group(r, task) for r in records]
     dataset_counts = Counter(dataset for dataset, _ in groups)
     group_counts = Counter(groups)
     classes_per_dataset = Counter(dataset for dataset, _ in group_counts)
@@ -72,10 +76,10 @@ def sampling_weights(records: Sequence[ImageRecord], *, kermany_weight: float = 
 
 
 def make_weighted_sampler(records: Sequence[ImageRecord], *, kermany_weight: float, num_samples: int | None,
-                          seed: int, balance_classes: bool = True) -> WeightedRandomSampler:
+                          seed: int, balance_classes: bool = True, task: str = DETECTION_TASK) -> WeightedRandomSampler:
     """A WeightedRandomSampler (with replacement) over `records` by `sampling_weights`;
     `num_samples` draws per epoch (None = len(records)); reproducible given `seed`."""
-    weights = sampling_weights(records, kermany_weight=kermany_weight, balance_classes=balance_classes)
+    weights = sampling_weights(records, kermany_weight=kermany_weight, balance_classes=balance_classes, task=task)
     generator = torch.Generator().manual_seed(int(seed))
     return WeightedRandomSampler(
         torch.from_numpy(weights), num_samples=int(num_samples or len(records)), replacement=True, generator=generator
@@ -118,6 +122,7 @@ def build_train_sampler(dataset: ManifestDataset, cfg: Config, rank: int = 0, wo
                 num_samples=per_rank,
                 seed=derive_seed(cfg.seed, epoch, rank),
                 balance_classes=cfg.data.balance_classes,
+                task=cfg.task,
             )
         if world_size > 1:
             sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.seed)

@@ -4,6 +4,7 @@
     final = postprocessed_boxes(records, raws, points, settings)             what `detect infer` writes
     detection_metrics(final, raw_boxes, ground_truth, score_thresh)          RSNA score + COCO mAP
     validation_metrics(records, raws, points, settings)                      the val_* numbers
+    classification_metrics(records, raws, points, task)                     a classifier's val_* numbers
 
 The pneumonia decision threshold of a dataset is chosen on that dataset's own val split
 (F1-optimal): RSNA adults and Kermany children differ in prevalence and in how the model's
@@ -19,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from data_prep.records import ImageRecord
-from detect.evaluation.metrics import binary_classification_metrics, coco_map, f1_optimal_threshold, rsna_score
+from data_prep.tasks import TASK_CLASSES, num_outputs, record_label
+from detect.evaluation.metrics import binary_classification_metrics, coco_map, f1_optimal_threshold, multiclass_metrics, rsna_score
 from detect.inference.postprocess import postprocess_prediction
 from detect.predictions import DEFAULT_PNEUMONIA_THRESHOLD, OperatingPoint, PostprocessSettings, RawPrediction
 
@@ -86,17 +88,10 @@ def detection_metrics(final: BoxesById, raw: BoxesById, ground_truth: dict[str, 
     }
 
 
-def validation_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
-                       points: dict[str, OperatingPoint], settings: PostprocessSettings) -> dict[str, float]:
-    """The numbers training validates on (metrics.csv prefixes them val_):
-
-    - `f1`, `accuracy`, `sensitivity`, `specificity` of the pneumonia decision over every image,
-      each decided at its own dataset's threshold; `roc_auc` of the probabilities (no threshold);
-    - `threshold_<dataset>` for each dataset present;
-    - over the images with box labels (RSNA): `map50`, `map`, `map75` of the raw boxes and
-      `rsna_score` of the post-processed ones (nan without box labels).
-    A metric that is undefined on the split (one class only) is nan.
-    """
+def pneumonia_decision_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
+                               points: dict[str, OperatingPoint]) -> dict[str, float]:
+    """f1, accuracy, sensitivity, specificity of the pneumonia decision (each image at its own
+    dataset's threshold), roc_auc of the probabilities, threshold_<dataset>, n_images."""
     metrics: dict[str, float] = {"n_images": float(len(records))}
     if records:
         y_true, y_prob = targets_and_probabilities(records, raws)
@@ -108,6 +103,44 @@ def validation_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPredict
         metrics["roc_auc"] = binary_classification_metrics(y_true, y_prob, 0.5)["roc_auc"]
     for dataset, point in points.items():
         metrics[f"threshold_{dataset}"] = float(point.threshold)
+    return metrics
+
+
+def task_probabilities(raws: Sequence[RawPrediction], task: str) -> np.ndarray:
+    """[N, K] class probabilities of a three-class task, in TASK_CLASSES order."""
+    if task == "kermany3":
+        return np.stack([np.asarray(raw.subtype_probabilities, dtype=np.float64) for raw in raws])
+    return np.stack([np.asarray(raw.class_probabilities, dtype=np.float64) for raw in raws])
+
+
+def classification_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
+                           points: dict[str, OperatingPoint], task: str) -> dict[str, float]:
+    """A classifier's validation numbers (metrics.csv prefixes them val_): the pneumonia
+    decision's f1 / sensitivity / specificity at the F1-optimal threshold chosen on these images
+    (`points`), roc_auc; accuracy of that decision for binary tasks; for the three-class tasks
+    `accuracy` and `macro_f1` of the argmax over the task's classes. No box metrics: a
+    classifier draws no boxes, so map / rsna_score are absent, not 0."""
+    metrics = pneumonia_decision_metrics(records, raws, points)
+    if records and num_outputs(task) > 1:
+        labels = np.array([record_label(r, task) for r in records], dtype=np.int64)
+        three_class = multiclass_metrics(labels, task_probabilities(raws, task), TASK_CLASSES[task])
+        metrics["accuracy"] = float(three_class["accuracy"])
+        metrics["macro_f1"] = float(three_class["macro_f1"])
+    return metrics
+
+
+def validation_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
+                       points: dict[str, OperatingPoint], settings: PostprocessSettings) -> dict[str, float]:
+    """The numbers training validates on (metrics.csv prefixes them val_):
+
+    - `f1`, `accuracy`, `sensitivity`, `specificity` of the pneumonia decision over every image,
+      each decided at its own dataset's threshold; `roc_auc` of the probabilities (no threshold);
+    - `threshold_<dataset>` for each dataset present;
+    - over the images with box labels (RSNA): `map50`, `map`, `map75` of the raw boxes and
+      `rsna_score` of the post-processed ones (nan without box labels).
+    A metric that is undefined on the split (one class only) is nan.
+    """
+    metrics = pneumonia_decision_metrics(records, raws, points)
     boxed = [(r, raw) for r, raw in zip(records, raws) if r.has_box_labels]
     if boxed:
         ground_truth = {r.image_id: r.boxes_xyxy for r, _ in boxed}

@@ -1,8 +1,10 @@
-"""Building the model a config names: `build_model(cfg.model, cfg.data.image_size_px)`.
+"""Building the model a config names: `build_model(cfg.model, cfg.data.image_size_px, task=cfg.task)`.
 
-The MODELS entry's torchvision builder makes the Faster R-CNN (detector heads always fresh, for
-2 classes); the config's RoI head size, RoIAlign backend and anchors are applied to it; it is
-wrapped in a PneumoniaDetector with the image-level head; starting weights per model.weights.
+Detectors: the MODELS entry's torchvision builder makes the Faster R-CNN (detector heads always
+fresh, for 2 classes); the config's RoI head size, RoIAlign backend and anchors are applied to
+it; it is wrapped in a PneumoniaDetector with the image-level head.
+Classifiers: the entry's torchvision classification builder with fresh heads for the task,
+wrapped in an ImageClassifier (detect.models.classifiers). Starting weights per model.weights.
 """
 from __future__ import annotations
 
@@ -16,14 +18,26 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from detect.config import ModelConfig
 from detect.models.backbones import NUM_DETECTOR_CLASSES, convert_to_frozen_batchnorm
+from detect.models.classifiers import DETECTION_TASK, ImageClassifier, build_classifier_network, num_outputs
 from detect.models.detector import PneumoniaDetector
-from detect.models.registry import get_model_spec
+from detect.models.registry import AUX_LOGITS_MIN_IMAGE_SIZE_PX, ClassifierSpec, get_model_spec
 from detect.models.roi_align import GridSampleMultiScaleRoIAlign
-from detect.models.weights import build_with_imagenet_backbone, existing_weights_file, load_weights, weights_kind
+from detect.models.weights import (
+    XRV_MEAN,
+    XRV_STD,
+    build_imagenet_classifier,
+    build_with_imagenet_backbone,
+    existing_weights_file,
+    load_weights,
+    load_xrv_weights,
+    weights_kind,
+)
 
 
-def build_model(model_cfg: ModelConfig, image_size_px: int) -> PneumoniaDetector:
-    """The detector named by model_cfg.name for S x S inputs (S = image_size_px), initialised per model_cfg.weights.
+def build_model(model_cfg: ModelConfig, image_size_px: int,
+                task: str = DETECTION_TASK) -> PneumoniaDetector | ImageClassifier:
+    """The model named by model_cfg.name for S x S inputs (S = image_size_px), initialised per
+    model_cfg.weights: a classifier for `task` (see `build_classifier`), or a detector.
 
     weights: 'none'      random initialisation everywhere (BatchNorm trains, all backbone layers train);
              'imagenet'  torchvision's ImageNet backbone (downloaded once into torch's hub cache;
@@ -35,6 +49,8 @@ def build_model(model_cfg: ModelConfig, image_size_px: int) -> PneumoniaDetector
     is a WeightsUnavailableError before anything is built.
     """
     spec = get_model_spec(model_cfg.name)
+    if isinstance(spec, ClassifierSpec):
+        return build_classifier(spec, model_cfg, image_size_px, task)
     kind = weights_kind(model_cfg.weights)
     weights_path = existing_weights_file(model_cfg.weights) if kind == "file" else None
     kwargs: dict[str, Any] = dict(
@@ -74,6 +90,39 @@ def build_model(model_cfg: ModelConfig, image_size_px: int) -> PneumoniaDetector
         head_dropout=model_cfg.head_dropout,
         classifier_loss_weight=model_cfg.classifier_loss_weight,
     )
+    if weights_path is not None:
+        load_weights(model, weights_path)
+    return model
+
+
+def build_classifier(spec: ClassifierSpec, model_cfg: ModelConfig, image_size_px: int, task: str) -> ImageClassifier:
+    """The ImageClassifier of `spec` for `task` (detect.config checked the pair and the size).
+
+    weights: 'none' random initialisation; 'imagenet' torchvision's ImageNet network (offline ->
+    WeightsUnavailableError, as for detectors); 'xrv:NAME' torchxrayvision's CXR-pretrained
+    network (needs the package), with its normalisation; PATH a detect checkpoint, a state dict
+    of this classifier, or a plain torchvision classification file. The task's heads start fresh.
+    inception_v3 below AUX_LOGITS_MIN_IMAGE_SIZE_PX drops its auxiliary head (it cannot run there).
+    """
+    kind = weights_kind(model_cfg.weights)
+    weights_path = existing_weights_file(model_cfg.weights) if kind == "file" else None
+    n_outputs = num_outputs(task)
+    kwargs = dict(spec.builder_kwargs)
+    if kind == "imagenet":
+        network = build_imagenet_classifier(spec, n_outputs, kwargs)
+    else:
+        network = build_classifier_network(spec.builder, spec.head_paths, n_outputs, extra_kwargs=kwargs)
+    head_paths = spec.head_paths
+    if getattr(network, "aux_logits", False) and image_size_px < AUX_LOGITS_MIN_IMAGE_SIZE_PX:
+        network.aux_logits = False
+        network.AuxLogits = None
+        head_paths = tuple(p for p in head_paths if not p.startswith("AuxLogits."))
+    mean, std = spec.image_mean, spec.image_std
+    if kind == "xrv":
+        load_xrv_weights(network, spec, model_cfg.weights)
+        mean, std = XRV_MEAN, XRV_STD
+    model = ImageClassifier(network, model_name=model_cfg.name, image_size_px=image_size_px, task=task,
+                            image_mean=mean, image_std=std, head_paths=head_paths, cam_layer_path=spec.cam_layer_path)
     if weights_path is not None:
         load_weights(model, weights_path)
     return model

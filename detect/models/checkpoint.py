@@ -44,6 +44,7 @@ from data_prep.atomic import atomic_write
 from data_prep.errors import CheckpointError, ConfigError
 from detect.config import Config, config_from_dict, config_to_dict
 from detect.models.build import build_model
+from detect.models.classifiers import ImageClassifier
 from detect.models.detector import PneumoniaDetector
 from detect.models.weights import load_weights_only
 
@@ -156,7 +157,7 @@ def find_latest_best_checkpoint(runs_dir: str | Path = "runs") -> Path:
 
 def build_model_from_checkpoint(
     path: str | Path, device: str | torch.device = "cpu"
-) -> tuple[PneumoniaDetector, Config, dict[str, Any]]:
+) -> tuple[PneumoniaDetector | ImageClassifier, Config, dict[str, Any]]:
     """Rebuild the trained model from a checkpoint: (model in eval mode on `device`, cfg, extra).
 
     The architecture comes from the stored config; its `weights` are NOT fetched again (the
@@ -166,7 +167,7 @@ def build_model_from_checkpoint(
     payload = load_checkpoint(path, map_location="cpu")
     cfg = config_of_checkpoint(payload, path)
     model_cfg = dataclasses.replace(cfg.model, weights="none")
-    model = build_model(model_cfg, cfg.data.image_size_px)
+    model = build_model(model_cfg, cfg.data.image_size_px, task=cfg.task)
     try:
         model.load_state_dict(payload["model"], strict=True)
     except RuntimeError as exc:

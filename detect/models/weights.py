@@ -1,16 +1,21 @@
-"""Where a model's starting weights come from: model.weights = none | imagenet | PATH.
+"""Where a model's starting weights come from: model.weights = none | imagenet | PATH | xrv:NAME.
 
-    weights_kind(cfg.model.weights)               'none' | 'imagenet' | 'file'
+    weights_kind(cfg.model.weights)               'none' | 'imagenet' | 'file' | 'xrv'
     check_weights_available(cfg.model)            a missing file fails before any data is read
     build_with_imagenet_backbone(spec, n, kwargs) torchvision's ImageNet backbone; offline ->
                                                   WeightsUnavailableError saying how to provide it
+    build_imagenet_classifier(spec, k, kwargs)    a classifier's whole ImageNet network (same errors)
+    load_xrv_weights(network, spec, name)         torchxrayvision's CXR-pretrained weights into a
+                                                  classifier network (needs the package; offline ->
+                                                  the same one-line WeightsUnavailableError)
     load_weights(model, path)                     a state dict, a detect checkpoint, or a plain
-                                                  torchvision Faster R-CNN file (strict, or partial
-                                                  with a warning in that one case)
+                                                  torchvision Faster R-CNN / classification file
+                                                  (strict, or partial with a warning in those cases)
 Files are read with torch.load(weights_only=True): a weights file cannot run code.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import socket
@@ -20,21 +25,31 @@ from typing import Any
 from urllib.error import HTTPError, URLError
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.models import get_weight
 from torchvision.models.detection import FasterRCNN
 
 from data_prep.errors import CheckpointError, WeightsUnavailableError
 from detect.config import ModelConfig
+from detect.models.classifiers import ImageClassifier, build_classifier_network
 from detect.models.detector import PneumoniaDetector
-from detect.models.registry import ModelSpec
+from detect.models.registry import ClassifierSpec, ModelSpec
 
+XRV_PREFIX = "xrv:"
+# torchxrayvision's networks take one channel scaled to [-1024, 1024]: x_xrv = (2x - 1) * 1024
+# for our x in [0, 1], i.e. (x - 0.5) / (1 / 2048) on each (identical) channel.
+XRV_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+XRV_STD: tuple[float, float, float] = (1 / 2048, 1 / 2048, 1 / 2048)
+# where each torchxrayvision class keeps the torchvision network our ClassifierSpec builds
+_XRV_STATE_PREFIX: dict[str, str] = {"DenseNet": "", "ResNet": "model."}
 
 def weights_kind(weights: str) -> str:
-    """'none', 'imagenet' or 'file' for a model.weights value."""
+    """'none', 'imagenet', 'xrv' or 'file' for a model.weights value."""
     lowered = weights.strip().lower()
     if lowered in ("none", "imagenet"):
         return lowered
+    if lowered.startswith(XRV_PREFIX):
+        return "xrv"
     return "file"
 
 
@@ -46,18 +61,31 @@ def check_weights_available(model_cfg: ModelConfig) -> None:
 
 
 def build_with_imagenet_backbone(spec: ModelSpec, trainable_layers: int, kwargs: dict[str, Any]) -> FasterRCNN:
-    enum = get_weight(spec.imagenet_weights)
+    return _download_imagenet(spec.imagenet_weights, lambda enum: spec.builder(
+        weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs))
+
+
+def build_imagenet_classifier(spec: ClassifierSpec, n_outputs: int, kwargs: dict[str, Any]) -> nn.Module:
+    """The classifier network with torchvision's ImageNet weights and fresh heads for `n_outputs`."""
+    kwargs = {k: v for k, v in kwargs.items() if k != "init_weights"}  # torchvision refuses it with weights
+    return _download_imagenet(spec.imagenet_weights, lambda enum: build_classifier_network(
+        spec.builder, spec.head_paths, n_outputs, weights=enum, extra_kwargs=kwargs))
+
+
+def _download_imagenet(enum_name: str, build: Any) -> Any:
+    """build(torchvision weights enum), the download's failures as one-line WeightsUnavailableErrors."""
+    enum = get_weight(enum_name)
     try:
-        return spec.builder(weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs)
+        return build(enum)
     except (OSError, socket.timeout) as exc:  # URLError, HTTPError, ConnectionError are OSErrors
-        raise WeightsUnavailableError(_download_failure_message(spec.imagenet_weights, enum.url, exc)) from None
+        raise WeightsUnavailableError(_download_failure_message(enum_name, enum.url, exc)) from None
     except RuntimeError as exc:
         if "hash" not in str(exc).lower():
             raise
         file_name = os.path.basename(enum.url)
         cached = Path(torch.hub.get_dir()) / "checkpoints" / file_name
         raise WeightsUnavailableError(
-            f"the download of {spec.imagenet_weights} is corrupt (hash mismatch): delete {cached} and run again, "
+            f"the download of {enum_name} is corrupt (hash mismatch): delete {cached} and run again, "
             f"or set model.weights to a local file or 'none'"
         ) from None
 
@@ -75,6 +103,63 @@ def _download_failure_message(enum_name: str, url: str, exc: BaseException) -> s
         f"{os.path.basename(url)} to {checkpoints}/, or set model.weights to a local file or 'none'"
     )
     return " ".join(message.split())
+
+
+def load_xrv_weights(network: nn.Module, spec: ClassifierSpec, weights: str) -> None:
+    """Copy torchxrayvision's CXR-pretrained `weights` (model.weights 'xrv:NAME') into `network`
+    (spec's torchvision network): every tensor but xrv's 18-pathology head; its one-channel
+    first convolution is spread over our three identical grey channels (weight / 3 each).
+    The classifier must then normalise with XRV_MEAN / XRV_STD.
+    Missing package, no internet, unknown name -> one-line WeightsUnavailableError."""
+    name = weights.strip()[len(XRV_PREFIX):].strip()
+    try:
+        xrv = importlib.import_module("torchxrayvision")
+    except ImportError:
+        raise WeightsUnavailableError(
+            f"model.weights={weights}: the torchxrayvision package is not installed; `pip install torchxrayvision` "
+            "(and run once online), or set model.weights to imagenet, a local file or 'none'"
+        ) from None
+    try:
+        pretrained = getattr(xrv.models, spec.xrv_model)(weights=name)
+    except (OSError, socket.timeout) as exc:
+        reason = exc.reason if isinstance(exc, URLError) else exc
+        raise WeightsUnavailableError(
+            f"model.weights={weights}: no internet access to download torchxrayvision's {name} ({reason}); either "
+            "run once online (torchxrayvision caches it under ~/.torchxrayvision), or set model.weights to a local "
+            "file or 'none'"
+        ) from None
+    except Exception as exc:  # torchxrayvision raises a bare Exception for an unknown weights name
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise WeightsUnavailableError(f"model.weights={weights}: torchxrayvision cannot provide {name} ({first})") from None
+    transfer_xrv_state(network, pretrained.state_dict(), _XRV_STATE_PREFIX.get(spec.xrv_model, ""), spec.head_paths,
+                       source=weights)
+
+
+def transfer_xrv_state(network: nn.Module, xrv_state: dict[str, Tensor], prefix: str, head_paths: tuple[str, ...],
+                       *, source: str) -> None:
+    """Load the tensors of a torchxrayvision state dict (keys under `prefix`) into `network`,
+    leaving `head_paths` fresh; a first convolution with one input channel is repeated to the
+    network's three and divided by 3 (the grey image is repeated, so the response is the same)."""
+    own = network.state_dict()
+    head_prefixes = tuple(f"{path}." for path in head_paths)
+    loaded: dict[str, Tensor] = {}
+    for key, value in xrv_state.items():
+        if not key.startswith(prefix):
+            continue
+        ours = key[len(prefix):]
+        if ours.startswith(head_prefixes) or ours not in own:
+            continue
+        if value.ndim == 4 and value.shape[1] == 1 and own[ours].shape[1] == 3:
+            value = value.repeat(1, 3, 1, 1) / 3.0
+        if tuple(value.shape) != tuple(own[ours].shape):
+            raise WeightsUnavailableError(f"model.weights={source}: {key} is {list(value.shape)} in torchxrayvision's "
+                                          f"network, {list(own[ours].shape)} in ours: not the same architecture")
+        loaded[ours] = value
+    missing = [k for k in own if k not in loaded and not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsUnavailableError(f"model.weights={source}: torchxrayvision's network lacks {len(missing)} of ours "
+                                      f"(first: {missing[0]}): not the same architecture")
+    network.load_state_dict(loaded, strict=False)
 
 
 def existing_weights_file(weights: str) -> Path:
@@ -153,7 +238,52 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     return state, stored_name
 
 
-def load_weights(model: PneumoniaDetector, path: str | Path) -> None:
+def load_classifier_weights(model: ImageClassifier, path: Path) -> None:
+    """A weights file into an ImageClassifier: a detect checkpoint or state dict of the same
+    classifier (strict), or a plain torchvision classification state dict (e.g. torchvision's
+    resnet18-f37072fd.pth, copied by hand for an offline machine): its keys go under
+    'network.', the heads whose class count differs start fresh (with a warning), and the
+    normalisation stays the spec's."""
+    state, stored_name = read_state_dict(path)
+    own = model.state_dict()
+    fresh: list[str] = []
+    if not any(key.startswith("network.") for key in state):
+        state = {f"network.{key}": value for key, value in state.items()}
+        head = model.head_parameter_names()
+        fresh = [k for k in head if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+        for key in fresh + ["image_mean", "image_std"]:
+            state[key] = own[key]
+    _raise_misfit(path, model.model_name, own, state, stored_name)
+    model.load_state_dict(state, strict=True)
+    if fresh:
+        warnings.warn(f"{path}: a torchvision classification state dict: its head ({', '.join(sorted(fresh))}) has "
+                      "another class count and starts from random initialisation", stacklevel=2)
+
+
+def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: dict[str, Tensor],
+                  stored_name: str | None) -> None:
+    def countable(key: str) -> bool:
+        return not key.endswith("num_batches_tracked")
+
+    missing = [k for k in own if k not in state and countable(k)]
+    unexpected = [k for k in state if k not in own and countable(k)]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or mismatched):
+        return
+    problems = []
+    if mismatched:
+        k = mismatched[0]
+        problems.append(f"{len(mismatched)} with other shapes (first: {k} {list(state[k].shape)} in the file, "
+                        f"{list(own[k].shape)} in the model)")
+    if missing:
+        problems.append(f"{len(missing)} missing (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+    hint = f"; the file holds a '{stored_name}' model: set model.name={stored_name}" if stored_name and stored_name != model_name else ""
+    raise CheckpointError(f"{path}: weights do not fit model '{model_name}': {'; '.join(problems)}{hint}")
+
+
+def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -> None:
     """Load a weights file (see `read_state_dict`) into `model`, strictly, naming the file on failure.
 
     One partial case is accepted, with a warning: a plain torchvision Faster R-CNN state dict
@@ -166,6 +296,9 @@ def load_weights(model: PneumoniaDetector, path: str | Path) -> None:
         raise WeightsUnavailableError(
             f"model.weights={path}: file not found; set model.weights to 'none', 'imagenet' or an existing .pt/.pth file"
         )
+    if isinstance(model, ImageClassifier):
+        load_classifier_weights(model, path)
+        return
     state, stored_name = read_state_dict(path)
     own = model.state_dict()
 

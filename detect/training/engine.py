@@ -32,9 +32,10 @@ from tqdm import tqdm
 
 from data_prep.errors import DetectError
 from data_prep.records import BadFile, ImageRecord
+from data_prep.tasks import DETECTION_TASK
 from detect.config import Config
 from detect.devices import autocast
-from detect.evaluation.scoring import choose_operating_points, validation_metrics
+from detect.evaluation.scoring import choose_operating_points, classification_metrics, validation_metrics
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import ModelInput, Predictor
 from detect.distributed import DistInfo, all_reduce_mean
@@ -293,7 +294,8 @@ def mean_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device, 
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool = False, epoch: int = 0,
              settings: PostprocessSettings = PostprocessSettings(), with_loss: bool = False) -> ValidationResult:
     """Predict `loader` (a val split) through the one predictor and score it
-    (detect.evaluation.scoring.validation_metrics); `epoch` (1-based) names where the operating
+    (detect.evaluation.scoring.validation_metrics, or classification_metrics for a
+    classifier); `epoch` (1-based) names where the operating
     points were chosen. With `with_loss`, also the training loss on the split ('loss' and its
     parts). The model is left in eval mode."""
     dataset = dataset_of(loader)
@@ -301,7 +303,11 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     skipped: list[BadFile] = []
     records, predictions = predict_loader(predictor, loader, skipped)
     points = choose_operating_points(records, predictions, f"val at epoch {epoch}")
-    metrics = validation_metrics(records, predictions, points, settings)
+    task = getattr(model, "task", DETECTION_TASK)  # an ImageClassifier knows its task; detectors have none
+    if task == DETECTION_TASK:
+        metrics = validation_metrics(records, predictions, points, settings)
+    else:
+        metrics = classification_metrics(records, predictions, points, task)
     if with_loss:
         metrics.update(mean_loss(model, loader, device, amp=amp))
         model.eval()

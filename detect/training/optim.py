@@ -4,6 +4,8 @@
     build_scheduler(optimizer, cfg.train, n, mode) per-step LambdaLR (warm-up + cosine / step /
                                                  constant) or per-evaluation ReduceLROnPlateau
     monitor_mode(monitor), is_improvement(value, best, mode)
+    backbone_frozen_in(epoch, cfg.train)         two-phase transfer: is the backbone frozen in this epoch?
+    start_finetuning(optimizer, scheduler, f)    at the phase boundary: every lr (and base lr) times f
 """
 from __future__ import annotations
 
@@ -90,3 +92,24 @@ def is_improvement(value: float | None, best: float, mode: str) -> bool:
     if not math.isfinite(best):
         return True
     return value < best if mode == "min" else value > best
+
+
+def backbone_frozen_in(epoch: int, train_cfg: TrainConfig) -> bool:
+    """True in the first train.freeze_backbone_epochs epochs (0-based `epoch`): only the new head trains."""
+    return epoch < train_cfg.freeze_backbone_epochs
+
+
+def start_finetuning(optimizer: torch.optim.Optimizer, scheduler: LambdaLR | ReduceLROnPlateau, factor: float) -> None:
+    """Scale every learning rate by `factor` when the backbone unfreezes.
+
+    The schedule's base lrs are scaled too, so a per-step schedule goes on from base * factor
+    (LambdaLR recomputes lr = base lr x factor(step)); its base lrs are in its state dict, so a
+    run resumed after the boundary keeps them, and the trainer calls this once, at the first
+    epoch of the second phase.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        if "initial_lr" in group:
+            group["initial_lr"] *= factor
+    if isinstance(scheduler, LambdaLR):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]

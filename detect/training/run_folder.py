@@ -1,7 +1,7 @@
 """The run folder: what rank 0 writes beside the checkpoints, and what --resume checks and repairs.
 
     RUN_DIR/config.yaml      the resolved config (detect.config.save_config)
-    RUN_DIR/metrics.csv      one row per epoch: losses, val_* metrics (VAL_CSV_KEYS), time, speed
+    RUN_DIR/metrics.csv      one row per epoch: losses, val_* metrics (val_csv_keys(task)), time, speed
     RUN_DIR/tensorboard/     the same scalars, when tensorboard is installed
     RUN_DIR/checkpoints/     last.pt every epoch, best.pt on an improvement (detect.models.checkpoint)
 
@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from data_prep.atomic import copy_file_atomic, remove_stale_temps, write_text_atomic
 from data_prep.errors import CheckpointError, ConfigError, DetectError
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, num_outputs
 from detect.config import Config, config_to_dict, save_config
 from detect.models.checkpoint import load_checkpoint
 from detect.training.engine import EpochStats
@@ -42,6 +43,17 @@ VAL_CSV_KEYS: tuple[str, ...] = (
     "map50", "map", "map75", "rsna_score", "f1", "roc_auc", "accuracy", "sensitivity", "specificity",
     "threshold_rsna", "threshold_kermany", "loss",
 )
+
+
+def val_csv_keys(task: str) -> tuple[str, ...]:
+    """The val_* columns of a task's metrics.csv: VAL_CSV_KEYS for detection; a classifier's have
+    no box metrics (it draws no boxes: absent, not 0), macro_f1 for the three-class tasks, and
+    the threshold of its one dataset."""
+    if task == DETECTION_TASK:
+        return VAL_CSV_KEYS
+    three_class = ("macro_f1",) if num_outputs(task) > 1 else ()
+    return ("f1", "roc_auc", "accuracy", *three_class, "sensitivity", "specificity",
+            f"threshold_{TASK_DATASET[task]}", "loss")
 
 
 class RunFolderExistsError(DetectError):
@@ -198,6 +210,7 @@ class RunWriter:
         if resume_state is not None:
             repair_best_checkpoint(resume_state, checkpoints / "last.pt", checkpoints / "best.pt", log)
         save_config(cfg, run_dir / "config.yaml")
+        self.val_keys = val_csv_keys(cfg.task)
         metrics_path = run_dir / "metrics.csv"
         self.metrics_csv = MetricsCsv(metrics_path, resumed_metrics_rows(metrics_path, resume_state) if resume_state else [])
         self.tensorboard = open_tensorboard(run_dir / "tensorboard")
@@ -207,7 +220,7 @@ class RunWriter:
         all rows so far, is what the epoch's last.pt records as its history."""
         row = {"epoch": epoch, "global_step": stats.global_step, "lr": stats.lr,
                **{f"train_{k}": v for k, v in stats.losses.items()},
-               **{f"val_{k}": metrics.get(f"val_{k}") for k in VAL_CSV_KEYS},
+               **{f"val_{k}": metrics.get(f"val_{k}") for k in self.val_keys},
                "epoch_time_s": stats.seconds,
                "train_images_per_s": stats.n_images / stats.seconds if stats.seconds > 0 else math.nan}
         row = {key: _plain_number(value) for key, value in row.items()}  # last.pt loads weights-only

@@ -43,13 +43,15 @@ from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
-from data_prep.records import BadFile
-from detect.config import Config, config_from_dict, config_to_dict, load_config
+from data_prep.records import BadFile, ImageRecord
+from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
 from detect.devices import resolve_device
 from detect.models.build import build_model
 from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
+from detect.models.classifiers import ImageClassifier
+from detect.models.losses import build_classification_loss
 from detect.models.weights import check_weights_available
 from detect.distributed import (
     DistInfo,
@@ -62,7 +64,14 @@ from detect.distributed import (
     wrap_model,
 )
 from detect.training.engine import EpochStats, evaluate, train_one_epoch
-from detect.training.optim import build_optimizer, build_scheduler, is_improvement, monitor_mode
+from detect.training.optim import (
+    backbone_frozen_in,
+    build_optimizer,
+    build_scheduler,
+    is_improvement,
+    monitor_mode,
+    start_finetuning,
+)
 from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config
 from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
 from detect.training.skipped_files import SkippedFiles
@@ -300,6 +309,7 @@ class Loaders:
     n_train: int
     n_val: int
     steps_per_epoch: int
+    train_records: list[ImageRecord] = field(default_factory=list, repr=False)  # weighted_ce counts them
 
 
 def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo,
@@ -317,7 +327,8 @@ def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.d
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
-    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch)
+    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch,
+                   train_records=list(train_dataset.records))
 
 
 def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -360,8 +371,10 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
 
     loaders = _build_loaders(data_dirs, cfg, device, info, log)
     seed_everything(cfg.seed)
-    model = build_model(cfg.model, cfg.data.image_size_px).to(device)
-    optimizer = build_optimizer(model, train_cfg)
+    model = build_model(cfg.model, cfg.data.image_size_px, task=cfg.task).to(device)
+    if isinstance(model, ImageClassifier):
+        model.loss = build_classification_loss(train_cfg.loss, train_cfg.focal_gamma, cfg.task, loaders.train_records)
+    optimizer = build_optimizer(model, train_cfg)  # every parameter, frozen ones too: they join in phase 2
     scheduler = build_scheduler(optimizer, train_cfg, loaders.steps_per_epoch, monitor_mode(train_cfg.monitor))
     use_amp = train_cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
@@ -372,6 +385,9 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             f"{train_cfg.monitor} {progress.best_metric:.4f} at epoch {progress.best_epoch})")
     elif info.is_distributed:
         seed_everything(derive_seed(cfg.seed, 0, info.rank))  # each rank its own augmentations
+    two_phase = isinstance(model, ImageClassifier) and train_cfg.freeze_backbone_epochs > 0
+    if two_phase:
+        model.set_backbone_frozen(backbone_frozen_in(progress.epoch, train_cfg))
     ddp_model = wrap_model(model, device, info)
 
     writer = RunWriter(run_dir, cfg, resume_state, log) if info.is_main else None
@@ -389,6 +405,8 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                 break
             epoch_start = time.monotonic()
             loaders.sampler.set_epoch(epoch)
+            if two_phase and epoch == train_cfg.freeze_backbone_epochs:
+                ddp_model = _unfreeze_backbone(model, optimizer, scheduler, train_cfg, device, info, log, epoch)
             stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
                                     global_step=progress.global_step, info=info, log=log,
                                     tensorboard=writer.tensorboard if writer else None)
@@ -454,6 +472,18 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     )
 
 
+def _unfreeze_backbone(model: ImageClassifier, optimizer: torch.optim.Optimizer,
+                       scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau, train_cfg: TrainConfig,
+                       device: torch.device, info: DistInfo, log: Callable[[str], None], epoch: int) -> torch.nn.Module:
+    """The second phase of transfer learning, at its first epoch (also when a resume starts
+    there): every layer trains, every lr times train.finetune_lr_factor. DDP is wrapped again:
+    its gradient reducer knows only the parameters that required gradients when it was built."""
+    model.set_backbone_frozen(False)
+    start_finetuning(optimizer, scheduler, train_cfg.finetune_lr_factor)
+    log(f"epoch {epoch + 1}: the backbone unfreezes; every layer trains at lr x {train_cfg.finetune_lr_factor:g}")
+    return wrap_model(model, device, info)
+
+
 def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
                  log: Callable[[str], None]) -> None:
     """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
@@ -476,8 +506,9 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
 
 
 def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
-                     if k in metrics)
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc",
+                                                       "val_macro_f1", "val_accuracy", "val_loss")
+                     if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k])))
     return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
             f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
             f"{'  * best' if improved else ''}")
@@ -485,7 +516,7 @@ def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, 
 
 def format_result(result: TrainResult) -> str:
     """The closing line of `detect train`: best epoch, its validation metrics, the run folder."""
-    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_loss")
+    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_macro_f1", "val_accuracy", "val_loss")
     shown = " ".join(f"{k}={result.best_metrics[k]:.4f}" for k in keys if k in result.best_metrics)
     best = f"best epoch {result.best_epoch}: {shown}" if result.best_epoch else "no finite validation metric"
     speed = f"{result.images_per_second:.1f} images/s" if math.isfinite(result.images_per_second) else "no steps run"
