@@ -72,6 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="Synthesis seed (the recipe's seed trains).")
     parser.add_argument("--minutes-per-model", type=float, default=None,
                         help=f"compare's per-model training budget (default {FULL['minutes_per_model']}).")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="Passed to detect compare for every model, e.g. --set data.image_size_px=96 (repeatable).")
     parser.add_argument("--min-auc", type=float, default=0.9, help="The best model's test ROC-AUC must reach this.")
     parser.add_argument("--alpha", type=float, default=0.05, help="DeLong p-value below which the lead over basic_cnn is clear.")
     parser.add_argument("--time-limit-min", type=float, default=15.0, help="Whole run's wall-time limit; 0 = not checked.")
@@ -95,7 +97,7 @@ def compare_command(data_dir: Path, out_dir: Path, args: argparse.Namespace, pla
     minutes = args.minutes_per_model if args.minutes_per_model is not None else plan["minutes_per_model"]
     if minutes is not None:
         cmd += ["--minutes-per-model", str(minutes)]
-    for override in SMOKE_OVERRIDES if args.smoke else ():
+    for override in (SMOKE_OVERRIDES if args.smoke else ()) + tuple(args.overrides):
         cmd += ["--set", override]
     return cmd
 
