@@ -200,6 +200,9 @@ def infer(
         None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", help="Threads reading (decoding) the next batches while the model runs; default: one per CPU core but one, at most 8; 0: read in turn, no overlap."
+    ),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N; under torchrun, each rank its own GPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run: skip the images its JSON Lines part already holds (same checkpoint and options required)."),
     glob: Optional[str] = typer.Option(None, "--glob", help="Only files whose path below the folder matches this pattern, e.g. '**/*.dcm' or 'CT*/**'."),
@@ -229,7 +232,7 @@ def infer(
     )
     options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
-                   device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
+                   workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
                    max_pixels=megapixels_to_pixels(max_megapixels))
     if dicomweb is not None:

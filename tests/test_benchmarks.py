@@ -1,12 +1,16 @@
-"""Every benchmark script still imports and parses its arguments (they are not run here: speed
-is measured by running them, never in a test)."""
+"""Every benchmark script still imports and parses its arguments, and the ones with a --smoke
+mode run it (tiny sizes: this checks the scripts, the speed is measured by running them, never
+in a test)."""
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("bench_*.py"))
+HERE = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCHMARKS = sorted(HERE.glob("bench_*.py")) + [HERE / "gpu_checks.py"]
 
 
 @pytest.mark.parametrize("script", BENCHMARKS, ids=[p.name for p in BENCHMARKS])
@@ -18,7 +22,7 @@ def test_benchmark_script_starts(script):
 
 def test_bench_compare_smoke_run(tmp_path):
     """The compare benchmark end to end on a tiny set: synthesis, `detect compare` of its three models, the table."""
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_compare.py"
+    script = HERE / "bench_compare.py"
     result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
@@ -45,10 +49,47 @@ def _compare_rows(aucs: dict[str, float], p_basic: str) -> dict[str, dict[str, s
     ],
 )
 def test_bench_compare_done_when(aucs, p_basic, total_s, failing):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(HERE))
     import bench_compare
 
     failures = bench_compare.check_done_when(_compare_rows(aucs, p_basic), total_s, bench_compare.parse_args([]))
     assert len(failures) == len(failing)
     for text, expected in zip(failures, failing):
         assert expected in text
+
+
+def _smoke(script: str, tmp_path: Path, *extra: str) -> str:
+    env = {**os.environ, "OUT": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(HERE / script), "--smoke", *extra], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_infer_pipeline_smoke_prints_every_arm(tmp_path):
+    out = _smoke("bench_infer_pipeline.py", tmp_path)
+    assert "serial (decode, then model)" in out and "overlap, torch on all cores" in out
+    assert "decode %" in out and "images/s" in out
+
+
+def test_train_smoke_runs_one_epoch_of_both_arms(tmp_path):
+    out = _smoke("bench_train.py", tmp_path, "--json", str(tmp_path / "train.json"))
+    assert "plain (fp32, pydicom decode every access)" in out and "one epoch" in out
+    results = json.loads((tmp_path / "train.json").read_text())
+    assert results["epoch"] and results["plain_images_per_s"] > 0 and results["detect_images_per_s"] > 0
+
+
+def test_gpu_checks_smoke_writes_its_table_and_json(tmp_path):
+    import torch
+
+    out = _smoke("gpu_checks.py", tmp_path)
+    document = json.loads((tmp_path / "gpu_checks.json").read_text())
+    checks = {row["check"] for row in document["rows"]}
+    assert checks == {"train", "infer", "decode"}
+    measured = [row for row in document["rows"] if row["images_per_s"] is not None]
+    assert measured and all(row["images_per_s"] > 0 for row in measured)
+    if not torch.cuda.is_available():
+        skipped = [row["arm"] for row in document["rows"] if row["note"] == "no CUDA device: skipped"]
+        assert "AMP + channels_last" in skipped and any(arm.startswith("nvJPEG") for arm in skipped)
+        assert out.count("no CUDA device: skipped") >= 2 * len(skipped)  # as it runs, and in the table
+    assert document["details"]["infer"]["channels_last"]["applied"]

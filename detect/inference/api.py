@@ -13,6 +13,7 @@ boxes.json schema, exactly as `detect infer` writes them.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -23,14 +24,31 @@ import numpy as np
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
-from detect.data.files import LoadedImage, iter_loaded_batches
+from detect.data.files import LoadedImage, iter_loaded_batches, load_or_fail
 from detect.inference.postprocess import postprocess_prediction
-from detect.inference.predictor import LoadedModel, load_predictor
+from detect.inference.predictor import LoadedModel, ModelInput, load_predictor
 from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.outputs.boxes_json import prediction_to_json, validate_entry
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings, RawPrediction, box_outcome
 
 ARRAY_SOURCE = "<array>"
+
+
+@dataclass
+class PipelineTimes:
+    """Where the predicting thread's time went in `Detector.iter_predictions` (seconds): blocked on
+    the readers for the next batch (they read and letterbox), or in the predictor (model + map
+    back to original pixels). What the caller does with each result (writing it) is neither; its
+    wall time minus both is that."""
+
+    waiting_for_reads_s: float = 0.0
+    predicting_s: float = 0.0
+    n_images: int = 0  # read and predicted (failures not counted)
+
+    def share_of(self, wall_s: float) -> tuple[float, float]:
+        """(waiting, predicting) as fractions of `wall_s`."""
+        wall = max(wall_s, 1e-9)
+        return self.waiting_for_reads_s / wall, self.predicting_s / wall
 
 
 def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader | None,
@@ -100,20 +118,38 @@ class Detector:
         return finalize_prediction(raw, source=image.source, header=image.header, settings=self.settings, point=point)
 
     def iter_predictions(self, files: Sequence[Path], *, batch_size: int = 8, workers: int = 2,
-                         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, times: PipelineTimes | None = None,
                          ) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
         """(what was read, its prediction or failure) for every file, in order, in batches (the
-        next batch is read in background threads while the model runs). A file over
-        `max_pixels` is a failure, found from its header before decoding."""
+        next batches are read and letterboxed by `workers` background threads while the model
+        runs; 0: in this thread, no overlap). A file over `max_pixels` is a failure, found from its header
+        before decoding. `times`, when given, is filled with where this thread's time went."""
         if batch_size < 1:
             raise DetectError(f"batch size must be >= 1, got {batch_size}")
-        for batch in iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels):
-            images = [item for item in batch if isinstance(item, LoadedImage)]
-            raws = iter(self.loaded.predictor.predict_raw([image.pixels for image in images]))
-            for item in batch:
+        if workers < 0:
+            raise DetectError(f"workers must be >= 0 (0: read in the predicting thread), got {workers}")
+        times = times if times is not None else PipelineTimes()
+        predictor = self.loaded.predictor
+
+        def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | None]:
+            item = load_or_fail(path, limit)
+            return item, predictor.prepare_views(item.pixels) if isinstance(item, LoadedImage) else None
+
+        batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels, read=read_and_prepare)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            times.waiting_for_reads_s += time.perf_counter() - started
+            if batch is None:
+                return
+            started = time.perf_counter()
+            raws = iter(predictor.predict_views([views for _, views in batch if views is not None]))
+            times.predicting_s += time.perf_counter() - started
+            for item, _ in batch:
                 if isinstance(item, BadFile):
                     yield item, ImagePrediction(source=item.path, error=item.reason)
                 else:
+                    times.n_images += 1
                     yield item, self.finalize(next(raws), item)
 
     def predict_many(self, paths: Sequence[str | Path], *, batch_size: int = 8, workers: int = 2) -> Iterator[dict]:

@@ -13,13 +13,23 @@ are all that is kept); a run killed at any moment keeps every line written befor
 `--resume` skips what its part already holds (by path + size + mtime, or SOP Instance UID),
 after checking that the checkpoint and the settings are those of the stopped run.
 
+Reading overlaps predicting: `workers` threads read (decode) the next batches while the model
+runs on the current one (detect.data.files.iter_loaded_batches, a bounded read-ahead); the
+outputs keep the input order. The run logs how much of its wall time was spent waiting for
+reads (`PipelineTimes`): near 0 means the model is the bottleneck, as it should be. On the CPU,
+torch's intra-op threads are set to the cores the readers leave (`cpu_torch_threads`), unless
+OMP_NUM_THREADS says otherwise: oversubscribed cores make every parallel region wait for its
+slowest thread (benchmarks/bench_infer_pipeline.py measures both settings).
+
 Several processes: under `torchrun`, each rank predicts every world_size-th file of the sorted
 listing into its own part; rank 0 merges all parts into one boxes.json and one submission
 once every rank has finished. The decision rules are detect.inference.thresholds'.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +42,9 @@ from data_prep.atomic import check_writable
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import DetectError
 from data_prep.records import BadFile
-from detect.data.files import LoadedImage
+from detect.data.files import LoadedImage, default_read_workers
 from detect.devices import resolve_device
-from detect.inference.api import Detector
+from detect.inference.api import Detector, PipelineTimes
 from detect.inference.discovery import InputListing, collect_input_files
 from detect.inference.jsonl import (
     InputKey,
@@ -79,6 +89,18 @@ class InferenceResult:
     dicom_paths: list[Path] = field(default_factory=list)  # SR / GSPS files (--dicom-sr / --dicom-gsps)
     warnings: list[str] = field(default_factory=list)
     rank: int = 0
+    workers: int = 0  # reader threads used
+    torch_threads: int = 0  # torch's intra-op threads while predicting
+    wall_s: float = 0.0  # predicting this rank's files (reading, model, writing the part)
+    times: PipelineTimes = field(default_factory=PipelineTimes)
+
+    def pipeline_line(self) -> str:
+        """One line: images/s and where the time went (for the log, and the benchmark)."""
+        waiting, predicting = self.times.share_of(self.wall_s)
+        rate = self.times.n_images / max(self.wall_s, 1e-9)
+        return (f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
+                f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
+                f"({self.workers} reader thread(s), --workers; torch threads {self.torch_threads})")
 
     def summary(self) -> str:
         """One line for the terminal: counts and the files written (this process's counts)."""
@@ -191,6 +213,27 @@ def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: b
     return _Shard(files, part, scan), writer
 
 
+def cpu_torch_threads(workers: int, cpu_count: int | None = None) -> int:
+    """torch's intra-op threads for CPU inference beside `workers` reader threads: the cores left."""
+    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, cores - workers)
+
+
+@contextlib.contextmanager
+def _torch_threads_for(device: torch.device, workers: int):
+    """On the CPU, torch's intra-op threads = the cores the readers leave, for this run only
+    (restored after); untouched on a GPU or when the user set OMP_NUM_THREADS."""
+    if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(cpu_torch_threads(workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
     result.n_predicted += 1
     result.n_pneumonia += int(bool(prediction.pneumonia))
@@ -199,7 +242,7 @@ def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
 
 
 def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result: InferenceResult, *,
-                   batch_size: int, workers: int, progress: ProgressLog, anonymize: bool,
+                   batch_size: int, progress: ProgressLog, anonymize: bool,
                    on_image: Callable[[LoadedImage, ImagePrediction], None], max_pixels: int) -> None:
     todo, keys = [], {}
     for f in shard.files:
@@ -210,8 +253,9 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
         todo.append(f)
         keys[str(f)] = key
     pending = 0
-    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=workers,
-                                                      max_pixels=max_pixels):
+    started = time.perf_counter()
+    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=result.workers,
+                                                      max_pixels=max_pixels, times=result.times):
         uid = item.header.sop_instance_uid if isinstance(item, LoadedImage) and item.header is not None else None
         if uid and uid in shard.scan.done_uids:
             result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
@@ -228,6 +272,7 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
             writer.flush()
             pending = 0
     writer.flush()
+    result.wall_s = time.perf_counter() - started
 
 
 def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_path: Path,
@@ -263,7 +308,7 @@ def run_inference(
     threshold_from: str | None = None,
     batch_size: int = 8,
     device: str = "auto",
-    workers: int = 2,
+    workers: int | None = None,
     progress: bool = False,
     resume: bool = False,
     glob: str | None = None,
@@ -287,9 +332,14 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
+    `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
+    on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
+    overlap). On the CPU torch's threads are the cores the readers leave (see the module docstring).
     """
     check_output_targets(out_path, submission_path, overlay_dir)
     check_max_pixels(max_pixels)
+    if workers is not None and workers < 0:
+        raise DetectError(f"--workers must be >= 0 (0: read in the predicting thread), got {workers}")
     if anonymize and submission_path is not None:
         raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()
@@ -305,7 +355,8 @@ def run_inference(
         shard, writer = _open_shard(listing, out, info, resume,
                                     run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
         result = InferenceResult(out_path=None, part_paths=[shard.part], n_inputs=len(listing.files),
-                                 problems=list(listing.problems), rank=info.rank)
+                                 problems=list(listing.problems), rank=info.rank,
+                                 workers=default_read_workers(torch_device.type) if workers is None else workers)
         names = overlay_names(listing.files) if overlay_dir is not None else {}
         root = Path(overlay_dir) if overlay_dir is not None else None
         result.overlay_dir = root
@@ -323,11 +374,15 @@ def run_inference(
         log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,
                                    every_seconds=log_every_seconds)
         try:
-            _predict_shard(detector, shard, writer, result, batch_size=batch_size, workers=workers,
-                           progress=log_progress, anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
+            with _torch_threads_for(torch_device, result.workers):
+                result.torch_threads = torch.get_num_threads()
+                _predict_shard(detector, shard, writer, result, batch_size=batch_size, progress=log_progress,
+                               anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
         finally:
             writer.close()
             log_progress.close()
+        if result.times.n_images:
+            log(result.pipeline_line())
         barrier()
         if info.is_main:
             _assemble(detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize)

@@ -10,6 +10,8 @@ Every path from an image to a prediction goes through `Predictor`: validation du
     to_raw_prediction(outputs, input)     boxes / scale, clipped to the original image, empty
                                           boxes dropped -> RawPrediction
     Predictor.predict_inputs(...)         the above for a batch, flip TTA views merged
+    Predictor.prepare_views(pixels)       the ModelInput(s) of an image (+ its flip with TTA): what
+                                          `detect infer`'s reader threads make ahead of the model
     Predictor.predict_raw(images)         from original uint8 images (what infer and eval call)
 
 Post-processing (gating, score threshold, shrinking) comes after, per image, with the operating
@@ -146,11 +148,19 @@ class Predictor:
             for i, item in enumerate(inputs)
         ]
 
+    def prepare_views(self, pixels: np.ndarray) -> tuple[ModelInput, ModelInput | None]:
+        """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
+        from reader threads (no state is changed), so `detect infer` letterboxes there."""
+        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1])) if self.tta else None
+        return self.prepare(pixels), flipped
+
+    def predict_views(self, views: Sequence[tuple[ModelInput, ModelInput | None]]) -> list[RawPrediction]:
+        """Predict images given as their `prepare_views`."""
+        return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
+
     def predict_raw(self, images: Sequence[np.ndarray]) -> list[RawPrediction]:
         """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA."""
-        inputs = [self.prepare(pixels) for pixels in images]
-        flipped = [self.prepare(np.ascontiguousarray(p[:, ::-1])) for p in images] if self.tta else None
-        return self.predict_inputs(inputs, flipped)
+        return self.predict_views([self.prepare_views(pixels) for pixels in images])
 
 
 # ------------------------------------------------------------------------ from a checkpoint

@@ -63,3 +63,33 @@ def test_bad_input_is_a_one_line_error(checkpoint, images):
         detector.predict(np.zeros(8, dtype=np.uint8))
     with pytest.raises(DetectError, match="the checkpoint stores no chexpert|'chexpert' is unknown"):
         Detector.from_checkpoint(checkpoint, device="cpu", threshold_from="chexpert")
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_reader_threads_letterbox_ahead_and_predict_as_predict_raw(checkpoint, images, tta):
+    """iter_predictions letterboxes in the reader threads (not the predicting one) and gives, with
+    and without TTA, exactly what the predictor's predict_raw gives for the same pixels."""
+    import threading
+
+    from detect.data.files import load_image
+    from detect.inference.api import PipelineTimes
+    from detect.predictions import PostprocessSettings
+
+    detector = Detector.from_checkpoint(checkpoint, device="cpu", settings=PostprocessSettings(tta=tta))
+    predictor = detector.loaded.predictor
+    prepared_in: list[str] = []
+    original = predictor.prepare_views
+
+    def recording(pixels):
+        prepared_in.append(threading.current_thread().name)
+        return original(pixels)
+
+    predictor.prepare_views = recording
+    times = PipelineTimes()
+    results = list(detector.iter_predictions(list(images), batch_size=1, workers=2, times=times))
+    assert prepared_in and all(name.startswith("detect-read") for name in prepared_in) and len(prepared_in) == 2
+    assert times.n_images == 2 and [type(item).__name__ for item, _ in results] == ["LoadedImage", "LoadedImage", "BadFile"]
+    for path, (_, prediction) in zip(images[:2], results):
+        raw = predictor.predict_raw([load_image(path).pixels])[0]
+        assert np.array_equal(prediction.scores, detector.finalize(raw, load_image(path)).scores)
+        assert prediction.pneumonia_probability == pytest.approx(raw.pneumonia_probability, abs=1e-6)

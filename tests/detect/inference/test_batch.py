@@ -244,3 +244,52 @@ def test_missing_checkpoint_is_a_checkpoint_error(tmp_path):
         run_inference([image], out_path=tmp_path / "b.json", checkpoint=tmp_path / "nope.pt", device="cpu")
     with pytest.raises(CheckpointError, match="no trained model found under"):
         run_inference([image], out_path=tmp_path / "b.json", runs_dir=tmp_path / "runs", device="cpu")
+
+
+def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
+    """Serial reads (workers=0) and 3 reader threads with a read-ahead give the same boxes.json,
+    entry for entry in input order, the corrupt file reported in its place; the run logs where
+    its time went."""
+    write_images(tmp_path / "in")
+    for i in range(5):  # more batches than the read-ahead window, so the window moves
+        cv2.imwrite(str(tmp_path / "in" / f"extra{i}.png"), textured_image(40 + i, 50, seed=10 + i))
+    documents, results, logs = [], [], []
+    for workers in (0, 3):
+        out = tmp_path / f"w{workers}" / "boxes.json"
+        lines: list[str] = []
+        results.append(run_inference([tmp_path / "in"], out_path=out, checkpoint=checkpoint, batch_size=2,
+                                     device="cpu", workers=workers, log=lines.append))
+        documents.append(json.loads(out.read_text()))
+        logs.append(lines)
+    serial, threaded = documents
+    assert [e["source"] for e in threaded["images"]] == [e["source"] for e in serial["images"]]
+    assert threaded["images"] == serial["images"]
+    assert [Path(f.path).name for f in results[1].failures] == ["corrupt.dcm"]
+    for result, lines, workers in zip(results, logs, (0, 3)):
+        assert result.workers == workers and result.times.n_images == 8
+        assert 0 < result.times.predicting_s <= result.wall_s
+        assert 0 <= result.times.waiting_for_reads_s <= result.wall_s
+        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --workers; torch threads " in lines[-1]
+
+
+def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
+    with pytest.raises(DetectError, match=r"--workers must be >= 0 \(0: read in the predicting thread\), got -1"):
+        run_inference([tmp_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, workers=-1)
+
+
+def test_cpu_inference_leaves_the_readers_their_cores_and_restores_torch_threads(tmp_path, checkpoint, monkeypatch):
+    from detect.inference.batch import cpu_torch_threads
+
+    assert [cpu_torch_threads(w, 2) for w in (0, 1, 2, 3)] == [2, 1, 1, 1]
+    assert cpu_torch_threads(1, 16) == 15
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("detect.inference.batch.os.cpu_count", lambda: 3)
+    write_images(tmp_path / "in")
+    before = torch.get_num_threads()
+    result = run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu",
+                           workers=2)
+    assert result.torch_threads == 1 and torch.get_num_threads() == before
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting is left alone
+    result = run_inference([tmp_path / "in"], out_path=tmp_path / "b2.json", checkpoint=checkpoint, device="cpu",
+                           workers=2)
+    assert result.torch_threads == before
