@@ -125,7 +125,8 @@ def train(
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=0.01 (repeatable)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (values that differ from the defaults marked) and exit without training."),
 ) -> None:
-    """Train the Faster R-CNN + image classifier; writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
+    """Train the Faster R-CNN + image classifier, or a whole-image classifier (model.name=resnet18 ...
+    with task=kermany2|kermany3|rsna2|rsna3); writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
 
     Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
     """

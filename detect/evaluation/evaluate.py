@@ -21,6 +21,12 @@ that dataset's val split, and the report says so.
     images).
 The held-out RSNA predictions are also written as a Kaggle CSV (`<split>_predictions.csv`),
 which `detect eval --predictions` reads (detect.evaluation.submission_eval).
+
+A classifier checkpoint (config key `task` other than detection) is scored on its task's
+dataset only (another dataset's folder is an error): the pneumonia decision, and the three
+classes for kermany3 / rsna3. It draws no boxes, so metrics.json's 'detection' is the sentence
+DETECTION_NOT_APPLICABLE says (never a 0 mAP), and no Kaggle CSV is written; blocks a binary
+task cannot predict (bacterial vs viral for kermany2, the 3 RSNA classes for rsna2) are left out.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from data_prep.errors import DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import prepare_dataset
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, record_label
 from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
@@ -48,6 +55,7 @@ from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
+DETECTION_NOT_APPLICABLE = "not applicable: the model is a classifier (task {task}) and draws no boxes"
 
 
 @dataclass
@@ -130,10 +138,13 @@ class DatasetSections:
 
 def rsna_sections(
     held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
-    image_path: Callable[[ImageRecord], Path], csv_path: Path,
+    image_path: Callable[[ImageRecord], Path], csv_path: Path, task: str = DETECTION_TASK,
 ) -> DatasetSections:
     """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
-    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels."""
+    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels.
+    A classifier's (`task` rsna2 / rsna3): classification only (see the module docstring)."""
+    if task != DETECTION_TASK:
+        return _rsna_classifier_sections(held, point, task)
     y_true, y_prob = held.targets_and_probabilities()
     class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
@@ -167,13 +178,36 @@ def rsna_sections(
     return out
 
 
-def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint) -> DatasetSections:
+def _rsna_classifier_sections(held: SplitPredictions, point: OperatingPoint, task: str) -> DatasetSections:
+    y_true, y_prob = held.targets_and_probabilities()
+    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
+    pneumonia["threshold_source"] = point.source
+    classification: dict[str, Any] = {"pneumonia": pneumonia}
+    if task == "rsna3":
+        class_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
+        classification["rsna_3class"] = multiclass_metrics(
+            class_index, np.stack([raw.class_probabilities for raw in held.raw]), RSNA_CLASSES)
+    sections = {"classification": classification, "detection": DETECTION_NOT_APPLICABLE.format(task=task)}
+    return DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
+                           notes=[f"rsna: mAP and the RSNA score are {DETECTION_NOT_APPLICABLE.format(task=task)}; "
+                                  "no Kaggle CSV written"])
+
+
+def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint,
+                     task: str = DETECTION_TASK) -> DatasetSections:
     """Kermany held-out metrics: pneumonia vs normal at `point`, and bacterial vs viral on the
-    pneumonia images at its own threshold, F1-optimal on the val pneumonia images."""
+    pneumonia images at its own threshold, F1-optimal on the val pneumonia images. A kermany3
+    classifier adds its 3 classes (argmax); a kermany2 one has no bacterial vs viral to score."""
     y_true, y_prob = held.targets_and_probabilities()
     pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
     pneumonia["threshold_source"] = point.source
     out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
+    if task == "kermany3":
+        subtype_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
+        out.sections["kermany"]["kermany_3class"] = multiclass_metrics(
+            subtype_index, np.stack([raw.subtype_probabilities for raw in held.raw]), KERMANY_SUBTYPES)
+    if task == "kermany2":
+        return out
     bv_truth, bv_score = _bacterial_viral(held)
     if bv_truth.size and val is not None:
         val_truth, val_score = _bacterial_viral(val)
@@ -274,12 +308,16 @@ def evaluate_loaded_model(
     counts: dict[str, int] = {}
     points: dict[str, dict[str, Any]] = {}
     parts: dict[str, DatasetSections] = {}
+    task = loaded.config.task
     for data_dir in data_dirs:
         prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers)
         notes += prep_notes
         name = prepared.dataset
         if name in parts:
             raise DetectError(f"{data_dir}: a second {name} dataset; pass each dataset once")
+        if task != DETECTION_TASK and name != TASK_DATASET[task]:
+            raise DetectError(f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
+                              f"which reads {TASK_DATASET[task]} images only")
         held_records = prepared.split_records(split)
         if not held_records:
             raise DetectError(f"{prepared.prepared_dir}: the '{split}' split of this {name} dataset is empty")
@@ -307,9 +345,9 @@ def evaluate_loaded_model(
             f"{name}_unreadable": len(new_failures),
         })
         if name == "rsna":
-            part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv")
+            part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv", task)
         else:
-            part = kermany_sections(val, held, point)
+            part = kermany_sections(val, held, point, task)
         points[name] = {**point.to_dict(), "applied_to": f"{name} {split}"}
         parts[name] = part
         metrics.update(part.sections)

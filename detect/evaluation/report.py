@@ -17,7 +17,8 @@ sections are listed generically under "Other"):
 
     {
       "detection": {"rsna_score": float, "map": float, "map50": float, "map75": float,
-                    ...any further scalars, e.g. "n_images", "score_thresh"},
+                    ...any further scalars, e.g. "n_images", "score_thresh"}
+                   or a sentence saying why it does not apply (a classifier checkpoint),
       "classification": {
           "pneumonia": <detect.metrics.binary_classification_metrics>,   # Normal vs Pneumonia
           "rsna_3class": <detect.metrics.multiclass_metrics>,            # RSNA_CLASSES order
@@ -25,6 +26,7 @@ sections are listed generically under "Other"):
       "kermany": {
           "pneumonia": <binary_classification_metrics>,                  # NORMAL vs PNEUMONIA
           "bacterial_viral": <binary_classification_metrics>,            # positive = viral
+          "kermany_3class": <multiclass_metrics>,                        # a kermany3 classifier
       },
       "operating_points": {"rsna": {"dataset", "threshold", "source", "applied_to"}, "kermany": ...},
       "counts": {str: int, ...},                                         # images per split etc.
@@ -216,6 +218,8 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
     operating_points = metrics.get("operating_points") if isinstance(metrics.get("operating_points"), Mapping) else None
 
     detection = metrics.get("detection")
+    if isinstance(detection, str):  # a classifier: why there is no box metric (never a 0)
+        lines += ["## Detection (opacity boxes)", "", f"mAP and the RSNA score: {detection}.", ""]
     if isinstance(detection, Mapping):
         lines += ["## Detection (opacity boxes)", ""]
         rows = [[label, detection[key]] for key, label in DETECTION_ROWS if key in detection]
@@ -276,6 +280,7 @@ def _section_title(section: str, key: str) -> str:
         ("classification", "rsna_3class"): "3 classes",
         ("kermany", "pneumonia"): "Pneumonia vs normal",
         ("kermany", "bacterial_viral"): "Bacterial vs viral",
+        ("kermany", "kermany_3class"): "3 classes (normal, bacterial, viral)",
     }
     return titles.get((section, key), key)
 
@@ -363,6 +368,9 @@ def format_summary(metrics: dict[str, Any]) -> str:
     """A short table of the headline numbers, for the terminal."""
     rows: list[tuple[str, Any]] = []
     detection = metrics.get("detection") or {}
+    if isinstance(detection, str):
+        rows.append(("RSNA score, mAP", detection))
+        detection = {}
     for key, label in (("rsna_score", "RSNA score"), ("map", "mAP@[.5:.95]"), ("map50", "mAP@.5"), ("map75", "mAP@.75")):
         if key in detection:
             rows.append((label, detection[key]))
@@ -377,6 +385,10 @@ def format_summary(metrics: dict[str, Any]) -> str:
     if three:
         rows.append(("RSNA 3-class accuracy", three.get("accuracy")))
         rows.append(("RSNA 3-class macro F1", three.get("macro_f1")))
+    kermany_three = (metrics.get("kermany") or {}).get("kermany_3class")
+    if kermany_three:
+        rows.append(("Kermany 3-class accuracy", kermany_three.get("accuracy")))
+        rows.append(("Kermany 3-class macro F1", kermany_three.get("macro_f1")))
     width = max((len(label) for label, _ in rows), default=10)
     lines = [f"{'metric'.ljust(width)}  value", f"{'-' * width}  ------"]
     lines += [f"{label.ljust(width)}  {_summary_value(value)}" for label, value in rows]

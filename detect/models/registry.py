@@ -93,6 +93,11 @@ class ClassifierSpec:
     xrv_model: str = ""
     kind: str = "classifier"
 
+    @property
+    def backbone(self) -> str:
+        """The network's torchvision name (what a model card shows, as for the detectors' backbone)."""
+        return self.builder.__name__
+
 
 # inception_v3's auxiliary classifier pools Mixed_6e (17 x 17 at 299 px) with a 5 x 5 window,
 # stride 3, then a 5 x 5 convolution: below 299 px that map is too small (measured with

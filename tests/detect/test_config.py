@@ -64,6 +64,26 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("seed=-1", r"'seed' is -1; expected at least 0"),
     ("train.lrr=0.1", r"unknown config key 'train\.lrr'; valid keys in train: amp, batch_size"),
     ("train.batch_size=four", r"'train\.batch_size' must be an integer, got 'four'"),
+    ("task=kermany2", r"'task' is 'kermany2', but model 'resnet18_fpn' is a detector; choose a classifier"),
+    ("task=chexpert", r"'task' is 'chexpert'; choose one of: detection, kermany2, kermany3, rsna2, rsna3"),
+    ("train.monitor=val_macro_f1", r"'train\.monitor' is 'val_macro_f1', a metric of the three-class classification tasks"),
+    ("train.loss=focal", r"'train\.loss' is 'focal', but the detector's losses are fixed"),
+    ("train.loss=bce", r"'train\.loss' is 'bce'; choose one of: ce, weighted_ce, focal"),
+    ("train.focal_gamma=-1", r"'train\.focal_gamma' is -1\.0; expected at least 0"),
+    ("train.freeze_backbone_epochs=2", r"'train\.freeze_backbone_epochs' applies to classifiers"),
+    ("train.freeze_backbone_epochs=9", r"'train\.freeze_backbone_epochs' is 9, more than train\.epochs \(6\)"),
+    ("train.finetune_lr_factor=0", r"'train\.finetune_lr_factor' is 0\.0; expected a value in \(0, 1\]"),
+    ("model.weights=xrv:densenet121-res224-all", r"'model\.weights' is 'xrv:densenet121-res224-all'; torchxrayvision weights fit classifiers only"),
+]
+
+# (overrides on top of configs/demo.yaml turning it into a classifier run, what the error must say)
+CLASSIFIER = ("model.name=resnet18", "model.anchor_sizes_px=[]", "model.anchor_aspect_ratios=[]", "train.monitor=val_f1")
+BAD_CLASSIFIER_VALUES: list[tuple[tuple[str, ...], str]] = [
+    (("task=detection",), r"'task' is 'detection', but model 'resnet18' is a classifier; choose one of: kermany2"),
+    (("task=kermany2", "train.monitor=val_map50"), r"'train\.monitor' is 'val_map50', but a classifier draws no boxes"),
+    (("task=rsna2", "train.monitor=val_macro_f1"), r"'train\.monitor' is 'val_macro_f1', a three-class metric; task rsna2 is binary"),
+    (("task=kermany2", "model.name=inception_v3", "data.image_size_px=64"), r"'data\.image_size_px' is 64; 'inception_v3' needs at least 75 px"),
+    (("task=kermany2", "model.anchor_sizes_px=[16, 32, 64, 128]"), r"'model\.anchor_sizes_px' is \[16, 32, 64, 128\], but 'resnet18' is a classifier"),
 ]
 
 
@@ -90,6 +110,23 @@ def test_every_bad_value_fails_before_any_data_is_read(override, message, raw_rs
     assert str(info.value).startswith(f"{DEMO}: config key ") or "unknown config key" in str(info.value)
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()  # nothing written either
+
+
+@pytest.mark.parametrize("overrides, message", BAD_CLASSIFIER_VALUES, ids=[" ".join(o) for o, _ in BAD_CLASSIFIER_VALUES])
+def test_bad_classifier_values_fail_before_any_data_is_read(overrides, message, raw_rsna, tmp_path, no_data_reads):
+    with pytest.raises(ConfigError, match=message) as info:
+        train_module.run_training(DEMO, [raw_rsna], out_dir=tmp_path / "run", overrides=[*CLASSIFIER, *overrides],
+                                  log=lambda _: None)
+    assert "\n" not in str(info.value) and not (tmp_path / "run").exists()
+
+
+def test_a_classifier_takes_any_image_size_above_its_minimum():
+    # not a multiple of 32: that is the detector's FPN stride, not a classifier's limit
+    cfg = config_from_dict({}, ["model.name=basic_cnn", "task=kermany3", "data.image_size_px=100", "train.monitor=val_macro_f1",
+                                "train.loss=weighted_ce", "train.freeze_backbone_epochs=2", "model.weights=none"])
+    assert cfg.data.image_size_px == 100 and cfg.task == "kermany3" and cfg.train.loss == "weighted_ce"
+    assert config_from_dict({}, ["model.name=inception_v3", "task=rsna2", "data.image_size_px=75",
+                                 "train.monitor=val_roc_auc"]).data.image_size_px == 75
 
 
 def test_a_missing_weights_file_fails_before_any_data_is_read(raw_rsna, tmp_path, no_data_reads):

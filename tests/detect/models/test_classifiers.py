@@ -113,6 +113,7 @@ def test_the_registry_lists_the_zoo_with_its_metadata():
     assert all(name in MODELS for name in CLASSIFIERS)
     assert not is_classifier("resnet18_fpn") and MODELS["resnet18_fpn"].kind == "detector"
     assert CLASSIFIERS["inception_v3"].default_image_size_px == 299
+    assert CLASSIFIERS["densenet121"].backbone == "densenet121"  # what the serve model card shows
     for name, spec in CLASSIFIERS.items():
         assert spec.kind == "classifier" and len(spec.image_mean) == 3 and len(spec.image_std) == 3
         if spec.imagenet_weights:  # the minimum input size is torchvision's own

@@ -95,8 +95,34 @@ def test_detect_eval_reports_classification_metrics_and_no_box_metrics(classifie
                                           "--out", str(tmp_path / "eval"), "--device", "cpu", "--split", "val"])
     assert evaluation.exit_code == 0, evaluation.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert "kermany" in json.dumps(metrics)
-    assert "rsna_score" not in json.dumps(metrics.get("kermany", {}))
+    assert set(metrics["kermany"]) == {"pneumonia", "bacterial_viral", "kermany_3class"}
+    assert metrics["kermany"]["kermany_3class"]["class_names"] == ["normal", "bacterial", "viral"]
+    assert "detection" not in metrics  # Kermany has no boxes: no detection section, for any model
+    assert "Kermany 3-class macro F1" in evaluation.stdout
+
+
+def test_detect_eval_of_an_rsna_classifier_says_box_metrics_do_not_apply(rsna_dir, kermany_dir, tmp_path):
+    from cli import app
+
+    result = run_training(tiny_config("model.name=basic_cnn", "model.trainable_backbone_layers=5", "task=rsna3",
+                                      "train.monitor=val_macro_f1", "train.epochs=1"),
+                          [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
+    evaluation = CliRunner().invoke(app, ["eval", "--checkpoint", str(result.best_checkpoint), "--data", str(rsna_dir),
+                                          "--out", str(tmp_path / "eval"), "--device", "cpu"])
+    assert evaluation.exit_code == 0, evaluation.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["detection"] == "not applicable: the model is a classifier (task rsna3) and draws no boxes"
+    assert set(metrics["classification"]) == {"pneumonia", "rsna_3class"}
+    assert not (tmp_path / "eval" / "test_predictions.csv").exists()
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "mAP and the RSNA score: not applicable" in report
+    assert "not applicable" in evaluation.stdout and "mAP@.5 " not in evaluation.stdout
+
+    other = CliRunner().invoke(app, ["eval", "--checkpoint", str(result.best_checkpoint), "--data", str(kermany_dir),
+                                     "--out", str(tmp_path / "eval2"), "--device", "cpu"])
+    assert other.exit_code == 2
+    assert (f"--data {kermany_dir}: a kermany dataset, but the checkpoint is a rsna3 classifier, which reads rsna "
+            "images only") in other.stderr
 
 
 def test_resume_continues_a_classifier_run_exactly(classifier_run, kermany_dir, tmp_path, monkeypatch):

@@ -127,6 +127,32 @@ def test_two_processes_keep_identical_parameters(rsna_dir, tmp_path):
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]  # written once, by rank 0
 
 
+def test_two_processes_train_a_classifier_through_the_phase_switch(rsna_dir, tmp_path):
+    """A classifier under DDP with two-phase transfer: DDP is wrapped again when the backbone
+    unfreezes (its reducer knows only the parameters that needed gradients when built)."""
+    out = tmp_path / "run"
+    params_dir = tmp_path / "params"
+    params_dir.mkdir()
+    cfg_dict = tiny_config_dict("model.name=basic_cnn", "model.trainable_backbone_layers=5", "task=rsna2",
+                                "train.monitor=val_roc_auc", "train.epochs=2", "train.freeze_backbone_epochs=1",
+                                "train.max_steps_per_epoch=2", "train.batch_size=2")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg_dict, str(rsna_dir), str(out), str(params_dir)),
+             nprocs=2, join=True)
+    rank0 = torch.load(params_dir / "rank0.pt", weights_only=True)
+    rank1 = torch.load(params_dir / "rank1.pt", weights_only=True)
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    from detect.config import config_from_dict
+    from detect.models.build import build_model
+
+    cfg = config_from_dict(cfg_dict)
+    torch.manual_seed(cfg.seed)
+    initial = build_model(cfg.model, 64, task=cfg.task).state_dict()
+    # the backbone moved too: phase 2 trained every layer, in step on both ranks
+    assert not torch.equal(initial["network.features.0.0.weight"], rank0["network.features.0.0.weight"])
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["global_step"] == 4
+
+
 def test_torchrun_cli(rsna_dir, tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.is_file():
