@@ -4,14 +4,14 @@
                          epochs=3, minutes_per_model=None)
 
 Every model gets the recipe's data, seed, split and training settings; only `model.name`
-changes, plus what the model's kind requires (a classifier needs a classification `task`).
+changes, plus what the model's kind requires (a classifier needs a classification `task` and
+has no anchors).
 The budget is `--epochs` (train.epochs) or `--minutes-per-model` (train.max_minutes, with
 train.epochs as the upper bound): every model stops at the end of the epoch in which its time
 ran out. The run folders are OUT/runs/<model>.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -20,7 +20,8 @@ from data_prep.errors import ConfigError
 from data_prep.manifest import find_prepared, read_manifest
 from data_prep.prepare import detect_dataset_kind
 from detect.config import Config, config_from_dict, config_to_dict, load_config
-from detect.models.registry import MODELS, get_model_spec
+from detect.models.classifiers import DETECTION_TASK
+from detect.models.registry import MODELS, get_model_spec, is_classifier
 
 RUNS_FOLDER = "runs"
 RESULT_FILE = "compare_result.json"  # the finished marker, written after the test evaluation
@@ -52,11 +53,7 @@ def parse_model_list(text: str) -> list[str]:
 
 def model_kind(name: str) -> str:
     """'detector' or 'classifier' (the registry's `kind`)."""
-    return getattr(get_model_spec(name), "kind", "detector")
-
-
-def _has_task_key() -> bool:
-    return any(f.name == "task" for f in dataclasses.fields(Config))
+    return get_model_spec(name).kind
 
 
 def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
@@ -67,27 +64,26 @@ def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
     return list(dict.fromkeys(kinds))
 
 
-def task_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
-    """The `task` a model runs under in a comparison: detectors 'detection'; classifiers the
-    recipe's classification task, or, when the recipe says 'detection', the binary task of the
-    data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name one)."""
-    if not _has_task_key():
-        return []
-    task = getattr(base, "task")
-    if model_kind(name) == "detector":
-        return ["task=detection"]
-    if task != "detection":
-        return [f"task={task}"]
+def kind_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> list[str]:
+    """What a model's kind needs changed in the shared recipe. The `task`: detectors 'detection';
+    classifiers the recipe's classification task, or, when the recipe says 'detection', the
+    binary task of the data (kermany2 on Kermany, rsna2 on RSNA; with both, the recipe must name
+    one). Classifiers also drop the recipe's anchors, which only a detector has."""
+    if not is_classifier(name):
+        return [f"task={DETECTION_TASK}"]
+    no_anchors = ["model.anchor_sizes_px=[]", "model.anchor_aspect_ratios=[]"]
+    if base.task != DETECTION_TASK:
+        return [f"task={base.task}", *no_anchors]
     kinds = dataset_kinds(data_dirs)
     if len(kinds) != 1:
         raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
                           "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
-    return [f"task={kinds[0]}2"]
+    return [f"task={kinds[0]}2", *no_anchors]
 
 
 def comparison_task(base: Config) -> str:
     """The recipe's task: which class structure the comparison reports ('detection' = binary only)."""
-    return str(getattr(base, "task", "detection"))
+    return base.task
 
 
 @dataclass(frozen=True)
@@ -112,7 +108,7 @@ def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_
     plans = []
     for name in models:
         try:
-            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *task_overrides(name, base, data_dirs)])
+            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *kind_overrides(name, base, data_dirs)])
         except ConfigError as exc:
             raise ConfigError(f"--models {name}: {exc}") from None
         plans.append(ModelPlan(name, cfg, runs / name))

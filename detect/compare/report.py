@@ -130,7 +130,7 @@ def report_markdown(results: Sequence["ModelResult"], best: str | None, comparis
     if best is None or not comparisons:
         lines.append("No model has a defined test ROC-AUC (the test split holds one class only): no paired test.")
     else:
-        lines += [f"Best test ROC-AUC: **{best}**. Against each other model, on the test images both read: DeLong's "
+        lines += [f"Best test ROC-AUC: **{best}** (on a tie, the first listed). Against each other model, on the test images both read: DeLong's "
                   "test of the two correlated ROC-AUCs, and McNemar's test of the right/wrong decisions at each "
                   "model's threshold (exact binomial under 25 discordant images, chi-square with continuity "
                   "correction above). A p-value under 0.05 says the lead is unlikely to be chance on these images.", ""]

@@ -62,7 +62,7 @@ def key_observations(rows: Sequence[dict[str, Any]], key: str, values: Sequence[
         wins = sum(1 for d in diffs if (d > 0 if mode == "max" else d < 0))
         pairs = f"({wins} of {len(diffs)} pair{'s' if len(diffs) != 1 else ''})"
         if gain == 0:
-            lines.append(f"{key} {best} and {other} tied on {metric} on average {pairs}")
+            lines.append(f"{key} {best} and {other} tied on {metric} ({len(diffs)} pair{'s' if len(diffs) != 1 else ''})")
         elif mode == "max":
             lines.append(f"{key} {best} beat {other} by {gain:.3f} {metric} on average {pairs}")
         else:

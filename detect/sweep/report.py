@@ -42,8 +42,8 @@ def report_markdown(results: Sequence["RunResult"], axes: Sequence["GridAxis"], 
                     table: Sequence[dict[str, Any]]) -> str:
     rows = observation_rows(results, metric)
     lines = ["# detect sweep", "",
-             f"{len(results)} runs over {' x '.join(f'{a.key} ({len(a.texts)} values)' for a in axes)}; compared on the "
-             f"best validation {metric} of each run ({'higher' if mode == 'max' else 'lower'} is better). "
+             f"{len(results)} runs over {' x '.join(f'{a.key} ({len(a.texts)} values)' for a in axes)}; compared on "
+             f"each run's best {metric} ({'higher' if mode == 'max' else 'lower'} is better). "
              "Numbers measured on synthetic data say nothing about real radiographs.", "",
              "## Observations", ""]
     lines += [f"- {line}" for line in observations(rows, [(a.key, a.texts) for a in axes], metric, mode)]

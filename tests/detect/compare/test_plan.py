@@ -43,3 +43,15 @@ def test_a_key_that_does_not_fit_a_model_names_it(tmp_path):
 def test_bad_budgets(tmp_path, budget, message):
     with pytest.raises(ConfigError, match=message):
         plan_compare(["resnet18_fpn"], tiny_config("model.trainable_backbone_layers=5"), tmp_path, **budget)
+
+
+def test_a_classifier_takes_the_recipes_task_or_the_binary_task_of_the_data(tmp_path):
+    from tests.detect.train_fixtures import make_kermany
+
+    data = make_kermany(tmp_path / "kermany", n_images=12, prepare=False)
+    recipe = tiny_config("model.trainable_backbone_layers=5", "train.monitor=val_f1")
+    plan = plan_compare(["basic_cnn", "mobilenet_v3_large_fpn"], recipe, tmp_path / "out", data_dirs=[data])
+    assert [m.config.task for m in plan.models] == ["kermany2", "detection"] and plan.task == "detection"
+    three = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany3", "train.monitor=val_f1")
+    plan = plan_compare(["basic_cnn", "mobilenet_v3_large_fpn"], three, tmp_path / "out", data_dirs=[data])
+    assert [m.config.task for m in plan.models] == ["kermany3", "detection"] and plan.task == "kermany3"

@@ -76,3 +76,20 @@ def test_finished_models_are_not_trained_again(compared, monkeypatch):
     assert again.trained == [] and lines[0].startswith(f"[{MODELS[0]}] finished already")
     assert (out / "compare.csv").read_text() == before
     assert again.best_model == first.best_model
+
+
+def test_classifiers_and_detectors_compare_on_three_classes(compared, tmp_path):
+    data, _out, _outcome, _lines = compared
+    recipe = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany3",
+                         "train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=1")
+    outcome = compare_run.run_compare(["basic_cnn", "mobilenet_v3_large_fpn"], recipe, [data], tmp_path / "out",
+                                      n_resamples=20, log=SILENT)
+    with open(tmp_path / "out" / "compare.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["model"], r["kind"], r["task"]) for r in rows] == [
+        ("basic_cnn", "classifier", "kermany3"), ("mobilenet_v3_large_fpn", "detector", "detection")]
+    for row in rows:  # the detector's subtype head gives it the three classes too
+        assert row["macro_f1"] != "" and "f1_bacterial" in row and row["accuracy_3class"] != ""
+    assert int(rows[0]["parameters"]) < int(rows[1]["parameters"])
+    assert "## Three classes (kermany3: normal, bacterial, viral)" in (tmp_path / "out" / "report.md").read_text()
+    assert outcome.paths["confusion_3class"].is_file()

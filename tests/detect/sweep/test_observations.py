@@ -54,3 +54,9 @@ def test_failed_runs_drop_out_of_their_pairs():
     lines = key_observations(table, "train.lr", ("0.01", "0.02"), "val_f1", "max")
     assert lines == ["train.lr 0.02 beat 0.01 by 0.100 val_f1 on average (1 of 1 pair)"]
     assert observations([{**r, "value": math.nan} for r in TABLE], AXES, "val_f1", "max") == ["no run has a finite val_f1"]
+
+
+def test_equal_values_tie():
+    flat = [{**row, "value": 0.5} for row in TABLE]
+    assert key_observations(flat, "train.lr", ("0.01", "0.02"), "val_f1", "max") == [
+        "train.lr 0.01 and 0.02 tied on val_f1 (2 pairs)"]
