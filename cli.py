@@ -150,11 +150,13 @@ def synth_rsna_command(
     size_px: int = typer.Option(1024, "--size", help="Image size in pixels (the real data is 1024)."),
     seed: int = typer.Option(0, "--seed"),
     workers: int = typer.Option(1, "--workers", help="Processes rendering images (same files for any number)."),
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality of the frames (1-100): 95 gives ~2x the real file size, 87 the real RSNA size (~130-150 KB at 1024 px)."),
 ) -> None:
     """Synthetic RSNA: JPEG-Baseline DICOMs with the real header, both CSVs with their real quirks."""
     from data_prep.synth import synth_rsna
 
-    summary = synth_rsna(out, n_images=images, n_test_images=test_images, size_px=size_px, seed=seed, workers=workers)
+    summary = synth_rsna(out, n_images=images, n_test_images=test_images, size_px=size_px, seed=seed, workers=workers,
+                         jpeg_quality=jpeg_quality)
     typer.echo(str(summary))
 
 
@@ -182,10 +184,19 @@ def infer(
     paths: Optional[List[Path]] = typer.Argument(None, help="DICOM / PNG / JPEG files or folders (searched recursively; files without a known suffix are taken by content); none with --dicomweb."),
     out: Path = typer.Option(..., "--out", help="boxes.json to write (schema: detect/outputs/schemas/boxes.schema.json); the JSON Lines part(s) go next to it."),
     checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt)."
+        None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs (runs/*/checkpoints/best.pt). Also a file of `detect export` (.onnx, TorchScript, weights-only .pt)."
+    ),
+    backend: Optional[str] = typer.Option(
+        None, "--backend", help="eager (PyTorch) | torchscript | onnxruntime; default: what --checkpoint is (an .onnx file: onnxruntime)."
     ),
     submission: Optional[Path] = typer.Option(None, "--submission", help="Also write a Kaggle submission CSV (patientId,PredictionString)."),
     overlay: Optional[Path] = typer.Option(None, "--overlay", help="Also write one PNG per image with boxes and probabilities drawn."),
+    gate_with: Optional[Path] = typer.Option(
+        None, "--gate-with", help="A second checkpoint (e.g. a classifier) whose pneumonia probability replaces the detector's own and decides, at its own stored thresholds."
+    ),
+    explain: Optional[Path] = typer.Option(
+        None, "--explain", help="Also write DIR/<image stem>_gradcam.png per image: the Grad-CAM heat map of the pneumonia score of the classifier that decides."
+    ),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Drop boxes whose final score (after gating) is below this."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="Multiply box scores by the image's pneumonia probability."),
     drop_below_threshold: bool = typer.Option(
@@ -231,11 +242,11 @@ def infer(
     settings = PostprocessSettings(
         score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
     )
-    options = dict(checkpoint=checkpoint, submission_path=submission, overlay_dir=overlay, settings=settings,
+    options = dict(checkpoint=checkpoint, backend=backend, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
                    workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
-                   max_pixels=megapixels_to_pixels(max_megapixels))
+                   max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
 
@@ -262,11 +273,28 @@ def infer(
                           f"{result.out_path or out} with their reason); pass --allow-failures to accept that")
 
 
+@app.command("export")
+@user_errors_exit_2
+def export_command(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="A best.pt / last.pt of `detect train`."),
+    export_format: str = typer.Option("onnx", "--format", help="onnx (ONNX Runtime) | torchscript (torch.jit) | weights (a checkpoint without optimizer state)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write; default beside the checkpoint: best.onnx, best.torchscript.pt or best.weights.pt."),
+) -> None:
+    """Export a checkpoint for deployment: boxes in original pixels, scores and image probabilities as fixed tensors.
+
+    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract is in the README.
+    """
+    from detect.export.run import export_checkpoint
+
+    typer.echo(export_checkpoint(checkpoint, export_format, out).summary())
+
+
 @app.command("eval")
 @user_errors_exit_2
 def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
+    gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
@@ -286,8 +314,8 @@ def eval_command(
     from detect.predictions import PostprocessSettings
 
     if predictions is not None or labels is not None:
-        if predictions is None or labels is None or data or checkpoint is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] --data DIR")
+        if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
+            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
         outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
@@ -297,7 +325,7 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(),
+            progress=sys.stderr.isatty(), gate_with=gate_with,
         )
     for note in outcome.notes:
         echo_problem("note", note)

@@ -1,4 +1,5 @@
-"""Ingestion benchmark: our DICOM reader against pydicom's own decode, on RSNA-like files.
+"""Ingestion benchmark: our DICOM reader against pydicom's own decode, on RSNA-like files
+(benchmarks/bench_decode.py has the decode / reduced-decode / header-scan / cache tables).
 
     python benchmarks/bench_ingest.py [--images 64] [--size 1024] [--dir DIR] [--repeats 5]
 
@@ -11,7 +12,7 @@ All methods run in this one process over the same files. Each does one warm-up p
 also brings the files into the page cache), then `--repeats` timed passes, the methods taking
 turns within each repetition; the table reports the median pass. Methods:
 
-  read_dicom (fast path)        data_prep.dicom.read_dicom: OpenCV/libjpeg-turbo on the frame
+  read_dicom (fast path)        data_prep.dicom.read_dicom: simplejpeg (libjpeg-turbo, strict) on the frame
   read_dicom (fast_path=False)  the same pipeline, decoded by pydicom (its default plugin)
   pydicom pixel_array (pylibjpeg)   pydicom.dcmread(p).pixel_array, the baseline (pylibjpeg is
                                 the plugin pydicom tries first, and what the ratio is against)

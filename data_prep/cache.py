@@ -4,7 +4,8 @@
 
 Each PNG is uint8 [size_px, size_px]: the image scaled by size_px / max(height, width) and
 placed top-left on black (data_prep.geometry.letterbox_resize), so a box maps to the cache by
-`boxes_xyxy * scale` alone. Training then reads small PNGs instead of decoding a 1024x1024
+`boxes_xyxy * scale` alone. JPEG data is decoded at a reduced DCT scale when size_px allows
+(data_prep.images.read_any_image_sized), as every other reader of a known size decodes it. Training then reads small PNGs instead of decoding a 1024x1024
 JPEG-in-DICOM every epoch.
 
 Building is idempotent: a PNG that already exists and is complete (right signature, right
@@ -27,16 +28,25 @@ from data_prep.atomic import write_bytes_atomic
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize
-from data_prep.images import read_any_image
+from data_prep.images import read_any_image_sized
 from data_prep.manifest import CACHE_DIRNAME, PreparedDataset
 from data_prep.records import BadFile, ImageRecord
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _CHUNK_SIZE = 32  # images per task handed to a worker process
-# zlib level 1: measured on 512 px radiographs, ~35% less encode time than OpenCV's default 3
-# for ~3% larger files; encoding, not DICOM decoding, is the slowest step of a cache build.
-_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+# Encoding, not decoding, was the slowest step of a cache build (5 ms of ~8 per 512 px image
+# with zlib level 1 and libpng's adaptive filters). Measured on 512 px synthetic radiographs:
+# the UP filter alone and Huffman-only deflate (no LZ77 match search, which finds little in
+# noisy grey levels anyway) encode 2.7x faster, give ~14% SMALLER files, and decode 1.8x
+# faster when training reads them back (benchmarks/bench_decode.py). Lossless either way.
+_PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+]
+# What the cache wrote before: kept for benchmarks/bench_decode.py's baseline.
+PNG_PARAMS_ZLIB1 = [cv2.IMWRITE_PNG_COMPRESSION, 1]
 
 
 @dataclass(frozen=True)
@@ -76,15 +86,17 @@ def cache_one(
     """Decode `source`, letterbox it to size_px and write `destination`; return None or the failure reason.
 
     A decoded size that differs from the manifest's (height, width) is a failure: the boxes
-    were checked against the header's size and would land in the wrong place.
+    were checked against the header's size and would land in the wrong place. JPEG data is
+    decoded at a reduced DCT scale when size_px allows (data_prep.images.read_any_image_sized;
+    the bound on the difference is in data_prep.codestreams), then area-resized.
     """
     try:
-        pixels, _ = read_any_image(source, max_pixels=max_pixels)
+        image = read_any_image_sized(source, size_px, max_pixels=max_pixels)
     except DetectError as exc:
         return getattr(exc, "reason", str(exc))
-    if height is not None and width is not None and pixels.shape != (height, width):
-        return f"decoded size {pixels.shape[0]}x{pixels.shape[1]} differs from the header's {height}x{width}"
-    resized, _ = letterbox_resize(pixels, size_px)
+    if height is not None and width is not None and image.original_hw != (height, width):
+        return f"decoded size {image.original_hw[0]}x{image.original_hw[1]} differs from the header's {height}x{width}"
+    resized, _ = letterbox_resize(image.pixels, size_px, image.original_hw)
     ok, encoded = cv2.imencode(".png", resized, _PNG_PARAMS)
     if not ok:
         return "PNG encoding failed"

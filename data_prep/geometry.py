@@ -29,19 +29,28 @@ def letterbox_content_shape(height: int, width: int, size_px: int) -> tuple[int,
     return min(size_px, max(1, round(height * scale))), min(size_px, max(1, round(width * scale)))
 
 
-def letterbox_resize(pixels: np.ndarray, size_px: int) -> tuple[np.ndarray, float]:
+def letterbox_resize(
+    pixels: np.ndarray, size_px: int, original_hw: tuple[int, int] | None = None
+) -> tuple[np.ndarray, float]:
     """Resize a 2-D uint8 image to [size_px, size_px] by letterboxing; return (image, scale).
 
     INTER_AREA when shrinking (no aliasing of rib edges and noise), INTER_LINEAR when enlarging.
+    `original_hw`: the size of the image `pixels` was decoded from, when it was decoded smaller
+    (a DCT-reduced JPEG, data_prep.codestreams): the letterbox and the scale are those of the
+    original, so boxes map by `scale` from ORIGINAL pixels whatever size was decoded.
     """
     if pixels.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {pixels.shape}")
-    height, width = pixels.shape
+    height, width = original_hw if original_hw is not None else pixels.shape
     scale = letterbox_scale(height, width, size_px)
     new_h, new_w = letterbox_content_shape(height, width, size_px)
-    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
     out = np.zeros((size_px, size_px), dtype=pixels.dtype)
+    if pixels.shape == (new_h, new_w):
+        out[:new_h, :new_w] = pixels
+        return out, scale
+    shrinking = new_h <= pixels.shape[0] and new_w <= pixels.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    resized = cv2.resize(pixels, (new_w, new_h), interpolation=interpolation)
     out[:new_h, :new_w] = resized
     return out, scale
 

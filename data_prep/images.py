@@ -17,22 +17,37 @@ OpenCV's other decoders (TIFF, WebP, ...) would not allow. JPEG is decoded stric
 (data_prep.codestreams.decode_jpeg: corrupt data is an error, not a garbled image); PNG by
 OpenCV (libpng checks every chunk's CRC). Anything else, an empty or cut-off file, a FIFO or
 a folder raises ImageReadError(path, reason) with a one-line reason.
+
+`read_any_image_sized(path, target_size_px)` is the reader of every path that knows the model's
+input size (the cache, the training loader, detect eval / infer): JPEG data (a JPEG file, a
+DICOM's JPEG Baseline frame) is decoded at the largest 1/2, 1/4 or 1/8 DCT scale that still
+covers the letterbox, and the result carries the file's own size (`SizedImage.original_hw`)
+for data_prep.geometry.letterbox_resize and for mapping predictions back.
 """
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, StreamError, decode_jpeg, pixel_limit_problem, png_size
+from data_prep.codestreams import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    StreamError,
+    decode_jpeg,
+    jpeg_frame_size,
+    pixel_limit_problem,
+    png_size,
+)
 from data_prep.dicom import read_dicom, read_dicom_header
 from data_prep.errors import DicomReadError, ImageReadError
+from data_prep.geometry import letterbox_content_shape
 from data_prep.inputs import content_kind, open_regular_file
 from data_prep.records import DicomHeader
 
-__all__ = ["is_dicom_file", "read_any_image", "read_image"]
+__all__ = ["SizedImage", "is_dicom_file", "read_any_image", "read_any_image_sized", "read_image"]
 
 _DICM_OFFSET = 128
 
@@ -71,11 +86,22 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
     Raises ImageReadError for a missing, empty, non-regular, cut-off, corrupt or undecodable
     file, another format (named by its magic bytes), or a size over `max_pixels`.
     """
+    return _read_image(path, max_pixels, None).pixels
+
+
+def _read_image(path: str | Path, max_pixels: int, target_size_px: int | None) -> SizedImage:
     data = _read_bytes(path)
     kind = content_kind(data[: _DICM_OFFSET + 4])
+    original_hw = None
     if kind == "a JPEG file":
         try:
-            image = decode_jpeg(data, max_pixels=max_pixels)
+            min_shape = None
+            if target_size_px is not None:
+                frame = jpeg_frame_size(data)  # decode_jpeg checks it again, with the limit, before decoding
+                if frame is not None:
+                    original_hw = (frame.height, frame.width)
+                    min_shape = letterbox_content_shape(frame.height, frame.width, target_size_px)
+            image = decode_jpeg(data, max_pixels=max_pixels, min_shape=min_shape)
         except StreamError as exc:
             raise ImageReadError(path, str(exc)) from None
     elif kind == "a PNG file":
@@ -84,7 +110,8 @@ def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) 
         raise ImageReadError(path, "a DICOM file, not a PNG/JPEG (use read_any_image or read_dicom)")
     else:
         raise ImageReadError(path, f"{kind or 'unknown content'}, not a PNG/JPEG image ({len(data)} bytes)")
-    return _to_gray_uint8(path, image)
+    pixels = _to_gray_uint8(path, image)
+    return SizedImage(pixels=pixels, original_hw=original_hw or (int(pixels.shape[0]), int(pixels.shape[1])), header=None)
 
 
 def _to_gray_uint8(path: str | Path, image: np.ndarray) -> np.ndarray:
@@ -111,6 +138,22 @@ def _to_gray_uint8(path: str | Path, image: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.zeros(image.shape, dtype=np.uint8)
     return np.clip(np.rint((values - low) / (high - low) * 255.0), 0, 255).astype(np.uint8)
+
+
+@dataclass(frozen=True)
+class SizedImage:
+    """An image read for a known letterbox size: `pixels` uint8 [h, w], possibly decoded at a
+    1/2, 1/4 or 1/8 DCT scale; `original_hw` the file's own (rows, columns), which boxes and
+    predictions refer to; `header` for a DICOM."""
+
+    pixels: np.ndarray
+    original_hw: tuple[int, int]
+    header: DicomHeader | None
+
+    @property
+    def reduction(self) -> int:
+        """d of the 1/d DCT scale the pixels were decoded at (1: full size)."""
+        return max(1, self.original_hw[0] // max(1, int(self.pixels.shape[0])))
 
 
 SNIFF_BYTES = 132  # the DICOM preamble (128) and the DICM marker (4)
@@ -186,3 +229,21 @@ def read_any_image(
     if is_dicom_file(path) or Path(path).suffix.lower() == ".dcm":
         return read_dicom(path, max_pixels=max_pixels)
     return read_image(path, max_pixels=max_pixels), None
+
+
+def read_any_image_sized(
+    path: str | Path, target_size_px: int, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> SizedImage:
+    """`read_any_image` for an image that will be letterboxed to `target_size_px`: a JPEG (or a
+    DICOM's JPEG Baseline frame) is decoded at the largest 1/2, 1/4 or 1/8 DCT scale that keeps
+    it at least the letterbox's content size (data_prep.codestreams: the bound on how far that
+    is from a full decode + area resize); other formats at full size. Finish with
+    data_prep.geometry.letterbox_resize(image.pixels, target_size_px, image.original_hw).
+    Raises DicomReadError or ImageReadError as read_any_image does.
+    """
+    if target_size_px <= 0:
+        raise ValueError(f"target_size_px must be positive, got {target_size_px}")
+    if is_dicom_file(path) or Path(path).suffix.lower() == ".dcm":
+        pixels, header = read_dicom(path, max_pixels=max_pixels, target_size_px=target_size_px)
+        return SizedImage(pixels=pixels, original_hw=(header.rows, header.columns), header=header)
+    return _read_image(path, max_pixels, target_size_px)

@@ -58,6 +58,17 @@ def test_bench_compare_done_when(aucs, p_basic, total_s, failing):
         assert expected in text
 
 
+def test_decode_benchmark_smoke_run():
+    """bench_decode end to end on two tiny synthetic files: every table printed, checks passed."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decode.py"
+    result = subprocess.run([sys.executable, str(script), "--images", "2", "--size", "64", "--repeats", "1",
+                             "--jpeg-quality", "87"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for expected in ("| read_dicom ", "| pydicom + pillow", " 128 px |", "header scan", "same headers and bad files: True",
+                     "prepare --cache --image-size 512", "max |difference| 0 grey level(s)"):
+        assert expected in result.stdout, (expected, result.stdout[-3000:])
+
+
 def _smoke(script: str, tmp_path: Path, *extra: str) -> str:
     env = {**os.environ, "OUT": str(tmp_path)}
     result = subprocess.run([sys.executable, str(HERE / script), "--smoke", *extra], capture_output=True, text=True,
@@ -93,3 +104,15 @@ def test_gpu_checks_smoke_writes_its_table_and_json(tmp_path):
         assert "AMP + channels_last" in skipped and any(arm.startswith("nvJPEG") for arm in skipped)
         assert out.count("no CUDA device: skipped") >= 2 * len(skipped)  # as it runs, and in the table
     assert document["details"]["infer"]["channels_last"]["applied"]
+
+
+def test_bench_infer_smoke_times_every_backend():
+    """bench_infer.py --smoke: one detector at 64 px exported and timed in all three backends."""
+    script = HERE / "bench_infer.py"
+    result = subprocess.run([sys.executable, str(script), "--smoke"], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("mobilenet_v3_large_fpn")]
+    assert [row[2] for row in rows] == ["1", "2"]  # batch sizes
+    for row in rows:
+        ms_and_ratios = [float(value) for value in row[3:]]
+        assert len(ms_and_ratios) == 5 and all(value > 0 for value in ms_and_ratios)

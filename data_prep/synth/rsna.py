@@ -45,6 +45,11 @@ SAMPLE_SUBMISSION_CSV = "stage_2_sample_submission.csv"
 TRAIN_IMAGES_DIR = "stage_2_train_images"
 TEST_IMAGES_DIR = "stage_2_test_images"
 SAMPLE_PREDICTION_STRING = "0.5 0 0 100 100"
+# JPEG quality of the frames: 95 by default (the files `detect synth` has always written, ~2x
+# the real size, mean 327 KB at 1024 px); 87 matches real RSNA files (130-150 KB: measured a
+# mean of 138 KB over 12 files, 80-184 KB; 92 still gives 230 KB).
+DEFAULT_JPEG_QUALITY = 95
+REAL_SIZE_JPEG_QUALITY = 87
 
 SECONDARY_CAPTURE_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 DCMTK_IMPLEMENTATION_CLASS_UID = "1.2.276.0.7230010.3.0.3.6.0"
@@ -97,11 +102,16 @@ def synth_rsna(
     seed: int = 0,
     class_fractions: tuple[float, float, float] = (0.33, 0.44, 0.23),
     workers: int = 1,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
 ) -> SynthSummary:
     """Write a synthetic RSNA dataset to `out_dir` in the exact Kaggle layout; return the counts.
 
     `workers` > 1 renders in a process pool: every image has its own seed, so the files are the
     same bytes whatever the number of workers.
+
+    `jpeg_quality` (1..100) of the frames: the default 95 gives ~330 KB per 1024 px file,
+    about twice a real RSNA file; REAL_SIZE_JPEG_QUALITY (87) gives the real size (~130-150 KB),
+    which is what decoding benchmarks should run on (entropy decoding scales with the bytes).
 
     `n_images` labelled training images (one patient each) and `n_test_images` unlabelled test
     images, `size_px` square, classes in the proportions `class_fractions` = fractions of
@@ -116,9 +126,13 @@ def synth_rsna(
     AP, PA, AP_positive, PA_positive, age_quirks, size_px.
     """
     _check_args(n_images, n_test_images, size_px, seed, class_fractions, workers)
+    if not 1 <= jpeg_quality <= 100:
+        raise ConfigError(f"jpeg_quality (--jpeg-quality): must be in 1..100, got {jpeg_quality}")
     started = time.perf_counter()
     params = {"n_images": n_images, "n_test_images": n_test_images, "size_px": size_px, "seed": seed,
               "class_fractions": list(class_fractions)}
+    if jpeg_quality != DEFAULT_JPEG_QUALITY:  # the default's marker stays as it was
+        params["jpeg_quality"] = jpeg_quality
     owned = (LABELS_CSV, CLASS_INFO_CSV, SAMPLE_SUBMISSION_CSV, TRAIN_IMAGES_DIR, TEST_IMAGES_DIR)
     out = claim_output_dir(out_dir, "rsna", owned, params)
     rng = np.random.default_rng(seed)
@@ -130,7 +144,7 @@ def synth_rsna(
     class_lines = ["patientId,class"]
     n_boxes_total = 0
     jobs = [(out / TRAIN_IMAGES_DIR, plan) for plan in train] + [(out / TEST_IMAGES_DIR, plan) for plan in test]
-    rendered = _render_all(jobs, size_px, workers)
+    rendered = _render_all(jobs, size_px, workers, jpeg_quality)
     for plan, boxes_xyxy in zip(train, rendered):
         if plan.rsna_class == RSNA_POSITIVE_CLASS:
             for x0, y0, x1, y1 in boxes_xyxy.tolist():
@@ -266,16 +280,17 @@ def _related_uid(sop_instance_uid: str, kind: int, minus: int) -> str:
     return f"{_UID_ROOT}.{kind}.{head}.{max(int(last) - minus, 1)}"
 
 
-def _render_all(jobs: list[tuple[Path, _ImagePlan]], size_px: int, workers: int) -> list[np.ndarray]:
+def _render_all(jobs: list[tuple[Path, _ImagePlan]], size_px: int, workers: int, jpeg_quality: int) -> list[np.ndarray]:
     """Render and write every (folder, plan); the boxes of each, in job order."""
     if workers > 1 and len(jobs) > 1:
         chunksize = max(1, len(jobs) // (4 * workers))
         with get_context().Pool(min(workers, len(jobs))) as pool:
-            return pool.starmap(_render_and_write, [(folder, plan, size_px) for folder, plan in jobs], chunksize=chunksize)
-    return [_render_and_write(folder, plan, size_px) for folder, plan in jobs]
+            return pool.starmap(_render_and_write, [(folder, plan, size_px, jpeg_quality) for folder, plan in jobs],
+                                chunksize=chunksize)
+    return [_render_and_write(folder, plan, size_px, jpeg_quality) for folder, plan in jobs]
 
 
-def _render_and_write(folder: Path, plan: _ImagePlan, size_px: int) -> np.ndarray:
+def _render_and_write(folder: Path, plan: _ImagePlan, size_px: int, jpeg_quality: int) -> np.ndarray:
     pixels, boxes_xyxy = render_chest_radiograph(
         np.random.default_rng(plan.render_seed), size_px, size_px,
         opacities=plan.n_boxes if plan.rsna_class == RSNA_POSITIVE_CLASS else 0,
@@ -284,7 +299,7 @@ def _render_and_write(folder: Path, plan: _ImagePlan, size_px: int) -> np.ndarra
     write_jpeg_baseline_dicom(
         folder / f"{plan.patient_id}.dcm", pixels,
         patient_id=plan.patient_id, sex=plan.sex, age=plan.age, view_position=plan.view_position,
-        pixel_spacing_mm=plan.pixel_spacing_mm, sop_instance_uid=plan.sop_instance_uid,
+        pixel_spacing_mm=plan.pixel_spacing_mm, sop_instance_uid=plan.sop_instance_uid, jpeg_quality=jpeg_quality,
     )
     return boxes_xyxy
 
@@ -301,7 +316,7 @@ def write_jpeg_baseline_dicom(
     sop_instance_uid: str,
     study_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
-    jpeg_quality: int = 95,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     photometric_interpretation: str = "MONOCHROME2",
 ) -> None:
     """Write a 2-D uint8 image as an RSNA-style DICOM file.

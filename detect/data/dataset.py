@@ -21,8 +21,9 @@ producer and consumer of samples in this project keeps it:
                         are mapped back and clipped to it (detect.inference.predictor)
 
 One image's way: the cached PNG (already letterboxed to S by `detect prepare --cache`) when it
-exists, else the original file (DICOM / PNG / JPEG via data_prep.images.read_any_image) read
-and letterboxed here; optional CLAHE on the uint8 grey pixels; the augmentation
+exists, else the original file (DICOM / PNG / JPEG via data_prep.images.read_any_image_sized:
+JPEG data decoded at a 1/2, 1/4 or 1/8 DCT scale when S allows, as the cache and inference
+decode it, so every path gives the model the same pixels) read and letterboxed here; optional CLAHE on the uint8 grey pixels; the augmentation
 (detect.data.transforms) on image + boxes together; conversion to float [3, S, S]. Without
 augmentation this is detect.data.preprocess.prepare_image, the step inference uses.
 
@@ -46,7 +47,7 @@ from torchvision import tv_tensors
 from data_prep.cache import load_cached_image
 from data_prep.errors import ConfigError, DataFormatError, DetectError, ImageReadError
 from data_prep.geometry import letterbox_resize, letterbox_scale, scale_boxes
-from data_prep.images import read_any_image
+from data_prep.images import SizedImage, read_any_image_sized
 from data_prep.manifest import PreparedDataset
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, DicomHeader, ImageRecord
 from data_prep.tasks import DETECTION_TASK, TASK_DATASET, records_for_task
@@ -56,7 +57,8 @@ from detect.data.transforms import build_eval_transforms, build_train_transforms
 
 OPACITY_LABEL = 1  # the detector's only foreground class (0 is torchvision's background)
 
-ImageLoader = Callable[[Path], tuple[np.ndarray, DicomHeader | None]]  # path -> (uint8 [H, W], header)
+# path -> (uint8 [H, W], header), or a SizedImage (decoded for the input size, with its original size)
+ImageLoader = Callable[[Path], "tuple[np.ndarray, DicomHeader | None] | SizedImage"]
 CacheLoader = Callable[[Path], np.ndarray]  # path -> uint8 [S, S]
 
 
@@ -97,7 +99,7 @@ class ManifestDataset(Dataset):
     - `transforms`: a detect.transforms pipeline (None = no augmentation, boxes as they are).
     - `clahe`: a Clahe, True for Clahe() with default settings, or None/False.
     - `loader` / `cache_loader`: how originals / cached PNGs are read (defaults:
-      data_prep.images.read_any_image, data_prep.cache.load_cached_image); injectable for tests.
+      data_prep.images.read_any_image_sized, data_prep.cache.load_cached_image); injectable for tests.
     A file that cannot be read raises the DetectError of its reader, naming the file; with
     `skip_unreadable` the item is a BadFile (path, reason) instead, which `collate_detection`
     moves out of the batch into `DetectionBatch.skipped`.
@@ -121,7 +123,7 @@ class ManifestDataset(Dataset):
         self.image_size_px = int(image_size_px)
         self.transforms = transforms
         self.clahe: Clahe | None = Clahe() if clahe is True else (clahe or None)
-        self.loader: ImageLoader = loader or read_any_image
+        self.loader: ImageLoader = loader or functools.partial(read_any_image_sized, target_size_px=self.image_size_px)
         self.cache_loader: CacheLoader = cache_loader or load_cached_image
         self.skip_unreadable = skip_unreadable
         n = len(self.records)
@@ -150,17 +152,22 @@ class ManifestDataset(Dataset):
                     )
                 return pixels, letterbox_scale(record.height, record.width, size), (record.height, record.width)
         path = self.image_path(index)
-        pixels, _header = self.loader(path)
+        loaded = self.loader(path)
+        if isinstance(loaded, SizedImage):  # decoded for this size (data_prep.images.read_any_image_sized)
+            pixels, original_hw = loaded.pixels, loaded.original_hw
+        else:
+            pixels, _header = loaded
+            original_hw = tuple(getattr(pixels, "shape", ())[:2])
         if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype != np.uint8:
             shape = getattr(pixels, "shape", None)
             raise ImageReadError(path, f"reader returned {getattr(pixels, 'dtype', type(pixels))} {shape}, expected 2-D uint8")
-        if record.height and record.width and pixels.shape != (record.height, record.width):
+        if record.height and record.width and original_hw != (record.height, record.width):
             raise DataFormatError(
-                path, f"decoded size {pixels.shape[0]}x{pixels.shape[1]} differs from the manifest's "
+                path, f"decoded size {original_hw[0]}x{original_hw[1]} differs from the manifest's "
                 f"{record.height}x{record.width}: the boxes would not fit; rerun `detect prepare`"
             )
-        resized, scale = letterbox_resize(pixels, size)
-        return resized, scale, (int(pixels.shape[0]), int(pixels.shape[1]))
+        resized, scale = letterbox_resize(pixels, size, original_hw)
+        return resized, scale, (int(original_hw[0]), int(original_hw[1]))
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]] | BadFile:
         record, size = self.records[index], self.image_size_px
@@ -250,7 +257,7 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
     task_sources = [check_task_records(source, cfg.task) for source in prepared]
     aug = cfg.data.augment
     clahe = clahe_from_config(aug)
-    loader = functools.partial(read_any_image, max_pixels=cfg.data.max_image_pixels)
+    loader = functools.partial(read_any_image_sized, target_size_px=size, max_pixels=cfg.data.max_image_pixels)
     datasets: dict[str, ManifestDataset] = {}
     for split in SPLITS:
         records: list[ImageRecord] = []

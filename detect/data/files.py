@@ -1,6 +1,8 @@
 """Reading the files a user points at: one DICOM / PNG / JPEG -> a LoadedImage, in batches.
 
     load_image(path)                      -> LoadedImage (uint8 [H, W] + DICOM header), or a DetectError
+    load_image(path, target_size_px=S)    -> the same, JPEG data decoded at a reduced DCT scale for
+                                           an S px model input (original_hw: the file's own size)
     load_or_fail(path)                    -> LoadedImage, or a BadFile with the reason
     iter_loaded_batches(files, n, workers) the files read n at a time, the next batches in background
                                            threads (a bounded read-ahead) while the caller predicts
@@ -21,7 +23,7 @@ import numpy as np
 
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError, ImageReadError
-from data_prep.images import read_any_image
+from data_prep.images import read_any_image, read_any_image_sized
 from data_prep.records import BadFile, DicomHeader
 
 
@@ -32,32 +34,54 @@ class LoadedImage:
     source: str
     pixels: np.ndarray
     header: DicomHeader | None = None
+    # The file's own (rows, columns) when `pixels` were decoded smaller (load_image's
+    # target_size_px); None: `pixels` are the original. Predictions map back to this size.
+    decoded_from_hw: tuple[int, int] | None = None
+
+    @property
+    def original_hw(self) -> tuple[int, int]:
+        return self.decoded_from_hw or (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
 
     @property
     def height_px(self) -> int:
-        return int(self.pixels.shape[0])
+        """The ORIGINAL height, whatever size was decoded."""
+        return self.original_hw[0]
 
     @property
     def width_px(self) -> int:
-        return int(self.pixels.shape[1])
+        """The ORIGINAL width, whatever size was decoded."""
+        return self.original_hw[1]
 
 
-def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage:
+def load_image(
+    path: str | Path, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, target_size_px: int | None = None
+) -> LoadedImage:
     """Read a DICOM, PNG or JPEG (decided by content, not name), refusing one over `max_pixels`
-    before decoding it. Raises a DetectError subclass."""
+    before decoding it. Raises a DetectError subclass.
+
+    `target_size_px` (the model's input size): JPEG data is decoded at the largest 1/2, 1/4 or
+    1/8 DCT scale that still covers the letterbox (data_prep.images.read_any_image_sized); the
+    result's `decoded_from_hw` is then the original size, to pass to prepare_image's
+    `original_hw` so that predictions come back in ORIGINAL pixels."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(p, "file not found")
     if p.is_dir():
         raise ImageReadError(p, "is a folder, not an image file")
+    if target_size_px is not None:
+        image = read_any_image_sized(p, target_size_px, max_pixels=max_pixels)
+        reduced = image.pixels.shape[:2] != image.original_hw
+        return LoadedImage(source=str(path), pixels=image.pixels, header=image.header,
+                           decoded_from_hw=image.original_hw if reduced else None)
     pixels, header = read_any_image(p, max_pixels=max_pixels)
     return LoadedImage(source=str(path), pixels=pixels, header=header)
 
 
-def load_or_fail(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage | BadFile:
+def load_or_fail(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 target_size_px: int | None = None) -> LoadedImage | BadFile:
     """`load_image`, with a user error turned into a BadFile (anything else is a bug and raises)."""
     try:
-        return load_image(path, max_pixels=max_pixels)
+        return load_image(path, max_pixels=max_pixels, target_size_px=target_size_px)
     except DetectError as exc:
         reason = getattr(exc, "reason", None) or str(exc)
         return BadFile(path=str(path), reason=reason)
@@ -76,7 +100,8 @@ def default_read_workers(device_type: str = "cuda", cpu_count: int | None = None
 
 def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2, *,
                         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, prefetch_batches: int = 2,
-                        read: Callable[[Path, int], Any] | None = None) -> Iterator[list[Any]]:
+                        read: Callable[[Path, int], Any] | None = None,
+                        target_size_px: int | None = None) -> Iterator[list[Any]]:
     """Yield the files read in batches of `batch_size`, in order; up to `prefetch_batches`
     batches beyond the one handed out are read ahead by `workers` background threads while the
     caller works (a bounded read-ahead: at most (prefetch_batches + 1) x batch_size images held).
@@ -85,13 +110,19 @@ def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2
     their place. Threads suffice: the JPEG decoder (simplejpeg) and OpenCV release the GIL,
     and the readers keep no shared state, so the threads' verdicts are independent (data_prep.dicom).
     `read(path, max_pixels)`: the work done per file in the threads, `load_or_fail` by default
-    (the predictor passes one that also letterboxes the image: detect.inference.api)."""
+    (the predictor passes one that also letterboxes the image: detect.inference.api).
+    `target_size_px`: as in load_image, for the default `read` (the model's input size: JPEG
+    data decoded at a reduced DCT scale)."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if prefetch_batches < 1:
         raise ValueError(f"prefetch_batches must be >= 1, got {prefetch_batches}")
     batches = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
-    read = read if read is not None else load_or_fail
+    if read is None:
+        def read(path: Path, limit: int) -> LoadedImage | BadFile:
+            if target_size_px is None:
+                return load_or_fail(path, limit)
+            return load_or_fail(path, limit, target_size_px)
     if workers == 0:
         for batch in batches:
             yield [read(f, max_pixels) for f in batch]

@@ -77,10 +77,17 @@ def clahe_from_config(augment: AugmentConfig) -> Clahe | None:
     return Clahe(augment.clahe_clip_limit) if augment.clahe else None
 
 
-def prepare_image(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None) -> tuple[Tensor, float]:
+def prepare_image(
+    pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None, original_hw: tuple[int, int] | None = None
+) -> tuple[Tensor, float]:
     """An original uint8 [H, W] image -> (float32 [3, S, S] model input, letterbox scale), exactly
-    as a dataset sample is made without augmentation: letterbox, CLAHE (when given), to tensor."""
-    resized, scale = letterbox_resize(pixels, image_size_px)
+    as a dataset sample is made without augmentation: letterbox, CLAHE (when given), to tensor.
+
+    `original_hw`: the file's own size when `pixels` were decoded smaller for this size
+    (data_prep.images.read_any_image_sized); the scale is then that of the original, so
+    predictions divided by it are in ORIGINAL pixels."""
+    height, width = original_hw if original_hw is not None else pixels.shape[:2]
+    resized, scale = letterbox_resize(pixels, image_size_px, original_hw)
     if clahe is not None:
-        resized = clahe(resized, content_hw=content_size(pixels.shape[0], pixels.shape[1], image_size_px))
+        resized = clahe(resized, content_hw=content_size(height, width, image_size_px))
     return pixels_to_tensor(resized), float(scale)

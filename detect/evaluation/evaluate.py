@@ -19,6 +19,10 @@ that dataset's val split, and the report says so.
   - Kermany: pneumonia vs normal, and bacterial vs viral on the pneumonia images (positive =
     viral, score P(viral) / (P(bacterial) + P(viral)), threshold F1-optimal on the val pneumonia
     images).
+With `--gate-with CLS` the pair is scored: the gate's pneumonia probability replaces the
+detector's own before post-processing (detect.inference.gating), so every pneumonia block and
+the RSNA score with gating measure the pair, at the GATE's stored operating point per dataset;
+mAP (raw boxes) and the 3-class block stay the detector's. metrics.json's `gate_model` names it.
 The held-out RSNA predictions are also written as a Kaggle CSV (`<split>_predictions.csv`),
 which `detect eval --predictions` reads (detect.evaluation.submission_eval).
 
@@ -51,6 +55,7 @@ from detect.evaluation.metrics import binary_classification_metrics, multiclass_
 from detect.evaluation.report import write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, write_submission
 
@@ -84,7 +89,7 @@ class SplitPredictions:
 
 
 def predict_records(
-    predictor: Predictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
+    predictor: Predictor | GatedPredictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
     progress: bool = False, desc: str = "predict",
 ) -> SplitPredictions:
     """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
@@ -94,13 +99,18 @@ def predict_records(
     files = [data_root / r.path for r in records]
     by_path = {str(f): r for f, r in zip(files, records)}
     out = SplitPredictions(records=[], raw=[], failures=[])
-    batches = iter_loaded_batches(files, batch_size, workers)
+    # Decoded for the model's input size, as the cache and the training loader decode them; a
+    # gated pair (two models, two sizes) reads each image whole.
+    sized = isinstance(predictor, Predictor)
+    batches = iter_loaded_batches(files, batch_size, workers, target_size_px=predictor.image_size_px if sized else None)
     if progress:
         batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc=desc, leave=False)
     for batch in batches:
         images = [item for item in batch if isinstance(item, LoadedImage)]
         out.failures += [item for item in batch if isinstance(item, BadFile)]
-        for image, raw in zip(images, predictor.predict_raw([i.pixels for i in images])):
+        pixels = [i.pixels for i in images]
+        raws = predictor.predict_raw(pixels, [i.decoded_from_hw for i in images]) if sized else predictor.predict_raw(pixels)
+        for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)
     return out
@@ -263,15 +273,18 @@ def evaluate_checkpoint(
     device: str = "auto",
     workers: int = 2,
     progress: bool = False,
+    gate_with: str | Path | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
 
-    `checkpoint=None`: the best checkpoint most recently written under `runs_dir`.
+    `checkpoint=None`: the best checkpoint most recently written under `runs_dir`. `gate_with`:
+    score the checkpoint gated by this one (its pneumonia probability and operating points).
     """
     _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
+    gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
     return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                 workers=workers, progress=progress)
+                                 workers=workers, progress=progress, gate=gate)
 
 
 def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:
@@ -292,8 +305,10 @@ def evaluate_loaded_model(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = False,
+    gate: LoadedModel | None = None,
 ) -> EvalOutcome:
-    """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points).
+    """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points),
+    gated by `gate` when given (its pneumonia probability, its operating points).
 
     metrics.json's 'operating_points' section lists, per dataset, the pneumonia threshold used
     and where it came from; every binary block also names its own threshold's source.
@@ -309,6 +324,12 @@ def evaluate_loaded_model(
     points: dict[str, dict[str, Any]] = {}
     parts: dict[str, DatasetSections] = {}
     task = loaded.config.task
+    predictor = GatedPredictor(loaded.predictor, gate.predictor) if gate is not None else loaded.predictor
+    decider = gate if gate is not None else loaded  # whose probability decides, and so whose thresholds
+    which_checkpoint = "the gate checkpoint" if gate is not None else "the checkpoint"
+    if gate is not None:
+        notes.append(f"gated by {gate.model_info['name']} ({gate.checkpoint_path}): its pneumonia probability "
+                     "and operating points score the pair; mAP and the RSNA 3-class block are the detector's own")
     for data_dir in data_dirs:
         prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers)
         notes += prep_notes
@@ -323,10 +344,10 @@ def evaluate_loaded_model(
             raise DetectError(f"{prepared.prepared_dir}: the '{split}' split of this {name} dataset is empty")
 
         def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
-            return predict_records(loaded.predictor, prepared.data_root, records, batch_size=batch_size,
+            return predict_records(predictor, prepared.data_root, records, batch_size=batch_size,
                                    workers=workers, progress=progress, desc=f"{name} {which}")
 
-        point = loaded.operating_points.get(name) or loaded.operating_points.get("any")
+        point = decider.operating_points.get(name) or decider.operating_points.get("any")
         # val is predicted only where a threshold is still to be chosen on it: no stored point,
         # or Kermany's bacterial-vs-viral threshold
         val = predict(prepared.split_records("val"), "val") if split == "val" or point is None or name == "kermany" else None
@@ -337,8 +358,8 @@ def evaluate_loaded_model(
             raise DetectError(f"{prepared.prepared_dir}: none of the {len(held_records)} '{split}' images could be read")
         if point is None:
             assert val is not None
-            point = choose_operating_point(name, *val.targets_and_probabilities(), "val at evaluation (the checkpoint stores none for it)")
-            notes.append(f"{name}: the checkpoint stores no decision threshold for it; {point.source}")
+            point = choose_operating_point(name, *val.targets_and_probabilities(), f"val at evaluation ({which_checkpoint} stores none for it)")
+            notes.append(f"{name}: {which_checkpoint} stores no decision threshold for it; {point.source}")
         counts.update({
             f"{name}_{split}_images": len(held.records),
             f"{name}_{split}_pneumonia": int(held.targets_and_probabilities()[0].sum()),
@@ -357,6 +378,7 @@ def evaluate_loaded_model(
     metrics["counts"] = counts
     metrics["settings"] = settings.to_dict()
     metrics["model"] = loaded.model_info
+    metrics["gate_model"] = gate.model_info if gate is not None else None
     metrics["split"] = split
     notes += [f"unreadable, left out: {f.path}: {f.reason}" for f in failures]
     metrics["notes"] = list(notes)

@@ -5,6 +5,7 @@
     entry = detector.predict(pixels_uint8)          # an array: uint8 [H, W] (or [H, W, 3], made grey)
     for entry in detector.predict_many(paths):      # an iterator, in order; a file that cannot be
         ...                                         # read gives a failure entry ({"error": ...})
+    gated = Detector.from_checkpoint(DET, gate_with=CLS)  # CLS's pneumonia probability gates and decides
 
 `detect infer` (detect.inference.batch), the server and notebooks all predict through this
 class, which wraps the one predictor (detect.inference.predictor) with the post-processing and
@@ -25,8 +26,9 @@ from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.errors import DetectError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
 from detect.data.files import LoadedImage, iter_loaded_batches, load_or_fail
+from detect.inference.gating import GatedPredictor, GatedViews, load_gate
 from detect.inference.postprocess import postprocess_prediction
-from detect.inference.predictor import LoadedModel, ModelInput, load_predictor
+from detect.inference.predictor import LoadedModel, ModelInput, Predictor, load_predictor
 from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.outputs.boxes_json import prediction_to_json, validate_entry
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings, RawPrediction, box_outcome
@@ -92,29 +94,50 @@ def as_grey_uint8(pixels: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Detector:
-    """A loaded model with the post-processing and decision rules of `detect infer`."""
+    """A loaded model with the post-processing and decision rules of `detect infer`.
+
+    `gate`: a second model (`--gate-with`, detect.inference.gating) whose pneumonia probability
+    replaces the detector's own image head's, and whose stored operating points decide.
+    """
 
     loaded: LoadedModel
     settings: PostprocessSettings = PostprocessSettings()
     choice: ThresholdChoice = ThresholdChoice()
+    gate: LoadedModel | None = None
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, *, device: str = "auto",
                         settings: PostprocessSettings = PostprocessSettings(), pneumonia_threshold: float | None = None,
-                        threshold_from: str | None = None, runs_dir: str | Path = "runs") -> "Detector":
-        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt) on `device`."""
+                        threshold_from: str | None = None, runs_dir: str | Path = "runs",
+                        gate_with: str | Path | None = None, backend: str | None = None) -> "Detector":
+        """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt; or a file of `detect
+        export`) on `device`, run by `backend` (None: what the file is; see load_predictor), and
+        the `gate_with` checkpoint as its gate when given."""
         choice = ThresholdChoice(explicit=pneumonia_threshold, dataset=threshold_from)
-        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
-        choice.offered(loaded.operating_points)  # a --threshold-from the checkpoint cannot serve fails now
-        return cls(loaded=loaded, settings=settings, choice=choice)
+        loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings, backend=backend)
+        gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
+        choice.offered((gate or loaded).operating_points)  # a --threshold-from the model cannot serve fails now
+        return cls(loaded=loaded, settings=settings, choice=choice, gate=gate)
+
+    @property
+    def predictor(self) -> Predictor | GatedPredictor:
+        """What turns original images into RawPredictions: the model's predictor, or the gated pair."""
+        if self.gate is None:
+            return self.loaded.predictor
+        return GatedPredictor(self.loaded.predictor, self.gate.predictor)
+
+    @property
+    def decision_model(self) -> LoadedModel:
+        """The model whose pneumonia probability decides (and whose operating points apply)."""
+        return self.gate if self.gate is not None else self.loaded
 
     @property
     def operating_points(self) -> list[OperatingPoint]:
         """The decision thresholds this detector may apply (what boxes.json's settings list)."""
-        return self.choice.offered(self.loaded.operating_points)
+        return self.choice.offered(self.decision_model.operating_points)
 
     def finalize(self, raw: RawPrediction, image: LoadedImage) -> ImagePrediction:
-        point = pick_operating_point(self.loaded.operating_points, self.choice, is_dicom=image.header is not None)
+        point = pick_operating_point(self.decision_model.operating_points, self.choice, is_dicom=image.header is not None)
         return finalize_prediction(raw, source=image.source, header=image.header, settings=self.settings, point=point)
 
     def iter_predictions(self, files: Sequence[Path], *, batch_size: int = 8, workers: int = 2,
@@ -129,11 +152,19 @@ class Detector:
         if workers < 0:
             raise DetectError(f"workers must be >= 0 (0: read in the predicting thread), got {workers}")
         times = times if times is not None else PipelineTimes()
-        predictor = self.loaded.predictor
+        predictor = self.predictor
 
-        def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | None]:
-            item = load_or_fail(path, limit)
-            return item, predictor.prepare_views(item.pixels) if isinstance(item, LoadedImage) else None
+        # Decoded for the model's input size, as the cache and the training loader decode them;
+        # a gated pair (two models, two sizes) reads each image whole.
+        target_size_px = predictor.image_size_px if isinstance(predictor, Predictor) else None
+
+        def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | GatedViews | None]:
+            item = load_or_fail(path, limit) if target_size_px is None else load_or_fail(path, limit, target_size_px)
+            if not isinstance(item, LoadedImage):
+                return item, None
+            if item.decoded_from_hw is None:
+                return item, predictor.prepare_views(item.pixels)
+            return item, predictor.prepare_views(item.pixels, item.decoded_from_hw)
 
         batches = iter_loaded_batches(files, batch_size, workers, max_pixels=max_pixels, read=read_and_prepare)
         while True:
@@ -164,7 +195,7 @@ class Detector:
         raises its DetectError here (one image: nothing to skip it for)."""
         if isinstance(image, np.ndarray):
             loaded = LoadedImage(source=ARRAY_SOURCE, pixels=as_grey_uint8(image))
-            prediction = self.finalize(self.loaded.predictor.predict_raw([loaded.pixels])[0], loaded)
+            prediction = self.finalize(self.predictor.predict_raw([loaded.pixels])[0], loaded)
         else:
             ((item, prediction),) = list(self.iter_predictions([Path(image)], batch_size=1, workers=1))
             if isinstance(item, BadFile):

@@ -21,6 +21,12 @@ torch's intra-op threads are set to the cores the readers leave (`cpu_torch_thre
 OMP_NUM_THREADS says otherwise: oversubscribed cores make every parallel region wait for its
 slowest thread (benchmarks/bench_infer_pipeline.py measures both settings).
 
+Gating (`gate_with`): a second checkpoint's pneumonia probability replaces the detector's own
+and decides at the gate's operating points (detect.inference.gating); boxes.json's `gate_model`
+names it. Explaining (`explain_dir`): a Grad-CAM heat map of the pneumonia score per image, of
+the model whose probability decides (the gate when there is one; a classifier either way:
+detect.explain.gradcam), written as DIR/<stem>_gradcam.png.
+
 Several processes: under `torchrun`, each rank predicts every world_size-th file of the sorted
 listing into its own part; rank 0 merges all parts into one boxes.json and one submission
 once every rank has finished. The decision rules are detect.inference.thresholds'.
@@ -44,6 +50,7 @@ from data_prep.errors import DetectError
 from data_prep.records import BadFile
 from detect.data.files import LoadedImage, default_read_workers
 from detect.devices import resolve_device
+from detect.explain.gradcam import GradCamExplainer, draw_heatmap_overlay, is_explainable
 from detect.inference.api import Detector, PipelineTimes
 from detect.inference.discovery import InputListing, collect_input_files
 from detect.inference.jsonl import (
@@ -86,6 +93,8 @@ class InferenceResult:
     submission_path: Path | None = None
     n_overlays: int = 0
     overlay_dir: Path | None = None
+    n_explained: int = 0  # Grad-CAM heat maps written (--explain)
+    explain_dir: Path | None = None
     dicom_paths: list[Path] = field(default_factory=list)  # SR / GSPS files (--dicom-sr / --dicom-gsps)
     warnings: list[str] = field(default_factory=list)
     rank: int = 0
@@ -114,6 +123,8 @@ class InferenceResult:
         written = [str(p) for p in (self.out_path, self.submission_path) if p is not None]
         if self.n_overlays:
             written.append(f"{self.n_overlays} overlay PNG(s) in {self.overlay_dir}")
+        if self.n_explained:
+            written.append(f"{self.n_explained} Grad-CAM PNG(s) in {self.explain_dir}")
         if self.dicom_paths:
             written.append(f"{len(self.dicom_paths)} DICOM SR/GSPS file(s)")
         return text + "; wrote " + ", ".join(written or [str(p) for p in self.part_paths])
@@ -154,6 +165,8 @@ def algorithm_info(detector: Detector) -> AlgorithmInfo:
     """Who made a DICOM result (IHE AI Results): model, detect version, checkpoint hash, settings."""
     loaded = detector.loaded
     parameters = tuple(f"{key}={value}" for key, value in detector.settings.to_dict().items())
+    if detector.gate is not None:
+        parameters += (f"gate_with={detector.gate.model_info['name']} sha256:{file_sha256(detector.gate.checkpoint_path)}",)
     return AlgorithmInfo(name=f"detect {loaded.model_info['name']}", version=str(loaded.model_info["detect_version"]),
                          model_sha256=file_sha256(loaded.checkpoint_path), parameters=parameters)
 
@@ -162,20 +175,39 @@ def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) 
     """What must not change between a run and its --resume: the model and every setting that
     decides an entry (the checkpoint by content, so a moved copy still matches)."""
     settings = settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())
+    gate = detector.gate
     return {"schema_version": SCHEMA_VERSION, "checkpoint_sha256": file_sha256(checkpoint_path),
             "model": detector.loaded.model_info["name"], "image_size_px": detector.loaded.model_info["image_size_px"],
+            "gate_checkpoint_sha256": file_sha256(gate.checkpoint_path) if gate is not None else None,
             "anonymized": anonymize,
             **{f"settings.{k}": v for k, v in settings.items()}}
 
 
-def overlay_names(files: Sequence[Path]) -> dict[str, str]:
-    """One PNG name per input, unique and the same in every run of the same listing (so a
-    resumed run never overwrites another image's overlay)."""
+def overlay_names(files: Sequence[Path], suffix: str = "") -> dict[str, str]:
+    """One PNG name per input (`<stem><suffix>.png`), unique and the same in every run of the
+    same listing (so a resumed run never overwrites another image's overlay)."""
     used: set[str] = set()
-    return {str(f): unique_png_name(f.stem, used) for f in files}
+    return {str(f): unique_png_name(f.stem + suffix, used) for f in files}
 
 
-def check_output_targets(out_path: str | Path, submission_path: str | Path | None, overlay_dir: str | Path | None) -> None:
+def explainer_for(detector: Detector) -> GradCamExplainer:
+    """Grad-CAM of the model whose pneumonia probability decides; a detector is one DetectError line."""
+    model = detector.decision_model
+    predictor = model.predictor
+    if not is_explainable(predictor.model):
+        raise DetectError(f"{model.checkpoint_path}: --explain: Grad-CAM is for classifiers and model "
+                          f"'{model.model_info['name']}' is a detector; pass a classifier checkpoint "
+                          "(as --checkpoint, or as --gate-with beside a detector)")
+    return GradCamExplainer(predictor.model, predictor.image_size_px, predictor.device, predictor.clahe)
+
+
+def explain_title(detector: Detector, prediction: ImagePrediction) -> str:
+    return (f"Grad-CAM {detector.decision_model.model_info['name']}: pneumonia score, "
+            f"p={prediction.pneumonia_probability or 0.0:.3f}")
+
+
+def check_output_targets(out_path: str | Path, submission_path: str | Path | None, overlay_dir: str | Path | None,
+                         explain_dir: str | Path | None = None) -> None:
     """Every output path checked before the checkpoint is loaded and anything is predicted: a
     blocked, read-only or wrong-kind path is one OutputWriteError now, not after hours."""
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
@@ -184,6 +216,8 @@ def check_output_targets(out_path: str | Path, submission_path: str | Path | Non
     check_writable(part_path(out_path), expect="file", what="the JSON Lines part next to --out")
     if overlay_dir is not None:
         check_writable(overlay_dir, expect="folder", what="--overlay")
+    if explain_dir is not None:
+        check_writable(explain_dir, expect="folder", what="--explain")
 
 
 @dataclass
@@ -280,6 +314,7 @@ def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_pat
     """Rank 0: every part -> boxes.json (+ the submission), in the order of the listing."""
     parts = [part_path(out_path, r, info.world_size) for r in range(info.world_size)]
     head = {"schema_version": SCHEMA_VERSION, "model": detector.loaded.model_info,
+            "gate_model": detector.gate.model_info if detector.gate is not None else None,
             "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
             "anonymized": anonymize}
     n_entries, n_readable = count_entries(parts)
@@ -300,6 +335,7 @@ def run_inference(
     *,
     out_path: str | Path,
     checkpoint: str | Path | None = None,
+    backend: str | None = None,
     runs_dir: str | Path = "runs",
     submission_path: str | Path | None = None,
     overlay_dir: str | Path | None = None,
@@ -319,6 +355,8 @@ def run_inference(
     dicom_gsps_dir: str | Path | None = None,
     anonymize: bool = False,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    gate_with: str | Path | None = None,
+    explain_dir: str | Path | None = None,
 ) -> InferenceResult:
     """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
     write boxes.json (+ CSV / overlays). See the module docstring.
@@ -332,11 +370,15 @@ def run_inference(
     (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
     no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
     `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
+    `backend`: eager | torchscript | onnxruntime, or None for what `checkpoint` is (an .onnx
+    file runs in ONNX Runtime; detect.inference.backends).
     `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
     on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
     overlap). On the CPU torch's threads are the cores the readers leave (see the module docstring).
+    `gate_with`: a checkpoint whose pneumonia probability gates and decides (detect.inference.gating).
+    `explain_dir`: a Grad-CAM PNG per image there (a classifier decides, or DetectError before predicting).
     """
-    check_output_targets(out_path, submission_path, overlay_dir)
+    check_output_targets(out_path, submission_path, overlay_dir, explain_dir)
     check_max_pixels(max_pixels)
     if workers is not None and workers < 0:
         raise DetectError(f"--workers must be >= 0 (0: read in the predicting thread), got {workers}")
@@ -350,7 +392,8 @@ def run_inference(
         listing = collect_input_files(paths, glob)
         detector = Detector.from_checkpoint(checkpoint, device=str(torch_device), settings=settings,
                                             pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
-                                            runs_dir=runs_dir)
+                                            runs_dir=runs_dir, gate_with=gate_with, backend=backend)
+        explainer = explainer_for(detector) if explain_dir is not None else None
         out = Path(out_path)
         shard, writer = _open_shard(listing, out, info, resume,
                                     run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
@@ -360,6 +403,9 @@ def run_inference(
         names = overlay_names(listing.files) if overlay_dir is not None else {}
         root = Path(overlay_dir) if overlay_dir is not None else None
         result.overlay_dir = root
+        explain_names = overlay_names(listing.files, "_gradcam") if explain_dir is not None else {}
+        explain_root = Path(explain_dir) if explain_dir is not None else None
+        result.explain_dir = explain_root
 
         dicom_writer = DicomResultWriter(algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
                                          sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
@@ -369,6 +415,11 @@ def run_inference(
             if root is not None:
                 write_overlay(root / names[image.source], draw_overlay(image.pixels, prediction))
                 result.n_overlays += 1
+            if explainer is not None and explain_root is not None:
+                (heatmap,) = explainer.heatmaps([image.pixels])
+                canvas = draw_heatmap_overlay(image.pixels, heatmap, title=explain_title(detector, prediction))
+                write_overlay(explain_root / explain_names[image.source], canvas)
+                result.n_explained += 1
             dicom_writer.write(image.header, prediction)
 
         log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,

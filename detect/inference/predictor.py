@@ -6,7 +6,9 @@ Every path from an image to a prediction goes through `Predictor`: validation du
 
     prepare_input(pixels, size, clahe)    uint8 [H, W] -> ModelInput: letterboxed float [3, S, S],
                                           scale, original size (detect.data.preprocess)
-    Predictor.forward(inputs)             the model on a batch -> per-image numpy outputs
+    Predictor.forward(inputs)             the backend on a batch -> per-image numpy outputs
+                                          (detect.inference.backends: eager PyTorch, TorchScript
+                                          or ONNX Runtime, the same dicts from each)
     to_raw_prediction(outputs, input)     boxes / scale, clipped to the original image, empty
                                           boxes dropped -> RawPrediction
     Predictor.predict_inputs(...)         the above for a batch, flip TTA views merged
@@ -30,14 +32,17 @@ from torch import Tensor
 
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, prepare_image
-from detect.devices import autocast, resolve_device
+from detect.devices import resolve_device
+from detect.export.metadata import config_of_metadata
+from detect.inference.backends import (
+    EagerBackend,
+    OnnxRuntimeBackend,
+    TorchScriptBackend,
+    choose_backend,
+)
 from detect.inference.postprocess import hflip_boxes, keep_valid_boxes, merge_tta_boxes, to_original_coords
 from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, software_versions
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
-
-# The keys every model's inference output carries per image, beside torchvision's boxes / scores.
-IMAGE_OUTPUT_KEYS: tuple[str, ...] = ("rsna_class_probs", "pneumonia_prob", "subtype_probs")
-
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -51,27 +56,14 @@ class ModelInput:
     width_px: int
 
 
-def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None) -> ModelInput:
-    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample)."""
-    tensor, scale = prepare_image(pixels, image_size_px, clahe)
-    return ModelInput(tensor=tensor, scale=scale, height_px=int(pixels.shape[0]), width_px=int(pixels.shape[1]))
-
-
-def _to_numpy(value: Tensor, columns: int | None = None) -> np.ndarray:
-    array = value.detach().float().cpu().numpy()
-    return array.reshape(-1, columns) if columns else array.reshape(-1)
-
-
-def outputs_to_numpy(output: dict[str, Tensor]) -> dict[str, np.ndarray]:
-    """One image's model output (torchvision's boxes / scores + IMAGE_OUTPUT_KEYS) as float32 numpy."""
-    missing = [k for k in ("boxes", "scores", *IMAGE_OUTPUT_KEYS) if k not in output]
-    if missing:
-        raise ValueError(f"the model's output lacks {', '.join(missing)}: every model must return them (see detect.models.detector)")
-    return {
-        "boxes": _to_numpy(output["boxes"], 4),
-        "scores": _to_numpy(output["scores"]),
-        **{key: _to_numpy(output[key]) for key in IMAGE_OUTPUT_KEYS},
-    }
+def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None,
+                  original_hw: tuple[int, int] | None = None) -> ModelInput:
+    """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample).
+    `original_hw`: the file's size when `pixels` were decoded smaller for this input size
+    (detect.data.files.load_image's target_size_px); predictions then map back to it."""
+    tensor, scale = prepare_image(pixels, image_size_px, clahe, original_hw)
+    height, width = original_hw if original_hw is not None else pixels.shape[:2]
+    return ModelInput(tensor=tensor, scale=scale, height_px=int(height), width_px=int(width))
 
 
 def to_raw_prediction(views: Sequence[dict[str, np.ndarray]], model_input: ModelInput, *,
@@ -103,18 +95,25 @@ def to_raw_prediction(views: Sequence[dict[str, np.ndarray]], model_input: Model
     )
 
 
+Backend = EagerBackend | TorchScriptBackend | OnnxRuntimeBackend
+
+
 class Predictor:
     """A model plus its input size and device: images in, RawPredictions in original pixels out.
 
-    `clahe`: the Clahe the model was trained with (None = off). `tta`: horizontal-flip test-time
-    augmentation; the ORIGINAL image is flipped before letterboxing, so the padding stays at the
-    right and bottom as in training. `amp`: float16 autocast on CUDA.
+    `model`: an nn.Module (run eagerly: EagerBackend) or a backend of detect.inference.backends
+    (an exported file). `clahe`: the Clahe the model was trained with (None = off). `tta`:
+    horizontal-flip test-time augmentation; the ORIGINAL image is flipped before letterboxing,
+    so the padding stays at the right and bottom as in training. `amp`: float16 autocast on CUDA
+    (eager only). Attributes: `backend` runs the model; `model` is the nn.Module (Grad-CAM,
+    validation and parameter counts read it), None for an exported file.
     """
 
-    def __init__(self, model: torch.nn.Module, image_size_px: int, device: torch.device, *,
+    def __init__(self, model: torch.nn.Module | Backend, image_size_px: int, device: torch.device, *,
                  clahe: Clahe | None = None, tta: bool = False, tta_merge: str = "wbf",
                  tta_iou_thresh: float = 0.55, amp: bool = False) -> None:
-        self.model = model.to(device).eval()
+        self.backend: Backend = EagerBackend(model, device, amp) if isinstance(model, torch.nn.Module) else model
+        self.model = self.backend.model if isinstance(self.backend, EagerBackend) else None
         self.image_size_px = int(image_size_px)
         self.device = device
         self.clahe = clahe
@@ -123,17 +122,12 @@ class Predictor:
         self.tta_iou_thresh = tta_iou_thresh
         self.amp = amp
 
-    def prepare(self, pixels: np.ndarray) -> ModelInput:
-        return prepare_input(pixels, self.image_size_px, self.clahe)
+    def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> ModelInput:
+        return prepare_input(pixels, self.image_size_px, self.clahe, original_hw)
 
-    @torch.inference_mode()
     def forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
         """One forward pass over a batch of ModelInputs -> per-image numpy outputs (input pixels)."""
-        self.model.eval()
-        tensors = [item.tensor.to(self.device, non_blocking=True) for item in inputs]
-        with autocast(self.device, self.amp):
-            outputs = self.model(tensors)
-        return [outputs_to_numpy(out) for out in outputs]
+        return self.backend([item.tensor for item in inputs])
 
     def predict_inputs(self, inputs: Sequence[ModelInput],
                        flipped: Sequence[ModelInput] | None = None) -> list[RawPrediction]:
@@ -148,19 +142,24 @@ class Predictor:
             for i, item in enumerate(inputs)
         ]
 
-    def prepare_views(self, pixels: np.ndarray) -> tuple[ModelInput, ModelInput | None]:
+    def prepare_views(self, pixels: np.ndarray,
+                      original_hw: tuple[int, int] | None = None) -> tuple[ModelInput, ModelInput | None]:
         """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
-        from reader threads (no state is changed), so `detect infer` letterboxes there."""
-        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1])) if self.tta else None
-        return self.prepare(pixels), flipped
+        from reader threads (no state is changed), so `detect infer` letterboxes there.
+        `original_hw`: the file's size when `pixels` were decoded smaller (LoadedImage.decoded_from_hw)."""
+        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1]), original_hw) if self.tta else None
+        return self.prepare(pixels, original_hw), flipped
 
     def predict_views(self, views: Sequence[tuple[ModelInput, ModelInput | None]]) -> list[RawPrediction]:
         """Predict images given as their `prepare_views`."""
         return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
 
-    def predict_raw(self, images: Sequence[np.ndarray]) -> list[RawPrediction]:
-        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA."""
-        return self.predict_views([self.prepare_views(pixels) for pixels in images])
+    def predict_raw(self, images: Sequence[np.ndarray],
+                    original_hws: Sequence[tuple[int, int] | None] | None = None) -> list[RawPrediction]:
+        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
+        `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
+        sizes = list(original_hws) if original_hws is not None else [None] * len(images)
+        return self.predict_views([self.prepare_views(pixels, hw) for pixels, hw in zip(images, sizes)])
 
 
 # ------------------------------------------------------------------------ from a checkpoint
@@ -202,14 +201,29 @@ class LoadedModel:
 
 
 def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "runs", device: str = "auto",
-                   settings: PostprocessSettings = PostprocessSettings()) -> LoadedModel:
+                   settings: PostprocessSettings = PostprocessSettings(), backend: str | None = None) -> LoadedModel:
     """Find (when `checkpoint` is None: the newest runs/*/checkpoints/best.pt) and load a
-    checkpoint into a Predictor on `device`, with TTA as `settings` says."""
+    checkpoint into a Predictor on `device`, with TTA as `settings` says.
+
+    `checkpoint` is a training or weights-only checkpoint (eager PyTorch), or a file of
+    `detect export` (TorchScript, ONNX: the config and operating points come from its metadata).
+    `backend` (eager | torchscript | onnxruntime; None: what the file is) must fit the file:
+    detect.inference.backends.choose_backend.
+    """
     path = Path(checkpoint) if checkpoint is not None else find_latest_best_checkpoint(runs_dir)
+    kind = choose_backend(path, backend)
     torch_device = resolve_device(device, what="--device")
-    model, cfg, extra = build_model_from_checkpoint(path, torch_device)
+    if kind == "eager":
+        model, cfg, extra = build_model_from_checkpoint(path, torch_device)
+        runner: torch.nn.Module | Backend = model
+    else:
+        if kind == "torchscript":
+            runner, metadata = TorchScriptBackend.open(path, torch_device)
+        else:  # ONNX Runtime picks its provider from the request itself (auto: CUDA if it has one)
+            runner, metadata = OnnxRuntimeBackend.open(path, device if device == "auto" else str(torch_device))
+        cfg, extra = config_of_metadata(metadata, str(path)), dict(metadata.get("extra") or {})
     predictor = Predictor(
-        model, cfg.data.image_size_px, torch_device, clahe=clahe_from_config(cfg.data.augment),
+        runner, cfg.data.image_size_px, torch_device, clahe=clahe_from_config(cfg.data.augment),
         tta=settings.tta, tta_merge=settings.tta_merge, tta_iou_thresh=settings.tta_iou_thresh,
     )
     epoch = extra.get("epoch")

@@ -5,8 +5,6 @@
 """
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,7 +44,7 @@ class ImageClassificationHead(nn.Module):
         self.pneumonia = nn.Linear(hidden_dim, 1)
         self.subtype = nn.Linear(hidden_dim, len(KERMANY_SUBTYPES))
 
-    def forward(self, features: OrderedDict[str, Tensor]) -> dict[str, Tensor]:
+    def forward(self, features: dict[str, Tensor]) -> dict[str, Tensor]:  # dict, not OrderedDict: TorchScript
         if len(features) != self.num_levels:
             raise ValueError(f"the image head was built for {self.num_levels} feature levels, got {len(features)}")
         pooled = torch.cat(

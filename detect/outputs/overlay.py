@@ -18,6 +18,20 @@ OVERLAY_MAX_SIDE_PX = 1024
 OVERLAY_MIN_SIDE_PX = 512
 
 
+def display_factor(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                   min_side_px: int = OVERLAY_MIN_SIDE_PX) -> float:
+    """The scale that brings the longest side into [min_side_px, max_side_px] (text stays legible)."""
+    longest = float(max(height_px, width_px))
+    return min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
+
+
+def display_size(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
+                 min_side_px: int = OVERLAY_MIN_SIDE_PX) -> tuple[int, int]:
+    """(width, height) of an overlay of an image this size (cv2's order), by `display_factor`."""
+    factor = display_factor(height_px, width_px, max_side_px=max_side_px, min_side_px=min_side_px)
+    return max(1, round(width_px * factor)), max(1, round(height_px * factor))
+
+
 def draw_overlay(
     pixels: np.ndarray,
     prediction: ImagePrediction,
@@ -28,12 +42,15 @@ def draw_overlay(
     """BGR uint8 image: the radiograph with the boxes (red, score above each) and the decision
     and class probabilities written top-left. The longest side is brought into
     [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
-    height, width = pixels.shape[:2]
-    longest = float(max(height, width))
-    factor = min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
-    interpolation = cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR
-    size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    gray = pixels if factor == 1.0 else cv2.resize(pixels, size, interpolation=interpolation)
+    # The prediction's size is the ORIGINAL one its boxes are in; `pixels` may have been decoded
+    # smaller for the model (detect.data.files.load_image's target_size_px).
+    height, width = (prediction.height_px, prediction.width_px) if prediction.height_px and prediction.width_px \
+        else pixels.shape[:2]
+    factor = display_factor(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
+    size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
+    shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    gray = pixels if (size[1], size[0]) == pixels.shape[:2] else cv2.resize(pixels, size, interpolation=interpolation)
     canvas = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     side = max(canvas.shape[:2])
     font_scale = max(0.35, side / 1600.0)

@@ -144,6 +144,7 @@ class ServeModel:
         document = {
             "schema_version": SCHEMA_VERSION,
             "model": self.loaded.model_info,
+            "gate_model": None,  # the server runs one model: no --gate-with
             "settings": settings_to_json(settings, offered, choice.rule()),
             "anonymized": False,
             "images": [prediction_to_json(prediction)],

@@ -104,3 +104,77 @@ def test_png_and_j2k_sizes_from_their_headers():
     with pytest.raises(StreamError, match="claims 0x300"):
         j2k_frame_size(b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIIIH", 41, 0, 300, 0, 0, 0, 1, 1, 0, 0, 1) + b"\x07\x01\x01")
     assert codestreams.DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
+
+
+# ---------------------------------------------------------------------------------------------
+# Reduced (DCT-domain) decoding and its bound against a full decode + area resize
+
+
+@pytest.mark.parametrize(
+    "size, min_shape, expected",
+    [
+        ((1024, 1024), None, 1), ((1024, 1024), (512, 512), 2), ((1024, 1024), (256, 256), 4),
+        ((1024, 1024), (128, 128), 8), ((1024, 1024), (64, 64), 8), ((1024, 1024), (384, 384), 2),
+        ((1024, 1024), (513, 513), 1), ((1000, 872), (128, 112), 4), ((777, 1023), (64, 84), 1),
+        ((1024, 768), (512, 384), 2), ((1024, 768), (512, 385), 1),
+    ],
+)
+def test_dct_scale_denominator_is_the_largest_exact_reduction_that_still_covers(size, min_shape, expected):
+    assert codestreams.dct_scale_denominator(*size, min_shape) == expected
+
+
+def _radiographs() -> list[np.ndarray]:
+    from data_prep.synth.phantom import render_chest_radiograph
+
+    images = []
+    for seed, (height, width) in enumerate(((1024, 1024), (1000, 872), (1024, 768))):
+        pixels, _ = render_chest_radiograph(np.random.default_rng(seed), height, width, opacities=1,
+                                            abnormal_not_opacity=False)
+        images.append(pixels)
+    return images
+
+
+def _gradients() -> list[np.ndarray]:
+    yy, xx = np.mgrid[0:1024, 0:1024].astype(np.float64)
+    linear = (xx + yy) / 2046.0 * 255.0
+    radial = np.clip(255.0 - np.hypot(xx - 512, yy - 400) / 3.0, 0, 255)
+    return [np.rint(linear).astype(np.uint8), np.rint(radial).astype(np.uint8)]
+
+
+@pytest.mark.parametrize("kind", ["synthetic radiographs", "noise-free gradients"])
+def test_reduced_decode_stays_within_the_stated_bound_of_full_decode_plus_area_resize(kind):
+    from data_prep.geometry import letterbox_content_shape, letterbox_resize
+
+    images = _radiographs() if kind == "synthetic radiographs" else _gradients()
+    worst_max, worst_mean, reductions = 0, 0.0, set()
+    for pixels in images:
+        for quality in (95, 92, 80):
+            data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+            full = decode_jpeg(data)
+            for size_px in (512, 384, 256, 128, 64):
+                min_shape = letterbox_content_shape(*full.shape, size_px)
+                reduced = decode_jpeg(data, min_shape=min_shape)
+                d = codestreams.dct_scale_denominator(*full.shape, min_shape)
+                assert reduced.shape == (full.shape[0] // d, full.shape[1] // d)
+                reductions.add(d)
+                expected, scale = letterbox_resize(full, size_px)
+                got, got_scale = letterbox_resize(reduced, size_px, full.shape)
+                assert got_scale == scale
+                difference = np.abs(got.astype(np.int16) - expected.astype(np.int16))
+                worst_max = max(worst_max, int(difference.max()))
+                worst_mean = max(worst_mean, float(difference.mean()))
+    assert {2, 4, 8} <= reductions  # every DCT scale was exercised
+    assert worst_max <= codestreams.REDUCED_DECODE_MAX_ABS_DIFF
+    assert worst_mean <= codestreams.REDUCED_DECODE_MEAN_ABS_DIFF
+    if kind == "noise-free gradients":  # nothing but rounding left
+        assert worst_max <= 1
+
+
+def test_reduced_decode_is_strict_and_checks_the_full_size_limit():
+    data = bytearray(cv2.imencode(".jpg", textured_image(256, 256), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    with pytest.raises(StreamError, match="exceeds the limit"):
+        decode_jpeg(bytes(data), min_shape=(32, 32), max_pixels=256 * 255)  # the 32 px output would fit
+    scan = bytes(data).index(b"\xff\xda")
+    data[scan + 400 : scan + 420] = b"\x00" * 20  # damaged entropy-coded data
+    with pytest.raises(StreamError, match="corrupt or undecodable JPEG data"):
+        decode_jpeg(bytes(data), min_shape=(32, 32))

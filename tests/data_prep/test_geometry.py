@@ -32,3 +32,17 @@ def test_xywh_xyxy_conversions_worked_by_hand():
     np.testing.assert_allclose(xyxy, [[264.0, 152.0, 477.0, 531.0]])
     np.testing.assert_allclose(xyxy_to_xywh(xyxy), xywh)
     assert xywh_to_xyxy(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_letterbox_of_a_reduced_decode_uses_the_original_size():
+    original = np.zeros((200, 120), dtype=np.uint8)
+    original[:, :60] = 200
+    reduced = original[::2, ::2].copy()  # what a 1/2 decode of it holds
+    expected, scale = letterbox_resize(original, 64)
+    got, got_scale = letterbox_resize(reduced, 64, original_hw=(200, 120))
+    assert got_scale == scale == pytest.approx(64 / 200)
+    assert got.shape == (64, 64) and letterbox_content_shape(200, 120, 64) == (64, 38)
+    assert got[:, 38:].max() == 0 and got[:, :19].min() == 200  # the same content area, the same padding
+    np.testing.assert_array_equal(got, expected)  # a flat-sided edge: no difference at all
+    same, _ = letterbox_resize(reduced[:64, :38].copy(), 64, original_hw=(200, 120))  # already the content size
+    np.testing.assert_array_equal(same[:64, :38], reduced[:64, :38])

@@ -134,3 +134,32 @@ def test_read_any_image_dispatches(tmp_path):
     junk.write_text("not an image")
     with pytest.raises(ImageReadError, match="not a PNG/JPEG image"):
         read_any_image(junk)
+
+
+# ---------------------------------------------------------------------------------------------
+# read_any_image_sized: decoded for a letterbox size, with the original size beside it
+
+
+def test_sized_read_of_a_dicom_decodes_at_a_dct_scale_and_keeps_the_original_size(tmp_path):
+    from data_prep.images import read_any_image_sized
+
+    path = write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(256, 192))
+    for size_px, reduction in ((256, 1), (128, 2), (64, 4), (32, 8), (16, 8)):
+        image = read_any_image_sized(path, size_px)
+        assert image.original_hw == (256, 192) and image.header.rows == 256 and image.header.columns == 192
+        assert image.pixels.shape == (256 // reduction, 192 // reduction) and image.reduction == reduction
+    full, _ = read_any_image(path)
+    np.testing.assert_array_equal(read_any_image_sized(path, 256).pixels, full)
+
+
+def test_sized_read_of_jpeg_and_png(tmp_path):
+    from data_prep.images import read_any_image_sized
+
+    pixels = textured_image(120, 200)
+    jpeg = read_any_image_sized(_write(tmp_path / "a.jpeg", pixels), 50)
+    # the 50 px letterbox holds 30x50 of it: exactly the 1/4 scale (1/8 would not divide 120 x 200)
+    assert jpeg.original_hw == (120, 200) and jpeg.pixels.shape == (30, 50) and jpeg.header is None
+    png = read_any_image_sized(_write(tmp_path / "a.png", pixels), 50)
+    assert png.original_hw == (120, 200) and png.pixels.shape == (120, 200)  # PNG has no DCT: full size
+    with pytest.raises(ValueError, match="target_size_px"):
+        read_any_image_sized(tmp_path / "a.png", 0)

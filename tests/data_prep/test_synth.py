@@ -668,3 +668,16 @@ def test_cli_synth_commands(tmp_path):
     (tmp_path / "x" / "a.txt").write_text("x")
     result = runner.invoke(app, ["synth", "rsna", "--out", str(tmp_path / "x"), "--images", "2", "--size", "64"])
     assert result.exit_code == 2 and "refusing to overwrite" in result.output
+
+
+def test_rsna_jpeg_quality_sets_the_file_size_and_is_checked(tmp_path):
+    from data_prep.synth.rsna import DEFAULT_JPEG_QUALITY, REAL_SIZE_JPEG_QUALITY
+
+    sizes = {}
+    for quality in (DEFAULT_JPEG_QUALITY, REAL_SIZE_JPEG_QUALITY):
+        out = tmp_path / f"q{quality}"
+        synth_rsna(out, n_images=2, size_px=256, seed=3, jpeg_quality=quality)
+        sizes[quality] = sum(p.stat().st_size for p in (out / "stage_2_train_images").glob("*.dcm"))
+    assert sizes[REAL_SIZE_JPEG_QUALITY] < 0.8 * sizes[DEFAULT_JPEG_QUALITY]
+    with pytest.raises(ConfigError, match="jpeg_quality"):
+        synth_rsna(tmp_path / "bad", n_images=2, size_px=64, jpeg_quality=0)

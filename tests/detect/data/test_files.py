@@ -27,6 +27,18 @@ def test_batches_keep_order_and_turn_bad_files_into_bad_file_entries(tmp_path):
     assert [item.height_px for i, item in enumerate(items) if i != 2] == [20, 21, 23, 24]
 
 
+def test_load_image_for_a_model_size_keeps_the_original_size(tmp_path):
+    path = tmp_path / "a.jpeg"
+    cv2.imwrite(str(path), textured_image(256, 128))
+    full = load_image(path)
+    reduced = load_image(path, target_size_px=64)
+    assert full.decoded_from_hw is None and full.original_hw == (256, 128)
+    assert reduced.pixels.shape == (64, 32) and reduced.decoded_from_hw == (256, 128)
+    assert (reduced.height_px, reduced.width_px) == (full.height_px, full.width_px) == (256, 128)
+    (batch,) = list(iter_loaded_batches([path], 1, 1, target_size_px=64))
+    assert batch[0].pixels.shape == (64, 32) and batch[0].decoded_from_hw == (256, 128)
+
+
 def _recording_reader(monkeypatch, delays_s=None):
     """Replace the per-file reader: record which thread read each file and how many batches were
     read ahead of the consumer; file i takes delays_s[i] seconds (later files faster: order test)."""

@@ -21,13 +21,13 @@ PER_CLASS = 3
 def count_decodes(monkeypatch):
     """Count every image decode the cache does (in-process with workers=1)."""
     calls = Counter()
-    original = data_prep.cache.read_any_image
+    original = data_prep.cache.read_any_image_sized
 
-    def counting(path, **kwargs):
+    def counting(path, target_size_px, **kwargs):
         calls[str(path)] += 1
-        return original(path, **kwargs)
+        return original(path, target_size_px, **kwargs)
 
-    monkeypatch.setattr(data_prep.cache, "read_any_image", counting)
+    monkeypatch.setattr(data_prep.cache, "read_any_image_sized", counting)
     return calls
 
 

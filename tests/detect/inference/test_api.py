@@ -80,9 +80,9 @@ def test_reader_threads_letterbox_ahead_and_predict_as_predict_raw(checkpoint, i
     prepared_in: list[str] = []
     original = predictor.prepare_views
 
-    def recording(pixels):
+    def recording(pixels, original_hw=None):
         prepared_in.append(threading.current_thread().name)
-        return original(pixels)
+        return original(pixels, original_hw)
 
     predictor.prepare_views = recording
     times = PipelineTimes()
@@ -90,6 +90,7 @@ def test_reader_threads_letterbox_ahead_and_predict_as_predict_raw(checkpoint, i
     assert prepared_in and all(name.startswith("detect-read") for name in prepared_in) and len(prepared_in) == 2
     assert times.n_images == 2 and [type(item).__name__ for item, _ in results] == ["LoadedImage", "LoadedImage", "BadFile"]
     for path, (_, prediction) in zip(images[:2], results):
-        raw = predictor.predict_raw([load_image(path).pixels])[0]
-        assert np.array_equal(prediction.scores, detector.finalize(raw, load_image(path)).scores)
+        image = load_image(path, target_size_px=predictor.image_size_px)  # read for the model's size, as infer reads
+        raw = predictor.predict_raw([image.pixels], [image.decoded_from_hw])[0]
+        assert np.array_equal(prediction.scores, detector.finalize(raw, image).scores)
         assert prediction.pneumonia_probability == pytest.approx(raw.pneumonia_probability, abs=1e-6)

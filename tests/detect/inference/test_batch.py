@@ -32,17 +32,17 @@ STORED = {"rsna": 0.4, "kermany": 0.6}
 
 
 def save_tiny_checkpoint(path: Path, *, thresholds: dict[str, float] | None = None, epoch: int = 3,
-                         overrides: tuple[str, ...] = ()) -> Path:
+                         overrides: tuple[str, ...] = (), pneumonia_bias: float = 3.0) -> Path:
     """A MobileNetV3 detector at 64 px, untrained but biased to be sure: every image gets boxes
-    of score ~1 and a pneumonia probability ~0.95, so the box paths are exercised. It stores one
-    operating point per dataset of `thresholds` (default STORED).
-    `overrides`: config `key=value`s on top of tests/detect/train_fixtures.tiny_config."""
+    of score ~1 and a pneumonia probability ~0.95 (`pneumonia_bias` the image head's logit bias),
+    so the box paths are exercised. It stores one operating point per dataset of `thresholds`
+    (default STORED). `overrides`: config `key=value`s on top of tests/detect/train_fixtures.tiny_config."""
     cfg = tiny_config(*overrides)
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.data.image_size_px)
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-4.0, 4.0]))
-        model.image_head.pneumonia.bias.fill_(3.0)
+        model.image_head.pneumonia.bias.fill_(pneumonia_bias)
     points = {name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch {epoch} (8 images)").to_dict()
               for name, t in (STORED if thresholds is None else thresholds).items()}
     extra = {"operating_points": points}

@@ -118,3 +118,15 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_pa
         boxes = a.boxes_xyxy[np.argsort(-a.scores, kind="stable")].astype(np.float64)
         np.testing.assert_allclose([[e["x"], e["y"], e["x"] + e["width"], e["y"] + e["height"]] for e in entry["boxes"]],
                                    boxes.reshape(-1, 4), atol=0.011)
+
+
+def test_an_input_decoded_smaller_maps_back_to_the_original_size():
+    from detect.inference.predictor import prepare_input
+
+    original = np.zeros((256, 128), dtype=np.uint8)
+    original[64:128, 32:96] = 255
+    full = prepare_input(original, 64)
+    reduced = prepare_input(original[::4, ::4].copy(), 64, original_hw=(256, 128))  # a 1/4 DCT-scale decode
+    assert (reduced.height_px, reduced.width_px, reduced.scale) == (full.height_px, full.width_px, full.scale) == (256, 128, 0.25)
+    assert torch.equal(reduced.tensor, full.tensor)  # flat-sided block on the 4 px grid: the same input
+

@@ -44,6 +44,7 @@ def _document():
         "anonymized": False,
         "model": {"name": "mobilenet_v3_large_fpn", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
                   "image_size_px": 128, "config_name": "demo", "detect_version": "0.1.0"},
+        "gate_model": None,
         "settings": settings_to_json(PostprocessSettings(), [RSNA_POINT], "by input format"),
         "images": [prediction_to_json(ok), prediction_to_json(bad)],
     }
@@ -93,6 +94,8 @@ def test_anonymize_leaves_out_the_patient_id_and_keeps_the_rest():
         (lambda d: d["settings"].update(shrink_factor=0), "at settings/shrink_factor"),
         (lambda d: d.update(extra=1), "at <root>"),
         (lambda d: d.pop("anonymized"), "at <root>"),
+        (lambda d: d.pop("gate_model"), "at <root>"),
+        (lambda d: d.update(gate_model={"name": "resnet18"}), "at gate_model"),
         (lambda d: d["images"][0].update(pixel_spacing_row_mm=0), "at images/0"),
         (lambda d: d["images"][1].update(study_instance_uid="1.2"), "at images/1"),
     ],
@@ -102,6 +105,12 @@ def test_schema_rejects_malformed_documents(mutate, message):
     mutate(document)
     with pytest.raises(ValueError, match=message):
         validate_output(document)
+
+
+def test_a_gate_model_is_a_model_block_like_model():
+    document = _document()
+    document["gate_model"] = {**document["model"], "name": "resnet18", "checkpoint": "runs/cls/checkpoints/best.pt"}
+    validate_output(document)
 
 
 def test_a_box_outside_its_image_is_rejected():

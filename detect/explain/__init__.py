@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM heat maps of the classifiers' pneumonia score (`detect infer --explain`)."""
