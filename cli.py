@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional, TypeVar
+from typing import Callable, List, Optional, Tuple, TypeVar
 
 import typer
 
@@ -166,11 +166,15 @@ def synth_kermany_command(
     out: Path = typer.Option(..., "--out", help="Folder to write; the images go to OUT/chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}."),
     images: int = typer.Option(120, "--images", help="Total number of images over all splits."),
     seed: int = typer.Option(0, "--seed"),
+    difficulty: float = typer.Option(
+        1.0, "--difficulty", help="0..1: 0 clear textbook findings; 1 subtle, variable findings among label-free variation (about the real set's difficulty)."
+    ),
+    size_range_px: Tuple[int, int] = typer.Option((384, 640), "--size-range", help="Smallest and largest image side, px."),
 ) -> None:
     """Synthetic Kermany: chest_xray/{train,val,test}/{NORMAL,PNEUMONIA} with the real file naming."""
     from data_prep.synth import synth_kermany
 
-    summary = synth_kermany(out, n_images=images, seed=seed)
+    summary = synth_kermany(out, n_images=images, seed=seed, size_range_px=size_range_px, difficulty=difficulty)
     typer.echo(str(summary))
 
 

@@ -19,6 +19,15 @@ single-channel, about 5% are 3-channel; `.DS_Store` junk lies in some folders.
 Images are rendered as children's films (`child=True`): NORMAL without findings, bacteria with
 a lobar consolidation, virus with a bilateral interstitial pattern. Everything is drawn from
 one seeded generator: the same arguments give byte-identical files.
+
+`difficulty` (0..1, default 1) sets how much the set looks like the real one rather than a
+textbook: it is the renderer's `subtlety` (findings faint, partial, each film its own strength)
+and `nuisance` (positioning, body size, exposure, devices, shutters, burned-in markers and text,
+all label-free). At 0 the films are the clear ones of before (byte for byte); at 1 a small CNN
+no longer scores 1.0 while a ResNet still can, as on the real set. Image size, JPEG quality,
+the RGB files and every nuisance are drawn independently of the label, so global statistics
+(size, mean brightness, file size) do not predict it (tests/data_prep/test_synth.py checks
+that a logistic regression on them stays near chance).
 """
 from __future__ import annotations
 
@@ -65,6 +74,7 @@ class _ImagePlan:
     rgb: bool
     jpeg_quality: int
     render_seed: int
+    difficulty: float
 
 
 def synth_kermany(
@@ -72,12 +82,15 @@ def synth_kermany(
     n_images: int,
     seed: int = 0,
     size_range_px: tuple[int, int] = (384, 640),
+    difficulty: float = 1.0,
 ) -> SynthSummary:
     """Write a synthetic Kermany dataset under `out_dir`/chest_xray/ in the exact Kaggle layout; return the counts.
 
     `n_images` over all splits (val gets at least one image per class from 40 images on, test
     at least one per class from 10 on). Image sides are drawn from `size_range_px` (inclusive),
-    never square when the range allows. `out_dir` must be missing, empty, or a previous
+    never square when the range allows. `difficulty` in 0..1: 0 the clear textbook films, 1
+    (default) subtle, variable findings among label-free variation, about as hard as the real
+    set (see the module docstring). `out_dir` must be missing, empty, or a previous
     synthetic dataset (replaced); any other folder raises ConfigError and is left untouched.
 
     Summary counts: images, NORMAL, PNEUMONIA, bacteria, virus, rgb, junk, patients, and per
@@ -90,11 +103,14 @@ def synth_kermany(
     lo, hi = (int(v) for v in size_range_px)
     if not 32 <= lo <= hi <= 8192:
         raise ConfigError(f"size_range_px: must be (min, max) with 32 <= min <= max <= 8192, got {size_range_px}")
+    difficulty = float(difficulty)
+    if not 0.0 <= difficulty <= 1.0:
+        raise ConfigError(f"difficulty (--difficulty): must be in 0..1, got {difficulty}")
     started = time.perf_counter()
-    params = {"n_images": n_images, "seed": seed, "size_range_px": [lo, hi]}
+    params = {"n_images": n_images, "seed": seed, "size_range_px": [lo, hi], "difficulty": difficulty}
     out = claim_output_dir(out_dir, "kermany", (KERMANY_DIR,), params)
     rng = np.random.default_rng(seed)
-    plans = _plan_images(rng, n_images, (lo, hi))
+    plans = [replace(p, difficulty=difficulty) for p in _plan_images(rng, n_images, (lo, hi))]
 
     root = out / KERMANY_DIR
     for split in SPLITS:
@@ -185,7 +201,7 @@ def _plan_images(rng: np.random.Generator, n_images: int, size_range_px: tuple[i
             h, w = _image_size(rng, *size_range_px)
             plans.append(_ImagePlan(split=split, label=label, kind=kind, name=name, patient=patient,
                                     height_px=h, width_px=w, rgb=False, jpeg_quality=int(rng.integers(85, 96)),
-                                    render_seed=int(rng.integers(0, 2**63 - 1))))
+                                    render_seed=int(rng.integers(0, 2**63 - 1)), difficulty=0.0))
     n_rgb = max(1, int(round(_RGB_FRACTION * len(plans))))
     for i in rng.choice(len(plans), size=n_rgb, replace=False):
         plans[int(i)] = replace(plans[int(i)], rgb=True)
@@ -195,7 +211,8 @@ def _plan_images(rng: np.random.Generator, n_images: int, size_range_px: tuple[i
 def _render_and_write(path: Path, plan: _ImagePlan) -> None:
     rng = np.random.default_rng(plan.render_seed)
     pattern = _PATTERN_OF_KIND[plan.kind] if plan.kind else "none"
-    pixels, _ = render_chest_radiograph(rng, plan.height_px, plan.width_px, pattern=pattern, child=True)
+    pixels, _ = render_chest_radiograph(rng, plan.height_px, plan.width_px, pattern=pattern, child=True,
+                                        subtlety=plan.difficulty, nuisance=plan.difficulty)
     if plan.rgb:
         # grey content in three slightly different channels, as in the real 3-channel files
         tint = rng.integers(-3, 4, size=3)

@@ -41,6 +41,18 @@ PATTERNS: tuple[str, ...] = ("none", "bacterial", "viral")
 NOT_OPACITY_FINDINGS: tuple[str, ...] = ("effusion", "cardiomegaly", "nodule", "device", "hyperinflation")
 MAX_OPACITIES = 8
 
+# `subtlety` = 1 multiplies a pattern's density by 1 - U(lo, hi): consolidation 0.3-0.42 becomes
+# about 0.05-0.19, of the order of a rib's or a vessel's contrast; viral streaks 0.1-0.15 become
+# 0.03-0.1, a texture a little above the parenchyma's own mottling.
+_SUBTLE_CONSOLIDATION_CUT = (0.55, 0.85)
+_SUBTLE_INTERSTITIAL_CUT = (0.35, 0.7)
+# `nuisance` = 1: how often a film has each label-free extra (scaled down with `nuisance`)
+_DEVICE_PROB = 0.2  # ECG leads, lines, tubes: common on sick and well children alike
+_OVERLAP_PROB = 0.4
+_SHUTTER_PROB = 0.35
+_MARKER_PROB = 0.85
+_TEXT_PROB = 0.5
+
 # Real RSNA box sizes as fractions of the 1024-px image: widths 40-528 (median 217),
 # heights 45-942 (median 298). Opacities are sized from these (lognormal around the medians).
 _BOX_W_MEDIAN, _BOX_W_RANGE = 217 / 1024, (40 / 1024, 528 / 1024)
@@ -82,6 +94,7 @@ class _Anatomy:
     gradient_y: float
     lowfreq_amp: float
     noise_sigma: float
+    vessel_gain: float = 1.0  # lung markings' density; varies between normal films under `nuisance`
 
 
 def _sample_anatomy(rng: np.random.Generator, aspect_w_over_h: float, child: bool) -> _Anatomy:
@@ -130,6 +143,41 @@ def _sample_anatomy(rng: np.random.Generator, aspect_w_over_h: float, child: boo
         gradient_y=rng.normal(0.0, 0.05),
         lowfreq_amp=rng.uniform(0.015, 0.04),
         noise_sigma=rng.uniform(0.006, 0.02),
+    )
+
+
+def _vary_anatomy(rng: np.random.Generator, a: _Anatomy, aspect_w_over_h: float, nuisance: float) -> _Anatomy:
+    """Spread the label-free variation of a film by `nuisance` (0 = as sampled, 1 = a real set's spread).
+
+    Body size and magnification, off-centre and rotated positioning, inspiration depth, exposure,
+    processing and the density of the normal lung markings: all vary between real films as much
+    as a subtle finding changes them, and none of it says anything about the label.
+    """
+    n = float(nuisance)
+    scale = math.exp(rng.normal(0.0, 0.11 * n))  # body size and source-film distance
+    thorax_w = min(a.thorax_w * scale * math.exp(rng.normal(0.0, 0.05 * n)), 0.4 * aspect_w_over_h)
+    thorax_h = a.thorax_h * scale * math.exp(rng.normal(0.0, 0.05 * n))
+    apex_v = float(np.clip(a.apex_v + rng.normal(0.0, 0.04 * n), 0.05, 0.95 - thorax_h))
+    inspiration = rng.normal(0.0, 0.04 * n)  # a shallow breath raises the domes and crowds the markings
+    return replace(
+        a,
+        thorax_w=thorax_w,
+        thorax_h=thorax_h,
+        apex_v=apex_v,
+        center_u=a.center_u + rng.normal(0.0, 0.045 * n),
+        tilt_rad=a.tilt_rad + math.radians(rng.normal(0.0, 4.0 * n)),
+        dome_right=a.dome_right - inspiration,
+        dome_left=a.dome_left - inspiration,
+        heart_rx=a.heart_rx * math.exp(rng.normal(0.0, 0.08 * n)),
+        lung_air=a.lung_air * math.exp(rng.normal(0.0, 0.12 * n)),
+        background=a.background + rng.uniform(0.0, 0.1 * n),
+        white=float(np.clip(a.white + rng.normal(0.0, 0.04 * n), 0.7, 1.0)),
+        gamma=a.gamma * math.exp(rng.normal(0.0, 0.18 * n)),
+        gradient_x=a.gradient_x + rng.normal(0.0, 0.08 * n),
+        gradient_y=a.gradient_y + rng.normal(0.0, 0.08 * n),
+        lowfreq_amp=a.lowfreq_amp + rng.uniform(0.0, 0.04 * n),
+        noise_sigma=a.noise_sigma * math.exp(rng.uniform(0.0, 0.6 * n)),
+        vessel_gain=math.exp(rng.normal(0.0, 0.3 * n)),
     )
 
 
@@ -430,7 +478,7 @@ def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
     layers *= np.float32(1 / 255)
     airway_f, vessels_f, bone_f = layers[..., 0], layers[..., 1], layers[..., 2]
     att -= 0.1 * airway_f
-    att += 0.16 * vessels_f * lungs * (1 - hidden)
+    att += (0.16 * a.vessel_gain) * vessels_f * lungs * (1 - hidden)
     cage = _step(1.08 - np.abs(X), 3.0, frame.px_per_x) * _step(1.05 - Y, 4.0, py)
     att += a.bone_density * bone_f * cage * (0.45 + 0.55 * np.clip(lungs * 1.2, 0, 1)) * (1 - 0.7 * hidden)
 
@@ -564,8 +612,13 @@ def _devices(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
     return _blur(canvas.astype(np.float32) / 255.0, 0.5)
 
 
-def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, side: float, texture: np.ndarray) -> np.ndarray:
-    """Lobar consolidation (bacterial pneumonia): a lobe-sized density bounded by a fissure, with air bronchograms."""
+def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, side: float, texture: np.ndarray,
+                   subtlety: float = 0.0) -> np.ndarray:
+    """Lobar consolidation (bacterial pneumonia): a lobe-sized density bounded by a fissure, with air bronchograms.
+
+    `subtlety` (0..1) shrinks it from the whole lobe towards a segmental patch covering part of
+    it (its spread drawn per film), as early or partly treated pneumonia looks.
+    """
     X, Y = frame.X, frame.Y
     if rng.random() < 0.6:  # lower lobe, below an oblique fissure
         fissure = rng.uniform(0.35, 0.55) + 0.25 * (side * X - 0.5)
@@ -574,8 +627,13 @@ def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, si
         fissure = rng.uniform(0.4, 0.55) + rng.normal(0, 0.05) * X
         region = _step(fissure - Y, 3.0, frame.px_per_y)
     cx, cy = _lung_points(rng, frame, lung * region, 1, (0.1, 0.95))[0]
-    blob = np.exp(-0.5 * (((X - cx) / rng.uniform(0.25, 0.4)) ** 2 + ((Y - cy) / rng.uniform(0.2, 0.35)) ** 2))
-    alpha = np.clip(region * (0.35 + 0.65 * blob), 0, 1) * (0.6 + 0.4 * texture) * np.clip(lung * 1.1, 0, 1)
+    rx, ry = rng.uniform(0.25, 0.4), rng.uniform(0.2, 0.35)
+    lobar = 0.35
+    if subtlety > 0:  # extra draws only here: subtlety 0 renders the former films byte for byte
+        extent = rng.uniform(1.0 - 0.65 * subtlety, 1.0)
+        rx, ry, lobar = rx * extent, ry * extent, lobar * (1.0 - subtlety)
+    blob = np.exp(-0.5 * (((X - cx) / rx) ** 2 + ((Y - cy) / ry) ** 2))
+    alpha = np.clip(region * (lobar + (1 - lobar) * blob), 0, 1) * (0.6 + 0.4 * texture) * np.clip(lung * 1.1, 0, 1)
     canvas = np.zeros((frame.h, frame.w), np.uint8)
     levels = _branching_tree(rng, (side * 0.25, cy - 0.05), side, n_main=3, length=0.16, depth=3, spread_deg=90)
     for lvl, segs in enumerate(levels):
@@ -584,13 +642,18 @@ def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, si
     return (alpha * (1 - 0.55 * bronchi)).astype(np.float32)
 
 
-def _interstitial(rng: np.random.Generator, frame: _Frame, lungs: np.ndarray) -> np.ndarray:
-    """Viral pneumonia: bilateral perihilar streaky interstitial markings with peribronchial cuffing."""
+def _interstitial(rng: np.random.Generator, frame: _Frame, lungs: np.ndarray, subtlety: float = 0.0) -> np.ndarray:
+    """Viral pneumonia: bilateral perihilar streaky interstitial markings with peribronchial cuffing.
+
+    `subtlety` (0..1) thins the streaks out (down to a third of them) and makes the pattern
+    patchy, so that a subtle case is a faint diffuse texture over parts of the lungs.
+    """
     X, Y = frame.X, frame.Y
     canvas = np.zeros((frame.h, frame.w), np.uint8)
+    keep = 1.0 - rng.uniform(0.0, 0.67 * subtlety) if subtlety > 0 else 1.0
     for side, hy in ((-1.0, 0.5), (1.0, 0.45)):
         streaks = []
-        for _ in range(int(rng.integers(40, 70))):
+        for _ in range(max(4, int(keep * int(rng.integers(40, 70))))):
             ang = rng.uniform(-1.4, 1.4)
             r0 = rng.uniform(0.02, 0.3)
             ln = rng.uniform(0.06, 0.22)
@@ -601,7 +664,77 @@ def _interstitial(rng: np.random.Generator, frame: _Frame, lungs: np.ndarray) ->
     streak = _blur(canvas.astype(np.float32) / 255.0, 0.7)
     reticular = np.clip(_smooth_noise(rng, frame.h, frame.w, 2.5), 0, None) * 0.4
     perihilar = np.exp(-0.5 * (((np.abs(X) - 0.3) / 0.35) ** 2 + ((Y - 0.5) / 0.35) ** 2))
+    if subtlety > 0:  # patchy: a smooth random envelope leaves parts of the lungs clear
+        patches = np.clip(0.5 + 0.6 * _smooth_noise(rng, frame.h, frame.w, frame.px_per_y * 0.3), 0, 1)
+        perihilar = perihilar * (1.0 - subtlety + subtlety * patches)
     return (np.clip(streak + reticular, 0, 1.5) * (0.35 + 0.65 * perihilar) * np.clip(lungs * 1.1, 0, 1)).astype(np.float32)
+
+
+def _label_free_densities(rng: np.random.Generator, frame: _Frame, nuisance: float) -> np.ndarray:
+    """Densities that are not pneumonia, on any film: support devices and overlapping soft tissue.
+
+    Overlap (a thymus, an arm or a skin fold over the lung) is a broad faint density of about
+    a subtle consolidation's strength: a model must tell the two apart by shape, not presence.
+    """
+    out = np.zeros((frame.h, frame.w), np.float32)
+    if rng.random() < _DEVICE_PROB * nuisance:
+        out += rng.uniform(0.3, 0.45) * _devices(rng, frame)
+    if rng.random() < _OVERLAP_PROB * nuisance:
+        cx, cy = rng.uniform(-0.9, 0.9), rng.uniform(0.1, 0.9)
+        rx, ry = rng.uniform(0.15, 0.45), rng.uniform(0.12, 0.35)
+        blob = np.exp(-0.5 * (((frame.X - cx) / rx) ** 2 + ((frame.Y - cy) / ry) ** 2))
+        out += rng.uniform(0.03, 0.1) * blob.astype(np.float32)
+    return out
+
+
+def _collimate(rng: np.random.Generator, img: np.ndarray, nuisance: float) -> np.ndarray:
+    """Collimator shutters on some films: bright unexposed bands along one to four edges."""
+    if rng.random() >= _SHUTTER_PROB * nuisance:
+        return img
+    h, w = img.shape
+    inside = np.ones((h, w), np.float32)
+    for edge in range(4):
+        if rng.random() < 0.5:
+            continue
+        depth = int(rng.uniform(0.02, 0.09) * (h if edge < 2 else w))
+        if edge == 0:
+            inside[:depth] = 0
+        elif edge == 1:
+            inside[h - depth:] = 0
+        elif edge == 2:
+            inside[:, :depth] = 0
+        else:
+            inside[:, w - depth:] = 0
+    inside = _blur(inside, 0.8)
+    level = np.float32(rng.uniform(0.75, 0.95))
+    return (img * inside + level * (1 - inside)).astype(np.float32)
+
+
+# what the burned-in text says: side markers, projections, technologists' notes
+_MARKER_TEXTS: tuple[str, ...] = ("L", "R")
+_LABEL_TEXTS: tuple[str, ...] = ("AP", "PA", "PORTABLE", "SUPINE", "ERECT", "AP SITTING", "L SIDE", "PED")
+
+
+def _burn_in_annotations(rng: np.random.Generator, pixels: np.ndarray, nuisance: float) -> None:
+    """Burned-in side markers and text, in place (after the noise: they are drawn on the film, crisp)."""
+    h, w = pixels.shape
+    scale = max(h, w) / 600.0
+    if rng.random() < _MARKER_PROB * nuisance:
+        text = str(rng.choice(_MARKER_TEXTS))
+        x = int(rng.uniform(0.03, 0.2) * w) if rng.random() < 0.5 else int(rng.uniform(0.75, 0.9) * w)
+        y = int(rng.uniform(0.08, 0.25) * h)
+        size = scale * rng.uniform(1.0, 2.0)
+        cv2.putText(pixels, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, int(rng.integers(190, 256)),
+                    max(1, int(round(2.5 * size))), cv2.LINE_AA)
+    if rng.random() < _TEXT_PROB * nuisance:
+        text = str(rng.choice(_LABEL_TEXTS))
+        if rng.random() < 0.5:
+            text += f" {int(rng.integers(1, 13)):02d}/{int(rng.integers(1, 29)):02d}"
+        x = int(rng.uniform(0.02, 0.5) * w)
+        y = int(rng.uniform(0.05, 0.97) * h)
+        size = scale * rng.uniform(0.5, 1.0)
+        cv2.putText(pixels, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, int(rng.integers(170, 256)),
+                    max(1, int(round(2 * size))), cv2.LINE_AA)
 
 
 # ----------------------------------------------------------------------------- exposure and noise
@@ -625,6 +758,8 @@ def render_chest_radiograph(
     abnormal_not_opacity: bool = False,
     pattern: str = "none",
     child: bool = False,
+    subtlety: float = 0.0,
+    nuisance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one synthetic frontal chest radiograph.
 
@@ -637,6 +772,16 @@ def render_chest_radiograph(
       bronchograms, one lung) or 'viral' (bilateral perihilar interstitial streaks). Patterns
       produce no boxes (Kermany has none).
     - `child`: paediatric proportions (a smaller thorax in the frame, arms and abdomen in view).
+    - `subtlety` (0..1): how faint and partial the `pattern` is. 0: the textbook picture (a
+      whole dense lobe, dense bilateral streaks); 1: consolidation density near the anatomical
+      clutter (ribs, vessels) and covering part of a lobe, viral markings a faint patchy texture.
+      Each film draws its own strength, so a set mixes obvious and borderline cases.
+    - `nuisance` (0..1): label-free variation, 0 = none beyond the anatomy's own, 1 = about a
+      real set's spread: body size, positioning and rotation, inspiration, exposure and
+      processing, the density of normal lung markings, soft-tissue overlap, support devices,
+      collimator shutters, burned-in side markers and text. It is drawn from its own stream,
+      identically for every `pattern`, so none of it carries the label.
+    Both 0 (the defaults) render exactly the films of before (RSNA's).
 
     Returns (pixels, boxes_xyxy): pixels uint8 [height_px, width_px], MONOCHROME2 (0 = air);
     boxes_xyxy float32 [opacities, 4], integer-valued xyxy pixel bounds (x_max, y_max exclusive,
@@ -650,10 +795,16 @@ def render_chest_radiograph(
         raise ValueError(f"opacities must be in 0..{MAX_OPACITIES}, got {opacities}")
     if pattern not in PATTERNS:
         raise ValueError(f"pattern must be one of {PATTERNS}, got {pattern!r}")
+    if not (0.0 <= subtlety <= 1.0 and 0.0 <= nuisance <= 1.0):
+        raise ValueError(f"subtlety and nuisance must be in 0..1, got {subtlety} and {nuisance}")
     seeds = rng.integers(0, 2**63 - 1, size=5, dtype=np.int64)
     anat_rng, opac_rng, find_rng, noise_rng, tex_rng = (np.random.default_rng(int(s)) for s in seeds)
+    # the nuisance stream hangs off the anatomy seed: no extra draw from `rng`, none from the others
+    nuis_rng = np.random.default_rng([int(seeds[0]), 1])
 
     a = _sample_anatomy(anat_rng, width_px / height_px, child)
+    if nuisance > 0:
+        a = _vary_anatomy(nuis_rng, a, width_px / height_px, nuisance)
     findings: list[str] = []
     if abnormal_not_opacity:
         n_find = 1 if find_rng.random() < 0.7 else 2
@@ -679,21 +830,35 @@ def render_chest_radiograph(
             att += find_rng.uniform(0.2, 0.3) * _nodule(find_rng, frame, lung_r if find_rng.random() < 0.5 else lung_l)
         elif f == "device":
             att += find_rng.uniform(0.3, 0.45) * _devices(find_rng, frame)
+    if nuisance > 0:
+        att += _label_free_densities(nuis_rng, frame, nuisance)
     # pneumonia sits in the lung that is not hidden behind the heart (it fades out behind it)
     not_hidden = 1.0 - 0.85 * hidden
     if pattern == "bacterial":
         side = -1.0 if find_rng.random() < 0.5 else 1.0
         lung = (lung_r if side < 0 else lung_l) * not_hidden
-        att += find_rng.uniform(0.3, 0.42) * _consolidation(find_rng, frame, lung, side, texture)
+        density = find_rng.uniform(0.3, 0.42)
+        shape = _consolidation(find_rng, frame, lung, side, texture, subtlety)
+        if subtlety > 0:
+            density *= 1.0 - subtlety * find_rng.uniform(*_SUBTLE_CONSOLIDATION_CUT)
+        att += density * shape
     elif pattern == "viral":
-        att += find_rng.uniform(0.1, 0.15) * _interstitial(find_rng, frame, (lung_r + lung_l) * not_hidden)
+        density = find_rng.uniform(0.1, 0.15)
+        shape = _interstitial(find_rng, frame, (lung_r + lung_l) * not_hidden, subtlety)
+        if subtlety > 0:
+            density *= 1.0 - subtlety * find_rng.uniform(*_SUBTLE_INTERSTITIAL_CUT)
+        att += density * shape
 
     alphas = _opacity_alphas(opac_rng, frame, lung_r * not_hidden, lung_l * not_hidden, opacities, texture)
     for alpha in alphas:
         att += opac_rng.uniform(0.2, 0.34) * alpha
 
     img_lo = _expose(att, a, frame, noise_rng)
+    if nuisance > 0:
+        img_lo = _collimate(nuis_rng, img_lo, nuisance)
     pixels = _to_full_resolution(img_lo, a.noise_sigma, height_px, width_px, noise_rng)
+    if nuisance > 0:
+        _burn_in_annotations(nuis_rng, pixels, nuisance)
     return pixels, _boxes_from_alphas(alphas, height_px, width_px)
 
 

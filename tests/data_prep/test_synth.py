@@ -433,6 +433,114 @@ def test_synth_kermany_rejects_bad_arguments(tmp_path, kwargs, message):
         synth_kermany(tmp_path / "out", **{"n_images": 4, **kwargs})
 
 
+@pytest.mark.parametrize("difficulty", [-0.1, 1.5])
+def test_synth_kermany_rejects_a_difficulty_outside_0_1(tmp_path, difficulty):
+    with pytest.raises(ConfigError, match=re.escape(f"difficulty (--difficulty): must be in 0..1, got {difficulty}")):
+        synth_kermany(tmp_path / "out", n_images=4, difficulty=difficulty)
+
+
+def global_statistics(path: Path) -> list[float]:
+    """What a shortcut could use without looking at the lungs: size, brightness, contrast, bytes, JPEG quality."""
+    data = path.read_bytes()
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+    h, w = img.shape
+    dqt = data.index(b"\xff\xdb")  # the luminance quantisation table's first entries scale with the quality
+    quant = np.frombuffer(data[dqt + 5: dqt + 5 + 8], np.uint8).astype(np.float32)
+    return [h, w, w / h, float(img.mean()), float(img.std()), float(np.percentile(img, 5)),
+            float(np.percentile(img, 95)), len(data), len(data) / (h * w), float(quant.mean())]
+
+
+def test_hard_kermany_global_statistics_do_not_predict_the_label(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    synth_kermany(tmp_path / "k", n_images=320, seed=4, size_range_px=(64, 112), difficulty=1.0)
+    paths = kermany_images(tmp_path / "k")
+    features = np.array([global_statistics(p) for p in paths])
+    labels = np.array([p.parent.name == "PNEUMONIA" for p in paths])
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+
+    def cv_auc(x: np.ndarray) -> float:
+        return roc_auc_score(labels, cross_val_predict(model, x, labels, cv=folds, method="predict_proba")[:, 1])
+
+    # near chance: 320 images give chance AUCs within about +-0.07
+    assert cv_auc(features) < 0.65
+    # the same regression does find a shortcut when there is one: pneumonia films brighter by
+    # twice the film-to-film spread of the mean (expected AUC ~0.92)
+    planted = features.copy()
+    planted[:, 3] += 2.0 * features[:, 3].std() * labels
+    assert cv_auc(planted) > 0.85
+
+
+def render_pair(seed: int, pattern: str, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """The same film (same anatomy, nuisance and noise) without and with `pattern`."""
+    normal, _ = render_chest_radiograph(np.random.default_rng(seed), 160, 192, child=True, **kwargs)
+    sick, _ = render_chest_radiograph(np.random.default_rng(seed), 160, 192, child=True, pattern=pattern, **kwargs)
+    return normal.astype(np.float32), sick.astype(np.float32)
+
+
+@pytest.mark.parametrize("pattern", ["bacterial", "viral"])
+def test_subtle_findings_are_fainter_smaller_and_vary_from_film_to_film(pattern):
+    clear, subtle = [], []
+    for seed in range(12):
+        for out, subtlety in ((clear, 0.0), (subtle, 1.0)):
+            normal, sick = render_pair(seed, pattern, subtlety=subtlety)
+            diff = sick - normal
+            out.append((float(diff.mean()), float((diff > 4).mean())))
+    clear_signal, clear_area = np.array(clear).T
+    subtle_signal, subtle_area = np.array(subtle).T
+    assert (subtle_signal > 0).all()  # still there on every film
+    assert np.median(subtle_signal) < 0.45 * np.median(clear_signal)
+    assert np.median(subtle_area) < 0.6 * np.median(clear_area)  # partial coverage, not the whole lobe
+    # each film draws its own strength: a spread of borderline and clearer cases
+    assert subtle_signal.max() > 2.0 * subtle_signal.min()
+
+
+def test_nuisance_is_label_free_and_varies_the_films():
+    border = np.ones((160, 192), bool)
+    border[16:-16, 16:-16] = False
+    for seed in range(6):
+        normal, sick = render_pair(seed, "bacterial", subtlety=1.0, nuisance=1.0)
+        # shutters, markers, text, exposure outside the thorax: the same whatever the label
+        assert np.array_equal(normal[border], sick[border])
+    # and the nuisance does change the films: positioning, exposure, annotations
+    plain = np.stack([render_pair(seed, "viral")[0] for seed in range(8)])
+    varied = np.stack([render_pair(seed, "viral", nuisance=1.0)[0] for seed in range(8)])
+    assert all(not np.array_equal(a, b) for a, b in zip(plain, varied))
+    spread = lambda films: float(np.std([f.mean() for f in films]))  # noqa: E731
+    assert spread(varied) > 1.2 * spread(plain)
+
+
+def test_kermany_difficulty_0_keeps_the_clear_films(tmp_path):
+    clear = synth_kermany(tmp_path / "clear", n_images=12, seed=5, size_range_px=(64, 96), difficulty=0.0)
+    hard = synth_kermany(tmp_path / "hard", n_images=12, seed=5, size_range_px=(64, 96))
+    assert clear.counts == hard.counts  # same plan: names, sizes, labels
+    a, b = all_files(tmp_path / "clear" / "chest_xray"), all_files(tmp_path / "hard" / "chest_xray")
+    assert a.keys() == b.keys()
+    assert all(a[k] != b[k] for k in a if k.endswith(".jpeg"))  # every film is drawn harder
+
+
+def test_renderer_without_subtlety_or_nuisance_is_the_former_one():
+    # subtlety and nuisance draw from their own streams and only when > 0: RSNA's films and
+    # difficulty-0 Kermany stay byte-identical, and with them every earlier test's data
+    for pattern in ("none", "bacterial", "viral"):
+        a, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True)
+        b, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True,
+                                       subtlety=0.0, nuisance=0.0)
+        c, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True, nuisance=0.5)
+        assert np.array_equal(a, b) and not np.array_equal(a, c)
+    rng = np.random.default_rng(3)
+    render_chest_radiograph(rng, 64, 64, opacities=1, subtlety=1.0, nuisance=1.0)
+    after_hard = rng.integers(0, 1000)
+    rng = np.random.default_rng(3)
+    render_chest_radiograph(rng, 64, 64, opacities=1)
+    assert rng.integers(0, 1000) == after_hard  # still exactly one draw from the caller's generator
+
+
 def test_project_readers_accept_the_synthetic_layouts(rsna, kermany):
     from data_prep.kermany import parse_kermany
     from data_prep.rsna import parse_rsna
