@@ -12,11 +12,11 @@ once per arm:
 
     serial              workers=0: each batch decoded in the predicting thread, then the model
                         (no overlap), torch's intra-op threads = all cores (and = cores - readers,
-                        to compare with the default arm at equal torch threads)
+                        to compare with the reduced arm at equal torch threads)
     overlap, all cores  N reader threads decode the next batches while the model runs, torch
-                        still on all cores (readers and model oversubscribe the cores)
-    overlap (default)   the same with torch's threads = cores - readers: what `detect infer`
-                        does on the CPU (detect.inference.batch.cpu_torch_threads)
+    (default)           still on all cores: what `detect infer` does on the CPU
+                        (detect.inference.batch.cpu_torch_threads)
+    overlap, fewer      the same with torch's threads = cores - readers (a core per reader)
 
 Each arm's torch threads are pinned through OMP_NUM_THREADS, which `detect infer` respects.
 For each arm it prints the wall time, the time in the predictor (model + map back), the time
@@ -103,13 +103,14 @@ def run_arm(arm: Arm, folder: Path, checkpoint: Path, out_dir: Path, batch_size:
 
 
 def arms_for(cores: int, workers: int) -> list[Arm]:
-    fewer = cpu_torch_threads(workers, cores)
-    arms = [Arm("serial (decode, then model)", 0, cores)]
-    if fewer != cores:  # the overlap alone, at the default arm's torch threads
+    default = cpu_torch_threads(workers, cores)
+    fewer = max(1, cores - workers)
+    arms = [Arm("serial (decode, then model)", 0, default)]
+    if fewer != default:  # the serial run at the reduced arm's torch threads
         arms.append(Arm("serial, torch on cores - readers", 0, fewer))
-    arms.append(Arm("overlap, torch on all cores", workers, cores))
-    if fewer != cores:
-        arms.append(Arm("overlap, torch on cores - readers (default)", workers, fewer))
+    arms.append(Arm("overlap, torch on all cores (default)", workers, default))
+    if fewer != default:
+        arms.append(Arm("overlap, torch on cores - readers", workers, fewer))
     return arms
 
 

@@ -17,9 +17,10 @@ Reading overlaps predicting: `workers` threads read (decode) the next batches wh
 runs on the current one (detect.data.files.iter_loaded_batches, a bounded read-ahead); the
 outputs keep the input order. The run logs how much of its wall time was spent waiting for
 reads (`PipelineTimes`): near 0 means the model is the bottleneck, as it should be. On the CPU,
-torch's intra-op threads are set to the cores the readers leave (`cpu_torch_threads`), unless
-OMP_NUM_THREADS says otherwise: oversubscribed cores make every parallel region wait for its
-slowest thread (benchmarks/bench_infer_pipeline.py measures both settings).
+torch keeps every core for its intra-op threads (`cpu_torch_threads`), unless OMP_NUM_THREADS
+says otherwise: the reader thread decodes for ~5% of the time and sleeps on the read-ahead queue
+for the rest, so giving it a core of its own costs the model more than it saves
+(benchmarks/bench_infer_pipeline.py measures both settings).
 
 Gating (`gate_with`): a second checkpoint's pneumonia probability replaces the detector's own
 and decides at the gate's operating points (detect.inference.gating); boxes.json's `gate_model`
@@ -248,14 +249,21 @@ def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: b
 
 
 def cpu_torch_threads(workers: int, cpu_count: int | None = None) -> int:
-    """torch's intra-op threads for CPU inference beside `workers` reader threads: the cores left."""
-    cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return max(1, cores - workers)
+    """torch's intra-op threads for CPU inference beside `workers` reader threads: every core.
+
+    Measured on a quiet 2-core machine (benchmarks/bench_infer_pipeline.py, the CPU recipe's
+    model, 1024 px DICOMs): decoding is ~5% of the serial run, and with one reader thread torch
+    on both cores gave 7.9 images/s against 6.4 on the one core the reader leaves. A loaded
+    machine had favoured leaving the reader a core; `workers` stays a parameter so that rule
+    can come back if a measurement asks for it.
+    """
+    del workers  # the readers sleep on the queue most of the time: they get no core of their own
+    return max(1, cpu_count if cpu_count is not None else (os.cpu_count() or 1))
 
 
 @contextlib.contextmanager
 def _torch_threads_for(device: torch.device, workers: int):
-    """On the CPU, torch's intra-op threads = the cores the readers leave, for this run only
+    """On the CPU, torch's intra-op threads = `cpu_torch_threads` (every core), for this run only
     (restored after); untouched on a GPU or when the user set OMP_NUM_THREADS."""
     if device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
         yield
@@ -374,7 +382,7 @@ def run_inference(
     file runs in ONNX Runtime; detect.inference.backends).
     `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
     on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
-    overlap). On the CPU torch's threads are the cores the readers leave (see the module docstring).
+    overlap). On the CPU torch keeps every core (see the module docstring).
     `gate_with`: a checkpoint whose pneumonia probability gates and decides (detect.inference.gating).
     `explain_dir`: a Grad-CAM PNG per image there (a classifier decides, or DetectError before predicting).
     """

@@ -277,18 +277,18 @@ def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
         run_inference([tmp_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, workers=-1)
 
 
-def test_cpu_inference_leaves_the_readers_their_cores_and_restores_torch_threads(tmp_path, checkpoint, monkeypatch):
+def test_cpu_inference_keeps_torch_on_every_core_and_restores_torch_threads(tmp_path, checkpoint, monkeypatch):
     from detect.inference.batch import cpu_torch_threads
 
-    assert [cpu_torch_threads(w, 2) for w in (0, 1, 2, 3)] == [2, 1, 1, 1]
-    assert cpu_torch_threads(1, 16) == 15
+    assert [cpu_torch_threads(w, 2) for w in (0, 1, 2, 3)] == [2, 2, 2, 2]
+    assert cpu_torch_threads(1, 16) == 16
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("detect.inference.batch.os.cpu_count", lambda: 3)
     write_images(tmp_path / "in")
     before = torch.get_num_threads()
     result = run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu",
                            workers=2)
-    assert result.torch_threads == 1 and torch.get_num_threads() == before
+    assert result.torch_threads == 3 and torch.get_num_threads() == before
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting is left alone
     result = run_inference([tmp_path / "in"], out_path=tmp_path / "b2.json", checkpoint=checkpoint, device="cpu",
                            workers=2)
