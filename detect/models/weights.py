@@ -260,14 +260,22 @@ def load_classifier_weights(model: ImageClassifier, path: Path) -> None:
                       "another class count and starts from random initialisation", stacklevel=2)
 
 
-def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: dict[str, Tensor],
-                  stored_name: str | None) -> None:
+def _state_differences(own: dict[str, Tensor], state: dict[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, mismatched-shape) keys of `state` against the model's `own` state
+    dict. num_batches_tracked is not counted: BatchNorm and FrozenBatchNorm2d differ by it only."""
     def countable(key: str) -> bool:
         return not key.endswith("num_batches_tracked")
 
     missing = [k for k in own if k not in state and countable(k)]
     unexpected = [k for k in state if k not in own and countable(k)]
     mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    return missing, unexpected, mismatched
+
+
+def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: dict[str, Tensor],
+                  stored_name: str | None) -> None:
+    """A CheckpointError listing the first problems when `state` does not fit `own` exactly."""
+    missing, unexpected, mismatched = _state_differences(own, state)
     if not (missing or unexpected or mismatched):
         return
     problems = []
@@ -301,41 +309,19 @@ def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -
         return
     state, stored_name = read_state_dict(path)
     own = model.state_dict()
-
-    def countable(key: str) -> bool:  # BatchNorm <-> FrozenBatchNorm2d differ by this buffer only
-        return not key.endswith("num_batches_tracked")
-
-    missing = [k for k in own if k not in state and countable(k)]
-    unexpected = [k for k in state if k not in own and countable(k)]
-    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-
+    missing, unexpected, mismatched = _state_differences(own, state)
     torchvision_file = (
         bool(missing) and not unexpected
         and all(k.startswith("image_head.") for k in missing)
         and all(k.startswith("roi_heads.box_predictor.") for k in mismatched)
     )
-    if (missing or unexpected or mismatched) and not torchvision_file:
-        problems = []
-        if mismatched:
-            k = mismatched[0]
-            problems.append(f"{len(mismatched)} with other shapes (first: {k} {list(state[k].shape)} in the file, "
-                            f"{list(own[k].shape)} in the model)")
-        if missing:
-            problems.append(f"{len(missing)} missing (first: {missing[0]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-        hint = ""
-        if stored_name and stored_name != model.model_name:
-            hint = f"; the file holds a '{stored_name}' model: set model.name={stored_name}"
-        raise CheckpointError(
-            f"{path}: weights do not fit model '{model.model_name}': {'; '.join(problems)}{hint}"
-        )
-    if torchvision_file:
-        loadable = {k: v for k, v in state.items() if k not in mismatched}
-        model.load_state_dict(loadable, strict=False)
-        fresh = "the image head" + (f" and the box predictor ({len(mismatched)} tensors of another class count)"
-                                    if mismatched else "")
-        warnings.warn(f"{path}: a torchvision Faster R-CNN state dict: {len(loadable)} tensors loaded, "
-                      f"{fresh} start from random initialisation", stacklevel=2)
+    if not torchvision_file:
+        _raise_misfit(path, model.model_name, own, state, stored_name)
+        model.load_state_dict(state, strict=True)
         return
-    model.load_state_dict(state, strict=True)
+    loadable = {k: v for k, v in state.items() if k not in mismatched}
+    model.load_state_dict(loadable, strict=False)
+    fresh = "the image head" + (f" and the box predictor ({len(mismatched)} tensors of another class count)"
+                                if mismatched else "")
+    warnings.warn(f"{path}: a torchvision Faster R-CNN state dict: {len(loadable)} tensors loaded, "
+                  f"{fresh} start from random initialisation", stacklevel=2)
