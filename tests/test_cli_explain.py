@@ -56,7 +56,7 @@ def test_infer_gated_by_a_second_checkpoint_names_it_in_boxes_json(tmp_path, che
                   "--device", "cpu", "--allow-failures")
     assert result.exit_code == 0, result.output
     document = json.loads((tmp_path / "b.json").read_text())
-    assert document["schema_version"] == "2.2" and document["gate_model"]["checkpoint"] == str(gate)
+    assert document["schema_version"] == "2.3" and document["gate_model"]["checkpoint"] == str(gate)
     assert all(e["pneumonia_probability"] < 0.1 for e in document["images"] if e["error"] is None)
 
 

@@ -229,6 +229,7 @@ def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "run
     epoch = extra.get("epoch")
     info = {
         "name": cfg.model.name,
+        "task": cfg.task,
         "checkpoint": str(path),
         "checkpoint_epoch": int(epoch) if isinstance(epoch, (int, float)) else None,
         "image_size_px": int(cfg.data.image_size_px),

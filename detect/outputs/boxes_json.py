@@ -21,7 +21,7 @@ import numpy as np
 from data_prep.atomic import atomic_write, write_text_atomic
 from detect.predictions import ImagePrediction, OperatingPoint, PostprocessSettings
 
-SCHEMA_VERSION = "2.2"
+SCHEMA_VERSION = "2.3"
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "boxes.schema.json"
 # Boxes and probabilities are written with these many decimals in boxes.json.
 BOX_DECIMALS = 2

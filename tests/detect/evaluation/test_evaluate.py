@@ -62,7 +62,7 @@ class OraclePredictor:
 
 
 def _loaded(predictor, cfg, operating_points=None):
-    info = {"name": "oracle", "checkpoint": "none", "checkpoint_epoch": None, "image_size_px": 64, "config_name": "tiny", "detect_version": "test"}
+    info = {"name": "oracle", "task": "detection", "checkpoint": "none", "checkpoint_epoch": None, "image_size_px": 64, "config_name": "tiny", "detect_version": "test"}
     return LoadedModel(predictor=predictor, checkpoint_path=Path("none"), config=cfg, model_info=info,
                        operating_points=dict(operating_points or {}))
 

@@ -10,6 +10,7 @@ import pytest
 
 from data_prep import atomic
 from data_prep.errors import OutputWriteError
+from data_prep.tasks import TASKS
 from detect.outputs.boxes_json import (
     SCHEMA_PATH,
     SCHEMA_VERSION,
@@ -42,7 +43,7 @@ def _document():
     return {
         "schema_version": SCHEMA_VERSION,
         "anonymized": False,
-        "model": {"name": "mobilenet_v3_large_fpn", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
+        "model": {"name": "mobilenet_v3_large_fpn", "task": "detection", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
                   "image_size_px": 128, "config_name": "demo", "detect_version": "0.1.0"},
         "gate_model": None,
         "settings": settings_to_json(PostprocessSettings(), [RSNA_POINT], "by input format"),
@@ -96,6 +97,8 @@ def test_anonymize_leaves_out_the_patient_id_and_keeps_the_rest():
         (lambda d: d.pop("anonymized"), "at <root>"),
         (lambda d: d.pop("gate_model"), "at <root>"),
         (lambda d: d.update(gate_model={"name": "resnet18"}), "at gate_model"),
+        (lambda d: d["model"].pop("task"), "at model"),
+        (lambda d: d["model"].update(task="kermany4"), "at model"),
         (lambda d: d["images"][0].update(pixel_spacing_row_mm=0), "at images/0"),
         (lambda d: d["images"][1].update(study_instance_uid="1.2"), "at images/1"),
     ],
@@ -109,8 +112,14 @@ def test_schema_rejects_malformed_documents(mutate, message):
 
 def test_a_gate_model_is_a_model_block_like_model():
     document = _document()
-    document["gate_model"] = {**document["model"], "name": "resnet18", "checkpoint": "runs/cls/checkpoints/best.pt"}
+    document["gate_model"] = {**document["model"], "name": "resnet18", "task": "rsna2",
+                              "checkpoint": "runs/cls/checkpoints/best.pt"}
     validate_output(document)
+
+
+def test_the_schema_names_every_config_task_and_nothing_else():
+    task = json.loads(SCHEMA_PATH.read_text())["$defs"]["model_info"]["properties"]["task"]
+    assert tuple(task["enum"]) == TASKS
 
 
 def test_a_box_outside_its_image_is_rejected():

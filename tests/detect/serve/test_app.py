@@ -12,10 +12,13 @@ import pydicom
 import pytest
 
 from detect.inference.batch import run_inference
-from detect.serve.predict import NO_EXPLANATION
+from detect.inference.predictor import load_predictor
+from detect.predictions import PostprocessSettings
+from detect.serve.predict import NO_EXPLANATION, ServeModel
 from pydicom.uid import ImplicitVRLittleEndian
 
 from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
+from tests.detect.inference.test_gate import save_classifier_checkpoint
 from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, make_client
 
 TOKEN = "s3cret-token-0123456789"
@@ -53,6 +56,22 @@ def test_model_card_comes_from_the_checkpoint(client):
     assert [(p["dataset"], p["threshold"]) for p in card["operating_points"]] == [("kermany", 0.6), ("rsna", 0.4)]
     assert card["validation"]["epoch"] == 3 and card["explanations"] == []
     assert card["versions"]["torch"]
+    assert card["task"]["name"] == card["model"]["task"] == "detection" and "boxes" in card["task"]["description"]
+    assert card["task"]["classes"] == ["Normal", "No Lung Opacity / Not Normal", "Lung Opacity"]
+
+
+def test_a_classifiers_card_says_its_task_its_classes_and_no_boxes(tmp_path):
+    from detect.serve.model_card import model_card
+
+    checkpoint = save_classifier_checkpoint(tmp_path / "cls.pt", task="kermany3", thresholds={"kermany": 0.5})
+    model = ServeModel(load_predictor(checkpoint, device="cpu"), PostprocessSettings())
+    try:
+        card = model_card(model)
+    finally:
+        model.close()
+    assert card["model"]["name"] == "basic_cnn" and card["task"]["name"] == "kermany3"
+    assert card["task"]["classes"] == ["normal", "bacterial", "viral"] and "bacterial" in card["task"]["description"]
+    assert card["outputs"]["boxes"].startswith("none")
 
 
 def test_predict_returns_the_entry_detect_infer_writes(client, checkpoint, dicom_path, tmp_path):

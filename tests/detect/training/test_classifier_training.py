@@ -83,6 +83,7 @@ def test_detect_infer_runs_a_classifier_checkpoint(classifier_run, kermany_dir, 
     assert infer.exit_code == 0, infer.output
     document = json.loads(out.read_text())
     validate_output(document)
+    assert document["model"]["task"] == "kermany3"  # what the probabilities mean: no boxes by design, not none found
     assert document["images"] and all(image["boxes"] == [] for image in document["images"])
     assert all(0.0 <= image["pneumonia_probability"] <= 1.0 for image in document["images"])
 
