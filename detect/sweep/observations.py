@@ -2,12 +2,16 @@
 
     summary = summarize_key(rows, "train.lr", metric)   [(value, mean, std, n), ...]
     lines = observations(rows, keys, metric, mode)        ["train.lr 0.02 beat 0.01 by 0.070 val_f1 on average (3 of 4 pairs)", ...]
+    interaction_observation(rows, key, values, by, by_values, metric, mode)   a sentence when the best value of key
+                                                          changes with by's value, else None
 
 A row is one finished run: {'params': {key: value text}, 'value': the metric (nan when the run
 failed or never measured it)}. For a key, the value with the best mean metric is compared with
 each other value on PAIRS of runs that share every other swept key's value, so that the other
-keys' effects cancel: the mean paired difference and how many pairs it won. `mode` 'max'
-(higher is better: F1, AUC, mAP) or 'min' (val_loss).
+keys' effects cancel: the mean paired difference and how many pairs it won. A key's average
+winner can hide that it loses under some value of another key (a learning rate that suits one
+loss and not the other): for each pair of keys, the report says so when the best value of one
+changes with the other's value. `mode` 'max' (higher is better: F1, AUC, mAP) or 'min' (val_loss).
 """
 from __future__ import annotations
 
@@ -70,8 +74,27 @@ def key_observations(rows: Sequence[dict[str, Any]], key: str, values: Sequence[
     return lines
 
 
+def interaction_observation(rows: Sequence[dict[str, Any]], key: str, values: Sequence[str], by: str,
+                            by_values: Sequence[str], metric: str, mode: str) -> str | None:
+    """A sentence when the best value of `key` (by its mean metric among the runs with one value
+    of `by`, over any further keys) is not the same for every value of `by`; None when it is, or
+    when some value of `by` has fewer than two values of `key` with a finite metric."""
+    winners = []
+    for by_value in by_values:
+        subset = [r for r in rows if r["params"].get(by) == by_value]
+        ranked = _best_first(summarize_key(subset, key, values), mode)
+        if len(ranked) < 2:
+            return None
+        winners.append((by_value, ranked[0][0], abs(ranked[0][1] - ranked[1][1])))
+    if len({winner for _b, winner, _margin in winners}) < 2:
+        return None
+    first, *rest = [f"{winner} is best with {by}={by_value} (by {margin:.3f} {metric})" for by_value, winner, margin in winners]
+    return f"{key} and {by} interact: the best {key} depends on {by}: " + "; ".join([first, *rest])
+
+
 def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Sequence[str]]], metric: str, mode: str) -> list[str]:
-    """The report's 'observations': the best run, each key's comparisons, the keys ranked by effect.
+    """The report's 'observations': the best run, each key's comparisons, the keys ranked by
+    effect, then each pair of keys that interact (once per pair).
 
     `axes`: (key, its value texts) in grid order.
     """
@@ -91,4 +114,10 @@ def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Seque
         spans.sort(key=lambda s: -s[0])
         ranked = ", ".join(f"{key} ({span:.3f})" for span, key in spans)
         lines.append(f"keys by the spread of their values' mean {metric}, largest first: {ranked}")
+    for i, (key, values) in enumerate(axes):
+        for by, by_values in axes[i + 1:]:
+            line = (interaction_observation(rows, key, values, by, by_values, metric, mode)
+                    or interaction_observation(rows, by, by_values, key, values, metric, mode))
+            if line is not None:
+                lines.append(line)
     return lines
