@@ -116,3 +116,10 @@ def test_bench_infer_smoke_times_every_backend():
     for row in rows:
         ms_and_ratios = [float(value) for value in row[3:]]
         assert len(ms_and_ratios) == 5 and all(value > 0 for value in ms_and_ratios)
+
+
+def test_classifier_loop_smoke_prints_both_arms_and_their_ratio(tmp_path):
+    out = _smoke("bench_classifier_loop.py", tmp_path)
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("basic_cnn") and "bare" not in line)
+    bare, loop, ratio = (float(v) for v in row[1:4])
+    assert bare > 0 and loop > 0 and abs(ratio - loop / bare) < 0.01
