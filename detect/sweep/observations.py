@@ -88,8 +88,8 @@ def interaction_observation(rows: Sequence[dict[str, Any]], key: str, values: Se
         winners.append((by_value, ranked[0][0], abs(ranked[0][1] - ranked[1][1])))
     if len({winner for _b, winner, _margin in winners}) < 2:
         return None
-    first, *rest = [f"{winner} is best with {by}={by_value} (by {margin:.3f} {metric})" for by_value, winner, margin in winners]
-    return f"{key} and {by} interact: the best {key} depends on {by}: " + "; ".join([first, *rest])
+    parts = [f"{winner} is best with {by}={by_value} (by {margin:.3f} {metric})" for by_value, winner, margin in winners]
+    return f"{key} and {by} interact: the best {key} depends on {by}: " + "; ".join(parts)
 
 
 def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Sequence[str]]], metric: str, mode: str) -> list[str]:

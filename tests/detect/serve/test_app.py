@@ -60,6 +60,13 @@ def test_model_card_comes_from_the_checkpoint(client):
     assert card["task"]["classes"] == ["Normal", "No Lung Opacity / Not Normal", "Lung Opacity"]
 
 
+def test_every_classification_task_has_a_card_description():
+    from data_prep.tasks import CLASSIFICATION_TASKS
+    from detect.serve.model_card import CLASSIFIER_DESCRIPTION
+
+    assert sorted(CLASSIFIER_DESCRIPTION) == sorted(CLASSIFICATION_TASKS)
+
+
 def test_a_classifiers_card_says_its_task_its_classes_and_no_boxes(tmp_path):
     from detect.serve.model_card import model_card
 
