@@ -27,14 +27,6 @@ SIZE_PX = 64
 OUTPUT_KEYS = {"boxes", "scores", "labels", "rsna_class_probs", "pneumonia_prob", "subtype_probs"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 def size_for(name: str) -> int:
     return max(SIZE_PX, CLASSIFIERS[name].min_image_size_px)
 

@@ -23,15 +23,6 @@ from detect.models.weights import load_weights
 SIZE_PX = 64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def two_threads():
-    """Two intra-op threads for this module (the suite's CPU budget), restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _shrink(model: PneumoniaDetector) -> PneumoniaDetector:
     """Fewer proposals and sampled RoIs than torchvision's defaults (2000 / 512): a CPU smoke test."""
     model.rpn._pre_nms_top_n = {"training": 200, "testing": 100}
