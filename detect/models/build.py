@@ -17,7 +17,7 @@ from torchvision.models.detection.rpn import RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from detect.config import ModelConfig
-from detect.models.backbones import NUM_DETECTOR_CLASSES, convert_to_frozen_batchnorm
+from detect.models.backbones import NUM_DETECTOR_CLASSES
 from detect.models.classifiers import DETECTION_TASK, ImageClassifier, build_classifier_network, num_outputs
 from detect.models.detector import PneumoniaDetector
 from detect.models.registry import AUX_LOGITS_MIN_IMAGE_SIZE_PX, ClassifierSpec, get_model_spec
@@ -78,7 +78,7 @@ def build_model(model_cfg: ModelConfig, image_size_px: int,
         detector = spec.builder(weights_backbone=None, trainable_backbone_layers=None, **kwargs)
         if kind == "file":
             if spec.frozen_batchnorm_when_pretrained:
-                convert_to_frozen_batchnorm(detector.backbone.body)
+                spec.freeze_batchnorm(detector.backbone.body)
             spec.freeze_backbone(detector.backbone.body, model_cfg.trainable_backbone_layers)
     resize_box_head(detector, model_cfg)
     set_anchors(detector, model_cfg)

