@@ -336,8 +336,8 @@ def eval_command(
 @app.command()
 @user_errors_exit_2
 def compare(
-    models: str = typer.Option(..., "--models", help="Comma-separated model names (detectors and classifiers of the registry), e.g. resnet18_fpn,mobilenet_v3_large_fpn."),
-    config: Path = typer.Option(..., "--config", help="The recipe every model trains with (only model.name changes, and the task a classifier needs)."),
+    models: str = typer.Option(..., "--models", help="Comma-separated model names (detectors and classifiers of the registry), each optionally NAME:WEIGHTS (none, imagenet, xrv:NAME or a file) to compare starting weights, e.g. efficientnet_lite0:imagenet,efficientnet_lite0:none,basic_cnn."),
+    config: Path = typer.Option(..., "--config", help="The recipe every model trains with (only model.name changes, model.weights where a row names them, and the task a classifier needs)."),
     data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset root or prepared folder (repeatable); the test split (Kermany: its own test/; RSNA: held-out patients) is what the models are compared on."),
     out: Path = typer.Option(Path("compare"), "--out", help="Folder for compare.csv, report.md, the plots, and runs/<model>/."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Budget: train.epochs for every model (default: the recipe's)."),

@@ -5,10 +5,14 @@
 
 Every model gets the recipe's data, seed, split and training settings; only `model.name`
 changes, plus what the model's kind requires (a classifier needs a classification `task` and
-has no anchors).
+has no anchors). A row may also name its starting weights, `NAME:WEIGHTS` (model.weights:
+none, imagenet, xrv:NAME or a file), so one architecture can be compared with itself:
+`efficientnet_lite0:imagenet,efficientnet_lite0:none` is transfer learning against training
+from scratch, on the same data, splits, seed and budget. A row without `:` keeps the recipe's
+model.weights.
 The budget is `--epochs` (train.epochs) or `--minutes-per-model` (train.max_minutes, with
 train.epochs as the upper bound): every model stops at the end of the epoch in which its time
-ran out. The run folders are OUT/runs/<model>.
+ran out. The run folders are OUT/runs/<row> (a row's ':' written as '-').
 """
 from __future__ import annotations
 
@@ -29,11 +33,17 @@ RESULT_FILE = "compare_result.json"  # the finished marker, written after the te
 
 @dataclass(frozen=True)
 class ModelPlan:
-    """One model of a comparison: its name, its resolved config and its run folder."""
+    """One row of a comparison: its label ('resnet18_fpn', 'efficientnet_lite0:imagenet'), its
+    resolved config (model.name and model.weights from the label) and its run folder."""
 
     model: str
     config: Config
     run_dir: Path
+
+    @property
+    def model_name(self) -> str:
+        """The registry name of the row's model."""
+        return self.config.model.name
 
     @property
     def result_path(self) -> Path:
@@ -41,19 +51,36 @@ class ModelPlan:
 
 
 def parse_model_list(text: str) -> list[str]:
-    """'a,b,c' -> ['a', 'b', 'c'] (order kept, repeats dropped); a ConfigError names an unknown model."""
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
+    """'a,b:imagenet,b:none' -> ['a', 'b:imagenet', 'b:none'] (order kept, repeats dropped); a
+    ConfigError names an unknown model or an empty weights choice."""
+    rows = [part.strip() for part in text.split(",") if part.strip()]
+    if not rows:
         raise ConfigError(f"--models '{text}' names no model; available models: {', '.join(MODELS)}")
-    for name in names:
+    for row in rows:
+        name, weights = split_row(row)
         if name not in MODELS:
             raise ConfigError(f"--models: '{name}' is not a known model; available models: {', '.join(MODELS)}")
-    return list(dict.fromkeys(names))
+        if weights is not None and not weights:
+            raise ConfigError(f"--models: '{row}' has an empty weights choice after ':'; use NAME:none, NAME:imagenet, "
+                              "NAME:xrv:WEIGHTS or NAME:PATH")
+    return list(dict.fromkeys(rows))
+
+
+def split_row(row: str) -> tuple[str, str | None]:
+    """'efficientnet_lite0:imagenet' -> ('efficientnet_lite0', 'imagenet'); 'resnet18' -> ('resnet18', None).
+    Only the first ':' splits, so 'densenet121:xrv:densenet121-res224-all' keeps its weights whole."""
+    name, sep, weights = row.partition(":")
+    return name.strip(), (weights.strip() if sep else None)
+
+
+def row_folder(row: str) -> str:
+    """The run folder name of a row: letters, digits, '.', '_' and '-' only."""
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in row)
 
 
 def model_kind(name: str) -> str:
-    """'detector' or 'classifier' (the registry's `kind`)."""
-    return get_model_spec(name).kind
+    """'detector' or 'classifier' (the registry's `kind`) of a registry name or a row."""
+    return get_model_spec(split_row(name)[0]).kind
 
 
 def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
@@ -106,10 +133,16 @@ def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_
     base = config_from_dict(config_to_dict(base), [*overrides, *budget])
     runs = Path(out_dir) / RUNS_FOLDER
     plans = []
-    for name in models:
+    for row in models:
+        name, weights = split_row(row)
+        chosen = [f"model.weights={weights}"] if weights is not None else []
         try:
-            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={name}", *kind_overrides(name, base, data_dirs)])
+            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={row_folder(row)}", *chosen,
+                                                          *kind_overrides(name, base, data_dirs)])
         except ConfigError as exc:
-            raise ConfigError(f"--models {name}: {exc}") from None
-        plans.append(ModelPlan(name, cfg, runs / name))
+            raise ConfigError(f"--models {row}: {exc}") from None
+        plans.append(ModelPlan(row, cfg, runs / row_folder(row)))
+    folders = [plan.run_dir.name for plan in plans]
+    if len(set(folders)) != len(folders):
+        raise ConfigError(f"--models: two rows share the run folder name of {sorted(folders)}; name them apart")
     return ComparePlan(plans, comparison_task(base))

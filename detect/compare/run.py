@@ -116,7 +116,7 @@ def train_and_test(plan: ModelPlan, data_dirs: Sequence[str | Path], *, task: st
     for failure in predictions.failures:
         log(f"[{plan.model}] unreadable test image, left out: {failure.path}: {failure.reason}")
     result = ModelResult(
-        model=plan.model, kind=model_kind(plan.model), task=cfg.task,
+        model=plan.model, kind=model_kind(plan.model_name), task=cfg.task,
         parameters=count_parameters(loaded.predictor.model), epochs_run=trained.epochs_completed,
         best_epoch=trained.best_epoch, stopped_on_time=trained.stopped_on_time, train_seconds=trained.train_seconds,
         train_images_per_s=trained.images_per_second, predictions=predictions,

@@ -55,3 +55,30 @@ def test_a_classifier_takes_the_recipes_task_or_the_binary_task_of_the_data(tmp_
     three = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany3", "train.monitor=val_f1")
     plan = plan_compare(["basic_cnn", "mobilenet_v3_large_fpn"], three, tmp_path / "out", data_dirs=[data])
     assert [m.config.task for m in plan.models] == ["kermany3", "detection"] and plan.task == "kermany3"
+
+
+def test_a_row_may_name_its_starting_weights(tmp_path):
+    rows = parse_model_list("efficientnet_lite0:imagenet, efficientnet_lite0:none,basic_cnn,densenet121:xrv:densenet121-res224-all")
+    assert rows == ["efficientnet_lite0:imagenet", "efficientnet_lite0:none", "basic_cnn",
+                    "densenet121:xrv:densenet121-res224-all"]
+    recipe = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany2",
+                         "train.monitor=val_f1", "model.weights=none")
+    plan = plan_compare(rows[:3], recipe, tmp_path)
+    assert [(m.model_name, m.config.model.weights) for m in plan.models] == [
+        ("efficientnet_lite0", "imagenet"), ("efficientnet_lite0", "none"), ("basic_cnn", "none")]
+    assert [m.run_dir.name for m in plan.models] == ["efficientnet_lite0-imagenet", "efficientnet_lite0-none", "basic_cnn"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("efficientnet_lite0:", r"^--models: 'efficientnet_lite0:' has an empty weights choice after ':'"),
+    ("nope:imagenet", r"^--models: 'nope' is not a known model"),
+])
+def test_bad_weight_rows_are_named(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_model_list(text)
+
+
+def test_a_weights_choice_the_model_cannot_take_names_the_row(tmp_path):
+    with pytest.raises(ConfigError, match=r"^--models basic_cnn:imagenet: .*'basic_cnn' has no ImageNet weights"):
+        plan_compare(["basic_cnn:imagenet"], tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5",
+                                                          "task=kermany2", "train.monitor=val_f1"), tmp_path)

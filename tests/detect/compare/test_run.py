@@ -93,3 +93,23 @@ def test_classifiers_and_detectors_compare_on_three_classes(compared, tmp_path):
     assert int(rows[0]["parameters"]) < int(rows[1]["parameters"])
     assert "## Three classes (kermany3: normal, bacterial, viral)" in (tmp_path / "out" / "report.md").read_text()
     assert outcome.paths["confusion_3class"].is_file()
+
+
+def test_one_model_with_two_starting_weights_is_two_rows_with_their_paired_test(tmp_path):
+    """Transfer learning against training from scratch: one architecture, two rows, the same
+    splits and budget; each row's checkpoint says which weights it started from."""
+    data = make_kermany(tmp_path / "kermany", n_images=24)
+    rows = ["efficientnet_lite0:imagenet", "efficientnet_lite0:none"]
+    recipe = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany2",
+                         "train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=1")
+    outcome = compare_run.run_compare(rows, recipe, [data], tmp_path / "out", n_resamples=20, log=SILENT)
+    with open(tmp_path / "out" / "compare.csv", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["model"] for r in table] == rows
+    assert len({r["parameters"] for r in table}) == 1  # the same network
+    for row in rows:
+        checkpoint = load_checkpoint(tmp_path / "out" / "runs" / row.replace(":", "-") / "checkpoints" / "best.pt")
+        assert checkpoint["config"]["model"]["weights"] == row.split(":")[1]
+    assert len(outcome.comparisons) == 1 and set(rows) == {outcome.comparisons[0].best, outcome.comparisons[0].other}
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| efficientnet_lite0:imagenet |" in report and "| efficientnet_lite0:none |" in report
