@@ -38,6 +38,8 @@ MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss"
 BOX_MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score")  # detectors only: a classifier draws no boxes
 XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pretrained network
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
+# Where a detector's image-level pneumonia probability comes from (detect.models.detector).
+IMAGE_PROBABILITY_RULES: tuple[str, ...] = ("head", "top_box", "mean")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
 
@@ -163,6 +165,10 @@ class ModelConfig:
     head_hidden_dim: int = 256  # image-level classification head
     head_dropout: float = 0.2
     classifier_loss_weight: float = 1.0
+    # Detectors: the image-level pneumonia probability is the image head's (head), the top box
+    # score (top_box: a detector that finds the opacity knows the image is positive), or their
+    # mean. The head's three RSNA-class and subtype probabilities are reported either way.
+    image_probability: str = "head"
 
     def __post_init__(self) -> None:
         check = _Checks("model")
@@ -198,6 +204,7 @@ class ModelConfig:
             check.fail("anchor_aspect_ratios", f"is {list(self.anchor_aspect_ratios)}; ratios must be > 0")
         check.in_range("head_dropout", self.head_dropout, 0.0, 1.0, high_open=True)
         check.at_least("classifier_loss_weight", self.classifier_loss_weight, 0.0)
+        check.choice("image_probability", self.image_probability, IMAGE_PROBABILITY_RULES)
 
     def _check_classifier(self, check: _Checks, spec: Any) -> None:
         """A classifier has no anchors and no trainable-layer count (train.freeze_backbone_epochs

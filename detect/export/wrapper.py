@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
-from detect.models.detector import PneumoniaDetector
+from detect.models.detector import PneumoniaDetector, image_probability
 from detect.models.roi_align import GridSampleMultiScaleRoIAlign
 
 INPUT_NAMES: tuple[str, ...] = ("images", "scale", "orig_size_hw")
@@ -83,6 +83,7 @@ class ExportableDetector(nn.Module):
         self.rpn = model.rpn
         self.roi_heads = model.roi_heads
         self.image_head = model.image_head
+        self.image_probability: str = model.image_probability
         self.image_size_px = int(model.image_size_px)
         self.padded_size_px = int(math.ceil(self.image_size_px / SIZE_DIVISIBLE_PX) * SIZE_DIVISIBLE_PX)
         self.max_detections = int(model.roi_heads.detections_per_img)
@@ -106,12 +107,13 @@ class ExportableDetector(nn.Module):
         detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
         boxes, scores = self._pad_detections(detections, scale, orig_size_hw)
         num_detections = (scores >= 0).sum(dim=1)
+        top_box = scores[:, 0].clamp(min=0.0)  # sorted, padding scored -1: 0 without a box
         return (
             boxes,
             scores,
             num_detections,
             logits["rsna_class"].float().softmax(dim=1),
-            logits["pneumonia"].float().sigmoid(),
+            image_probability(logits["pneumonia"].float().sigmoid(), top_box, self.image_probability),
             logits["subtype"].float().softmax(dim=1),
         )
 

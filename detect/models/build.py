@@ -89,6 +89,7 @@ def build_model(model_cfg: ModelConfig, image_size_px: int,
         head_hidden_dim=model_cfg.head_hidden_dim,
         head_dropout=model_cfg.head_dropout,
         classifier_loss_weight=model_cfg.classifier_loss_weight,
+        image_probability=model_cfg.image_probability,
     )
     if weights_path is not None:
         load_weights(model, weights_path)

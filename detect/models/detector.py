@@ -20,7 +20,9 @@ Inference (model.eval()) returns one dict per image:
     scores            float32 [N], descending
     labels            int64 [N], 1 = opacity
     rsna_class_probs  float32 [3], softmax, in RSNA_CLASSES order
-    pneumonia_prob    float32 [], sigmoid
+    pneumonia_prob    float32 [], per `image_probability` (model.image_probability):
+                      'head' the image head's sigmoid; 'top_box' the highest box score (0 without
+                      a box); 'mean' the mean of the two (`image_probability`, shared with export)
     subtype_probs     float32 [3], softmax, in KERMANY_SUBTYPES order
 
 torchvision's own transform runs inside the model: it normalises with the spec's mean/std and
@@ -37,6 +39,7 @@ from torch import Tensor, nn
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.image_list import ImageList
 
+from detect.config import IMAGE_PROBABILITY_RULES
 from detect.models.heads import ImageClassificationHead, image_classification_loss
 
 DETECTOR_LOSS_NAMES: tuple[str, ...] = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
@@ -60,8 +63,11 @@ class PneumoniaDetector(nn.Module):
     See the module docstring for the forward contract."""
 
     def __init__(self, detector: FasterRCNN, *, model_name: str, image_size_px: int, head_hidden_dim: int,
-                 head_dropout: float, classifier_loss_weight: float) -> None:
+                 head_dropout: float, classifier_loss_weight: float, image_probability: str = "head") -> None:
         super().__init__()
+        if image_probability not in IMAGE_PROBABILITY_RULES:
+            raise ValueError(f"image_probability must be one of {IMAGE_PROBABILITY_RULES}, got {image_probability!r}")
+        self.image_probability = image_probability
         self.transform = detector.transform
         self.backbone = detector.backbone
         self.rpn = detector.rpn
@@ -101,7 +107,8 @@ class PneumoniaDetector(nn.Module):
         subtype_probs = image_logits["subtype"].float().softmax(dim=1)
         for i, detection in enumerate(detections):
             detection["rsna_class_probs"] = rsna_class_probs[i]
-            detection["pneumonia_prob"] = pneumonia_probs[i]
+            top_box = detection["scores"].max() if detection["scores"].numel() else pneumonia_probs.new_zeros(())
+            detection["pneumonia_prob"] = image_probability(pneumonia_probs[i], top_box, self.image_probability)
             detection["subtype_probs"] = subtype_probs[i]
         return detections
 
@@ -123,6 +130,17 @@ class PneumoniaDetector(nn.Module):
         proposals, proposal_losses = self.rpn(image_list, features, targets)
         _, box_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         return {**box_losses, **proposal_losses}
+
+
+def image_probability(head_prob: Tensor, top_box_score: Tensor, rule: str) -> Tensor:
+    """An image's pneumonia probability from the head's and the top box score's, per `rule`
+    ('head', 'top_box' or 'mean'; IMAGE_PROBABILITY_RULES). Scriptable: the exported detector
+    (detect.export.wrapper) applies the same function."""
+    if rule == "top_box":
+        return top_box_score.to(head_prob.dtype)
+    if rule == "mean":
+        return 0.5 * (head_prob + top_box_score.to(head_prob.dtype))
+    return head_prob
 
 
 def count_feature_levels(backbone: nn.Module) -> int:

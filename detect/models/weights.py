@@ -343,13 +343,51 @@ def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: di
     raise CheckpointError(f"{path}: weights do not fit model '{model_name}': {'; '.join(problems)}{hint}")
 
 
+_DETECTOR_PREFIXES: tuple[str, ...] = ("backbone.", "rpn.", "roi_heads.", "image_head.")
+# where a classification network keeps the layers a detector's body takes: torchvision's ResNet
+# at the top level, its MobileNetV3 under features. (the body's children are numbered)
+_BODY_PREFIXES: tuple[str, ...] = ("", "features.")
+
+
+def backbone_state(model: PneumoniaDetector, state: dict[str, Tensor]) -> dict[str, Tensor] | None:
+    """The tensors of `state` that make up `model`'s whole backbone body, in the body's names, when
+    `state` is a classification network's state dict (no detector key, every body tensor present
+    with its shape, num_batches_tracked aside); None otherwise."""
+    if any(key.startswith(_DETECTOR_PREFIXES) for key in state):
+        return None
+    body = model.backbone.body.state_dict()
+    wanted = [key for key in body if not key.endswith("num_batches_tracked")]
+    for prefix in _BODY_PREFIXES:
+        found = {key: state[prefix + key] for key in wanted if prefix + key in state}
+        if len(found) == len(wanted) and all(tuple(v.shape) == tuple(body[k].shape) for k, v in found.items()):
+            return found
+    return None
+
+
+def load_backbone_weights(model: PneumoniaDetector, path: Path, backbone: dict[str, Tensor]) -> None:
+    """A classification backbone's tensors into the detector's body, with a warning that the FPN,
+    the RPN and the heads start from random initialisation. The body's freezing (trainable layers,
+    frozen BatchNorm) was applied when the model was built, as for a pretrained backbone."""
+    missing, unexpected = model.backbone.body.load_state_dict(backbone, strict=False)
+    missing = [key for key in missing if not key.endswith("num_batches_tracked")]
+    if missing or unexpected:  # backbone_state checked both; a changed body would land here
+        raise CheckpointError(f"{path}: the backbone weights do not fit model '{model.model_name}' "
+                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
+    warnings.warn(f"{path}: a classification backbone's state dict: the {len(backbone)} tensors of the "
+                  f"'{model.model_name}' backbone loaded; the FPN, RPN, box and image heads start from random "
+                  "initialisation", stacklevel=3)
+
+
 def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -> None:
     """Load a weights file (see `read_state_dict`) into `model`, strictly, naming the file on failure.
 
-    One partial case is accepted, with a warning: a plain torchvision Faster R-CNN state dict
-    (e.g. torchvision's COCO-trained file). Its backbone, RPN and box head load; the image head
+    Two partial cases are accepted, with a warning: a plain torchvision Faster R-CNN state dict
+    (e.g. torchvision's COCO-trained file): its backbone, RPN and box head load; the image head
     (absent from it) and the box predictor (when its class count differs) keep their fresh
-    initialisation. Anything else that does not fit -> CheckpointError listing the first problems.
+    initialisation. And a classification network's state dict whose tensors hold the detector's
+    whole backbone body (torchvision's resnet50-11ad3fa6.pth, copied by hand to an offline
+    machine): the body loads, FPN and heads start fresh (`load_backbone_weights`). Anything else
+    that does not fit -> CheckpointError listing the first problems.
     """
     path = Path(path)
     if not path.is_file():
@@ -360,6 +398,10 @@ def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -
         load_classifier_weights(model, path)
         return
     state, stored_name = read_state_dict(path)
+    backbone = backbone_state(model, state)
+    if backbone is not None:
+        load_backbone_weights(model, path, backbone)
+        return
     own = model.state_dict()
     missing, unexpected, mismatched = _state_differences(own, state)
     torchvision_file = (

@@ -31,10 +31,18 @@ BOX_TOL_PX = 1e-3
 PROB_TOL = 1e-4
 SIZE_PX = 64
 MODEL_OVERRIDES = {
+    # the image probability from the top box (model.image_probability): the exported graph applies the same rule
+    "resnet18_fpn:top_box": ("model.name=resnet18_fpn", "model.trainable_backbone_layers=5", "model.image_probability=top_box",
+                             "model.anchor_sizes_px=[16,32,64,128]"),
     # the demo's model with its training-speed RoIAlign, which the export swaps for torchvision's
     "resnet18_fpn": ("model.name=resnet18_fpn", "model.trainable_backbone_layers=5", "model.roi_align_backend=grid_sample",
                      "model.anchor_sizes_px=[16,32,64,128]"),
     "mobilenet_v3_large_fpn": ("model.name=mobilenet_v3_large_fpn",),
+    # the pretrained CPU recipe's detector, from its packaged ImageNet weights (frozen BatchNorm
+    # with timm's fused ReLU6, TensorFlow 'same' padding computed from the input's size)
+    "efficientnet_lite0_fpn": ("model.name=efficientnet_lite0_fpn", "model.weights=imagenet",
+                               "model.trainable_backbone_layers=3", "model.roi_align_backend=grid_sample",
+                               "model.anchor_sizes_px=[16,32,64,128]"),
 }
 # non-square originals: the letterbox scale, the padding and the clip all matter
 IMAGE_SHAPES_HW = ((96, 64), (50, 128), (80, 80))
@@ -187,7 +195,7 @@ def test_default_out_paths(tmp_path):
         export_checkpoint(tmp_path / "best.pt", "tflite")
 
 
-@pytest.mark.parametrize("name, task", [("basic_cnn", "kermany3"), ("resnet18", "rsna2")])
+@pytest.mark.parametrize("name, task", [("basic_cnn", "kermany3"), ("resnet18", "rsna2"), ("efficientnet_lite0", "kermany2")])
 def test_exported_classifier_predicts_what_eager_pytorch_predicts(tmp_path, images, name, task):
     """A classifier checkpoint exports under the same contract: no boxes, the same probabilities."""
     cfg = config_from_dict({}, [f"model.name={name}", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"])

@@ -439,3 +439,69 @@ def test_image_head_survives_a_step_that_pushes_every_hidden_unit_negative():
     assert logits.unique().numel() == 4, "one output per image, not a constant"
     logits.sum().backward()
     assert head.mlp[1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name, backbone_builder", [
+    ("resnet50_fpn_v2", torchvision.models.resnet50),  # the GPU recipe's model, as from torchvision's cache file
+    ("mobilenet_v3_large_fpn", torchvision.models.mobilenet_v3_large),
+])
+def test_torchvision_backbone_file_starts_the_detector_as_imagenet_would(name, backbone_builder, tmp_path):
+    """model.weights: PATH holding torchvision's ImageNet classification state dict (what
+    model.weights=imagenet downloads, copied by hand to an offline machine): the body loads
+    every tensor, the layer freezing follows model.trainable_backbone_layers, and it trains."""
+    torch.manual_seed(11)
+    classification = backbone_builder()
+    path = tmp_path / f"{name}-backbone.pth"
+    torch.save(classification.state_dict(), path)
+    with pytest.warns(UserWarning, match="a classification backbone's state dict: the .* backbone loaded"):
+        model = _build(name, weights=str(path), trainable_backbone_layers=2)
+    body = model.backbone.body.state_dict()
+    file_prefix = "" if name.startswith("resnet") else "features."
+    for key, value in body.items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(value, classification.state_dict()[file_prefix + key], msg=key)
+    frozen = [n for n, p in model.backbone.body.named_parameters() if not p.requires_grad]
+    assert frozen and len(frozen) < len(list(model.backbone.body.parameters()))
+    model.train()
+    losses = model(_images(2), [rsna_positive(), rsna_negative()])
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+
+
+def test_a_classification_file_missing_backbone_tensors_is_not_taken_for_a_backbone(tmp_path):
+    state = torchvision.models.resnet50().state_dict()
+    state.pop("layer4.2.conv3.weight")
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"^{re.escape(str(path))}: weights do not fit model 'resnet50_fpn_v2'"):
+        _build("resnet50_fpn_v2", weights=str(path))
+
+
+@pytest.mark.parametrize("rule", ["head", "top_box", "mean"])
+def test_image_probability_rule_picks_the_head_the_top_box_or_their_mean(rule):
+    """model.image_probability decides pneumonia_prob; the head's class probabilities stay."""
+    head_model = _build("resnet18_fpn", box_score_thresh=0.0)
+    model = _build("resnet18_fpn", box_score_thresh=0.0, image_probability=rule)
+    model.load_state_dict(head_model.state_dict())
+    images = _images(2, seed=9)
+    with torch.no_grad():
+        by_head = head_model.eval()(images)
+        by_rule = model.eval()(images)
+    for head_out, out in zip(by_head, by_rule):
+        head_p, top = float(head_out["pneumonia_prob"]), float(out["scores"].max())
+        expected = {"head": head_p, "top_box": top, "mean": (head_p + top) / 2}[rule]
+        assert float(out["pneumonia_prob"]) == pytest.approx(expected, abs=1e-6)
+        torch.testing.assert_close(out["rsna_class_probs"], head_out["rsna_class_probs"])
+
+
+def test_top_box_without_a_box_is_zero():
+    model = _build("resnet18_fpn", box_score_thresh=1.0, image_probability="top_box")  # no box passes 1.0
+    with torch.no_grad():
+        out = model.eval()(_images(1))[0]
+    assert out["boxes"].shape == (0, 4) and float(out["pneumonia_prob"]) == 0.0
+
+
+def test_unknown_image_probability_rule_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"'model\.image_probability' is 'max'.*head, top_box, mean"):
+        ModelConfig(name="resnet18_fpn", image_probability="max")
