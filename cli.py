@@ -64,11 +64,20 @@ def prepare(
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Refuse (as a bad file) any image larger than this, checked from its header before decoding."
     ),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Your own images' labels: a COCO .json or a .csv (path,label[,x,y,width,height][,patient_id][,split]); default DATA_DIR's annotations.json or labels.csv."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Your label names -> opacity | normal | abnormal, e.g. 'consolidation=opacity,clear=normal'."),
+    unannotated: Optional[str] = typer.Option(None, "--unannotated", help="normal: an image the labels list without any annotation is normal (default: left out, reported)."),
+    export_coco: Optional[Path] = typer.Option(None, "--export-coco", help="Also write the prepared dataset (RSNA, Kermany or your own) as COCO JSON to this file."),
 ) -> None:
     """Detect the dataset kind, validate every file, write manifest + splits (+ cache), print a summary."""
     from data_prep.codestreams import megapixels_to_pixels
-    from data_prep.prepare import format_summary, prepare_dataset
+    from data_prep.prepare import export_prepared_coco, format_summary, prepare_dataset
 
+    if export_coco is not None and labels is None and label_map is None and not cache:
+        written = export_prepared_coco(data_dir, export_coco)  # a prepared folder is exported as it is
+        if written is not None:
+            typer.echo(f"wrote {written}")
+            return
     result = prepare_dataset(
         data_dir,
         out_dir=out,
@@ -79,8 +88,13 @@ def prepare(
         seed=seed,
         workers=workers,
         max_pixels=megapixels_to_pixels(max_megapixels),
+        labels=labels,
+        label_map=label_map,
+        unannotated=unannotated,
     )
     typer.echo(format_summary(result))
+    if export_coco is not None:
+        typer.echo(f"wrote {export_prepared_coco(result.prepared_dir, export_coco)}")
 
 
 @app.command()
