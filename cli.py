@@ -309,9 +309,11 @@ def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
     gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
-    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA, Kermany, or your images with annotations.json / labels.csv; prepared on the fly if needed); repeat for several."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV, or a boxes.json of `detect infer`, to score instead of a checkpoint."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="With --predictions: stage_2_train_labels.csv (for a CSV), or your COCO .json / label CSV (for a boxes.json; paths relative to its folder)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Your label names -> opacity | normal | abnormal, as in `detect prepare`."),
+    unannotated: Optional[str] = typer.Option(None, "--unannotated", help="normal: a labelled image without annotation is normal, as in `detect prepare`."),
     split: str = typer.Option("test", "--split", help="Held-out split to score, at the thresholds training chose on each dataset's val split."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="As in `detect infer`."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="As in `detect infer`."),
@@ -329,8 +331,13 @@ def eval_command(
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
-        outcome = evaluate_predictions(predictions, labels, out)
+            raise DetectError("use either --predictions CSV|boxes.json --labels FILE, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
+        if predictions.suffix.lower() == ".json":
+            from detect.evaluation.boxes_eval import evaluate_boxes_json
+
+            outcome = evaluate_boxes_json(predictions, labels, out, label_map=label_map, unannotated=unannotated)
+        else:
+            outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
             raise DetectError("pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV")
@@ -339,7 +346,7 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(), gate_with=gate_with,
+            progress=sys.stderr.isatty(), gate_with=gate_with, label_map=label_map, unannotated=unannotated,
         )
     for note in outcome.notes:
         echo_problem("note", note)

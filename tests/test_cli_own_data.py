@@ -1,0 +1,80 @@
+"""One's own images (COCO JSON / label CSV, DICOM and PNG) through the CLI: prepare, train, eval
+on an unprepared folder in one command, infer, and eval of boxes.json against the labels."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from tests.data_prep.own_fixtures import LABEL_MAP, build_coco_folder, build_csv_folder
+from tests.detect.train_fixtures import TINY_OVERRIDES
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny detector trained on the CSV folder (prepared by `detect prepare` first)."""
+    base = tmp_path_factory.mktemp("own")
+    csv_dir = build_csv_folder(base / "csv")
+    prepared = _run("prepare", csv_dir, "--label-map", LABEL_MAP, "--workers", "1", "--val-fraction", "0.25")
+    assert prepared.exit_code == 0, prepared.output
+    sets = [arg for override in TINY_OVERRIDES for arg in ("--set", override)]
+    result = _run("train", "--config", "configs/demo.yaml", "--data", csv_dir, "--out", base / "run", *sets,
+                  "--set", "train.epochs=1", "--set", "train.monitor=val_f1")
+    assert result.exit_code == 0, result.output
+    return base, base / "run" / "checkpoints" / "best.pt"
+
+
+def test_train_on_own_data_stores_its_operating_point(trained):
+    import torch
+
+    _, checkpoint = trained
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    assert set(saved["extra"]["operating_points"]) == {"custom"}
+
+
+def test_eval_scores_an_unprepared_coco_folder_in_one_command(trained):
+    base, checkpoint = trained
+    coco_dir = build_coco_folder(base / "coco")
+    out = base / "eval"
+    result = _run("eval", "--checkpoint", checkpoint, "--data", coco_dir, "--split", "train", "--label-map", LABEL_MAP,
+                  "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert not (coco_dir / "detect_prepared").exists()  # the data folder is never written to
+    assert (out / "prepared" / "coco" / "manifest.csv").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    pneumonia = metrics["classification"]["pneumonia"]
+    assert set(pneumonia["intervals_95"]) == {"sensitivity", "specificity", "f1", "roc_auc"}
+    assert "map50" in metrics["detection"] and "rsna_score" in metrics["detection"]
+    assert metrics["operating_points"]["custom"]["applied_to"] == "custom train"
+    assert "## Classification (your images)" in (out / "report.md").read_text()
+    assert any(line.startswith("note: left out: png/p01.png: annotations.json annotation id 11: unknown label 'nodule'")
+               for line in result.stderr.splitlines())
+    assert "your images pneumonia sensitivity" in result.stdout
+
+
+def test_infer_then_eval_predictions_against_the_labels(trained):
+    base, checkpoint = trained
+    csv_dir = base / "csv"
+    boxes = base / "boxes.json"
+    inferred = _run("infer", csv_dir / "png", csv_dir / "dicom", "--checkpoint", checkpoint, "--out", boxes,
+                    "--device", "cpu")
+    assert inferred.exit_code == 0, inferred.output
+    out = base / "eval_boxes"
+    result = _run("eval", "--predictions", boxes, "--labels", csv_dir / "labels.csv", "--label-map", LABEL_MAP,
+                  "--out", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 8 usable labelled images have a prediction (scans/raw001 was not inferred); p01, p05, d04, d05 are left out
+    assert metrics["counts"]["scored_images"] == 8
+    assert metrics["classification"]["pneumonia"]["n"] == 8
+    assert "labelled images without a prediction (not scored): 1 (scans/raw001)" in metrics["notes"]
+    unmatched = [n for n in metrics["notes"] if n.startswith("predictions without a label")]
+    assert unmatched and "extra.png" in unmatched[0]
