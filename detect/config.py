@@ -38,6 +38,7 @@ MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss"
 BOX_MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score")  # detectors only: a classifier draws no boxes
 XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pretrained network
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
+LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow")  # detect.training.tracking
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
 
@@ -252,9 +253,14 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal loss exponent; 0 is plain cross-entropy
     freeze_backbone_epochs: int = 0  # epochs training only the new head; 0 = off
     finetune_lr_factor: float = 0.1  # lr multiplier once the backbone unfreezes
+    # Where the run is also recorded besides metrics.csv: tensorboard (RUN_DIR/tensorboard/, when
+    # installed) and/or mlflow (the `mlflow` extra; MLFLOW_TRACKING_URI says where). [] = neither.
+    loggers: tuple[str, ...] = ("tensorboard",)
 
     def __post_init__(self) -> None:
         check = _Checks("train")
+        for logger in self.loggers:
+            check.choice("loggers", logger, LOGGERS)
         check.positive("epochs", self.epochs)
         check.positive("batch_size", self.batch_size)
         check.choice("optimizer", self.optimizer, OPTIMIZERS)

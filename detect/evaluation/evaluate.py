@@ -64,6 +64,7 @@ from detect.evaluation.stats import bootstrap_metrics
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
+from detect.tracking import log_eval_to_run
 from detect.outputs.submission import SubmissionRow, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
@@ -331,9 +332,13 @@ def evaluate_checkpoint(
     _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
     gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
-    return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                 workers=workers, progress=progress, gate=gate, label_map=label_map,
-                                 unannotated=unannotated)
+    outcome = evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
+                                    workers=workers, progress=progress, gate=gate, label_map=label_map,
+                                    unannotated=unannotated)
+    run_id = log_eval_to_run(loaded.checkpoint_path, loaded.config, outcome.paths, split, outcome.metrics)
+    if run_id is not None:
+        outcome.notes.append(f"added the report to MLflow run {run_id} (eval/{split}/)")
+    return outcome
 
 
 def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:

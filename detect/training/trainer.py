@@ -409,7 +409,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                 ddp_model = _unfreeze_backbone(model, optimizer, scheduler, train_cfg, device, info, log, epoch)
             stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
                                     global_step=progress.global_step, info=info, log=log,
-                                    tensorboard=writer.tensorboard if writer else None)
+                                    tensorboard=writer.step_logger if writer else None)
             progress.global_step, progress.epoch = stats.global_step, epoch + 1
             total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
@@ -442,7 +442,8 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                                 extra={**extra, "operating_points": progress.operating_points,
                                        "best_metrics": progress.best_metrics,
                                        "train_seconds": progress.train_seconds,
-                                       "metrics_history": writer.metrics_csv.rows},  # so a resume needs no other file
+                                       "metrics_history": writer.metrics_csv.rows,  # so a resume needs no other file
+                                       **({"mlflow_run_id": writer.mlflow.run_id} if writer.mlflow else {})},
                                 rng_states=capture_rng_states())
                 if improved:
                     copy_file_atomic(last_path, best_path)
@@ -457,11 +458,18 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                     f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
                 stopped_early = True
                 break
+    except BaseException as exc:
+        if writer is not None:
+            writer.finish_tracking(best_path, {}, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     finally:
         if writer is not None:
             writer.close()
 
     _ensure_best(last_path, best_path, train_cfg.monitor, progress.best_epoch, info, log)
+    if writer is not None and writer.mlflow is not None:
+        best_points = load_checkpoint(best_path, map_location="cpu")["extra"].get("operating_points", {})
+        writer.finish_tracking(best_path, best_points)
     return TrainResult(
         run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
