@@ -2,7 +2,8 @@
 
     RUN_DIR/config.yaml      the resolved config (detect.config.save_config)
     RUN_DIR/metrics.csv      one row per epoch: losses, val_* metrics (val_csv_keys(task)), time, speed
-    RUN_DIR/tensorboard/     the same scalars, when tensorboard is installed and in train.loggers
+    RUN_DIR/tensorboard/     the same scalars, val PR / ROC curves and a grid of val predictions per
+                             evaluation, when tensorboard is installed and in train.loggers
     RUN_DIR/mlflow_run.json  the MLflow run's id, when train.loggers has mlflow (detect.tracking)
     RUN_DIR/checkpoints/     last.pt every epoch, best.pt on an improvement (detect.models.checkpoint)
 
@@ -36,6 +37,7 @@ from detect.config import Config, config_to_dict, save_config
 from detect.models.checkpoint import load_checkpoint
 from detect.tracking import MlflowTracker
 from detect.training.engine import EpochStats
+from detect.training.val_visuals import log_validation_visuals
 
 # Config keys that may differ on --resume: they change how a run executes, not what it computes.
 # train.max_minutes is a budget, like train.epochs: a resume may grant more time
@@ -244,6 +246,11 @@ class RunWriter:
         if self.mlflow is not None:
             self.mlflow.log_epoch(row, epoch)
         return row
+
+    def log_validation(self, result: Any, dataset: Any, epoch: int) -> None:
+        """TensorBoard's val PR / ROC curves and prediction grid of this epoch (detect.training.val_visuals)."""
+        if self.tensorboard is not None:
+            log_validation_visuals(self.tensorboard, result, dataset, epoch)
 
     def finish_tracking(self, best_path: Path, operating_points: dict[str, Any], status: str = "FINISHED") -> None:
         """End the MLflow run: best.pt and its operating points first when it `status` is FINISHED."""

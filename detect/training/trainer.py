@@ -63,7 +63,7 @@ from detect.distributed import (
     init_distributed,
     wrap_model,
 )
-from detect.training.engine import EpochStats, evaluate, train_one_epoch
+from detect.training.engine import EpochStats, ValidationResult, dataset_of, evaluate, train_one_epoch
 from detect.training.optim import (
     backbone_frozen_in,
     build_optimizer,
@@ -422,8 +422,9 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             improved = False
             if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs or stopped_on_time:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
+                visuals = (lambda result: writer.log_validation(result, dataset_of(loaders.val), epoch + 1)) if writer else None
                 metrics, points, val_skipped = _main_then_share(
-                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
+                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1, visuals))
                 skipped += val_skipped
                 improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
                 monitored = metrics.get(train_cfg.monitor)
@@ -505,10 +506,14 @@ def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int
 
 
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
+             epoch: int, visuals: Callable[[ValidationResult], None] | None = None,
+             ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
     """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
-    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files)."""
+    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files).
+    `visuals` gets the whole ValidationResult (predictions included): TensorBoard's curves and grid."""
     result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss")
+    if visuals is not None:
+        visuals(result)
     metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
     return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}, result.skipped
 
