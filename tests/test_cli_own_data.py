@@ -78,3 +78,15 @@ def test_infer_then_eval_predictions_against_the_labels(trained):
     assert "labelled images without a prediction (not scored): 1 (scans/raw001)" in metrics["notes"]
     unmatched = [n for n in metrics["notes"] if n.startswith("predictions without a label")]
     assert unmatched and "extra.png" in unmatched[0]
+
+
+def test_eda_reports_own_data_with_its_quality_checks(trained):
+    base, _ = trained
+    out = base / "eda"
+    result = _run("eda", base / "csv", "--out", out, "--workers", "1", "--images-per-class", "2")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("Exploratory data analysis: your images (COCO / CSV labels): 9 images, 3 positive")
+    report = (out / "report.md").read_text()
+    assert "| label rows skipped (duplicates, rows naming no image) | 1 |" in report
+    assert "| images without a patient id (split per image: leakage possible) | 2 |" in report
+    assert "Kermany" not in report
