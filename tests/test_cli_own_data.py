@@ -90,3 +90,24 @@ def test_eda_reports_own_data_with_its_quality_checks(trained):
     assert "| label rows skipped (duplicates, rows naming no image) | 1 |" in report
     assert "| images without a patient id (split per image: leakage possible) | 2 |" in report
     assert "Kermany" not in report
+
+
+def test_a_classifier_trains_and_evaluates_on_own_data(trained):
+    """The rsna tasks read one's own images too: their labels carry the RSNA classes."""
+    base, _ = trained
+    sets = [arg for override in TINY_OVERRIDES for arg in ("--set", override)]
+    run = _run("train", "--config", "configs/demo.yaml", "--data", base / "csv", "--out", base / "cls", *sets,
+               "--set", "model.name=resnet18", "--set", "model.trainable_backbone_layers=5", "--set", "task=rsna3",
+               "--set", "train.monitor=val_macro_f1",
+               "--set", "train.epochs=1", "--set", "model.anchor_sizes_px=[]", "--set", "model.anchor_aspect_ratios=[]")
+    assert run.exit_code == 0, run.output
+    out = base / "cls_eval"
+    result = _run("eval", "--checkpoint", base / "cls" / "checkpoints" / "best.pt", "--data", base / "csv",
+                  "--split", "train", "--out", out, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detection"].startswith("not applicable: the model is a classifier (task rsna3)")
+    from data_prep.manifest import read_manifest
+
+    train_images = read_manifest(base / "csv").split_records("train")
+    assert metrics["classification"]["rsna_3class"]["n"] == len(train_images) > 0

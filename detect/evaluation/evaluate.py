@@ -53,7 +53,7 @@ from data_prep.errors import DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import detect_dataset_kind, leakage_warning, prepare_dataset
 from data_prep.records import CUSTOM_DATASET, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
-from data_prep.tasks import DETECTION_TASK, TASK_DATASET, record_label
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, TASK_DATASETS, record_label
 from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
@@ -396,7 +396,7 @@ def evaluate_loaded_model(
         if {name, *parts} >= {"rsna", CUSTOM_DATASET}:
             raise DetectError(f"{data_dir}: RSNA and a folder of your own images share the report's sections; "
                               "evaluate them in two runs")
-        if task != DETECTION_TASK and name != TASK_DATASET[task]:
+        if task != DETECTION_TASK and name not in TASK_DATASETS[task]:
             raise DetectError(f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
                               f"which reads {TASK_DATASET[task]} images only")
         held_records = prepared.split_records(split)
