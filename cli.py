@@ -53,7 +53,7 @@ def user_errors_exit_2(func: F) -> F:
 @app.command()
 @user_errors_exit_2
 def prepare(
-    data_dir: Path = typer.Argument(..., help="Dataset root as unzipped from Kaggle (RSNA folder, or the folder holding chest_xray/)."),
+    data_dir: Path = typer.Argument(..., help="Dataset root as unzipped from Kaggle (RSNA folder, or the folder holding chest_xray/), a folder of your own images with their labels (see --labels), or a prepared folder (with --export-coco)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the manifest; default DATA_DIR/detect_prepared."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Also write a cache of images resized for training."),
     image_size_px: int = typer.Option(512, "--image-size", help="Cache image size in pixels (square, aspect kept, padded)."),
@@ -223,7 +223,7 @@ def infer(
         None, "--pneumonia-threshold", help="Decision threshold for every image; default: the checkpoint's, chosen on the val split of the image's dataset."
     ),
     threshold_from: Optional[str] = typer.Option(
-        None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
+        None, "--threshold-from", help="rsna | kermany | custom: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany; a model trained on one dataset: its own)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
     workers: Optional[int] = typer.Option(
