@@ -27,6 +27,7 @@ import yaml
 
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
+from data_prep.own_labels import UNANNOTATED_CHOICES, parse_label_map
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
 from detect.models.losses import LOSSES
 from detect.models.registry import get_model_spec, is_classifier
@@ -115,6 +116,11 @@ class DataConfig:
     # Images whose header claims more pixels are refused before decoding (a broken or hostile
     # header can claim 60000 x 60000 in a small file); 100 is well above any radiograph.
     max_image_megapixels: float = 100.0
+    # A folder of one's own images prepared on the fly (data_prep.own_labels): its label names ->
+    # opacity | normal | abnormal ('consolidation=opacity,clear=normal', as --label-map), and
+    # 'normal' to take a labelled image without annotation as normal ('' = left out, reported).
+    label_map: str = ""
+    unannotated: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
@@ -134,6 +140,12 @@ class DataConfig:
                                        f"got {self.val_fraction} + {self.test_fraction}")
         check.at_least("split_seed", self.split_seed, 0)
         check.positive("max_image_megapixels", self.max_image_megapixels)
+        try:
+            parse_label_map(self.label_map)
+        except ConfigError as exc:
+            check.fail("label_map", f"is '{self.label_map}': {str(exc).split(': ', 1)[-1]}")
+        if self.unannotated not in ("", *UNANNOTATED_CHOICES):
+            check.fail("unannotated", f"is '{self.unannotated}'; use {' or '.join(UNANNOTATED_CHOICES)}, or leave it empty")
 
 
 @dataclass(frozen=True)

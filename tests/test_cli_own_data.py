@@ -111,3 +111,16 @@ def test_a_classifier_trains_and_evaluates_on_own_data(trained):
 
     train_images = read_manifest(base / "csv").split_records("train")
     assert metrics["classification"]["rsna_3class"]["n"] == len(train_images) > 0
+
+
+def test_the_recipe_carries_the_label_map_when_training_prepares_on_the_fly(tmp_path):
+    from detect.training.trainer import prepare_for_config
+    from tests.detect.train_fixtures import tiny_config
+
+    root = build_coco_folder(tmp_path / "coco")
+    result = prepare_for_config(root, tiny_config("data.label_map=consolidation=opacity", "data.unannotated=normal"),
+                                workers=1)
+    assert len(result.records) == 10  # the 9 usable images and png/p06.png, taken as normal
+    assert result.counts["label_map"] == {"consolidation": "opacity"}
+    with pytest.raises(Exception, match="config key 'data.unannotated' is 'abnormal'; use normal, or leave it empty"):
+        tiny_config("data.unannotated=abnormal")

@@ -269,7 +269,8 @@ def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2, out_di
     split_seed), which are those training used, so 'test' holds patients training never saw.
     An existing preparation with other settings is used as it is, with a warning note.
     A folder of one's own images (its annotations.json / labels.csv, read with `label_map` and
-    `unannotated`) is prepared into `out_dir`/prepared/<folder name>, so that the data folder
+    `unannotated`, default the checkpoint config's data.label_map and data.unannotated) is
+    prepared into `out_dir`/prepared/<folder name>, so that the data folder
     itself is never written to; its bad files become notes.
     """
     notes: list[str] = []
@@ -282,7 +283,8 @@ def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2, out_di
         if find_prepared(found) is None:
             result = prepare_dataset(path, out_dir=found, val_fraction=cfg.data.val_fraction,
                                      test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, workers=workers,
-                                     label_map=label_map, unannotated=unannotated)
+                                     label_map=label_map if label_map is not None else cfg.data.label_map,
+                                     unannotated=unannotated if unannotated is not None else (cfg.data.unannotated or None))
             notes.append(f"{path}: prepared now into {found} with the checkpoint's split settings "
                          f"({len(result.records)} images, {len(result.bad_files)} left out)")
             notes += [f"left out: {b.path}: {b.reason}" for b in result.bad_files]

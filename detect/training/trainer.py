@@ -42,8 +42,8 @@ from data_prep.atomic import check_writable, copy_file_atomic
 from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
-from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
-from data_prep.records import BadFile, ImageRecord
+from data_prep.prepare import PrepareResult, detect_dataset_kind, format_summary, prepare_dataset
+from data_prep.records import CUSTOM_DATASET, BadFile, ImageRecord
 from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
@@ -195,9 +195,13 @@ def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
 
 
 def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> PrepareResult:
-    """`detect prepare` with the recipe's split fractions, split seed and cache size."""
+    """`detect prepare` with the recipe's split fractions, split seed and cache size (and, for a
+    folder of one's own images, its data.label_map and data.unannotated)."""
+    own = detect_dataset_kind(data_dir) == CUSTOM_DATASET
     return prepare_dataset(
         data_dir,
+        label_map=cfg.data.label_map if own else None,
+        unannotated=(cfg.data.unannotated or None) if own else None,
         cache=cfg.data.use_cache,
         image_size_px=cfg.data.image_size_px,
         val_fraction=cfg.data.val_fraction,
