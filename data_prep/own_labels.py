@@ -48,7 +48,15 @@ from data_prep.dicom import read_dicom_header, unsupported_reason
 from data_prep.errors import ConfigError, DataFormatError, DetectError
 from data_prep.geometry import xywh_to_xyxy
 from data_prep.images import SNIFF_BYTES, is_dicom_file, read_image, sniff_image_kind
-from data_prep.records import CUSTOM_DATASET, RSNA_CLASSES, SPLITS, BadFile, DicomHeader, ImageRecord, empty_boxes
+from data_prep.records import (
+    CUSTOM_DATASET,
+    RSNA_CLASSES,
+    SPLITS,
+    BadFile,
+    DicomHeader,
+    ImageRecord,
+    empty_boxes,
+)
 
 # The project's labels and the RSNA class each one is (the order of the detector's image head).
 PROJECT_LABELS: dict[str, str] = {"normal": RSNA_CLASSES[0], "abnormal": RSNA_CLASSES[1], "opacity": RSNA_CLASSES[2]}

@@ -31,7 +31,12 @@ from data_prep.own_labels import parse_own_dataset
 from data_prep.records import RSNA_CLASSES, ImageRecord
 from detect.evaluation.evaluate import EvalOutcome, pneumonia_intervals
 from detect.evaluation.examples import example_panel, pick_examples
-from detect.evaluation.metrics import binary_classification_metrics, coco_map, multiclass_metrics, rsna_score
+from detect.evaluation.metrics import (
+    binary_classification_metrics,
+    coco_map,
+    multiclass_metrics,
+    rsna_score,
+)
 from detect.evaluation.report import write_eval_report
 
 _NOTE_LIMIT = 20

@@ -223,7 +223,7 @@ class RunWriter:
                                          run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"))
 
     @property
-    def step_logger(self) -> "_ScalarFanOut | None":
+    def step_logger(self) -> _ScalarFanOut | None:
         """What train_one_epoch logs its per-step scalars to: TensorBoard and MLflow alike."""
         sinks = [s for s in (self.tensorboard, self.mlflow) if s is not None]
         return _ScalarFanOut(sinks) if sinks else None

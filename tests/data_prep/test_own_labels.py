@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,27 +12,33 @@ from data_prep.manifest import read_manifest
 from data_prep.own_labels import parse_label_map, record_label
 from data_prep.prepare import detect_dataset_kind, format_summary, prepare_dataset
 from data_prep.splits import patients_in_several_splits
-from tests.data_prep.own_fixtures import BAD_PATHS, EXPECTED_RECORDS, LABEL_MAP, build_coco_folder, build_csv_folder
+from tests.data_prep.own_fixtures import (
+    BAD_PATHS,
+    EXPECTED_RECORDS,
+    LABEL_MAP,
+    build_coco_folder,
+    build_csv_folder,
+)
 
 EXPECTED_BAD = {
     "csv": [
         "dicom/d04.dcm: labels.csv line 7: box [50, 30, 20, 10] (x,y,width,height) extends outside the 64x48 image",
         "dicom/d05.dcm: labels.csv line 8: box [5, 5, -3, 10] (x,y,width,height) has a negative width or height",
         "png/missing.png: not found (labels.csv line 16)",
-        "png/p01.png: labels.csv line 12: unknown label 'nodule' (known: normal, abnormal, opacity, consolidation; "
-        "map others with --label-map NAME=LABEL)",
+        ("png/p01.png: labels.csv line 12: unknown label 'nodule' (known: normal, abnormal, opacity, consolidation; "
+         "map others with --label-map NAME=LABEL)"),
         "png/p05.png: conflicting labels: normal (labels.csv line 17) and opacity (labels.csv line 18)",
     ],
     "coco": [
-        "dicom/d04.dcm: annotations.json annotation id 6: box [50, 30, 20, 10] (x,y,width,height) extends outside "
-        "the 64x48 image",
-        "dicom/d05.dcm: annotations.json annotation id 7: box [5, 5, -3, 10] (x,y,width,height) has a negative "
-        "width or height",
+        ("dicom/d04.dcm: annotations.json annotation id 6: box [50, 30, 20, 10] (x,y,width,height) extends outside "
+         "the 64x48 image"),
+        ("dicom/d05.dcm: annotations.json annotation id 7: box [5, 5, -3, 10] (x,y,width,height) has a negative "
+         "width or height"),
         "png/missing.png: not found (annotations.json images[12] (id 112))",
-        "png/p01.png: annotations.json annotation id 11: unknown label 'nodule' (known: normal, abnormal, opacity, "
-        "consolidation; map others with --label-map NAME=LABEL)",
-        "png/p05.png: conflicting labels: normal (annotations.json images[13] (id 113)) and opacity "
-        "(annotations.json annotation id 16)",
+        ("png/p01.png: annotations.json annotation id 11: unknown label 'nodule' (known: normal, abnormal, opacity, "
+         "consolidation; map others with --label-map NAME=LABEL)"),
+        ("png/p05.png: conflicting labels: normal (annotations.json images[13] (id 113)) and opacity "
+         "(annotations.json annotation id 16)"),
     ],
 }
 EXPECTED_SKIPPED = {
@@ -89,8 +94,8 @@ def test_every_problem_is_one_line_naming_file_and_row(prepared):
     for line in EXPECTED_BAD[kind] + EXPECTED_SKIPPED[kind]:
         assert f"\n    {line}\n" in summary
     warnings = [line for line in summary.splitlines() if "warning" in line]
-    assert warnings == ["  warning: 2 of 9 images have no patient id (no patient_id in the labels, no DICOM PatientID): "
-                        "they are split per image, so one patient's images can fall in both train and test (leakage)"]
+    assert warnings == [("  warning: 2 of 9 images have no patient id (no patient_id in the labels, no DICOM PatientID): "
+                         "they are split per image, so one patient's images can fall in both train and test (leakage)")]
 
 
 def test_summary_counts(prepared):

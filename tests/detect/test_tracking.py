@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 # The `mlflow` extra: CI installs it, so there a missing mlflow fails instead of skipping.
 mlflow = __import__("mlflow") if os.environ.get("CI") == "true" else pytest.importorskip("mlflow")
 
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient
 
-from data_prep.errors import ConfigError  # noqa: E402
-from detect.tracking import RUN_ID_FILE, MlflowTracker, flat_params, parent_run, read_run_id  # noqa: E402
-from detect.training.trainer import run_training  # noqa: E402
-from tests.detect.train_fixtures import make_rsna, tiny_config  # noqa: E402
+from data_prep.errors import ConfigError
+from detect.tracking import (
+    RUN_ID_FILE,
+    MlflowTracker,
+    flat_params,
+    parent_run,
+    read_run_id,
+)
+from detect.training.trainer import run_training
+from tests.detect.train_fixtures import make_rsna, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -57,7 +64,7 @@ def test_a_tracked_run_reads_back_and_resume_continues_it(tmp_path, store):
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
     assert {"model", "config.yaml", "metrics.csv"} <= artifacts
     assert {a.path for a in store.list_artifacts(run.info.run_id, "model")} == {"model/best.pt", "model/operating_points.json"}
-    points = json.loads(open(store.download_artifacts(run.info.run_id, "model/operating_points.json", str(tmp_path))).read())
+    points = json.loads(Path(store.download_artifacts(run.info.run_id, "model/operating_points.json", str(tmp_path))).read_text())
     assert set(points) == {"rsna"} and 0.0 <= points["rsna"]["threshold"] <= 1.0
     assert run.data.tags["operating_point.rsna"].startswith(str(points["rsna"]["threshold"]))
 

@@ -6,15 +6,15 @@ import pytest
 
 pytest.importorskip("tensorboard")
 
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
-from data_prep.manifest import read_manifest  # noqa: E402
-from detect.data.dataset import ManifestDataset  # noqa: E402
-from detect.predictions import RawPrediction  # noqa: E402
-from detect.training.engine import ValidationResult  # noqa: E402
-from detect.training.val_visuals import GRID_SIDE_PX, log_validation_visuals  # noqa: E402
-from tests.detect.train_fixtures import make_rsna  # noqa: E402
+from data_prep.manifest import read_manifest
+from detect.data.dataset import ManifestDataset
+from detect.predictions import RawPrediction
+from detect.training.engine import ValidationResult
+from detect.training.val_visuals import GRID_SIDE_PX, log_validation_visuals
+from tests.detect.train_fixtures import make_rsna
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR AS")
 
