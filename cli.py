@@ -53,7 +53,7 @@ def user_errors_exit_2(func: F) -> F:
 @app.command()
 @user_errors_exit_2
 def prepare(
-    data_dir: Path = typer.Argument(..., help="Dataset root as unzipped from Kaggle (RSNA folder, or the folder holding chest_xray/)."),
+    data_dir: Path = typer.Argument(..., help="Dataset root as unzipped from Kaggle (RSNA folder, or the folder holding chest_xray/), a folder of your own images with their labels (see --labels), or a prepared folder (with --export-coco)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Where to write the manifest; default DATA_DIR/detect_prepared."),
     cache: bool = typer.Option(False, "--cache/--no-cache", help="Also write a cache of images resized for training."),
     image_size_px: int = typer.Option(512, "--image-size", help="Cache image size in pixels (square, aspect kept, padded)."),
@@ -64,11 +64,20 @@ def prepare(
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Refuse (as a bad file) any image larger than this, checked from its header before decoding."
     ),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Your own images' labels: a COCO .json or a .csv (path,label[,x,y,width,height][,patient_id][,split]); default DATA_DIR's annotations.json or labels.csv."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Your label names -> opacity | normal | abnormal, e.g. 'consolidation=opacity,clear=normal'."),
+    unannotated: Optional[str] = typer.Option(None, "--unannotated", help="normal: an image the labels list without any annotation is normal (default: left out, reported)."),
+    export_coco: Optional[Path] = typer.Option(None, "--export-coco", help="Also write the prepared dataset (RSNA, Kermany or your own) as COCO JSON to this file."),
 ) -> None:
     """Detect the dataset kind, validate every file, write manifest + splits (+ cache), print a summary."""
     from data_prep.codestreams import megapixels_to_pixels
-    from data_prep.prepare import format_summary, prepare_dataset
+    from data_prep.prepare import export_prepared_coco, format_summary, prepare_dataset
 
+    if export_coco is not None and labels is None and label_map is None and not cache:
+        written = export_prepared_coco(data_dir, export_coco)  # a prepared folder is exported as it is
+        if written is not None:
+            typer.echo(f"wrote {written}")
+            return
     result = prepare_dataset(
         data_dir,
         out_dir=out,
@@ -79,8 +88,13 @@ def prepare(
         seed=seed,
         workers=workers,
         max_pixels=megapixels_to_pixels(max_megapixels),
+        labels=labels,
+        label_map=label_map,
+        unannotated=unannotated,
     )
     typer.echo(format_summary(result))
+    if export_coco is not None:
+        typer.echo(f"wrote {export_prepared_coco(result.prepared_dir, export_coco)}")
 
 
 @app.command()
@@ -209,7 +223,7 @@ def infer(
         None, "--pneumonia-threshold", help="Decision threshold for every image; default: the checkpoint's, chosen on the val split of the image's dataset."
     ),
     threshold_from: Optional[str] = typer.Option(
-        None, "--threshold-from", help="rsna | kermany: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany)."
+        None, "--threshold-from", help="rsna | kermany | custom: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany; a model trained on one dataset: its own)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
     workers: Optional[int] = typer.Option(
@@ -295,9 +309,11 @@ def eval_command(
     out: Path = typer.Option(..., "--out", help="Folder for metrics.json, report.md and the plots."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
     gate_with: Optional[Path] = typer.Option(None, "--gate-with", help="Score the checkpoint gated by this one, as `detect infer --gate-with`."),
-    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA or Kermany; prepared on the fly if needed); repeat for both."),
-    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV to score instead of a checkpoint."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="stage_2_train_labels.csv, with --predictions."),
+    data: Optional[List[Path]] = typer.Option(None, "--data", help="Dataset folder (RSNA, Kermany, or your images with annotations.json / labels.csv; prepared on the fly if needed); repeat for several."),
+    predictions: Optional[Path] = typer.Option(None, "--predictions", help="A Kaggle submission CSV, or a boxes.json of `detect infer`, to score instead of a checkpoint."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="With --predictions: stage_2_train_labels.csv (for a CSV), or your COCO .json / label CSV (for a boxes.json; paths relative to its folder)."),
+    label_map: Optional[str] = typer.Option(None, "--label-map", help="Your label names -> opacity | normal | abnormal, as in `detect prepare`."),
+    unannotated: Optional[str] = typer.Option(None, "--unannotated", help="normal: a labelled image without annotation is normal, as in `detect prepare`."),
     split: str = typer.Option("test", "--split", help="Held-out split to score, at the thresholds training chose on each dataset's val split."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="As in `detect infer`."),
     gate: bool = typer.Option(True, "--gate/--no-gate", help="As in `detect infer`."),
@@ -315,8 +331,13 @@ def eval_command(
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
-            raise DetectError("use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
-        outcome = evaluate_predictions(predictions, labels, out)
+            raise DetectError("use either --predictions CSV|boxes.json --labels FILE, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR")
+        if predictions.suffix.lower() == ".json":
+            from detect.evaluation.boxes_eval import evaluate_boxes_json
+
+            outcome = evaluate_boxes_json(predictions, labels, out, label_map=label_map, unannotated=unannotated)
+        else:
+            outcome = evaluate_predictions(predictions, labels, out)
     else:
         if not data:
             raise DetectError("pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV")
@@ -325,7 +346,7 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(), gate_with=gate_with,
+            progress=sys.stderr.isatty(), gate_with=gate_with, label_map=label_map, unannotated=unannotated,
         )
     for note in outcome.notes:
         echo_problem("note", note)

@@ -135,8 +135,10 @@ def write_prepare_json(
     val_fraction: float,
     test_fraction: float,
     cache_size_px: int | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write prepare.json (the parameters of this preparation; no timestamp)."""
+    """Write prepare.json (the parameters of this preparation; no timestamp). `labels`: a custom
+    dataset's labels file, format, label map and --unannotated choice."""
     path = Path(prepared_dir) / PREPARE_JSON
     info = {
         "format_version": FORMAT_VERSION,
@@ -148,6 +150,8 @@ def write_prepare_json(
         "cache_size_px": None if cache_size_px is None else int(cache_size_px),
         "versions": package_versions(),
     }
+    if labels is not None:
+        info["labels"] = dict(labels)
     write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -164,6 +168,7 @@ def write_manifest(
     bad_files: Iterable[BadFile] = (),
     summary: Mapping[str, Any] | None = None,
     cache_size_px: int | None = None,
+    labels: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Write manifest.csv, splits.csv, bad_files.csv, summary.json and prepare.json; return their paths.
 
@@ -211,6 +216,7 @@ def write_manifest(
             val_fraction=val_fraction,
             test_fraction=test_fraction,
             cache_size_px=cache_size_px,
+            labels=labels,
         )
     )
     return written

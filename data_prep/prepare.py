@@ -1,6 +1,7 @@
 """`detect prepare`: a dataset folder -> validated records, patient-level splits, the prepared folder.
 
     result = prepare_dataset("data/rsna")            # detects RSNA or Kermany by its layout
+    result = prepare_dataset("my_xrays", labels="my_xrays/labels.csv")   # a folder + COCO JSON / CSV
     print(format_summary(result))                    # the counts it found, as nanoGPT's prepare.py does
 
 Steps: detect the kind -> parse and validate every label and file header (bad ones reported,
@@ -23,15 +24,30 @@ from data_prep.cache import CacheResult, build_cache
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import ConfigError, DataFormatError, printable
 from data_prep.kermany import KERMANY_DIR, find_kermany_base, parse_kermany
-from data_prep.manifest import DEFAULT_PREPARED_DIRNAME, PreparedDataset, write_manifest
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, ImageRecord
+from data_prep.coco import export_coco
+from data_prep.manifest import DEFAULT_PREPARED_DIRNAME, PREPARE_JSON, PreparedDataset, read_manifest, write_manifest
+from data_prep.own_labels import (
+    DEFAULT_LABEL_FILES,
+    PROJECT_LABELS,
+    OwnParseResult,
+    find_labels_file,
+    parse_label_map,
+    parse_own_dataset,
+    record_label,
+)
+from data_prep.records import CUSTOM_DATASET, KERMANY_SUBTYPES, RSNA_CLASSES, SPLITS, BadFile, ImageRecord
 from data_prep.rsna import LABELS_CSV, TEST_IMAGES_DIR, TRAIN_IMAGES_DIR, parse_rsna
 from data_prep.splits import assign_patient_splits, check_fractions
 
 EXPECTED_LAYOUTS = (
     f"an RSNA folder ({LABELS_CSV} + {TRAIN_IMAGES_DIR}/) or a Kermany folder "
-    f"({KERMANY_DIR}/{{train,val,test}}/{{NORMAL,PNEUMONIA}}/ or those split folders directly)"
+    f"({KERMANY_DIR}/{{train,val,test}}/{{NORMAL,PNEUMONIA}}/ or those split folders directly), "
+    f"or images with their labels (--labels FILE, a COCO .json or a .csv; found without it as "
+    f"{' or '.join(DEFAULT_LABEL_FILES)} in the folder)"
 )
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "rsna": RSNA_CLASSES, "kermany": KERMANY_SUBTYPES, CUSTOM_DATASET: tuple(PROJECT_LABELS)
+}
 _LIST_LIMIT = 20  # ids / files printed per list in the summary; the files hold them all
 
 
@@ -50,15 +66,22 @@ class PrepareResult:
     labels_without_images: list[str] = field(default_factory=list)
     written: list[Path] = field(default_factory=list)
     cache: CacheResult | None = None
+    own: OwnParseResult | None = None  # a custom dataset's label report (skipped rows, patients, ...)
 
 
-def detect_dataset_kind(data_dir: str | Path) -> str:
-    """'rsna' or 'kermany' from the folder's layout; DataFormatError naming the folder otherwise."""
+def detect_dataset_kind(data_dir: str | Path, labels: str | Path | None = None) -> str:
+    """'rsna', 'kermany' or 'custom' from the folder's layout; DataFormatError naming the folder otherwise.
+
+    'custom' (data_prep.own_labels) when `labels` is given, or when the folder is neither RSNA
+    nor Kermany and holds one annotations.json or labels.csv.
+    """
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise DataFormatError(data_dir, f"no such folder (expected {EXPECTED_LAYOUTS})")
     if not data_dir.is_dir():
         raise DataFormatError(data_dir, f"not a folder (expected {EXPECTED_LAYOUTS})")
+    if labels is not None:
+        return CUSTOM_DATASET
     has_labels = (data_dir / LABELS_CSV).is_file()
     has_images = (data_dir / TRAIN_IMAGES_DIR).is_dir()
     is_kermany = find_kermany_base(data_dir) is not None
@@ -72,10 +95,14 @@ def detect_dataset_kind(data_dir: str | Path) -> str:
         missing = f"{TRAIN_IMAGES_DIR}/ folder" if has_labels else LABELS_CSV
         present = LABELS_CSV if has_labels else f"{TRAIN_IMAGES_DIR}/"
         raise DataFormatError(data_dir, f"looks like RSNA ({present} found) but {missing} is missing")
+    if find_labels_file(data_dir) is not None:
+        return CUSTOM_DATASET
     raise DataFormatError(data_dir, f"unrecognised layout (expected {EXPECTED_LAYOUTS})")
 
 
 def _class_of(record: ImageRecord) -> str:
+    if record.dataset == CUSTOM_DATASET:
+        return record_label(record)
     return (record.rsna_class if record.dataset == "rsna" else record.subtype) or "unknown"
 
 
@@ -97,7 +124,7 @@ def summarize(
     unlabeled_test_images: int = 0,
 ) -> dict[str, Any]:
     """The counts of a prepared dataset (summary.json): plain ints, floats, strings, lists, dicts."""
-    class_names = RSNA_CLASSES if dataset == "rsna" else KERMANY_SUBTYPES
+    class_names = CLASS_NAMES[dataset]
     splits = {}
     for split in SPLITS:
         in_split = [r for r in records if r.split == split]
@@ -173,8 +200,15 @@ def prepare_dataset(
     seed: int = 0,
     workers: int = 2,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    labels: str | Path | None = None,
+    label_map: str | dict[str, str] | None = None,
+    unannotated: str | None = None,
 ) -> PrepareResult:
-    """Prepare the dataset in `data_dir` (RSNA or Kermany, detected) into `out_dir`.
+    """Prepare the dataset in `data_dir` (RSNA, Kermany, or images + labels: detected) into `out_dir`.
+
+    `labels` (a COCO .json or a .csv), `label_map` ('name=label,...' or a dict) and
+    `unannotated` ('normal' or None) describe a folder of the user's own images
+    (data_prep.own_labels); without `labels` such a folder's annotations.json / labels.csv is used.
 
     `out_dir` defaults to <data_dir>/detect_prepared. With `cache`, every image is also
     decoded once into <out_dir>/cache/<image_size_px>/ (see data_prep.cache); images that
@@ -192,7 +226,10 @@ def prepare_dataset(
         raise ConfigError(f"workers: {workers} must be at least 1")
     check_max_pixels(max_pixels)
     data_root = Path(data_dir).expanduser().resolve()
-    dataset = detect_dataset_kind(data_root)
+    dataset = detect_dataset_kind(data_root, labels)
+    if dataset != CUSTOM_DATASET and (label_map or unannotated):
+        raise ConfigError(f"--label-map and --unannotated apply to a folder with --labels; {data_root} is {dataset}")
+    mapping = parse_label_map(label_map)
     prepared_dir = Path(out_dir).expanduser().resolve() if out_dir is not None else data_root / DEFAULT_PREPARED_DIRNAME
     check_writable(prepared_dir, expect="folder", what="the prepared folder (--out)")  # before reading any file
 
@@ -200,7 +237,15 @@ def prepare_dataset(
     images_without_labels: list[str] = []
     labels_without_images: list[str] = []
     duplicate_class_rows = duplicate_label_rows = unlabeled_test_images = 0
-    if dataset == "rsna":
+    own = None
+    if dataset == CUSTOM_DATASET:
+        own = parse_own_dataset(data_root, Path(labels).expanduser().resolve() if labels is not None else None,
+                                label_map=mapping, unannotated=unannotated, workers=workers, max_pixels=max_pixels,
+                                skip=(prepared_dir,))
+        records, bad_files = own.records, list(own.bad_files)
+        junk_files = own.junk_files
+        images_without_labels = own.images_without_labels
+    elif dataset == "rsna":
         parsed_rsna = parse_rsna(data_root, workers=workers, max_pixels=max_pixels)
         records, bad_files = parsed_rsna.records, list(parsed_rsna.bad_files)
         junk_files = parsed_rsna.junk_files
@@ -245,6 +290,8 @@ def prepare_dataset(
         duplicate_label_rows=duplicate_label_rows,
         unlabeled_test_images=unlabeled_test_images,
     )
+    if own is not None:
+        counts.update(own_counts(own, mapping))
     written = write_manifest(
         prepared_dir,
         records,
@@ -256,6 +303,8 @@ def prepare_dataset(
         bad_files=bad_files,
         summary=counts,
         cache_size_px=image_size_px if cache else None,
+        labels=None if own is None else {"file": str(own.labels_path), "format": own.label_format,
+                                         "label_map": dict(sorted(mapping.items())), "unannotated": unannotated},
     )
     return PrepareResult(
         prepared_dir=prepared_dir,
@@ -269,7 +318,42 @@ def prepare_dataset(
         labels_without_images=list(labels_without_images),
         written=written,
         cache=cache_result,
+        own=own,
     )
+
+
+def own_counts(own: OwnParseResult, label_map: dict[str, str]) -> dict[str, object]:
+    """What summary.json adds for a custom dataset: the labels file, the map, what was skipped, where patients came from."""
+    return {
+        "labels_file": str(own.labels_path),
+        "labels_format": own.label_format,
+        "label_map": dict(sorted(label_map.items())),
+        "skipped_label_rows": len(own.skipped_rows),
+        "unannotated_images": len(own.unannotated),
+        "unannotated_ids": list(own.unannotated),
+        "patients_from": dict(own.patients_from),
+        "declared_splits": own.declared_splits,
+    }
+
+
+def leakage_warning(own: OwnParseResult) -> str | None:
+    """The one warning line of a custom dataset whose images have no patient id, else None."""
+    without = own.patients_from.get("none", 0)
+    if not without:
+        return None
+    total = sum(own.patients_from.values())
+    return (f"warning: {without:,} of {total:,} images have no patient id (no patient_id in the labels, no DICOM "
+            "PatientID): they are split per image, so one patient's images can fall in both train and test (leakage)")
+
+
+def export_prepared_coco(prepared_dir: str | Path, out_path: str | Path) -> Path | None:
+    """Write the prepared dataset in `prepared_dir` (a folder holding prepare.json, as `detect
+    prepare` writes it) as COCO JSON at `out_path`; None when `prepared_dir` is not one."""
+    if not (Path(prepared_dir) / PREPARE_JSON).is_file():
+        return None
+    prepared = read_manifest(prepared_dir)
+    return export_coco(prepared.records, out_path,
+                       description=f"{prepared.dataset} dataset of {prepared.data_root}, exported by detect prepare")
 
 
 def _pct(part: int, whole: int) -> str:
@@ -286,7 +370,8 @@ def format_summary(result: PrepareResult) -> str:
     ages and sexes, every problem found, and where the files went."""
     c = result.counts
     n = c["images"]
-    title = "RSNA Pneumonia Detection (stage 2)" if result.dataset == "rsna" else "Kermany chest X-ray (pneumonia)"
+    title = {"rsna": "RSNA Pneumonia Detection (stage 2)", "kermany": "Kermany chest X-ray (pneumonia)",
+             CUSTOM_DATASET: f"Own images, labels from {result.own.labels_path if result.own else '?'}"}[result.dataset]
     lines = [
         f"{title}: {result.data_root}",
         f"  {n:,} images, {c['patients']:,} patients, {c['positive_images']:,} positive ({_pct(c['positive_images'], n).strip()})",
@@ -306,6 +391,14 @@ def format_summary(result: PrepareResult) -> str:
     if "source_splits" in c:
         lines.append("  source folders: " + ", ".join(f"{k}/ {v:,}" for k, v in c["source_splits"].items()))
 
+    if result.dataset == CUSTOM_DATASET:
+        histogram = "  ".join(f"{k} box{'es' if k != '1' else ''}: {v:,}" for k, v in c["boxes_per_image"].items())
+        lines += ["", f"  boxes: {c['boxes']:,} on {c['images_with_box_labels']:,} images; per image: {histogram}"]
+        source = c["patients_from"]
+        lines.append(f"  patients from: labels {source['labels']:,}, DICOM PatientID {source['dicom']:,}, "
+                     f"none {source['none']:,} images; declared splits kept: {c['declared_splits']:,} images")
+        if result.own is not None and leakage_warning(result.own):
+            lines.append(f"  {leakage_warning(result.own)}")
     if result.dataset == "rsna":
         lines += ["", f"  {'view':<8}{'images':>9}{'positive':>10}{'% pos':>8}"]
         for view, v in c["views"].items():
@@ -335,6 +428,19 @@ def format_summary(result: PrepareResult) -> str:
         )
 
     lines.append("")
+    if result.own is not None:
+        lines.append(f"  label rows skipped: {len(result.own.skipped_rows):,}")
+        for row in result.own.skipped_rows[:_LIST_LIMIT]:
+            lines.append(f"    {printable(row)}")
+        if len(result.own.skipped_rows) > _LIST_LIMIT:
+            lines.append(f"    ... and {len(result.own.skipped_rows) - _LIST_LIMIT:,} more")
+        lines.append(f"  images listed without a label (left out; --unannotated normal takes them as normal): "
+                     f"{len(result.own.unannotated):,}")
+        if result.own.unannotated:
+            lines.append(f"    {printable(_first_few(result.own.unannotated))}")
+        lines.append(f"  images in the folder the labels do not name: {len(result.images_without_labels):,}")
+        if result.images_without_labels:
+            lines.append(f"    {printable(_first_few(result.images_without_labels))}")
     if result.dataset == "rsna":
         lines.append(f"  images without labels: {len(result.images_without_labels):,}")
         if result.images_without_labels:

@@ -27,7 +27,9 @@ RSNA_POSITIVE_CLASS = "Lung Opacity"
 # Kermany subtypes, in the fixed index order used by the model head.
 KERMANY_SUBTYPES: tuple[str, ...] = ("normal", "bacterial", "viral")
 
-DATASETS: tuple[str, ...] = ("rsna", "kermany")
+# 'custom': a folder of the user's own images with a COCO JSON or CSV of labels (data_prep.own_labels).
+CUSTOM_DATASET = "custom"
+DATASETS: tuple[str, ...] = ("rsna", "kermany", CUSTOM_DATASET)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Ages above this are impossible for a living patient; RSNA has 148, 150, 151, 153, 155.
@@ -103,10 +105,12 @@ class DicomHeader:
 class ImageRecord:
     """One image of either dataset, as written to the manifest (one row per image).
 
-    - `image_id`: RSNA patientId (which names one image), or the Kermany path relative to the
-      `chest_xray/` root without extension (e.g. 'train/PNEUMONIA/person1_bacteria_1').
+    - `image_id`: RSNA patientId (which names one image), the Kermany path relative to the
+      `chest_xray/` root without extension (e.g. 'train/PNEUMONIA/person1_bacteria_1'), or a
+      custom image's path relative to its folder (with its extension).
     - `path`: the file, relative to the dataset root given to `detect prepare`.
-    - `rsna_class`: one of RSNA_CLASSES for RSNA images, None for Kermany.
+    - `rsna_class`: one of RSNA_CLASSES for RSNA images and for custom ones (the RSNA class of
+      their project label: opacity, normal, abnormal; see data_prep.own_labels), None for Kermany.
     - `target`: 1 = pneumonia (RSNA 'Lung Opacity' / Kermany PNEUMONIA), 0 = not.
     - `subtype`: one of KERMANY_SUBTYPES for Kermany, None for RSNA.
     - `has_box_labels`: True when the absence of boxes is informative (RSNA: a negative image

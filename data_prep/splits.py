@@ -7,6 +7,8 @@ seed) and re-running `detect prepare` reproduces it exactly.
 
 - RSNA: test = round(test_fraction * patients), then val = round(val_fraction * patients) of
   the rest, stratified by rsna_class (one image per patient).
+- custom (a folder with a COCO JSON or CSV): a split the labels declare is kept; the patients
+  without one are split as RSNA, stratified by their RSNA class (data_prep.own_labels).
 - Kermany: test = the dataset's own test/ folder (different children, the split every paper
   reports on); val = the 16-image val/ folder PLUS round(val_fraction * train patients)
   patients carved out of train/, stratified by subtype; train = the rest. test_fraction is
@@ -25,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from sklearn.model_selection import train_test_split
 
 from data_prep.errors import ConfigError
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, ImageRecord
+from data_prep.records import CUSTOM_DATASET, KERMANY_SUBTYPES, RSNA_CLASSES, ImageRecord
 
 
 def check_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -40,7 +42,7 @@ def check_fractions(val_fraction: float, test_fraction: float) -> None:
 
 
 def _stratum_of(record: ImageRecord) -> tuple[int, str]:
-    if record.dataset == "rsna":
+    if record.dataset in ("rsna", CUSTOM_DATASET):
         name = record.rsna_class or ""
         order = RSNA_CLASSES
     else:
@@ -118,6 +120,14 @@ def _split_kermany(records: list[ImageRecord], val_fraction: float, seed: int) -
     return split_of
 
 
+def _split_declared(records: list[ImageRecord], val_fraction: float, test_fraction: float, seed: int) -> dict[str, str]:
+    """A custom dataset: the patients whose split the labels declare keep it (data_prep.own_labels
+    gives all of a patient's images the one split declared for it); the others are split by fraction."""
+    declared = {r.patient_id: r.split for r in records if r.split is not None}
+    rest = [r for r in records if r.patient_id not in declared]
+    return {**(_split_by_fraction(rest, val_fraction, test_fraction, seed) if rest else {}), **declared}
+
+
 def assign_patient_splits(
     records: Sequence[ImageRecord], *, val_fraction: float, test_fraction: float, seed: int
 ) -> list[ImageRecord]:
@@ -134,6 +144,8 @@ def assign_patient_splits(
     for dataset, group in by_dataset.items():
         if dataset == "kermany":
             splits = _split_kermany(group, val_fraction, seed)
+        elif dataset == CUSTOM_DATASET:
+            splits = _split_declared(group, val_fraction, test_fraction, seed)
         else:
             splits = _split_by_fraction(group, val_fraction, test_fraction, seed)
         split_of.update({(dataset, p): s for p, s in splits.items()})

@@ -4,8 +4,8 @@
     detection (the detector and its image head)            any       -
     kermany2  normal, pneumonia                            kermany   record.target
     kermany3  normal, bacterial, viral (KERMANY_SUBTYPES)  kermany   record.subtype's index
-    rsna2     not pneumonia, pneumonia (Lung Opacity)      rsna      record.target
-    rsna3     the three RSNA_CLASSES                       rsna      record.rsna_class's index
+    rsna2     not pneumonia, pneumonia (Lung Opacity)      rsna      record.target            (custom too)
+    rsna3     the three RSNA_CLASSES                       rsna      record.rsna_class's index (custom too)
 
     records_for_task(records, task)   the records a task trains and is evaluated on
     class_counts(records, task)       images per class (weighted cross-entropy's weights)
@@ -27,6 +27,10 @@ TASK_CLASSES: dict[str, tuple[str, ...]] = {
 CLASSIFICATION_TASKS: tuple[str, ...] = tuple(TASK_CLASSES)
 TASKS: tuple[str, ...] = (DETECTION_TASK, *CLASSIFICATION_TASKS)
 TASK_DATASET: dict[str, str] = {"kermany2": "kermany", "kermany3": "kermany", "rsna2": "rsna", "rsna3": "rsna"}
+# every dataset a task reads: the rsna tasks also read one's own images ('custom'), whose labels
+# carry the RSNA classes (data_prep.own_labels)
+TASK_DATASETS: dict[str, tuple[str, ...]] = {"kermany2": ("kermany",), "kermany3": ("kermany",),
+                                             "rsna2": ("rsna", "custom"), "rsna3": ("rsna", "custom")}
 # which sample-target key (detect.data.dataset) holds a task's label
 TASK_TARGET_KEY: dict[str, str] = {"kermany2": "pneumonia", "kermany3": "subtype", "rsna2": "pneumonia",
                                    "rsna3": "rsna_class"}
@@ -51,7 +55,7 @@ def records_for_task(records: Sequence[ImageRecord], task: str) -> list[ImageRec
     """The records a task trains and evaluates on: its dataset's images (all records for detection)."""
     if task == DETECTION_TASK:
         return list(records)
-    return [r for r in records if r.dataset == TASK_DATASET[task] and record_label(r, task) >= 0]
+    return [r for r in records if r.dataset in TASK_DATASETS[task] and record_label(r, task) >= 0]
 
 
 def class_counts(records: Sequence[ImageRecord], task: str) -> list[int]:

@@ -27,6 +27,7 @@ import yaml
 
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
+from data_prep.own_labels import UNANNOTATED_CHOICES, parse_label_map
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
 from detect.models.losses import LOSSES
 from detect.models.registry import get_model_spec, is_classifier
@@ -40,6 +41,7 @@ XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pre
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 # Where a detector's image-level pneumonia probability comes from (detect.models.detector).
 IMAGE_PROBABILITY_RULES: tuple[str, ...] = ("head", "top_box", "mean")
+LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow")  # detect.training.tracking
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
 
@@ -116,6 +118,11 @@ class DataConfig:
     # Images whose header claims more pixels are refused before decoding (a broken or hostile
     # header can claim 60000 x 60000 in a small file); 100 is well above any radiograph.
     max_image_megapixels: float = 100.0
+    # A folder of one's own images prepared on the fly (data_prep.own_labels): its label names ->
+    # opacity | normal | abnormal ('consolidation=opacity,clear=normal', as --label-map), and
+    # 'normal' to take a labelled image without annotation as normal ('' = left out, reported).
+    label_map: str = ""
+    unannotated: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @property
@@ -135,6 +142,12 @@ class DataConfig:
                                        f"got {self.val_fraction} + {self.test_fraction}")
         check.at_least("split_seed", self.split_seed, 0)
         check.positive("max_image_megapixels", self.max_image_megapixels)
+        try:
+            parse_label_map(self.label_map)
+        except ConfigError as exc:
+            check.fail("label_map", f"is '{self.label_map}': {str(exc).split(': ', 1)[-1]}")
+        if self.unannotated not in ("", *UNANNOTATED_CHOICES):
+            check.fail("unannotated", f"is '{self.unannotated}'; use {' or '.join(UNANNOTATED_CHOICES)}, or leave it empty")
 
 
 @dataclass(frozen=True)
@@ -259,9 +272,14 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal loss exponent; 0 is plain cross-entropy
     freeze_backbone_epochs: int = 0  # epochs training only the new head; 0 = off
     finetune_lr_factor: float = 0.1  # lr multiplier once the backbone unfreezes
+    # Where the run is also recorded besides metrics.csv: tensorboard (RUN_DIR/tensorboard/, when
+    # installed) and/or mlflow (the `mlflow` extra; MLFLOW_TRACKING_URI says where). [] = neither.
+    loggers: tuple[str, ...] = ("tensorboard",)
 
     def __post_init__(self) -> None:
         check = _Checks("train")
+        for logger in self.loggers:
+            check.choice("loggers", logger, LOGGERS)
         check.positive("epochs", self.epochs)
         check.positive("batch_size", self.batch_size)
         check.choice("optimizer", self.optimizer, OPTIMIZERS)

@@ -112,7 +112,7 @@ def test_eval_malformed_csv_exits_2_naming_file_and_line(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--predictions", "sub.csv"], "error: use either --predictions CSV --labels CSV, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR"),
+        (["--predictions", "sub.csv"], "error: use either --predictions CSV|boxes.json --labels FILE, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR"),
         ([], "error: pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV"),
     ],
 )

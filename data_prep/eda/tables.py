@@ -395,7 +395,7 @@ def _record_row(record: ImageRecord) -> dict[str, Any]:
 def _record_missing(dataset: str, records: Sequence[ImageRecord]) -> tuple[MissingValues, ...]:
     """Empty fields per record, for the fields the dataset has (Kermany records no sex, age or view)."""
     fields = {"image size": lambda r: r.height is None or r.width is None}
-    if dataset == "rsna":
+    if dataset in ("rsna", "custom"):  # a custom DICOM has them; a custom PNG / JPEG is missing them
         fields.update({
             "PatientSex": lambda r: r.sex is None,
             "PatientAge": lambda r: r.age_years is None,
@@ -403,7 +403,7 @@ def _record_missing(dataset: str, records: Sequence[ImageRecord]) -> tuple[Missi
             "PixelSpacing": lambda r: r.pixel_spacing_mm is None,
         })
     return tuple(
-        MissingValues("DICOM headers" if dataset == "rsna" else "images", name, sum(map(test, records)), len(records))
+        MissingValues("DICOM headers" if dataset != "kermany" else "images", name, sum(map(test, records)), len(records))
         for name, test in fields.items()
     )
 
@@ -435,6 +435,16 @@ def tables_from_records(
             QualityCheck("images without labels", int(summary.get("images_without_labels", 0)),
                          _examples(summary.get("images_without_labels_ids", []))),
         ]
+    if dataset == "custom":
+        checks += [
+            QualityCheck("label rows skipped (duplicates, rows naming no image)", int(summary.get("skipped_label_rows", 0))),
+            QualityCheck("images listed without a label (left out)", int(summary.get("unannotated_images", 0)),
+                         _examples(summary.get("unannotated_ids", []))),
+            QualityCheck("images in the folder the labels do not name", int(summary.get("images_without_labels", 0)),
+                         _examples(summary.get("images_without_labels_ids", []))),
+            QualityCheck("images without a patient id (split per image: leakage possible)",
+                         int((summary.get("patients_from") or {}).get("none", 0))),
+        ]
     checks += [
         QualityCheck("files that could not be used (left out)", len(bad_files),
                      _examples(f"{b.path}: {b.reason}" for b in bad_files),
@@ -449,5 +459,6 @@ def tables_from_records(
         checks=tuple(checks),
         missing=_record_missing(dataset, records),
         has_class_info=True,  # RSNA records carry their class, Kermany's their subtype
-        has_headers=dataset == "rsna",
+        has_headers=dataset == "rsna" or (dataset == "custom" and any(
+            r.sex is not None or r.age_years is not None or r.view_position is not None for r in records)),
     )

@@ -105,7 +105,7 @@ def kind_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> 
     if len(kinds) != 1:
         raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
                           "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
-    return [f"task={kinds[0]}2", *no_anchors]
+    return [f"task={'rsna' if kinds[0] == 'custom' else kinds[0]}2", *no_anchors]  # own images: RSNA's classes
 
 
 def comparison_task(base: Config) -> str:

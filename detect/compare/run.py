@@ -32,6 +32,7 @@ from detect.compare.report import write_compare_outputs
 from detect.config import Config, config_to_dict
 from detect.evaluation.stats import ConfidenceInterval, DeLongResult, McNemarResult, delong_test, mcnemar_test
 from detect.inference.predictor import load_predictor
+from detect.tracking import log_outputs, parent_run
 from detect.training.trainer import check_data_dirs, run_training
 
 RESULT_VERSION = 1
@@ -161,16 +162,18 @@ def run_compare(models: Sequence[str], config: Config | str | Path | None, data_
         raise DetectError("--models: name at least two models to compare")
     check_writable(out_dir, expect="folder", what="--out")
     results, trained = [], []
-    for plan in plans:
-        finished = read_finished(plan)
-        if finished is not None:
-            log(f"[{plan.model}] finished already ({plan.result_path}): not trained again")
-            results.append(finished)
-            continue
-        results.append(train_and_test(plan, data_dirs, task=task, n_resamples=n_resamples, log=log))
-        trained.append(plan.model)
-    best = best_model(results)
-    comparisons = [paired_comparison(best, r) for r in results if best is not None and r is not best]
-    paths = write_compare_outputs(Path(out_dir), results, best.model if best else None, comparisons, task=task,
-                                  data_dirs=[str(d) for d in data_dirs])
+    with parent_run(out_dir, plans[0].config, "compare") as parent:  # MLflow: each model a nested run
+        for plan in plans:
+            finished = read_finished(plan)
+            if finished is not None:
+                log(f"[{plan.model}] finished already ({plan.result_path}): not trained again")
+                results.append(finished)
+                continue
+            results.append(train_and_test(plan, data_dirs, task=task, n_resamples=n_resamples, log=log))
+            trained.append(plan.model)
+        best = best_model(results)
+        comparisons = [paired_comparison(best, r) for r in results if best is not None and r is not best]
+        paths = write_compare_outputs(Path(out_dir), results, best.model if best else None, comparisons, task=task,
+                                      data_dirs=[str(d) for d in data_dirs])
+        log_outputs(parent, paths)
     return CompareOutcome(results, best.model if best else None, comparisons, paths, trained)

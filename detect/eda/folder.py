@@ -57,7 +57,7 @@ def _summary(prepared: PreparedDataset) -> dict[str, Any]:
 
 
 def _class_of(record: ImageRecord) -> str:
-    return (record.rsna_class if record.dataset == "rsna" else record.subtype) or "unknown"
+    return (record.rsna_class if record.dataset in ("rsna", "custom") else record.subtype) or "unknown"
 
 
 def sample_per_class(records: Sequence[ImageRecord], per_class: int, seed: int) -> dict[str, list[ImageRecord]]:

@@ -12,7 +12,8 @@ from typing import Any
 from detect.eda import formatting as fmt
 from detect.eda.report import Block, Heading, Paragraph, Plot, Table
 
-TITLES = {"rsna": "RSNA Pneumonia Detection (stage 2)", "kermany": "Kermany chest X-ray (pneumonia)"}
+TITLES = {"rsna": "RSNA Pneumonia Detection (stage 2)", "kermany": "Kermany chest X-ray (pneumonia)",
+          "custom": "your images (COCO / CSV labels)"}
 _ROLE_NAMES = {"labels": "labels", "class info": "class info", "DICOM headers": "DICOM header table"}
 
 
@@ -45,7 +46,7 @@ def _overview(numbers: Mapping[str, Any]) -> list[Block]:
     o = numbers["overview"]
     rows = [("images", fmt.count(o["images"])), ("patients", fmt.count(o["patients"])),
             ("positive images", f"{fmt.count(o['positive_images'])} ({fmt.share(o['positive_share'])})")]
-    if numbers["dataset"] == "rsna":
+    if numbers["dataset"] in ("rsna", "custom"):
         positive = o["positive_images"]
         rows.append(("boxes", f"{fmt.count(o['boxes'])} on {fmt.count(positive)} positive images"))
     else:

@@ -19,6 +19,12 @@ that dataset's val split, and the report says so.
   - Kermany: pneumonia vs normal, and bacterial vs viral on the pneumonia images (positive =
     viral, score P(viral) / (P(bacterial) + P(viral)), threshold F1-optimal on the val pneumonia
     images).
+  - A folder of one's own images with a COCO JSON or label CSV (dataset 'custom', prepared on
+    the fly into <out>/prepared/ when it has no manifest): scored as RSNA is (its labels carry
+    the RSNA classes), with 95% bootstrap intervals of the pneumonia metrics; its threshold is
+    the checkpoint's custom one, else its rsna one (a note says so), else chosen on val. No
+    Kaggle CSV (its patient ids do not name one image each). It is scored alone: RSNA and a
+    custom folder in one evaluation would share the report's sections.
 With `--gate-with CLS` the pair is scored: the gate's pneumonia probability replaces the
 detector's own before post-processing (detect.inference.gating), so every pneumonia block and
 the RSNA score with gating measure the pair, at the GATE's stored operating point per dataset;
@@ -45,21 +51,25 @@ from tqdm import tqdm
 from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
-from data_prep.prepare import prepare_dataset
-from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
-from data_prep.tasks import DETECTION_TASK, TASK_DATASET, record_label
+from data_prep.prepare import detect_dataset_kind, leakage_warning, prepare_dataset
+from data_prep.records import CUSTOM_DATASET, KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, ImageRecord
+from data_prep.tasks import DETECTION_TASK, TASK_DATASET, TASK_DATASETS, record_label
 from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
 from detect.evaluation.report import write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
+from detect.evaluation.stats import bootstrap_metrics
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
+from detect.tracking import log_eval_to_run
 from detect.outputs.submission import SubmissionRow, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
+CUSTOM_PREPARED_DIRNAME = "prepared"  # <out>/prepared/<folder name>: where eval prepares a custom folder
+INTERVAL_KEYS: tuple[str, ...] = ("sensitivity", "specificity", "f1", "roc_auc")
 DETECTION_NOT_APPLICABLE = "not applicable: the model is a classifier (task {task}) and draws no boxes"
 
 
@@ -146,12 +156,26 @@ class DatasetSections:
     notes: list[str] = field(default_factory=list)
 
 
+def pneumonia_intervals(y_true: np.ndarray, y_prob: np.ndarray, threshold: float, *, n_resamples: int = 1000,
+                        seed: int = 0) -> dict[str, dict[str, float]]:
+    """95% bootstrap percentile intervals (images resampled) of INTERVAL_KEYS at `threshold`:
+    {key: {'estimate', 'low', 'high'}}, nan where a resample lacks a class."""
+    def statistics(index: np.ndarray) -> dict[str, float]:
+        metrics = binary_classification_metrics(y_true[index], y_prob[index], threshold)
+        return {key: float(metrics[key]) for key in INTERVAL_KEYS}
+
+    intervals = bootstrap_metrics(statistics, int(y_true.shape[0]), n_resamples=n_resamples, seed=seed)
+    return {key: {"estimate": ci.estimate, "low": ci.low, "high": ci.high} for key, ci in intervals.items()}
+
+
 def rsna_sections(
     held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
-    image_path: Callable[[ImageRecord], Path], csv_path: Path, task: str = DETECTION_TASK,
+    image_path: Callable[[ImageRecord], Path], csv_path: Path | None, task: str = DETECTION_TASK,
+    intervals: bool = False,
 ) -> DatasetSections:
     """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
-    post-processed boxes as a Kaggle CSV at `csv_path`, and up to N_EXAMPLES panels.
+    post-processed boxes as a Kaggle CSV at `csv_path` (none when None), and up to N_EXAMPLES
+    panels; with `intervals`, bootstrap intervals of the pneumonia metrics.
     A classifier's (`task` rsna2 / rsna3): classification only (see the module docstring)."""
     if task != DETECTION_TASK:
         return _rsna_classifier_sections(held, point, task)
@@ -160,6 +184,8 @@ def rsna_sections(
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
     pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
     pneumonia["threshold_source"] = point.source
+    if intervals:
+        pneumonia["intervals_95"] = pneumonia_intervals(y_true, y_prob, point.threshold)
     sections: dict[str, Any] = {"classification": {
         "pneumonia": pneumonia,
         "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
@@ -175,9 +201,12 @@ def rsna_sections(
             "map_boxes": "raw detector boxes (no gating, threshold or shrinking)",
             "rsna_score_boxes": "post-processed boxes, as written by detect infer",
         }
-    write_submission(csv_path, [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records])
-    out = DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
-                          notes=[f"wrote the held-out post-processed boxes to {csv_path}"])
+    notes = []
+    if csv_path is not None:
+        write_submission(csv_path, [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records])
+        notes.append(f"wrote the held-out post-processed boxes to {csv_path}")
+    out = DatasetSections(sections, {"RSNA pneumonia" if csv_path is not None else "pneumonia": (y_true, y_prob)},
+                          notes=notes)
     by_id = {r.image_id: (r, raw) for r, raw in zip(held.records, held.raw)}
     for image_id in pick_examples(list(by_id), ground_truth, final):
         record, raw = by_id[image_id]
@@ -232,18 +261,37 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
 # ----------------------------------------------------------------------------- data loading
 
 
-def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2) -> tuple[PreparedDataset, list[str]]:
+def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2, out_dir: str | Path | None = None,
+                  label_map: str | None = None, unannotated: str | None = None) -> tuple[PreparedDataset, list[str]]:
     """The prepared dataset of `data_dir`, preparing it (no cache) when needed -> (dataset, notes).
 
     Preparing uses the checkpoint config's split settings (data.val_fraction, test_fraction,
     split_seed), which are those training used, so 'test' holds patients training never saw.
     An existing preparation with other settings is used as it is, with a warning note.
+    A folder of one's own images (its annotations.json / labels.csv, read with `label_map` and
+    `unannotated`, default the checkpoint config's data.label_map and data.unannotated) is
+    prepared into `out_dir`/prepared/<folder name>, so that the data folder
+    itself is never written to; its bad files become notes.
     """
     notes: list[str] = []
     path = Path(data_dir)
     if not path.exists():
         raise DetectError(f"{path}: data folder not found")
-    if find_prepared(path) is None:
+    found = find_prepared(path)
+    if found is None and out_dir is not None and detect_dataset_kind(path) == CUSTOM_DATASET:
+        found = Path(out_dir) / CUSTOM_PREPARED_DIRNAME / path.resolve().name
+        if find_prepared(found) is None:
+            result = prepare_dataset(path, out_dir=found, val_fraction=cfg.data.val_fraction,
+                                     test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, workers=workers,
+                                     label_map=label_map if label_map is not None else cfg.data.label_map,
+                                     unannotated=unannotated if unannotated is not None else (cfg.data.unannotated or None))
+            notes.append(f"{path}: prepared now into {found} with the checkpoint's split settings "
+                         f"({len(result.records)} images, {len(result.bad_files)} left out)")
+            notes += [f"left out: {b.path}: {b.reason}" for b in result.bad_files]
+            if result.own is not None and leakage_warning(result.own):
+                notes.append(leakage_warning(result.own).removeprefix("warning: "))
+        path = found
+    elif found is None:
         notes.append(f"{path}: not prepared yet; prepared now with the checkpoint's split settings")
         prepare_dataset(path, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
                         seed=cfg.data.split_seed, workers=workers)
@@ -274,17 +322,25 @@ def evaluate_checkpoint(
     workers: int = 2,
     progress: bool = False,
     gate_with: str | Path | None = None,
+    label_map: str | None = None,
+    unannotated: str | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
 
     `checkpoint=None`: the best checkpoint most recently written under `runs_dir`. `gate_with`:
     score the checkpoint gated by this one (its pneumonia probability and operating points).
+    `label_map` / `unannotated`: how a folder of one's own images is read when it is prepared here.
     """
     _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
     gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
-    return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                 workers=workers, progress=progress, gate=gate)
+    outcome = evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
+                                    workers=workers, progress=progress, gate=gate, label_map=label_map,
+                                    unannotated=unannotated)
+    run_id = log_eval_to_run(loaded.checkpoint_path, loaded.config, outcome.paths, split, outcome.metrics)
+    if run_id is not None:
+        outcome.notes.append(f"added the report to MLflow run {run_id} (eval/{split}/)")
+    return outcome
 
 
 def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:
@@ -306,6 +362,8 @@ def evaluate_loaded_model(
     workers: int = 2,
     progress: bool = False,
     gate: LoadedModel | None = None,
+    label_map: str | None = None,
+    unannotated: str | None = None,
 ) -> EvalOutcome:
     """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points),
     gated by `gate` when given (its pneumonia probability, its operating points).
@@ -331,12 +389,16 @@ def evaluate_loaded_model(
         notes.append(f"gated by {gate.model_info['name']} ({gate.checkpoint_path}): its pneumonia probability "
                      "and operating points score the pair; mAP and the RSNA 3-class block are the detector's own")
     for data_dir in data_dirs:
-        prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers)
+        prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers, out_dir=out,
+                                             label_map=label_map, unannotated=unannotated)
         notes += prep_notes
         name = prepared.dataset
         if name in parts:
             raise DetectError(f"{data_dir}: a second {name} dataset; pass each dataset once")
-        if task != DETECTION_TASK and name != TASK_DATASET[task]:
+        if {name, *parts} >= {"rsna", CUSTOM_DATASET}:
+            raise DetectError(f"{data_dir}: RSNA and a folder of your own images share the report's sections; "
+                              "evaluate them in two runs")
+        if task != DETECTION_TASK and name not in TASK_DATASETS[task]:
             raise DetectError(f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
                               f"which reads {TASK_DATASET[task]} images only")
         held_records = prepared.split_records(split)
@@ -348,6 +410,9 @@ def evaluate_loaded_model(
                                    workers=workers, progress=progress, desc=f"{name} {which}")
 
         point = decider.operating_points.get(name) or decider.operating_points.get("any")
+        if point is None and name == CUSTOM_DATASET and "rsna" in decider.operating_points:
+            point = decider.operating_points["rsna"]
+            notes.append(f"{name}: {which_checkpoint} stores no threshold for it; its rsna one is used ({point.source})")
         # val is predicted only where a threshold is still to be chosen on it: no stored point,
         # or Kermany's bacterial-vs-viral threshold
         val = predict(prepared.split_records("val"), "val") if split == "val" or point is None or name == "kermany" else None
@@ -367,6 +432,8 @@ def evaluate_loaded_model(
         })
         if name == "rsna":
             part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv", task)
+        elif name == CUSTOM_DATASET:
+            part = rsna_sections(held, point, settings, prepared.image_path, None, task, intervals=True)
         else:
             part = kermany_sections(val, held, point, task)
         points[name] = {**point.to_dict(), "applied_to": f"{name} {split}"}

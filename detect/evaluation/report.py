@@ -144,13 +144,18 @@ def _binary_section(
     threshold_text: str,
     published: Mapping[str, float] | None,
 ) -> list[str]:
-    header = ["metric", "value"] + (["published (Kermany et al. 2018)"] if published else [])
+    intervals = binary.get("intervals_95") if isinstance(binary.get("intervals_95"), Mapping) else {}
+    header = (["metric", "value"] + (["published (Kermany et al. 2018)"] if published else [])
+              + (["95% interval (bootstrap)"] if intervals else []))
     rows = []
     for key, label in BINARY_ROWS:
         if key in binary:
             row = [label, binary[key]]
             if published:
                 row.append(published.get(key, ""))
+            if intervals:
+                ci = intervals.get(key) or {}
+                row.append(f"{format_number(ci.get('low'))} - {format_number(ci.get('high'))}" if ci else "")
             rows.append(row)
     lines = [f"### {title}", ""]
     lines += _table(header, rows)
@@ -230,7 +235,8 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
                   "leaderboard); a single torchvision Faster R-CNN R50-FPN at 512 px reached AP@0.5 = 0.429 "
                   "on a held-out split.", ""]
 
-    for section, heading in (("classification", "## Classification (RSNA)"), ("kermany", "## Kermany")):
+    for section, heading in (("classification", f"## Classification ({_classification_dataset(metrics)})"),
+                             ("kermany", "## Kermany")):
         block = metrics.get(section)
         if not isinstance(block, Mapping) or not block:
             continue
@@ -274,6 +280,12 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _classification_dataset(metrics: Mapping[str, Any]) -> str:
+    """Whose images the 'classification' section scores: RSNA's, or one's own (dataset 'custom')."""
+    points = metrics.get("operating_points")
+    return "your images" if isinstance(points, Mapping) and "custom" in points else "RSNA"
+
+
 def _section_title(section: str, key: str) -> str:
     titles = {
         ("classification", "pneumonia"): "Normal vs Pneumonia",
@@ -287,7 +299,7 @@ def _section_title(section: str, key: str) -> str:
 
 def _confusion_matrices(metrics: Mapping[str, Any]) -> list[tuple[str, np.ndarray, list[str]]]:
     found = []
-    for section, dataset in (("classification", "RSNA"), ("kermany", "Kermany")):
+    for section, dataset in (("classification", _classification_dataset(metrics)), ("kermany", "Kermany")):
         block = metrics.get(section)
         if not isinstance(block, Mapping):
             continue
@@ -374,17 +386,23 @@ def format_summary(metrics: dict[str, Any]) -> str:
     for key, label in (("rsna_score", "RSNA score"), ("map", "mAP@[.5:.95]"), ("map50", "mAP@.5"), ("map75", "mAP@.75")):
         if key in detection:
             rows.append((label, detection[key]))
-    blocks = [("RSNA pneumonia", (metrics.get("classification") or {}).get("pneumonia")),
+    own = _classification_dataset(metrics)
+    blocks = [(f"{own} pneumonia", (metrics.get("classification") or {}).get("pneumonia")),
               ("Kermany pneumonia", (metrics.get("kermany") or {}).get("pneumonia")),
               ("Kermany viral vs bacterial", (metrics.get("kermany") or {}).get("bacterial_viral"))]
     for label, block in blocks:
         if block:
+            intervals = block.get("intervals_95") or {}
             for key in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"):
-                rows.append((f"{label} {key}", block.get(key)))
+                ci = intervals.get(key)
+                value = block.get(key)
+                if ci and value is not None and math.isfinite(value) and math.isfinite(ci["low"]):
+                    value = f"{value:.4f} [{ci['low']:.4f}, {ci['high']:.4f}]"
+                rows.append((f"{label} {key}", value))
     three = (metrics.get("classification") or {}).get("rsna_3class")
     if three:
-        rows.append(("RSNA 3-class accuracy", three.get("accuracy")))
-        rows.append(("RSNA 3-class macro F1", three.get("macro_f1")))
+        rows.append((f"{own} 3-class accuracy", three.get("accuracy")))
+        rows.append((f"{own} 3-class macro F1", three.get("macro_f1")))
     kermany_three = (metrics.get("kermany") or {}).get("kermany_3class")
     if kermany_three:
         rows.append(("Kermany 3-class accuracy", kermany_three.get("accuracy")))

@@ -26,6 +26,7 @@ from detect.models.checkpoint import load_checkpoint
 from detect.sweep.grid import GridAxis, check_grid, combinations, parse_grid, run_name
 from detect.sweep.report import write_sweep_outputs
 from detect.training.engine import TrainingDivergedError
+from detect.tracking import log_outputs, parent_run
 from detect.training.trainer import check_data_dirs, run_training
 
 RESULT_FILE = "sweep_result.json"
@@ -143,14 +144,16 @@ def run_sweep(config: Config | str | Path | None, data_dirs: Sequence[str | Path
     check_writable(out_dir, expect="folder", what="--out")
     log(f"sweep: {len(runs)} runs ({' x '.join(f'{len(a.texts)} {a.key}' for a in axes)}) into {out_dir}")
     results, trained = [], []
-    for run in runs:
-        finished = read_finished(run)
-        if finished is not None:
-            log(f"[{run.name}] finished already ({run.result_path}): not trained again")
-            results.append(finished)
-            continue
-        results.append(train_run(run, data_dirs, log))
-        trained.append(run.name)
     mode = "min" if metric == "val_loss" else "max"
-    paths = write_sweep_outputs(Path(out_dir), results, axes, metric, mode)
+    with parent_run(out_dir, runs[0].config, "sweep") as parent:  # MLflow: each combination a nested run
+        for run in runs:
+            finished = read_finished(run)
+            if finished is not None:
+                log(f"[{run.name}] finished already ({run.result_path}): not trained again")
+                results.append(finished)
+                continue
+            results.append(train_run(run, data_dirs, log))
+            trained.append(run.name)
+        paths = write_sweep_outputs(Path(out_dir), results, axes, metric, mode)
+        log_outputs(parent, paths)
     return SweepOutcome(results, axes, metric, paths, trained)

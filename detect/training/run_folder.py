@@ -2,7 +2,9 @@
 
     RUN_DIR/config.yaml      the resolved config (detect.config.save_config)
     RUN_DIR/metrics.csv      one row per epoch: losses, val_* metrics (val_csv_keys(task)), time, speed
-    RUN_DIR/tensorboard/     the same scalars, when tensorboard is installed
+    RUN_DIR/tensorboard/     the same scalars, val PR / ROC curves and a grid of val predictions per
+                             evaluation, when tensorboard is installed and in train.loggers
+    RUN_DIR/mlflow_run.json  the MLflow run's id, when train.loggers has mlflow (detect.tracking)
     RUN_DIR/checkpoints/     last.pt every epoch, best.pt on an improvement (detect.models.checkpoint)
 
 Consistent after a kill at any instant. Every file is replaced atomically (data_prep.atomic), and
@@ -33,11 +35,14 @@ from data_prep.errors import CheckpointError, ConfigError, DetectError
 from data_prep.tasks import DETECTION_TASK, TASK_DATASET, num_outputs
 from detect.config import Config, config_to_dict, save_config
 from detect.models.checkpoint import load_checkpoint
+from detect.tracking import MlflowTracker
 from detect.training.engine import EpochStats
+from detect.training.val_visuals import log_validation_visuals
 
 # Config keys that may differ on --resume: they change how a run executes, not what it computes.
 # train.max_minutes is a budget, like train.epochs: a resume may grant more time
-RESUME_MUTABLE_KEYS: tuple[str, ...] = ("train.device", "data.num_workers", "train.log_every_steps", "train.max_minutes")
+RESUME_MUTABLE_KEYS: tuple[str, ...] = ("train.device", "data.num_workers", "train.log_every_steps", "train.max_minutes",
+                                        "train.loggers")
 # Validation metrics written to metrics.csv (prefixed val_), in this order.
 VAL_CSV_KEYS: tuple[str, ...] = (
     "map50", "map", "map75", "rsna_score", "f1", "roc_auc", "accuracy", "sensitivity", "specificity",
@@ -213,7 +218,15 @@ class RunWriter:
         self.val_keys = val_csv_keys(cfg.task)
         metrics_path = run_dir / "metrics.csv"
         self.metrics_csv = MetricsCsv(metrics_path, resumed_metrics_rows(metrics_path, resume_state) if resume_state else [])
-        self.tensorboard = open_tensorboard(run_dir / "tensorboard")
+        self.tensorboard = open_tensorboard(run_dir / "tensorboard") if "tensorboard" in cfg.train.loggers else None
+        self.mlflow = MlflowTracker.open(run_dir, cfg, resumed=resume_state is not None,
+                                         run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"))
+
+    @property
+    def step_logger(self) -> _ScalarFanOut | None:
+        """What train_one_epoch logs its per-step scalars to: TensorBoard and MLflow alike."""
+        sinks = [s for s in (self.tensorboard, self.mlflow) if s is not None]
+        return _ScalarFanOut(sinks) if sinks else None
 
     def write_epoch(self, epoch: int, stats: EpochStats, metrics: dict[str, float]) -> dict[str, Any]:
         """Append the epoch's row to metrics.csv (and TensorBoard) and return it. `metrics_csv.rows`,
@@ -230,9 +243,35 @@ class RunWriter:
                 if key != "epoch" and isinstance(value, (int, float)):
                     self.tensorboard.add_scalar(f"epoch/{key}", value, epoch)
             self.tensorboard.flush()
+        if self.mlflow is not None:
+            self.mlflow.log_epoch(row, epoch)
         return row
+
+    def log_validation(self, result: Any, dataset: Any, epoch: int) -> None:
+        """TensorBoard's val PR / ROC curves and prediction grid of this epoch (detect.training.val_visuals)."""
+        if self.tensorboard is not None:
+            log_validation_visuals(self.tensorboard, result, dataset, epoch)
+
+    def finish_tracking(self, best_path: Path, operating_points: dict[str, Any], status: str = "FINISHED") -> None:
+        """End the MLflow run: best.pt and its operating points first when it `status` is FINISHED."""
+        if self.mlflow is not None:
+            if status == "FINISHED":
+                self.mlflow.log_best(best_path, operating_points)
+            self.mlflow.close(status)
+            self.mlflow = None
 
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
+
+
+class _ScalarFanOut:
+    """add_scalar to every sink (a SummaryWriter, an MlflowTracker)."""
+
+    def __init__(self, sinks: list[Any]) -> None:
+        self.sinks = sinks
+
+    def add_scalar(self, tag: str, scalar_value: float, global_step: int) -> None:
+        for sink in self.sinks:
+            sink.add_scalar(tag, scalar_value, global_step)
 

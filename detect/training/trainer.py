@@ -42,8 +42,8 @@ from data_prep.atomic import check_writable, copy_file_atomic
 from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
-from data_prep.prepare import PrepareResult, format_summary, prepare_dataset
-from data_prep.records import BadFile, ImageRecord
+from data_prep.prepare import PrepareResult, detect_dataset_kind, format_summary, prepare_dataset
+from data_prep.records import CUSTOM_DATASET, BadFile, ImageRecord
 from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
@@ -63,7 +63,7 @@ from detect.distributed import (
     init_distributed,
     wrap_model,
 )
-from detect.training.engine import EpochStats, evaluate, train_one_epoch
+from detect.training.engine import EpochStats, ValidationResult, dataset_of, evaluate, train_one_epoch
 from detect.training.optim import (
     backbone_frozen_in,
     build_optimizer,
@@ -195,9 +195,13 @@ def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
 
 
 def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> PrepareResult:
-    """`detect prepare` with the recipe's split fractions, split seed and cache size."""
+    """`detect prepare` with the recipe's split fractions, split seed and cache size (and, for a
+    folder of one's own images, its data.label_map and data.unannotated)."""
+    own = detect_dataset_kind(data_dir) == CUSTOM_DATASET
     return prepare_dataset(
         data_dir,
+        label_map=cfg.data.label_map if own else None,
+        unannotated=(cfg.data.unannotated or None) if own else None,
         cache=cfg.data.use_cache,
         image_size_px=cfg.data.image_size_px,
         val_fraction=cfg.data.val_fraction,
@@ -409,7 +413,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                 ddp_model = _unfreeze_backbone(model, optimizer, scheduler, train_cfg, device, info, log, epoch)
             stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
                                     global_step=progress.global_step, info=info, log=log,
-                                    tensorboard=writer.tensorboard if writer else None)
+                                    tensorboard=writer.step_logger if writer else None)
             progress.global_step, progress.epoch = stats.global_step, epoch + 1
             total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
@@ -422,8 +426,9 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             improved = False
             if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs or stopped_on_time:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
+                visuals = (lambda result: writer.log_validation(result, dataset_of(loaders.val), epoch + 1)) if writer else None
                 metrics, points, val_skipped = _main_then_share(
-                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1))
+                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1, visuals))
                 skipped += val_skipped
                 improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
                 monitored = metrics.get(train_cfg.monitor)
@@ -442,7 +447,8 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                                 extra={**extra, "operating_points": progress.operating_points,
                                        "best_metrics": progress.best_metrics,
                                        "train_seconds": progress.train_seconds,
-                                       "metrics_history": writer.metrics_csv.rows},  # so a resume needs no other file
+                                       "metrics_history": writer.metrics_csv.rows,  # so a resume needs no other file
+                                       **({"mlflow_run_id": writer.mlflow.run_id} if writer.mlflow else {})},
                                 rng_states=capture_rng_states())
                 if improved:
                     copy_file_atomic(last_path, best_path)
@@ -457,11 +463,18 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                     f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
                 stopped_early = True
                 break
+    except BaseException as exc:
+        if writer is not None:
+            writer.finish_tracking(best_path, {}, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
     finally:
         if writer is not None:
             writer.close()
 
     _ensure_best(last_path, best_path, train_cfg.monitor, progress.best_epoch, info, log)
+    if writer is not None and writer.mlflow is not None:
+        best_points = load_checkpoint(best_path, map_location="cpu")["extra"].get("operating_points", {})
+        writer.finish_tracking(best_path, best_points)
     return TrainResult(
         run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
         best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
@@ -497,10 +510,14 @@ def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int
 
 
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
+             epoch: int, visuals: Callable[[ValidationResult], None] | None = None,
+             ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
     """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
-    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files)."""
+    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files).
+    `visuals` gets the whole ValidationResult (predictions included): TensorBoard's curves and grid."""
     result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss")
+    if visuals is not None:
+        visuals(result)
     metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
     return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}, result.skipped
 

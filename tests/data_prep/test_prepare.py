@@ -77,7 +77,9 @@ def test_detect_dataset_kind(tmp_path, rsna_root):
         (None, "no such folder (expected an RSNA folder"),
         ("file", "not a folder (expected an RSNA folder"),
         ("empty", "unrecognised layout (expected an RSNA folder (stage_2_train_labels.csv + stage_2_train_images/) "
-                  "or a Kermany folder (chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or those split folders directly))"),
+                  "or a Kermany folder (chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or those split folders directly), "
+                      "or images with their labels (--labels FILE, a COCO .json or a .csv; found without it as "
+                      "annotations.json or labels.csv in the folder))"),
         ("labels-only", "looks like RSNA (stage_2_train_labels.csv found) but stage_2_train_images/ folder is missing"),
         ("images-only", "looks like RSNA (stage_2_train_images/ found) but stage_2_train_labels.csv is missing"),
     ],
