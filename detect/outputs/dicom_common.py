@@ -27,6 +27,7 @@ from pydicom.sr.coding import Code
 from data_prep.atomic import atomic_write
 from data_prep.errors import DetectError
 from data_prep.records import DicomHeader
+from data_prep.safe_paths import is_dicom_uid, shown
 from detect.outputs.boxes_json import boxes_to_json
 from detect.predictions import ImagePrediction
 
@@ -79,6 +80,13 @@ def check_source(header: DicomHeader | None, source: str) -> DicomHeader:
                                         ("SOPClassUID", header.identity.sop_class_uid)) if not value]
     if missing:
         raise DicomOutputError(f"{source}: no {', '.join(missing)} in the header; cannot reference it from an SR / GSPS")
+    for name, value in (("StudyInstanceUID", header.identity.study_instance_uid),
+                        ("SeriesInstanceUID", header.identity.series_instance_uid),
+                        ("SOPInstanceUID", header.sop_instance_uid), ("SOPClassUID", header.identity.sop_class_uid)):
+        if not is_dicom_uid(value):
+            # The SOP Instance UID names the result files: a header value never builds a path unchecked.
+            raise DicomOutputError(f"{source}: {name} '{shown(value)}' is not a valid DICOM UID; "
+                                   "no SR / GSPS written for it")
     return header
 
 

@@ -21,6 +21,7 @@ import requests
 from dicomweb_client.api import DICOMwebClient
 
 from data_prep.errors import DicomWebError
+from data_prep.safe_paths import UnsafeNameError, check_dicom_uid, child_path
 
 # Series of these modalities hold no pixels to infer on (earlier AI results among them).
 NON_IMAGE_MODALITIES: frozenset[str] = frozenset({"SR", "PR", "KO", "SEG", "DOC", "REG", "RTSTRUCT"})
@@ -45,6 +46,14 @@ def _http_errors(url: str, call: Callable[[], T]) -> T:
         return call()
     except requests.RequestException as exc:
         raise _one_line_http_error(url, exc) from None
+
+
+def _uid(value: object, what: str, where: str) -> str:
+    """A UID from the user or the server, checked against the DICOM UI rules (one DicomWebError line)."""
+    try:
+        return check_dicom_uid(str(value) if value is not None else "", what, where)
+    except UnsafeNameError as exc:
+        raise DicomWebError(str(exc)) from None
 
 
 def connect(url: str, timeout_s: float = 60.0) -> DICOMwebClient:
@@ -72,7 +81,9 @@ def find_instances(client: DICOMwebClient, url: str, study_uid: str, series_uid:
 def fetch_study_images(client: DICOMwebClient, url: str, study_uid: str, folder: Path) -> tuple[list[Path], list[str]]:
     """WADO-RS: every instance of the study's image series, written to `folder` as
     <SOPInstanceUID>.dcm. Returns the files and the series skipped (non-image modalities).
-    Raises DicomWebError when the study has no image series."""
+    Raises DicomWebError when the study has no image series, or when the server answers a UID
+    that is not a valid DICOM UID (a UID from the server names a URL and a file: checked first)."""
+    study_uid = _uid(study_uid, "Study Instance UID", "--study")
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
     skipped: list[str] = []
@@ -84,9 +95,11 @@ def fetch_study_images(client: DICOMwebClient, url: str, study_uid: str, folder:
         if modality in NON_IMAGE_MODALITIES:
             skipped.append(f"{item.SeriesInstanceUID} ({modality})")
             continue
-        instances = _http_errors(url, lambda: client.retrieve_series(study_uid, item.SeriesInstanceUID))
+        series_uid = _uid(item.get("SeriesInstanceUID", ""), "SeriesInstanceUID", f"{url}: QIDO-RS answer")
+        instances = _http_errors(url, lambda: client.retrieve_series(study_uid, series_uid))
         for ds in instances:
-            path = folder / f"{ds.SOPInstanceUID}.dcm"
+            sop_uid = _uid(ds.get("SOPInstanceUID", ""), "SOPInstanceUID", f"{url}: WADO-RS answer")
+            path = child_path(folder, f"{sop_uid}.dcm")
             ds.save_as(path, enforce_file_format=True)
             paths.append(path)
     if not paths:
