@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from data_prep.errors import DetectError
+from data_prep.errors import DetectError, ModelOutputError
 from detect.models.checkpoint import software_versions
 from detect.serve.model_card import model_card
 from detect.serve.pool import BoundedPool, PoolFull
@@ -84,6 +84,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(_request: Request, exc: UploadError) -> JSONResponse:
         return error_response(exc.status, str(exc))
+
+    @app.exception_handler(ModelOutputError)
+    async def model_output_error(_request: Request, exc: ModelOutputError) -> JSONResponse:
+        log.error("%s", exc)  # a broken model, not a bad request: the operator must see it
+        return error_response(ModelOutputError.http_status, str(exc))
 
     @app.exception_handler(DetectError)
     async def detect_error(_request: Request, exc: DetectError) -> JSONResponse:
