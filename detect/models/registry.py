@@ -30,6 +30,7 @@ from torchvision.models.detection import (
 from data_prep.errors import ConfigError
 from detect.models.backbones import NUM_DETECTOR_CLASSES, fasterrcnn_resnet18_fpn, freeze_mobilenet_stages, freeze_resnet_layers
 from detect.models.classifiers import basic_cnn, build_classifier_network
+from detect.recipe import shown
 
 # ImageNet statistics: what the pretrained backbones expect; the grey image is repeated to 3 channels.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -250,7 +251,7 @@ def get_model_spec(name: str) -> ModelSpec | ClassifierSpec:
         return MODELS[name]
     except KeyError:
         raise ConfigError(
-            f"config key 'model.name' is '{name}', which is not a known model; available models: {', '.join(MODELS)}"
+            f"config key 'model.name' is {shown(name)}, which is not a known model; available models: {', '.join(MODELS)}"
         ) from None
 
 
