@@ -201,8 +201,8 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         body = await read_capped_body(request, settings.max_upload_bytes)
         data, client_name = extract_upload(body, request.headers.get("content-type"))
         kind = sniff_kind(data)
-        height, width, planes = declared_size_px(data, kind)
-        check_declared_pixels(height, width, planes, settings.max_image_pixels)
+        height, width, planes, components, bits = declared_size_px(data, kind)
+        check_declared_pixels(height, width, planes, settings.max_image_pixels, components=components, bits=bits)
         received = time.perf_counter()
         try:
             result = await pool.run(lambda: model_now.predict_upload(data, kind, safe_source_name(client_name), options))
