@@ -226,6 +226,7 @@ def infer(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL (e.g. http://pacs:8042/dicom-web): fetch --study with WADO-RS instead of reading PATHS."),
     study: Optional[str] = typer.Option(None, "--study", help="With --dicomweb: the Study Instance UID to fetch."),
     stow: bool = typer.Option(False, "--stow", help="With --dicomweb: store the SR and GSPS back into the study with STOW-RS."),
+    dicomweb_follow_redirects: bool = typer.Option(False, "--dicomweb-follow-redirects", help="With --dicomweb: follow a redirect to another host (refused by default: it would take the request elsewhere)."),
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
     ),
@@ -249,15 +250,17 @@ def infer(
                    max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
+        from detect.pacs.dicomweb import DicomWebLimits
 
         if paths:
             raise DetectError("give either PATHS or --dicomweb URL --study UID, not both")
         remote = run_dicomweb_inference(dicomweb, study or "", out_path=out, stow=stow, dicom_sr_dir=dicom_sr,
-                                        dicom_gsps_dir=dicom_gsps, anonymize=anonymize, **options)
+                                        dicom_gsps_dir=dicom_gsps, anonymize=anonymize,
+                                        limits=DicomWebLimits(follow_other_hosts=dicomweb_follow_redirects), **options)
         result = remote.inference
     else:
-        if study is not None or stow:
-            raise DetectError("--study and --stow go with --dicomweb URL")
+        if study is not None or stow or dicomweb_follow_redirects:
+            raise DetectError("--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL")
         result = run_inference(paths or [], out_path=out, dicom_sr_dir=dicom_sr, dicom_gsps_dir=dicom_gsps,
                                anonymize=anonymize, **options)
     for problem in result.problems:

@@ -169,7 +169,7 @@ def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--study", "1.2"), "--study and --stow go with --dicomweb URL"),
+    (("--study", "1.2"), "--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL"),
     (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
     (("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"), "ftp://pacs/dicom-web: a DICOMweb URL starts with http://"),
     (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),

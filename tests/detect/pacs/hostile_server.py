@@ -10,6 +10,8 @@ says otherwise; the WADO-RS series retrieve answers the behaviour's body. Behavi
     endless=True             a WADO-RS body that never ends (chunked, 64 KiB a chunk)
     trickle_s=0.3            the WADO-RS answer one byte every trickle_s seconds
     qido_bytes=N             a QIDO-RS JSON answer of N bytes (a long array of series)
+    qido_items=N             a QIDO-RS answer listing the one series N times
+    wado_raw=bytes           a multipart/related answer whose body is these bytes as they are
     wado_type="text/html"    a 200 answer of this content type (a login page, a proxy error)
     redirect_to=URL          every request answered 302 to URL + the request's path
 """
@@ -110,7 +112,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._chunk(b"]")
             self._chunk(b"")
             return
-        self._send(200, "application/dicom+json", series_json(1))
+        self._send(200, "application/dicom+json", series_json(b.get("qido_items", 1)))
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
@@ -121,6 +123,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(200, b["wado_type"], b"<html><body>Please log in</body></html>")
             return
         content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
+        if "wado_raw" in b:
+            self._send(200, 'multipart/related; type="application/dicom"; boundary=x', b["wado_raw"])
+            return
         if b.get("endless"):
             self.send_response(200)
             self.send_header("Content-Type", content_type)
