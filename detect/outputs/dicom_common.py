@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.valuerep import PersonName
 from pydicom.sr.coding import Code
 
 from data_prep.atomic import atomic_write
@@ -49,6 +50,7 @@ CODE_PROCEDURE = Code("399208008", "SCT", "Plain chest X-ray")
 CODE_DEVICE = Code("121007", "DCM", "Device")  # observer type of an algorithm
 UNIT_MM = Code("mm", "UCUM", "millimeter")
 UNIT_RATIO = Code("1", "UCUM", "no units")  # a probability in [0, 1]
+UTF8_CHARACTER_SET = "ISO_IR 192"
 
 
 class DicomOutputError(DetectError):
@@ -122,6 +124,23 @@ def source_dataset(header: DicomHeader, *, anonymize: bool = False) -> Dataset:
     if identity.frame_of_reference_uid:
         ds.FrameOfReferenceUID = identity.frame_of_reference_uid
     return ds
+
+
+def character_set(source: Dataset) -> str | None:
+    """The SpecificCharacterSet of an object derived from `source`: UTF-8 (ISO_IR 192) when any
+    text copied from it is not ASCII, else None (the default repertoire, no attribute written).
+
+    The source's names arrive decoded (pydicom reads its own SpecificCharacterSet: ISO_IR 100,
+    ISO_IR 144, ISO 2022 IR 87, ...); UTF-8 writes every one of them unchanged, all three
+    component groups of a Japanese name included. Without it pydicom would write '?' for each
+    character outside ASCII, and that corrupted name would be filed back into the PACS.
+    """
+    for element in source:
+        value = element.value
+        texts = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(t, (str, PersonName)) and not str(t).isascii() for t in texts):
+            return UTF8_CHARACTER_SET
+    return None
 
 
 @contextmanager
