@@ -418,7 +418,9 @@ def serve(
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
     max_image_megapixels: float = typer.Option(64.0, "--max-image-megapixels", help="Largest declared image size (422 above), checked before decoding."),
     token: Optional[str] = typer.Option(None, "--token", envvar="DETECT_SERVE_TOKEN", show_envvar=True,
-                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without)."),
+                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without). Prefer the DETECT_SERVE_TOKEN environment variable: a --token on the command line is visible to every user in `ps`."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a client has to send a request's headers; slower connections are closed (408)."),
+    max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; more are closed at once."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin (repeatable); default: no CORS."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Default of the request's score_thresh, as in `detect infer`."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Default of the request's tta, as in `detect infer`."),
@@ -432,6 +434,7 @@ def serve(
     settings = ServeSettings(
         host=host, port=port, workers=workers, queue_size=queue_size, max_upload_mb=max_upload_mb,
         max_image_megapixels=max_image_megapixels, token=token or None, cors_origins=tuple(cors_origin or ()),
+        header_timeout_s=header_timeout, max_connections=max_connections,
         postprocess=PostprocessSettings(score_thresh=score_thresh, tta=tta),
     )
     run_server(checkpoint, settings, device=device, echo=typer.echo)
