@@ -40,6 +40,8 @@ BOX_MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score")  # detectors onl
 XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pretrained network
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+MAX_EPOCHS = 100_000
+MAX_NAME_CHARS = 100  # a run folder's name (file systems allow 255 bytes)
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
 
 
@@ -59,6 +61,10 @@ class _Checks:
     def at_least(self, key: str, value: float, low: float) -> None:
         if not (math.isfinite(value) and value >= low):
             self.fail(key, f"is {shown(value)}; expected at least {low:g}")
+
+    def at_most(self, key: str, value: float, high: float) -> None:
+        if not (math.isfinite(value) and value <= high):
+            self.fail(key, f"is {shown(value)}; expected at most {high:,g}")
 
     def positive(self, key: str, value: float) -> None:
         if not (math.isfinite(value) and value > 0):
@@ -258,6 +264,14 @@ class TrainConfig:
         check = _Checks("train")
         check.positive("epochs", self.epochs)
         check.positive("batch_size", self.batch_size)
+        # Upper bounds far above any real run: a typo (1e23 epochs) is an error, not a run that never ends.
+        for key, high in (("epochs", MAX_EPOCHS), ("batch_size", 65_536), ("warmup_steps", 10**9),
+                          ("plateau_patience", MAX_EPOCHS), ("early_stop_patience", MAX_EPOCHS),
+                          ("max_steps_per_epoch", 10**9), ("max_minutes", 10**7), ("eval_every_epochs", MAX_EPOCHS),
+                          ("log_every_steps", 10**9), ("freeze_backbone_epochs", MAX_EPOCHS)):
+            check.at_most(key, getattr(self, key), high)
+        if any(epoch > MAX_EPOCHS for epoch in self.step_epochs):
+            check.fail("step_epochs", f"has an epoch over {MAX_EPOCHS:,}")
         check.choice("optimizer", self.optimizer, OPTIMIZERS)
         check.positive("lr", self.lr)
         check.in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
@@ -300,9 +314,13 @@ class Config:
 
     def __post_init__(self) -> None:
         check = _Checks("")
+        if len(self.name) > MAX_NAME_CHARS:
+            check.fail("name", f"is {len(self.name):,} characters long; it names the run folder runs/<name>: "
+                               f"at most {MAX_NAME_CHARS}")
         if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
             check.fail("name", f"is {shown(self.name)}; it names the run folder runs/<name>: use letters, digits, - or _")
         check.at_least("seed", self.seed, 0)
+        check.at_most("seed", self.seed, 2**32 - 1)  # numpy's seed range
         check.choice("task", self.task, TASKS)
         if is_classifier(self.model.name):
             self._check_classifier()
@@ -375,10 +393,14 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         raise ConfigError(f"config key '{key}' must be true or false, got {shown(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 2**63:
+                raise ConfigError(f"config key '{key}' is too large (more than 18 digits): {shown(value)}")
             return value
         raise ConfigError(f"config key '{key}' must be an integer, got {shown(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) >= 10**300:  # float() would overflow
+                raise ConfigError(f"config key '{key}' is too large (more than 300 digits): {shown(value)}")
             return float(value)
         raise ConfigError(f"config key '{key}' must be a number, got {shown(value)}")
     if annotation is str:

@@ -57,7 +57,7 @@ from detect.evaluation.scoring import choose_operating_point, detection_metrics,
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
-from detect.outputs.submission import SubmissionRow, write_submission
+from detect.outputs.submission import SubmissionRow, formula_warnings, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
 DETECTION_NOT_APPLICABLE = "not applicable: the model is a classifier (task {task}) and draws no boxes"
@@ -175,9 +175,10 @@ def rsna_sections(
             "map_boxes": "raw detector boxes (no gating, threshold or shrinking)",
             "rsna_score_boxes": "post-processed boxes, as written by detect infer",
         }
-    write_submission(csv_path, [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records])
+    rows = [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records]
+    write_submission(csv_path, rows)
     out = DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
-                          notes=[f"wrote the held-out post-processed boxes to {csv_path}"])
+                          notes=[f"wrote the held-out post-processed boxes to {csv_path}", *formula_warnings(rows)])
     by_id = {r.image_id: (r, raw) for r, raw in zip(held.records, held.raw)}
     for image_id in pick_examples(list(by_id), ground_truth, final):
         record, raw = by_id[image_id]

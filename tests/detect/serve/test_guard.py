@@ -83,3 +83,14 @@ def test_keep_alive_requests_are_not_cut(guarded_server):
         for _ in range(3):
             assert client.get("/healthz").status_code == 200
             time.sleep(0.4)  # under the header deadline each time, over it in all
+
+
+def test_the_token_help_points_to_the_environment_variable():
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Prefer the DETECT_SERVE_TOKEN environment variable" in text and "visible to every user in `ps`" in text
