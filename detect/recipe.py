@@ -104,8 +104,12 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def load_yaml_text(text: str) -> Any:
-    """Parse recipe YAML text with the strict loader (duplicate keys, depth and aliases refused)."""
-    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    """Parse recipe YAML text with the strict loader (duplicate keys, depth and aliases refused).
+    Raises yaml.YAMLError for text that is not YAML, ConfigError for what the loader refuses."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error: a date such as 2026-13-07
+        raise yaml.YAMLError(f"a value YAML cannot construct: {exc}") from None
 
 
 def split_override(text: str) -> tuple[list[str], Any]:

@@ -148,14 +148,19 @@ def fetch_study_images(client: DICOMwebClient, url: str, study_uid: str, folder:
         if len(paths) + len(instances) > _limits(client).max_instances:
             raise DicomWebError(f"{url}: study {study_uid} has too many instances: over "
                                 f"{_limits(client).max_instances} (the limit)")
-        for ds in instances:
-            sop_uid = _uid(ds.get("SOPInstanceUID", ""), "SOPInstanceUID", f"{url}: WADO-RS answer")
-            path = child_path(folder, f"{sop_uid}.dcm")
-            _http_errors(url, lambda: ds.save_as(path, enforce_file_format=True))
-            paths.append(path)
+        for ds in instances:  # parsed lazily: reading an element can fail on a malformed part too
+            paths.append(_http_errors(url, lambda: _save_instance(ds, folder, url)))
     if not paths:
         raise DicomWebError(f"{url}: study {study_uid} has no image series (only {', '.join(skipped)})")
     return paths, skipped
+
+
+def _save_instance(ds: pydicom.Dataset, folder: Path, url: str) -> Path:
+    """Write one retrieved instance as <SOPInstanceUID>.dcm in `folder`, its UID checked first."""
+    sop_uid = _uid(ds.get("SOPInstanceUID", ""), "SOPInstanceUID", f"{url}: WADO-RS answer")
+    path = child_path(folder, f"{sop_uid}.dcm")
+    ds.save_as(path, enforce_file_format=True)
+    return path
 
 
 def store_instances(client: DICOMwebClient, url: str, paths: Sequence[Path]) -> int:

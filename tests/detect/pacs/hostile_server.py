@@ -12,6 +12,7 @@ says otherwise; the WADO-RS series retrieve answers the behaviour's body. Behavi
     qido_bytes=N             a QIDO-RS JSON answer of N bytes (a long array of series)
     qido_items=N             a QIDO-RS answer listing the one series N times
     wado_raw=bytes           a multipart/related answer whose body is these bytes as they are
+    wado_raw_type=str        ... with this Content-Type instead
     wado_type="text/html"    a 200 answer of this content type (a login page, a proxy error)
     redirect_to=URL          every request answered 302 to URL + the request's path
 """
@@ -124,7 +125,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
         if "wado_raw" in b:
-            self._send(200, 'multipart/related; type="application/dicom"; boundary=x', b["wado_raw"])
+            self._send(200, b.get("wado_raw_type", 'multipart/related; type="application/dicom"; boundary=x'),
+                       b["wado_raw"])
             return
         if b.get("endless"):
             self.send_response(200)

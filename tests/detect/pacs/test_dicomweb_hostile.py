@@ -143,3 +143,17 @@ def test_a_malformed_multipart_answer_is_one_line(tmp_path, body):
     with hostile_dicomweb(wado_raw=body) as url:
         with pytest.raises(DicomWebError, match=rf"^{url}"):
             _fetch(url, tmp_path)
+
+
+MULTIPART_CRASHES = sorted((Path(__file__).parents[2] / "fuzz" / "crashes" / "multipart").glob("crash-*"))
+
+
+@pytest.mark.parametrize("crash", MULTIPART_CRASHES, ids=[c.name[:14] for c in MULTIPART_CRASHES])
+def test_every_multipart_answer_the_fuzzer_found_is_one_line(tmp_path, crash):
+    """tests/fuzz/fuzz_ingest.py multipart: the input's first line is the Content-Type, the rest the body."""
+    content_type, _, body = crash.read_bytes().partition(b"\n")
+    with hostile_dicomweb(wado_raw=body, wado_raw_type=content_type.decode("latin-1").strip()) as url:
+        try:
+            _fetch(url, tmp_path)
+        except DicomWebError as exc:
+            assert "\n" not in str(exc) and str(exc).startswith(url)
