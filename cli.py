@@ -226,7 +226,10 @@ def infer(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL (e.g. http://pacs:8042/dicom-web): fetch --study with WADO-RS instead of reading PATHS."),
     study: Optional[str] = typer.Option(None, "--study", help="With --dicomweb: the Study Instance UID to fetch."),
     stow: bool = typer.Option(False, "--stow", help="With --dicomweb: store the SR and GSPS back into the study with STOW-RS."),
-    dicomweb_follow_redirects: bool = typer.Option(False, "--dicomweb-follow-redirects", help="With --dicomweb: follow a redirect to another host (refused by default: it would take the request elsewhere)."),
+    dicomweb_follow_redirects: bool = typer.Option(
+        False, "--dicomweb-follow-redirects",
+        help="With --dicomweb: follow a redirect to another host "
+             "(refused by default: it would take the request elsewhere)."),
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
     ),
@@ -418,9 +421,13 @@ def serve(
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
     max_image_megapixels: float = typer.Option(64.0, "--max-image-megapixels", help="Largest declared image size (422 above), checked before decoding."),
     token: Optional[str] = typer.Option(None, "--token", envvar="DETECT_SERVE_TOKEN", show_envvar=True,
-                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without). Prefer the DETECT_SERVE_TOKEN environment variable: a --token on the command line is visible to every user in `ps`."),
-    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a client has to send a request's headers; slower connections are closed (408)."),
-    max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; more are closed at once."),
+                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without). Prefer the "
+                                             "DETECT_SERVE_TOKEN environment variable: a --token on the "
+                                             "command line is visible to every user in `ps`."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a client has to send a request's "
+                                         "headers; slower connections are closed (408)."),
+    max_connections: int = typer.Option(256, "--max-connections",
+                                        help="Open connections at most; more are closed at once."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin (repeatable); default: no CORS."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Default of the request's score_thresh, as in `detect infer`."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Default of the request's tta, as in `detect infer`."),

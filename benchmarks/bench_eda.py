@@ -1,6 +1,7 @@
 """`detect eda` benchmark: the tables-only report on the real RSNA tables, and the folder report's cache reuse.
 
-    python benchmarks/bench_eda.py [--labels CSV --headers CSV] [--repeats 3] [--rows 2000000] [--images 120] [--size 512]
+    python benchmarks/bench_eda.py [--labels CSV --headers CSV] [--repeats 3] [--rows 2000000]
+                                   [--images 120] [--size 512]
 
 1. Tables only. The labels CSV and DICOM header table default to the real ones in
    $DETECT_RSNA_TABLES or ~/.cache/detect/rsna_tables (tests/real_data/fetch_rsna_tables.py
@@ -133,7 +134,8 @@ def bench_large_labels(n_rows: int, work: Path) -> None:
     written = write_large_labels(labels, n_rows)
     _, imports = _child_peak([])
     seconds, peak = _child_peak(["eda", "--labels", str(labels), "--out", str(work / "large_eda")])
-    print(f"large export: {written:,} label rows ({labels.stat().st_size / 1e6:.0f} MB), detect eda --labels, fresh process")
+    print(f"large export: {written:,} label rows ({labels.stat().st_size / 1e6:.0f} MB), "
+          "detect eda --labels, fresh process")
     print(f"  wall {seconds:.1f} s; peak resident memory {peak:.0f} MiB, of which {imports:.0f} MiB is the imports "
           f"(torch among them) and {peak - imports:.0f} MiB the report")
 

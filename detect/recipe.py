@@ -107,7 +107,7 @@ def load_yaml_text(text: str) -> Any:
     """Parse recipe YAML text with the strict loader (duplicate keys, depth and aliases refused).
     Raises yaml.YAMLError for text that is not YAML, ConfigError for what the loader refuses."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictLoader)
     except (ValueError, TypeError, OverflowError) as exc:  # a constructor's own error: a date such as 2026-13-07
         raise yaml.YAMLError(f"a value YAML cannot construct: {exc}") from None
 

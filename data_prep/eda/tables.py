@@ -288,7 +288,8 @@ def _checked_patients(path: Path, table: LabelTable, classes: Mapping[str, list[
     images = pd.DataFrame({
         "image_id": np.concatenate([table.patients[clean], np.asarray(list(kept_slow), dtype=object)]),
         "target": np.concatenate([table.target[clean], [t for _, t, _ in kept_slow.values()]]).astype(int),
-        "rsna_class": np.concatenate([rsna_class[clean], np.asarray([c for c, _, _ in kept_slow.values()], dtype=object)]),
+        "rsna_class": np.concatenate([rsna_class[clean],
+                                      np.asarray([c for c, _, _ in kept_slow.values()], dtype=object)]),
         "n_boxes": np.concatenate([table.n_boxes[clean], [len(b) for _, _, b in kept_slow.values()]]).astype(int),
     })
     images = images.assign(patient_id=images["image_id"], subtype=None, has_box_labels=True, split=None,

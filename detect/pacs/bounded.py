@@ -24,7 +24,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -96,7 +97,8 @@ class BoundedSession(requests.Session):
         if "error" in outcome:
             error = outcome["error"]
             if isinstance(error, requests.Timeout) and time.monotonic() >= deadline - 0.05:
-                raise DicomWebError(f"{_where(url)}: timed out: no complete answer within {self.deadline_s:g} s") from None
+                raise DicomWebError(f"{_where(url)}: timed out: no complete answer within "
+                                    f"{self.deadline_s:g} s") from None
             raise error
         return outcome["response"]
 

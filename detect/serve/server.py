@@ -37,7 +37,8 @@ def run_server(checkpoint: str | Path | None, settings: ServeSettings, *, runs_d
     # access_log off: our middleware logs /v1/* without query strings; uvicorn's would add them.
     # The guarded h11 protocol closes connections whose headers do not arrive in time and any
     # beyond max_connections (detect/serve/guard.py); limit_concurrency answers 503 past it too.
-    protocol = guarded_h11_protocol(header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections)
+    protocol = guarded_h11_protocol(header_timeout_s=settings.header_timeout_s,
+                                    max_connections=settings.max_connections)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
                     timeout_graceful_shutdown=5, http=protocol, limit_concurrency=settings.max_connections,

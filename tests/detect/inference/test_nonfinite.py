@@ -15,7 +15,6 @@ from cli import app
 from data_prep.errors import ModelOutputError
 from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.export.run import export_checkpoint
-from detect.inference.batch import run_inference
 from detect.inference.predictor import load_predictor
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint

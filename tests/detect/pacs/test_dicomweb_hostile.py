@@ -4,16 +4,15 @@ answer, too many instances, the wrong content type, a redirect to another host, 
 Each ends in one DicomWebError line naming the URL, within the (short) limits the tests set."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from cli import app
 from data_prep.errors import DicomWebError
-from detect.pacs.dicomweb import DicomWebLimits, connect, fetch_study_images, find_series
+from detect.pacs.dicomweb import DicomWebLimits, connect, fetch_study_images
 from tests.detect.pacs.hostile_server import STUDY_UID, dicom_bytes, hostile_dicomweb
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")  # pydicom, on the hostile UIDs
