@@ -240,6 +240,10 @@ def infer(
     dicomweb: Optional[str] = typer.Option(None, "--dicomweb", help="DICOMweb root URL (e.g. http://pacs:8042/dicom-web): fetch --study with WADO-RS instead of reading PATHS."),
     study: Optional[str] = typer.Option(None, "--study", help="With --dicomweb: the Study Instance UID to fetch."),
     stow: bool = typer.Option(False, "--stow", help="With --dicomweb: store the SR and GSPS back into the study with STOW-RS."),
+    dicomweb_follow_redirects: bool = typer.Option(
+        False, "--dicomweb-follow-redirects",
+        help="With --dicomweb: follow a redirect to another host "
+             "(refused by default: it would take the request elsewhere)."),
     max_megapixels: float = typer.Option(
         100.0, "--max-megapixels", help="Report (and skip) any image larger than this, checked from its header before decoding."
     ),
@@ -263,15 +267,17 @@ def infer(
                    max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
+        from detect.pacs.dicomweb import DicomWebLimits
 
         if paths:
             raise DetectError("give either PATHS or --dicomweb URL --study UID, not both")
         remote = run_dicomweb_inference(dicomweb, study or "", out_path=out, stow=stow, dicom_sr_dir=dicom_sr,
-                                        dicom_gsps_dir=dicom_gsps, anonymize=anonymize, **options)
+                                        dicom_gsps_dir=dicom_gsps, anonymize=anonymize,
+                                        limits=DicomWebLimits(follow_other_hosts=dicomweb_follow_redirects), **options)
         result = remote.inference
     else:
-        if study is not None or stow:
-            raise DetectError("--study and --stow go with --dicomweb URL")
+        if study is not None or stow or dicomweb_follow_redirects:
+            raise DetectError("--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL")
         result = run_inference(paths or [], out_path=out, dicom_sr_dir=dicom_sr, dicom_gsps_dir=dicom_gsps,
                                anonymize=anonymize, **options)
     for problem in result.problems:
@@ -436,7 +442,13 @@ def serve(
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
     max_image_megapixels: float = typer.Option(64.0, "--max-image-megapixels", help="Largest declared image size (422 above), checked before decoding."),
     token: Optional[str] = typer.Option(None, "--token", envvar="DETECT_SERVE_TOKEN", show_envvar=True,
-                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without)."),
+                                        help="Require Authorization: Bearer TOKEN on /v1/* (401 without). Prefer the "
+                                             "DETECT_SERVE_TOKEN environment variable: a --token on the "
+                                             "command line is visible to every user in `ps`."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", help="Seconds a client has to send a request's "
+                                         "headers; slower connections are closed (408)."),
+    max_connections: int = typer.Option(256, "--max-connections",
+                                        help="Open connections at most; more are closed at once."),
     cors_origin: Optional[List[str]] = typer.Option(None, "--cors-origin", help="Allow this browser origin (repeatable); default: no CORS."),
     score_thresh: float = typer.Option(0.3, "--score-thresh", help="Default of the request's score_thresh, as in `detect infer`."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="Default of the request's tta, as in `detect infer`."),
@@ -450,6 +462,7 @@ def serve(
     settings = ServeSettings(
         host=host, port=port, workers=workers, queue_size=queue_size, max_upload_mb=max_upload_mb,
         max_image_megapixels=max_image_megapixels, token=token or None, cors_origins=tuple(cors_origin or ()),
+        header_timeout_s=header_timeout, max_connections=max_connections,
         postprocess=PostprocessSettings(score_thresh=score_thresh, tta=tta),
     )
     run_server(checkpoint, settings, device=device, echo=typer.echo)

@@ -1,6 +1,7 @@
 """`detect eda` benchmark: the tables-only report on the real RSNA tables, and the folder report's cache reuse.
 
-    python benchmarks/bench_eda.py [--labels CSV --headers CSV] [--repeats 3] [--images 120] [--size 512]
+    python benchmarks/bench_eda.py [--labels CSV --headers CSV] [--repeats 3] [--rows 2000000]
+                                   [--images 120] [--size 512]
 
 1. Tables only. The labels CSV and DICOM header table default to the real ones in
    $DETECT_RSNA_TABLES or ~/.cache/detect/rsna_tables (tests/real_data/fetch_rsna_tables.py
@@ -9,7 +10,12 @@
    stages (tables -> numbers -> plots and files). The median of each is printed with the ratio
    of the whole report to the baseline. Then the command itself, `detect eda --labels ...
    --headers ...`, in a fresh interpreter (start-up and imports included): the time a user waits.
-2. A folder. A synthetic RSNA folder (`data_prep.synth.synth_rsna`, `--images` at `--size` px)
+2. A large export: `--rows` (default 2,000,000) label rows written like a hospital's export
+   (most patients one negative row, a quarter with boxes, a few duplicates and broken
+   patients), then `detect eda --labels` on it in a fresh process: its wall time and its peak
+   resident memory (the child's own ru_maxrss), beside the peak of a process that only makes
+   the same imports. `--rows 0` skips it.
+3. A folder. A synthetic RSNA folder (`data_prep.synth.synth_rsna`, `--images` at `--size` px)
    is reported twice: the first run prepares it (one header scan) and decodes the sample into
    the cache, the second reuses both. Prints both times, their ratio and how many images each
    decoded (counted in-process, workers=1): the second must decode none.
@@ -71,6 +77,69 @@ def bench_tables(labels: Path, headers: Path, repeats: int, out_dir: Path) -> No
     print(f"  {'detect eda (fresh process)':<28}{wall:>9.2f}   wall clock incl. start-up and imports")
 
 
+def write_large_labels(path: Path, n_rows: int, seed: int = 0) -> int:
+    """A labels CSV of about `n_rows` rows like a hospital export; returns the rows written."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n_patients = int(n_rows / 1.125)  # a quarter of the patients have 1 or 2 boxes: 1.125 rows each on average
+    lines = ["patientId,x,y,width,height,Target"]
+    kinds = rng.integers(0, 8, n_patients)
+    for i, kind in enumerate(kinds):
+        pid = f"{i:08x}-{i % 65536:04x}-4000-8000-{i:012x}"
+        if kind >= 2:
+            lines.append(f"{pid},,,,,0")
+            continue
+        for _ in range(int(kind) + 1):
+            lines.append(f"{pid},{rng.integers(0, 800)},{rng.integers(0, 800)},{rng.integers(20, 300)},"
+                         f"{rng.integers(20, 300)},1")
+        if i % 997 == 0:
+            lines.append(lines[-1])
+        if i % 4999 == 0:
+            lines.append(f"{pid},,,,,0")
+    path.write_text("\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
+_PEAK_CHILD = """
+import resource, sys
+sys.argv = ["detect"] + sys.argv[1:]
+if sys.argv[1:]:
+    from cli import app
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+else:
+    import cli, detect.eda.run  # noqa: F401 - what `detect eda` imports before it reads a byte
+print("peak_kib", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def _child_peak(args: list[str]) -> tuple[float, float]:
+    """(seconds, peak resident MiB) of `detect <args>` in a fresh interpreter (no args: its imports only)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _PEAK_CHILD, *args], check=True, capture_output=True, text=True,
+                          cwd=root, env=env)
+    seconds = time.perf_counter() - start
+    peak = [line for line in done.stderr.splitlines() if line.startswith("peak_kib ")][-1]
+    return seconds, int(peak.split()[1]) / 1024
+
+
+def bench_large_labels(n_rows: int, work: Path) -> None:
+    labels = work / "large_labels.csv"
+    written = write_large_labels(labels, n_rows)
+    _, imports = _child_peak([])
+    seconds, peak = _child_peak(["eda", "--labels", str(labels), "--out", str(work / "large_eda")])
+    print(f"large export: {written:,} label rows ({labels.stat().st_size / 1e6:.0f} MB), "
+          "detect eda --labels, fresh process")
+    print(f"  wall {seconds:.1f} s; peak resident memory {peak:.0f} MiB, of which {imports:.0f} MiB is the imports "
+          f"(torch among them) and {peak - imports:.0f} MiB the report")
+
+
 def bench_folder(n_images: int, size_px: int, work: Path) -> None:
     root = work / "rsna"
     synth_rsna(root, n_images=n_images, size_px=size_px, seed=0)
@@ -103,12 +172,16 @@ def main() -> None:
     parser.add_argument("--labels", type=Path, default=DEFAULT_TABLES / "stage_2_train_labels.csv")
     parser.add_argument("--headers", type=Path, default=DEFAULT_TABLES / "stage_2_train_images_dicom_headers.csv.gz")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the large export (0: skip it)")
     parser.add_argument("--images", type=int, default=120)
     parser.add_argument("--size", type=int, default=512)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        if args.labels.is_file() and args.headers.is_file():
+        if args.rows:
+            bench_large_labels(args.rows, work)
+            print()
+        if args.repeats and args.labels.is_file() and args.headers.is_file():
             bench_tables(args.labels, args.headers, args.repeats, work)
         else:
             print(f"tables only: skipped, {args.labels} or {args.headers} not found "

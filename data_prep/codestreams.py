@@ -2,7 +2,7 @@
 runs, their completeness, and the one strict JPEG decoder.
 
     size = jpeg_frame_size(data)          # FrameSize from the SOF header, or None if not reached
-    reason = pixel_limit_problem(h, w, max_pixels)
+    reason = pixel_limit_problem(h, w, max_pixels, components=c, bits=b)   # pixels, and bytes to allocate
     pixels = decode_jpeg(data, max_pixels=...)   # uint8 [H, W] or BGR [H, W, 3]; StreamError
     small = decode_jpeg(data, min_shape=(256, 256))  # decoded at 1/2, 1/4 or 1/8 scale when it can
 
@@ -11,7 +11,10 @@ claims. A 167 KB JPEG whose frame header says 60000 x 60000 makes libjpeg reserv
 before it finds out that the data is not there. So the size is read from the header (a few
 bytes, parsed here in pure Python that trusts nothing) and checked against one limit on
 decoded pixels, DEFAULT_MAX_IMAGE_PIXELS (100 megapixels: a 43 x 35 cm detector at 0.1 mm is
-15 megapixels, so this is well above any radiograph), before a byte is decoded.
+15 megapixels, so this is well above any radiograph), before a byte is decoded. The bytes the
+decoder will allocate (pixels x channels x bytes per sample) are bounded too, at
+BYTES_PER_PIXEL_BUDGET per pixel of that limit: a 486 KB PNG declaring 7999 x 7999 16-bit RGBA
+is under a 64-megapixel limit but would allocate 512 MB.
 
 JPEG data is decoded by simplejpeg (libjpeg-turbo) in strict mode: libjpeg's warnings about
 corrupt entropy-coded data ("Corrupt JPEG data: 29 extraneous bytes before marker 0xd9",
@@ -52,7 +55,9 @@ __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
     "FrameSize",
     "StreamError",
+    "BYTES_PER_PIXEL_BUDGET",
     "check_max_pixels",
+    "decoded_bytes",
     "REDUCED_DECODE_MAX_ABS_DIFF",
     "REDUCED_DECODE_MEAN_ABS_DIFF",
     "dct_scale_denominator",
@@ -72,6 +77,8 @@ DCT_SCALE_DENOMINATORS = (8, 4, 2)
 # The bound stated in the module docstring, in grey levels (0..255); asserted by the tests.
 REDUCED_DECODE_MAX_ABS_DIFF = 10  # measured: 8 (1000x872 -> 64 px), 3 on 1024 -> 512/256/128
 REDUCED_DECODE_MEAN_ABS_DIFF = 1.0  # measured: 0.68 (1024 -> 384 px), 0.16 on 1024 -> 512
+# Bytes a decoded pixel may take, at most, under the pixel limit: 2 = one 16-bit grey sample.
+BYTES_PER_PIXEL_BUDGET = 2
 LIMIT_HINT = "raise it with --max-megapixels or data.max_image_megapixels"
 
 # Start-of-frame markers: baseline, extended, progressive, lossless (Huffman and arithmetic),
@@ -110,13 +117,42 @@ class FrameSize:
     bits: int
 
 
-def pixel_limit_problem(height: int, width: int, max_pixels: int) -> str | None:
-    """Why an image of height x width may not be decoded under `max_pixels`; None if it may."""
-    if height * width <= max_pixels:
+def bytes_per_sample(bits: int) -> int:
+    """What a decoder allocates per sample of `bits` bits: 1, 2, 4 or 8 bytes."""
+    for size in (1, 2, 4):
+        if bits <= 8 * size:
+            return size
+    return 8
+
+
+def decoded_bytes(height: int, width: int, *, components: int = 1, bits: int = 8, frames: int = 1) -> int:
+    """The bytes a decoder allocates for its output: pixels x channels x bytes per sample (x frames)."""
+    return height * width * max(1, components) * bytes_per_sample(bits) * max(1, frames)
+
+
+def pixel_limit_problem(height: int, width: int, max_pixels: int, *, components: int = 1, bits: int = 8,
+                        frames: int = 1) -> str | None:
+    """Why an image of height x width may not be decoded under `max_pixels`; None if it may.
+
+    Two bounds, both from the header: the pixels (height x width), and the bytes the decoder
+    will allocate (decoded_bytes: channels, bytes per sample and frames count), at most
+    BYTES_PER_PIXEL_BUDGET per pixel of the limit: a 16-bit grey radiograph at the limit fits,
+    a 16-bit RGBA PNG (8 bytes a pixel) of as many pixels does not.
+    """
+    if height * width > max_pixels:
+        return (
+            f"image size {height}x{width} ({height * width / 1e6:.1f} megapixels) exceeds the limit of "
+            f"{max_pixels / 1e6:g} megapixels ({LIMIT_HINT})"
+        )
+    needed = decoded_bytes(height, width, components=components, bits=bits, frames=frames)
+    budget = max_pixels * BYTES_PER_PIXEL_BUDGET
+    if needed <= budget:
         return None
+    layout = f"{height}x{width} x {max(1, components)} channel(s) x {bytes_per_sample(bits)} byte(s)"
+    layout += f" x {frames} frames" if frames > 1 else ""
     return (
-        f"image size {height}x{width} ({height * width / 1e6:.1f} megapixels) exceeds the limit of "
-        f"{max_pixels / 1e6:g} megapixels ({LIMIT_HINT})"
+        f"decoding {layout} needs {needed / 1e6:.0f} MB, above the limit of {budget / 1e6:.0f} MB "
+        f"({BYTES_PER_PIXEL_BUDGET} bytes a pixel of the {max_pixels / 1e6:g}-megapixel limit; {LIMIT_HINT})"
     )
 
 
@@ -196,7 +232,7 @@ def png_size(data: bytes) -> FrameSize | None:
     if data[:8] != _PNG_SIGNATURE or len(data) < 26 or data[12:16] != b"IHDR":
         return None
     width, height = _u32(data, 16), _u32(data, 20)
-    components = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(data[25], 0)
+    components = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25], 0)  # a palette (3) decodes to 3 channels
     return FrameSize(height=height, width=width, components=components, bits=data[24])
 
 
@@ -258,7 +294,7 @@ def decode_jpeg(
     frame = jpeg_frame_size(data)
     if frame is None:
         raise StreamError(f"JPEG stream of {len(data)} bytes ends before its frame header (SOF)")
-    problem = pixel_limit_problem(frame.height, frame.width, max_pixels)
+    problem = pixel_limit_problem(frame.height, frame.width, max_pixels, components=frame.components, bits=frame.bits)
     if problem is not None:
         raise StreamError(problem)
     if not jpeg_is_complete(data):
@@ -267,7 +303,7 @@ def decode_jpeg(
         raise StreamError(f"JPEG with {frame.components} components not supported (expected 1 grey or 3 colour)")
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)
-        problem = pixel_limit_problem(height, width, max_pixels)
+        problem = pixel_limit_problem(height, width, max_pixels, components=frame.components)
         if problem is not None:
             raise StreamError(problem)
         d = dct_scale_denominator(height, width, min_shape)

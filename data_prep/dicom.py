@@ -513,7 +513,8 @@ def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayou
         return "float pixel data (FloatPixelData) not supported"
     if header.rows <= 0 or header.columns <= 0:
         return f"not an image: size {header.rows}x{header.columns}"
-    problem = pixel_limit_problem(header.rows, header.columns, max_pixels)
+    problem = pixel_limit_problem(header.rows, header.columns, max_pixels, components=header.samples_per_pixel,
+                                  bits=header.bits_allocated, frames=header.number_of_frames)
     if problem is not None:
         return problem
     bits_allocated, bits_stored = header.bits_allocated, header.bits_stored
@@ -580,7 +581,7 @@ def _codestream_problem(header: DicomHeader, head: bytes | memoryview, max_pixel
         return f"corrupt {name} frame: {exc}"
     if frame is None:
         return None
-    problem = pixel_limit_problem(frame.height, frame.width, max_pixels)
+    problem = pixel_limit_problem(frame.height, frame.width, max_pixels, components=frame.components, bits=frame.bits)
     if problem is not None:
         return f"{name} frame: {problem}"
     if (frame.height, frame.width) != (header.rows, header.columns):

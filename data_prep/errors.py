@@ -91,3 +91,10 @@ class MissingDependencyError(WeightsUnavailableError):
 
 class DicomWebError(DetectError):
     """A DICOMweb server cannot be reached or answers with an error: names the URL and the status."""
+
+
+class ModelOutputError(DetectError):
+    """A model answers with unusable outputs (NaN or infinite scores or boxes): a broken
+    checkpoint. Never read as a prediction; the server answers 500 with this message."""
+
+    http_status = 500

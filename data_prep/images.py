@@ -67,7 +67,7 @@ def _decode_png(path: str | Path, data: bytes, max_pixels: int) -> np.ndarray:
     size = png_size(data)
     if size is None:
         raise ImageReadError(path, f"truncated or corrupt PNG ({len(data)} bytes): no IHDR header")
-    problem = pixel_limit_problem(size.height, size.width, max_pixels)
+    problem = pixel_limit_problem(size.height, size.width, max_pixels, components=size.components, bits=size.bits)
     if problem is not None:
         raise ImageReadError(path, problem)
     try:

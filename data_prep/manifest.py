@@ -152,7 +152,7 @@ def write_prepare_json(
     }
     if labels is not None:
         info["labels"] = dict(labels)
-    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+    write_text_atomic(path, json.dumps(info, indent=2, sort_keys=True, allow_nan=False) + "\n")
     return path
 
 
@@ -203,7 +203,7 @@ def write_manifest(
         (MANIFEST_CSV, _csv_text(MANIFEST_COLUMNS, manifest_rows)),
         (SPLITS_CSV, _csv_text(("patient_id", "dataset", "split"), split_rows)),
         (BAD_FILES_CSV, _csv_text(("path", "reason"), bad_rows)),
-        (SUMMARY_JSON, json.dumps(dict(summary or {}), indent=2, sort_keys=True) + "\n"),
+        (SUMMARY_JSON, json.dumps(dict(summary or {}), indent=2, sort_keys=True, allow_nan=False) + "\n"),
     ):
         write_text_atomic(prepared_dir / name, text)
         written.append(prepared_dir / name)

@@ -157,7 +157,7 @@ class ImageRecord:
         spacing as 'row\column' text (DICOM's multi-value form, e.g. '0.139\0.143'), each
         number the shortest text that reads back to the same float."""
         row = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        row["boxes_xyxy"] = json.dumps([[round(float(v), 3) for v in b] for b in self.boxes_xyxy])
+        row["boxes_xyxy"] = json.dumps([[round(float(v), 3) for v in b] for b in self.boxes_xyxy], allow_nan=False)
         if self.pixel_spacing_mm is not None:
             row["pixel_spacing_mm"] = "\\".join(repr(v) for v in self.pixel_spacing_mm)
         return row

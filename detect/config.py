@@ -31,6 +31,7 @@ from data_prep.own_labels import UNANNOTATED_CHOICES, parse_label_map
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
 from detect.models.losses import LOSSES
 from detect.models.registry import get_model_spec, is_classifier
+from detect.recipe import check_config_shape, parse_override, read_recipe, shown, split_override
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "plateau", "constant")
@@ -43,6 +44,8 @@ ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 IMAGE_PROBABILITY_RULES: tuple[str, ...] = ("head", "top_box", "mean")
 LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow")  # detect.training.tracking
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+MAX_EPOCHS = 100_000
+MAX_NAME_CHARS = 100  # a run folder's name (file systems allow 255 bytes)
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
 
 
@@ -57,22 +60,26 @@ class _Checks:
 
     def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> None:
         if value not in allowed:
-            self.fail(key, f"is '{value}'; choose one of: {', '.join(allowed)}")
+            self.fail(key, f"is {shown(value)}; choose one of: {', '.join(allowed)}")
 
     def at_least(self, key: str, value: float, low: float) -> None:
         if not (math.isfinite(value) and value >= low):
-            self.fail(key, f"is {value!r}; expected at least {low:g}")
+            self.fail(key, f"is {shown(value)}; expected at least {low:g}")
+
+    def at_most(self, key: str, value: float, high: float) -> None:
+        if not (math.isfinite(value) and value <= high):
+            self.fail(key, f"is {shown(value)}; expected at most {high:,g}")
 
     def positive(self, key: str, value: float) -> None:
         if not (math.isfinite(value) and value > 0):
-            self.fail(key, f"must be > 0, got {value!r}")
+            self.fail(key, f"must be > 0, got {shown(value)}")
 
     def in_range(self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
         above = value > low if low_open else value >= low
         below = value < high if high_open else value <= high
         if not (math.isfinite(value) and above and below):
             interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-            self.fail(key, f"is {value!r}; expected a value in {interval}")
+            self.fail(key, f"is {shown(value)}; expected a value in {interval}")
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ class ModelConfig:
             self._check_classifier(check, spec)
             return
         if self.weights.strip().lower().startswith(XRV_WEIGHTS_PREFIX):
-            check.fail("weights", f"is '{self.weights}'; torchxrayvision weights fit classifiers only, "
+            check.fail("weights", f"is {shown(self.weights)}; torchxrayvision weights fit classifiers only, "
                                   f"not the detector '{self.name}'")
         if not 0 <= self.trainable_backbone_layers <= spec.trainable_layers_max:
             check.fail("trainable_backbone_layers",
@@ -235,10 +242,10 @@ class ModelConfig:
             check.fail("weights", f"is imagenet, but '{self.name}' has no ImageNet weights; use none or a file")
         if weights.lower().startswith(XRV_WEIGHTS_PREFIX):
             if not spec.xrv_model:
-                check.fail("weights", f"is '{weights}'; torchxrayvision has no weights for '{self.name}' "
+                check.fail("weights", f"is {shown(weights)}; torchxrayvision has no weights for '{self.name}' "
                                       "(densenet121 and resnet50 have)")
             if not weights[len(XRV_WEIGHTS_PREFIX):].strip():
-                check.fail("weights", f"is '{weights}'; name the torchxrayvision weights, e.g. xrv:densenet121-res224-all")
+                check.fail("weights", f"is {shown(weights)}; name the torchxrayvision weights, e.g. xrv:densenet121-res224-all")
 
 
 @dataclass(frozen=True)
@@ -282,6 +289,14 @@ class TrainConfig:
             check.choice("loggers", logger, LOGGERS)
         check.positive("epochs", self.epochs)
         check.positive("batch_size", self.batch_size)
+        # Upper bounds far above any real run: a typo (1e23 epochs) is an error, not a run that never ends.
+        for key, high in (("epochs", MAX_EPOCHS), ("batch_size", 65_536), ("warmup_steps", 10**9),
+                          ("plateau_patience", MAX_EPOCHS), ("early_stop_patience", MAX_EPOCHS),
+                          ("max_steps_per_epoch", 10**9), ("max_minutes", 10**7), ("eval_every_epochs", MAX_EPOCHS),
+                          ("log_every_steps", 10**9), ("freeze_backbone_epochs", MAX_EPOCHS)):
+            check.at_most(key, getattr(self, key), high)
+        if any(epoch > MAX_EPOCHS for epoch in self.step_epochs):
+            check.fail("step_epochs", f"has an epoch over {MAX_EPOCHS:,}")
         check.choice("optimizer", self.optimizer, OPTIMIZERS)
         check.positive("lr", self.lr)
         check.in_range("momentum", self.momentum, 0.0, 1.0, high_open=True)
@@ -300,7 +315,7 @@ class TrainConfig:
         check.at_least("eval_every_epochs", self.eval_every_epochs, 1)
         check.at_least("log_every_steps", self.log_every_steps, 0)
         if not DEVICE_PATTERN.match(self.device.strip().lower()):
-            check.fail("device", f"is '{self.device}'; use auto, cpu, cuda or cuda:N")
+            check.fail("device", f"is {shown(self.device)}; use auto, cpu, cuda or cuda:N")
         check.choice("loss", self.loss, LOSSES)
         check.at_least("focal_gamma", self.focal_gamma, 0.0)
         check.at_least("freeze_backbone_epochs", self.freeze_backbone_epochs, 0)
@@ -324,9 +339,13 @@ class Config:
 
     def __post_init__(self) -> None:
         check = _Checks("")
+        if len(self.name) > MAX_NAME_CHARS:
+            check.fail("name", f"is {len(self.name):,} characters long; it names the run folder runs/<name>: "
+                               f"at most {MAX_NAME_CHARS}")
         if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
-            check.fail("name", f"is {self.name!r}; it names the run folder runs/<name>: use letters, digits, - or _")
+            check.fail("name", f"is {shown(self.name)}; it names the run folder runs/<name>: use letters, digits, - or _")
         check.at_least("seed", self.seed, 0)
+        check.at_most("seed", self.seed, 2**32 - 1)  # numpy's seed range
         check.choice("task", self.task, TASKS)
         if is_classifier(self.model.name):
             self._check_classifier()
@@ -336,7 +355,7 @@ class Config:
     def _check_detector(self) -> None:
         check = _Checks("")
         if self.task != DETECTION_TASK:
-            check.fail("task", f"is '{self.task}', but model '{self.model.name}' is a detector; choose a classifier "
+            check.fail("task", f"is {shown(self.task)}, but model '{self.model.name}' is a detector; choose a classifier "
                                "(basic_cnn, resnet18, ...) or task detection")
         size = self.data.image_size_px
         if size % IMAGE_SIZE_MULTIPLE_PX:
@@ -346,7 +365,7 @@ class Config:
             train.fail("monitor", "is 'val_macro_f1', a metric of the three-class classification tasks; "
                                   "a detector monitors val_map50, val_rsna_score, val_f1, val_roc_auc, val_accuracy or val_loss")
         if self.train.loss != "ce":
-            train.fail("loss", f"is '{self.train.loss}', but the detector's losses are fixed; train.loss applies to classifiers")
+            train.fail("loss", f"is {shown(self.train.loss)}, but the detector's losses are fixed; train.loss applies to classifiers")
         if self.train.freeze_backbone_epochs:
             train.fail("freeze_backbone_epochs", "applies to classifiers; a detector uses model.trainable_backbone_layers")
 
@@ -354,7 +373,7 @@ class Config:
         check = _Checks("")
         spec = get_model_spec(self.model.name)
         if self.task not in CLASSIFICATION_TASKS:
-            check.fail("task", f"is '{self.task}', but model '{self.model.name}' is a classifier; "
+            check.fail("task", f"is {shown(self.task)}, but model '{self.model.name}' is a classifier; "
                                f"choose one of: {', '.join(CLASSIFICATION_TASKS)}")
         size = self.data.image_size_px
         if size < spec.min_image_size_px:
@@ -362,7 +381,7 @@ class Config:
                                                   f"{spec.min_image_size_px} px")
         train = _Checks("train")
         if self.train.monitor in BOX_MONITORS:
-            train.fail("monitor", f"is '{self.train.monitor}', but a classifier draws no boxes; use val_f1, "
+            train.fail("monitor", f"is {shown(self.train.monitor)}, but a classifier draws no boxes; use val_f1, "
                                   "val_roc_auc, val_accuracy, val_loss" + (", val_macro_f1" if num_outputs(self.task) > 1 else ""))
         if self.train.monitor == "val_macro_f1" and num_outputs(self.task) == 1:
             train.fail("monitor", f"is 'val_macro_f1', a three-class metric; task {self.task} is binary: use val_f1")
@@ -386,7 +405,7 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin is tuple:
         (item_type, _ellipsis) = typing.get_args(annotation)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"config key '{key}' must be a list, got {shown(value)}")
         return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -396,54 +415,36 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be true or false, got {shown(value)}")
     if annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) >= 2**63:
+                raise ConfigError(f"config key '{key}' is too large (more than 18 digits): {shown(value)}")
             return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be an integer, got {shown(value)}")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) >= 10**300:  # float() would overflow
+                raise ConfigError(f"config key '{key}' is too large (more than 300 digits): {shown(value)}")
             return float(value)
-        raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a number, got {shown(value)}")
     if annotation is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be a string, got {shown(value)}")
     raise ConfigError(f"config key '{key}' has an unsupported type {annotation!r}")  # pragma: no cover
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     types_by_name = _field_types(cls)
-    unknown = sorted(set(values) - set(types_by_name))
+    unknown = sorted((set(values) - set(types_by_name)), key=str)
     if unknown:
         valid = ", ".join(sorted(types_by_name))
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
+            f"unknown config key {shown(prefix + str(unknown[0]))}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
         )
     kwargs = {name: _coerce(v, types_by_name[name], f"{prefix}{name}") for name, v in values.items()}
     return cls(**kwargs)
-
-
-def _parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override '{text}' must look like key=value, e.g. train.lr=0.01")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ConfigError(f"override '{text}' has an empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`key=value` -> (the dotted key, the value typed as YAML reads it: 0.01 a float, 8 an int,
-    true a bool, [16, 32] a list, adamw a string), as `--set` and `detect sweep --grid` take it.
-    The key itself is checked when a Config is built from it (config_from_dict)."""
-    path, value = _parse_override(text)
-    return ".".join(path), value
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -458,64 +459,26 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a validated Config from a (possibly partial) nested dict plus `key=value` overrides."""
+    """Build a validated Config from a (possibly partial) nested dict plus `key=value` overrides.
+    A dict too deep or too large to be a config (detect.recipe.check_config_shape) is refused first:
+    the same check guards recipes, --set values and the configs stored in checkpoints."""
+    check_config_shape(values)
     merged = _deep_copy(values or {})
     for text in overrides:
-        path, value = _parse_override(text)
+        path, value = split_override(text)
         node = merged
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override '{text}': '{part}' is not a section")
+                raise ConfigError(f"override {shown(text)}: {shown(part)} is not a section")
             node = child
         node[path[-1]] = value
+    check_config_shape(merged)
     return _build(Config, merged)
 
 
 def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
-
-
-def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
-    for key_node, _value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: key '{key}' is given twice "
-                              f"(first on line {seen[key]})")
-        seen[key] = key_node.start_mark.line + 1
-    return loader.construct_mapping(node, deep=deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
-
-
-def read_recipe(path: str | Path) -> dict[str, Any]:
-    """A recipe file's mapping of sections, or a ConfigError naming the file and the problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not a UTF-8 text file (byte {exc.start} is 0x{exc.object[exc.start]:02x})") from None
-    try:
-        loaded = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from None
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise ConfigError(f"{p}: not valid YAML ({first})") from None
-    if loaded is None:
-        # An empty recipe would silently train every default (a 512 px ResNet-50 FPN v2).
-        raise ConfigError(f"{p}: the recipe is empty; give at least its name, e.g. 'name: my_run'")
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of config sections")
-    return loaded
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -32,7 +32,7 @@ from data_prep.prepare import format_summary as format_prepare_summary
 from data_prep.synth import synth_kermany, synth_rsna
 from detect.config import load_config
 from detect.evaluation.evaluate import evaluate_checkpoint
-from detect.evaluation.report import format_summary as format_eval_summary
+from detect.evaluation.report import format_summary as format_eval_summary, to_json_safe
 from detect.inference.batch import run_inference
 from detect.predictions import PostprocessSettings
 from detect.training.trainer import TrainResult, format_result, prepare_for_config, run_training
@@ -228,7 +228,7 @@ def _write_summary(path: Path, result: DemoResult, size: str, trained: TrainResu
         "train_images_per_second": round(trained.images_per_second, 2),
         "best_epoch": trained.best_epoch,
     }
-    return write_text_atomic(path, json.dumps(summary, indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(to_json_safe(summary), indent=2, allow_nan=False) + "\n")
 
 
 def _one_test_dicom(rsna_dir: Path) -> Path:

@@ -169,7 +169,7 @@ def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path,
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--study", "1.2"), "--study and --stow go with --dicomweb URL"),
+    (("--study", "1.2"), "--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL"),
     (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
     (("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"), "ftp://pacs/dicom-web: a DICOMweb URL starts with http://"),
     (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),
@@ -219,3 +219,16 @@ def test_infer_max_megapixels_is_an_option(tmp_path, checkpoint):
     assert "image size 96x96 (0.0 megapixels) exceeds the limit of 0.005 megapixels" in _stderr(small)
     bad = _run("infer", image, "--checkpoint", checkpoint, "--out", tmp_path / "b.json", "--max-megapixels", "-1")
     assert bad.exit_code == 2 and _stderr(bad).strip() == "error: --max-megapixels: -1.0 must be a positive number of megapixels"
+
+
+def test_a_formula_like_patient_id_is_kept_in_the_submission_with_a_warning(tmp_path, checkpoint):
+    from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
+
+    (tmp_path / "in").mkdir()
+    patient = '=HYPERLINK("http://evil.example/x","open")'
+    write_jpeg_baseline_dicom(tmp_path / "in" / "a.dcm", textured_image(64, 64, seed=1), patient_id=patient)
+    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
+                  "--submission", tmp_path / "sub.csv", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "patientId starts with '=', which a spreadsheet would run as a formula" in _stderr(result)
+    assert (tmp_path / "sub.csv").read_text().splitlines()[1].startswith('"=HYPERLINK(')  # Kaggle needs the exact ID

@@ -46,10 +46,13 @@ import pandas as pd
 
 from data_prep.dicom import parse_age_years
 from data_prep.errors import DataFormatError, DetectError
-from data_prep.geometry import xyxy_to_xywh
+from data_prep.eda.label_rows import BOX_COLUMNS as XYWH, LabelTable, label_table_from_frame, read_label_table
+from data_prep.geometry import xywh_to_xyxy, xyxy_to_xywh
 from data_prep.records import BadFile, ImageRecord
 from data_prep.rsna import (
     LABEL_COLUMNS,
+    RSNA_CLASSES,
+    RSNA_POSITIVE_CLASS,
     LabelRow,
     label_rows_boxes_xyxy,
     read_class_info,
@@ -228,18 +231,76 @@ def read_header_table(path: str | Path) -> HeaderTable:
     return HeaderTable(path, fields, len(raw), duplicate_ids, missing, unreadable)
 
 
-def _label_missing(path: Path, rows: int, frame: pd.DataFrame) -> tuple[MissingValues, ...]:
-    """Empty cells per labels column; box cells count on Target=1 rows only (negatives leave them empty)."""
-    frame = frame[(frame != "").any(axis=1)]  # blank lines are no rows
-    positive = frame["Target"].isin(("1", "1.0"))
+def _label_missing(table: LabelTable) -> tuple[MissingValues, ...]:
+    """Empty cells per labels column; box cells count on Target=1 rows only (negatives leave them
+    empty). A row without its patientId or Target never gets this far (the file is refused)."""
     out = []
     for column in LABEL_COLUMNS:
-        if column in ("x", "y", "width", "height"):
-            out.append(MissingValues("labels", column, int((frame.loc[positive, column] == "").sum()), int(positive.sum()),
+        if column in XYWH:
+            out.append(MissingValues("labels", column, table.missing_box_cells[column], table.n_positive_rows,
                                      "rows with Target=1 (a negative row leaves the box cells empty by design)"))
         else:
-            out.append(MissingValues("labels", column, int((frame[column] == "").sum()), rows))
+            out.append(MissingValues("labels", column, 0, table.n_label_rows))
     return tuple(out)
+
+
+def _table_from_strict_reader(path: Path) -> LabelTable:
+    """A LabelTable from the strict reader, for a file that reads only that way (its header
+    names carry spaces, a cell says 'nan'...): the same rows, one Python object each."""
+    frame = read_label_csv(path, LABEL_COLUMNS).replace("", np.nan)  # every cell already checked by it
+    frame[list(XYWH) + ["Target"]] = frame[list(XYWH) + ["Target"]].astype(float)
+    table = label_table_from_frame(frame)
+    assert table is not None
+    return table
+
+
+def _checked_patients(path: Path, table: LabelTable, classes: Mapping[str, list[str]] | None,
+                      headers: HeaderTable | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(images, boxes, problems) of the patients that keep the rules (parse_rsna's with class
+    info, bounded by the header table's sizes; else the labels file's own). Array checks find
+    the patients that may break one; only those go through the per-patient functions, which word
+    the reason ('patientId <id>: <reason>', in order of first appearance)."""
+    suspect = table.suspect.copy()
+    rsna_class = np.full(len(table.patients), None, dtype=object)
+    rows = table.rows
+    positive_rows = rows[rows["Target"] == 1.0]
+    if classes is not None:
+        known = set(RSNA_CLASSES)
+        for i, patient_id in enumerate(table.patients):
+            names = classes.get(patient_id, [])
+            if len(names) != 1 or names[0] not in known or (table.target[i] == 1) != (names[0] == RSNA_POSITIVE_CLASS):
+                suspect[i] = True
+            else:
+                rsna_class[i] = names[0]
+        x, y = positive_rows["x"].to_numpy(), positive_rows["y"].to_numpy()
+        outside = (x < 0) | (y < 0)
+        if headers is not None:
+            sizes = headers.fields[["height_px", "width_px"]].reindex(table.patients[positive_rows["code"].to_numpy()])
+            height, width = sizes["height_px"].to_numpy(), sizes["width_px"].to_numpy()
+            with np.errstate(invalid="ignore"):
+                known_size = ~(np.isnan(height) | np.isnan(width))
+                outside |= known_size & ((x + positive_rows["width"].to_numpy() > width)
+                                         | (y + positive_rows["height"].to_numpy() > height))
+        suspect[np.unique(positive_rows["code"].to_numpy()[outside])] = True
+    suspects = np.flatnonzero(suspect)
+    kept_slow, problems = _label_boxes(path, table.rows_of(suspects), classes, headers)
+    clean = ~suspect
+    images = pd.DataFrame({
+        "image_id": np.concatenate([table.patients[clean], np.asarray(list(kept_slow), dtype=object)]),
+        "target": np.concatenate([table.target[clean], [t for _, t, _ in kept_slow.values()]]).astype(int),
+        "rsna_class": np.concatenate([rsna_class[clean],
+                                      np.asarray([c for c, _, _ in kept_slow.values()], dtype=object)]),
+        "n_boxes": np.concatenate([table.n_boxes[clean], [len(b) for _, _, b in kept_slow.values()]]).astype(int),
+    })
+    images = images.assign(patient_id=images["image_id"], subtype=None, has_box_labels=True, split=None,
+                           source_split=None)
+    fast_rows = positive_rows[clean[positive_rows["code"].to_numpy()]]
+    xyxy = xywh_to_xyxy(fast_rows[list(XYWH)].to_numpy(np.float32))  # as the per-patient path stores them
+    fast = pd.DataFrame(xyxy_to_xywh(xyxy).astype(np.float64), columns=list(XYWH))
+    fast.insert(0, "image_id", table.patients[fast_rows["code"].to_numpy()])
+    boxes = pd.concat([fast, _box_frame({pid: kept_slow[pid][2] for pid in kept_slow})], ignore_index=True)
+    boxes = boxes.sort_values("image_id", kind="stable").reset_index(drop=True)
+    return images, boxes, problems
 
 
 def _empty_images() -> pd.DataFrame:
@@ -255,7 +316,10 @@ def _image_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
     frame["n_boxes"] = frame["n_boxes"].astype(int)
     frame["age_valid"] = frame["age_valid"].astype(bool)
     frame["has_box_labels"] = frame["has_box_labels"].astype(bool)
-    return frame.sort_values("image_id", kind="stable").reset_index(drop=True)
+    if not frame["image_id"].is_monotonic_increasing:  # a sort copies every column: only when needed
+        frame = frame.sort_values("image_id", kind="stable")
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 def _box_frame(boxes_by_image: Mapping[str, np.ndarray]) -> pd.DataFrame:
@@ -309,11 +373,13 @@ def tables_from_label_files(
     DataFormatError naming the file when a table is missing or malformed.
     """
     labels_path = Path(labels)
-    rows_by_patient, duplicate_label_rows = read_train_labels(labels_path)
-    label_text = read_label_csv(labels_path, LABEL_COLUMNS)
-    n_label_rows = int((label_text != "").any(axis=1).sum())
-    if not rows_by_patient:
+    table = read_label_table(labels_path)
+    if table is None:  # a malformed cell: the strict reader names its line (LabelFileError)
+        read_train_labels(labels_path)
+        table = _table_from_strict_reader(labels_path)
+    if not len(table.patients):
         raise DataFormatError(labels_path, "no label rows after the header")
+    n_label_rows, duplicate_label_rows = table.n_label_rows, table.duplicates
     files = [SourceFile("labels", str(labels_path), n_label_rows)]
     classes = None
     duplicate_class_rows = 0
@@ -324,14 +390,8 @@ def tables_from_label_files(
     if header_table is not None:
         files.append(SourceFile("DICOM headers", str(header_table.path), header_table.rows))
 
-    kept, problems = _label_boxes(labels_path, rows_by_patient, classes, header_table)
-    images = pd.DataFrame({
-        "image_id": list(kept), "patient_id": list(kept),
-        "target": [target for _, target, _ in kept.values()],
-        "rsna_class": [rsna_class for rsna_class, _, _ in kept.values()],
-        "subtype": None, "n_boxes": [len(boxes) for _, _, boxes in kept.values()], "has_box_labels": True,
-        "split": None, "source_split": None,
-    })
+    images, boxes, problems = _checked_patients(labels_path, table, classes, header_table)
+    images = images.sort_values("image_id", kind="stable")  # while the frame is narrow
     if header_table is not None:
         images = images.join(header_table.fields[list(_HEADER_FIELDS)], on="image_id")
         images["age_valid"] = images["age_valid"].fillna(True)  # no header row: nothing to flag
@@ -345,14 +405,14 @@ def tables_from_label_files(
         QualityCheck("patients whose label rows break a rule (left out)", len(problems), _examples(problems)),
     ]
     if classes is not None:
-        without_labels = sorted(set(classes) - set(rows_by_patient))
+        without_labels = sorted(set(classes) - set(table.patients))
         checks += [
             QualityCheck("duplicate class-info rows collapsed", duplicate_class_rows,
                          note="the class file repeats a patient once per box"),
             QualityCheck("class-info patients without a label row", len(without_labels), _examples(without_labels)),
         ]
     if header_table is not None:
-        label_ids = set(rows_by_patient)
+        label_ids = set(table.patients)
         header_ids = set(header_table.fields.index)
         checks += [
             QualityCheck("labels without images (no header row)", len(label_ids - header_ids), _examples(sorted(label_ids - header_ids)),
@@ -365,11 +425,11 @@ def tables_from_label_files(
     else:
         checks.append(QualityCheck("labels without images", None, note="needs the images or a header table (--headers)"))
     checks.append(QualityCheck("files that could not be read", None, note="no image was read: the label tables only"))
-    missing = _label_missing(labels_path, n_label_rows, label_text) + (header_table.missing if header_table else ())
+    missing = _label_missing(table) + (header_table.missing if header_table else ())
     return EdaTables(
         dataset="rsna",
         images=images,
-        boxes=_box_frame({pid: kept[pid][2] for pid in kept}),
+        boxes=boxes,
         source=EdaSource(mode="tables", dataset="rsna", files=tuple(files)),
         checks=tuple(checks),
         missing=missing,

@@ -81,4 +81,4 @@ def write_marker(out: Path, dataset: str, params: dict[str, Any], counts: dict[s
         "complete": counts is not None,
         "counts": counts or {},
     }
-    (out / MARKER_FILE).write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / MARKER_FILE).write_text(json.dumps(body, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")

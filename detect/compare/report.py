@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from data_prep.atomic import write_text_atomic
+from data_prep.spreadsheet import spreadsheet_safe
 from detect.compare.held_out import BINARY_METRICS, THREE_CLASS_TASKS, confusion_matrix
 from detect.compare.plots import plot_accuracy_vs_time
 from detect.outputs.plots import curve_inputs, plot_confusion_matrices, plot_roc_curves
@@ -81,7 +82,7 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()
 
 

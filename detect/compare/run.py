@@ -30,6 +30,7 @@ from detect.compare.held_out import HeldOutPredictions, count_parameters, held_o
 from detect.compare.plan import ModelPlan, model_kind, plan_compare
 from detect.compare.report import write_compare_outputs
 from detect.config import Config, config_to_dict
+from detect.evaluation.report import to_json_safe
 from detect.evaluation.stats import ConfidenceInterval, DeLongResult, McNemarResult, delong_test, mcnemar_test
 from detect.inference.predictor import load_predictor
 from detect.tracking import log_outputs, parent_run
@@ -69,7 +70,8 @@ class ModelResult:
                    stopped_on_time=bool(data["stopped_on_time"]), train_seconds=float(data["train_seconds"]),
                    train_images_per_s=float(data["train_images_per_s"]),
                    predictions=HeldOutPredictions.from_json(data["predictions"]),
-                   metrics={k: ConfidenceInterval(**v) for k, v in data["metrics"].items()}, config=data["config"])
+                   metrics={k: ConfidenceInterval(**{f: math.nan if x is None else x for f, x in v.items()})
+                            for k, v in data["metrics"].items()}, config=data["config"])
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def train_and_test(plan: ModelPlan, data_dirs: Sequence[str | Path], *, task: st
         metrics=held_out_metrics(predictions, task, n_resamples=n_resamples, seed=cfg.seed),
         config=config_to_dict(cfg),
     )
-    write_text_atomic(plan.result_path, json.dumps(result.to_json()))
+    write_text_atomic(plan.result_path, json.dumps(to_json_safe(result.to_json()), allow_nan=False))
     log(f"[{plan.model}] tested on {predictions.n_images} images: F1 {result.metrics['f1'].format()}, "
         f"ROC-AUC {result.metrics['roc_auc'].format()}, {predictions.infer_ms_per_image:.1f} ms/image")
     return result

@@ -64,8 +64,8 @@ from detect.evaluation.stats import bootstrap_metrics
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
+from detect.outputs.submission import SubmissionRow, formula_warnings, write_submission
 from detect.tracking import log_eval_to_run
-from detect.outputs.submission import SubmissionRow, write_submission
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
 CUSTOM_PREPARED_DIRNAME = "prepared"  # <out>/prepared/<folder name>: where eval prepares a custom folder
@@ -203,8 +203,9 @@ def rsna_sections(
         }
     notes = []
     if csv_path is not None:
-        write_submission(csv_path, [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records])
-        notes.append(f"wrote the held-out post-processed boxes to {csv_path}")
+        rows = [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records]
+        write_submission(csv_path, rows)
+        notes += [f"wrote the held-out post-processed boxes to {csv_path}", *formula_warnings(rows)]
     out = DatasetSections(sections, {"RSNA pneumonia" if csv_path is not None else "pneumonia": (y_true, y_prob)},
                           notes=notes)
     by_id = {r.image_id: (r, raw) for r, raw in zip(held.records, held.raw)}

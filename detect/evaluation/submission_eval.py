@@ -17,6 +17,7 @@ import numpy as np
 from data_prep.atomic import check_writable
 from data_prep.errors import LabelFileError
 from data_prep.rsna import read_label_boxes
+from data_prep.safe_paths import UnsafeNameError, child_path
 from detect.evaluation.evaluate import EvalOutcome
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, coco_map, rsna_score
@@ -80,7 +81,10 @@ def evaluate_predictions(
     panels = []
     if folder.is_dir():
         for pid in pick_examples(ids, ground_truth, preds):
-            source = folder / f"{pid}.dcm"
+            try:  # a patientId from the CSV names a file only when it stays in the folder
+                source = child_path(folder, f"{pid}.dcm")
+            except UnsafeNameError:
+                continue
             if source.is_file():
                 panel = example_panel(source, pid[:13], ground_truth[pid], *preds[pid])
                 if panel is not None:

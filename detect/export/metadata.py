@@ -82,14 +82,21 @@ def export_metadata(cfg: Config, extra: dict[str, Any], *, max_detections: int, 
     })
 
 
+MAX_METADATA_CHARS = 4 << 20  # the config, operating points and a metrics history: tens of kilobytes
+
+
 def parse_metadata(text: str | None, path: str) -> dict[str, Any]:
     """The metadata JSON of an exported file, checked; CheckpointError naming `path` otherwise."""
     if not text:
         raise CheckpointError(f"{path}: no {METADATA_KEY} in the file: not a model written by `detect export`")
+    if len(text) > MAX_METADATA_CHARS:
+        raise CheckpointError(f"{path}: its {METADATA_KEY} is over {MAX_METADATA_CHARS >> 20} MiB; refused")
     try:
         metadata = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: its {METADATA_KEY} is not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: its {METADATA_KEY} nests too deep to be detect's export metadata") from None
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{path}: its {METADATA_KEY} is not detect's export metadata")
     if int(metadata.get("format_version", 0)) > EXPORT_FORMAT_VERSION:

@@ -62,7 +62,7 @@ def write_onnx(wrapper: ExportableDetector | ExportableClassifier, path: str | P
         )
     model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata, allow_nan=False)
     model.producer_name = "detect"
     with atomic_write(path) as handle:
         handle.write(model.SerializeToString())

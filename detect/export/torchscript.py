@@ -46,7 +46,7 @@ def write_torchscript(wrapper: ExportableDetector | ExportableClassifier, path: 
                 scripted = torch.jit.trace(wrapper.eval(), example_inputs(wrapper.image_size_px, TRACED_BATCH_SIZE))
         else:
             scripted = torch.jit.script(wrapper.eval())
-        torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: json.dumps(metadata)})
+        torch.jit.save(scripted, buffer, _extra_files={METADATA_FILE: json.dumps(metadata, allow_nan=False)})
     with atomic_write(path, catch=(OSError, RuntimeError)) as handle:
         handle.write(buffer.getvalue())
     return Path(path)

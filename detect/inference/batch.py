@@ -68,7 +68,7 @@ from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settin
 from detect.outputs.dicom_common import AlgorithmInfo
 from detect.outputs.dicom_results import DicomResultWriter
 from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
-from detect.outputs.submission import submission_rows_from_entries, write_submission
+from detect.outputs.submission import formula_warnings, submission_rows_from_entries, write_submission
 from detect.outputs.uids import file_sha256
 from detect.predictions import ImagePrediction, PostprocessSettings
 from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
@@ -334,6 +334,7 @@ def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_pat
     if submission_path is not None:
         rows, duplicates = submission_rows_from_entries(merge_entries(parts, listing.files))
         result.submission_path = write_submission(submission_path, rows)
+        result.warnings += formula_warnings(rows)
         result.warnings += [f"{sid}: patientId appears more than once; only the first file's boxes are in the submission"
                             for sid in duplicates]
 

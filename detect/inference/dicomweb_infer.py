@@ -18,7 +18,7 @@ from typing import Any
 
 from data_prep.errors import DetectError
 from detect.inference.batch import InferenceResult, run_inference
-from detect.pacs.dicomweb import connect, fetch_study_images, store_instances
+from detect.pacs.dicomweb import DicomWebLimits, connect, fetch_study_images, store_instances
 
 
 @dataclass
@@ -42,10 +42,12 @@ class DicomWebResult:
 
 def run_dicomweb_inference(url: str, study_uid: str, *, out_path: str | Path, stow: bool = False,
                            dicom_sr_dir: str | Path | None = None, dicom_gsps_dir: str | Path | None = None,
-                           anonymize: bool = False, **inference_options: Any) -> DicomWebResult:
+                           anonymize: bool = False, limits: DicomWebLimits = DicomWebLimits(),
+                           **inference_options: Any) -> DicomWebResult:
     """Fetch `study_uid` from the DICOMweb root `url`, infer, and with `stow` store the SR and
     GSPS back (written to `dicom_sr_dir` / `dicom_gsps_dir` too when given, else to a
-    temporary folder). `inference_options` go to `run_inference` unchanged.
+    temporary folder). `limits`: what the server may make this run wait for or hold (deadline,
+    answer sizes, instance count, redirects). `inference_options` go to `run_inference` unchanged.
 
     Raises DicomWebError (one line: URL and status) when the server cannot be reached or
     answers an error, DetectError for bad arguments.
@@ -55,7 +57,7 @@ def run_dicomweb_inference(url: str, study_uid: str, *, out_path: str | Path, st
     if stow and anonymize:
         raise DetectError("--stow with --anonymize: a result without the patient's ID would be filed as another "
                           "patient in the PACS; anonymize only files you take out of it")
-    client = connect(url)
+    client = connect(url, limits)
     with tempfile.TemporaryDirectory(prefix="detect_dicomweb_") as scratch:
         root = Path(scratch)
         files, skipped = fetch_study_images(client, url, study_uid, root / "images")

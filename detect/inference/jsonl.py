@@ -175,7 +175,7 @@ class PartWriter:
 
 
 def _line(line: dict[str, Any]) -> str:
-    return json.dumps(line, separators=(",", ":")) + "\n"
+    return json.dumps(line, separators=(",", ":"), allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------------- merging

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from data_prep.errors import ModelOutputError
 from detect.config import Config
 from detect.data.preprocess import Clahe, clahe_from_config, prepare_image
 from detect.devices import resolve_device
@@ -43,6 +44,7 @@ from detect.inference.backends import (
 from detect.inference.postprocess import hflip_boxes, keep_valid_boxes, merge_tta_boxes, to_original_coords
 from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, software_versions
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+
 
 @dataclass(frozen=True)
 class ModelInput:
@@ -98,6 +100,21 @@ def to_raw_prediction(views: Sequence[dict[str, np.ndarray]], model_input: Model
 Backend = EagerBackend | TorchScriptBackend | OnnxRuntimeBackend
 
 
+def check_finite_outputs(outputs: Sequence[dict[str, np.ndarray]], model_name: str) -> None:
+    """Refuse a batch's outputs holding NaN or infinity (ModelOutputError naming `model_name`).
+
+    A checkpoint with non-finite weights answers NaN for every image; read as a prediction that
+    would be a negative study (NaN > threshold is false) and boxes.json would not be JSON. Every
+    backend's outputs pass here (Predictor.forward), so the check is made once for all of them.
+    """
+    for out in outputs:
+        for key, value in out.items():
+            array = np.asarray(value)
+            if array.dtype.kind in "fc" and not np.isfinite(array).all():
+                raise ModelOutputError(f"{model_name}: the model's output '{key}' is not finite (NaN or infinity): "
+                                       "a broken checkpoint (non-finite weights?); its predictions cannot be used")
+
+
 class Predictor:
     """A model plus its input size and device: images in, RawPredictions in original pixels out.
 
@@ -106,12 +123,13 @@ class Predictor:
     horizontal-flip test-time augmentation; the ORIGINAL image is flipped before letterboxing,
     so the padding stays at the right and bottom as in training. `amp`: float16 autocast on CUDA
     (eager only). Attributes: `backend` runs the model; `model` is the nn.Module (Grad-CAM,
-    validation and parameter counts read it), None for an exported file.
+    validation and parameter counts read it), None for an exported file. `name`: what an error
+    about its outputs names (the checkpoint's path; the epoch during training).
     """
 
     def __init__(self, model: torch.nn.Module | Backend, image_size_px: int, device: torch.device, *,
                  clahe: Clahe | None = None, tta: bool = False, tta_merge: str = "wbf",
-                 tta_iou_thresh: float = 0.55, amp: bool = False) -> None:
+                 tta_iou_thresh: float = 0.55, amp: bool = False, name: str = "the model") -> None:
         self.backend: Backend = EagerBackend(model, device, amp) if isinstance(model, torch.nn.Module) else model
         self.model = self.backend.model if isinstance(self.backend, EagerBackend) else None
         self.image_size_px = int(image_size_px)
@@ -121,13 +139,17 @@ class Predictor:
         self.tta_merge = tta_merge
         self.tta_iou_thresh = tta_iou_thresh
         self.amp = amp
+        self.name = name
 
     def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> ModelInput:
         return prepare_input(pixels, self.image_size_px, self.clahe, original_hw)
 
     def forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
-        """One forward pass over a batch of ModelInputs -> per-image numpy outputs (input pixels)."""
-        return self.backend([item.tensor for item in inputs])
+        """One forward pass over a batch of ModelInputs -> per-image numpy outputs (input pixels).
+        Raises ModelOutputError when an output is not finite."""
+        outputs = self.backend([item.tensor for item in inputs])
+        check_finite_outputs(outputs, self.name)
+        return outputs
 
     def predict_inputs(self, inputs: Sequence[ModelInput],
                        flipped: Sequence[ModelInput] | None = None) -> list[RawPrediction]:
@@ -224,7 +246,7 @@ def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "run
         cfg, extra = config_of_metadata(metadata, str(path)), dict(metadata.get("extra") or {})
     predictor = Predictor(
         runner, cfg.data.image_size_px, torch_device, clahe=clahe_from_config(cfg.data.augment),
-        tta=settings.tta, tta_merge=settings.tta_merge, tta_iou_thresh=settings.tta_iou_thresh,
+        tta=settings.tta, tta_merge=settings.tta_merge, tta_iou_thresh=settings.tta_iou_thresh, name=str(path),
     )
     epoch = extra.get("epoch")
     info = {

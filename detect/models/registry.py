@@ -46,6 +46,7 @@ from detect.models.efficientnet_lite import (
     freeze_lite_batchnorm,
     freeze_lite_stages,
 )
+from detect.recipe import shown
 
 # ImageNet statistics: what the pretrained backbones expect; the grey image is repeated to 3 channels.
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -311,7 +312,7 @@ def get_model_spec(name: str) -> ModelSpec | ClassifierSpec:
         return MODELS[name]
     except KeyError:
         raise ConfigError(
-            f"config key 'model.name' is '{name}', which is not a known model; available models: {', '.join(MODELS)}"
+            f"config key 'model.name' is {shown(name)}, which is not a known model; available models: {', '.join(MODELS)}"
         ) from None
 
 

@@ -153,7 +153,7 @@ def write_boxes_json_stream(path: str | Path, head: dict[str, Any], entries: Ite
     Returns (path, number of entries)."""
     validate_output({**head, "images": []})
     out = Path(path)
-    opening = json.dumps({**head, "images": []}, indent=2)
+    opening = json.dumps({**head, "images": []}, indent=2, allow_nan=False)
     assert opening.endswith('"images": []\n}')
     n = 0
     # atomic: a failed or killed assembly leaves the previous boxes.json (or none), never half of one
@@ -161,7 +161,7 @@ def write_boxes_json_stream(path: str | Path, head: dict[str, Any], entries: Ite
         handle.write((opening[: -len("[]\n}")] + "[").encode())
         for n, entry in enumerate(entries, start=1):
             validate_entry(entry, f"images/{n - 1}")
-            body = "\n".join("    " + line for line in json.dumps(entry, indent=2).splitlines())
+            body = "\n".join("    " + line for line in json.dumps(entry, indent=2, allow_nan=False).splitlines())
             handle.write((("\n" if n == 1 else ",\n") + body).encode())
         handle.write(("\n  ]\n}\n" if n else "]\n}\n").encode())
     return out, n
@@ -171,4 +171,4 @@ def write_boxes_json(path: str | Path, document: dict[str, Any]) -> Path:
     """Validate `document` and write it to `path` (folders created), atomically: a full disk or
     a kill leaves the previous boxes.json as it was (OutputWriteError). Returns the path."""
     validate_output(document)
-    return write_text_atomic(path, json.dumps(document, indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

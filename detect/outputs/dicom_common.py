@@ -22,11 +22,13 @@ from typing import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.valuerep import PersonName
 from pydicom.sr.coding import Code
 
 from data_prep.atomic import atomic_write
 from data_prep.errors import DetectError
 from data_prep.records import DicomHeader
+from data_prep.safe_paths import is_dicom_uid, shown
 from detect.outputs.boxes_json import boxes_to_json
 from detect.predictions import ImagePrediction
 
@@ -48,6 +50,7 @@ CODE_PROCEDURE = Code("399208008", "SCT", "Plain chest X-ray")
 CODE_DEVICE = Code("121007", "DCM", "Device")  # observer type of an algorithm
 UNIT_MM = Code("mm", "UCUM", "millimeter")
 UNIT_RATIO = Code("1", "UCUM", "no units")  # a probability in [0, 1]
+UTF8_CHARACTER_SET = "ISO_IR 192"
 
 
 class DicomOutputError(DetectError):
@@ -79,6 +82,13 @@ def check_source(header: DicomHeader | None, source: str) -> DicomHeader:
                                         ("SOPClassUID", header.identity.sop_class_uid)) if not value]
     if missing:
         raise DicomOutputError(f"{source}: no {', '.join(missing)} in the header; cannot reference it from an SR / GSPS")
+    for name, value in (("StudyInstanceUID", header.identity.study_instance_uid),
+                        ("SeriesInstanceUID", header.identity.series_instance_uid),
+                        ("SOPInstanceUID", header.sop_instance_uid), ("SOPClassUID", header.identity.sop_class_uid)):
+        if not is_dicom_uid(value):
+            # The SOP Instance UID names the result files: a header value never builds a path unchecked.
+            raise DicomOutputError(f"{source}: {name} '{shown(value)}' is not a valid DICOM UID; "
+                                   "no SR / GSPS written for it")
     return header
 
 
@@ -114,6 +124,23 @@ def source_dataset(header: DicomHeader, *, anonymize: bool = False) -> Dataset:
     if identity.frame_of_reference_uid:
         ds.FrameOfReferenceUID = identity.frame_of_reference_uid
     return ds
+
+
+def character_set(source: Dataset) -> str | None:
+    """The SpecificCharacterSet of an object derived from `source`: UTF-8 (ISO_IR 192) when any
+    text copied from it is not ASCII, else None (the default repertoire, no attribute written).
+
+    The source's names arrive decoded (pydicom reads its own SpecificCharacterSet: ISO_IR 100,
+    ISO_IR 144, ISO 2022 IR 87, ...); UTF-8 writes every one of them unchanged, all three
+    component groups of a Japanese name included. Without it pydicom would write '?' for each
+    character outside ASCII, and that corrupted name would be filed back into the PACS.
+    """
+    for element in source:
+        value = element.value
+        texts = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(t, (str, PersonName)) and not str(t).isascii() for t in texts):
+            return UTF8_CHARACTER_SET
+    return None
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from detect.outputs.dicom_common import (
     MANUFACTURER,
     AlgorithmInfo,
     box_polylines,
+    character_set,
     check_source,
     decision_text,
     source_dataset,
@@ -81,6 +82,7 @@ def build_gsps(header: DicomHeader | None, prediction: ImagePrediction, algorith
             graphic_annotations=[annotation],
             voi_lut_transformations=_voi(header),
             series_description=f"{algorithm.name} AI results (GSPS)",
+            specific_character_set=character_set(source),
         )
     # General Series Laterality is type 2C and takes only R or L; a chest radiograph shows both
     # sides, so it is present and empty (dciodvfy: an error when absent, a warning when empty).

@@ -5,7 +5,9 @@
     writer.written, writer.problems     every file written; one line per image that got none
 
 File names are the source's SOP Instance UID plus `_SR.dcm` / `_GSPS.dcm`: one pair per source,
-the same name on every run (a repeated run rewrites the same files, with the same UIDs).
+the same name on every run (a repeated run rewrites the same files, with the same UIDs). The
+UID is checked against the DICOM UI rules first (check_source) and the name built with
+`child_path`, so a header value cannot lead a file out of its folder.
 An input that cannot have a DICOM result (a PNG, a DICOM without its UIDs) is reported in
 `problems`, never fatal to the batch.
 """
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.records import DicomHeader
+from data_prep.safe_paths import child_path
 from detect.outputs.dicom_common import AlgorithmInfo, DicomOutputError, check_source, write_dicom_file
 from detect.outputs.dicom_gsps import build_gsps
 from detect.outputs.dicom_sr import build_sr
@@ -49,10 +52,10 @@ class DicomResultWriter:
         paths = []
         if self.sr_dir is not None:
             sr = build_sr(header, prediction, algorithm, anonymize=self.anonymize)
-            paths.append(write_dicom_file(Path(self.sr_dir) / f"{header.sop_instance_uid}_SR.dcm", sr))
+            paths.append(write_dicom_file(child_path(self.sr_dir, f"{header.sop_instance_uid}_SR.dcm"), sr))
         if self.gsps_dir is not None:
             gsps = build_gsps(header, prediction, algorithm, anonymize=self.anonymize)
-            paths.append(write_dicom_file(Path(self.gsps_dir) / f"{header.sop_instance_uid}_GSPS.dcm", gsps))
+            paths.append(write_dicom_file(child_path(self.gsps_dir, f"{header.sop_instance_uid}_GSPS.dcm"), gsps))
         self.written += paths
         return paths
 

@@ -41,6 +41,7 @@ from detect.outputs.dicom_common import (
     UNIT_RATIO,
     AlgorithmInfo,
     box_polylines,
+    character_set,
     check_source,
     source_dataset,
     source_names_copied_as_they_are,
@@ -132,9 +133,11 @@ def build_sr(header: DicomHeader | None, prediction: ImagePrediction, algorithm:
         imaging_measurements=groups,
     )
     study_uid = header.identity.study_instance_uid
+    source = source_dataset(header, anonymize=anonymize)
     with source_names_copied_as_they_are():
         return hd.sr.Comprehensive3DSR(
-            evidence=[source_dataset(header, anonymize=anonymize)],
+            evidence=[source],
+            specific_character_set=character_set(source),
             content=report[0],
             series_instance_uid=derived_uid(study_uid, algorithm.model_sha256, "sr-series"),
             series_number=SR_SERIES_NUMBER,

@@ -26,9 +26,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from data_prep.atomic import write_text_atomic
-from data_prep.errors import LabelFileError
+from data_prep.errors import LabelFileError, printable
 from data_prep.geometry import xywh_to_xyxy, xyxy_to_xywh
 from data_prep.records import empty_boxes
+from data_prep.spreadsheet import is_formula_like
 
 SUBMISSION_COLUMNS: tuple[str, ...] = ("patientId", "PredictionString")
 
@@ -77,6 +78,15 @@ def write_submission(path: str | Path, rows: Iterable[SubmissionRow]) -> Path:
         seen.add(row.patient_id)
         writer.writerow([row.patient_id, format_prediction_string(row.boxes_xyxy, row.scores)])
     return write_text_atomic(out, buffer.getvalue())
+
+
+def formula_warnings(rows: Iterable[SubmissionRow]) -> list[str]:
+    """One warning per patientId a spreadsheet would read as a formula (data_prep.spreadsheet). The
+    Kaggle format needs the exact ID, so the submission keeps it; the warning says not to open the
+    file in a spreadsheet."""
+    return [f"{printable(row.patient_id[:80])}: patientId starts with '{printable(row.patient_id[0])}', which a "
+            "spreadsheet would run as a formula; kept as is in the submission (Kaggle needs the exact ID): "
+            "do not open that file in a spreadsheet" for row in rows if is_formula_like(row.patient_id)]
 
 
 def submission_rows_from_entries(entries: Iterable[dict[str, Any]]) -> tuple[list[SubmissionRow], list[str]]:

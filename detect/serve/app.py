@@ -30,7 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from data_prep.errors import DetectError
+from data_prep.errors import DetectError, ModelOutputError
 from detect.models.checkpoint import software_versions
 from detect.serve.model_card import model_card
 from detect.serve.pool import BoundedPool, PoolFull
@@ -84,6 +84,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(_request: Request, exc: UploadError) -> JSONResponse:
         return error_response(exc.status, str(exc))
+
+    @app.exception_handler(ModelOutputError)
+    async def model_output_error(_request: Request, exc: ModelOutputError) -> JSONResponse:
+        log.error("%s", exc)  # a broken model, not a bad request: the operator must see it
+        return error_response(ModelOutputError.http_status, str(exc))
 
     @app.exception_handler(DetectError)
     async def detect_error(_request: Request, exc: DetectError) -> JSONResponse:
@@ -196,8 +201,8 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         body = await read_capped_body(request, settings.max_upload_bytes)
         data, client_name = extract_upload(body, request.headers.get("content-type"))
         kind = sniff_kind(data)
-        height, width, planes = declared_size_px(data, kind)
-        check_declared_pixels(height, width, planes, settings.max_image_pixels)
+        height, width, planes, components, bits = declared_size_px(data, kind)
+        check_declared_pixels(height, width, planes, settings.max_image_pixels, components=components, bits=bits)
         received = time.perf_counter()
         try:
             result = await pool.run(lambda: model_now.predict_upload(data, kind, safe_source_name(client_name), options))

@@ -14,6 +14,7 @@ import uvicorn
 
 from detect.inference.predictor import load_predictor
 from detect.serve.app import create_app
+from detect.serve.guard import guarded_h11_protocol
 from detect.serve.predict import ServeModel
 from detect.serve.settings import ServeSettings
 
@@ -29,13 +30,18 @@ def run_server(checkpoint: str | Path | None, settings: ServeSettings, *, runs_d
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if not settings.is_loopback:
         echo(f"warning: listening on {settings.host}, reachable from other machines over plain HTTP; "
-             "put a TLS reverse proxy in front (README: Serving) and consider --token")
+             "put a TLS reverse proxy in front (docs/security.md) and consider DETECT_SERVE_TOKEN")
     echo(f"detect serve: model {loaded.model_info['name']} from {loaded.checkpoint_path} on {loaded.predictor.device}; "
          f"{settings.workers} worker(s), queue {settings.queue_size}, uploads up to {settings.max_upload_mb:g} MiB; "
          f"http://{settings.host}:{settings.port}/")
     # access_log off: our middleware logs /v1/* without query strings; uvicorn's would add them.
+    # The guarded h11 protocol closes connections whose headers do not arrive in time and any
+    # beyond max_connections (detect/serve/guard.py); limit_concurrency answers 503 past it too.
+    protocol = guarded_h11_protocol(header_timeout_s=settings.header_timeout_s,
+                                    max_connections=settings.max_connections)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                    timeout_graceful_shutdown=5)
+                    timeout_graceful_shutdown=5, http=protocol, limit_concurrency=settings.max_connections,
+                    timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024)
     finally:
         model.close()

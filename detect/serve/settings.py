@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from data_prep.errors import ConfigError
 from detect.predictions import PostprocessSettings
+from detect.serve.guard import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -35,6 +36,8 @@ class ServeSettings:
     max_image_megapixels: float = DEFAULT_MAX_IMAGE_MEGAPIXELS
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers must arrive within this
+    max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections; more are closed at once
     postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
 
     def __post_init__(self) -> None:
@@ -50,6 +53,10 @@ class ServeSettings:
             raise ConfigError(f"--max-upload-mb must be > 0, got {self.max_upload_mb}")
         if not (math.isfinite(self.max_image_megapixels) and self.max_image_megapixels > 0):
             raise ConfigError(f"--max-image-megapixels must be > 0, got {self.max_image_megapixels}")
+        if not (math.isfinite(self.header_timeout_s) and self.header_timeout_s > 0):
+            raise ConfigError(f"--header-timeout must be > 0 seconds, got {self.header_timeout_s}")
+        if self.max_connections < 1:
+            raise ConfigError(f"--max-connections must be >= 1, got {self.max_connections}")
         if self.token is not None and len(self.token) < 16:
             raise ConfigError(f"the bearer token (--token or ${TOKEN_ENV_VAR}) must have at least 16 characters, got {len(self.token)}")
         for origin in self.cors_origins:

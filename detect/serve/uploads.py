@@ -12,6 +12,7 @@ boxes.json `source`), never used as a path.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import AsyncIterator, Protocol
 
 from python_multipart import MultipartParser
@@ -22,6 +23,7 @@ from detect.serve.sniff import UploadError
 UPLOAD_FIELD = "file"
 _SOURCE_MAX_CHARS = 200
 _UNSAFE_SOURCE_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # control, format, surrogate, line/paragraph separator
 
 
 class PayloadTooLarge(UploadError):
@@ -58,11 +60,14 @@ async def read_capped_body(request: _StreamingRequest, max_bytes: int) -> bytes:
 
 
 def safe_source_name(name: str | None) -> str:
-    """A label for the entry's `source`: the client's base name without control characters,
-    or 'upload'. It is echoed back to the client, never logged and never used as a path."""
+    """A label for the entry's `source`: the client's base name without control characters and
+    without Unicode format characters (category Cf: a right-to-left override, U+202E, would show
+    'gpj.exe' as 'exe.jpg'; zero-width ones hide text) or line separators, or 'upload'. It is
+    echoed back to the client, never logged and never used as a path."""
     if not name:
         return "upload"
     base = re.split(r"[\\/]", name)[-1]
+    base = "".join(c for c in base if unicodedata.category(c) not in _UNSAFE_CATEGORIES)
     base = _UNSAFE_SOURCE_CHARS.sub("", base).strip()[:_SOURCE_MAX_CHARS]
     return base or "upload"
 

@@ -22,6 +22,7 @@ from typing import Any, Callable, Sequence
 from data_prep.atomic import check_writable, write_text_atomic
 from data_prep.errors import ConfigError
 from detect.config import Config, config_from_dict, config_to_dict, load_config
+from detect.evaluation.report import to_json_safe
 from detect.models.checkpoint import load_checkpoint
 from detect.sweep.grid import GridAxis, check_grid, combinations, parse_grid, run_name
 from detect.sweep.report import write_sweep_outputs
@@ -106,6 +107,8 @@ def read_finished(run: SweepRun) -> RunResult | None:
     try:
         data = json.loads(run.result_path.read_text(encoding="utf-8"))
         data.pop("version")
+        for key in ("final", "best"):  # a non-finite metric is stored as null (the file is strict JSON)
+            data[key] = {k: math.nan if v is None else v for k, v in (data.get(key) or {}).items()}
         result = RunResult(**data)
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -129,7 +132,7 @@ def train_run(run: SweepRun, data_dirs: Sequence[str | Path], log: Callable[[str
                            best={k: float(v) for k, v in trained.best_metrics.items()}, best_epoch=trained.best_epoch,
                            epochs_run=trained.epochs_completed, train_seconds=trained.train_seconds,
                            config=config_to_dict(run.config))
-    write_text_atomic(run.result_path, json.dumps(result.to_json()))
+    write_text_atomic(run.result_path, json.dumps(to_json_safe(result.to_json()), allow_nan=False))
     return result
 
 

@@ -12,6 +12,8 @@ import io
 import math
 from typing import TYPE_CHECKING, Any, Sequence
 
+from data_prep.spreadsheet import spreadsheet_safe
+
 if TYPE_CHECKING:
     from detect.sweep.grid import GridAxis
     from detect.sweep.run import RunResult
@@ -41,5 +43,5 @@ def csv_text(rows: Sequence[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n", restval="")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: spreadsheet_safe(value) for key, value in row.items()} for row in rows)
     return buffer.getvalue()

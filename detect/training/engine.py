@@ -299,7 +299,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     points were chosen. With `with_loss`, also the training loss on the split ('loss' and its
     parts). The model is left in eval mode."""
     dataset = dataset_of(loader)
-    predictor = Predictor(model, dataset.image_size_px, device, amp=amp)
+    predictor = Predictor(model, dataset.image_size_px, device, amp=amp, name=f"validation at epoch {epoch}")
     skipped: list[BadFile] = []
     records, predictions = predict_loader(predictor, loader, skipped)
     points = choose_operating_points(records, predictions, f"val at epoch {epoch}")

@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import printable
 from data_prep.records import BadFile
+from data_prep.spreadsheet import spreadsheet_safe
 
 BAD_FILES_CSV = "bad_files.csv"
 
@@ -50,5 +51,6 @@ class SkippedFiles:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(("path", "reason"))
-        writer.writerows((b.path, b.reason) for b in sorted(self.files.values(), key=lambda b: b.path))
+        writer.writerows((spreadsheet_safe(b.path), spreadsheet_safe(b.reason))
+                         for b in sorted(self.files.values(), key=lambda b: b.path))
         write_text_atomic(self.path, text.getvalue())

@@ -178,3 +178,44 @@ def test_reduced_decode_is_strict_and_checks_the_full_size_limit():
     data[scan + 400 : scan + 420] = b"\x00" * 20  # damaged entropy-coded data
     with pytest.raises(StreamError, match="corrupt or undecodable JPEG data"):
         decode_jpeg(bytes(data), min_shape=(32, 32))
+
+
+def test_pixel_limit_problem_bounds_the_bytes_to_allocate_too():
+    # 100 x 100 = the 10,000-pixel limit; the budget is 2 bytes a pixel: 20,000 bytes
+    assert codestreams.pixel_limit_problem(100, 100, 10_000, components=1, bits=16) is None  # 16-bit grey fits
+    problem = codestreams.pixel_limit_problem(100, 100, 10_000, components=4, bits=16)
+    assert problem is not None and problem.startswith("decoding 100x100 x 4 channel(s) x 2 byte(s) needs 0 MB, above")
+    assert "--max-megapixels" in problem
+    assert codestreams.pixel_limit_problem(100, 100, 10_000, components=3, bits=8) is not None  # RGB: 3 bytes a pixel
+    assert codestreams.pixel_limit_problem(100, 100, 10_000, bits=16, frames=2) is not None
+    assert codestreams.decoded_bytes(7999, 7999, components=4, bits=16) == 7999 * 7999 * 8
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels)
+    assert ok
+    return encoded.tobytes()
+
+
+def test_every_reader_applies_the_bytes_bound(tmp_path):
+    from data_prep.dicom import read_dicom
+    from data_prep.errors import DicomReadError, ImageReadError
+    from data_prep.images import read_image
+    from tests.data_prep.dicom_fixtures import write_dicom
+
+    rgba16 = np.full((100, 100, 4), 30000, np.uint16)
+    (tmp_path / "rgba16.png").write_bytes(_png(rgba16))
+    with pytest.raises(ImageReadError, match=r"rgba16.png: decoding 100x100 x 4 channel\(s\) x 2 byte\(s\)"):
+        read_image(tmp_path / "rgba16.png", max_pixels=10_000)
+    (tmp_path / "grey16.png").write_bytes(_png(np.full((100, 100), 30000, np.uint16)))
+    assert read_image(tmp_path / "grey16.png", max_pixels=10_000).shape == (100, 100)
+    (tmp_path / "palette_free_rgb.png").write_bytes(_png(np.zeros((100, 100, 3), np.uint8)))
+    with pytest.raises(ImageReadError, match=r"x 3 channel\(s\) x 1 byte\(s\)"):
+        read_image(tmp_path / "palette_free_rgb.png", max_pixels=10_000)
+    rgb_jpeg = simplejpeg.encode_jpeg(np.zeros((96, 96, 3), np.uint8), colorspace="RGB")
+    with pytest.raises(codestreams.StreamError, match=r"decoding 96x96 x 3 channel\(s\) x 1 byte\(s\)"):
+        codestreams.decode_jpeg(rgb_jpeg, max_pixels=96 * 96)
+    dicom = write_dicom(tmp_path / "frames.dcm", textured_image(100, 100, bits=12).astype(np.uint16),
+                        NumberOfFrames=2)
+    with pytest.raises(DicomReadError, match=r"decoding 100x100 x 1 channel\(s\) x 2 byte\(s\) x 2 frames"):
+        read_dicom(dicom, max_pixels=10_000)

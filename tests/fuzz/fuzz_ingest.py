@@ -9,6 +9,11 @@ Targets (each input is written to a file, since the readers take paths):
   header      data_prep.dicom.read_dicom_header: the header scan of `detect prepare`
   labels      data_prep.rsna.read_train_labels and read_class_info on the same bytes (both CSVs)
   submission  detect.outputs.submission.read_submission: a Kaggle submission CSV
+  recipe      detect.config.load_config: a recipe YAML (size, depth and value caps, strict keys)
+  multipart   detect.pacs.dicomweb.fetch_study_images against a canned DICOMweb server whose
+              WADO-RS answer is the input (its first line the Content-Type, the rest the body):
+              the bounded session, dicomweb-client's multipart decoding, pydicom, the UID and
+              file-name checks
 
 The contract checked: the project's DetectError family may escape, nothing else. Any other
 exception is a crash: libFuzzer stops and writes the input as crash-<sha1> in the working
@@ -24,6 +29,7 @@ target for a few seconds as a smoke test.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -43,7 +49,7 @@ with atheris.instrument_imports(include=["data_prep", "pydicom", "detect.outputs
     from data_prep.rsna import read_class_info, read_train_labels
     from detect.outputs.submission import read_submission
 
-TARGETS = ("dicom", "header", "labels", "submission")
+TARGETS = ("dicom", "header", "labels", "submission", "recipe", "multipart")
 _SCRATCH = Path(tempfile.mkdtemp(prefix="fuzz_ingest_", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
 
 
@@ -74,7 +80,55 @@ def _run_submission(data: bytes) -> None:
     read_submission(_as_file(data, "submission.csv"))
 
 
-_RUNNERS = {"dicom": _run_dicom, "header": _run_header, "labels": _run_labels, "submission": _run_submission}
+def _run_recipe(data: bytes) -> None:
+    from detect.config import load_config
+
+    load_config(_as_file(data, "recipe.yaml"))
+
+
+_MULTIPART_STUDY = "1.2.826.0.1.3680043.8.498.1"
+_MULTIPART_SERIES = b'[{"0020000E": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.2"]}, ' \
+                    b'"00080060": {"vr": "CS", "Value": ["CR"]}}]'
+
+
+def _run_multipart(data: bytes) -> None:
+    """The input as the WADO-RS answer of a canned server (no socket: a requests adapter answers)."""
+    import requests
+    from requests.adapters import BaseAdapter
+
+    from detect.pacs.dicomweb import DicomWebLimits, connect, fetch_study_images
+
+    content_type, _, body = data.partition(b"\n")
+
+    class Canned(BaseAdapter):
+        def send(self, request, **kwargs):  # noqa: ANN001, ANN003, ANN201 - requests' adapter interface
+            response = requests.Response()
+            response.status_code, response.url, response.request = 200, request.url, request
+            qido = request.url.split("?", 1)[0].endswith("/series")
+            response.headers["Content-Type"] = ("application/dicom+json" if qido
+                                                else content_type.decode("latin-1").strip())
+            response.raw = io.BytesIO(_MULTIPART_SERIES if qido else body)
+            return response
+
+        def close(self) -> None:
+            pass
+
+    url = "http://pacs.invalid/dicom-web"
+    client = connect(url, DicomWebLimits(deadline_s=20, max_response_bytes=1 << 20, max_instances=50))
+    client._session.mount("http://", Canned())
+    folder = _SCRATCH / "multipart"
+    try:
+        fetch_study_images(client, url, _MULTIPART_STUDY, folder)
+    finally:
+        for path in folder.glob("*"):
+            path.unlink()
+
+
+_RUNNERS = {"dicom": _run_dicom, "header": _run_header, "labels": _run_labels, "submission": _run_submission,
+            "recipe": _run_recipe, "multipart": _run_multipart}
+# The targets whose modules are instrumented only when they are fuzzed (their imports are heavier).
+_LATE_IMPORTS = {"recipe": ("detect.recipe", "detect.config", "yaml"),
+                 "multipart": ("detect.pacs", "dicomweb_client", "requests", "urllib3")}
 
 
 def _one_input(target: str):
@@ -94,6 +148,11 @@ def write_seeds(target: str, corpus: Path) -> int:
     from data_prep.synth import synth_rsna
 
     corpus.mkdir(parents=True, exist_ok=True)
+    if target in ("recipe", "multipart"):
+        seeds = _recipe_seeds() if target == "recipe" else _multipart_seeds()
+        for name, data in seeds.items():
+            (corpus / name).write_bytes(data)
+        return len(seeds)
     source = Path(tempfile.mkdtemp(prefix="fuzz_seeds_"))
     synth_rsna(source / "rsna", n_images=4, n_test_images=0, size_px=64, seed=0)
     rsna = source / "rsna"
@@ -116,6 +175,31 @@ def write_seeds(target: str, corpus: Path) -> int:
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)
     return len(seeds)
+
+
+def _recipe_seeds() -> dict[str, bytes]:
+    """The shipped recipes, plus an alias, a deep list, a duplicate key and typed values."""
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    seeds = {f"{p.stem}.yaml": p.read_bytes() for p in sorted(configs.glob("*.yaml"))}
+    seeds["alias.yaml"] = b"name: a\nx: &x [1, 2]\ntrain:\n  step_epochs: *x\n"
+    seeds["deep.yaml"] = b"name: d\ntrain:\n  step_epochs: [[[[[[1]]]]]]\n"
+    seeds["twice.yaml"] = b"name: t\nname: u\n"
+    seeds["types.yaml"] = b"name: !!binary aGk=\nseed: 2026-12-07\ntrain: {epochs: 1e3, lr: .inf}\n"
+    return seeds
+
+
+def _multipart_seeds() -> dict[str, bytes]:
+    """A well-formed WADO-RS answer of one tiny DICOM, and a few broken ones."""
+    from tests.data_prep.dicom_fixtures import make_dataset, textured_image
+
+    ds = make_dataset(textured_image(8, 8, seed=1))
+    ds.SOPInstanceUID, ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.3", _MULTIPART_STUDY
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    part = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue() + b"\r\n--b--\r\n"
+    head = b'multipart/related; type="application/dicom"; boundary=b\n'
+    return {"good": head + part, "no_boundary": b"multipart/related\n" + buffer.getvalue(),
+            "html": b"text/html\n<html>log in</html>", "empty": head, "two": head + part[:-4] + part}
 
 
 def _fixture_dicoms(folder: Path) -> dict[str, bytes]:
@@ -169,6 +253,14 @@ def main(argv: list[str]) -> None:
         print(f"seeded {corpus} with {write_seeds(target, corpus)} synthetic files", file=sys.stderr)
     warnings.simplefilter("ignore")  # pydicom's warnings on mangled headers: noise at 1000s of inputs/s
     logging.getLogger("pydicom").setLevel(logging.CRITICAL)
+    logging.getLogger("dicomweb_client").setLevel(logging.CRITICAL)
+    if target in _LATE_IMPORTS:
+        with atheris.instrument_imports(include=list(_LATE_IMPORTS[target])):
+            try:
+                _RUNNERS[target](b"")  # imports the target's modules, instrumented
+            except DetectError:
+                pass
+
     atheris.Setup([argv[0], *argv[3:], str(corpus)], _one_input(target))
     atheris.Fuzz()
 

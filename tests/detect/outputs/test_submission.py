@@ -79,3 +79,12 @@ def test_submission_rows_skip_failures_and_keep_the_first_of_a_patient():
     assert [r.patient_id for r in rows] == ["p1", "scan7"] and duplicates == ["p1"]
     np.testing.assert_array_equal(rows[0].boxes_xyxy, [[1, 2, 3, 4]])
     np.testing.assert_array_equal(rows[0].scores, [0.5])
+
+
+def test_the_csvs_for_people_neutralise_formula_like_text():
+    from detect.compare.report import csv_text as compare_csv
+    from detect.sweep.table import csv_text as sweep_csv
+
+    for write in (compare_csv, sweep_csv):
+        text = write([{"model": "=cmd|' /C calc'!A0", "auc": -0.5, "note": "-1.5"}])
+        assert text.splitlines()[1] == "'=cmd|' /C calc'!A0,-0.5,-1.5"

@@ -48,6 +48,8 @@ def test_multipart_file_field_and_raw_body():
 @pytest.mark.parametrize("name, label", [
     (None, "upload"), ("", "upload"), ("../../etc/passwd", "passwd"), ("C:\\scans\\a.dcm", "a.dcm"),
     ("a\x00b\nc.dcm", "abc.dcm"), ("/", "upload"), ("x" * 500, "x" * 200),
+    ("scan\u202egpj.exe", "scangpj.exe"), ("a\u200bb\ufeff.dcm", "ab.dcm"), ("\u2028\u2029\u202e", "upload"),
+    ("山田\u200d.dcm", "山田.dcm"),
 ])
 def test_client_names_become_labels_never_paths(name, label):
     assert safe_source_name(name) == label
