@@ -43,6 +43,7 @@ ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 # Where a detector's image-level pneumonia probability comes from (detect.models.detector).
 IMAGE_PROBABILITY_RULES: tuple[str, ...] = ("head", "top_box", "mean")
 LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow")  # detect.training.tracking
+THRESHOLD_RULES: tuple[str, ...] = ("f1", "youden")  # detect.evaluation.scoring.choose_operating_point
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_EPOCHS = 100_000
 MAX_NAME_CHARS = 100  # a run folder's name (file systems allow 255 bytes)
@@ -279,6 +280,10 @@ class TrainConfig:
     focal_gamma: float = 2.0  # focal loss exponent; 0 is plain cross-entropy
     freeze_backbone_epochs: int = 0  # epochs training only the new head; 0 = off
     finetune_lr_factor: float = 0.1  # lr multiplier once the backbone unfreezes
+    # How the decision threshold is chosen on val: f1 (F1-optimal) or youden (highest sensitivity
+    # + specificity, which does not move with the prevalence: Kermany's val is 74 % pneumonia,
+    # its test 62.5 %; docs/transfer-learning.md, "Choosing the operating point")
+    threshold_rule: str = "f1"
     # Where the run is also recorded besides metrics.csv: tensorboard (RUN_DIR/tensorboard/, when
     # installed) and/or mlflow (the `mlflow` extra; MLFLOW_TRACKING_URI says where). [] = neither.
     loggers: tuple[str, ...] = ("tensorboard",)
@@ -323,6 +328,7 @@ class TrainConfig:
             check.fail("freeze_backbone_epochs", f"is {self.freeze_backbone_epochs}, more than train.epochs "
                                                  f"({self.epochs})")
         check.in_range("finetune_lr_factor", self.finetune_lr_factor, 0.0, 1.0, low_open=True)
+        check.choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
 
 
 @dataclass(frozen=True)

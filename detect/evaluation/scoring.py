@@ -21,17 +21,30 @@ import numpy as np
 
 from data_prep.records import ImageRecord
 from data_prep.tasks import TASK_CLASSES, num_outputs, record_label
-from detect.evaluation.metrics import binary_classification_metrics, coco_map, f1_optimal_threshold, multiclass_metrics, rsna_score
+from detect.evaluation.metrics import (
+    binary_classification_metrics,
+    coco_map,
+    f1_optimal_threshold,
+    multiclass_metrics,
+    rsna_score,
+    youden_threshold,
+)
 from detect.inference.postprocess import postprocess_prediction
 from detect.predictions import DEFAULT_PNEUMONIA_THRESHOLD, OperatingPoint, PostprocessSettings, RawPrediction
 
 BoxesById = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def choose_operating_point(dataset: str, y_true: np.ndarray, y_prob: np.ndarray, where: str) -> OperatingPoint:
-    """The F1-optimal threshold of these labels, described as chosen on `dataset` `where`
-    (e.g. "val at epoch 5"); the default when they hold no positive (F1 is 0 at every threshold)."""
+def choose_operating_point(dataset: str, y_true: np.ndarray, y_prob: np.ndarray, where: str,
+                           rule: str = "f1") -> OperatingPoint:
+    """The threshold of these labels by `rule` (train.threshold_rule: 'f1', the F1-optimal one;
+    'youden', the one of highest sensitivity + specificity), described as chosen on `dataset`
+    `where` (e.g. "val at epoch 5"); the default when they hold no positive (F1 is 0 at every
+    threshold), and F1's when Youden's J lacks a negative."""
     if y_true.size and y_true.sum() > 0:
+        if rule == "youden" and (y_true == 0).any():
+            threshold = youden_threshold(y_true, y_prob)
+            return OperatingPoint(dataset, threshold, f"Youden-optimal on {dataset} {where} ({y_true.size} images)")
         threshold = f1_optimal_threshold(y_true, y_prob)
         return OperatingPoint(dataset, threshold, f"F1-optimal on {dataset} {where} ({y_true.size} images)")
     return OperatingPoint(dataset, DEFAULT_PNEUMONIA_THRESHOLD,
@@ -45,13 +58,14 @@ def targets_and_probabilities(records: Sequence[ImageRecord], raws: Sequence[Raw
     return y_true, y_prob
 
 
-def choose_operating_points(records: Sequence[ImageRecord], raws: Sequence[RawPrediction], where: str) -> dict[str, OperatingPoint]:
-    """One operating point per dataset present in `records`, each chosen on that dataset's images only."""
+def choose_operating_points(records: Sequence[ImageRecord], raws: Sequence[RawPrediction], where: str,
+                            rule: str = "f1") -> dict[str, OperatingPoint]:
+    """One operating point per dataset present in `records`, each chosen on that dataset's images only, by `rule`."""
     points = {}
     for dataset in sorted({r.dataset for r in records}):
         index = [i for i, r in enumerate(records) if r.dataset == dataset]
         y_true, y_prob = targets_and_probabilities([records[i] for i in index], [raws[i] for i in index])
-        points[dataset] = choose_operating_point(dataset, y_true, y_prob, where)
+        points[dataset] = choose_operating_point(dataset, y_true, y_prob, where, rule)
     return points
 
 

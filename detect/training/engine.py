@@ -292,7 +292,8 @@ def mean_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device, 
 
 
 def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool = False, epoch: int = 0,
-             settings: PostprocessSettings = PostprocessSettings(), with_loss: bool = False) -> ValidationResult:
+             settings: PostprocessSettings = PostprocessSettings(), with_loss: bool = False,
+             threshold_rule: str = "f1") -> ValidationResult:
     """Predict `loader` (a val split) through the one predictor and score it
     (detect.evaluation.scoring.validation_metrics, or classification_metrics for a
     classifier); `epoch` (1-based) names where the operating
@@ -302,7 +303,7 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     predictor = Predictor(model, dataset.image_size_px, device, amp=amp, name=f"validation at epoch {epoch}")
     skipped: list[BadFile] = []
     records, predictions = predict_loader(predictor, loader, skipped)
-    points = choose_operating_points(records, predictions, f"val at epoch {epoch}")
+    points = choose_operating_points(records, predictions, f"val at epoch {epoch}", threshold_rule)
     task = getattr(model, "task", DETECTION_TASK)  # an ImageClassifier knows its task; detectors have none
     if task == DETECTION_TASK:
         metrics = validation_metrics(records, predictions, points, settings)

@@ -428,7 +428,8 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
                 visuals = (lambda result: writer.log_validation(result, dataset_of(loaders.val), epoch + 1)) if writer else None
                 metrics, points, val_skipped = _main_then_share(
-                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1, visuals))
+                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1, visuals,
+                                                     train_cfg.threshold_rule))
                 skipped += val_skipped
                 improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
                 monitored = metrics.get(train_cfg.monitor)
@@ -510,12 +511,13 @@ def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int
 
 
 def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int, visuals: Callable[[ValidationResult], None] | None = None,
+             epoch: int, visuals: Callable[[ValidationResult], None] | None = None, threshold_rule: str = "f1",
              ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
     """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
     {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files).
     `visuals` gets the whole ValidationResult (predictions included): TensorBoard's curves and grid."""
-    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss")
+    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss",
+                      threshold_rule=threshold_rule)
     if visuals is not None:
         visuals(result)
     metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}

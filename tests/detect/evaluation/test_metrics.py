@@ -15,6 +15,7 @@ from detect.evaluation.metrics import (
     binary_classification_metrics,
     coco_map,
     f1_optimal_threshold,
+    youden_threshold,
     iou_matrix,
     multiclass_metrics,
     rsna_image_score,
@@ -380,3 +381,25 @@ def test_sklearn_agrees_on_random_binary_case():
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, p), abs=1e-15)
     assert m["pr_auc"] == pytest.approx(average_precision_score(y, p), abs=1e-15)
     assert m["f1"] == pytest.approx(f1_score(y, p >= 0.5), abs=1e-15)
+
+
+def test_youden_threshold_worked_by_hand_is_higher_than_f1s_when_positives_dominate():
+    # cut >= t: 0.95 tp1 fp0, 0.9 tp2, 0.8 tp3, 0.7 tp4 (J 4/6), 0.6 tp4 fp1, 0.5 tp5 fp1,
+    # 0.4 tp6 fp1 (F1 12/13, the best; J 1/2), 0.1 tp6 fp2
+    y_true = [0, 0, 1, 1, 1, 1, 1, 1]
+    y_prob = [0.1, 0.6, 0.4, 0.5, 0.7, 0.8, 0.9, 0.95]
+    assert f1_optimal_threshold(y_true, y_prob) == 0.4
+    assert youden_threshold(y_true, y_prob) == 0.7
+    with pytest.raises(ValueError, match="both classes"):
+        youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_operating_point_rule_names_how_it_was_chosen():
+    from detect.evaluation.scoring import choose_operating_point
+
+    y_true, y_prob = np.array([0, 0, 1, 1, 1, 1, 1, 1]), np.array([0.1, 0.6, 0.4, 0.5, 0.7, 0.8, 0.9, 0.95])
+    youden = choose_operating_point("kermany", y_true, y_prob, "val at epoch 3", rule="youden")
+    assert (youden.threshold, youden.source) == (0.7, "Youden-optimal on kermany val at epoch 3 (8 images)")
+    assert choose_operating_point("kermany", y_true, y_prob, "val at epoch 3").threshold == 0.4
+    only_positives = choose_operating_point("kermany", np.array([1, 1]), np.array([0.3, 0.6]), "val", rule="youden")
+    assert only_positives.source.startswith("F1-optimal")  # J needs a negative: F1's rule instead
