@@ -67,9 +67,9 @@ def make_data(films: Path, root: Path, rsna_images: int, kermany_images: int, se
     return data
 
 
-def run_arm(arm: str, weights: str, data: Path, out: Path) -> dict:
+def run_arm(arm: str, weights: str, data: Path, out: Path, extra: list[str]) -> dict:
     recipe, _dataset = ARMS[arm]
-    overrides = SCRATCH_OVERRIDES[arm] if weights == "none" else []
+    overrides = (SCRATCH_OVERRIDES[arm] if weights == "none" else []) + list(extra)
     run_dir = out / "runs" / f"{arm}-{weights}"
     started, cpu_started = time.perf_counter(), cpu_seconds()
     result = run_training(recipe, [data], out_dir=run_dir, overrides=overrides,
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rsna-images", type=int, default=300)
     parser.add_argument("--kermany-images", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="a config override for every arm (e.g. train.max_steps_per_epoch=2 for a smoke run)")
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
@@ -131,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--arms: unknown {unknown}; choose from {', '.join(ARMS)}")
     data = make_data(args.films, args.out / "data", args.rsna_images, args.kermany_images, args.seed)
     started = time.perf_counter()
-    rows = [run_arm(arm, weights, data[ARMS[arm][1]], args.out) for arm in arms for weights in ("imagenet", "none")]
+    rows = [run_arm(arm, weights, data[ARMS[arm][1]], args.out, args.overrides)
+            for arm in arms for weights in ("imagenet", "none")]
     print(f"\nbench_pretrained: {environment()}; {time.perf_counter() - started:.0f} s in all")
     print("| arm | weights | epochs | test ROC-AUC | test mAP@0.5 | test accuracy | train wall (s) | train CPU (s) |")
     print("|---|---|---|---|---|---|---|---|")
