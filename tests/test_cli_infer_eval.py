@@ -180,7 +180,7 @@ def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
 
 
 def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_path, checkpoint):
-    """Issue 10: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
+    """Hostile inputs: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
     FIFO and a file name with a newline: each is one warning line, boxes.json is written."""
     folder = tmp_path / "in"
     folder.mkdir()

@@ -1,4 +1,4 @@
-"""`detect serve`: the one predictor behind a REST API and a browser viewer (issue 13).
+"""`detect serve`: the one predictor behind a REST API and a browser viewer.
 
     settings.py    ServeSettings: bind address, upload cap, pixel cap, token, CORS, pool size
     sniff.py       what an upload is, from its bytes; its declared size, before any decoding

@@ -280,7 +280,7 @@ def test_monitoring_map_on_kermany_only_is_a_config_error(kermany_dir, tmp_path)
 
 
 def test_unreadable_files_are_skipped_recorded_and_training_goes_on(tmp_path):
-    """Issue 10, item 5: a file that fails when training decodes it (corrupt JPEG data passes
+    """A file that fails when training decodes it (corrupt JPEG data passes
     the header scan; a file removed after prepare) is skipped, listed in RUN_DIR/bad_files.csv
     with its reason, and the epoch goes on."""
     from tests.data_prep.dicom_fixtures import overwrite_middle
