@@ -28,8 +28,8 @@ import yaml
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
-from detect.models.losses import LOSSES
-from detect.models.registry import get_model_spec, is_classifier
+from detect.model_facts import LOSSES, ModelFacts, get_model_facts, is_classifier
+from detect.recipes import resolve_recipe
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "plateau", "constant")
@@ -166,7 +166,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check = _Checks("model")
-        spec = get_model_spec(self.name)
+        spec = get_model_facts(self.name)
         if not self.weights.strip():
             check.fail("weights", "is empty; use none, imagenet or the path of a .pt/.pth file")
         if spec.kind == "classifier":
@@ -199,7 +199,7 @@ class ModelConfig:
         check.in_range("head_dropout", self.head_dropout, 0.0, 1.0, high_open=True)
         check.at_least("classifier_loss_weight", self.classifier_loss_weight, 0.0)
 
-    def _check_classifier(self, check: _Checks, spec: Any) -> None:
+    def _check_classifier(self, check: _Checks, spec: ModelFacts) -> None:
         """A classifier has no anchors and no trainable-layer count (train.freeze_backbone_epochs
         is its transfer-learning knob); its weights must exist for it."""
         default = ModelConfig()
@@ -214,7 +214,7 @@ class ModelConfig:
         if weights.lower() == "imagenet" and not spec.imagenet_weights:
             check.fail("weights", f"is imagenet, but '{self.name}' has no ImageNet weights; use none or a file")
         if weights.lower().startswith(XRV_WEIGHTS_PREFIX):
-            if not spec.xrv_model:
+            if not spec.xrv_weights:
                 check.fail("weights", f"is '{weights}'; torchxrayvision has no weights for '{self.name}' "
                                       "(densenet121 and resnet50 have)")
             if not weights[len(XRV_WEIGHTS_PREFIX):].strip():
@@ -327,7 +327,7 @@ class Config:
 
     def _check_classifier(self) -> None:
         check = _Checks("")
-        spec = get_model_spec(self.model.name)
+        spec = get_model_facts(self.model.name)
         if self.task not in CLASSIFICATION_TASKS:
             check.fail("task", f"is '{self.task}', but model '{self.model.name}' is a classifier; "
                                f"choose one of: {', '.join(CLASSIFICATION_TASKS)}")
@@ -471,9 +471,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """A recipe file's mapping of sections, or a ConfigError naming the file and the problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+    p = resolve_recipe(path)
     try:
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:

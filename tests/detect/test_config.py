@@ -252,3 +252,22 @@ def test_max_image_megapixels_is_the_readers_pixel_limit():
     assert config_from_dict({}, ["data.max_image_megapixels=2.5"]).data.max_image_pixels == 2_500_000
     with pytest.raises(ConfigError, match=r"data.max_image_megapixels.*must be > 0, got 0"):
         config_from_dict({}, ["data.max_image_megapixels=0"])
+
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from detect.recipes import resolve_recipe, shipped_recipes
+
+    monkeypatch.chdir(tmp_path)
+    assert "demo" in shipped_recipes() and "gpu_rsna" in shipped_recipes()
+    for given in ("demo", "demo.yaml", "configs/demo.yaml"):
+        assert load_config(given).name == "demo"
+    assert resolve_recipe("configs/demo.yaml").read_bytes() == (REPO_ROOT / "configs" / "demo.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"^nope: config file not found \(a path, or a shipped recipe: .*demo"):
+        resolve_recipe("nope")
+
+
+def test_a_local_file_wins_over_a_shipped_recipe(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("name: mine\n")
+    assert load_config("configs/demo.yaml").name == "mine"
