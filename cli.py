@@ -21,6 +21,25 @@ app = typer.Typer(
     help="Chest X-ray pneumonia detection: RSNA/Kermany ingestion, Faster R-CNN opacity boxes, exact metrics.",
     pretty_exceptions_enable=False,
 )
+
+
+def print_version(value: bool) -> None:
+    """--version: the installed package's version (no torch import)."""
+    if value:
+        from detect._version import __version__
+
+        typer.echo(f"detect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Chest X-ray pneumonia detection: RSNA/Kermany ingestion, Faster R-CNN opacity boxes, exact metrics."""
+
+
 synth_app = typer.Typer(no_args_is_help=True, help="Write synthetic datasets in the real Kaggle layouts.")
 app.add_typer(synth_app, name="synth")
 

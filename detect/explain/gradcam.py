@@ -25,13 +25,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import Tensor, nn
 
 from data_prep.errors import DetectError
 from data_prep.geometry import letterbox_content_shape
 from detect.data.preprocess import Clahe, prepare_image
+from detect.extras import require
 from detect.outputs.overlay import display_size
 
 EXPLAIN_HOOKS: tuple[str, ...] = ("task_logits", "pneumonia_score", "cam_target_layer")
@@ -73,6 +72,8 @@ def cam_batch(classifier: nn.Module, batch: Tensor) -> np.ndarray:
     """
     # the input needs a gradient so that the layer's output has one even where the checkpoint's
     # parameters were frozen (transfer learning's backbone)
+    from pytorch_grad_cam import GradCAM  # the explain extra: imported only when a map is made
+
     inputs = batch.detach().clone().requires_grad_(True)
     with torch.enable_grad(), GradCAM(model=TaskLogits(classifier), target_layers=[classifier.cam_target_layer()]) as cam:
         maps = cam(input_tensor=inputs, targets=[PneumoniaScoreTarget(classifier)] * len(inputs))
@@ -95,6 +96,7 @@ class GradCamExplainer:
     model was trained (what its Predictor uses), on `device`."""
 
     def __init__(self, model: nn.Module, image_size_px: int, device: torch.device, clahe: Clahe | None = None) -> None:
+        require("explain", "Grad-CAM heat maps (--explain)")
         if not is_explainable(model):
             raise DetectError("Grad-CAM is for classifiers: the model has no task_logits / pneumonia_score / cam_target_layer")
         self.model = model
@@ -142,6 +144,8 @@ def draw_heatmap_overlay(pixels: np.ndarray, heatmap: np.ndarray, *, title: str 
     width, height = display_size(pixels.shape[0], pixels.shape[1])
     grey = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA) if (height, width) != pixels.shape[:2] else pixels
     mask = cv2.resize(heatmap.astype(np.float32), (width, height)) if (height, width) != heatmap.shape[:2] else heatmap
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # the explain extra
+
     base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR).astype(np.float32) / 255.0
     canvas = show_cam_on_image(base, np.clip(mask, 0.0, 1.0), use_rgb=False, image_weight=1.0 - HEATMAP_WEIGHT)
     if title:

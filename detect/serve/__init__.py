@@ -11,3 +11,6 @@
     server.py      run_server: load the model once, then uvicorn on 127.0.0.1 by default
     static/viewer.html  the viewer: one offline page, no CDN, no build step
 """
+from detect.extras import require
+
+require("serve", "detect serve")  # FastAPI, uvicorn, python-multipart: the serve extra
