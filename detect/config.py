@@ -15,6 +15,7 @@ run folder) are NOT config: they come from the command line, so one recipe serve
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import types
@@ -392,8 +393,12 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted(set(values) - set(types_by_name))
     if unknown:
         valid = ", ".join(sorted(types_by_name))
+        key = f"{prefix}{unknown[0]}"
+        candidates = [k for k in _all_keys(Config) if not key.startswith(k + ".")]  # not its own section
+        nearest = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
+        hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
         raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}'; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
+            f"unknown config key '{key}'{hint}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
         )
     kwargs = {name: _coerce(v, types_by_name[name], f"{prefix}{name}") for name, v in values.items()}
     return cls(**kwargs)
@@ -432,9 +437,21 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return convert(cfg)
 
 
-def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Build a validated Config from a (possibly partial) nested dict plus `key=value` overrides."""
+def _all_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every dotted key of a config dataclass, sections included (for "did you mean")."""
+    keys = []
+    for name, annotation in _field_types(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(annotation):
+            keys += _all_keys(annotation, f"{prefix}{name}.")
+    return keys
+
+
+def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), flag: str = "") -> Config:
+    """Build a validated Config from a (possibly partial) nested dict plus `key=value` overrides.
+    With `flag` (e.g. "--set"), an error about an overridden key names the override it came from."""
     merged = _deep_copy(values or {})
+    given: dict[str, str] = {}
     for text in overrides:
         path, value = _parse_override(text)
         node = merged
@@ -444,7 +461,14 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
                 raise ConfigError(f"override '{text}': '{part}' is not a section")
             node = child
         node[path[-1]] = value
-    return _build(Config, merged)
+        given[".".join(path)] = text
+    try:
+        return _build(Config, merged)
+    except ConfigError as exc:
+        named = re.search(r"config key '([^'\[]+)", str(exc))
+        if flag and named and named.group(1) in given:
+            raise ConfigError(f"{flag} {given[named.group(1)]}: {exc}") from None
+        raise
 
 
 def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
@@ -496,9 +520,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     `path=None`: the defaults plus the overrides."""
     values = read_recipe(path) if path is not None else {}
     try:
-        return config_from_dict(values, overrides)
+        return config_from_dict(values, overrides, flag="--set")
     except ConfigError as exc:
-        if path is not None and not str(exc).startswith(str(path)):
+        if path is not None and not str(exc).startswith((str(path), "--set ", "override '")):
             raise ConfigError(f"{path}: {exc}") from None
         raise
 

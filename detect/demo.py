@@ -187,7 +187,8 @@ def run_demo(
         log(format_prepare_summary(prepared))
     done()
 
-    done = stage("train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {cfg.train.epochs} epochs, random init) on both datasets")
+    epochs = f"{cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}"
+    done = stage("train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {epochs}, random init) on both datasets")
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always trains afresh; its data is regenerated identically
     trained = run_training(config_path, [rsna_dir, kermany_dir], out_dir=run_dir, overrides=all_overrides, log=log)

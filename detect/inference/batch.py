@@ -110,7 +110,7 @@ class InferenceResult:
         rate = self.times.n_images / max(self.wall_s, 1e-9)
         return (f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
                 f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
-                f"({self.workers} reader thread(s), --workers; torch threads {self.torch_threads})")
+                f"({self.workers} reader thread(s), --threads; torch threads {self.torch_threads})")
 
     def summary(self) -> str:
         """One line for the terminal: counts and the files written (this process's counts)."""
@@ -389,7 +389,7 @@ def run_inference(
     check_output_targets(out_path, submission_path, overlay_dir, explain_dir)
     check_max_pixels(max_pixels)
     if workers is not None and workers < 0:
-        raise DetectError(f"--workers must be >= 0 (0: read in the predicting thread), got {workers}")
+        raise DetectError(f"--threads must be >= 0 (0: read in the predicting thread), got {workers}")
     if anonymize and submission_path is not None:
         raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()

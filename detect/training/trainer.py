@@ -143,7 +143,7 @@ def resolve_config(config: Config | str | Path | None, overrides: Sequence[str],
     RUN_DIR/config.yaml (what --resume --out RUN_DIR reuses)."""
     if isinstance(config, Config):
         if overrides:
-            return config_from_dict(config_to_dict(config), overrides)
+            return config_from_dict(config_to_dict(config), overrides, flag="--set")
         return config
     if config is None:
         if run_dir is None or not (run_dir / "config.yaml").is_file():

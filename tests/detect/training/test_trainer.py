@@ -159,7 +159,7 @@ def test_resume_without_a_checkpoint(rsna_dir, tmp_path):
 def test_unknown_yaml_key_is_named(tmp_path, rsna_dir):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: x\ntrain:\n  lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"recipe\.yaml: unknown config key 'train\.lrr'; valid keys in train: amp, "):
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, "):
         run_training(recipe, [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
 
 
