@@ -154,7 +154,7 @@ def train(
 
     Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
     """
-    from detect.config import format_config
+    from detect.config_format import format_config
     from detect.training.trainer import format_result, resolve_config, run_training
 
     overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else []),
@@ -354,7 +354,7 @@ def eval_command(
         )
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
-            progress=sys.stderr.isatty(), gate_with=gate_with,
+            progress=sys.stderr.isatty(), gate_with=gate_with, log=lambda line: typer.echo(line, err=True),
         )
     for note in outcome.notes:
         echo_problem("note", note)

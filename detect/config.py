@@ -10,12 +10,11 @@ run folder) are NOT config: they come from the command line, so one recipe serve
 
     cfg = load_config("configs/demo.yaml", overrides=["train.lr=0.01", "model.name=resnet50_fpn"])
     save_config(cfg, run_dir / "config.yaml")   # resolved, next to every checkpoint
-    print(format_config(cfg))                    # `detect train --print-config`
+    print(format_config(cfg))                    # `detect train --print-config` (detect.config_format)
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import re
 import types
@@ -29,6 +28,8 @@ import yaml
 from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
+from detect.config_checks import Checks as _Checks
+from detect.config_checks import nearest_key
 from detect.model_facts import LOSSES, ModelFacts, get_model_facts, is_classifier
 from detect.recipes import resolve_recipe
 
@@ -41,35 +42,6 @@ XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pre
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
-
-
-class _Checks:
-    """Raises the one-line ConfigError of a failed check, naming the full key."""
-
-    def __init__(self, section: str) -> None:
-        self.prefix = f"{section}." if section else ""
-
-    def fail(self, key: str, message: str) -> None:
-        raise ConfigError(f"config key '{self.prefix}{key}' {message}")
-
-    def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            self.fail(key, f"is '{value}'; choose one of: {', '.join(allowed)}")
-
-    def at_least(self, key: str, value: float, low: float) -> None:
-        if not (math.isfinite(value) and value >= low):
-            self.fail(key, f"is {value!r}; expected at least {low:g}")
-
-    def positive(self, key: str, value: float) -> None:
-        if not (math.isfinite(value) and value > 0):
-            self.fail(key, f"must be > 0, got {value!r}")
-
-    def in_range(self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (math.isfinite(value) and above and below):
-            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-            self.fail(key, f"is {value!r}; expected a value in {interval}")
 
 
 @dataclass(frozen=True)
@@ -394,9 +366,8 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     if unknown:
         valid = ", ".join(sorted(types_by_name))
         key = f"{prefix}{unknown[0]}"
-        candidates = [k for k in _all_keys(Config) if not key.startswith(k + ".")]  # not its own section
-        nearest = difflib.get_close_matches(key, candidates, n=1, cutoff=0.6)
-        hint = f" (did you mean '{nearest[0]}'?)" if nearest else ""
+        nearest = nearest_key(key, Config)
+        hint = f" (did you mean '{nearest}'?)" if nearest else ""
         raise ConfigError(
             f"unknown config key '{key}'{hint}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
         )
@@ -435,16 +406,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
             return [convert(x) for x in v]
         return v
     return convert(cfg)
-
-
-def _all_keys(cls: type, prefix: str = "") -> list[str]:
-    """Every dotted key of a config dataclass, sections included (for "did you mean")."""
-    keys = []
-    for name, annotation in _field_types(cls).items():
-        keys.append(prefix + name)
-        if dataclasses.is_dataclass(annotation):
-            keys += _all_keys(annotation, f"{prefix}{name}.")
-    return keys
 
 
 def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), flag: str = "") -> Config:
@@ -530,28 +491,3 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every key, defaults included) as YAML, atomically."""
     write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
-def format_config(cfg: Config) -> str:
-    """The resolved config as YAML (what config.yaml holds), each value that differs from the
-    default in code marked `# default: X`: what `detect train --print-config` prints."""
-    lines: list[str] = []
-
-    def walk(value: Any, default: Any, indent: str) -> None:
-        for f in dataclasses.fields(value):
-            current, base = getattr(value, f.name), getattr(default, f.name)
-            if dataclasses.is_dataclass(current):
-                lines.append(f"{indent}{f.name}:")
-                walk(current, base, indent + "  ")
-                continue
-            text = yaml.safe_dump({f.name: _plain(current)}, default_flow_style=True, width=10_000).strip()[1:-1]
-            if current != base:
-                text += f"  # default: {yaml.safe_dump(_plain(base), default_flow_style=True).strip().removesuffix('...').strip()}"
-            lines.append(indent + text)
-
-    walk(cfg, Config(), "")
-    return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value

@@ -34,13 +34,11 @@ task cannot predict (bacterial vs viral for kermany2, the 3 RSNA classes for rsn
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
@@ -52,9 +50,11 @@ from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
-from detect.evaluation.report import write_eval_report
+from detect.evaluation.report import INTERVALS_KEY, write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
+from detect.evaluation.stats import binary_intervals
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+from detect.progress import ProgressLog
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, write_submission
@@ -90,11 +90,12 @@ class SplitPredictions:
 
 def predict_records(
     predictor: Predictor | GatedPredictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
-    progress: bool = False, desc: str = "predict",
+    progress: bool = False, desc: str = "predict", log: Callable[[str], None] | None = None,
 ) -> SplitPredictions:
     """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
 
     Unreadable files are BadFiles (reported, left out of the metrics), as in `detect infer`.
+    A bar on a TTY (`progress`); else, with `log`, a line every 500 images or 30 s, as `detect infer` logs.
     """
     files = [data_root / r.path for r in records]
     by_path = {str(f): r for f, r in zip(files, records)}
@@ -103,16 +104,19 @@ def predict_records(
     # gated pair (two models, two sizes) reads each image whole.
     sized = isinstance(predictor, Predictor)
     batches = iter_loaded_batches(files, batch_size, workers, target_size_px=predictor.image_size_px if sized else None)
-    if progress:
-        batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc=desc, leave=False)
+    shown = ProgressLog(len(files), log or (lambda _: None), tty=progress, desc=desc) if progress or log else None
     for batch in batches:
         images = [item for item in batch if isinstance(item, LoadedImage)]
         out.failures += [item for item in batch if isinstance(item, BadFile)]
+        if shown is not None:
+            shown.update(len(batch) - len(images), n=len(batch))
         pixels = [i.pixels for i in images]
         raws = predictor.predict_raw(pixels, [i.decoded_from_hw for i in images]) if sized else predictor.predict_raw(pixels)
         for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)
+    if shown is not None:
+        shown.close()
     return out
 
 
@@ -146,6 +150,19 @@ class DatasetSections:
     notes: list[str] = field(default_factory=list)
 
 
+N_BOOTSTRAP = 1000  # resamples of the held-out images behind each binary block's 95% intervals
+
+
+def with_intervals(block: dict[str, Any], y_true: np.ndarray, y_prob: np.ndarray, threshold: float,
+                   source: str) -> dict[str, Any]:
+    """A binary metrics block with its threshold's source and bootstrap 95% intervals (seed 0)."""
+    block["threshold_source"] = source
+    if len(y_true):
+        intervals = binary_intervals(y_true, y_prob, threshold, n_resamples=N_BOOTSTRAP, seed=0)
+        block[INTERVALS_KEY] = {name: [ci.low, ci.high] for name, ci in intervals.items()}
+    return block
+
+
 def rsna_sections(
     held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
     image_path: Callable[[ImageRecord], Path], csv_path: Path, task: str = DETECTION_TASK,
@@ -158,8 +175,8 @@ def rsna_sections(
     y_true, y_prob = held.targets_and_probabilities()
     class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     sections: dict[str, Any] = {"classification": {
         "pneumonia": pneumonia,
         "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
@@ -190,8 +207,8 @@ def rsna_sections(
 
 def _rsna_classifier_sections(held: SplitPredictions, point: OperatingPoint, task: str) -> DatasetSections:
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     classification: dict[str, Any] = {"pneumonia": pneumonia}
     if task == "rsna3":
         class_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
@@ -209,8 +226,8 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
     pneumonia images at its own threshold, F1-optimal on the val pneumonia images. A kermany3
     classifier adds its 3 classes (argmax); a kermany2 one has no bacterial vs viral to score."""
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
     if task == "kermany3":
         subtype_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
@@ -222,8 +239,8 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
     if bv_truth.size and val is not None:
         val_truth, val_score = _bacterial_viral(val)
         viral = choose_operating_point("kermany", val_truth, val_score, "val pneumonia images, on P(viral) / (P(bacterial) + P(viral))")
-        bacterial_viral = binary_classification_metrics(bv_truth, bv_score, viral.threshold)
-        bacterial_viral["threshold_source"] = viral.source
+        bacterial_viral = with_intervals(binary_classification_metrics(bv_truth, bv_score, viral.threshold),
+                                         bv_truth, bv_score, viral.threshold, viral.source)
         out.sections["kermany"]["bacterial_viral"] = bacterial_viral
         out.curves["Kermany viral vs bacterial"] = (bv_truth, bv_score)
     return out
@@ -274,6 +291,7 @@ def evaluate_checkpoint(
     workers: int = 2,
     progress: bool = False,
     gate_with: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
 
@@ -284,7 +302,7 @@ def evaluate_checkpoint(
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
     gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
     return evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                 workers=workers, progress=progress, gate=gate)
+                                 workers=workers, progress=progress, gate=gate, log=log)
 
 
 def _check_eval_arguments(split: str, data_dirs: Sequence[str | Path], out_dir: str | Path) -> None:
@@ -306,6 +324,7 @@ def evaluate_loaded_model(
     workers: int = 2,
     progress: bool = False,
     gate: LoadedModel | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points),
     gated by `gate` when given (its pneumonia probability, its operating points).
@@ -345,7 +364,7 @@ def evaluate_loaded_model(
 
         def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
             return predict_records(predictor, prepared.data_root, records, batch_size=batch_size,
-                                   workers=workers, progress=progress, desc=f"{name} {which}")
+                                   workers=workers, progress=progress, desc=f"eval {name} {which}", log=log)
 
         point = decider.operating_points.get(name) or decider.operating_points.get("any")
         # val is predicted only where a threshold is still to be chosen on it: no stored point,

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from data_prep.errors import ConfigError, WeightsUnavailableError
-from detect.config import Config, ModelConfig, config_from_dict, format_config, load_config
+from detect.config import Config, ModelConfig, config_from_dict, load_config
+from detect.config_format import format_config
 from detect.training import trainer as train_module
 from tests.detect.train_fixtures import make_rsna
 

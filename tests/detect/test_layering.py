@@ -24,7 +24,8 @@ LAYERS: list[set[str]] = [
     {"outputs"},
     {"models"},
     {"data"},
-    {"config", "recipes", "model_facts", "devices", "distributed", "predictions", "extras", "_version"},
+    {"config", "config_checks", "config_format", "recipes", "model_facts", "devices", "distributed", "predictions",
+     "extras", "progress", "_version"},
 ]
 RANK = {part: rank for rank, layer in enumerate(LAYERS) for part in layer}
 
