@@ -311,7 +311,7 @@ def export_command(
 ) -> None:
     """Export a checkpoint for deployment: boxes in original pixels, scores and image probabilities as fixed tensors.
 
-    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract is in the README.
+    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract: docs/usage.md (detect export).
     """
     from detect.export.run import export_checkpoint
 

@@ -44,3 +44,13 @@ def test_relative_links_point_at_files(page):
 def test_relative_links_parsing():
     text = "[a](docs/x.md) [b](https://x.org/y) [c](#anchor) [d](docs/y.md#part) [e](../LICENSE)"
     assert relative_links(text) == ["docs/x.md", "docs/y.md", "../LICENSE"]
+
+
+def test_every_config_key_is_documented():
+    """docs/configuration.md names every key of detect/config.py, so the page cannot drift from the code."""
+    from detect.config import Config
+    from detect.config_checks import all_keys
+
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    missing = [key for key in all_keys(Config) if f"`{key.rsplit('.', 1)[-1]}`" not in text]
+    assert not missing, f"docs/configuration.md does not name: {missing}"
