@@ -270,11 +270,11 @@ def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
         assert result.workers == workers and result.times.n_images == 8
         assert 0 < result.times.predicting_s <= result.wall_s
         assert 0 <= result.times.waiting_for_reads_s <= result.wall_s
-        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --workers; torch threads " in lines[-1]
+        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --threads; torch threads " in lines[-1]
 
 
 def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
-    with pytest.raises(DetectError, match=r"--workers must be >= 0 \(0: read in the predicting thread\), got -1"):
+    with pytest.raises(DetectError, match=r"--threads must be >= 0 \(0: read in the predicting thread\), got -1"):
         run_inference([tmp_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, workers=-1)
 
 

@@ -21,6 +21,7 @@ from data_prep.atomic import is_temp_name
 from detect.config import save_config
 from detect.models.checkpoint import load_checkpoint
 from detect.predictions import OperatingPoint
+from detect.training import engine as engine_module
 from detect.training import trainer as train_module
 from detect.training.engine import ValidationResult
 from detect.training.trainer import run_training
@@ -64,7 +65,7 @@ def _scripted_validation(monkeypatch, map50_by_epoch: list[float]) -> None:
                                 operating_points={"rsna": OperatingPoint("rsna", 0.4, "scripted")},
                                 records=[], predictions=[])
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
 
 
 def _interrupt(monkeypatch, name: str, when) -> None:

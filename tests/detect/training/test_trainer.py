@@ -16,6 +16,7 @@ from data_prep.errors import CheckpointError, ConfigError
 from data_prep.manifest import read_manifest
 from detect.models.checkpoint import load_checkpoint
 from detect.predictions import OperatingPoint
+from detect.training import engine as engine_module
 from detect.training import trainer as train_module
 from detect.training.engine import TrainingDivergedError, ValidationResult
 from detect.training.run_folder import RunFolderExistsError
@@ -235,7 +236,7 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(rsn
         return ValidationResult(metrics={"map50": next(scores), "f1": 0.5},
                                 operating_points={"rsna": OperatingPoint("rsna", 0.4, "fake")}, records=[], predictions=[])
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
     cfg = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.early_stop_patience=1")
     lines: list[str] = []
     result = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", log=lines.append)
