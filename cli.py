@@ -20,8 +20,30 @@ app = typer.Typer(
     no_args_is_help=True,
     help="Chest X-ray pneumonia detection: RSNA/Kermany ingestion, Faster R-CNN opacity boxes, exact metrics.",
     pretty_exceptions_enable=False,
+    # plain help: rich markup would eat "[a,b]" and show every flag as taking a <bool> value
+    rich_markup_mode=None,
 )
-synth_app = typer.Typer(no_args_is_help=True, help="Write synthetic datasets in the real Kaggle layouts.")
+
+
+def print_version(value: bool) -> None:
+    """--version: the installed package's version (no torch import)."""
+    if value:
+        from detect._version import __version__
+
+        typer.echo(f"detect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Chest X-ray pneumonia detection: RSNA/Kermany ingestion, Faster R-CNN opacity boxes, exact metrics."""
+
+
+synth_app = typer.Typer(no_args_is_help=True, help="Write synthetic datasets in the real Kaggle layouts.",
+                        rich_markup_mode=None)
 app.add_typer(synth_app, name="synth")
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -138,19 +160,23 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last.pt: same config (train.epochs may grow), same schedule."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a config key, e.g. --set train.lr=0.01 (repeatable)."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config (values that differ from the defaults marked) and exit without training."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N: a shortcut for --set train.device=..."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="A shortcut for --set train.epochs=N."),
 ) -> None:
     """Train the Faster R-CNN + image classifier, or a whole-image classifier (model.name=resnet18 ...
     with task=kermany2|kermany3|rsna2|rsna3); writes config.yaml, metrics.csv, checkpoints/{best,last}.pt.
 
     Several GPUs: torchrun --nproc_per_node=N cli.py train ... (DDP; rank 0 logs and saves).
     """
-    from detect.config import format_config
+    from detect.config_format import format_config
     from detect.training.trainer import format_result, resolve_config, run_training
 
+    overrides = [*(overrides or []), *([f"train.device={device}"] if device is not None else []),
+                 *([f"train.epochs={epochs}"] if epochs is not None else [])]
     if print_config:
-        typer.echo(format_config(resolve_config(config, overrides or [], out)), nl=False)
+        typer.echo(format_config(resolve_config(config, overrides, out)), nl=False)
         return
-    result = run_training(config, data or [], out_dir=out, resume=resume, overrides=overrides or [], log=typer.echo)
+    result = run_training(config, data or [], out_dir=out, resume=resume, overrides=overrides, log=typer.echo)
     if result.rank == 0:
         typer.echo(format_result(result))
 
@@ -161,14 +187,16 @@ def synth_rsna_command(
     out: Path = typer.Option(..., "--out", help="Folder to write (stage_2_train_labels.csv, stage_2_train_images/, ...)."),
     images: int = typer.Option(200, "--images", help="Number of training images (one patient each)."),
     test_images: int = typer.Option(0, "--test-images", help="Number of unlabeled stage_2_test_images."),
-    size_px: int = typer.Option(1024, "--size", help="Image size in pixels (the real data is 1024)."),
-    seed: int = typer.Option(0, "--seed"),
+    size_px: int = typer.Option(1024, "--image-size", help="Image size in pixels (the real data is 1024)."),
+    size_alias: Optional[int] = typer.Option(None, "--size", hidden=True, help="Old name of --image-size."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data: the same seed writes the same bytes."),
     workers: int = typer.Option(1, "--workers", help="Processes rendering images (same files for any number)."),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality of the frames (1-100): 95 gives ~2x the real file size, 87 the real RSNA size (~130-150 KB at 1024 px)."),
 ) -> None:
     """Synthetic RSNA: JPEG-Baseline DICOMs with the real header, both CSVs with their real quirks."""
     from data_prep.synth import synth_rsna
 
+    size_px = size_alias if size_alias is not None else size_px
     summary = synth_rsna(out, n_images=images, n_test_images=test_images, size_px=size_px, seed=seed, workers=workers,
                          jpeg_quality=jpeg_quality)
     typer.echo(str(summary))
@@ -179,7 +207,7 @@ def synth_rsna_command(
 def synth_kermany_command(
     out: Path = typer.Option(..., "--out", help="Folder to write; the images go to OUT/chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}."),
     images: int = typer.Option(120, "--images", help="Total number of images over all splits."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic data: the same seed writes the same bytes."),
     difficulty: float = typer.Option(
         1.0, "--difficulty", help="0..1: 0 clear textbook findings; 1 subtle, variable findings among label-free variation (about the real set's difficulty)."
     ),
@@ -226,9 +254,10 @@ def infer(
         None, "--threshold-from", help="rsna | kermany | custom: use that dataset's stored threshold for every image (default: DICOM -> rsna, PNG/JPEG -> kermany; a model trained on one dataset: its own)."
     ),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass (and per flush of the JSON Lines part)."),
-    workers: Optional[int] = typer.Option(
-        None, "--workers", help="Threads reading (decoding) the next batches while the model runs; default: one per CPU core but one, at most 8; 0: read in turn, no overlap."
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="Threads reading (decoding) the next batches while the model runs; default: one per CPU core but one, at most 8; 0: read in turn, no overlap."
     ),
+    workers: Optional[int] = typer.Option(None, "--workers", hidden=True, help="Old name of --threads."),
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N; under torchrun, each rank its own GPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue a stopped run: skip the images its JSON Lines part already holds (same checkpoint and options required)."),
     glob: Optional[str] = typer.Option(None, "--glob", help="Only files whose path below the folder matches this pattern, e.g. '**/*.dcm' or 'CT*/**'."),
@@ -262,7 +291,7 @@ def infer(
     )
     options = dict(checkpoint=checkpoint, backend=backend, submission_path=submission, overlay_dir=overlay, settings=settings,
                    pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from, batch_size=batch_size,
-                   workers=workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
+                   workers=threads if threads is not None else workers, device=device, progress=sys.stderr.isatty(), resume=resume, glob=glob,
                    log=lambda line: typer.echo(line, err=True), log_every_images=log_every,
                    max_pixels=megapixels_to_pixels(max_megapixels), gate_with=gate_with, explain_dir=explain)
     if dicomweb is not None:
@@ -302,7 +331,7 @@ def export_command(
 ) -> None:
     """Export a checkpoint for deployment: boxes in original pixels, scores and image probabilities as fixed tensors.
 
-    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract is in the README.
+    `detect infer --checkpoint FILE` runs the result (an .onnx file in ONNX Runtime); the contract: docs/usage.md (detect export).
     """
     from detect.export.run import export_checkpoint
 
@@ -326,8 +355,8 @@ def eval_command(
     drop_below_threshold: bool = typer.Option(True, "--drop-below-threshold/--keep-below-threshold", help="As in `detect infer`."),
     shrink: float = typer.Option(0.875, "--shrink", help="As in `detect infer`."),
     tta: bool = typer.Option(False, "--tta/--no-tta", help="As in `detect infer`."),
-    batch_size: int = typer.Option(8, "--batch-size"),
-    device: str = typer.Option("auto", "--device"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass, as in `detect infer`."),
+    device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
 ) -> None:
     """Exact metrics (RSNA score, COCO mAP, classification) on held-out patients, or of a submission CSV."""
     from detect.evaluation.evaluate import evaluate_checkpoint
@@ -353,6 +382,7 @@ def eval_command(
         outcome = evaluate_checkpoint(
             checkpoint, data, out, split=split, settings=settings, batch_size=batch_size, device=device,
             progress=sys.stderr.isatty(), gate_with=gate_with, label_map=label_map, unannotated=unannotated,
+            log=lambda line: typer.echo(line, err=True),
         )
     for note in outcome.notes:
         echo_problem("note", note)
@@ -435,9 +465,10 @@ def demo(
 @user_errors_exit_2
 def serve(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Default: the best checkpoint most recently written under ./runs."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable from this machine only."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default (loopback) is reachable from the same host only."),
     port: int = typer.Option(8000, "--port", help="TCP port (0: any free one)."),
-    workers: int = typer.Option(1, "--workers", help="Inference threads sharing the one loaded model."),
+    threads: int = typer.Option(1, "--threads", help="Inference threads sharing the one loaded model."),
+    workers: Optional[int] = typer.Option(None, "--workers", hidden=True, help="Old name of --threads."),
     queue_size: int = typer.Option(8, "--queue-size", help="Requests that may wait for a worker; more are answered 503 with Retry-After."),
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
     max_image_megapixels: float = typer.Option(64.0, "--max-image-megapixels", help="Largest declared image size (422 above), checked before decoding."),
@@ -460,7 +491,7 @@ def serve(
     from detect.serve.settings import ServeSettings
 
     settings = ServeSettings(
-        host=host, port=port, workers=workers, queue_size=queue_size, max_upload_mb=max_upload_mb,
+        host=host, port=port, workers=workers if workers is not None else threads, queue_size=queue_size, max_upload_mb=max_upload_mb,
         max_image_megapixels=max_image_megapixels, token=token or None, cors_origins=tuple(cors_origin or ()),
         header_timeout_s=header_timeout, max_connections=max_connections,
         postprocess=PostprocessSettings(score_thresh=score_thresh, tta=tta),

@@ -10,7 +10,7 @@ It writes a synthetic Kermany set (`detect synth kermany`, at --difficulty, 0.15
         --minutes-per-model M
 
 as a user would (a subprocess), then prints the compare table (from OUT/compare/compare.csv),
-the wall time of each stage and in total, and checks the issue's done-when:
+the wall time of each stage and in total, and checks three criteria:
 
   1. the best model's test ROC-AUC (pneumonia vs normal, Kermany's own test/ split) >= --min-auc
      (0.9);
@@ -22,7 +22,7 @@ It exits 1 when a check fails (2 when compare itself fails). Every number is mea
 SYNTHETIC data; timings taken on a loaded machine are indicative only.
 
 --smoke: 48 tiny images, 64 px, one step per epoch, 50 bootstrap resamples. It checks that the
-run completes and compare.csv holds a finite ROC-AUC for every model; the done-when thresholds
+run completes and compare.csv holds a finite ROC-AUC for every model; the criteria's thresholds
 are printed, not enforced (three one-step models are not meant to be good).
 """
 from __future__ import annotations
@@ -144,8 +144,8 @@ def print_table(rows: dict[str, dict[str, str]]) -> None:
             print("  " + "  ".join("-" * w for w in widths))
 
 
-def check_done_when(rows: dict[str, dict[str, str]], total_s: float, args: argparse.Namespace) -> list[str]:
-    """The failed checks, as sentences (empty when the done-when holds)."""
+def check_criteria(rows: dict[str, dict[str, str]], total_s: float, args: argparse.Namespace) -> list[str]:
+    """The failed checks, as sentences (empty when every criterion holds)."""
     failures = [f"{m}: missing from compare.csv" for m in MODELS if m not in rows]
     if failures:
         return failures
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print(f"\nwall time: synthesis {synth_s:.0f} s, compare {compare_s:.0f} s, total {total_s:.0f} s "
           f"({total_s / 60:.1f} min; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
-    failures = check_done_when(rows, total_s, args)
+    failures = check_criteria(rows, total_s, args)
     if args.smoke:
         bad = [m for m in MODELS if m not in rows or not math.isfinite(_float(rows[m]["roc_auc"]))]
         for line in failures:

@@ -1,5 +1,23 @@
 """DICOM reading: header fields, pixel decoding and the display pixel pipeline.
 
+The DICOM readers, module by module (each file has one job; this one is the entry point)
+-----------------------------------------------------------------------------------------
+Where is the header parsed? In ONE place: ``_parse_header`` here, which every reader calls
+(`read_dicom`, `read_dicom_header`, `scan_dicom_headers`, through ``_open_checked``). It asks
+data_prep.dicom_header for the fast parse of the plain layout and falls back to pydicom's
+``dcmread(stop_before_pixels=True)`` for everything else; both give the same pydicom Dataset,
+from which ``_header_from_dataset`` takes the typed fields (a DicomHeader). The modules beside
+this one never parse a header themselves:
+
+    data_prep/inputs.py        opens the file: regular files only, its format from its magic bytes
+    data_prep/dicom.py         THIS module: the header (``_parse_header``), its fields, the checks
+                               before decoding, the decoders' dispatch and the display pipeline
+    data_prep/dicom_header.py  the fast header parser ``_parse_header`` uses for the plain layout
+    data_prep/dicom_pixels.py  after the header: where the pixel data lies, proven complete
+    data_prep/codestreams.py   compressed frames: their size from their own header, the pixel
+                               limit, the one strict JPEG decoder (also for PNG/JPEG files)
+    data_prep/images.py        PNG/JPEG files, and the DICOM-or-image dispatch of every caller
+
 Output contract of `read_dicom` / `to_display_uint8`
 ----------------------------------------------------
 ONE range for every input: a 2-D ``uint8`` array ``[Rows, Columns]`` (non-square stays

@@ -2,6 +2,9 @@
 
     ds = parse_simple_header(handle, size_bytes)   # a pydicom Dataset, or None: use pydicom
 
+Called by data_prep.dicom._parse_header only, the one place a DICOM header is parsed (which
+falls back to pydicom when this returns None); data_prep.dicom's docstring maps the readers.
+
 What every RSNA file is, and what most radiographs are: the 128-byte preamble and 'DICM',
 the file meta group (0002), then a dataset in explicit VR little endian (every compressed
 transfer syntax is) whose elements all have defined lengths, up to the PixelData element.

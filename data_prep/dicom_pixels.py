@@ -3,8 +3,9 @@
     layout = locate_pixel_data(path, handle, size_bytes, implicit_vr=..., little_endian=...)
     value = read_pixel_value(handle, layout)      # the bytes pydicom would hold as PixelData
 
-The header is parsed by pydicom up to the PixelData element (stop_before_pixels), which
-leaves the file positioned at that element. From there this module reads the element header
+The header has been parsed up to the PixelData element by data_prep.dicom._parse_header (the
+one place a header is parsed: data_prep.dicom_header's fast parser, or pydicom with
+stop_before_pixels), which leaves the file positioned at that element. From there this module reads the element header
 and, for encapsulated (compressed) data, walks the items: each item tag (FFFE,E000) with its
 length, skipped by a seek, up to the sequence delimiter (FFFE,E0DD). Every item must end
 inside the file; the delimiter must be there. For native data the element's length must fit

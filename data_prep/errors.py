@@ -84,11 +84,6 @@ class WeightsUnavailableError(DetectError):
     """Pretrained weights were requested but cannot be obtained (offline, missing file)."""
 
 
-class MissingDependencyError(WeightsUnavailableError):
-    """An optional package a command or model needs is not installed; the message names the
-    extra (`pip install -e ".[pretrained]"`) that brings it."""
-
-
 class DicomWebError(DetectError):
     """A DICOMweb server cannot be reached or answers with an error: names the URL and the status."""
 

@@ -10,7 +10,7 @@ run folder) are NOT config: they come from the command line, so one recipe serve
 
     cfg = load_config("configs/demo.yaml", overrides=["train.lr=0.01", "model.name=resnet50_fpn"])
     save_config(cfg, run_dir / "config.yaml")   # resolved, next to every checkpoint
-    print(format_config(cfg))                    # `detect train --print-config`
+    print(format_config(cfg))                    # `detect train --print-config` (detect.config_format)
 """
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from data_prep.atomic import write_text_atomic
 from data_prep.errors import ConfigError
 from data_prep.own_labels import UNANNOTATED_CHOICES, parse_label_map
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
-from detect.models.losses import LOSSES
-from detect.models.registry import get_model_spec, is_classifier
+from detect.config_checks import Checks as _Checks
+from detect.config_checks import nearest_key
+from detect.model_facts import LOSSES, ModelFacts, get_model_facts, is_classifier
 from detect.recipe import check_config_shape, parse_override, read_recipe, shown, split_override
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
@@ -48,39 +49,6 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 MAX_EPOCHS = 100_000
 MAX_NAME_CHARS = 100  # a run folder's name (file systems allow 255 bytes)
 IMAGE_SIZE_MULTIPLE_PX = 32  # the FPN's coarsest stride: smaller steps would pad every image
-
-
-class _Checks:
-    """Raises the one-line ConfigError of a failed check, naming the full key."""
-
-    def __init__(self, section: str) -> None:
-        self.prefix = f"{section}." if section else ""
-
-    def fail(self, key: str, message: str) -> None:
-        raise ConfigError(f"config key '{self.prefix}{key}' {message}")
-
-    def choice(self, key: str, value: str, allowed: tuple[str, ...]) -> None:
-        if value not in allowed:
-            self.fail(key, f"is {shown(value)}; choose one of: {', '.join(allowed)}")
-
-    def at_least(self, key: str, value: float, low: float) -> None:
-        if not (math.isfinite(value) and value >= low):
-            self.fail(key, f"is {shown(value)}; expected at least {low:g}")
-
-    def at_most(self, key: str, value: float, high: float) -> None:
-        if not (math.isfinite(value) and value <= high):
-            self.fail(key, f"is {shown(value)}; expected at most {high:,g}")
-
-    def positive(self, key: str, value: float) -> None:
-        if not (math.isfinite(value) and value > 0):
-            self.fail(key, f"must be > 0, got {shown(value)}")
-
-    def in_range(self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
-        above = value > low if low_open else value >= low
-        below = value < high if high_open else value <= high
-        if not (math.isfinite(value) and above and below):
-            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-            self.fail(key, f"is {shown(value)}; expected a value in {interval}")
 
 
 @dataclass(frozen=True)
@@ -193,7 +161,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         check = _Checks("model")
-        spec = get_model_spec(self.name)
+        spec = get_model_facts(self.name)
         if not self.weights.strip():
             check.fail("weights", "is empty; use none, imagenet or the path of a .pt/.pth file")
         if spec.kind == "classifier":
@@ -227,7 +195,7 @@ class ModelConfig:
         check.at_least("classifier_loss_weight", self.classifier_loss_weight, 0.0)
         check.choice("image_probability", self.image_probability, IMAGE_PROBABILITY_RULES)
 
-    def _check_classifier(self, check: _Checks, spec: Any) -> None:
+    def _check_classifier(self, check: _Checks, spec: ModelFacts) -> None:
         """A classifier has no anchors and no trainable-layer count (train.freeze_backbone_epochs
         is its transfer-learning knob); its weights must exist for it."""
         default = ModelConfig()
@@ -242,7 +210,7 @@ class ModelConfig:
         if weights.lower() == "imagenet" and not spec.imagenet_weights:
             check.fail("weights", f"is imagenet, but '{self.name}' has no ImageNet weights; use none or a file")
         if weights.lower().startswith(XRV_WEIGHTS_PREFIX):
-            if not spec.xrv_model:
+            if not spec.xrv_weights:
                 check.fail("weights", f"is {shown(weights)}; torchxrayvision has no weights for '{self.name}' "
                                       "(densenet121 and resnet50 have)")
             if not weights[len(XRV_WEIGHTS_PREFIX):].strip():
@@ -377,7 +345,7 @@ class Config:
 
     def _check_classifier(self) -> None:
         check = _Checks("")
-        spec = get_model_spec(self.model.name)
+        spec = get_model_facts(self.model.name)
         if self.task not in CLASSIFICATION_TASKS:
             check.fail("task", f"is {shown(self.task)}, but model '{self.model.name}' is a classifier; "
                                f"choose one of: {', '.join(CLASSIFICATION_TASKS)}")
@@ -446,8 +414,11 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
     unknown = sorted((set(values) - set(types_by_name)), key=str)
     if unknown:
         valid = ", ".join(sorted(types_by_name))
+        key = f"{prefix}{unknown[0]}"
+        nearest = nearest_key(key, Config)
+        hint = f" (did you mean '{nearest}'?)" if nearest else ""
         raise ConfigError(
-            f"unknown config key {shown(prefix + str(unknown[0]))}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
+            f"unknown config key {shown(key)}{hint}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
         )
     kwargs = {name: _coerce(v, types_by_name[name], f"{prefix}{name}") for name, v in values.items()}
     return cls(**kwargs)
@@ -464,12 +435,14 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return convert(cfg)
 
 
-def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), flag: str = "") -> Config:
     """Build a validated Config from a (possibly partial) nested dict plus `key=value` overrides.
     A dict too deep or too large to be a config (detect.recipe.check_config_shape) is refused first:
-    the same check guards recipes, --set values and the configs stored in checkpoints."""
+    the same check guards recipes, --set values and the configs stored in checkpoints. With `flag`
+    (e.g. "--set"), an error about an overridden key names the override it came from."""
     check_config_shape(values)
     merged = _deep_copy(values or {})
+    given: dict[str, str] = {}
     for text in overrides:
         path, value = split_override(text)
         node = merged
@@ -479,8 +452,15 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
                 raise ConfigError(f"override {shown(text)}: {shown(part)} is not a section")
             node = child
         node[path[-1]] = value
+        given[".".join(path)] = text
     check_config_shape(merged)
-    return _build(Config, merged)
+    try:
+        return _build(Config, merged)
+    except ConfigError as exc:
+        named = re.search(r"config key '([^'\[]+)", str(exc))
+        if flag and named and named.group(1) in given:
+            raise ConfigError(f"{flag} {given[named.group(1)]}: {exc}") from None
+        raise
 
 
 def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
@@ -492,9 +472,9 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     `path=None`: the defaults plus the overrides."""
     values = read_recipe(path) if path is not None else {}
     try:
-        return config_from_dict(values, overrides)
+        return config_from_dict(values, overrides, flag="--set")
     except ConfigError as exc:
-        if path is not None and not str(exc).startswith(str(path)):
+        if path is not None and not str(exc).startswith((str(path), "--set ", "override '")):
             raise ConfigError(f"{path}: {exc}") from None
         raise
 
@@ -502,28 +482,3 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
 def save_config(cfg: Config, path: str | Path) -> None:
     """Write the resolved config (every key, defaults included) as YAML, atomically."""
     write_text_atomic(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-
-
-def format_config(cfg: Config) -> str:
-    """The resolved config as YAML (what config.yaml holds), each value that differs from the
-    default in code marked `# default: X`: what `detect train --print-config` prints."""
-    lines: list[str] = []
-
-    def walk(value: Any, default: Any, indent: str) -> None:
-        for f in dataclasses.fields(value):
-            current, base = getattr(value, f.name), getattr(default, f.name)
-            if dataclasses.is_dataclass(current):
-                lines.append(f"{indent}{f.name}:")
-                walk(current, base, indent + "  ")
-                continue
-            text = yaml.safe_dump({f.name: _plain(current)}, default_flow_style=True, width=10_000).strip()[1:-1]
-            if current != base:
-                text += f"  # default: {yaml.safe_dump(_plain(base), default_flow_style=True).strip().removesuffix('...').strip()}"
-            lines.append(indent + text)
-
-    walk(cfg, Config(), "")
-    return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    return list(value) if isinstance(value, tuple) else value

@@ -35,9 +35,10 @@ from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.evaluation.report import format_summary as format_eval_summary, to_json_safe
 from detect.inference.batch import run_inference
 from detect.predictions import PostprocessSettings
+from detect.recipe import SHIPPED_RECIPES_DIR, resolve_recipe
 from detect.training.trainer import TrainResult, format_result, prepare_for_config, run_training
 
-REPO_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+REPO_CONFIGS = SHIPPED_RECIPES_DIR  # the recipes shipped in the package (configs/ in a checkout)
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,7 @@ def run_demo(
     if size not in DEMO_SIZES:
         raise ConfigError(f"unknown demo size '{size}'; choose one of: {', '.join(DEMO_SIZES)}")
     demo = DEMO_SIZES[size]
-    config_path = Path(config) if config is not None else REPO_CONFIGS / "demo.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path}: demo recipe not found; run from a source checkout or pass --config")
+    config_path = resolve_recipe(config if config is not None else "demo")
     all_overrides = [*demo.overrides, *overrides]
     cfg = load_config(config_path, all_overrides)
 
@@ -188,7 +187,8 @@ def run_demo(
         log(format_prepare_summary(prepared))
     done()
 
-    done = stage("train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {cfg.train.epochs} epochs, random init) on both datasets")
+    epochs = f"{cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}"
+    done = stage("train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {epochs}, random init) on both datasets")
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always trains afresh; its data is regenerated identically
     trained = run_training(config_path, [rsna_dir, kermany_dir], out_dir=run_dir, overrides=all_overrides, log=log)

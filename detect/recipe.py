@@ -4,6 +4,7 @@
     check_config_shape(values)    a ConfigError when a dict is too deep or too large to be a config
     shown(value)                  a value for an error message: bounded, whatever its size
     parse_override("train.lr=0.01")  ("train.lr", 0.01): a `--set` / `--grid` key and its typed value
+    resolve_recipe("demo")        a path as given, or a recipe shipped in the package by name
 
 A recipe is a few kilobytes; a config is a few sections of scalars and short lists. Hostile
 or broken input is refused before it can cost much: a file over MAX_RECIPE_BYTES is not read,
@@ -22,6 +23,8 @@ import yaml
 
 from data_prep.errors import ConfigError, printable
 
+SHIPPED_RECIPES_DIR = Path(__file__).resolve().parent / "configs"
+RECIPE_SUFFIXES = (".yaml", ".yml")
 MAX_RECIPE_BYTES = 1 << 20  # 1 MiB: the largest recipe shipped is under 4 KiB
 MAX_DEPTH = 16  # a config is section.key[i] deep; YAML nesting beyond this is refused while parsing
 MAX_NODES = 10_000  # values in a whole config (a resolved config holds about 100)
@@ -137,11 +140,34 @@ def parse_override(text: str) -> tuple[str, Any]:
     return ".".join(path), value
 
 
+# Where a recipe is found: `--config` takes a path, or the name of a recipe shipped in the package
+# (detect/configs links the repository's top-level configs/ in a checkout and holds copies in an
+# installed wheel, so `pip install .` finds them from any folder).
+def shipped_recipes() -> list[str]:
+    """The names of the recipes shipped with the package, sorted."""
+    if not SHIPPED_RECIPES_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in SHIPPED_RECIPES_DIR.iterdir() if p.suffix in RECIPE_SUFFIXES)
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """`path` when it is a file; else, for a bare name (`demo`, `demo.yaml`) or `configs/NAME.yaml`,
+    the shipped recipe of that name; else a ConfigError naming the path and the shipped recipes."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if given.parent in (Path("."), Path("configs")):
+        name = given.name if given.suffix in RECIPE_SUFFIXES else given.name + ".yaml"
+        shipped = SHIPPED_RECIPES_DIR / name
+        if shipped.is_file():
+            return shipped
+    names = ", ".join(shipped_recipes()) or "none found"
+    raise ConfigError(f"{given}: config file not found (a path, or a shipped recipe: {names})")
+
+
 def read_recipe(path: str | Path) -> dict[str, Any]:
     """A recipe file's mapping of sections, or a ConfigError naming the file and the problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+    p = resolve_recipe(path)
     try:
         with open(p, "rb") as handle:
             data = handle.read(MAX_RECIPE_BYTES + 1)

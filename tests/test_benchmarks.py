@@ -48,11 +48,11 @@ def _compare_rows(aucs: dict[str, float], p_basic: str) -> dict[str, dict[str, s
         ({"basic_cnn": 0.80, "resnet18": 0.95, "efficientnet_b0": 0.93}, "0.001", 1000, ["wall time"]),
     ],
 )
-def test_bench_compare_done_when(aucs, p_basic, total_s, failing):
+def test_bench_compare_criteria(aucs, p_basic, total_s, failing):
     sys.path.insert(0, str(HERE))
     import bench_compare
 
-    failures = bench_compare.check_done_when(_compare_rows(aucs, p_basic), total_s, bench_compare.parse_args([]))
+    failures = bench_compare.check_criteria(_compare_rows(aucs, p_basic), total_s, bench_compare.parse_args([]))
     assert len(failures) == len(failing)
     for text, expected in zip(failures, failing):
         assert expected in text

@@ -30,7 +30,7 @@ def _invoke(args):
     (["sweep", "--config", DEMO, "--data", ".", "--grid", "train.lr="],
      "error: --grid 'train.lr=' has an empty value"),
     (["sweep", "--config", DEMO, "--data", ".", "--grid", "train.lrate=0.1,0.2"],
-     "error: --grid train.lrate=0.1,0.2: unknown config key 'train.lrate'; valid keys in train: "),
+     "error: --grid train.lrate=0.1,0.2: unknown config key 'train.lrate' (did you mean 'train.lr'?); valid keys in train: "),
     (["sweep", "--config", DEMO, "--data", "no/such/dir", "--grid", "train.lr=0.1,0.2"],
      "error: --data no/such/dir: folder not found"),
     (["sweep", "--config", DEMO, "--data", "."], "error: no --grid given"),

@@ -76,7 +76,7 @@ def test_infer_missing_checkpoint_exits_2_with_one_line(tmp_path):
     [
         (["--shrink", "1.5"], "error: shrink factor must lie in (0, 1] (1.0 = off), got 1.5"),
         (["--batch-size", "0"], "error: batch size must be >= 1, got 0"),
-        (["--workers", "-1"], "error: --workers must be >= 0 (0: read in the predicting thread), got -1"),
+        (["--threads", "-1"], "error: --threads must be >= 0 (0: read in the predicting thread), got -1"),
         (["--submission", "{tmp}"], "error: {tmp}: --submission must name a file, not a folder"),
     ],
 )
@@ -180,7 +180,7 @@ def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
 
 
 def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_path, checkpoint):
-    """Issue 10: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
+    """Hostile inputs: a SOF claiming 60000 x 60000, corrupt entropy-coded data, a PNG named .dcm, a
     FIFO and a file name with a newline: each is one warning line, boxes.json is written."""
     folder = tmp_path / "in"
     folder.mkdir()

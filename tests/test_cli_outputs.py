@@ -1,4 +1,4 @@
-"""Output paths through the CLI (issue 10, items 3 and 4): a blocked, unwritable or full output
+"""Output paths through the CLI: a blocked, unwritable or full output
 is one line `error: <path>: ...` and exit 2, found before the work starts, never a traceback."""
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_a_file_given_for_a_folder_and_the_reverse(tmp_path, args, message):
 
 
 def test_infer_on_a_full_disk_keeps_the_previous_boxes_json(tmp_path):
-    """Issue 10, item 3's reproduction: infer overwrote a valid boxes.json with 4 KB of invalid JSON."""
+    """A failed infer keeps the previous valid boxes.json (never 4 KB of invalid JSON in its place)."""
     checkpoint = save_tiny_checkpoint(tmp_path / "best.pt")
     images = write_images(tmp_path / "in")
     with small_filesystem(tmp_path / "full", size_kib=256) as full:

@@ -29,7 +29,7 @@ from data_prep.atomic import check_writable
 from data_prep.errors import DetectError, LabelFileError
 from data_prep.own_labels import parse_own_dataset
 from data_prep.records import RSNA_CLASSES, ImageRecord
-from detect.evaluation.evaluate import EvalOutcome, pneumonia_intervals
+from detect.evaluation.evaluate import EvalOutcome, with_intervals
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import (
     binary_classification_metrics,
@@ -137,9 +137,8 @@ def evaluate_boxes_json(
     threshold = thresholds.most_common(1)[0][0]
     if len(thresholds) > 1:
         notes.append(f"the images were decided at {len(thresholds)} thresholds; scored at the most common, {threshold:g}")
-    pneumonia = binary_classification_metrics(y_true, y_prob, threshold)
-    pneumonia["threshold_source"] = "the operating point recorded in boxes.json"
-    pneumonia["intervals_95"] = pneumonia_intervals(y_true, y_prob, threshold)
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, threshold), y_true, y_prob, threshold,
+                               "the operating point recorded in boxes.json")
     classification: dict[str, Any] = {"pneumonia": pneumonia}
     class_probs = [matched[r.path].get("class_probabilities") or {} for r in records]
     if all(set(RSNA_CLASSES) <= set(p) for p in class_probs):

@@ -40,13 +40,11 @@ task cannot predict (bacterial vs viral for kermany2, the 3 RSNA classes for rsn
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from data_prep.atomic import check_writable
 from data_prep.errors import DetectError
@@ -58,10 +56,11 @@ from detect.config import Config
 from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
-from detect.evaluation.report import write_eval_report
+from detect.evaluation.report import INTERVALS_KEY, write_eval_report
 from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
-from detect.evaluation.stats import bootstrap_metrics
+from detect.evaluation.stats import binary_intervals
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+from detect.progress import ProgressLog
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, formula_warnings, write_submission
@@ -69,7 +68,6 @@ from detect.tracking import log_eval_to_run
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
 CUSTOM_PREPARED_DIRNAME = "prepared"  # <out>/prepared/<folder name>: where eval prepares a custom folder
-INTERVAL_KEYS: tuple[str, ...] = ("sensitivity", "specificity", "f1", "roc_auc")
 DETECTION_NOT_APPLICABLE = "not applicable: the model is a classifier (task {task}) and draws no boxes"
 
 
@@ -100,11 +98,12 @@ class SplitPredictions:
 
 def predict_records(
     predictor: Predictor | GatedPredictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
-    progress: bool = False, desc: str = "predict",
+    progress: bool = False, desc: str = "predict", log: Callable[[str], None] | None = None,
 ) -> SplitPredictions:
     """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
 
     Unreadable files are BadFiles (reported, left out of the metrics), as in `detect infer`.
+    A bar on a TTY (`progress`); else, with `log`, a line every 500 images or 30 s, as `detect infer` logs.
     """
     files = [data_root / r.path for r in records]
     by_path = {str(f): r for f, r in zip(files, records)}
@@ -113,16 +112,19 @@ def predict_records(
     # gated pair (two models, two sizes) reads each image whole.
     sized = isinstance(predictor, Predictor)
     batches = iter_loaded_batches(files, batch_size, workers, target_size_px=predictor.image_size_px if sized else None)
-    if progress:
-        batches = tqdm(batches, total=math.ceil(len(files) / batch_size), unit="batch", desc=desc, leave=False)
+    shown = ProgressLog(len(files), log or (lambda _: None), tty=progress, desc=desc) if progress or log else None
     for batch in batches:
         images = [item for item in batch if isinstance(item, LoadedImage)]
         out.failures += [item for item in batch if isinstance(item, BadFile)]
+        if shown is not None:
+            shown.update(len(batch) - len(images), n=len(batch))
         pixels = [i.pixels for i in images]
         raws = predictor.predict_raw(pixels, [i.decoded_from_hw for i in images]) if sized else predictor.predict_raw(pixels)
         for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)
+    if shown is not None:
+        shown.close()
     return out
 
 
@@ -156,36 +158,34 @@ class DatasetSections:
     notes: list[str] = field(default_factory=list)
 
 
-def pneumonia_intervals(y_true: np.ndarray, y_prob: np.ndarray, threshold: float, *, n_resamples: int = 1000,
-                        seed: int = 0) -> dict[str, dict[str, float]]:
-    """95% bootstrap percentile intervals (images resampled) of INTERVAL_KEYS at `threshold`:
-    {key: {'estimate', 'low', 'high'}}, nan where a resample lacks a class."""
-    def statistics(index: np.ndarray) -> dict[str, float]:
-        metrics = binary_classification_metrics(y_true[index], y_prob[index], threshold)
-        return {key: float(metrics[key]) for key in INTERVAL_KEYS}
+N_BOOTSTRAP = 1000  # resamples of the held-out images behind each binary block's 95% intervals
 
-    intervals = bootstrap_metrics(statistics, int(y_true.shape[0]), n_resamples=n_resamples, seed=seed)
-    return {key: {"estimate": ci.estimate, "low": ci.low, "high": ci.high} for key, ci in intervals.items()}
+
+def with_intervals(block: dict[str, Any], y_true: np.ndarray, y_prob: np.ndarray, threshold: float,
+                   source: str) -> dict[str, Any]:
+    """A binary metrics block with its threshold's source and bootstrap 95% intervals (seed 0)."""
+    block["threshold_source"] = source
+    if len(y_true):
+        intervals = binary_intervals(y_true, y_prob, threshold, n_resamples=N_BOOTSTRAP, seed=0)
+        block[INTERVALS_KEY] = {name: [ci.low, ci.high] for name, ci in intervals.items()}
+    return block
 
 
 def rsna_sections(
     held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
     image_path: Callable[[ImageRecord], Path], csv_path: Path | None, task: str = DETECTION_TASK,
-    intervals: bool = False,
 ) -> DatasetSections:
     """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
     post-processed boxes as a Kaggle CSV at `csv_path` (none when None), and up to N_EXAMPLES
-    panels; with `intervals`, bootstrap intervals of the pneumonia metrics.
+    panels; the pneumonia metrics with their bootstrap 95% intervals.
     A classifier's (`task` rsna2 / rsna3): classification only (see the module docstring)."""
     if task != DETECTION_TASK:
         return _rsna_classifier_sections(held, point, task)
     y_true, y_prob = held.targets_and_probabilities()
     class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
-    if intervals:
-        pneumonia["intervals_95"] = pneumonia_intervals(y_true, y_prob, point.threshold)
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     sections: dict[str, Any] = {"classification": {
         "pneumonia": pneumonia,
         "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
@@ -220,8 +220,8 @@ def rsna_sections(
 
 def _rsna_classifier_sections(held: SplitPredictions, point: OperatingPoint, task: str) -> DatasetSections:
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     classification: dict[str, Any] = {"pneumonia": pneumonia}
     if task == "rsna3":
         class_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
@@ -239,8 +239,8 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
     pneumonia images at its own threshold, F1-optimal on the val pneumonia images. A kermany3
     classifier adds its 3 classes (argmax); a kermany2 one has no bacterial vs viral to score."""
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = binary_classification_metrics(y_true, y_prob, point.threshold)
-    pneumonia["threshold_source"] = point.source
+    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
+                               point.threshold, point.source)
     out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
     if task == "kermany3":
         subtype_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
@@ -252,8 +252,8 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
     if bv_truth.size and val is not None:
         val_truth, val_score = _bacterial_viral(val)
         viral = choose_operating_point("kermany", val_truth, val_score, "val pneumonia images, on P(viral) / (P(bacterial) + P(viral))")
-        bacterial_viral = binary_classification_metrics(bv_truth, bv_score, viral.threshold)
-        bacterial_viral["threshold_source"] = viral.source
+        bacterial_viral = with_intervals(binary_classification_metrics(bv_truth, bv_score, viral.threshold),
+                                         bv_truth, bv_score, viral.threshold, viral.source)
         out.sections["kermany"]["bacterial_viral"] = bacterial_viral
         out.curves["Kermany viral vs bacterial"] = (bv_truth, bv_score)
     return out
@@ -325,6 +325,7 @@ def evaluate_checkpoint(
     gate_with: str | Path | None = None,
     label_map: str | None = None,
     unannotated: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """Evaluate a checkpoint on the held-out `split` of each dataset in `data_dirs` (see module doc).
 
@@ -337,7 +338,7 @@ def evaluate_checkpoint(
     gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
     outcome = evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
                                     workers=workers, progress=progress, gate=gate, label_map=label_map,
-                                    unannotated=unannotated)
+                                    unannotated=unannotated, log=log)
     run_id = log_eval_to_run(loaded.checkpoint_path, loaded.config, outcome.paths, split, outcome.metrics)
     if run_id is not None:
         outcome.notes.append(f"added the report to MLflow run {run_id} (eval/{split}/)")
@@ -365,6 +366,7 @@ def evaluate_loaded_model(
     gate: LoadedModel | None = None,
     label_map: str | None = None,
     unannotated: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> EvalOutcome:
     """`evaluate_checkpoint` for a model already loaded (its predictor, training config and operating points),
     gated by `gate` when given (its pneumonia probability, its operating points).
@@ -408,7 +410,7 @@ def evaluate_loaded_model(
 
         def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
             return predict_records(predictor, prepared.data_root, records, batch_size=batch_size,
-                                   workers=workers, progress=progress, desc=f"{name} {which}")
+                                   workers=workers, progress=progress, desc=f"eval {name} {which}", log=log)
 
         point = decider.operating_points.get(name) or decider.operating_points.get("any")
         if point is None and name == CUSTOM_DATASET and "rsna" in decider.operating_points:
@@ -434,7 +436,7 @@ def evaluate_loaded_model(
         if name == "rsna":
             part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv", task)
         elif name == CUSTOM_DATASET:
-            part = rsna_sections(held, point, settings, prepared.image_path, None, task, intervals=True)
+            part = rsna_sections(held, point, settings, prepared.image_path, None, task)
         else:
             part = kermany_sections(val, held, point, task)
         points[name] = {**point.to_dict(), "applied_to": f"{name} {split}"}

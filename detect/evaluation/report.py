@@ -58,7 +58,19 @@ DETECTION_ROWS: tuple[tuple[str, str], ...] = (
     ("map", "mAP@[.50:.05:.95] (COCO)"),
     ("map50", "mAP@.50"),
     ("map75", "mAP@.75"),
+    ("rsna_score_no_postprocess", "RSNA score of the raw boxes above the score threshold (no gating or shrinking)"),
+    ("n_images", "images scored (RSNA held-out patients with box labels)"),
+    ("n_images_with_boxes", "images with true boxes"),
+    ("n_true_boxes", "true boxes"),
+    ("n_predicted_boxes", "predicted boxes (post-processed)"),
+    ("map_boxes", "boxes mAP ranks"),
+    ("rsna_score_boxes", "boxes the RSNA score counts"),
 )
+# The other keys a report shows, in words (counts, multi-class summaries); an unknown key shows as it is.
+READABLE_KEYS: dict[str, str] = {
+    "accuracy": "accuracy", "macro_f1": "macro F1", "macro_roc_auc": "macro ROC-AUC (one-vs-rest)", "n": "images",
+}
+INTERVALS_KEY = "intervals_95"  # {metric: [low, high]}: bootstrap percentile intervals over the test images
 BINARY_ROWS: tuple[tuple[str, str], ...] = (
     ("accuracy", "accuracy"),
     ("sensitivity", "sensitivity (recall)"),
@@ -126,6 +138,18 @@ def format_number(value: Any) -> str:
     return str(value)
 
 
+def _interval_text(interval: Sequence[float] | None) -> str:
+    if not interval or any(v is None or not math.isfinite(float(v)) for v in interval):
+        return ""
+    return f"[{float(interval[0]):.3f}, {float(interval[1]):.3f}]"
+
+
+def _counts_label(key: str) -> str:
+    """'rsna_test_images' -> 'rsna test images'; 'kermany_unreadable' -> 'kermany unreadable files'."""
+    text = key.replace("_", " ")
+    return text + " files" if text.endswith("unreadable") else text
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(format_number(v) for v in row) + " |" for row in rows]
@@ -144,18 +168,14 @@ def _binary_section(
     threshold_text: str,
     published: Mapping[str, float] | None,
 ) -> list[str]:
-    intervals = binary.get("intervals_95") if isinstance(binary.get("intervals_95"), Mapping) else {}
-    header = (["metric", "value"] + (["published (Kermany et al. 2018)"] if published else [])
-              + (["95% interval (bootstrap)"] if intervals else []))
+    intervals = binary.get(INTERVALS_KEY) or {}
+    header = ["metric", "value", "95% interval (bootstrap)"] + (["published (Kermany et al. 2018)"] if published else [])
     rows = []
     for key, label in BINARY_ROWS:
         if key in binary:
-            row = [label, binary[key]]
+            row = [label, binary[key], _interval_text(intervals.get(key))]
             if published:
                 row.append(published.get(key, ""))
-            if intervals:
-                ci = intervals.get(key) or {}
-                row.append(f"{format_number(ci.get('low'))} - {format_number(ci.get('high'))}" if ci else "")
             rows.append(row)
     lines = [f"### {title}", ""]
     lines += _table(header, rows)
@@ -177,7 +197,7 @@ def _multiclass_section(title: str, multi: Mapping[str, Any]) -> list[str]:
     lines = [f"### {title}", ""]
     lines += _table(
         ["metric", "value"],
-        [[k, multi[k]] for k in ("accuracy", "macro_f1", "macro_roc_auc", "n") if k in multi],
+        [[READABLE_KEYS[k], multi[k]] for k in ("accuracy", "macro_f1", "macro_roc_auc", "n") if k in multi],
     )
     lines.append("")
     per_class = multi.get("per_class") or {}
@@ -262,7 +282,8 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
                          for name, p in operating_points.items() if isinstance(p, Mapping)]) + [""]
     counts = metrics.get("counts")
     if isinstance(counts, Mapping) and counts:
-        lines += ["## Counts", ""] + _table(["what", "count"], _flat_items(counts)) + [""]
+        rows = [[_counts_label(k), v] for k, v in _flat_items(counts)]
+        lines += ["## Counts", ""] + _table(["what", "count"], rows) + [""]
     others = {k: v for k, v in metrics.items() if k not in KNOWN_SECTIONS}
     if others:
         lines += ["## Other", ""] + _table(["key", "value"], _flat_items(others)) + [""]
@@ -392,12 +413,12 @@ def format_summary(metrics: dict[str, Any]) -> str:
               ("Kermany viral vs bacterial", (metrics.get("kermany") or {}).get("bacterial_viral"))]
     for label, block in blocks:
         if block:
-            intervals = block.get("intervals_95") or {}
+            intervals = block.get(INTERVALS_KEY) or {}
             for key in ("accuracy", "sensitivity", "specificity", "f1", "roc_auc"):
                 ci = intervals.get(key)
                 value = block.get(key)
-                if ci and value is not None and math.isfinite(value) and math.isfinite(ci["low"]):
-                    value = f"{value:.4f} [{ci['low']:.4f}, {ci['high']:.4f}]"
+                if ci and value is not None and math.isfinite(value) and math.isfinite(ci[0]):
+                    value = f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]"
                 rows.append((f"{label} {key}", value))
     three = (metrics.get("classification") or {}).get("rsna_3class")
     if three:

@@ -25,14 +25,13 @@ from typing import Sequence
 import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.image import show_cam_on_image
 from torch import Tensor, nn
 
 from data_prep.errors import DetectError
 from data_prep.geometry import letterbox_content_shape
 from detect.data.preprocess import Clahe, prepare_image
-from detect.outputs.overlay import display_size
+from detect.extras import require
+from detect.outputs.overlay import display_size, legend_strip
 
 EXPLAIN_HOOKS: tuple[str, ...] = ("task_logits", "pneumonia_score", "cam_target_layer")
 # The heat map's share of an overlay pixel: enough colour to read the map, enough grey to read the film.
@@ -73,6 +72,8 @@ def cam_batch(classifier: nn.Module, batch: Tensor) -> np.ndarray:
     """
     # the input needs a gradient so that the layer's output has one even where the checkpoint's
     # parameters were frozen (transfer learning's backbone)
+    from pytorch_grad_cam import GradCAM  # the explain extra: imported only when a map is made
+
     inputs = batch.detach().clone().requires_grad_(True)
     with torch.enable_grad(), GradCAM(model=TaskLogits(classifier), target_layers=[classifier.cam_target_layer()]) as cam:
         maps = cam(input_tensor=inputs, targets=[PneumoniaScoreTarget(classifier)] * len(inputs))
@@ -95,6 +96,7 @@ class GradCamExplainer:
     model was trained (what its Predictor uses), on `device`."""
 
     def __init__(self, model: nn.Module, image_size_px: int, device: torch.device, clahe: Clahe | None = None) -> None:
+        require("explain", "Grad-CAM heat maps (--explain)")
         if not is_explainable(model):
             raise DetectError("Grad-CAM is for classifiers: the model has no task_logits / pneumonia_score / cam_target_layer")
         self.model = model
@@ -136,17 +138,16 @@ def energy_inside_box(heatmap: np.ndarray, box_xyxy: Sequence[float]) -> float:
 
 def draw_heatmap_overlay(pixels: np.ndarray, heatmap: np.ndarray, *, title: str = "") -> np.ndarray:
     """BGR uint8: the radiograph (uint8 [H, W]) under its heat map (float [H, W] in [0, 1], jet
-    colours), sized as detect.outputs.overlay sizes overlays, with `title` written top-left."""
+    colours), sized as detect.outputs.overlay sizes overlays, with `title` in a strip below it."""
     if pixels.shape[:2] != heatmap.shape[:2]:
         raise ValueError(f"heat map {heatmap.shape[:2]} and image {pixels.shape[:2]} differ in size")
     width, height = display_size(pixels.shape[0], pixels.shape[1])
     grey = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA) if (height, width) != pixels.shape[:2] else pixels
     mask = cv2.resize(heatmap.astype(np.float32), (width, height)) if (height, width) != heatmap.shape[:2] else heatmap
+    from pytorch_grad_cam.utils.image import show_cam_on_image  # the explain extra
+
     base = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR).astype(np.float32) / 255.0
     canvas = show_cam_on_image(base, np.clip(mask, 0.0, 1.0), use_rgb=False, image_weight=1.0 - HEATMAP_WEIGHT)
-    if title:
-        scale = max(0.35, max(height, width) / 1600.0)
-        (tw, th), baseline = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        cv2.rectangle(canvas, (0, 0), (tw + 4, th + baseline + 4), (0, 0, 0), -1)
-        cv2.putText(canvas, title, (2, th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    if title:  # in a strip below the image, as the boxes overlay's legend: no text over the lungs
+        canvas = np.vstack([canvas, legend_strip([title], width, max(0.35, max(height, width) / 1600.0))])
     return np.ascontiguousarray(canvas)

@@ -23,23 +23,18 @@ import io
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from data_prep.atomic import atomic_write
 from data_prep.errors import CheckpointError, DetectError
 from detect.export.metadata import METADATA_KEY, parse_metadata
-
-try:
-    import onnx
-except ImportError:  # the export extra is not installed
-    onnx = None
-try:
-    import onnxruntime
-except ImportError:
-    onnxruntime = None
 from detect.export.wrapper import INPUT_NAMES, OUTPUT_NAMES, ExportableClassifier, ExportableDetector, example_inputs
+from detect.extras import require
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 ONNX_OPSET = 17
 ONNX_BATCH_SIZE = 1
@@ -48,8 +43,9 @@ ONNX_BATCH_SIZE = 1
 def write_onnx(wrapper: ExportableDetector | ExportableClassifier, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Trace `wrapper` at batch 1 into `path` (atomically), with `metadata` as JSON under
     metadata_props[METADATA_KEY]. Needs the onnx package (the export extra)."""
-    if onnx is None:
-        raise DetectError("--format onnx needs the onnx package: pip install 'detect[export]'")
+    require("export", "detect export --format onnx", ("onnx",))
+    import onnx  # the export extra: imported only by the command that writes a file
+
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         # the tracer warns about every Python-side shape read in torchvision's detection code;
@@ -74,8 +70,9 @@ def onnxruntime_session(path: str | Path, device: str = "cpu") -> "onnxruntime.I
     provider, which onnxruntime-gpu has; auto: CUDA when that provider is there, else CPU).
     A DetectError line when onnxruntime is missing, a CheckpointError naming the file when it
     is not a readable ONNX model."""
-    if onnxruntime is None:
-        raise DetectError("--backend onnxruntime needs the onnxruntime package: pip install 'detect[export]'")
+    require("export", "--backend onnxruntime", ("onnxruntime",))
+    import onnxruntime  # the export extra: imported only when an .onnx file runs
+
     has_cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     providers: list[Any] = ["CPUExecutionProvider"]
     if device.startswith("cuda"):

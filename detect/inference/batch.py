@@ -35,7 +35,6 @@ once every rank has finished. The decision rules are detect.inference.thresholds
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -43,7 +42,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
-from tqdm import tqdm
 
 from data_prep.atomic import check_writable
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
@@ -71,10 +69,10 @@ from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
 from detect.outputs.submission import formula_warnings, submission_rows_from_entries, write_submission
 from detect.outputs.uids import file_sha256
 from detect.predictions import ImagePrediction, PostprocessSettings
+from detect.progress import LOG_EVERY_SECONDS, ProgressLog
 from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 
 LOG_EVERY_IMAGES = 500
-LOG_EVERY_SECONDS = 30.0
 
 
 @dataclass
@@ -110,7 +108,7 @@ class InferenceResult:
         rate = self.times.n_images / max(self.wall_s, 1e-9)
         return (f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
                 f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
-                f"({self.workers} reader thread(s), --workers; torch threads {self.torch_threads})")
+                f"({self.workers} reader thread(s), --threads; torch threads {self.torch_threads})")
 
     def summary(self) -> str:
         """One line for the terminal: counts and the files written (this process's counts)."""
@@ -129,37 +127,6 @@ class InferenceResult:
         if self.dicom_paths:
             written.append(f"{len(self.dicom_paths)} DICOM SR/GSPS file(s)")
         return text + "; wrote " + ", ".join(written or [str(p) for p in self.part_paths])
-
-
-class ProgressLog:
-    """Without a TTY: one line every `every_images` images or `every_seconds` seconds, with the
-    rate, the ETA and the failures so far (a bar on a TTY)."""
-
-    def __init__(self, total: int, log: Callable[[str], None], *, tty: bool,
-                 every_images: int = LOG_EVERY_IMAGES, every_seconds: float = LOG_EVERY_SECONDS) -> None:
-        self.total, self.log, self.every_images, self.every_seconds = total, log, every_images, every_seconds
-        self.start = self.last = time.monotonic()
-        self.done = self.failed = self.logged_at = 0
-        self.bar = tqdm(total=total, unit="image", desc="infer", leave=False) if tty else None
-
-    def update(self, failed: bool) -> None:
-        self.done += 1
-        self.failed += int(failed)
-        if self.bar is not None:
-            self.bar.update(1)
-            return
-        now = time.monotonic()
-        if self.done - self.logged_at >= self.every_images or now - self.last >= self.every_seconds or self.done == self.total:
-            rate = self.done / max(now - self.start, 1e-9)
-            eta = (self.total - self.done) / rate if rate > 0 else math.inf
-            eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if math.isfinite(eta) else "?"
-            self.log(f"infer: {self.done}/{self.total} images ({100 * self.done / max(self.total, 1):.1f}%), "
-                     f"{rate:.1f} images/s, ETA {eta_text}, {self.failed} failed")
-            self.last, self.logged_at = now, self.done
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def algorithm_info(detector: Detector) -> AlgorithmInfo:
@@ -390,7 +357,7 @@ def run_inference(
     check_output_targets(out_path, submission_path, overlay_dir, explain_dir)
     check_max_pixels(max_pixels)
     if workers is not None and workers < 0:
-        raise DetectError(f"--workers must be >= 0 (0: read in the predicting thread), got {workers}")
+        raise DetectError(f"--threads must be >= 0 (0: read in the predicting thread), got {workers}")
     if anonymize and submission_path is not None:
         raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
     info = dist_info_from_env()
@@ -431,7 +398,7 @@ def run_inference(
                 result.n_explained += 1
             dicom_writer.write(image.header, prediction)
 
-        log_progress = ProgressLog(len(shard.files), log, tty=progress, every_images=log_every_images,
+        log_progress = ProgressLog(len(shard.files), log, tty=progress, desc="infer", every=log_every_images,
                                    every_seconds=log_every_seconds)
         try:
             with _torch_threads_for(torch_device, result.workers):

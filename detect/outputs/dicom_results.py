@@ -19,9 +19,8 @@ from pathlib import Path
 
 from data_prep.records import DicomHeader
 from data_prep.safe_paths import child_path
+from detect.extras import require
 from detect.outputs.dicom_common import AlgorithmInfo, DicomOutputError, check_source, write_dicom_file
-from detect.outputs.dicom_gsps import build_gsps
-from detect.outputs.dicom_sr import build_sr
 from detect.predictions import ImagePrediction
 
 
@@ -36,6 +35,10 @@ class DicomResultWriter:
     written: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.enabled:  # highdicom builds both objects: the pacs extra, checked before any image
+            require("pacs", "DICOM SR / presentation state output (--dicom-sr, --dicom-gsps)", ("highdicom",))
+
     @property
     def enabled(self) -> bool:
         return self.sr_dir is not None or self.gsps_dir is not None
@@ -48,6 +51,10 @@ class DicomResultWriter:
         except DicomOutputError as exc:
             self.problems.append(str(exc))
             return []
+        # highdicom (the pacs extra) is imported only here, where a DICOM result is written
+        from detect.outputs.dicom_gsps import build_gsps
+        from detect.outputs.dicom_sr import build_sr
+
         algorithm = self._for_image(prediction)
         paths = []
         if self.sr_dir is not None:

@@ -1,6 +1,7 @@
 """Overlay PNGs: the radiograph with its predicted boxes, scores, decision and probabilities.
 
-    canvas = draw_overlay(pixels, prediction)     BGR uint8, longest side in [512, 1024] px
+    canvas = draw_overlay(pixels, prediction)     BGR uint8: the image (longest side in [512, 1024] px)
+                                                  above a legend strip of the same width
     write_overlay(folder / unique_png_name(stem, used), canvas)
 """
 from __future__ import annotations
@@ -39,8 +40,9 @@ def draw_overlay(
     max_side_px: int = OVERLAY_MAX_SIDE_PX,
     min_side_px: int = OVERLAY_MIN_SIDE_PX,
 ) -> np.ndarray:
-    """BGR uint8 image: the radiograph with the boxes (red, score above each) and the decision
-    and class probabilities written top-left. The longest side is brought into
+    """BGR uint8 image: the radiograph with the boxes (red, score above each), and below it a
+    black strip with the decision and the class probabilities, so that no text covers the lungs
+    (an apical finding sits where a corner legend would). The image's longest side is brought into
     [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
     # The prediction's size is the ORIGINAL one its boxes are in; `pixels` may have been decoded
     # smaller for the model (detect.data.files.load_image's target_size_px).
@@ -74,10 +76,19 @@ def draw_overlay(
     thr = f" (threshold {point.threshold:.2f}, {point.dataset})" if point is not None else ""
     lines = [f"{decision}: p={prediction.pneumonia_probability or 0.0:.3f}{thr}"]
     lines += [f"{name}: {p:.3f}" for name, p in (prediction.class_probabilities or {}).items()]
-    line_height = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][1] * 1.8) + 2
+    return np.vstack([canvas, legend_strip(lines, canvas.shape[1], font_scale)])
+
+
+def legend_strip(lines: list[str], width_px: int, font_scale: float) -> np.ndarray:
+    """BGR uint8 [h, width_px, 3]: `lines` on black, the first in yellow, the font shrunk to fit the width."""
+    widest = max(cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)[0][0] for text in lines)
+    scale = font_scale * min(1.0, (width_px - 6) / max(widest, 1))
+    line_height = int(cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][1] * 1.8) + 2
+    strip = np.zeros((line_height * len(lines) + line_height // 2, width_px, 3), dtype=np.uint8)
     for k, text in enumerate(lines):
-        label(text, 2, (k + 1) * line_height, (0, 255, 255) if k == 0 else (255, 255, 255))
-    return canvas
+        colour = (0, 255, 255) if k == 0 else (255, 255, 255)
+        cv2.putText(strip, text, (3, (k + 1) * line_height), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
+    return strip
 
 
 def unique_png_name(stem: str, used: set[str]) -> str:

@@ -45,12 +45,18 @@ def curve_inputs(curves: Mapping[str, tuple[Any, Any]]) -> tuple[dict[str, tuple
     return usable, skipped
 
 
+def _n_text(truth: np.ndarray) -> str:
+    """What a curve's legend says of its data: 'n = 72, 36 positive'."""
+    return f"n = {len(truth)}, {int(np.sum(truth))} positive"
+
+
 def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     fig = _new_figure(5.5, 4.5)
     ax = fig.add_subplot()
     for name, (truth, prob) in curves.items():
         precision, recall, _ = precision_recall_curve(truth, prob)
-        ax.step(recall, precision, where="post", label=f"{name} (AP {average_precision_score(truth, prob):.3f})")
+        ax.step(recall, precision, where="post",
+                label=f"{name} (AP {average_precision_score(truth, prob):.3f}; {_n_text(truth)})")
         ax.axhline(truth.mean(), linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
     ax.set(xlabel="recall (sensitivity)", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
            title="Precision-recall (dotted: prevalence)")
@@ -64,7 +70,7 @@ def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: P
     ax = fig.add_subplot()
     for name, (truth, prob) in curves.items():
         fpr, tpr, _ = roc_curve(truth, prob)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(truth, prob):.3f})")
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(truth, prob):.3f}; {_n_text(truth)})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
     ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
            xlim=(0, 1), ylim=(0, 1.02), title="ROC")
@@ -88,7 +94,7 @@ def plot_confusion_matrices(matrices: Sequence[tuple[str, np.ndarray, list[str]]
         short = [n if len(n) <= 14 else n[:12] + "..." for n in names]
         ax.set_xticks(range(len(names)), short, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), short, fontsize=8)
-        ax.set(xlabel="predicted", ylabel="true", title=title)
+        ax.set(xlabel="predicted", ylabel="true", title=f"{title} (n = {int(cm.sum())})")
     save_figure(fig, path)
 
 

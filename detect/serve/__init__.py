@@ -1,4 +1,4 @@
-"""`detect serve`: the one predictor behind a REST API and a browser viewer (issue 13).
+"""`detect serve`: the one predictor behind a REST API and a browser viewer.
 
     settings.py    ServeSettings: bind address, upload cap, pixel cap, token, CORS, pool size
     sniff.py       what an upload is, from its bytes; its declared size, before any decoding
@@ -11,3 +11,6 @@
     server.py      run_server: load the model once, then uvicorn on 127.0.0.1 by default
     static/viewer.html  the viewer: one offline page, no CDN, no build step
 """
+from detect.extras import require
+
+require("serve", "detect serve")  # FastAPI, uvicorn, python-multipart: the serve extra

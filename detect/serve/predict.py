@@ -41,7 +41,8 @@ from detect.serve.sniff import SUFFIX_BY_KIND, BadUpload
 # The viewer's copy of the image: the long side at most this many pixels (boxes stay in
 # original pixels; the page scales them by image_width_px).
 DISPLAY_MAX_SIDE_PX = 1024
-NO_EXPLANATION = "this model has no explanation (Grad-CAM needs a classifier checkpoint; see issue 11)"
+NO_EXPLANATION = ("detect serve computes no explanation heat maps; Grad-CAM of a classifier checkpoint: "
+                  "detect infer --explain DIR")
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class ServeModel:
 
     @property
     def explanations(self) -> list[str]:
-        """The explanation methods this model offers (none yet: detectors have no Grad-CAM)."""
+        """The explanation methods the server offers for this model (none: Grad-CAM runs in detect infer --explain)."""
         return []
 
     def close(self) -> None:

@@ -28,7 +28,6 @@ from typing import Any, Callable, Protocol, Sequence
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from data_prep.errors import DetectError
 from data_prep.records import BadFile, ImageRecord
@@ -39,6 +38,7 @@ from detect.evaluation.scoring import choose_operating_points, classification_me
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import ModelInput, Predictor
 from detect.distributed import DistInfo, all_reduce_mean
+from detect.progress import LOG_EVERY_SECONDS, ProgressLog
 
 
 class ScalarLogger(Protocol):
@@ -64,11 +64,6 @@ class EpochStats:
 def move_targets(targets: Sequence[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
     return [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
             for t in targets]
-
-
-def format_eta(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def reduced_loss_values(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -132,9 +127,11 @@ def train_one_epoch(
     per_step_schedule = not isinstance(scheduler, ReduceLROnPlateau)
     use_amp = train_cfg.amp and device.type == "cuda"
     params = [p for p in model.parameters() if p.requires_grad]
-    show_bar = info.is_main and sys.stderr.isatty()
-    bar = tqdm(total=n_steps, desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step",
-               disable=not show_bar, leave=False, dynamic_ncols=True)
+    # a bar on a terminal; else a line every train.log_every_steps steps or 30 s (0: no step lines), as infer logs
+    every = train_cfg.log_every_steps
+    shown = ProgressLog(n_steps, log if info.is_main else (lambda _: None), tty=info.is_main and sys.stderr.isatty(),
+                        desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step", every=every,
+                        every_seconds=LOG_EVERY_SECONDS if every > 0 else math.inf, count_failures=False)
 
     model.train()
     sums: dict[str, float] = {}
@@ -175,18 +172,12 @@ def train_one_epoch(
             sums[k] = sums.get(k, 0.0) + v
         sums["loss"] = sums.get("loss", 0.0) + sum(values.values())
         mean_loss_so_far = sums["loss"] / n_done
-        bar.set_postfix(loss=f"{mean_loss_so_far:.4f}", lr=f"{lr:.2e}")
-        bar.update(1)
-        every = train_cfg.log_every_steps
-        if every > 0 and (step + 1) % every == 0:
-            elapsed = time.perf_counter() - start
-            if tensorboard is not None:
-                tensorboard.add_scalar("train/loss", sum(values.values()), global_step)
-                tensorboard.add_scalar("train/lr", lr, global_step)
-            if not show_bar:
-                log(f"epoch {epoch + 1}/{train_cfg.epochs} step {step + 1}/{n_steps} loss {mean_loss_so_far:.4f} "
-                    f"lr {lr:.2e} {n_images / elapsed:.1f} img/s eta {format_eta(elapsed / (step + 1) * (n_steps - step - 1))}")
-    bar.close()
+        elapsed = time.perf_counter() - start
+        shown.update(note=f"loss {mean_loss_so_far:.4f}, lr {lr:.2e}, {n_images / max(elapsed, 1e-9):.1f} img/s")
+        if tensorboard is not None and every > 0 and (step + 1) % every == 0:
+            tensorboard.add_scalar("train/loss", sum(values.values()), global_step)
+            tensorboard.add_scalar("train/lr", lr, global_step)
+    shown.close()
     seconds = time.perf_counter() - start
     return EpochStats(losses={k: v / max(1, n_done) for k, v in sums.items()}, n_images=n_images,
                       seconds=seconds, global_step=global_step, lr=lr, skipped=skipped)
@@ -314,3 +305,30 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
         model.eval()
     return ValidationResult(metrics=metrics, operating_points=points, records=records, predictions=predictions,
                             skipped=skipped)
+
+
+# ------------------------------------------------------------------- between epochs
+
+
+def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
+             epoch: int, visuals: Callable[[ValidationResult], None] | None = None, threshold_rule: str = "f1",
+             ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
+    """`evaluate` on the val loader -> (its metrics prefixed 'val_', {dataset: operating point as
+    a dict}: what the checkpoint stores, the unreadable val files), the operating points chosen by
+    `threshold_rule` (train.threshold_rule). `visuals` gets the whole ValidationResult
+    (predictions included): TensorBoard's curves and grid."""
+    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss",
+                      threshold_rule=threshold_rule)
+    if visuals is not None:
+        visuals(result)
+    metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
+    return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}, result.skipped
+
+
+def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc",
+                                                       "val_macro_f1", "val_accuracy", "val_loss")
+                     if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k])))
+    return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
+            f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
+            f"{'  * best' if improved else ''}")

@@ -34,6 +34,7 @@ from data_prep.atomic import copy_file_atomic, remove_stale_temps, write_text_at
 from data_prep.errors import CheckpointError, ConfigError, DetectError
 from data_prep.tasks import DETECTION_TASK, TASK_DATASET, num_outputs
 from detect.config import Config, config_to_dict, save_config
+from detect.distributed import DistInfo, barrier
 from detect.models.checkpoint import load_checkpoint
 from detect.tracking import MlflowTracker
 from detect.training.engine import EpochStats
@@ -160,7 +161,7 @@ def repair_best_checkpoint(state: dict[str, Any], last_path: Path, best_path: Pa
     writing last.pt and copying it to best.pt: then last.pt itself is that epoch."""
     best_epoch, epoch = int(state.get("best_epoch", 0)), int(state["epoch"])
     if best_epoch == 0:
-        return  # nothing improved yet: the run ends with a best.pt anyway (trainer._ensure_best)
+        return  # nothing improved yet: the run ends with a best.pt anyway (ensure_best)
     try:
         held = int(load_checkpoint(best_path)["epoch"]) if best_path.exists() else None
     except CheckpointError:
@@ -275,3 +276,14 @@ class _ScalarFanOut:
         for sink in self.sinks:
             sink.add_scalar(tag, scalar_value, global_step)
 
+
+def ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
+                 log: Callable[[str], None]) -> None:
+    """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
+    if info.is_main and not best_path.is_file() and last_path.is_file():
+        if best_epoch == 0:
+            log(f"{monitor} was never finite: best.pt is the last epoch's checkpoint")
+        else:  # only when best.pt was deleted by hand: a resume restores it after a kill
+            log(f"{best_path} is missing and epoch {best_epoch}'s checkpoint is gone: best.pt is the last epoch's")
+        copy_file_atomic(last_path, best_path)
+    barrier()

@@ -43,7 +43,7 @@ from data_prep.cache import build_cache
 from data_prep.errors import ConfigError, DetectError
 from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
 from data_prep.prepare import PrepareResult, detect_dataset_kind, format_summary, prepare_dataset
-from data_prep.records import CUSTOM_DATASET, BadFile, ImageRecord
+from data_prep.records import CUSTOM_DATASET, ImageRecord
 from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
@@ -63,7 +63,7 @@ from detect.distributed import (
     init_distributed,
     wrap_model,
 )
-from detect.training.engine import EpochStats, ValidationResult, dataset_of, evaluate, train_one_epoch
+from detect.training.engine import dataset_of, format_epoch, train_one_epoch, validate
 from detect.training.optim import (
     backbone_frozen_in,
     build_optimizer,
@@ -72,7 +72,7 @@ from detect.training.optim import (
     monitor_mode,
     start_finetuning,
 )
-from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config
+from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config, ensure_best
 from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
 from detect.training.skipped_files import SkippedFiles
 
@@ -143,7 +143,7 @@ def resolve_config(config: Config | str | Path | None, overrides: Sequence[str],
     RUN_DIR/config.yaml (what --resume --out RUN_DIR reuses)."""
     if isinstance(config, Config):
         if overrides:
-            return config_from_dict(config_to_dict(config), overrides)
+            return config_from_dict(config_to_dict(config), overrides, flag="--set")
         return config
     if config is None:
         if run_dir is None or not (run_dir / "config.yaml").is_file():
@@ -472,7 +472,7 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         if writer is not None:
             writer.close()
 
-    _ensure_best(last_path, best_path, train_cfg.monitor, progress.best_epoch, info, log)
+    ensure_best(last_path, best_path, train_cfg.monitor, progress.best_epoch, info, log)
     if writer is not None and writer.mlflow is not None:
         best_points = load_checkpoint(best_path, map_location="cpu")["extra"].get("operating_points", {})
         writer.finish_tracking(best_path, best_points)
@@ -496,41 +496,6 @@ def _unfreeze_backbone(model: ImageClassifier, optimizer: torch.optim.Optimizer,
     start_finetuning(optimizer, scheduler, train_cfg.finetune_lr_factor)
     log(f"epoch {epoch + 1}: the backbone unfreezes; every layer trains at lr x {train_cfg.finetune_lr_factor:g}")
     return wrap_model(model, device, info)
-
-
-def _ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
-                 log: Callable[[str], None]) -> None:
-    """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
-    if info.is_main and not best_path.is_file() and last_path.is_file():
-        if best_epoch == 0:
-            log(f"{monitor} was never finite: best.pt is the last epoch's checkpoint")
-        else:  # only when best.pt was deleted by hand: a resume restores it after a kill
-            log(f"{best_path} is missing and epoch {best_epoch}'s checkpoint is gone: best.pt is the last epoch's")
-        copy_file_atomic(last_path, best_path)
-    barrier()
-
-
-def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int, visuals: Callable[[ValidationResult], None] | None = None, threshold_rule: str = "f1",
-             ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
-    """detect.training.engine.evaluate on the val loader -> (its metrics prefixed 'val_',
-    {dataset: operating point as a dict}: what the checkpoint stores, the unreadable val files).
-    `visuals` gets the whole ValidationResult (predictions included): TensorBoard's curves and grid."""
-    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss",
-                      threshold_rule=threshold_rule)
-    if visuals is not None:
-        visuals(result)
-    metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
-    return metrics, {name: point.to_dict() for name, point in result.operating_points.items()}, result.skipped
-
-
-def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc",
-                                                       "val_macro_f1", "val_accuracy", "val_loss")
-                     if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k])))
-    return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
-            f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
-            f"{'  * best' if improved else ''}")
 
 
 def format_result(result: TrainResult) -> str:

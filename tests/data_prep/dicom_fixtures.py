@@ -166,7 +166,7 @@ def write_jpeg_baseline_dicom(
 
 def with_jpeg_sof_size(path: Path, height: int, width: int, **tags: Any) -> Path:
     """Rewrite a JPEG Baseline file's SOF to claim height x width (the data stays as it was),
-    and set `tags` (e.g. Rows=60000, Columns=60000): issue 10's hostile headers."""
+    and set `tags` (e.g. Rows=60000, Columns=60000): hostile headers."""
     ds = pydicom.dcmread(path)
     frame = bytearray(get_frame(ds.PixelData, 0, number_of_frames=1))
     sof = frame.find(b"\xff\xc0")
@@ -179,7 +179,7 @@ def with_jpeg_sof_size(path: Path, height: int, width: int, **tags: Any) -> Path
 
 
 def overwrite_middle(path: Path, n_bytes: int = 64) -> Path:
-    """Overwrite `n_bytes` in the middle of the file with 0, 1, 2, ... (issue 10's corrupt JPEG)."""
+    """Overwrite `n_bytes` in the middle of the file with 0, 1, 2, ... (a corrupt JPEG)."""
     data = bytearray(Path(path).read_bytes())
     middle = len(data) // 2
     data[middle : middle + n_bytes] = bytes(range(n_bytes))

@@ -85,7 +85,7 @@ def test_an_error_of_the_writer_itself_removes_the_temporary_file(tmp_path):
 
 
 def test_two_writers_of_one_file_never_collide(tmp_path):
-    """Item 7 of issue 10: a fixed `<name>.tmp` made two prepares of one folder fail."""
+    """Two prepares of one folder at once do not share a temporary name (a fixed `<name>.tmp` made both fail)."""
     target = tmp_path / "manifest.csv"
     texts = [f"writer {i}\n" * 50_000 for i in range(2)]
     errors = []

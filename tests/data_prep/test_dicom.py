@@ -627,7 +627,7 @@ def test_the_header_carries_the_identity_a_derived_object_copies(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Verdicts under threads: truncation is proven from the file itself (issue 10, item 0)
+# Verdicts under threads: truncation is proven from the file itself
 
 
 STRESS_ROUNDS = 60
@@ -671,12 +671,12 @@ def test_concurrent_reads_give_every_file_its_own_verdict(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Pixel limits and consistency, checked before any decoder runs (issue 10, items 1 and 9)
+# Pixel limits and consistency, checked before any decoder runs
 
 
 def test_huge_sof_under_a_huge_header_is_refused_before_decoding(tmp_path, monkeypatch):
     path = write_jpeg_baseline_dicom(tmp_path / "huge.dcm", textured_image(64, 64))
-    with_jpeg_sof_size(path, 60000, 60000, Rows=60000, Columns=60000)  # issue 10's reproduction
+    with_jpeg_sof_size(path, 60000, 60000, Rows=60000, Columns=60000)  # a hostile header
     monkeypatch.setattr(dicom_module, "decode_jpeg", lambda *a, **k: pytest.fail("decoder called"))
     monkeypatch.setattr(dicom_module, "_decode_with_pydicom", lambda *a, **k: pytest.fail("decoder called"))
     for read in (read_dicom, read_dicom_header):
@@ -763,12 +763,12 @@ def test_photometric_interpretation_missing_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# Corrupt entropy-coded data, mislabelled files, FIFOs (issue 10, items 2 and 8)
+# Corrupt entropy-coded data, mislabelled files, FIFOs
 
 
 def test_jpeg_with_corrupt_entropy_coded_data_is_refused(tmp_path):
     path = write_jpeg_baseline_dicom(tmp_path / "corrupt.dcm", textured_image(256, 256, seed=7))
-    overwrite_middle(path)  # issue 10's reproduction: 64 bytes overwritten mid-file
+    overwrite_middle(path)  # 64 bytes overwritten mid-file
     read_dicom_header(path)  # every header is intact: only decoding can find this
     with pytest.raises(DicomReadError) as excinfo:
         read_dicom(path)

@@ -164,7 +164,7 @@ def test_prepare_twice_is_byte_identical(rsna_root, tmp_path):
 
 def test_cache_is_built_reused_and_drops_undecodable_images(rsna_root):
     # p03's headers (DICOM and JPEG) are intact but 64 bytes in the middle of its entropy-coded
-    # data are overwritten (issue 10's reproduction): only a strict decode finds out.
+    # data are overwritten: only a strict decode finds out.
     path = rsna_root / "stage_2_train_images" / "p03.dcm"
     data = bytearray(path.read_bytes())
     middle = (data.find(b"\xff\xda") + data.rfind(b"\xff\xd9")) // 2
@@ -294,7 +294,7 @@ def test_non_square_pixel_spacing_survives_prepare(tmp_path):
 
 
 def test_header_scan_proves_pixel_data_complete_and_within_limits(rsna_root):
-    """Issue 10, items 1 and 5: without --cache, prepare reads headers only, and still reports
+    """Without --cache, prepare reads headers only, and still reports
     a DICOM cut inside its pixel data, a SOF claiming 60000 x 60000 and a 60000 x 60000 header."""
     images = rsna_root / "stage_2_train_images"
     cut = images / "p01.dcm"

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from data_prep.errors import ConfigError, WeightsUnavailableError
-from detect.config import Config, ModelConfig, config_from_dict, format_config, load_config
+from detect.config import Config, ModelConfig, config_from_dict, load_config
+from detect.config_format import format_config
 from detect.training import trainer as train_module
 from tests.detect.train_fixtures import make_rsna
 
@@ -62,7 +63,7 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("train.device=tpu", r"'train\.device' is 'tpu'; use auto, cpu, cuda or cuda:N"),
     ("name=a/b", r"'name' is 'a/b'; it names the run folder"),
     ("seed=-1", r"'seed' is -1; expected at least 0"),
-    ("train.lrr=0.1", r"unknown config key 'train\.lrr'; valid keys in train: amp, batch_size"),
+    ("train.lrr=0.1", r"unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, batch_size"),
     ("train.batch_size=four", r"'train\.batch_size' must be an integer, got 'four'"),
     ("task=kermany2", r"'task' is 'kermany2', but model 'resnet18_fpn' is a detector; choose a classifier"),
     ("task=chexpert", r"'task' is 'chexpert'; choose one of: detection, kermany2, kermany3, rsna2, rsna3"),
@@ -107,7 +108,7 @@ def no_data_reads(monkeypatch):
 def test_every_bad_value_fails_before_any_data_is_read(override, message, raw_rsna, tmp_path, no_data_reads):
     with pytest.raises(ConfigError, match=message) as info:
         train_module.run_training(DEMO, [raw_rsna], out_dir=tmp_path / "run", overrides=[override], log=lambda _: None)
-    assert str(info.value).startswith(f"{DEMO}: config key ") or "unknown config key" in str(info.value)
+    assert str(info.value).startswith((f"--set {override}: ", f"{DEMO}: config key "))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "run").exists()  # nothing written either
 
@@ -139,7 +140,8 @@ def test_the_cli_prints_a_bad_value_as_one_line_with_exit_2(raw_rsna, tmp_path, 
     result = CliRunner().invoke(app, ["train", "--config", str(DEMO), "--data", str(raw_rsna), "--out", str(tmp_path / "r"),
                                       "--set", "model.anchor_sizes_px=[8]"])
     assert result.exit_code == 2
-    assert result.output.strip() == (f"error: {DEMO}: config key 'model.anchor_sizes_px' has 1 sizes, but model 'resnet18_fpn' "
+    assert result.output.strip() == ("error: --set model.anchor_sizes_px=[8]: config key 'model.anchor_sizes_px' has 1 sizes, "
+                                     "but model 'resnet18_fpn' "
                                      "has 4 feature levels: give one size per level, small to large")
 
 
@@ -252,3 +254,43 @@ def test_max_image_megapixels_is_the_readers_pixel_limit():
     assert config_from_dict({}, ["data.max_image_megapixels=2.5"]).data.max_image_pixels == 2_500_000
     with pytest.raises(ConfigError, match=r"data.max_image_megapixels.*must be > 0, got 0"):
         config_from_dict({}, ["data.max_image_megapixels=0"])
+
+
+def test_a_shipped_recipe_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from detect.recipe import resolve_recipe, shipped_recipes
+
+    monkeypatch.chdir(tmp_path)
+    assert "demo" in shipped_recipes() and "gpu_rsna" in shipped_recipes()
+    for given in ("demo", "demo.yaml", "configs/demo.yaml"):
+        assert load_config(given).name == "demo"
+    assert resolve_recipe("configs/demo.yaml").read_bytes() == (REPO_ROOT / "configs" / "demo.yaml").read_bytes()
+    with pytest.raises(ConfigError, match=r"^nope: config file not found \(a path, or a shipped recipe: .*demo"):
+        resolve_recipe("nope")
+
+
+def test_a_local_file_wins_over_a_shipped_recipe(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "demo.yaml").write_text("name: mine\n")
+    assert load_config("configs/demo.yaml").name == "mine"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lrr=0.1", "--set train.lrr=0.1: unknown config key 'train.lrr' (did you mean 'train.lr'?); valid keys in train: "),
+    ("train.image_size_px=64", "--set train.image_size_px=64: unknown config key 'train.image_size_px' "
+                               "(did you mean 'data.image_size_px'?)"),
+    ("qqqqqqqq=1", "--set qqqqqqqq=1: unknown config key 'qqqqqqqq'; valid keys: "),
+    ("train.lr=-1", "--set train.lr=-1: config key 'train.lr' must be > 0"),
+])
+def test_a_bad_set_names_the_option_and_the_nearest_key(override, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(DEMO, [override])
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_a_bad_recipe_key_names_the_file_and_the_nearest_key(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\ndata:\n  image_sise_px: 64\n")
+    with pytest.raises(ConfigError, match=r"r\.yaml: unknown config key 'data\.image_sise_px' \(did you mean "
+                                          r"'data\.image_size_px'\?\); valid keys in data: "):
+        load_config(recipe)

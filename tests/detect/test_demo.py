@@ -12,7 +12,7 @@ def test_unknown_demo_size_is_a_config_error(tmp_path):
 
 def test_missing_demo_recipe_names_the_file(tmp_path):
     missing = tmp_path / "nope.yaml"
-    with pytest.raises(ConfigError, match="nope.yaml: demo recipe not found"):
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         run_demo(tmp_path / "out", config=missing)
 
 

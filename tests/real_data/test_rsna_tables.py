@@ -1,7 +1,7 @@
 """`detect eda --labels --headers` on the REAL RSNA tables (torchxrayvision's copy, see conftest.py).
 
 Every expected figure is computed here with plain pandas, straight from the files, and the ones
-the issue and docs/data-formats.md state are also asserted as numbers.
+docs/data-formats.md states are also asserted as numbers.
 """
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def expected(rsna_tables):
     }
 
 
-def test_real_counts_match_pandas_and_the_issue(report, expected):
+def test_real_counts_match_pandas_and_the_documented_figures(report, expected):
     numbers, _, _ = report
     overview = numbers["overview"]
     assert overview["images"] == expected["images"] == 26_684

@@ -97,7 +97,7 @@ def test_report_md_holds_the_numbers_and_links_the_plots(tmp_path):
         "| mAP@[.50:.05:.95] (COCO) | 0.1235 |",
         "| mAP@.50 | 0.3457 |",
         "| mAP@.75 | 0.0987 |",
-        "| n_images | 40 |",
+        "| images scored (RSNA held-out patients with box labels) | 40 |",
         # binary pneumonia at 0.4: accuracy 5/8, sensitivity 3/4, specificity 1/2, AUC 14/16
         "| accuracy | 0.6250 |",
         "| sensitivity (recall) | 0.7500 |",
@@ -113,13 +113,13 @@ def test_report_md_holds_the_numbers_and_links_the_plots(tmp_path):
     assert "| rsna | 0.4000 | F1-optimal on rsna val at epoch 3 (40 images) | rsna test |" in text
     assert "Threshold: 0.6500 (F1-optimal on kermany val)" in text
     three = metrics["classification"]["rsna_3class"]
-    assert f"| macro_f1 | {three['macro_f1']:.4f} |" in text
+    assert f"| macro F1 | {three['macro_f1']:.4f} |" in text
     opacity = three["per_class"]["Lung Opacity"]
     assert "| class | precision | sensitivity (recall) | F1 | ROC-AUC (one-vs-rest) | support |" in text
     assert (f"| Lung Opacity | {format_number(opacity['precision'])} | {format_number(opacity['sensitivity'])} | "
             f"{format_number(opacity['f1'])} | {format_number(opacity['roc_auc'])} | {opacity['support']} |") in text
     assert "n/a | " + format_number(opacity["f1"]) not in text  # every per-class column is filled
-    assert "### Bacterial vs viral" in text and "| accuracy | 1.0000 | 0.9070 |" in text
+    assert "### Bacterial vs viral" in text and "| accuracy | 1.0000 |  | 0.9070 |" in text
     for name in ("pr_curve.png", "roc_curve.png", "confusion_matrix.png", "examples.png"):
         assert f"]({name})" in text
 
@@ -158,3 +158,14 @@ def test_bad_panel_is_a_clear_error(tmp_path):
     bad = [{"image": np.zeros((8, 8), np.uint8), "pred_boxes_xyxy": np.array([[0.0, 0.0, 4.0, 4.0]]), "pred_scores": np.zeros(2)}]
     with pytest.raises(ValueError, match=r"image_panels\[0\]: 1 predicted boxes but 2 scores"):
         write_eval_report(tmp_path, {}, image_panels=bad)
+
+
+def test_report_md_shows_the_bootstrap_intervals_beside_each_value():
+    from detect.evaluation.report import render_markdown
+
+    binary = {"accuracy": 0.625, "roc_auc": 0.875, "threshold": 0.4, "n": 8, "n_positive": 4,
+              "confusion_matrix": [[2, 2], [1, 3]], "intervals_95": {"accuracy": [0.25, 0.875], "roc_auc": [0.5, 1.0]}}
+    text = render_markdown({"classification": {"pneumonia": binary}, "counts": {"rsna_test_unreadable": 1}}, {}, "t")
+    assert "| metric | value | 95% interval (bootstrap) |" in text
+    assert "| accuracy | 0.6250 | [0.250, 0.875] |" in text and "| ROC-AUC | 0.8750 | [0.500, 1.000] |" in text
+    assert "| rsna test unreadable files | 1 |" in text

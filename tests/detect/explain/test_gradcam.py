@@ -78,7 +78,8 @@ def test_the_overlay_is_sized_as_overlays_and_hot_where_the_map_is():
     heat[:50, :80] = 1.0
     canvas = draw_heatmap_overlay(pixels, heat, title="Grad-CAM")
     width, height = display_size(100, 160)
-    assert canvas.shape == (height, width, 3) and canvas.dtype == np.uint8
+    assert canvas.shape[1:] == (width, 3) and canvas.shape[0] > height and canvas.dtype == np.uint8  # title below
+    assert draw_heatmap_overlay(pixels, heat).shape == (height, width, 3)  # no title, no strip
     hot, cold = canvas[int(0.3 * height), int(0.3 * width)], canvas[int(0.8 * height), int(0.8 * width)]
     assert hot[2] > hot[0] and cold[0] > cold[2]  # BGR: jet is red at 1, blue at 0
     with pytest.raises(ValueError, match="differ in size"):

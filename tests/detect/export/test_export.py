@@ -182,8 +182,9 @@ def test_backend_must_fit_the_file(exported, tmp_path):
 
 def test_missing_onnxruntime_is_one_line(exported, monkeypatch):
     _, files = exported
-    monkeypatch.setattr("detect.export.onnx.onnxruntime", None)
-    with pytest.raises(DetectError, match=r"needs the onnxruntime package: pip install 'detect\[export\]'"):
+    monkeypatch.setattr("detect.extras.is_installed", lambda module: module != "onnxruntime")
+    with pytest.raises(DetectError, match=r"needs the 'export' extra \(No module named 'onnxruntime'\): "
+                                          r'pip install "detect\[export\]"'):
         load_predictor(files["onnx"], device="cpu")
 
 

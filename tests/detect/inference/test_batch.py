@@ -128,7 +128,8 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
     assert sorted(r[0] for r in rows[1:]) == ["pa", "pb", "wide"]  # PatientID, else the file stem
     assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["a.png", "b.png", "wide.png"] and result.n_overlays == 3
     overlay = cv2.imread(str(tmp_path / "overlays" / "wide.png"))
-    assert overlay.shape == (205, 512, 3)  # small images are enlarged to 512 px for legible text: 60 * 512/150 = 204.8
+    # small images are enlarged to 512 px for legible text (60 * 512/150 = 204.8 rows), the legend strip below
+    assert overlay.shape[1:] == (512, 3) and overlay.shape[0] > 205
     assert "predicted 3 image(s)" in result.summary() and "1 file(s) unreadable" in result.summary()
 
     # The submission round-trips through `detect eval --predictions` to the RSNA score computed
@@ -269,11 +270,11 @@ def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
         assert result.workers == workers and result.times.n_images == 8
         assert 0 < result.times.predicting_s <= result.wall_s
         assert 0 <= result.times.waiting_for_reads_s <= result.wall_s
-        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --workers; torch threads " in lines[-1]
+        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --threads; torch threads " in lines[-1]
 
 
 def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
-    with pytest.raises(DetectError, match=r"--workers must be >= 0 \(0: read in the predicting thread\), got -1"):
+    with pytest.raises(DetectError, match=r"--threads must be >= 0 \(0: read in the predicting thread\), got -1"):
         run_inference([tmp_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, workers=-1)
 
 

@@ -88,7 +88,7 @@ def test_save_replaces_an_existing_checkpoint(tmp_path, tiny_model_and_cfg):
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_leaves_no_temporary_file(tmp_path, tiny_model_and_cfg):
-    """Issue 10, item 3: torch.save's RuntimeError escaped, and a 60 MB temporary file stayed."""
+    """torch.save's RuntimeError becomes a one-line error, and no temporary file stays behind."""
     _, cfg = tiny_model_and_cfg
     model = torch.nn.Linear(512, 512)  # a 1 MB checkpoint: the tiny detector's is 76 MB
     with small_filesystem(tmp_path / "full", size_kib=4096) as full:
@@ -119,7 +119,7 @@ def test_any_torch_save_failure_is_one_line_and_leaves_no_debris(tmp_path, tiny_
 
 
 def test_a_file_holding_python_objects_is_refused_without_weights_only_advice(tmp_path, tiny_model_and_cfg):
-    """Issue 10, item 8: the message quoted PyTorch's advice to load with weights_only=False."""
+    """The message does not quote PyTorch's advice to load with weights_only=False."""
     model, cfg = tiny_model_and_cfg
     path = tmp_path / "foreign.pt"
     torch.save({"model": model.state_dict(), "args": argparse.Namespace(lr=0.1)}, path)

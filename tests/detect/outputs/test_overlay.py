@@ -25,6 +25,20 @@ def test_overlay_of_pixels_decoded_smaller_matches_the_full_size_one():
                                  scores=np.array([0.9], dtype=np.float32))
     from_full = draw_overlay(full, prediction)
     from_reduced = draw_overlay(full[::4, ::4].copy(), prediction)  # a 1/4 DCT-scale decode of it
-    assert from_reduced.shape == from_full.shape == (512, 384, 3)  # small images are drawn enlarged
+    assert from_reduced.shape == from_full.shape
+    assert from_full.shape[:2][1] == 384 and from_full.shape[0] > 512  # enlarged image, legend strip below
     red = (from_full[..., 2] == 255) & (from_full[..., 1] == 0)
     assert red.any() and np.array_equal(red, (from_reduced[..., 2] == 255) & (from_reduced[..., 1] == 0))
+
+
+def test_the_legend_sits_below_the_image_and_covers_no_pixel_of_it():
+    pixels = np.full((600, 500), 90, dtype=np.uint8)
+    prediction = ImagePrediction(source="a.png", width_px=500, height_px=600, pneumonia_probability=0.2, pneumonia=False,
+                                 class_probabilities={"Normal": 0.7, "No Lung Opacity / Not Normal": 0.2,
+                                                      "Lung Opacity": 0.1},
+                                 boxes_xyxy=np.zeros((0, 4), dtype=np.float32), scores=np.zeros(0, dtype=np.float32))
+    canvas = draw_overlay(pixels, prediction)
+    assert canvas.shape[1] == 500 and canvas.shape[0] > 600
+    assert (canvas[:600] == 90).all()  # the radiograph untouched: no text on the lungs
+    strip = canvas[600:]
+    assert (strip == 0).mean() > 0.5 and (strip[..., 2] == 255).any()  # black, with yellow / white text

@@ -35,7 +35,7 @@ def test_malformed_grid_options_are_named(text, message):
 
 
 def test_unknown_keys_and_bad_values_fail_with_the_configs_own_message():
-    with pytest.raises(ConfigError, match=r"^--grid train.lrate=0.1: unknown config key 'train.lrate'; valid keys in train: "):
+    with pytest.raises(ConfigError, match=r"^--grid train.lrate=0.1: unknown config key 'train.lrate' \(did you mean 'train.lr'\?\); valid keys in train: "):
         check_grid(Config(), [parse_grid("train.lrate=0.1")])
     with pytest.raises(ConfigError, match=r"^--grid train.optimizer=sgd,adam: config key 'train.optimizer' is 'adam'; choose one of: sgd, adamw$"):
         check_grid(Config(), [parse_grid("train.optimizer=sgd,adam")])

@@ -1,5 +1,5 @@
 """detect.training.run_folder: the run folder is consistent after a kill at any instant, or is
-repaired on resume (issue 10, item 6): every epoch once in metrics.csv, best.pt the epoch
+repaired on resume: every epoch once in metrics.csv, best.pt the epoch
 last.pt records as best, no temporary file left.
 
 In-process interruptions (an exception where the kill would land) pin down each repair with
@@ -21,6 +21,7 @@ from data_prep.atomic import is_temp_name
 from detect.config import save_config
 from detect.models.checkpoint import load_checkpoint
 from detect.predictions import OperatingPoint
+from detect.training import engine as engine_module
 from detect.training import trainer as train_module
 from detect.training.engine import ValidationResult
 from detect.training.trainer import run_training
@@ -64,7 +65,7 @@ def _scripted_validation(monkeypatch, map50_by_epoch: list[float]) -> None:
                                 operating_points={"rsna": OperatingPoint("rsna", 0.4, "scripted")},
                                 records=[], predictions=[])
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
 
 
 def _interrupt(monkeypatch, name: str, when) -> None:
@@ -83,7 +84,7 @@ FAST = ("train.epochs=3", "train.max_steps_per_epoch=1")
 
 
 @pytest.mark.parametrize("map50_by_epoch, stopped_in_epoch, expected_best", [
-    ([0.0, 0.0, 0.0], 1, 1),  # the issue's case: only epoch 1 improves; best.pt never got written
+    ([0.0, 0.0, 0.0], 1, 1),  # only epoch 1 improves; best.pt never got written
     ([0.1, 0.5, 0.2], 2, 2),  # best.pt still holds epoch 1 while last.pt says epoch 2 is the best
 ])
 def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(

@@ -16,6 +16,7 @@ from data_prep.errors import CheckpointError, ConfigError
 from data_prep.manifest import read_manifest
 from detect.models.checkpoint import load_checkpoint
 from detect.predictions import OperatingPoint
+from detect.training import engine as engine_module
 from detect.training import trainer as train_module
 from detect.training.engine import TrainingDivergedError, ValidationResult
 from detect.training.run_folder import RunFolderExistsError
@@ -159,7 +160,7 @@ def test_resume_without_a_checkpoint(rsna_dir, tmp_path):
 def test_unknown_yaml_key_is_named(tmp_path, rsna_dir):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: x\ntrain:\n  lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"recipe\.yaml: unknown config key 'train\.lrr'; valid keys in train: amp, "):
+    with pytest.raises(ConfigError, match=r"recipe\.yaml: unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, "):
         run_training(recipe, [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
 
 
@@ -235,7 +236,7 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(rsn
         return ValidationResult(metrics={"map50": next(scores), "f1": 0.5},
                                 operating_points={"rsna": OperatingPoint("rsna", 0.4, "fake")}, records=[], predictions=[])
 
-    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
     cfg = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.early_stop_patience=1")
     lines: list[str] = []
     result = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", log=lines.append)
@@ -280,7 +281,7 @@ def test_monitoring_map_on_kermany_only_is_a_config_error(kermany_dir, tmp_path)
 
 
 def test_unreadable_files_are_skipped_recorded_and_training_goes_on(tmp_path):
-    """Issue 10, item 5: a file that fails when training decodes it (corrupt JPEG data passes
+    """A file that fails when training decodes it (corrupt JPEG data passes
     the header scan; a file removed after prepare) is skipped, listed in RUN_DIR/bad_files.csv
     with its reason, and the epoch goes on."""
     from tests.data_prep.dicom_fixtures import overwrite_middle
