@@ -19,6 +19,7 @@ It prints images/s of each arm and loop / bare: what the loop costs around the m
 --warmup bare steps are not timed; the loop's first epoch is not counted when --epochs > 1.
 Every number comes from SYNTHETIC data; on a loaded machine both arms slow down, the ratio less.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,9 @@ MODELS = ("basic_cnn", "resnet18", "efficientnet_b0")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated registry names (classifiers)")
     parser.add_argument("--config", type=Path, default=RECIPE)
     parser.add_argument("--images", type=int, default=600, help="synthetic Kermany images over all splits")
@@ -105,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides += ["train.max_steps_per_epoch=2", "train.batch_size=4"]
     with tempfile.TemporaryDirectory(prefix="bench_classifier_loop_") as tmp:
         data = Path(tmp) / "kermany"
-        synth_kermany(data, n_images=48 if args.smoke else args.images, seed=0, size_range_px=(128, 160), difficulty=0.15)
+        synth_kermany(
+            data, n_images=48 if args.smoke else args.images, seed=0, size_range_px=(128, 160), difficulty=0.15
+        )
         rows = []
         for name in models:
             cfg = load_config(args.config, [*overrides, f"model.name={name}"])
@@ -116,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((name, bare, loop))
             print(f"{name}: bare {bare:.1f} images/s, loop {loop:.1f} images/s", flush=True)
     size = cfg.data.image_size_px
-    print(f"\nclassifier training throughput, {size} px, batch {cfg.train.batch_size}, {torch.get_num_threads()} torch "
-          f"threads (SYNTHETIC Kermany, {'smoke' if args.smoke else f'epoch {epochs} of {epochs}'}):")
+    print(
+        f"\nclassifier training throughput, {size} px, batch {cfg.train.batch_size}, {torch.get_num_threads()} torch "
+        f"threads (SYNTHETIC Kermany, {'smoke' if args.smoke else f'epoch {epochs} of {epochs}'}):"
+    )
     print(f"  {'model':<16} {'bare img/s':>10} {'loop img/s':>10} {'loop / bare':>11}")
     for name, bare, loop in rows:
         print(f"  {name:<16} {bare:>10.1f} {loop:>10.1f} {loop / bare:>11.2f}")

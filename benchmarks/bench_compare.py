@@ -25,6 +25,7 @@ SYNTHETIC data; timings taken on a loaded machine are indicative only.
 run completes and compare.csv holds a finite ROC-AUC for every model; the criteria's thresholds
 are printed, not enforced (three one-step models are not meant to be good).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,44 +59,92 @@ RECIPE = REPO / "configs" / "kermany2_compare_cpu.yaml"
 # 5 only guards a slow machine (a model cut short is not annealed).
 FULL = {"images": 1200, "size_range_px": (128, 160), "minutes_per_model": 5.0, "bootstrap": 1000, "difficulty": 0.15}
 SMOKE = {"images": 48, "size_range_px": (64, 96), "minutes_per_model": None, "bootstrap": 50, "difficulty": 1.0}
-SMOKE_OVERRIDES = ("data.image_size_px=64", "train.max_steps_per_epoch=1", "train.epochs=1",
-                   "train.batch_size=4", "data.num_workers=0")
+SMOKE_OVERRIDES = (
+    "data.image_size_px=64",
+    "train.max_steps_per_epoch=1",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "data.num_workers=0",
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--smoke", action="store_true", help="A seconds-long run of the plumbing; thresholds not enforced.")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n", 1)[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="A seconds-long run of the plumbing; thresholds not enforced."
+    )
     parser.add_argument("--out", type=Path, default=None, help="Work folder (default: a temporary one, removed).")
-    parser.add_argument("--images", type=int, default=None, help=f"Synthetic images over all splits (default {FULL['images']}).")
-    parser.add_argument("--difficulty", type=float, default=None,
-                        help=f"`detect synth kermany --difficulty` (0..1; 1: subtle findings among label-free variation; "
-                             f"default {FULL['difficulty']}).")
+    parser.add_argument(
+        "--images", type=int, default=None, help=f"Synthetic images over all splits (default {FULL['images']})."
+    )
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        default=None,
+        help=f"`detect synth kermany --difficulty` (0..1; 1: subtle findings among label-free variation; "
+        f"default {FULL['difficulty']}).",
+    )
     parser.add_argument("--seed", type=int, default=0, help="Synthesis seed (the recipe's seed trains).")
-    parser.add_argument("--minutes-per-model", type=float, default=None,
-                        help=f"compare's per-model training budget (default {FULL['minutes_per_model']}).")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="Passed to detect compare for every model, e.g. --set data.image_size_px=96 (repeatable).")
+    parser.add_argument(
+        "--minutes-per-model",
+        type=float,
+        default=None,
+        help=f"compare's per-model training budget (default {FULL['minutes_per_model']}).",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Passed to detect compare for every model, e.g. --set data.image_size_px=96 (repeatable).",
+    )
     parser.add_argument("--min-auc", type=float, default=0.9, help="The best model's test ROC-AUC must reach this.")
-    parser.add_argument("--alpha", type=float, default=0.05, help="DeLong p-value below which the lead over basic_cnn is clear.")
-    parser.add_argument("--time-limit-min", type=float, default=15.0, help="Whole run's wall-time limit; 0 = not checked.")
+    parser.add_argument(
+        "--alpha", type=float, default=0.05, help="DeLong p-value below which the lead over basic_cnn is clear."
+    )
+    parser.add_argument(
+        "--time-limit-min", type=float, default=15.0, help="Whole run's wall-time limit; 0 = not checked."
+    )
     return parser.parse_args(argv)
 
 
 def synthesize(data_dir: Path, args: argparse.Namespace, plan: dict) -> float:
     started = time.perf_counter()
     difficulty = args.difficulty if args.difficulty is not None else plan["difficulty"]
-    summary = synth_kermany(data_dir, n_images=args.images or plan["images"], seed=args.seed,
-                            size_range_px=plan["size_range_px"], difficulty=difficulty)
+    summary = synth_kermany(
+        data_dir,
+        n_images=args.images or plan["images"],
+        seed=args.seed,
+        size_range_px=plan["size_range_px"],
+        difficulty=difficulty,
+    )
     c = summary.counts
-    print(f"synthetic Kermany (difficulty {difficulty}): {c['images']} images, test {c['test/images']} "
-          f"({c['test/NORMAL']} normal, {c['test/PNEUMONIA']} pneumonia), {summary.elapsed_s:.0f} s")
+    print(
+        f"synthetic Kermany (difficulty {difficulty}): {c['images']} images, test {c['test/images']} "
+        f"({c['test/NORMAL']} normal, {c['test/PNEUMONIA']} pneumonia), {summary.elapsed_s:.0f} s"
+    )
     return time.perf_counter() - started
 
 
 def compare_command(data_dir: Path, out_dir: Path, args: argparse.Namespace, plan: dict) -> list[str]:
-    cmd = [sys.executable, str(REPO / "cli.py"), "compare", "--models", ",".join(MODELS), "--config", str(RECIPE),
-           "--data", str(data_dir), "--out", str(out_dir), "--bootstrap", str(plan["bootstrap"])]
+    cmd = [
+        sys.executable,
+        str(REPO / "cli.py"),
+        "compare",
+        "--models",
+        ",".join(MODELS),
+        "--config",
+        str(RECIPE),
+        "--data",
+        str(data_dir),
+        "--out",
+        str(out_dir),
+        "--bootstrap",
+        str(plan["bootstrap"]),
+    ]
     minutes = args.minutes_per_model if args.minutes_per_model is not None else plan["minutes_per_model"]
     if minutes is not None:
         cmd += ["--minutes-per-model", str(minutes)]
@@ -134,8 +183,18 @@ def print_table(rows: dict[str, dict[str, str]]) -> None:
             continue
         auc = f"{_float(r['roc_auc']):.3f} [{_float(r['roc_auc_low']):.3f}, {_float(r['roc_auc_high']):.3f}]"
         p = r.get("delong_p_vs_best", "")
-        lines.append((model, r["parameters"], r["epochs_run"], f"{_float(r['train_seconds']):.0f}", auc,
-                      f"{_float(r['f1']):.3f}", p if p else "(best)", f"{_float(r['infer_ms_per_image']):.1f}"))
+        lines.append(
+            (
+                model,
+                r["parameters"],
+                r["epochs_run"],
+                f"{_float(r['train_seconds']):.0f}",
+                auc,
+                f"{_float(r['f1']):.3f}",
+                p if p else "(best)",
+                f"{_float(r['infer_ms_per_image']):.1f}",
+            )
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     print("\ncompare, SYNTHETIC Kermany test split (pneumonia vs normal):")
     for k, line in enumerate(lines):
@@ -158,8 +217,10 @@ def check_criteria(rows: dict[str, dict[str, str]], total_s: float, args: argpar
     else:
         p = _float(rows[BASELINE].get("delong_p_vs_best", ""))
         if not p < args.alpha:
-            failures.append(f"{best} ({aucs[best]:.3f}) vs {BASELINE} ({aucs[BASELINE]:.3f}): DeLong p {p:.3g} "
-                            f">= {args.alpha}, not clearly above")
+            failures.append(
+                f"{best} ({aucs[best]:.3f}) vs {BASELINE} ({aucs[BASELINE]:.3f}): DeLong p {p:.3g} "
+                f">= {args.alpha}, not clearly above"
+            )
     if args.time_limit_min > 0 and total_s > 60 * args.time_limit_min:
         failures.append(f"total wall time {total_s / 60:.1f} min > {args.time_limit_min} min")
     return failures
@@ -179,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         total_s = time.perf_counter() - started
         rows = read_table(work / "compare" / "compare.csv")
     print_table(rows)
-    print(f"\nwall time: synthesis {synth_s:.0f} s, compare {compare_s:.0f} s, total {total_s:.0f} s "
-          f"({total_s / 60:.1f} min; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"\nwall time: synthesis {synth_s:.0f} s, compare {compare_s:.0f} s, total {total_s:.0f} s "
+        f"({total_s / 60:.1f} min; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})"
+    )
     failures = check_criteria(rows, total_s, args)
     if args.smoke:
         bad = [m for m in MODELS if m not in rows or not math.isfinite(_float(rows[m]["roc_auc"]))]
@@ -194,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     for line in failures:
         print(f"FAIL: {line}", file=sys.stderr)
     if not failures:
-        print(f"OK: best model above {args.min_auc} ROC-AUC and clearly above {BASELINE} "
-              f"(DeLong p < {args.alpha}), within {args.time_limit_min} min")
+        print(
+            f"OK: best model above {args.min_auc} ROC-AUC and clearly above {BASELINE} "
+            f"(DeLong p < {args.alpha}), within {args.time_limit_min} min"
+        )
     return 1 if failures else 0
 
 

@@ -28,6 +28,7 @@ be on an idle machine):
    the same call with the steps of before patched in: pydicom header parse, full decode,
    zlib-1 PNG with adaptive filters (data_prep.cache.PNG_PARAMS_ZLIB1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -151,13 +152,17 @@ def decode_table(paths: list[Path], repeats: int) -> int:
     bare_wall = min(seconds[name][0] for name, _ in bare)
     bare_cpu = min(seconds[name][1] for name, _ in bare)
     pillow_wall, pillow_cpu = seconds.get("pydicom + pillow", (float("nan"), float("nan")))
-    print(f"| {'decode (1 image)':<30} | {'ms/image':>8} | {'CPU ms':>7} | {'vs bare':>7} | {'(CPU)':>6} "
-          f"| {'vs pydicom+Pillow':>17} | {'(CPU)':>6} |")
+    print(
+        f"| {'decode (1 image)':<30} | {'ms/image':>8} | {'CPU ms':>7} | {'vs bare':>7} | {'(CPU)':>6} "
+        f"| {'vs pydicom+Pillow':>17} | {'(CPU)':>6} |"
+    )
     print(f"|{'-' * 32}|{'-' * 10}|{'-' * 9}|{'-' * 9}|{'-' * 8}|{'-' * 19}|{'-' * 8}|")
     for name, _ in methods:
         wall_s, cpu_s = seconds[name]
-        print(f"| {name:<30} | {wall_s * 1e3:>8.2f} | {cpu_s * 1e3:>7.2f} | {wall_s / bare_wall:>6.2f}x "
-              f"| {cpu_s / bare_cpu:>5.2f}x | {pillow_wall / wall_s:>16.2f}x | {pillow_cpu / cpu_s:>5.2f}x |")
+        print(
+            f"| {name:<30} | {wall_s * 1e3:>8.2f} | {cpu_s * 1e3:>7.2f} | {wall_s / bare_wall:>6.2f}x "
+            f"| {cpu_s / bare_cpu:>5.2f}x | {pillow_wall / wall_s:>16.2f}x | {pillow_cpu / cpu_s:>5.2f}x |"
+        )
     print(f"read_dicom vs pydicom's decode: max |difference| {worst} grey level(s) over {len(paths)} images")
     return 0 if worst <= 1 else 1
 
@@ -167,10 +172,13 @@ def decode_table(paths: list[Path], repeats: int) -> int:
 
 
 def reduced_table(paths: list[Path], repeats: int) -> None:
-    print(f"| {'letterbox size':>14} | {'full + area ms':>14} | {'reduced + area ms':>17} | {'speed-up':>8} "
-          f"| {'(CPU)':>8} | {'max |diff|':>10} | {'mean |diff|':>11} |")
+    print(
+        f"| {'letterbox size':>14} | {'full + area ms':>14} | {'reduced + area ms':>17} | {'speed-up':>8} "
+        f"| {'(CPU)':>8} | {'max |diff|':>10} | {'mean |diff|':>11} |"
+    )
     print(f"|{'-' * 16}|{'-' * 16}|{'-' * 19}|{'-' * 10}|{'-' * 10}|{'-' * 12}|{'-' * 13}|")
     for size_px in REDUCED_SIZES_PX:
+
         def full(path: Path, size_px: int = size_px) -> np.ndarray:
             return letterbox_resize(read_dicom(path)[0], size_px)[0]
 
@@ -181,17 +189,20 @@ def reduced_table(paths: list[Path], repeats: int) -> None:
         differences = [np.abs(full(p).astype(np.int16) - reduced(p).astype(np.int16)) for p in paths]
         seconds = _best_rounds(paths, [("full", full), ("reduced", reduced)], repeats)
         (full_s, full_cpu), (reduced_s, reduced_cpu) = seconds["full"], seconds["reduced"]
-        print(f"| {size_px:>11} px | {full_s * 1e3:>14.2f} | {reduced_s * 1e3:>17.2f} | {full_s / reduced_s:>7.2f}x "
-              f"| {full_cpu / reduced_cpu:>7.2f}x | {max(int(d.max()) for d in differences):>10} "
-              f"| {statistics.mean(float(d.mean()) for d in differences):>11.3f} |")
+        print(
+            f"| {size_px:>11} px | {full_s * 1e3:>14.2f} | {reduced_s * 1e3:>17.2f} | {full_s / reduced_s:>7.2f}x "
+            f"| {full_cpu / reduced_cpu:>7.2f}x | {max(int(d.max()) for d in differences):>10} "
+            f"| {statistics.mean(float(d.mean()) for d in differences):>11.3f} |"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
 # 3. header scan and 4. prepare --cache: the steps of before, patched in for the baseline
 
 
-def _old_cache_one(source: str, destination: str, size_px: int, height: int | None, width: int | None,
-                   max_pixels: int) -> str | None:
+def _old_cache_one(
+    source: str, destination: str, size_px: int, height: int | None, width: int | None, max_pixels: int
+) -> str | None:
     """data_prep.cache.cache_one as it was: pydicom header parse, full decode, zlib-1 PNG."""
     try:
         pixels, _ = read_dicom(source, max_pixels=max_pixels, fast_header=False)
@@ -231,15 +242,18 @@ def header_table(paths: list[Path], repeats: int) -> int:
     seconds = _best_rounds([None], [("old", old_scan), ("new", new_scan)], repeats)
     old_s, new_s = seconds["old"][0], seconds["new"][0]
     n = len(paths)
-    print(f"header scan (scan_dicom_headers, 1 worker, {n} files): {n / new_s:,.0f} files/s "
-          f"(CPU {n / seconds['new'][1]:,.0f}) vs {n / old_s:,.0f} files/s with pydicom's header parse "
-          f"(CPU {n / seconds['old'][1]:,.0f}): {old_s / new_s:.2f}x; same headers and bad files: {same}")
+    print(
+        f"header scan (scan_dicom_headers, 1 worker, {n} files): {n / new_s:,.0f} files/s "
+        f"(CPU {n / seconds['new'][1]:,.0f}) vs {n / old_s:,.0f} files/s with pydicom's header parse "
+        f"(CPU {n / seconds['old'][1]:,.0f}): {old_s / new_s:.2f}x; same headers and bad files: {same}"
+    )
     return 0 if same else 1
 
 
 def prepare_table(data_dir: Path, n_files: int, repeats: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_decode_prepare_"))
     try:
+
         def run(old: bool) -> tuple[float, float]:
             out = work / f"out_{'old' if old else 'new'}"
             shutil.rmtree(out, ignore_errors=True)
@@ -257,10 +271,12 @@ def prepare_table(data_dir: Path, n_files: int, repeats: int) -> None:
         old_cpu, new_cpu = min(c for _, c in runs[True]), min(c for _, c in runs[False])
         png_kb = statistics.mean(p.stat().st_size for p in (work / "out_new").rglob("*.png")) / 1024
         old_png_kb = statistics.mean(p.stat().st_size for p in (work / "out_old").rglob("*.png")) / 1024
-        print(f"prepare --cache --image-size {PREPARE_SIZE_PX} (1 worker, {n_files} files): "
-              f"{new_s / n_files * 1e3:.2f} ms/image vs {old_s / n_files * 1e3:.2f} before: {old_s / new_s:.2f}x "
-              f"(CPU {new_cpu / n_files * 1e3:.2f} vs {old_cpu / n_files * 1e3:.2f} ms/image: {old_cpu / new_cpu:.2f}x); "
-              f"cached PNG {png_kb:.0f} KB vs {old_png_kb:.0f} KB")
+        print(
+            f"prepare --cache --image-size {PREPARE_SIZE_PX} (1 worker, {n_files} files): "
+            f"{new_s / n_files * 1e3:.2f} ms/image vs {old_s / n_files * 1e3:.2f} before: {old_s / new_s:.2f}x "
+            f"(CPU {new_cpu / n_files * 1e3:.2f} vs {old_cpu / n_files * 1e3:.2f} ms/image: {old_cpu / new_cpu:.2f}x); "
+            f"cached PNG {png_kb:.0f} KB vs {old_png_kb:.0f} KB"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -289,14 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=48, help="files per table (default 48)")
     parser.add_argument("--size", type=int, default=1024, help="synthetic image side in pixels (default 1024)")
-    parser.add_argument("--jpeg-quality", type=int, nargs="+", default=[95, 87],
-                        help="synthetic sets to write: 95 = `detect synth`'s files, 87 = real RSNA size (default both)")
+    parser.add_argument(
+        "--jpeg-quality",
+        type=int,
+        nargs="+",
+        default=[95, 87],
+        help="synthetic sets to write: 95 = `detect synth`'s files, 87 = real RSNA size (default both)",
+    )
     parser.add_argument("--dir", type=Path, default=None, help="an RSNA folder (or *.dcm files) to use instead")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds per method, best reported (default 3)")
     args = parser.parse_args(argv)
 
-    print(f"pydicom {pydicom.__version__}, simplejpeg {simplejpeg.__version__}, OpenCV {cv2.__version__}, "
-          f"numpy {np.__version__}{', torch ' + torch.__version__ if torch else ''}; best of {args.repeats} rounds")
+    print(
+        f"pydicom {pydicom.__version__}, simplejpeg {simplejpeg.__version__}, OpenCV {cv2.__version__}, "
+        f"numpy {np.__version__}{', torch ' + torch.__version__ if torch else ''}; best of {args.repeats} rounds"
+    )
     status = 0
     if args.dir is not None and _dicoms(args.dir):
         status |= run_one_set(args.dir, f"from {args.dir}", args.repeats, args.images)
@@ -304,8 +327,9 @@ def main(argv: list[str] | None = None) -> int:
         for quality in args.jpeg_quality:
             with tempfile.TemporaryDirectory(prefix="bench_decode_") as tmp:
                 _write_synthetic(Path(tmp), args.images, args.size, quality)
-                status |= run_one_set(Path(tmp), f"synthetic (synth_rsna, JPEG quality {quality})", args.repeats,
-                                      args.images)
+                status |= run_one_set(
+                    Path(tmp), f"synthetic (synth_rsna, JPEG quality {quality})", args.repeats, args.images
+                )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{os.cpu_count()} CPU cores, 1-minute load average {load:.1f} at the end of the run")
     return status

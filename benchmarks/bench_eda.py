@@ -20,6 +20,7 @@
    the cache, the second reuses both. Prints both times, their ratio and how many images each
    decoded (counted in-process, workers=1): the second must decode none.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,7 +71,18 @@ def bench_tables(labels: Path, headers: Path, repeats: int, out_dir: Path) -> No
     for name, seconds in stages.items():
         print(f"  {name:<28}{seconds:>9.2f}")
     print(f"  {'report, in process':<28}{total:>9.2f}   {total / baseline:.1f}x the baseline")
-    command = [sys.executable, "-m", "cli", "eda", "--labels", str(labels), "--headers", str(headers), "--out", str(out_dir / "cli")]
+    command = [
+        sys.executable,
+        "-m",
+        "cli",
+        "eda",
+        "--labels",
+        str(labels),
+        "--headers",
+        str(headers),
+        "--out",
+        str(out_dir / "cli"),
+    ]
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     wall = _median_seconds(lambda: subprocess.run(command, check=True, capture_output=True, cwd=root, env=env), repeats)
@@ -91,8 +103,9 @@ def write_large_labels(path: Path, n_rows: int, seed: int = 0) -> int:
             lines.append(f"{pid},,,,,0")
             continue
         for _ in range(int(kind) + 1):
-            lines.append(f"{pid},{rng.integers(0, 800)},{rng.integers(0, 800)},{rng.integers(20, 300)},"
-                         f"{rng.integers(20, 300)},1")
+            lines.append(
+                f"{pid},{rng.integers(0, 800)},{rng.integers(0, 800)},{rng.integers(20, 300)},{rng.integers(20, 300)},1"
+            )
         if i % 997 == 0:
             lines.append(lines[-1])
         if i % 4999 == 0:
@@ -122,8 +135,9 @@ def _child_peak(args: list[str]) -> tuple[float, float]:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _PEAK_CHILD, *args], check=True, capture_output=True, text=True,
-                          cwd=root, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", _PEAK_CHILD, *args], check=True, capture_output=True, text=True, cwd=root, env=env
+    )
     seconds = time.perf_counter() - start
     peak = [line for line in done.stderr.splitlines() if line.startswith("peak_kib ")][-1]
     return seconds, int(peak.split()[1]) / 1024
@@ -134,10 +148,14 @@ def bench_large_labels(n_rows: int, work: Path) -> None:
     written = write_large_labels(labels, n_rows)
     _, imports = _child_peak([])
     seconds, peak = _child_peak(["eda", "--labels", str(labels), "--out", str(work / "large_eda")])
-    print(f"large export: {written:,} label rows ({labels.stat().st_size / 1e6:.0f} MB), "
-          "detect eda --labels, fresh process")
-    print(f"  wall {seconds:.1f} s; peak resident memory {peak:.0f} MiB, of which {imports:.0f} MiB is the imports "
-          f"(torch among them) and {peak - imports:.0f} MiB the report")
+    print(
+        f"large export: {written:,} label rows ({labels.stat().st_size / 1e6:.0f} MB), "
+        "detect eda --labels, fresh process"
+    )
+    print(
+        f"  wall {seconds:.1f} s; peak resident memory {peak:.0f} MiB, of which {imports:.0f} MiB is the imports "
+        f"(torch among them) and {peak - imports:.0f} MiB the report"
+    )
 
 
 def bench_folder(n_images: int, size_px: int, work: Path) -> None:
@@ -156,10 +174,14 @@ def bench_folder(n_images: int, size_px: int, work: Path) -> None:
         decodes.clear()
         start = time.perf_counter()
         result = run_eda_folder(work / f"eda{i}", root, workers=1)
-        runs.append((time.perf_counter() - start, sum(decodes.values()), result.numbers["images_section"]["decoded_now"]))
+        runs.append(
+            (time.perf_counter() - start, sum(decodes.values()), result.numbers["images_section"]["decoded_now"])
+        )
     data_prep.cache.read_any_image = original
     (first, first_decodes, _), (second, second_decodes, _) = runs
-    print(f"folder: synthetic RSNA, {n_images} images at {size_px} px, 48 sampled per class, cache at 512 px, workers=1")
+    print(
+        f"folder: synthetic RSNA, {n_images} images at {size_px} px, 48 sampled per class, cache at 512 px, workers=1"
+    )
     print(f"  first run (prepare + decode the sample)   {first:6.2f} s, {first_decodes} images decoded")
     print(f"  second run (manifest and cache reused)    {second:6.2f} s, {second_decodes} images decoded")
     print(f"  ratio first / second                      {first / second:6.2f}x")
@@ -184,8 +206,10 @@ def main() -> None:
         if args.repeats and args.labels.is_file() and args.headers.is_file():
             bench_tables(args.labels, args.headers, args.repeats, work)
         else:
-            print(f"tables only: skipped, {args.labels} or {args.headers} not found "
-                  "(python tests/real_data/fetch_rsna_tables.py fetches the real ones)")
+            print(
+                f"tables only: skipped, {args.labels} or {args.headers} not found "
+                "(python tests/real_data/fetch_rsna_tables.py fetches the real ones)"
+            )
         print()
         bench_folder(args.images, args.size, work)
 

@@ -14,12 +14,13 @@ graph takes one image (detect.export.onnx), so its batch of 8 is 8 runs; so does
 traced TorchScript file.
 Numbers depend on the machine's load and thread count: the header prints both.
 """
+
 from __future__ import annotations
 
 import argparse
-import sys
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,8 +65,12 @@ def write_checkpoint(name: str, size_px: int, folder: Path) -> Path:
 def time_forward(predictor, size_px: int, batch_size: int, repeats: int) -> float:
     """Median milliseconds per image of Predictor.forward on a batch of random letterboxed images."""
     generator = torch.Generator().manual_seed(1)
-    inputs = [ModelInput(torch.rand(1, size_px, size_px, generator=generator).expand(3, -1, -1).contiguous(), 1.0, size_px, size_px)
-              for _ in range(batch_size)]
+    inputs = [
+        ModelInput(
+            torch.rand(1, size_px, size_px, generator=generator).expand(3, -1, -1).contiguous(), 1.0, size_px, size_px
+        )
+        for _ in range(batch_size)
+    ]
     predictor.forward(inputs)  # warm-up: first-call allocations, ORT's graph optimisation
     times = []
     for _ in range(repeats):
@@ -77,7 +82,9 @@ def time_forward(predictor, size_px: int, batch_size: int, repeats: int) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="*", default=None, help="default: every CPU model (the CPU detectors and the classifiers)")
+    parser.add_argument(
+        "--models", nargs="*", default=None, help="default: every CPU model (the CPU detectors and the classifiers)"
+    )
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (the median is shown)")
     parser.add_argument("--image-size", type=int, default=None, help="default: each model's default_image_size_px")
@@ -87,21 +94,36 @@ def main() -> None:
     if args.smoke:
         models, args.batch_sizes, args.repeats, args.image_size = ["mobilenet_v3_large_fpn"], [1, 2], 1, 64
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-          f"load average {load:.1f}; random weights, random images (synthetic)")
-    print(f"{'model':<24} {'size':>5} {'batch':>5} " + " ".join(f"{b + ' ms/img':>18}" for b, _ in BACKEND_FORMATS)
-          + " " + " ".join(f"{b + '/eager':>18}" for b, _ in BACKEND_FORMATS[1:]))
+    print(
+        f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+        f"load average {load:.1f}; random weights, random images (synthetic)"
+    )
+    print(
+        f"{'model':<24} {'size':>5} {'batch':>5} "
+        + " ".join(f"{b + ' ms/img':>18}" for b, _ in BACKEND_FORMATS)
+        + " "
+        + " ".join(f"{b + '/eager':>18}" for b, _ in BACKEND_FORMATS[1:])
+    )
     with tempfile.TemporaryDirectory() as folder:
         for name in models:
             size_px = args.image_size or registry.get_model_spec(name).default_image_size_px
             checkpoint = write_checkpoint(name, size_px, Path(folder))
-            files = {backend: checkpoint if fmt is None else export_checkpoint(checkpoint, fmt, Path(folder) / f"{name}.{fmt}").out_path
-                     for backend, fmt in BACKEND_FORMATS}
+            files = {
+                backend: checkpoint
+                if fmt is None
+                else export_checkpoint(checkpoint, fmt, Path(folder) / f"{name}.{fmt}").out_path
+                for backend, fmt in BACKEND_FORMATS
+            }
             predictors = {backend: load_predictor(path, device="cpu").predictor for backend, path in files.items()}
             for batch_size in args.batch_sizes:
                 ms = {backend: time_forward(p, size_px, batch_size, args.repeats) for backend, p in predictors.items()}
-                print(f"{name:<24} {size_px:>5} {batch_size:>5} " + " ".join(f"{ms[b]:>18.1f}" for b, _ in BACKEND_FORMATS)
-                      + " " + " ".join(f"{ms[b] / ms['eager']:>18.2f}" for b, _ in BACKEND_FORMATS[1:]), flush=True)
+                print(
+                    f"{name:<24} {size_px:>5} {batch_size:>5} "
+                    + " ".join(f"{ms[b]:>18.1f}" for b, _ in BACKEND_FORMATS)
+                    + " "
+                    + " ".join(f"{ms[b] / ms['eager']:>18.2f}" for b, _ in BACKEND_FORMATS[1:]),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ after each tenth of the images and the ratio of the last to the first sample: a 
 stays near 1.0 whatever N is (each result goes to the JSON Lines part as it is made; boxes.json
 is assembled from it at the end, entry by entry).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,18 @@ from detect.inference.jsonl import part_path
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 
-TINY = ("model.name=mobilenet_v3_large_fpn", "model.weights=none", "model.trainable_backbone_layers=6",
-        "model.head_hidden_dim=32", "data.image_size_px=64", "train.device=cpu",
-        # few proposals: the run measures the bookkeeping of 20,000 images, not the RoI head
-        "model.rpn_pre_nms_top_n_test=100", "model.rpn_post_nms_top_n_test=20", "model.box_detections_per_img=5")
+TINY = (
+    "model.name=mobilenet_v3_large_fpn",
+    "model.weights=none",
+    "model.trainable_backbone_layers=6",
+    "model.head_hidden_dim=32",
+    "data.image_size_px=64",
+    "train.device=cpu",
+    # few proposals: the run measures the bookkeeping of 20,000 images, not the RoI head
+    "model.rpn_pre_nms_top_n_test=100",
+    "model.rpn_post_nms_top_n_test=20",
+    "model.box_detections_per_img=5",
+)
 
 
 def rss_mib() -> float:
@@ -87,15 +96,24 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
-        result = run_inference([root / "archive"], out_path=out, checkpoint=checkpoint, device="cpu",
-                               batch_size=args.batch_size, workers=args.workers, log_every_images=10**9)
+        result = run_inference(
+            [root / "archive"],
+            out_path=out,
+            checkpoint=checkpoint,
+            device="cpu",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            log_every_images=10**9,
+        )
         seconds = time.perf_counter() - started
         stop.set()
         sampler.join()
         end_rss = rss_mib()
 
-    print(f"predicted {result.n_predicted} images in {seconds:.1f} s ({result.n_predicted / seconds:.1f} images/s), "
-          f"batch {args.batch_size}, {args.workers} reader threads, CPU")
+    print(
+        f"predicted {result.n_predicted} images in {seconds:.1f} s ({result.n_predicted / seconds:.1f} images/s), "
+        f"batch {args.batch_size}, {args.workers} reader threads, CPU"
+    )
     print(f"RSS before the run (model and torch loaded, no images): {baseline:.0f} MiB")
     print(f"{'images written':>15} {'RSS MiB':>9}")
     marks = [args.images * k // 10 for k in range(1, 11)]

@@ -29,6 +29,7 @@ turns within each repetition; the table reports the median pass. Methods:
 The script also checks that the fast path equals pydicom's decode within 1 grey level, and
 exits with status 1 if it does not.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -160,8 +161,12 @@ def _run(paths: list[Path], source: str, repeats: int) -> int:
     methods.append(("read_dicom_header", read_dicom_header))
     methods.append(("dcmread(stop_before_pixels)", lambda p: pydicom.dcmread(p, stop_before_pixels=True)))
     frames = {p: get_frame(pydicom.dcmread(p).PixelData, 0, number_of_frames=1) for p in paths}
-    methods.append(("frame: cv2.imdecode (lenient)",
-                    lambda p: cv2.imdecode(np.frombuffer(frames[p], np.uint8), cv2.IMREAD_UNCHANGED)))
+    methods.append(
+        (
+            "frame: cv2.imdecode (lenient)",
+            lambda p: cv2.imdecode(np.frombuffer(frames[p], np.uint8), cv2.IMREAD_UNCHANGED),
+        )
+    )
     methods.append(("frame: decode_jpeg (strict)", lambda p: decode_jpeg(frames[p])))
     seconds = _time_methods(paths, methods, repeats)
     baseline_wall, baseline_cpu = seconds[baseline_name]
@@ -180,11 +185,21 @@ def _run(paths: list[Path], source: str, repeats: int) -> int:
             f"{baseline_wall / wall_s:>9.1f}x | {cpu_s / len(paths) * 1e3:>12.2f} | {baseline_cpu / cpu_s:>15.1f}x |"
         )
     for what, numerator, denominator in (
-        ("strict JPEG decoding vs OpenCV's lenient one", "frame: decode_jpeg (strict)", "frame: cv2.imdecode (lenient)"),
-        ("header scan (pixel data proven) vs pydicom's header parse", "read_dicom_header", "dcmread(stop_before_pixels)"),
+        (
+            "strict JPEG decoding vs OpenCV's lenient one",
+            "frame: decode_jpeg (strict)",
+            "frame: cv2.imdecode (lenient)",
+        ),
+        (
+            "header scan (pixel data proven) vs pydicom's header parse",
+            "read_dicom_header",
+            "dcmread(stop_before_pixels)",
+        ),
     ):
-        print(f"{what}: {seconds[numerator][0] / seconds[denominator][0]:.2f}x the wall time, "
-              f"{seconds[numerator][1] / seconds[denominator][1]:.2f}x the CPU time")
+        print(
+            f"{what}: {seconds[numerator][0] / seconds[denominator][0]:.2f}x the wall time, "
+            f"{seconds[numerator][1] / seconds[denominator][1]:.2f}x the CPU time"
+        )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{os.cpu_count()} CPU cores, 1-minute load average {load:.1f} at the end of the run")
     return 0 if worst <= 1 else 1

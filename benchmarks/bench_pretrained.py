@@ -19,6 +19,7 @@ no frozen first epoch: there is nothing to protect).
 Prints one table: arm, weights, test ROC-AUC, mAP@0.5, accuracy, training wall time and the
 process's CPU time over it (on a shared machine the CPU seconds compare, the wall clock may not).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,10 @@ ARMS = {
     "detector": (REPO / "configs" / "rsna_pretrained_cpu.yaml", "rsna"),
     "classifier": (REPO / "configs" / "kermany2_pretrained_cpu.yaml", "kermany"),
 }
-SCRATCH_OVERRIDES = {"detector": ["model.weights=none"],
-                     "classifier": ["model.weights=none", "train.freeze_backbone_epochs=0"]}
+SCRATCH_OVERRIDES = {
+    "detector": ["model.weights=none"],
+    "classifier": ["model.weights=none", "train.freeze_backbone_epochs=0"],
+}
 
 
 def cpu_seconds() -> float:
@@ -72,17 +75,35 @@ def run_arm(arm: str, weights: str, data: Path, out: Path, extra: list[str]) -> 
     overrides = (SCRATCH_OVERRIDES[arm] if weights == "none" else []) + list(extra)
     run_dir = out / "runs" / f"{arm}-{weights}"
     started, cpu_started = time.perf_counter(), cpu_seconds()
-    result = run_training(recipe, [data], out_dir=run_dir, overrides=overrides,
-                          log=lambda line: print(f"  [{arm} {weights}] {line}", flush=True))
+    result = run_training(
+        recipe,
+        [data],
+        out_dir=run_dir,
+        overrides=overrides,
+        log=lambda line: print(f"  [{arm} {weights}] {line}", flush=True),
+    )
     train_s, train_cpu_s = time.perf_counter() - started, cpu_seconds() - cpu_started
-    outcome = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt", [data], out / "eval" / f"{arm}-{weights}",
-                                  split="test", device="cpu", workers=1)
+    outcome = evaluate_checkpoint(
+        run_dir / "checkpoints" / "best.pt",
+        [data],
+        out / "eval" / f"{arm}-{weights}",
+        split="test",
+        device="cpu",
+        workers=1,
+    )
     metrics = json.loads((out / "eval" / f"{arm}-{weights}" / "metrics.json").read_text())
     del outcome
     flat = _flatten(metrics)
-    row = {"arm": arm, "weights": weights, "epochs": result.epochs_completed, "train_s": round(train_s, 1),
-           "train_cpu_s": round(train_cpu_s, 1),
-           "roc_auc": _pick(flat, "roc_auc"), "map50": _pick(flat, "map50"), "accuracy": _pick(flat, "accuracy")}
+    row = {
+        "arm": arm,
+        "weights": weights,
+        "epochs": result.epochs_completed,
+        "train_s": round(train_s, 1),
+        "train_cpu_s": round(train_cpu_s, 1),
+        "roc_auc": _pick(flat, "roc_auc"),
+        "map50": _pick(flat, "map50"),
+        "accuracy": _pick(flat, "accuracy"),
+    }
     print(f"  [{arm} {weights}] {json.dumps(row)}", flush=True)
     return row
 
@@ -105,11 +126,25 @@ def _pick(flat: dict[str, object], key: str) -> float | None:
 
 
 def environment() -> str:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() else platform.processor()
-    return (f"{time.strftime('%Y-%m-%d')}, commit {commit or 'unknown'}, {cpu}, {torch.get_num_threads()} torch threads, "
-            f"torch {torch.__version__}, Python {platform.python_version()}")
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").is_file()
+        else platform.processor()
+    )
+    return (
+        f"{time.strftime('%Y-%m-%d')}, commit {commit or 'unknown'}, {cpu}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
+    )
 
 
 def fmt(value: float | None) -> str:
@@ -124,8 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rsna-images", type=int, default=300)
     parser.add_argument("--kermany-images", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                        help="a config override for every arm (e.g. train.max_steps_per_epoch=2 for a smoke run)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="a config override for every arm (e.g. train.max_steps_per_epoch=2 for a smoke run)",
+    )
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
@@ -133,14 +174,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--arms: unknown {unknown}; choose from {', '.join(ARMS)}")
     data = make_data(args.films, args.out / "data", args.rsna_images, args.kermany_images, args.seed)
     started = time.perf_counter()
-    rows = [run_arm(arm, weights, data[ARMS[arm][1]], args.out, args.overrides)
-            for arm in arms for weights in ("imagenet", "none")]
+    rows = [
+        run_arm(arm, weights, data[ARMS[arm][1]], args.out, args.overrides)
+        for arm in arms
+        for weights in ("imagenet", "none")
+    ]
     print(f"\nbench_pretrained: {environment()}; {time.perf_counter() - started:.0f} s in all")
     print("| arm | weights | epochs | test ROC-AUC | test mAP@0.5 | test accuracy | train wall (s) | train CPU (s) |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['arm']} | {r['weights']} | {r['epochs']} | {fmt(r['roc_auc'])} | {fmt(r['map50'])} | "
-              f"{fmt(r['accuracy'])} | {r['train_s']:.0f} | {r['train_cpu_s']:.0f} |")
+        print(
+            f"| {r['arm']} | {r['weights']} | {r['epochs']} | {fmt(r['roc_auc'])} | {fmt(r['map50'])} | "
+            f"{fmt(r['accuracy'])} | {r['train_s']:.0f} | {r['train_cpu_s']:.0f} |"
+        )
     (args.out / "bench_pretrained.json").write_text(json.dumps({"environment": environment(), "rows": rows}, indent=1))
 
 

@@ -11,12 +11,13 @@ tests/detect/test_roi_align.py):
            (configs/demo.yaml, random init, random images with one box each), the two models
            sharing their initial weights.
 """
+
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 import sys
 import time
+from pathlib import Path
 
 import torch
 from torchvision.ops import roi_align
@@ -51,15 +52,21 @@ def bench_op(args: argparse.Namespace, device: torch.device) -> list[tuple[str, 
     generator = torch.Generator().manual_seed(0)
     for stride in (8, 16, 32):
         size = args.image_size // stride
-        features = torch.randn(args.batch_size, args.channels, size, size, generator=generator).to(device).requires_grad_()
+        features = (
+            torch.randn(args.batch_size, args.channels, size, size, generator=generator).to(device).requires_grad_()
+        )
         n = args.batch_size * args.rois_per_image // 3  # the RoIs spread over three levels
         corner = torch.rand(n, 2, generator=generator) * args.image_size * 0.7
         extent = torch.rand(n, 2, generator=generator) * args.image_size * 0.3 + 4
         index = torch.arange(n) % args.batch_size
         rois = torch.cat([index[:, None].float(), corner, corner + extent], dim=1).to(device)
         scale = 1.0 / stride
-        reference = time_op(lambda f: roi_align(f, rois, (7, 7), scale, args.sampling_ratio), features, args.repeats, device)
-        fast = time_op(lambda f: grid_roi_align(f, rois, (7, 7), scale, args.sampling_ratio), features, args.repeats, device)
+        reference = time_op(
+            lambda f: roi_align(f, rois, (7, 7), scale, args.sampling_ratio), features, args.repeats, device
+        )
+        fast = time_op(
+            lambda f: grid_roi_align(f, rois, (7, 7), scale, args.sampling_ratio), features, args.repeats, device
+        )
         rows.append((f"stride {stride}: {n} RoIs on {args.batch_size}x{args.channels}x{size}x{size}", reference, fast))
     return rows
 
@@ -76,12 +83,21 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> tuple[float, f
     assert type(reference.roi_heads.box_roi_pool) is not type(fast.roi_heads.box_roi_pool)
     fast.load_state_dict(reference.state_dict())
     generator = torch.Generator().manual_seed(1)
-    images = [torch.rand(1, size, size, generator=generator).expand(3, -1, -1).to(device) for _ in range(args.batch_size)]
+    images = [
+        torch.rand(1, size, size, generator=generator).expand(3, -1, -1).to(device) for _ in range(args.batch_size)
+    ]
     box = torch.tensor([[0.2, 0.25, 0.45, 0.65]]) * size
-    targets = [{"boxes": box.to(device), "labels": torch.ones(1, dtype=torch.int64, device=device),
-                "has_box_labels": torch.tensor(True), "rsna_class": torch.tensor(2, device=device),
-                "pneumonia": torch.tensor(1, device=device), "subtype": torch.tensor(-1, device=device)}
-               for _ in range(args.batch_size)]
+    targets = [
+        {
+            "boxes": box.to(device),
+            "labels": torch.ones(1, dtype=torch.int64, device=device),
+            "has_box_labels": torch.tensor(True),
+            "rsna_class": torch.tensor(2, device=device),
+            "pneumonia": torch.tensor(1, device=device),
+            "subtype": torch.tensor(-1, device=device),
+        }
+        for _ in range(args.batch_size)
+    ]
     results = []
     for model in (reference, fast):
         model.to(device).train()

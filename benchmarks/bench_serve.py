@@ -17,6 +17,7 @@ should not fall.
 The model is the demo recipe's architecture (configs/demo.yaml) with random weights written as a
 checkpoint: serving cost does not depend on what the weights learned.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,15 +37,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="recipe whose model is served")
+    parser.add_argument(
+        "--config", default=str(REPO_ROOT / "configs" / "demo.yaml"), help="recipe whose model is served"
+    )
     parser.add_argument("--images", type=int, default=8, help="distinct synthetic DICOMs (cycled)")
     parser.add_argument("--image-px", type=int, default=1024, help="synthetic image size (RSNA: 1024)")
     parser.add_argument("--requests", type=int, default=48, help="requests per arm and K")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4], help="concurrent clients K")
     parser.add_argument("--workers", type=int, default=1, help="the server's inference workers")
     parser.add_argument("--warmup", type=int, default=4, help="untimed requests first")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch CPU threads in both arms (1: steady numbers on a shared machine)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads in both arms (1: steady numbers on a shared machine)"
+    )
     return parser.parse_args(argv)
 
 
@@ -65,8 +69,16 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> tuple[Path, list[Pat
     for i in range(args.images):
         pixels, _boxes = render_chest_radiograph(rng, args.image_px, args.image_px, opacities=i % 3)
         path = folder / f"synthetic_{i}.dcm"
-        write_jpeg_baseline_dicom(path, pixels, patient_id=f"bench-{i}", sex="F", age="50", view_position="PA",
-                                  pixel_spacing_mm=0.143, sop_instance_uid=f"1.2.276.0.7230010.3.1.4.8323329.{i + 1}.1")
+        write_jpeg_baseline_dicom(
+            path,
+            pixels,
+            patient_id=f"bench-{i}",
+            sex="F",
+            age="50",
+            view_position="PA",
+            pixel_spacing_mm=0.143,
+            sop_instance_uid=f"1.2.276.0.7230010.3.1.4.8323329.{i + 1}.1",
+        )
         paths.append(path)
     return checkpoint, paths
 
@@ -91,7 +103,9 @@ def bench_in_process(checkpoint: Path, paths: list[Path], args: argparse.Namespa
         image = load_image(path)
         raw = loaded.predictor.predict_raw([image.pixels])[0]
         point = pick_operating_point(loaded.operating_points, choice, is_dicom=image.header is not None)
-        return prediction_to_json(finalize_prediction(raw, source=path.name, header=image.header, settings=settings, point=point))
+        return prediction_to_json(
+            finalize_prediction(raw, source=path.name, header=image.header, settings=settings, point=point)
+        )
 
     for i in range(args.warmup):
         one(paths[i % len(paths)])
@@ -115,11 +129,29 @@ def start_server(checkpoint: Path, args: argparse.Namespace, log_path: Path) -> 
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, str(REPO_ROOT / "cli.py"), "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-               "--device", "cpu", "--workers", str(args.workers), "--queue-size", str(max(args.clients) * 2)]
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "cli.py"),
+        "serve",
+        "--checkpoint",
+        str(checkpoint),
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--workers",
+        str(args.workers),
+        "--queue-size",
+        str(max(args.clients) * 2),
+    ]
     log = open(log_path, "w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": str(args.threads)})
+    process = subprocess.Popen(
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": str(args.threads)},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -191,14 +223,20 @@ def main(argv: list[str] | None = None) -> None:
         rows = [("in-process (baseline)", "-", base_p50, base_p95, base_p99, base_rps, 1.0, 1.0)]
         for clients, latencies, rps in served:
             p50, p95, p99 = percentiles(latencies)
-            rows.append((f"detect serve, K={clients}", str(clients), p50, p95, p99, rps, p50 / base_p50, base_rps / rps))
-    print(f"{args.requests} requests per row, {args.images} synthetic {args.image_px} px JPEG-Baseline DICOMs, "
-          f"model of {Path(args.config).name} (random weights), CPU, {os.cpu_count()} cores, {args.threads} torch thread(s), "
-          f"server workers {args.workers}; in-process: {2 * args.requests} calls, before and after the server")
+            rows.append(
+                (f"detect serve, K={clients}", str(clients), p50, p95, p99, rps, p50 / base_p50, base_rps / rps)
+            )
+    print(
+        f"{args.requests} requests per row, {args.images} synthetic {args.image_px} px JPEG-Baseline DICOMs, "
+        f"model of {Path(args.config).name} (random weights), CPU, {os.cpu_count()} cores, {args.threads} torch thread(s), "
+        f"server workers {args.workers}; in-process: {2 * args.requests} calls, before and after the server"
+    )
     print("| arm | K | p50 ms | p95 ms | p99 ms | req/s | p50 / in-process | in-process req/s / req/s |")
     print("|---|---|---|---|---|---|---|---|")
     for name, k, p50, p95, p99, rps, latency_ratio, throughput_ratio in rows:
-        print(f"| {name} | {k} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {rps:.2f} | {latency_ratio:.2f} | {throughput_ratio:.2f} |")
+        print(
+            f"| {name} | {k} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {rps:.2f} | {latency_ratio:.2f} | {throughput_ratio:.2f} |"
+        )
 
 
 if __name__ == "__main__":

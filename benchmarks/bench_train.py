@@ -19,14 +19,15 @@ steps of each arm are not timed (cuDNN autotuning, worker start-up, allocator wa
 `--epoch`: each arm trains one whole epoch over the images (its first `--warmup` steps untimed)
 instead of `--steps` steps: the GPU check of benchmarks/gpu_checks.py.
 """
+
 from __future__ import annotations
 
 import argparse
-import sys
 import copy
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -64,8 +65,11 @@ class ChannelsLastProbe:
 
     @property
     def applied(self) -> bool:
-        return (self.weights_channels_last == 1.0 and bool(self.first_conv_input_channels_last)
-                and bool(self.first_conv_output_channels_last))
+        return (
+            self.weights_channels_last == 1.0
+            and bool(self.first_conv_input_channels_last)
+            and bool(self.first_conv_output_channels_last)
+        )
 
 
 def apply_channels_last(model: torch.nn.Module) -> ChannelsLastProbe:
@@ -74,10 +78,13 @@ def apply_channels_last(model: torch.nn.Module) -> ChannelsLastProbe:
     before the model would be lost); a hook on the first convolution records what it got."""
     model.to(memory_format=torch.channels_last)
     weights = [p for p in model.parameters() if p.dim() == 4]
-    probe = ChannelsLastProbe(sum(p.is_contiguous(memory_format=torch.channels_last) for p in weights) / max(len(weights), 1))
+    probe = ChannelsLastProbe(
+        sum(p.is_contiguous(memory_format=torch.channels_last) for p in weights) / max(len(weights), 1)
+    )
     backbone = getattr(model, "backbone", model)
     backbone.register_forward_pre_hook(
-        lambda _module, inputs: (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:]))
+        lambda _module, inputs: (inputs[0].contiguous(memory_format=torch.channels_last), *inputs[1:])
+    )
     first_conv = next(m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d))
 
     def record(_module, inputs, output):
@@ -88,8 +95,16 @@ def apply_channels_last(model: torch.nn.Module) -> ChannelsLastProbe:
     return probe
 
 
-def time_arm(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool, steps: int, warmup: int,
-             epoch: bool = False) -> float:
+def time_arm(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    amp: bool,
+    steps: int,
+    warmup: int,
+    epoch: bool = False,
+) -> float:
     """Images per second over `steps` timed steps after `warmup` untimed ones; `epoch`: over one
     pass of `loader`, its first `warmup` steps untimed."""
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9)
@@ -137,13 +152,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epoch", action="store_true", help="one whole epoch per arm instead of --steps")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                        help="channels_last in the detect arm (auto: on CUDA)")
+    parser.add_argument(
+        "--channels-last",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="channels_last in the detect arm (auto: on CUDA)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dir", default=None, help="reuse/keep the synthetic data here")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a tiny model on 8 small DICOMs, one epoch, no workers: checks the script in seconds")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a tiny model on 8 small DICOMs, one epoch, no workers: checks the script in seconds",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.model, args.image_size, args.images, args.size_px = "mobilenet_v3_large_fpn", 64, 8, 128
@@ -154,7 +176,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace) -> dict:
     """Both arms, the table printed; the numbers returned (and written to --json)."""
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device))
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
     overrides = []
     if args.model:
         overrides.append(f"model.name={args.model}")
@@ -163,20 +189,39 @@ def run(args: argparse.Namespace) -> dict:
     if args.batch_size:
         overrides.append(f"train.batch_size={args.batch_size}")
     if args.smoke:
-        overrides += ["model.head_hidden_dim=32", "model.rpn_pre_nms_top_n_train=100", "model.rpn_post_nms_top_n_train=20",
-                      "model.box_batch_size_per_image=16"]
+        overrides += [
+            "model.head_hidden_dim=32",
+            "model.rpn_pre_nms_top_n_train=100",
+            "model.rpn_post_nms_top_n_train=20",
+            "model.box_batch_size_per_image=16",
+        ]
     cfg = load_config(args.config, overrides)
-    cfg_model = cfg.model if cfg.model.weights == "none" else type(cfg.model)(**{**cfg.model.__dict__, "weights": "none"})
+    cfg_model = (
+        cfg.model if cfg.model.weights == "none" else type(cfg.model)(**{**cfg.model.__dict__, "weights": "none"})
+    )
     size = cfg.data.image_size_px
 
     root = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench_train_"))
     data_dir = root / f"rsna_{args.images}_{args.size_px}"
     started = time.perf_counter()
     if not (data_dir / "stage_2_train_labels.csv").exists():
-        synth_rsna(data_dir, n_images=args.images, size_px=args.size_px, seed=0, class_fractions=(0.3, 0.3, 0.4),
-                   workers=max(1, min(8, os.cpu_count() or 1)))
-    prepare_dataset(data_dir, cache=True, image_size_px=size, val_fraction=0.0, test_fraction=0.0, seed=0,
-                    workers=max(1, min(8, os.cpu_count() or 1)))
+        synth_rsna(
+            data_dir,
+            n_images=args.images,
+            size_px=args.size_px,
+            seed=0,
+            class_fractions=(0.3, 0.3, 0.4),
+            workers=max(1, min(8, os.cpu_count() or 1)),
+        )
+    prepare_dataset(
+        data_dir,
+        cache=True,
+        image_size_px=size,
+        val_fraction=0.0,
+        test_fraction=0.0,
+        seed=0,
+        workers=max(1, min(8, os.cpu_count() or 1)),
+    )
     setup_s = time.perf_counter() - started
     prepared = read_manifest(data_dir)
     records = prepared.records
@@ -190,31 +235,61 @@ def run(args: argparse.Namespace) -> dict:
     detect_ds = ManifestDataset(records, prepared.data_root, size, cache=prepared)
     plain_ds = ManifestDataset(records, prepared.data_root, size, cache=None, loader=pydicom_loader)
     common = dict(batch_size=cfg.train.batch_size, shuffle=True, collate_fn=collate_detection, drop_last=True)
-    detect_loader = DataLoader(detect_ds, num_workers=args.workers, pin_memory=device.type == "cuda",
-                               persistent_workers=args.workers > 0, **common)
+    detect_loader = DataLoader(
+        detect_ds,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=args.workers > 0,
+        **common,
+    )
     plain_loader = DataLoader(plain_ds, num_workers=args.workers, **common)
 
     amp = device.type == "cuda" and cfg.train.amp
-    plain_ips = time_arm(model_plain, plain_loader, device, amp=False, steps=args.steps, warmup=args.warmup, epoch=args.epoch)
-    detect_ips = time_arm(model_detect, detect_loader, device, amp=amp, steps=args.steps, warmup=args.warmup, epoch=args.epoch)
+    plain_ips = time_arm(
+        model_plain, plain_loader, device, amp=False, steps=args.steps, warmup=args.warmup, epoch=args.epoch
+    )
+    detect_ips = time_arm(
+        model_detect, detect_loader, device, amp=amp, steps=args.steps, warmup=args.warmup, epoch=args.epoch
+    )
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
-    timed = f"one epoch ({len(detect_loader)} steps, first {min(args.warmup, len(detect_loader) - 1)} untimed)" if args.epoch \
+    timed = (
+        f"one epoch ({len(detect_loader)} steps, first {min(args.warmup, len(detect_loader) - 1)} untimed)"
+        if args.epoch
         else f"{args.steps} timed steps"
-    print(f"\ntraining throughput: {cfg_model.name} at {size} px, batch {cfg.train.batch_size}, {timed}, "
-          f"{args.workers} workers, {len(records)} synthetic {args.size_px} px DICOMs, device {name}")
-    detect_arm = "detect (cache" + (" + AMP" if amp else "") + (" + channels_last" if channels_last else "") + ", workers)"
+    )
+    print(
+        f"\ntraining throughput: {cfg_model.name} at {size} px, batch {cfg.train.batch_size}, {timed}, "
+        f"{args.workers} workers, {len(records)} synthetic {args.size_px} px DICOMs, device {name}"
+    )
+    detect_arm = (
+        "detect (cache" + (" + AMP" if amp else "") + (" + channels_last" if channels_last else "") + ", workers)"
+    )
     print(f"{'arm':<44} {'images/s':>9} {'ratio':>7}")
     print(f"{'plain (fp32, pydicom decode every access)':<44} {plain_ips:9.2f} {1.0:7.2f}")
     print(f"{detect_arm:<44} {detect_ips:9.2f} {detect_ips / plain_ips:7.2f}")
     if probe is not None:
-        print(f"channels_last: {100 * probe.weights_channels_last:.0f}% of 4-D weights, first conv input "
-              f"{probe.first_conv_input_channels_last}, output {probe.first_conv_output_channels_last}")
-    results = {"device": name, "model": cfg_model.name, "image_size_px": size, "batch_size": cfg.train.batch_size,
-               "images": len(records), "synthetic_size_px": args.size_px, "epoch": bool(args.epoch),
-               "steps_per_epoch": len(detect_loader), "workers": args.workers, "amp": amp,
-               "plain_images_per_s": plain_ips, "detect_images_per_s": detect_ips, "ratio": detect_ips / plain_ips,
-               "setup_s": setup_s, "channels_last": asdict(probe) | {"applied": probe.applied} if probe else None}
+        print(
+            f"channels_last: {100 * probe.weights_channels_last:.0f}% of 4-D weights, first conv input "
+            f"{probe.first_conv_input_channels_last}, output {probe.first_conv_output_channels_last}"
+        )
+    results = {
+        "device": name,
+        "model": cfg_model.name,
+        "image_size_px": size,
+        "batch_size": cfg.train.batch_size,
+        "images": len(records),
+        "synthetic_size_px": args.size_px,
+        "epoch": bool(args.epoch),
+        "steps_per_epoch": len(detect_loader),
+        "workers": args.workers,
+        "amp": amp,
+        "plain_images_per_s": plain_ips,
+        "detect_images_per_s": detect_ips,
+        "ratio": detect_ips / plain_ips,
+        "setup_s": setup_s,
+        "channels_last": asdict(probe) | {"applied": probe.applied} if probe else None,
+    }
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     if not args.dir:

@@ -24,6 +24,7 @@ runs at --smoke size. A check that fails is a FAILED row (traceback printed) and
 still run; the exit status is then 1. Prints one table at the end; with $OUT set (or --json)
 writes the numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,8 @@ import numpy as np
 import pydicom
 import torch
 from pydicom.encaps import get_frame
-from torchvision.io import ImageReadMode, decode_jpeg as tv_decode_jpeg
+from torchvision.io import ImageReadMode
+from torchvision.io import decode_jpeg as tv_decode_jpeg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_train  # noqa: E402  (a sibling benchmark script, not a package)
@@ -55,8 +57,14 @@ from detect.models.build import build_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIPPED = "no CUDA device: skipped"
-SMOKE_MODEL = ("model.name=mobilenet_v3_large_fpn", "data.image_size_px=64", "model.head_hidden_dim=32",
-               "model.rpn_pre_nms_top_n_test=50", "model.rpn_post_nms_top_n_test=10", "model.box_detections_per_img=5")
+SMOKE_MODEL = (
+    "model.name=mobilenet_v3_large_fpn",
+    "data.image_size_px=64",
+    "model.head_hidden_dim=32",
+    "model.rpn_pre_nms_top_n_test=50",
+    "model.rpn_post_nms_top_n_test=10",
+    "model.box_detections_per_img=5",
+)
 
 
 @dataclass
@@ -73,7 +81,9 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     details: dict = field(default_factory=dict)
 
-    def add(self, check: str, arm: str, images_per_s: float | None, baseline: float | None = None, note: str = "") -> None:
+    def add(
+        self, check: str, arm: str, images_per_s: float | None, baseline: float | None = None, note: str = ""
+    ) -> None:
         ratio = images_per_s / baseline if images_per_s is not None and baseline else None
         self.rows.append(Row(check, arm, images_per_s, ratio, note))
         rate = f"{images_per_s:.1f} images/s" if images_per_s is not None else note
@@ -98,11 +108,25 @@ def check_train(report: Report, data_root: Path, args: argparse.Namespace, cuda:
         argv = ["--smoke", "--dir", str(data_root)]
     results = bench_train.run(bench_train.parse_args(argv))
     report.details["train"] = results
-    report.add("train", "plain (fp32, pydicom decode every access)", results["plain_images_per_s"],
-               results["plain_images_per_s"], note=f"{results['model']} {results['image_size_px']} px, one epoch")
-    arm = "detect (cache" + (" + AMP" if results["amp"] else "") + (" + channels_last" if results["channels_last"] else "") + ", workers)"
+    report.add(
+        "train",
+        "plain (fp32, pydicom decode every access)",
+        results["plain_images_per_s"],
+        results["plain_images_per_s"],
+        note=f"{results['model']} {results['image_size_px']} px, one epoch",
+    )
+    arm = (
+        "detect (cache"
+        + (" + AMP" if results["amp"] else "")
+        + (" + channels_last" if results["channels_last"] else "")
+        + ", workers)"
+    )
     probe = results["channels_last"]
-    note = "" if probe is None else ("channels_last checked on the first conv" if probe["applied"] else "channels_last NOT applied")
+    note = (
+        ""
+        if probe is None
+        else ("channels_last checked on the first conv" if probe["applied"] else "channels_last NOT applied")
+    )
     report.add("train", arm, results["detect_images_per_s"], results["plain_images_per_s"], note=note)
     if not cuda:
         report.skip("train", "the same with AMP + channels_last on CUDA")
@@ -134,8 +158,12 @@ def check_infer(report: Report, files: list[Path], args: argparse.Namespace, dev
     fp32 = _time_forward(plain, inputs, batch, args.infer_batches, args.warmup)
     note = f"{cfg.model.name} {size} px, batch {batch}"
     report.add("infer", "eager fp32", fp32, fp32, note=note)
-    report.details["infer"] = {"model": cfg.model.name, "image_size_px": size, "batch_size": batch,
-                               "fp32_images_per_s": fp32}
+    report.details["infer"] = {
+        "model": cfg.model.name,
+        "image_size_px": size,
+        "batch_size": batch,
+        "fp32_images_per_s": fp32,
+    }
     if device.type != "cuda":
         report.skip("infer", "AMP (fp16 autocast)")
         report.skip("infer", "AMP + channels_last")
@@ -143,20 +171,34 @@ def check_infer(report: Report, files: list[Path], args: argparse.Namespace, dev
         last_model = copy.deepcopy(model)
         probe = bench_train.apply_channels_last(last_model)
         rate = _time_forward(Predictor(last_model, size, device), inputs, batch, max(1, args.infer_batches // 2), 1)
-        report.add("infer", "fp32 + channels_last (CPU, a check of the probe)", rate, fp32,
-                   note="channels_last checked on the first conv" if probe.applied else "channels_last NOT applied")
+        report.add(
+            "infer",
+            "fp32 + channels_last (CPU, a check of the probe)",
+            rate,
+            fp32,
+            note="channels_last checked on the first conv" if probe.applied else "channels_last NOT applied",
+        )
         report.details["infer"]["channels_last"] = {"applied": probe.applied, "cpu_images_per_s": rate}
         return
-    amp = _time_forward(Predictor(copy.deepcopy(model), size, device, amp=True), inputs, batch, args.infer_batches, args.warmup)
+    amp = _time_forward(
+        Predictor(copy.deepcopy(model), size, device, amp=True), inputs, batch, args.infer_batches, args.warmup
+    )
     report.add("infer", "AMP (fp16 autocast)", amp, fp32)
     last_model = copy.deepcopy(model)
     probe = bench_train.apply_channels_last(last_model)
     last = _time_forward(Predictor(last_model, size, device, amp=True), inputs, batch, args.infer_batches, args.warmup)
-    report.add("infer", "AMP + channels_last", last, fp32,
-               note="channels_last checked on the first conv" if probe.applied else "channels_last NOT applied")
-    report.details["infer"].update(amp_images_per_s=amp, amp_channels_last_images_per_s=last,
-                                   channels_last={"applied": probe.applied,
-                                                  "weights_channels_last": probe.weights_channels_last})
+    report.add(
+        "infer",
+        "AMP + channels_last",
+        last,
+        fp32,
+        note="channels_last checked on the first conv" if probe.applied else "channels_last NOT applied",
+    )
+    report.details["infer"].update(
+        amp_images_per_s=amp,
+        amp_channels_last_images_per_s=last,
+        channels_last={"applied": probe.applied, "weights_channels_last": probe.weights_channels_last},
+    )
 
 
 def encapsulated_frames(files: list[Path]) -> list[bytes]:
@@ -182,8 +224,13 @@ def check_decode(report: Report, files: list[Path], args: argparse.Namespace, cu
     reference = [decode_jpeg(f) for f in frames]
     cpu = _best_rate(lambda: [decode_jpeg(f) for f in frames], len(frames), args.rounds)
     height, width = reference[0].shape
-    report.add("decode", "CPU libjpeg-turbo (detect's, strict, 1 thread)", cpu, cpu,
-               note=f"{len(frames)} frames {width}x{height}")
+    report.add(
+        "decode",
+        "CPU libjpeg-turbo (detect's, strict, 1 thread)",
+        cpu,
+        cpu,
+        note=f"{len(frames)} frames {width}x{height}",
+    )
     tensors = [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in frames]
     tv_cpu = _best_rate(lambda: tv_decode_jpeg(tensors, mode=ImageReadMode.GRAY), len(frames), args.rounds)
     report.add("decode", "CPU torchvision.io.decode_jpeg (1 thread)", tv_cpu, cpu)
@@ -198,10 +245,16 @@ def check_decode(report: Report, files: list[Path], args: argparse.Namespace, cu
 
     decoded = on_gpu()  # warm-up: nvJPEG handles, CUDA context
     gpu = _best_rate(on_gpu, len(frames), args.rounds, cuda=True)
-    max_diff = max(int(np.abs(d[0].cpu().numpy().astype(np.int16) - r.astype(np.int16)).max())
-                   for d, r in zip(decoded, reference))
-    report.add("decode", f"nvJPEG, batches of {args.decode_batch} (decoded on the GPU)", gpu, cpu,
-               note=f"max |GPU - CPU| = {max_diff} grey levels")
+    max_diff = max(
+        int(np.abs(d[0].cpu().numpy().astype(np.int16) - r.astype(np.int16)).max()) for d, r in zip(decoded, reference)
+    )
+    report.add(
+        "decode",
+        f"nvJPEG, batches of {args.decode_batch} (decoded on the GPU)",
+        gpu,
+        cpu,
+        note=f"max |GPU - CPU| = {max_diff} grey levels",
+    )
     report.details["decode"].update(nvjpeg_images_per_s=gpu, nvjpeg_batch=args.decode_batch, max_abs_diff_grey=max_diff)
 
 
@@ -215,10 +268,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="decode: best of this many passes over the frames")
     parser.add_argument("--warmup", type=int, default=3, help="untimed forward passes per inference arm")
     parser.add_argument("--dir", default=None, help="keep the synthetic data here (default: a temporary folder)")
-    parser.add_argument("--json", default=None, help="write the results here (default: $OUT/gpu_checks.json when OUT is set)")
-    parser.add_argument("--budget-s", type=float, default=360.0,
-                        help="a check that would start later than this many seconds into the run is not started "
-                             "(the whole run must fit a GPU lease of 8 minutes)")
+    parser.add_argument(
+        "--json", default=None, help="write the results here (default: $OUT/gpu_checks.json when OUT is set)"
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=360.0,
+        help="a check that would start later than this many seconds into the run is not started "
+        "(the whole run must fit a GPU lease of 8 minutes)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script in well under a minute")
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -240,12 +299,20 @@ def main() -> None:
         size_px = 128 if args.smoke else 1024  # bench_train --smoke's DICOMs
         data = root / f"rsna_{args.images}_{size_px}"
         if not (data / "stage_2_train_labels.csv").exists():
-            synth_rsna(data, n_images=args.images, size_px=size_px, seed=0, class_fractions=(0.3, 0.3, 0.4),
-                       workers=max(1, min(8, os.cpu_count() or 1)))
+            synth_rsna(
+                data,
+                n_images=args.images,
+                size_px=size_px,
+                seed=0,
+                class_fractions=(0.3, 0.3, 0.4),
+                workers=max(1, min(8, os.cpu_count() or 1)),
+            )
         files = sorted((data / "stage_2_train_images").glob("*.dcm"))
-        for title, check in (("train", lambda: check_train(report, root, args, cuda)),
-                             ("infer", lambda: check_infer(report, files, args, device)),
-                             ("decode", lambda: check_decode(report, files, args, cuda))):
+        for title, check in (
+            ("train", lambda: check_train(report, root, args, cuda)),
+            ("infer", lambda: check_infer(report, files, args, device)),
+            ("decode", lambda: check_decode(report, files, args, cuda)),
+        ):
             section = time.perf_counter()
             print(f"\n[{title}]", flush=True)
             if section - started > args.budget_s:
@@ -257,16 +324,26 @@ def main() -> None:
             except Exception as exc:  # one failed check must not cost the others' numbers on a rented GPU
                 traceback.print_exc()
                 failures.append(title)
-                report.rows.append(Row(title, "FAILED", None, None, " ".join(f"{type(exc).__name__}: {exc}".split())[:160]))
+                report.rows.append(
+                    Row(title, "FAILED", None, None, " ".join(f"{type(exc).__name__}: {exc}".split())[:160])
+                )
             report.details.setdefault("seconds", {})[title] = time.perf_counter() - section
     total_s = time.perf_counter() - started
-    report.print_table(f"gpu_checks: {name}; {args.images} synthetic {size_px} px RSNA DICOMs; {total_s:.0f} s in all"
-                       + (" (--smoke: sizes too small for the numbers to mean anything)" if args.smoke else ""))
+    report.print_table(
+        f"gpu_checks: {name}; {args.images} synthetic {size_px} px RSNA DICOMs; {total_s:.0f} s in all"
+        + (" (--smoke: sizes too small for the numbers to mean anything)" if args.smoke else "")
+    )
     out = args.json or (str(Path(os.environ["OUT"]) / "gpu_checks.json") if os.environ.get("OUT") else None)
     if out:
-        document = {"device": name, "smoke": args.smoke, "seconds": total_s, "command": " ".join(sys.argv),
-                    "failed": failures,
-                    "rows": [r.__dict__ for r in report.rows], "details": report.details}
+        document = {
+            "device": name,
+            "smoke": args.smoke,
+            "seconds": total_s,
+            "command": " ".join(sys.argv),
+            "failed": failures,
+            "rows": [r.__dict__ for r in report.rows],
+            "details": report.details,
+        }
         Path(out).write_text(json.dumps(document, indent=2))
         print(f"wrote {out}")
     if failures:

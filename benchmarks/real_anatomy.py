@@ -30,6 +30,7 @@ uses backgrounds that train/ and val/ never see (every fourth film); in the RSNA
 split is the project's patient-level one, so all backgrounds appear in every split under
 different views, as the same scanner and population do in a hospital's data.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,8 +64,9 @@ def load_backgrounds(films_dir: str | Path, size_px: int = 768) -> list[Backgrou
     for path in paths:
         pixels, _ = read_any_image(path)
         scale = size_px / min(pixels.shape)
-        pixels = cv2.resize(pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
-                            interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(
+            pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
         backgrounds.append(Background(path.stem, pixels))
     if len(backgrounds) < 2:
         raise SystemExit(f"{films_dir}: found {len(backgrounds)} films; at least 2 are needed")
@@ -80,7 +82,7 @@ def random_view(rng: np.random.Generator, film: np.ndarray, out_hw: tuple[int, i
     cw = min(w, int(round(w * np.sqrt(area * aspect))))
     y0 = int(rng.integers(0, h - ch + 1))
     x0 = int(rng.integers(0, w - cw + 1))
-    crop = film[y0:y0 + ch, x0:x0 + cw]
+    crop = film[y0 : y0 + ch, x0 : x0 + cw]
     angle = rng.uniform(-8, 8)
     matrix = cv2.getRotationMatrix2D((cw / 2, ch / 2), angle, 1.0)
     crop = cv2.warpAffine(crop, matrix, (cw, ch), borderMode=cv2.BORDER_REFLECT)
@@ -98,7 +100,7 @@ def lung_mask(view: np.ndarray) -> np.ndarray:
     h, w = view.shape
     smooth = cv2.GaussianBlur((view * 255).astype(np.uint8), (0, 0), max(h, w) / 60)
     band = np.zeros_like(smooth, dtype=bool)
-    band[int(0.12 * h):int(0.78 * h), int(0.1 * w):int(0.9 * w)] = True
+    band[int(0.12 * h) : int(0.78 * h), int(0.1 * w) : int(0.9 * w)] = True
     threshold, _ = cv2.threshold(smooth[band], 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     mask = ((smooth < threshold) & band).astype(np.float32)
     mask = cv2.erode(mask, np.ones((max(3, h // 40),) * 2, np.uint8))
@@ -114,7 +116,7 @@ def _smooth_noise(rng: np.random.Generator, hw: tuple[int, int], cell_px: float)
 def _lung_point(rng: np.random.Generator, mask: np.ndarray, side: int) -> tuple[float, float] | None:
     """A point well inside the lung on one side (0: image left, 1: image right), or None."""
     h, w = mask.shape
-    half = mask[:, : w // 2] if side == 0 else mask[:, w // 2:]
+    half = mask[:, : w // 2] if side == 0 else mask[:, w // 2 :]
     ys, xs = np.nonzero(half > 0.7)
     if ys.size == 0:
         return None
@@ -122,8 +124,9 @@ def _lung_point(rng: np.random.Generator, mask: np.ndarray, side: int) -> tuple[
     return float(xs[k] + (0 if side == 0 else w // 2)), float(ys[k])
 
 
-def opacity_alpha(rng: np.random.Generator, mask: np.ndarray, center: tuple[float, float],
-                  size_wh_px: tuple[float, float]) -> np.ndarray:
+def opacity_alpha(
+    rng: np.random.Generator, mask: np.ndarray, center: tuple[float, float], size_wh_px: tuple[float, float]
+) -> np.ndarray:
     """Alpha (0..1, peak 1) of one airspace opacity: soft blobs, textured, clipped to the lung."""
     h, w = mask.shape
     Y, X = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -152,8 +155,9 @@ def box_of(alpha: np.ndarray) -> tuple[float, float, float, float] | None:
     return float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)
 
 
-def rsna_film(rng: np.random.Generator, film: np.ndarray, size_px: int,
-              rsna_class: str) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
+def rsna_film(
+    rng: np.random.Generator, film: np.ndarray, size_px: int, rsna_class: str
+) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     """One RSNA-layout film of `rsna_class` on a view of `film`: uint8 [size_px, size_px], boxes xyxy."""
     view = random_view(rng, film, (size_px, size_px))
     mask = lung_mask(view)
@@ -185,7 +189,7 @@ def _not_opacity_finding(rng: np.random.Generator, view: np.ndarray, mask: np.nd
     Y, X = np.mgrid[0:h, 0:w].astype(np.float32)
     if rng.random() < 0.5:
         r = h * rng.uniform(0.012, 0.025)
-        alpha = np.exp(-0.5 * (((X - center[0]) ** 2 + (Y - center[1]) ** 2) / r ** 2))
+        alpha = np.exp(-0.5 * (((X - center[0]) ** 2 + (Y - center[1]) ** 2) / r**2))
         return add_density(view, alpha, rng.uniform(0.35, 0.55))
     rows = np.nonzero(mask.max(axis=1) > 0.5)[0]
     base = float(rows.max()) if rows.size else 0.7 * h
@@ -222,8 +226,9 @@ def write_rsna(out: Path, backgrounds: list[Background], n_images: int, seed: in
     rng = np.random.default_rng(seed)
     images = out / TRAIN_IMAGES_DIR
     images.mkdir(parents=True, exist_ok=True)
-    classes = rng.choice(["Normal", "No Lung Opacity / Not Normal", "Lung Opacity"], size=n_images,
-                         p=[0.31, 0.40, 0.29])
+    classes = rng.choice(
+        ["Normal", "No Lung Opacity / Not Normal", "Lung Opacity"], size=n_images, p=[0.31, 0.40, 0.29]
+    )
     label_lines, class_lines = ["patientId,x,y,width,height,Target"], ["patientId,class"]
     counts = {"images": 0, "boxes": 0, "Lung Opacity": 0}
     for i, rsna_class in enumerate(classes):
@@ -232,9 +237,16 @@ def write_rsna(out: Path, backgrounds: list[Background], n_images: int, seed: in
         if rsna_class == "Lung Opacity" and not boxes:
             rsna_class = "Normal"
         patient_id = f"{seed:08x}-{i % 65536:04x}-4000-8000-{i:012x}"  # RSNA's ids are UUIDs
-        write_jpeg_baseline_dicom(images / f"{patient_id}.dcm", pixels, patient_id=patient_id, sex="F", age="50",
-                                  view_position="PA", pixel_spacing_mm=0.143 * 1024 / size_px,
-                                  sop_instance_uid=f"1.2.276.0.7230010.3.1.4.8323329.{i + 1}.1517875{seed % 1000:03d}.{i + 1}")
+        write_jpeg_baseline_dicom(
+            images / f"{patient_id}.dcm",
+            pixels,
+            patient_id=patient_id,
+            sex="F",
+            age="50",
+            view_position="PA",
+            pixel_spacing_mm=0.143 * 1024 / size_px,
+            sop_instance_uid=f"1.2.276.0.7230010.3.1.4.8323329.{i + 1}.1517875{seed % 1000:03d}.{i + 1}",
+        )
         if boxes:
             for x0, y0, x1, y1 in boxes:
                 label_lines.append(f"{patient_id},{x0},{y0},{x1 - x0},{y1 - y0},1")

@@ -4,6 +4,7 @@ DICOM and JPEG reading, RSNA and Kermany label parsing, patient-level splits, th
 preprocessing cache and the synthetic datasets. `detect` builds on this package; this
 package never imports torch (tests/data_prep/test_layering.py checks it).
 """
+
 from data_prep.errors import (
     CheckpointError,
     ConfigError,

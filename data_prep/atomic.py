@@ -21,6 +21,7 @@ A process killed with SIGKILL cannot clean up after itself: its temporary file s
 `.<target name>.<8 random characters>.tmp`. `remove_stale_temps` recognises exactly that
 pattern; the run folder calls it on resume.
 """
+
 from __future__ import annotations
 
 import errno

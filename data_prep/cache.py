@@ -12,6 +12,7 @@ Building is idempotent: a PNG that already exists and is complete (right signatu
 size, IEND chunk at the end) is kept, and new files are written through data_prep.atomic
 (a unique temporary name, then a rename), so an interrupted build leaves no truncated PNG behind.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,9 +42,12 @@ _CHUNK_SIZE = 32  # images per task handed to a worker process
 # noisy grey levels anyway) encode 2.7x faster, give ~14% SMALLER files, and decode 1.8x
 # faster when training reads them back (benchmarks/bench_decode.py). Lossless either way.
 _PNG_PARAMS = [
-    cv2.IMWRITE_PNG_COMPRESSION, 1,
-    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
-    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_UP,
 ]
 # What the cache wrote before: kept for benchmarks/bench_decode.py's baseline.
 PNG_PARAMS_ZLIB1 = [cv2.IMWRITE_PNG_COMPRESSION, 1]
@@ -80,7 +84,11 @@ def is_complete_png(path: str | Path, size_px: int) -> bool:
 
 
 def cache_one(
-    source: str, destination: str, size_px: int, height: int | None, width: int | None,
+    source: str,
+    destination: str,
+    size_px: int,
+    height: int | None,
+    width: int | None,
     max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> str | None:
     """Decode `source`, letterbox it to size_px and write `destination`; return None or the failure reason.
@@ -106,7 +114,9 @@ def cache_one(
 
 
 def _cache_chunk(tasks: list[tuple[str, str, str, int, int | None, int | None, int]]) -> list[tuple[str, str | None]]:
-    return [(relative, cache_one(source, dest, size, h, w, limit)) for relative, source, dest, size, h, w, limit in tasks]
+    return [
+        (relative, cache_one(source, dest, size, h, w, limit)) for relative, source, dest, size, h, w, limit in tasks
+    ]
 
 
 def build_cache(
@@ -136,8 +146,15 @@ def build_cache(
             skipped += 1
             continue
         tasks.append(
-            (record.path, str(prepared.image_path(record)), str(destination), int(size_px), record.height, record.width,
-             max_pixels)
+            (
+                record.path,
+                str(prepared.image_path(record)),
+                str(destination),
+                int(size_px),
+                record.height,
+                record.width,
+                max_pixels,
+            )
         )
     chunks = [tasks[i : i + _CHUNK_SIZE] for i in range(0, len(tasks), _CHUNK_SIZE)]
 

@@ -23,6 +23,7 @@ Writing (`export_coco`): one image per record (file_name = record.path), one `op
 annotation per box, categories [opacity]; each image carries its patient_id, split and label
 (normal / abnormal / opacity; Kermany: normal or opacity, its subtypes have no place).
 """
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,11 @@ def _key(value: Any) -> Any:
 def _bbox(value: Any) -> tuple[tuple[float, float, float, float] | None, str | None]:
     if value is None or (isinstance(value, list) and not value):
         return None, None
-    if (not isinstance(value, list) or len(value) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)):
+    if (
+        not isinstance(value, list)
+        or len(value) != 4
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+    ):
         return None, f"bbox {json.dumps(value)[:60]} is not [x, y, width, height] in pixels"
     return (float(value[0]), float(value[1]), float(value[2]), float(value[3])), None
 
@@ -126,8 +130,17 @@ def read_coco_labels(path: str | Path) -> LabelTable:
         has_patients |= patient_id is not None
         has_splits |= split is not None
         label = image.get("label")
-        items.append(LabelItem(file_name=file_name, where=where, label=str(label) if label else None,
-                               patient_id=patient_id, split=split, declared_hw=_size(image), problem=problem))
+        items.append(
+            LabelItem(
+                file_name=file_name,
+                where=where,
+                label=str(label) if label else None,
+                patient_id=patient_id,
+                split=split,
+                declared_hw=_size(image),
+                problem=problem,
+            )
+        )
 
     seen: dict[tuple[Any, ...], str] = {}
     for index, annotation in enumerate(data.get("annotations", [])):
@@ -150,8 +163,9 @@ def read_coco_labels(path: str | Path) -> LabelTable:
         label = categories.get(category_key)
         if label is None and problem is None:
             problem = f"category_id {annotation.get('category_id')!r} is not in categories"
-        items.append(LabelItem(file_name=file_of[image_key], where=where, label=label or "?", box_xywh=box,
-                               problem=problem))
+        items.append(
+            LabelItem(file_name=file_of[image_key], where=where, label=label or "?", box_xywh=box, problem=problem)
+        )
     return LabelTable(path=path, items=items, skipped_rows=skipped, has_patient_ids=has_patients, has_splits=has_splits)
 
 
@@ -183,11 +197,22 @@ def coco_dict(records: Iterable[ImageRecord], *, description: str = "") -> dict[
         images.append(image)
         for box in xyxy_to_xywh(record.boxes_xyxy) if record.has_box_labels else []:
             bbox = [_number(v) for v in box]
-            annotations.append({"id": len(annotations) + 1, "image_id": image_number,
-                                "category_id": OPACITY_CATEGORY["id"], "bbox": bbox,
-                                "area": _number(float(box[2]) * float(box[3])), "iscrowd": 0})
-    return {"info": {"description": description or "exported by detect prepare --export-coco"},
-            "images": images, "annotations": annotations, "categories": [dict(OPACITY_CATEGORY)]}
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_number,
+                    "category_id": OPACITY_CATEGORY["id"],
+                    "bbox": bbox,
+                    "area": _number(float(box[2]) * float(box[3])),
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "info": {"description": description or "exported by detect prepare --export-coco"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [dict(OPACITY_CATEGORY)],
+    }
 
 
 def export_coco(records: Iterable[ImageRecord], out_path: str | Path, *, description: str = "") -> Path:

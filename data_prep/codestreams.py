@@ -41,6 +41,7 @@ decode resolves to the pixel (up to half the step's height there).
 Every problem is a StreamError (a ValueError) with a one-line reason; the readers turn it into
 their own DataFormatError naming the file.
 """
+
 from __future__ import annotations
 
 import math
@@ -130,8 +131,9 @@ def decoded_bytes(height: int, width: int, *, components: int = 1, bits: int = 8
     return height * width * max(1, components) * bytes_per_sample(bits) * max(1, frames)
 
 
-def pixel_limit_problem(height: int, width: int, max_pixels: int, *, components: int = 1, bits: int = 8,
-                        frames: int = 1) -> str | None:
+def pixel_limit_problem(
+    height: int, width: int, max_pixels: int, *, components: int = 1, bits: int = 8, frames: int = 1
+) -> str | None:
     """Why an image of height x width may not be decoded under `max_pixels`; None if it may.
 
     Two bounds, both from the header: the pixels (height x width), and the bytes the decoder

@@ -15,6 +15,7 @@ is not a number, a box given in part, an unknown split become the row's `problem
 then left out, with this reason); an exact repeat of an earlier row, or a row without a path,
 is skipped and listed in `skipped_rows`.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False, encoding="utf-8-sig")
     except pd.errors.EmptyDataError:
-        raise LabelFileError(path, "file is empty (expected a header line: path,label[,x,y,width,height][,patient_id][,split])") from None
+        raise LabelFileError(
+            path, "file is empty (expected a header line: path,label[,x,y,width,height][,patient_id][,split])"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LabelFileError(path, f"not a readable CSV: {first}") from None
@@ -43,13 +46,17 @@ def _read_frame(path: Path) -> pd.DataFrame:
     frame.columns = [str(c).strip().casefold() for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise LabelFileError(path, f"missing column {', '.join(repr(c) for c in missing)} (expected "
-                                   f"path,label[,x,y,width,height][,patient_id][,split]; found {','.join(frame.columns)})")
+        raise LabelFileError(
+            path,
+            f"missing column {', '.join(repr(c) for c in missing)} (expected "
+            f"path,label[,x,y,width,height][,patient_id][,split]; found {','.join(frame.columns)})",
+        )
     partial = [c for c in BOX_COLUMNS if c in frame.columns]
     if partial and len(partial) != len(BOX_COLUMNS):
         absent = [c for c in BOX_COLUMNS if c not in frame.columns]
-        raise LabelFileError(path, f"box columns {','.join(partial)} without {','.join(absent)} "
-                                   "(a box needs all of x,y,width,height)")
+        raise LabelFileError(
+            path, f"box columns {','.join(partial)} without {','.join(absent)} (a box needs all of x,y,width,height)"
+        )
     for column in OPTIONAL_COLUMNS:
         if column not in frame.columns:
             frame[column] = ""
@@ -107,8 +114,21 @@ def read_csv_labels(path: str | Path) -> LabelTable:
             split = parse_split(split_text)
         except ValueError as exc:
             split, problem = None, problem or str(exc)
-        items.append(LabelItem(file_name=file_name, where=where, label=label or None, box_xywh=box,
-                               patient_id=patient_id or None, split=split, problem=problem))
-    return LabelTable(path=path, items=items, skipped_rows=skipped,
-                      has_patient_ids=bool((frame["patient_id"] != "").any()),
-                      has_splits=bool((frame["split"] != "").any()))
+        items.append(
+            LabelItem(
+                file_name=file_name,
+                where=where,
+                label=label or None,
+                box_xywh=box,
+                patient_id=patient_id or None,
+                split=split,
+                problem=problem,
+            )
+        )
+    return LabelTable(
+        path=path,
+        items=items,
+        skipped_rows=skipped,
+        has_patient_ids=bool((frame["patient_id"] != "").any()),
+        has_splits=bool((frame["split"] != "").any()),
+    )

@@ -81,6 +81,7 @@ pixel limit, colour (RGB/YBR/palette) data, multi-frame data, an unsupported tra
 or a missing decoder plugin (with the pip command), or pixel data that fails to decode.
 pydicom/numpy/decoder exceptions never escape.
 """
+
 from __future__ import annotations
 
 import functools
@@ -141,8 +142,12 @@ from data_prep.dicom_pixels import (
 from data_prep.errors import DetectError, DicomReadError
 from data_prep.geometry import letterbox_content_shape
 from data_prep.inputs import content_kind, open_regular_file
-from data_prep.records import MAX_PLAUSIBLE_AGE_YEARS, BadFile, DicomHeader
-from data_prep.records import DicomIdentity  # its own line: keeps merges with header edits easy
+from data_prep.records import (
+    MAX_PLAUSIBLE_AGE_YEARS,
+    BadFile,
+    DicomHeader,
+    DicomIdentity,  # its own line: keeps merges with header edits easy
+)
 
 __all__ = [
     "DECODER_INSTALL_HINT",
@@ -162,8 +167,17 @@ DECODER_INSTALL_HINT = "pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjp
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
 COLOUR_REASON = "RGB/colour DICOM not supported: chest radiographs are grayscale"
 _COLOUR_PHOTOMETRICS = (
-    "RGB", "ARGB", "CMYK", "HSV", "PALETTE COLOR",
-    "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT", "YBR_RCT",
+    "RGB",
+    "ARGB",
+    "CMYK",
+    "HSV",
+    "PALETTE COLOR",
+    "YBR_FULL",
+    "YBR_FULL_422",
+    "YBR_PARTIAL_422",
+    "YBR_PARTIAL_420",
+    "YBR_ICT",
+    "YBR_RCT",
 )
 
 _DICM_OFFSET = 128
@@ -222,7 +236,7 @@ def _text_codec(ds: Dataset) -> str | None:
     return _TEXT_CODECS.get(str(elem.value or "").strip().encode("ascii", "replace"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _tag(keyword: str) -> BaseTag:
     return Tag(tag_for_keyword(keyword))
 
@@ -274,9 +288,7 @@ def _int(ds: Dataset, keyword: str, default: int | None = None) -> int | None:
     if isinstance(elem, RawDataElement) and elem.value is not None:
         vr = _raw_vr(elem)
         if vr in ("US", "SS") and len(elem.value) >= 2:
-            return int.from_bytes(
-                elem.value[:2], "little" if elem.is_little_endian else "big", signed=(vr == "SS")
-            )
+            return int.from_bytes(elem.value[:2], "little" if elem.is_little_endian else "big", signed=(vr == "SS"))
         if vr == "IS":
             text = _text(ds, keyword)
             return default if text is None else int(float(text))
@@ -522,7 +534,9 @@ def _native_bytes_needed(header: DicomHeader) -> int:
     return pixels * (header.bits_allocated // 8)
 
 
-def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayout | None, max_pixels: int) -> str | None:
+def _pixel_data_problem(
+    header: DicomHeader, ds: Dataset, layout: PixelDataLayout | None, max_pixels: int
+) -> str | None:
     """Why the header and the pixel data element cannot describe a decodable image; None if
     they can. All from the header and the element's length: nothing is allocated or decoded."""
     if layout is None:
@@ -531,8 +545,14 @@ def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayou
         return "float pixel data (FloatPixelData) not supported"
     if header.rows <= 0 or header.columns <= 0:
         return f"not an image: size {header.rows}x{header.columns}"
-    problem = pixel_limit_problem(header.rows, header.columns, max_pixels, components=header.samples_per_pixel,
-                                  bits=header.bits_allocated, frames=header.number_of_frames)
+    problem = pixel_limit_problem(
+        header.rows,
+        header.columns,
+        max_pixels,
+        components=header.samples_per_pixel,
+        bits=header.bits_allocated,
+        frames=header.number_of_frames,
+    )
     if problem is not None:
         return problem
     bits_allocated, bits_stored = header.bits_allocated, header.bits_stored
@@ -569,12 +589,25 @@ def _pixel_data_problem(header: DicomHeader, ds: Dataset, layout: PixelDataLayou
 # pyo3 PanicException, which derives from BaseException (found by tests/fuzz/fuzz_ingest.py).
 _INTERRUPTS = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
-_JPEG_SYNTAXES = frozenset({
-    JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1, JPEGLSLossless, JPEGLSNearLossless,
-})
-_J2K_SYNTAXES = frozenset({
-    JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K,
-})
+_JPEG_SYNTAXES = frozenset(
+    {
+        JPEGBaseline8Bit,
+        JPEGExtended12Bit,
+        JPEGLossless,
+        JPEGLosslessSV1,
+        JPEGLSLossless,
+        JPEGLSNearLossless,
+    }
+)
+_J2K_SYNTAXES = frozenset(
+    {
+        JPEG2000Lossless,
+        JPEG2000,
+        HTJ2KLossless,
+        HTJ2KLosslessRPCL,
+        HTJ2K,
+    }
+)
 
 
 def _codestream_problem(header: DicomHeader, head: bytes | memoryview, max_pixels: int) -> str | None:
@@ -985,9 +1018,7 @@ def to_display_uint8(raw: np.ndarray, ds: Dataset) -> np.ndarray:
             unit = window_to_unit(values, center, width, _text(ds, "VOILUTFunction") or "LINEAR")
     if unit is None:
         eight_bit_unsigned = (
-            raw.dtype == np.uint8
-            and _int(ds, "BitsStored", 8) == 8
-            and _int(ds, "PixelRepresentation", 0) == 0
+            raw.dtype == np.uint8 and _int(ds, "BitsStored", 8) == 8 and _int(ds, "PixelRepresentation", 0) == 0
         )
         if eight_bit_unsigned and not modality_transform:
             display = raw

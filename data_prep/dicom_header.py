@@ -22,6 +22,7 @@ of the file, an item tag at the top level. So a file that is odd in any way gets
 verdict and the reader's existing messages; only the plain case is served here. The pixel
 data itself is proven complete afterwards by data_prep.dicom_pixels, as for every file.
 """
+
 from __future__ import annotations
 
 import functools
@@ -45,11 +46,34 @@ _DICM_OFFSET = 128
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _STOP_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})  # PixelData, FloatPixelData, DoubleFloatPixelData
 _ITEM_GROUP = 0xFFFE
-_LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
-_SHORT_LENGTH_VRS = frozenset({
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
-    b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
-})
+_LONG_LENGTH_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+)
+_SHORT_LENGTH_VRS = frozenset(
+    {
+        b"AE",
+        b"AS",
+        b"AT",
+        b"CS",
+        b"DA",
+        b"DS",
+        b"DT",
+        b"FL",
+        b"FD",
+        b"IS",
+        b"LO",
+        b"LT",
+        b"PN",
+        b"SH",
+        b"SL",
+        b"SS",
+        b"ST",
+        b"TM",
+        b"UI",
+        b"UL",
+        b"US",
+    }
+)
 _TRANSFER_SYNTAX_TAG = 0x00020010
 _HEAD = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")

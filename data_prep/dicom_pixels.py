@@ -14,6 +14,7 @@ no state outside the call: nothing depends on which warning pydicom emits (recor
 warnings is process-global and raced between the threads of `detect infer`), and the header
 scan of `detect prepare` proves the pixel data complete at the cost of a few seeks per file.
 """
+
 from __future__ import annotations
 
 import struct
@@ -37,7 +38,9 @@ FLOAT_PIXEL_TAGS = (0x7FE00008, 0x7FE00009)  # FloatPixelData, DoubleFloatPixelD
 _ITEM_TAG = 0xFFFEE000
 _SEQUENCE_DELIMITER_TAG = 0xFFFEE0DD
 _UNDEFINED_LENGTH = 0xFFFFFFFF
-_LONG_LENGTH_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"})
+_LONG_LENGTH_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV", b"UV"}
+)
 # A single radiograph is a handful of fragments; this bounds the walk over a hostile file.
 MAX_FRAGMENTS = 100_000
 
@@ -133,8 +136,10 @@ def _walk_items(
         item = handle.read(8)
         if len(item) < 8:
             raise _truncated(
-                path, size_bytes, f"encapsulated PixelData ends after {len(fragments)} item(s) "
-                "without its sequence delimiter (FFFE,E0DD)"
+                path,
+                size_bytes,
+                f"encapsulated PixelData ends after {len(fragments)} item(s) "
+                "without its sequence delimiter (FFFE,E0DD)",
             )
         group, element, length = struct.unpack("<HHI", item)
         item_tag = (group << 16) | element
@@ -142,14 +147,16 @@ def _walk_items(
             return PixelDataLayout(tag, vr, start, value_offset, None, position, tuple(fragments))
         if item_tag != _ITEM_TAG or length == _UNDEFINED_LENGTH:
             raise DicomReadError(
-                path, f"corrupt encapsulated pixel data: {_tag_text(item_tag)} with length {length} at byte "
-                f"{position}, expected an item (FFFE,E000) or the sequence delimiter (FFFE,E0DD)"
+                path,
+                f"corrupt encapsulated pixel data: {_tag_text(item_tag)} with length {length} at byte "
+                f"{position}, expected an item (FFFE,E000) or the sequence delimiter (FFFE,E0DD)",
             )
         item_end = position + 8 + length
         if item_end > size_bytes:
             raise _truncated(
-                path, size_bytes, f"pixel data item {len(fragments)} needs {length} bytes, "
-                f"{max(0, size_bytes - position - 8)} are left"
+                path,
+                size_bytes,
+                f"pixel data item {len(fragments)} needs {length} bytes, {max(0, size_bytes - position - 8)} are left",
             )
         fragments.append((position + 8, length))
         position = item_end

@@ -6,6 +6,7 @@ the problem, so the CLI can print `error: <message>` and exit with code 2 withou
 traceback. Code that catches errors per file in a batch catches `DetectError` only:
 anything else is a bug and must surface.
 """
+
 from __future__ import annotations
 
 import unicodedata

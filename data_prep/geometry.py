@@ -10,6 +10,7 @@ non-square images stay undistorted), placed at the top-left corner, and padded w
 
 which keeps the round trip exact and lets predictions return to ORIGINAL pixel coordinates.
 """
+
 from __future__ import annotations
 
 import cv2

@@ -24,6 +24,7 @@ DICOM's JPEG Baseline frame) is decoded at the largest 1/2, 1/4 or 1/8 DCT scale
 covers the letterbox, and the result carries the file's own size (`SizedImage.original_hw`)
 for data_prep.geometry.letterbox_resize and for mapping predictions back.
 """
+
 from __future__ import annotations
 
 import struct
@@ -111,7 +112,9 @@ def _read_image(path: str | Path, max_pixels: int, target_size_px: int | None) -
     else:
         raise ImageReadError(path, f"{kind or 'unknown content'}, not a PNG/JPEG image ({len(data)} bytes)")
     pixels = _to_gray_uint8(path, image)
-    return SizedImage(pixels=pixels, original_hw=original_hw or (int(pixels.shape[0]), int(pixels.shape[1])), header=None)
+    return SizedImage(
+        pixels=pixels, original_hw=original_hw or (int(pixels.shape[0]), int(pixels.shape[1])), header=None
+    )
 
 
 def _to_gray_uint8(path: str | Path, image: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ Every reader of a user's file (data_prep.dicom, data_prep.images) opens it here,
 - a file whose content is another format than its name says ('scan.dcm' holding a PNG) is
   named by what it is, from its magic bytes.
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@ child with images in both folders is one patient (splits.py keeps it in one spli
 The dataset has no boxes: records carry has_box_labels=False and empty boxes, so the
 detector never learns "no opacity here" from a Kermany image.
 """
+
 from __future__ import annotations
 
 import functools
@@ -59,9 +60,7 @@ def parse_kermany_filename(relative_path: str | PurePosixPath) -> tuple[str, str
     """
     parts = PurePosixPath(str(relative_path).replace("\\", "/")).parts
     if len(parts) < 3 or parts[-3] not in SOURCE_SPLITS or parts[-2] not in LABEL_FOLDERS:
-        raise DataFormatError(
-            relative_path, f"expected <{'|'.join(SOURCE_SPLITS)}>/<{'|'.join(LABEL_FOLDERS)}>/<file>"
-        )
+        raise DataFormatError(relative_path, f"expected <{'|'.join(SOURCE_SPLITS)}>/<{'|'.join(LABEL_FOLDERS)}>/<file>")
     source_split, label, name = parts[-3], parts[-2], parts[-1]
     stem = PurePosixPath(name).stem
     prefix = "test/" if source_split == "test" else ""
@@ -120,7 +119,9 @@ def list_kermany_files(base: Path) -> tuple[list[Path], list[Path]]:
     return images, junk
 
 
-def _image_size(path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[str, tuple[int, int] | None, str | None]:
+def _image_size(
+    path: str, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> tuple[str, tuple[int, int] | None, str | None]:
     """Decode one image fully (the only way to know it is not corrupt); return (path, (h, w) or None, reason)."""
     try:
         pixels = read_image(path, max_pixels=max_pixels)
@@ -147,7 +148,9 @@ def read_image_sizes(
     return {path: (size, reason) for path, size, reason in results}
 
 
-def parse_kermany(root: str | Path, *, workers: int = 1, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> KermanyParseResult:
+def parse_kermany(
+    root: str | Path, *, workers: int = 1, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+) -> KermanyParseResult:
     """Parse a Kermany folder: `root` is the folder holding chest_xray/, or chest_xray/ itself.
 
     Every image is decoded once (grayscale or RGB JPEG alike, via data_prep.images.read_image)
@@ -190,7 +193,9 @@ def parse_kermany(root: str | Path, *, workers: int = 1, max_pixels: int = DEFAU
         image_id = relative.with_suffix("").as_posix()
         if image_id in seen_ids:
             # 'x.jpeg' next to 'x.png': one image id cannot name two files.
-            bad_files.append(BadFile(path=rel_to_root(path), reason=f"same image id as {rel_to_root(seen_ids[image_id])}"))
+            bad_files.append(
+                BadFile(path=rel_to_root(path), reason=f"same image id as {rel_to_root(seen_ids[image_id])}")
+            )
             continue
         seen_ids[image_id] = path
         records.append(

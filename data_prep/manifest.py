@@ -23,6 +23,7 @@ Files are written through data_prep.atomic (a unique temporary name in the folde
 rename), so an interrupted run, a full disk or a second `detect prepare` of the same folder
 never leaves a half-written manifest behind.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,7 +51,14 @@ SUMMARY_JSON = "summary.json"
 PREPARE_JSON = "prepare.json"
 CACHE_DIRNAME = "cache"
 
-_VERSIONED_PACKAGES: tuple[str, ...] = ("detect", "numpy", "pandas", "scikit-learn", "opencv-python-headless", "pydicom")
+_VERSIONED_PACKAGES: tuple[str, ...] = (
+    "detect",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "opencv-python-headless",
+    "pydicom",
+)
 
 
 def cache_file_name(image_id: str) -> str:
@@ -334,7 +342,8 @@ def read_manifest(prepared_dir: str | Path) -> PreparedDataset:
     found = find_prepared(prepared_dir)
     if found is None:
         raise DataFormatError(
-            prepared_dir, f"no {PREPARE_JSON} here or in {DEFAULT_PREPARED_DIRNAME}/: run `detect prepare DATA_DIR` first"
+            prepared_dir,
+            f"no {PREPARE_JSON} here or in {DEFAULT_PREPARED_DIRNAME}/: run `detect prepare DATA_DIR` first",
         )
     info_path = found / PREPARE_JSON
     try:

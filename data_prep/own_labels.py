@@ -31,6 +31,7 @@ file that is missing or unreadable: a BadFile (the image's path and one line nam
 file, the line or annotation, and the problem), left out. A row that only repeats another
 (a duplicate) or names nothing usable is skipped and listed in `skipped_rows`, one line each.
 """
+
 from __future__ import annotations
 
 import math
@@ -214,7 +215,8 @@ def list_folder_files(root: Path, skip: set[Path]) -> tuple[list[str], list[str]
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames
+            d
+            for d in dirnames
             if not d.startswith(".") and d not in _SKIPPED_DIRS and (here / d).resolve() not in skip_resolved
         )
         for name in sorted(filenames):
@@ -310,8 +312,10 @@ def _image_labels(
     for item in items:
         if item.declared_hw is not None and item.declared_hw != (info.height, info.width):
             h, w = item.declared_hw
-            raise _ImageProblem(f"{item.where}: the labels give it {w}x{h} pixels, the file is "
-                                f"{info.width}x{info.height} (boxes would not match the image)")
+            raise _ImageProblem(
+                f"{item.where}: the labels give it {w}x{h} pixels, the file is "
+                f"{info.width}x{info.height} (boxes would not match the image)"
+            )
     if not labelled:
         if unannotated == "normal":
             return "normal", empty_boxes(), True
@@ -321,19 +325,25 @@ def _image_labels(
     for item in labelled:
         name = project_label(item.label or "", label_map)
         if name is None:
-            raise _ImageProblem(f"{item.where}: unknown label {item.label!r} (known: {', '.join(PROJECT_LABELS)}"
-                                f"{', ' + ', '.join(sorted(label_map)) if label_map else ''}; "
-                                "map others with --label-map NAME=LABEL)")
+            raise _ImageProblem(
+                f"{item.where}: unknown label {item.label!r} (known: {', '.join(PROJECT_LABELS)}"
+                f"{', ' + ', '.join(sorted(label_map)) if label_map else ''}; "
+                "map others with --label-map NAME=LABEL)"
+            )
         labels.setdefault(name, item.where)
         if name != "opacity" or item.box_xywh is None:
             continue
         x, y, w, h = item.box_xywh
         if w <= 0 or h <= 0:
-            raise _ImageProblem(f"{item.where}: box {_format_box(item.box_xywh)} (x,y,width,height) has a "
-                                f"{'negative' if min(w, h) < 0 else 'zero'} width or height")
+            raise _ImageProblem(
+                f"{item.where}: box {_format_box(item.box_xywh)} (x,y,width,height) has a "
+                f"{'negative' if min(w, h) < 0 else 'zero'} width or height"
+            )
         if x < 0 or y < 0 or x + w > info.width or y + h > info.height:
-            raise _ImageProblem(f"{item.where}: box {_format_box(item.box_xywh)} (x,y,width,height) extends "
-                                f"outside the {info.width}x{info.height} image")
+            raise _ImageProblem(
+                f"{item.where}: box {_format_box(item.box_xywh)} (x,y,width,height) extends "
+                f"outside the {info.width}x{info.height} image"
+            )
         boxes.append(item.box_xywh)
     if len(labels) > 1:
         shown = " and ".join(f"{name} ({where})" for name, where in labels.items())
@@ -390,8 +400,11 @@ def parse_own_dataset(
     unannotated = check_unannotated(unannotated)
     labels_path = Path(labels) if labels is not None else find_labels_file(root)
     if labels_path is None:
-        raise DataFormatError(root, f"no labels: pass --labels FILE (a COCO .json or a .csv), or put one "
-                                    f"{' or '.join(DEFAULT_LABEL_FILES)} in the folder")
+        raise DataFormatError(
+            root,
+            f"no labels: pass --labels FILE (a COCO .json or a .csv), or put one "
+            f"{' or '.join(DEFAULT_LABEL_FILES)} in the folder",
+        )
     if not labels_path.is_file():
         raise DataFormatError(labels_path, "labels file not found")
     table, kind = read_label_table(labels_path)
@@ -483,7 +496,9 @@ def parse_own_dataset(
     )
 
 
-def _check_patient_splits(candidates: list[tuple[ImageRecord, str | None, str]]) -> tuple[list[ImageRecord], list[BadFile]]:
+def _check_patient_splits(
+    candidates: list[tuple[ImageRecord, str | None, str]],
+) -> tuple[list[ImageRecord], list[BadFile]]:
     """Keep a patient's declared split for all its images; a patient declared in two splits is a problem."""
     declared: dict[str, dict[str, str]] = defaultdict(dict)
     for record, split, _ in candidates:
@@ -495,7 +510,9 @@ def _check_patient_splits(candidates: list[tuple[ImageRecord, str | None, str]])
         splits = declared.get(record.patient_id, {})
         if len(splits) > 1:
             shown = " and ".join(f"{s} ({path})" for s, path in splits.items())
-            bad.append(BadFile(path=record.path, reason=f"patient {record.patient_id!r} is declared in two splits: {shown}"))
+            bad.append(
+                BadFile(path=record.path, reason=f"patient {record.patient_id!r} is declared in two splits: {shown}")
+            )
             continue
         if splits and record.split is None:
             record = replace(record, split=next(iter(splits)))

@@ -10,6 +10,7 @@ once; files that fail to decode leave the manifest and join the bad files) -> wr
 prepared folder (data_prep.manifest). Deterministic given the seed: a second run writes
 byte-identical manifest, splits and summary, and the cache keeps the PNGs it has.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -21,10 +22,10 @@ from typing import Any
 
 from data_prep.atomic import check_writable
 from data_prep.cache import CacheResult, build_cache
+from data_prep.coco import export_coco
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import ConfigError, DataFormatError, printable
 from data_prep.kermany import KERMANY_DIR, find_kermany_base, parse_kermany
-from data_prep.coco import export_coco
 from data_prep.manifest import DEFAULT_PREPARED_DIRNAME, PREPARE_JSON, PreparedDataset, read_manifest, write_manifest
 from data_prep.own_labels import (
     DEFAULT_LABEL_FILES,
@@ -46,7 +47,9 @@ EXPECTED_LAYOUTS = (
     f"{' or '.join(DEFAULT_LABEL_FILES)} in the folder)"
 )
 CLASS_NAMES: dict[str, tuple[str, ...]] = {
-    "rsna": RSNA_CLASSES, "kermany": KERMANY_SUBTYPES, CUSTOM_DATASET: tuple(PROJECT_LABELS)
+    "rsna": RSNA_CLASSES,
+    "kermany": KERMANY_SUBTYPES,
+    CUSTOM_DATASET: tuple(PROJECT_LABELS),
 }
 _LIST_LIMIT = 20  # ids / files printed per list in the summary; the files hold them all
 
@@ -184,9 +187,7 @@ def summarize(
         "unlabeled_test_images": unlabeled_test_images,
     }
     if dataset == "kermany":
-        counts["source_splits"] = {
-            split: sum(r.source_split == split for r in records) for split in SPLITS
-        }
+        counts["source_splits"] = {split: sum(r.source_split == split for r in records) for split in SPLITS}
     return counts
 
 
@@ -239,9 +240,15 @@ def prepare_dataset(
     duplicate_class_rows = duplicate_label_rows = unlabeled_test_images = 0
     own = None
     if dataset == CUSTOM_DATASET:
-        own = parse_own_dataset(data_root, Path(labels).expanduser().resolve() if labels is not None else None,
-                                label_map=mapping, unannotated=unannotated, workers=workers, max_pixels=max_pixels,
-                                skip=(prepared_dir,))
+        own = parse_own_dataset(
+            data_root,
+            Path(labels).expanduser().resolve() if labels is not None else None,
+            label_map=mapping,
+            unannotated=unannotated,
+            workers=workers,
+            max_pixels=max_pixels,
+            skip=(prepared_dir,),
+        )
         records, bad_files = own.records, list(own.bad_files)
         junk_files = own.junk_files
         images_without_labels = own.images_without_labels
@@ -303,8 +310,14 @@ def prepare_dataset(
         bad_files=bad_files,
         summary=counts,
         cache_size_px=image_size_px if cache else None,
-        labels=None if own is None else {"file": str(own.labels_path), "format": own.label_format,
-                                         "label_map": dict(sorted(mapping.items())), "unannotated": unannotated},
+        labels=None
+        if own is None
+        else {
+            "file": str(own.labels_path),
+            "format": own.label_format,
+            "label_map": dict(sorted(mapping.items())),
+            "unannotated": unannotated,
+        },
     )
     return PrepareResult(
         prepared_dir=prepared_dir,
@@ -342,8 +355,10 @@ def leakage_warning(own: OwnParseResult) -> str | None:
     if not without:
         return None
     total = sum(own.patients_from.values())
-    return (f"warning: {without:,} of {total:,} images have no patient id (no patient_id in the labels, no DICOM "
-            "PatientID): they are split per image, so one patient's images can fall in both train and test (leakage)")
+    return (
+        f"warning: {without:,} of {total:,} images have no patient id (no patient_id in the labels, no DICOM "
+        "PatientID): they are split per image, so one patient's images can fall in both train and test (leakage)"
+    )
 
 
 def export_prepared_coco(prepared_dir: str | Path, out_path: str | Path) -> Path | None:
@@ -352,8 +367,11 @@ def export_prepared_coco(prepared_dir: str | Path, out_path: str | Path) -> Path
     if not (Path(prepared_dir) / PREPARE_JSON).is_file():
         return None
     prepared = read_manifest(prepared_dir)
-    return export_coco(prepared.records, out_path,
-                       description=f"{prepared.dataset} dataset of {prepared.data_root}, exported by detect prepare")
+    return export_coco(
+        prepared.records,
+        out_path,
+        description=f"{prepared.dataset} dataset of {prepared.data_root}, exported by detect prepare",
+    )
 
 
 def _pct(part: int, whole: int) -> str:
@@ -370,8 +388,11 @@ def format_summary(result: PrepareResult) -> str:
     ages and sexes, every problem found, and where the files went."""
     c = result.counts
     n = c["images"]
-    title = {"rsna": "RSNA Pneumonia Detection (stage 2)", "kermany": "Kermany chest X-ray (pneumonia)",
-             CUSTOM_DATASET: f"Own images, labels from {result.own.labels_path if result.own else '?'}"}[result.dataset]
+    title = {
+        "rsna": "RSNA Pneumonia Detection (stage 2)",
+        "kermany": "Kermany chest X-ray (pneumonia)",
+        CUSTOM_DATASET: f"Own images, labels from {result.own.labels_path if result.own else '?'}",
+    }[result.dataset]
     lines = [
         f"{title}: {result.data_root}",
         f"  {n:,} images, {c['patients']:,} patients, {c['positive_images']:,} positive ({_pct(c['positive_images'], n).strip()})",
@@ -395,14 +416,18 @@ def format_summary(result: PrepareResult) -> str:
         histogram = "  ".join(f"{k} box{'es' if k != '1' else ''}: {v:,}" for k, v in c["boxes_per_image"].items())
         lines += ["", f"  boxes: {c['boxes']:,} on {c['images_with_box_labels']:,} images; per image: {histogram}"]
         source = c["patients_from"]
-        lines.append(f"  patients from: labels {source['labels']:,}, DICOM PatientID {source['dicom']:,}, "
-                     f"none {source['none']:,} images; declared splits kept: {c['declared_splits']:,} images")
+        lines.append(
+            f"  patients from: labels {source['labels']:,}, DICOM PatientID {source['dicom']:,}, "
+            f"none {source['none']:,} images; declared splits kept: {c['declared_splits']:,} images"
+        )
         if result.own is not None and leakage_warning(result.own):
             lines.append(f"  {leakage_warning(result.own)}")
     if result.dataset == "rsna":
         lines += ["", f"  {'view':<8}{'images':>9}{'positive':>10}{'% pos':>8}"]
         for view, v in c["views"].items():
-            lines.append(f"  {view:<8}{v['images']:>9,}{v['positive_images']:>10,}{_pct(v['positive_images'], v['images']):>8}")
+            lines.append(
+                f"  {view:<8}{v['images']:>9,}{v['positive_images']:>10,}{_pct(v['positive_images'], v['images']):>8}"
+            )
         histogram = "  ".join(f"{k} box{'es' if k != '1' else ''}: {v:,}" for k, v in c["boxes_per_image"].items())
         lines += ["", f"  boxes: {c['boxes']:,} on {c['images_with_box_labels']:,} images; per image: {histogram}"]
         age = c["age_years"]
@@ -434,8 +459,10 @@ def format_summary(result: PrepareResult) -> str:
             lines.append(f"    {printable(row)}")
         if len(result.own.skipped_rows) > _LIST_LIMIT:
             lines.append(f"    ... and {len(result.own.skipped_rows) - _LIST_LIMIT:,} more")
-        lines.append(f"  images listed without a label (left out; --unannotated normal takes them as normal): "
-                     f"{len(result.own.unannotated):,}")
+        lines.append(
+            f"  images listed without a label (left out; --unannotated normal takes them as normal): "
+            f"{len(result.own.unannotated):,}"
+        )
         if result.own.unannotated:
             lines.append(f"    {printable(_first_few(result.own.unannotated))}")
         lines.append(f"  images in the folder the labels do not name: {len(result.images_without_labels):,}")

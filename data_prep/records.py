@@ -11,6 +11,7 @@ Pixel convention: readers return a 2-D uint8 array [H, W] in display orientation
 (0 = black = air on a chest radiograph, 255 = white = bone), i.e. MONOCHROME2 after the
 modality LUT, VOI LUT / window and MONOCHROME1 inversion. See `data_prep.dicom`.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -26,6 +26,7 @@ Two kinds of problems, two ways out:
   positive row without a box, a box outside the image, an unknown class): that image becomes
   a BadFile with the reason, is left out of the records, and the rest is parsed.
 """
+
 from __future__ import annotations
 
 import math
@@ -112,7 +113,9 @@ def read_label_csv(path: str | Path, required_columns: tuple[str, ...]) -> pd.Da
             encoding="utf-8-sig",
         )
     except pd.errors.EmptyDataError:
-        raise LabelFileError(path, "file is empty (expected a header line: " + ",".join(required_columns) + ")") from None
+        raise LabelFileError(
+            path, "file is empty (expected a header line: " + ",".join(required_columns) + ")"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LabelFileError(path, f"not a readable CSV: {first}") from None
@@ -170,10 +173,7 @@ def read_train_labels(path: str | Path) -> tuple[dict[str, list[LabelRow]], int]
         if not patient_id:
             raise LabelFileError(path, f"line {line}: empty patientId")
         target = _parse_target(path, line, target_text)
-        box = [
-            _parse_float(path, line, column, text) if text else None
-            for column, text in zip(_BOX_COLUMNS, box_text)
-        ]
+        box = [_parse_float(path, line, column, text) if text else None for column, text in zip(_BOX_COLUMNS, box_text)]
         key = (patient_id, *box_text, str(target))
         if key in seen:
             duplicates += 1
@@ -254,12 +254,16 @@ def _check_patient_rows(patient_id: str, rows: list[LabelRow]) -> tuple[int, lis
     Raises _PatientRowsError for the first rule broken. `rows` must not be empty.
     """
     if len({row.target for row in rows}) > 1:
-        raise _PatientRowsError([row.line for row in rows], f"patientId {patient_id} has both Target=0 and Target=1 rows")
+        raise _PatientRowsError(
+            [row.line for row in rows], f"patientId {patient_id} has both Target=0 and Target=1 rows"
+        )
     boxed: list[LabelRow] = []
     for row in rows:
         if row.target == 0:
             if row.box_fields_present:
-                raise _PatientRowsError([row.line], "Target=0 row has box coordinates (expected empty x,y,width,height)")
+                raise _PatientRowsError(
+                    [row.line], "Target=0 row has box coordinates (expected empty x,y,width,height)"
+                )
             continue
         if row.box_xywh is None:
             raise _PatientRowsError([row.line], "Target=1 row needs all of x,y,width,height")
@@ -291,7 +295,9 @@ def read_label_boxes(path: str | Path) -> dict[str, np.ndarray]:
     rows_by_patient, _duplicates = read_train_labels(path)
     if not rows_by_patient:
         raise LabelFileError(path, "no label rows after the header")
-    return {patient_id: label_rows_boxes_xyxy(path, patient_id, rows)[1] for patient_id, rows in rows_by_patient.items()}
+    return {
+        patient_id: label_rows_boxes_xyxy(path, patient_id, rows)[1] for patient_id, rows in rows_by_patient.items()
+    }
 
 
 def label_rows_boxes_xyxy(path: str | Path, patient_id: str, rows: list[LabelRow]) -> tuple[int, np.ndarray]:

@@ -10,6 +10,7 @@ Every path built from such text goes through `child_path`: one component, no sep
 symbolic link named like the file cannot lead out either). A DICOM UID is checked against the
 UI value representation (PS3.5 9.1) before it becomes part of a name or a URL.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,8 +40,7 @@ def shown(text: str, limit: int = 80) -> str:
 def is_dicom_uid(text: object) -> bool:
     """True when `text` is a valid DICOM UID: 1-64 characters, digits in dot-separated
     components, no empty component and no leading zero in one (except the component "0")."""
-    return (isinstance(text, str) and 0 < len(text) <= MAX_UID_CHARS
-            and _UID_PATTERN.fullmatch(text) is not None)
+    return isinstance(text, str) and 0 < len(text) <= MAX_UID_CHARS and _UID_PATTERN.fullmatch(text) is not None
 
 
 def check_dicom_uid(text: object, what: str, where: str) -> str:
@@ -48,9 +48,11 @@ def check_dicom_uid(text: object, what: str, where: str) -> str:
     UnsafeNameError: '<where>: <what> '<text>' is not a valid DICOM UID (...)'."""
     value = text.rstrip(" \x00") if isinstance(text, str) else text
     if not is_dicom_uid(value):
-        raise UnsafeNameError(f"{where}: {what} '{shown(str(text))}' is not a valid DICOM UID "
-                              f"(at most {MAX_UID_CHARS} characters: digits in dot-separated components, "
-                              "no leading zeros)")
+        raise UnsafeNameError(
+            f"{where}: {what} '{shown(str(text))}' is not a valid DICOM UID "
+            f"(at most {MAX_UID_CHARS} characters: digits in dot-separated components, "
+            "no leading zeros)"
+        )
     assert isinstance(value, str)
     return value
 

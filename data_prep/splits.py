@@ -18,6 +18,7 @@ seed) and re-running `detect prepare` reproduces it exactly.
 The stratum of a patient with images of several classes is its most frequent class, ties
 going to the later (rarer) class of RSNA_CLASSES / KERMANY_SUBTYPES.
 """
+
 from __future__ import annotations
 
 import dataclasses

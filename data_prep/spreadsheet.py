@@ -10,6 +10,7 @@ Every CSV detect writes for people (bad_files.csv, compare.csv, sweep.csv) passe
 cells through `spreadsheet_safe`. The Kaggle submission keeps IDs as they are (the format needs
 the exact ID) and `detect infer` warns about each formula-like one instead.
 """
+
 from __future__ import annotations
 
 from typing import Any

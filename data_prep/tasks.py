@@ -1,15 +1,16 @@
 """The classification tasks (config key `task`): their classes, labels and records. No torch.
 
-    task      classes (index order)                        dataset   label of a record
-    detection (the detector and its image head)            any       -
-    kermany2  normal, pneumonia                            kermany   record.target
-    kermany3  normal, bacterial, viral (KERMANY_SUBTYPES)  kermany   record.subtype's index
-    rsna2     not pneumonia, pneumonia (Lung Opacity)      rsna      record.target            (custom too)
-    rsna3     the three RSNA_CLASSES                       rsna      record.rsna_class's index (custom too)
+task      classes (index order)                        dataset   label of a record
+detection (the detector and its image head)            any       -
+kermany2  normal, pneumonia                            kermany   record.target
+kermany3  normal, bacterial, viral (KERMANY_SUBTYPES)  kermany   record.subtype's index
+rsna2     not pneumonia, pneumonia (Lung Opacity)      rsna      record.target            (custom too)
+rsna3     the three RSNA_CLASSES                       rsna      record.rsna_class's index (custom too)
 
-    records_for_task(records, task)   the records a task trains and is evaluated on
-    class_counts(records, task)       images per class (weighted cross-entropy's weights)
+records_for_task(records, task)   the records a task trains and is evaluated on
+class_counts(records, task)       images per class (weighted cross-entropy's weights)
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -29,11 +30,19 @@ TASKS: tuple[str, ...] = (DETECTION_TASK, *CLASSIFICATION_TASKS)
 TASK_DATASET: dict[str, str] = {"kermany2": "kermany", "kermany3": "kermany", "rsna2": "rsna", "rsna3": "rsna"}
 # every dataset a task reads: the rsna tasks also read one's own images ('custom'), whose labels
 # carry the RSNA classes (data_prep.own_labels)
-TASK_DATASETS: dict[str, tuple[str, ...]] = {"kermany2": ("kermany",), "kermany3": ("kermany",),
-                                             "rsna2": ("rsna", "custom"), "rsna3": ("rsna", "custom")}
+TASK_DATASETS: dict[str, tuple[str, ...]] = {
+    "kermany2": ("kermany",),
+    "kermany3": ("kermany",),
+    "rsna2": ("rsna", "custom"),
+    "rsna3": ("rsna", "custom"),
+}
 # which sample-target key (detect.data.dataset) holds a task's label
-TASK_TARGET_KEY: dict[str, str] = {"kermany2": "pneumonia", "kermany3": "subtype", "rsna2": "pneumonia",
-                                   "rsna3": "rsna_class"}
+TASK_TARGET_KEY: dict[str, str] = {
+    "kermany2": "pneumonia",
+    "kermany3": "subtype",
+    "rsna2": "pneumonia",
+    "rsna3": "rsna_class",
+}
 
 
 def num_outputs(task: str) -> int:

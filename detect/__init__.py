@@ -9,6 +9,7 @@ tests/detect/test_layering.py checks them. The Python API is one class:
 `Detector` is imported on first use, so that `import detect.config` (reading a recipe) and
 `detect --help` do not import torch.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,5 @@
 """`python -m detect ...`: the same command line as `detect ...` (cli.py's app)."""
+
 from __future__ import annotations
 
 import sys

@@ -3,6 +3,7 @@
 A source tree that was never installed (PYTHONPATH=. on a fresh clone) has no metadata; it reads
 the version from pyproject.toml beside it instead, so both ways report the same number.
 """
+
 from __future__ import annotations
 
 import re

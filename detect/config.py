@@ -12,6 +12,7 @@ run folder) are NOT config: they come from the command line, so one recipe serve
     save_config(cfg, run_dir / "config.yaml")   # resolved, next to every checkpoint
     print(format_config(cfg))                    # `detect train --print-config` (detect.config_format)
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -32,12 +33,19 @@ from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_out
 from detect.config_checks import Checks as _Checks
 from detect.config_checks import nearest_key
 from detect.model_facts import LOSSES, ModelFacts, get_model_facts, is_classifier
-from detect.recipe import check_config_shape, parse_override, read_recipe, shown, split_override
+from detect.recipe import check_config_shape, read_recipe, shown, split_override
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "plateau", "constant")
-MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score", "val_f1", "val_loss", "val_roc_auc", "val_macro_f1",
-                             "val_accuracy")
+MONITORS: tuple[str, ...] = (
+    "val_map50",
+    "val_rsna_score",
+    "val_f1",
+    "val_loss",
+    "val_roc_auc",
+    "val_macro_f1",
+    "val_accuracy",
+)
 BOX_MONITORS: tuple[str, ...] = ("val_map50", "val_rsna_score")  # detectors only: a classifier draws no boxes
 XRV_WEIGHTS_PREFIX = "xrv:"  # model.weights=xrv:NAME, a torchxrayvision CXR-pretrained network
 ROI_ALIGN_BACKENDS: tuple[str, ...] = ("torchvision", "grid_sample")
@@ -114,8 +122,11 @@ class DataConfig:
         check.in_range("val_fraction", self.val_fraction, 0.0, 1.0, high_open=True)
         check.in_range("test_fraction", self.test_fraction, 0.0, 1.0, high_open=True)
         if self.val_fraction + self.test_fraction >= 1.0:
-            check.fail("val_fraction", f"+ 'data.test_fraction' must be < 1 (no patient left to train on), "
-                                       f"got {self.val_fraction} + {self.test_fraction}")
+            check.fail(
+                "val_fraction",
+                f"+ 'data.test_fraction' must be < 1 (no patient left to train on), "
+                f"got {self.val_fraction} + {self.test_fraction}",
+            )
         check.at_least("split_seed", self.split_seed, 0)
         check.positive("max_image_megapixels", self.max_image_megapixels)
         try:
@@ -123,7 +134,9 @@ class DataConfig:
         except ConfigError as exc:
             check.fail("label_map", f"is '{self.label_map}': {str(exc).split(': ', 1)[-1]}")
         if self.unannotated not in ("", *UNANNOTATED_CHOICES):
-            check.fail("unannotated", f"is '{self.unannotated}'; use {' or '.join(UNANNOTATED_CHOICES)}, or leave it empty")
+            check.fail(
+                "unannotated", f"is '{self.unannotated}'; use {' or '.join(UNANNOTATED_CHOICES)}, or leave it empty"
+            )
 
 
 @dataclass(frozen=True)
@@ -168,25 +181,43 @@ class ModelConfig:
             self._check_classifier(check, spec)
             return
         if self.weights.strip().lower().startswith(XRV_WEIGHTS_PREFIX):
-            check.fail("weights", f"is {shown(self.weights)}; torchxrayvision weights fit classifiers only, "
-                                  f"not the detector '{self.name}'")
+            check.fail(
+                "weights",
+                f"is {shown(self.weights)}; torchxrayvision weights fit classifiers only, "
+                f"not the detector '{self.name}'",
+            )
         if not 0 <= self.trainable_backbone_layers <= spec.trainable_layers_max:
-            check.fail("trainable_backbone_layers",
-                       f"is {self.trainable_backbone_layers}; '{self.name}' accepts 0 to {spec.trainable_layers_max}")
+            check.fail(
+                "trainable_backbone_layers",
+                f"is {self.trainable_backbone_layers}; '{self.name}' accepts 0 to {spec.trainable_layers_max}",
+            )
         check.in_range("box_score_thresh", self.box_score_thresh, 0.0, 1.0)
         check.in_range("box_nms_thresh", self.box_nms_thresh, 0.0, 1.0, low_open=True)
-        for key in ("box_detections_per_img", "rpn_pre_nms_top_n_train", "rpn_post_nms_top_n_train",
-                    "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_test", "rpn_batch_size_per_image",
-                    "box_batch_size_per_image", "box_head_dim", "head_hidden_dim"):
+        for key in (
+            "box_detections_per_img",
+            "rpn_pre_nms_top_n_train",
+            "rpn_post_nms_top_n_train",
+            "rpn_pre_nms_top_n_test",
+            "rpn_post_nms_top_n_test",
+            "rpn_batch_size_per_image",
+            "box_batch_size_per_image",
+            "box_head_dim",
+            "head_hidden_dim",
+        ):
             check.at_least(key, getattr(self, key), 1)
         check.choice("roi_align_backend", self.roi_align_backend, ROI_ALIGN_BACKENDS)
         if self.roi_align_backend == "grid_sample" and self.roi_sampling_ratio < 1:
-            check.fail("roi_sampling_ratio", f"is {self.roi_sampling_ratio}; model.roi_align_backend=grid_sample "
-                                             "needs a fixed ratio >= 1")
+            check.fail(
+                "roi_sampling_ratio",
+                f"is {self.roi_sampling_ratio}; model.roi_align_backend=grid_sample needs a fixed ratio >= 1",
+            )
         if self.anchor_sizes_px:
             if len(self.anchor_sizes_px) != spec.feature_levels:
-                check.fail("anchor_sizes_px", f"has {len(self.anchor_sizes_px)} sizes, but model '{self.name}' has "
-                                              f"{spec.feature_levels} feature levels: give one size per level, small to large")
+                check.fail(
+                    "anchor_sizes_px",
+                    f"has {len(self.anchor_sizes_px)} sizes, but model '{self.name}' has "
+                    f"{spec.feature_levels} feature levels: give one size per level, small to large",
+                )
             if any(size <= 0 for size in self.anchor_sizes_px):
                 check.fail("anchor_sizes_px", f"is {list(self.anchor_sizes_px)}; sizes must be > 0")
         if any(not (math.isfinite(r) and r > 0) for r in self.anchor_aspect_ratios):
@@ -200,21 +231,31 @@ class ModelConfig:
         is its transfer-learning knob); its weights must exist for it."""
         default = ModelConfig()
         if self.trainable_backbone_layers != default.trainable_backbone_layers:
-            check.fail("trainable_backbone_layers", f"is {self.trainable_backbone_layers}, but '{self.name}' is a "
-                                                    "classifier: use train.freeze_backbone_epochs to train its head first")
+            check.fail(
+                "trainable_backbone_layers",
+                f"is {self.trainable_backbone_layers}, but '{self.name}' is a "
+                "classifier: use train.freeze_backbone_epochs to train its head first",
+            )
         for key in ("anchor_sizes_px", "anchor_aspect_ratios"):
             if getattr(self, key):
-                check.fail(key, f"is {list(getattr(self, key))}, but '{self.name}' is a classifier: anchors are for "
-                                "detectors only")
+                check.fail(
+                    key,
+                    f"is {list(getattr(self, key))}, but '{self.name}' is a classifier: anchors are for detectors only",
+                )
         weights = self.weights.strip()
         if weights.lower() == "imagenet" and not spec.imagenet_weights:
             check.fail("weights", f"is imagenet, but '{self.name}' has no ImageNet weights; use none or a file")
         if weights.lower().startswith(XRV_WEIGHTS_PREFIX):
             if not spec.xrv_weights:
-                check.fail("weights", f"is {shown(weights)}; torchxrayvision has no weights for '{self.name}' "
-                                      "(densenet121 and resnet50 have)")
-            if not weights[len(XRV_WEIGHTS_PREFIX):].strip():
-                check.fail("weights", f"is {shown(weights)}; name the torchxrayvision weights, e.g. xrv:densenet121-res224-all")
+                check.fail(
+                    "weights",
+                    f"is {shown(weights)}; torchxrayvision has no weights for '{self.name}' "
+                    "(densenet121 and resnet50 have)",
+                )
+            if not weights[len(XRV_WEIGHTS_PREFIX) :].strip():
+                check.fail(
+                    "weights", f"is {shown(weights)}; name the torchxrayvision weights, e.g. xrv:densenet121-res224-all"
+                )
 
 
 @dataclass(frozen=True)
@@ -263,10 +304,18 @@ class TrainConfig:
         check.positive("epochs", self.epochs)
         check.positive("batch_size", self.batch_size)
         # Upper bounds far above any real run: a typo (1e23 epochs) is an error, not a run that never ends.
-        for key, high in (("epochs", MAX_EPOCHS), ("batch_size", 65_536), ("warmup_steps", 10**9),
-                          ("plateau_patience", MAX_EPOCHS), ("early_stop_patience", MAX_EPOCHS),
-                          ("max_steps_per_epoch", 10**9), ("max_minutes", 10**7), ("eval_every_epochs", MAX_EPOCHS),
-                          ("log_every_steps", 10**9), ("freeze_backbone_epochs", MAX_EPOCHS)):
+        for key, high in (
+            ("epochs", MAX_EPOCHS),
+            ("batch_size", 65_536),
+            ("warmup_steps", 10**9),
+            ("plateau_patience", MAX_EPOCHS),
+            ("early_stop_patience", MAX_EPOCHS),
+            ("max_steps_per_epoch", 10**9),
+            ("max_minutes", 10**7),
+            ("eval_every_epochs", MAX_EPOCHS),
+            ("log_every_steps", 10**9),
+            ("freeze_backbone_epochs", MAX_EPOCHS),
+        ):
             check.at_most(key, getattr(self, key), high)
         if any(epoch > MAX_EPOCHS for epoch in self.step_epochs):
             check.fail("step_epochs", f"has an epoch over {MAX_EPOCHS:,}")
@@ -293,8 +342,9 @@ class TrainConfig:
         check.at_least("focal_gamma", self.focal_gamma, 0.0)
         check.at_least("freeze_backbone_epochs", self.freeze_backbone_epochs, 0)
         if self.freeze_backbone_epochs > self.epochs:
-            check.fail("freeze_backbone_epochs", f"is {self.freeze_backbone_epochs}, more than train.epochs "
-                                                 f"({self.epochs})")
+            check.fail(
+                "freeze_backbone_epochs", f"is {self.freeze_backbone_epochs}, more than train.epochs ({self.epochs})"
+            )
         check.in_range("finetune_lr_factor", self.finetune_lr_factor, 0.0, 1.0, low_open=True)
         check.choice("threshold_rule", self.threshold_rule, THRESHOLD_RULES)
 
@@ -314,10 +364,14 @@ class Config:
     def __post_init__(self) -> None:
         check = _Checks("")
         if len(self.name) > MAX_NAME_CHARS:
-            check.fail("name", f"is {len(self.name):,} characters long; it names the run folder runs/<name>: "
-                               f"at most {MAX_NAME_CHARS}")
+            check.fail(
+                "name",
+                f"is {len(self.name):,} characters long; it names the run folder runs/<name>: at most {MAX_NAME_CHARS}",
+            )
         if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0\n"):
-            check.fail("name", f"is {shown(self.name)}; it names the run folder runs/<name>: use letters, digits, - or _")
+            check.fail(
+                "name", f"is {shown(self.name)}; it names the run folder runs/<name>: use letters, digits, - or _"
+            )
         check.at_least("seed", self.seed, 0)
         check.at_most("seed", self.seed, 2**32 - 1)  # numpy's seed range
         check.choice("task", self.task, TASKS)
@@ -329,34 +383,52 @@ class Config:
     def _check_detector(self) -> None:
         check = _Checks("")
         if self.task != DETECTION_TASK:
-            check.fail("task", f"is {shown(self.task)}, but model '{self.model.name}' is a detector; choose a classifier "
-                               "(basic_cnn, resnet18, ...) or task detection")
+            check.fail(
+                "task",
+                f"is {shown(self.task)}, but model '{self.model.name}' is a detector; choose a classifier "
+                "(basic_cnn, resnet18, ...) or task detection",
+            )
         size = self.data.image_size_px
         if size % IMAGE_SIZE_MULTIPLE_PX:
             _Checks("data").fail("image_size_px", f"must be a multiple of {IMAGE_SIZE_MULTIPLE_PX}, got {size}")
         train = _Checks("train")
         if self.train.monitor == "val_macro_f1":
-            train.fail("monitor", "is 'val_macro_f1', a metric of the three-class classification tasks; "
-                                  "a detector monitors val_map50, val_rsna_score, val_f1, val_roc_auc, val_accuracy or val_loss")
+            train.fail(
+                "monitor",
+                "is 'val_macro_f1', a metric of the three-class classification tasks; "
+                "a detector monitors val_map50, val_rsna_score, val_f1, val_roc_auc, val_accuracy or val_loss",
+            )
         if self.train.loss != "ce":
-            train.fail("loss", f"is {shown(self.train.loss)}, but the detector's losses are fixed; train.loss applies to classifiers")
+            train.fail(
+                "loss",
+                f"is {shown(self.train.loss)}, but the detector's losses are fixed; train.loss applies to classifiers",
+            )
         if self.train.freeze_backbone_epochs:
-            train.fail("freeze_backbone_epochs", "applies to classifiers; a detector uses model.trainable_backbone_layers")
+            train.fail(
+                "freeze_backbone_epochs", "applies to classifiers; a detector uses model.trainable_backbone_layers"
+            )
 
     def _check_classifier(self) -> None:
         check = _Checks("")
         spec = get_model_facts(self.model.name)
         if self.task not in CLASSIFICATION_TASKS:
-            check.fail("task", f"is {shown(self.task)}, but model '{self.model.name}' is a classifier; "
-                               f"choose one of: {', '.join(CLASSIFICATION_TASKS)}")
+            check.fail(
+                "task",
+                f"is {shown(self.task)}, but model '{self.model.name}' is a classifier; "
+                f"choose one of: {', '.join(CLASSIFICATION_TASKS)}",
+            )
         size = self.data.image_size_px
         if size < spec.min_image_size_px:
-            _Checks("data").fail("image_size_px", f"is {size}; '{self.model.name}' needs at least "
-                                                  f"{spec.min_image_size_px} px")
+            _Checks("data").fail(
+                "image_size_px", f"is {size}; '{self.model.name}' needs at least {spec.min_image_size_px} px"
+            )
         train = _Checks("train")
         if self.train.monitor in BOX_MONITORS:
-            train.fail("monitor", f"is {shown(self.train.monitor)}, but a classifier draws no boxes; use val_f1, "
-                                  "val_roc_auc, val_accuracy, val_loss" + (", val_macro_f1" if num_outputs(self.task) > 1 else ""))
+            train.fail(
+                "monitor",
+                f"is {shown(self.train.monitor)}, but a classifier draws no boxes; use val_f1, "
+                "val_roc_auc, val_accuracy, val_loss" + (", val_macro_f1" if num_outputs(self.task) > 1 else ""),
+            )
         if self.train.monitor == "val_macro_f1" and num_outputs(self.task) == 1:
             train.fail("monitor", f"is 'val_macro_f1', a three-class metric; task {self.task} is binary: use val_f1")
 
@@ -426,12 +498,14 @@ def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists), suitable for YAML/JSON and checkpoints."""
+
     def convert(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
             return {f.name: convert(getattr(v, f.name)) for f in dataclasses.fields(v)}
         if isinstance(v, tuple):
             return [convert(x) for x in v]
         return v
+
     return convert(cfg)
 
 

@@ -1,6 +1,7 @@
 """The value checks of the config sections (detect.config): each failure is one ConfigError line
 naming the full key, e.g. `config key 'train.lr' must be > 0, got -1.0`; and the nearest valid
 key to a misspelled one."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -56,7 +57,9 @@ class Checks:
         if not (math.isfinite(value) and value > 0):
             self.fail(key, f"must be > 0, got {shown(value)}")
 
-    def in_range(self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> None:
+    def in_range(
+        self, key: str, value: float, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    ) -> None:
         above = value > low if low_open else value >= low
         below = value < high if high_open else value <= high
         if not (math.isfinite(value) and above and below):

@@ -1,5 +1,6 @@
 """The resolved config as YAML, each value that differs from the default marked: what
 `detect train --print-config` prints (detect.config holds the config itself)."""
+
 from __future__ import annotations
 
 import dataclasses

@@ -16,6 +16,7 @@ Everything is written under one folder (default ./demo_out), laid out as:
     boxes.json, overlay/      `detect infer` on one held-out DICOM
     demo_summary.json         the stage timings and headline metrics printed at the end
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,8 @@ from data_prep.prepare import format_summary as format_prepare_summary
 from data_prep.synth import synth_kermany, synth_rsna
 from detect.config import load_config
 from detect.evaluation.evaluate import evaluate_checkpoint
-from detect.evaluation.report import format_summary as format_eval_summary, to_json_safe
+from detect.evaluation.report import format_summary as format_eval_summary
+from detect.evaluation.report import to_json_safe
 from detect.inference.batch import run_inference
 from detect.predictions import PostprocessSettings
 from detect.recipe import SHIPPED_RECIPES_DIR, resolve_recipe
@@ -171,12 +173,22 @@ def run_demo(
 
         return done
 
-    done = stage("synthesize", f"synthesize {demo.rsna_images} RSNA DICOMs ({demo.rsna_size_px} px) and {demo.kermany_images} Kermany JPEGs")
-    rsna_summary = synth_rsna(rsna_dir, n_images=demo.rsna_images, size_px=demo.rsna_size_px, seed=seed,
-                              class_fractions=demo.class_fractions, workers=2)
+    done = stage(
+        "synthesize",
+        f"synthesize {demo.rsna_images} RSNA DICOMs ({demo.rsna_size_px} px) and {demo.kermany_images} Kermany JPEGs",
+    )
+    rsna_summary = synth_rsna(
+        rsna_dir,
+        n_images=demo.rsna_images,
+        size_px=demo.rsna_size_px,
+        seed=seed,
+        class_fractions=demo.class_fractions,
+        workers=2,
+    )
     # difficulty 0: the clear films, learnable from scratch in the demo's minutes on a CPU
-    kermany_summary = synth_kermany(kermany_dir, n_images=demo.kermany_images, seed=seed, size_range_px=(256, 384),
-                                    difficulty=0.0)
+    kermany_summary = synth_kermany(
+        kermany_dir, n_images=demo.kermany_images, seed=seed, size_range_px=(256, 384), difficulty=0.0
+    )
     log(f"wrote {rsna_summary.counts['images']} RSNA images ({rsna_summary.counts['boxes']} boxes) to {rsna_dir}")
     log(f"wrote {kermany_summary.counts['images']} Kermany images to {kermany_dir}")
     done()
@@ -188,7 +200,9 @@ def run_demo(
     done()
 
     epochs = f"{cfg.train.epochs} epoch{'' if cfg.train.epochs == 1 else 's'}"
-    done = stage("train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {epochs}, random init) on both datasets")
+    done = stage(
+        "train", f"train {cfg.model.name} ({cfg.data.image_size_px} px, {epochs}, random init) on both datasets"
+    )
     if run_dir.exists():
         shutil.rmtree(run_dir)  # the demo always trains afresh; its data is regenerated identically
     trained = run_training(config_path, [rsna_dir, kermany_dir], out_dir=run_dir, overrides=all_overrides, log=log)
@@ -198,7 +212,9 @@ def run_demo(
 
     done = stage("evaluate", "evaluate the best checkpoint on held-out test patients")
     settings = PostprocessSettings()
-    outcome = evaluate_checkpoint(trained.best_checkpoint, [rsna_dir, kermany_dir], eval_dir, split="test", settings=settings, workers=2)
+    outcome = evaluate_checkpoint(
+        trained.best_checkpoint, [rsna_dir, kermany_dir], eval_dir, split="test", settings=settings, workers=2
+    )
     log(format_eval_summary(outcome.metrics))
     result.metrics = outcome.metrics
     result.paths["report"] = eval_dir / "report.md"
@@ -208,7 +224,9 @@ def run_demo(
     done = stage("infer", "detect infer on one held-out DICOM -> boxes.json + overlay")
     scan = _one_test_dicom(rsna_dir)
     boxes_json = out / "boxes.json"
-    inferred = run_inference([scan], out_path=boxes_json, checkpoint=trained.best_checkpoint, overlay_dir=out / "overlay", settings=settings)
+    inferred = run_inference(
+        [scan], out_path=boxes_json, checkpoint=trained.best_checkpoint, overlay_dir=out / "overlay", settings=settings
+    )
     log(inferred.summary())
     result.paths["boxes"] = boxes_json
     result.paths["overlay"] = out / "overlay"

@@ -4,6 +4,7 @@
 values: `auto` (this process's GPU when CUDA is available, else the CPU), `cpu`, `cuda`
 (this process's GPU: LOCAL_RANK under torchrun) or `cuda:N`.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -10,6 +10,7 @@ The conventions of torchvision's detection references, kept here:
 - rank 0 alone logs, evaluates and writes checkpoints; the others wait at a barrier and receive
   the decisions that depend on validation (best epoch, early stop, plateau lr) by broadcast.
 """
+
 from __future__ import annotations
 
 import os

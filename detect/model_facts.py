@@ -11,6 +11,7 @@ detect.models.registry holds the builders (torch); tests/detect/test_model_facts
 the two tables name the same models with the same facts. A new registry entry needs one line
 here: `detector(trainable_layers_max, feature_levels)` or `classifier(min_image_size_px, ...)`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,9 @@ class ModelFacts:
     xrv_weights: bool = False
 
 
-def detector(trainable_layers_max: int, feature_levels: int, *, imagenet_weights: bool = True,
-             min_image_size_px: int = 32) -> ModelFacts:
+def detector(
+    trainable_layers_max: int, feature_levels: int, *, imagenet_weights: bool = True, min_image_size_px: int = 32
+) -> ModelFacts:
     """A Faster R-CNN entry (data.image_size_px is also a multiple of 32, the FPN's coarsest stride)."""
     return ModelFacts("detector", min_image_size_px, imagenet_weights, trainable_layers_max, feature_levels)
 

@@ -10,6 +10,7 @@ Box contract (torchvision's, kept everywhere in this project): `boxes_xyxy` floa
 is shape (0, 4) / (0,), never None. These are plain numpy records: outputs/ serialises them
 without knowing the model.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,7 +56,9 @@ class PostprocessSettings:
         if not 0.0 < self.shrink_factor <= 1.0:
             raise ConfigError(f"shrink factor must lie in (0, 1] (1.0 = off), got {self.shrink_factor}")
         if self.tta_merge not in TTA_MERGE_METHODS:
-            raise ConfigError(f"TTA merge method '{self.tta_merge}' is unknown; choose one of: {', '.join(TTA_MERGE_METHODS)}")
+            raise ConfigError(
+                f"TTA merge method '{self.tta_merge}' is unknown; choose one of: {', '.join(TTA_MERGE_METHODS)}"
+            )
         if not 0.0 < self.tta_iou_thresh < 1.0:
             raise ConfigError(f"TTA IoU threshold must lie in (0, 1), got {self.tta_iou_thresh}")
 
@@ -108,14 +111,16 @@ class OperatingPoint:
     source: str
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
+        if not (
+            isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0
+        ):
             raise ValueError(f"pneumonia threshold must lie in [0, 1], got {self.threshold!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"dataset": self.dataset, "threshold": float(self.threshold), "source": self.source}
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "OperatingPoint":
+    def from_dict(cls, values: dict[str, Any]) -> OperatingPoint:
         return cls(dataset=str(values["dataset"]), threshold=float(values["threshold"]), source=str(values["source"]))
 
 

@@ -8,6 +8,7 @@ On a terminal it is a tqdm bar. Without one (a batch job, a log file) it is one 
 `every` items or `every_seconds` seconds, whichever comes first, and at the end:
 `infer: 1500/20000 images (7.5%), 41.2 images/s, ETA 00:07:29, 0 failed`.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,18 @@ def format_eta(seconds: float) -> str:
 class ProgressLog:
     """A bar on a TTY; else a line every `every` items (0: never by count) or `every_seconds`."""
 
-    def __init__(self, total: int, log: Callable[[str], None], *, tty: bool, desc: str, unit: str = "image",
-                 every: int = 500, every_seconds: float = LOG_EVERY_SECONDS, count_failures: bool = True) -> None:
+    def __init__(
+        self,
+        total: int,
+        log: Callable[[str], None],
+        *,
+        tty: bool,
+        desc: str,
+        unit: str = "image",
+        every: int = 500,
+        every_seconds: float = LOG_EVERY_SECONDS,
+        count_failures: bool = True,
+    ) -> None:
         self.total, self.log, self.desc, self.unit = total, log, desc, unit
         self.every, self.every_seconds, self.count_failures = every, every_seconds, count_failures
         self.start = self.last = time.monotonic()
@@ -51,8 +62,10 @@ class ProgressLog:
     def line(self, now: float, note: str = "") -> str:
         rate = self.done / max(now - self.start, 1e-9)
         eta = (self.total - self.done) / rate if rate > 0 else math.inf
-        text = (f"{self.desc}: {self.done}/{self.total} {self.unit}s ({100 * self.done / max(self.total, 1):.1f}%), "
-                f"{rate:.1f} {self.unit}s/s, ETA {format_eta(eta)}")
+        text = (
+            f"{self.desc}: {self.done}/{self.total} {self.unit}s ({100 * self.done / max(self.total, 1):.1f}%), "
+            f"{rate:.1f} {self.unit}s/s, ETA {format_eta(eta)}"
+        )
         if self.count_failures:
             text += f", {self.failed} failed"
         return text + (f", {note}" if note else "")

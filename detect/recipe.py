@@ -13,6 +13,7 @@ limit), a structure of more than MAX_NODES values (an alias bomb shares one list
 refused before anything walks it in full, and every message shows values through `shown`, never
 a full repr. The same shape check guards configs stored in checkpoints and exported files.
 """
+
 from __future__ import annotations
 
 import reprlib
@@ -85,8 +86,10 @@ class _StrictLoader(yaml.SafeLoader):
         try:
             if self._depth > MAX_DEPTH:
                 mark = self.peek_event().start_mark
-                raise ConfigError(f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a recipe is "
-                                  "a mapping of sections of values")
+                raise ConfigError(
+                    f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels; a recipe is "
+                    "a mapping of sections of values"
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -97,8 +100,9 @@ def _construct_unique_mapping(loader: _StrictLoader, node: yaml.MappingNode, dee
     for key_node, _value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise ConfigError(f"line {key_node.start_mark.line + 1}: key {shown(key)} is given twice "
-                              f"(first on line {seen[key]})")
+            raise ConfigError(
+                f"line {key_node.start_mark.line + 1}: key {shown(key)} is given twice (first on line {seen[key]})"
+            )
         seen[key] = key_node.start_mark.line + 1
     return loader.construct_mapping(node, deep=deep)
 
@@ -174,8 +178,9 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if len(data) > MAX_RECIPE_BYTES:
-        raise ConfigError(f"{p}: larger than {MAX_RECIPE_BYTES >> 20} MiB; a recipe holds only the keys it "
-                          "changes (a few kilobytes)")
+        raise ConfigError(
+            f"{p}: larger than {MAX_RECIPE_BYTES >> 20} MiB; a recipe holds only the keys it changes (a few kilobytes)"
+        )
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -24,6 +24,7 @@ train.epochs may have grown). When an MLflow run is already active in the proces
 run is its child: `detect compare` and `detect sweep` open one parent run for the whole
 comparison (`parent_run`), so each model or combination is a nested run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,8 +48,10 @@ def _mlflow() -> Any:
     try:
         import mlflow
     except ImportError:
-        raise ConfigError("config key 'train.loggers' includes mlflow, which is not installed: "
-                          "pip install 'detect[mlflow]' (or mlflow-skinny)") from None
+        raise ConfigError(
+            "config key 'train.loggers' includes mlflow, which is not installed: "
+            "pip install 'detect[mlflow]' (or mlflow-skinny)"
+        ) from None
     return mlflow
 
 
@@ -80,8 +83,9 @@ def read_run_id(run_dir: str | Path) -> str | None:
         return None
 
 
-def _start(run_dir: Path, run_name: str, tags: Mapping[str, str] | None = None,
-           run_id: str | None = None) -> tuple[Any, bool]:
+def _start(
+    run_dir: Path, run_name: str, tags: Mapping[str, str] | None = None, run_id: str | None = None
+) -> tuple[Any, bool]:
     """Start (or continue, when run_dir or `run_id` names one) an MLflow run -> (the run, continued?)."""
     mlflow = _mlflow()
     nested = mlflow.active_run() is not None
@@ -94,9 +98,18 @@ def _start(run_dir: Path, run_name: str, tags: Mapping[str, str] | None = None,
             mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT)
         run, continued = mlflow.start_run(run_name=run_name, nested=nested, tags=dict(tags or {})), False
     if recorded is None:
-        write_text_atomic(Path(run_dir) / RUN_ID_FILE, json.dumps(
-            {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-             "tracking_uri": mlflow.get_tracking_uri()}, indent=2) + "\n")
+        write_text_atomic(
+            Path(run_dir) / RUN_ID_FILE,
+            json.dumps(
+                {
+                    "run_id": run.info.run_id,
+                    "experiment_id": run.info.experiment_id,
+                    "tracking_uri": mlflow.get_tracking_uri(),
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     return run, continued
 
 
@@ -133,8 +146,11 @@ class MlflowTracker:
 
     def log_epoch(self, row: Mapping[str, Any], epoch: int) -> None:
         """metrics.csv's row of `epoch` as epoch/<column> metrics at step `epoch` (non-finite left out)."""
-        metrics = {f"epoch/{key}": float(value) for key, value in row.items()
-                   if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(float(value))}
+        metrics = {
+            f"epoch/{key}": float(value)
+            for key, value in row.items()
+            if key != "epoch" and isinstance(value, (int, float)) and math.isfinite(float(value))
+        }
         if metrics:
             self.mlflow.log_metrics(metrics, step=int(epoch))
 
@@ -193,8 +209,9 @@ def log_outputs(run: Any, paths: Mapping[str, Path], artifact_path: str | None =
             mlflow.log_artifact(str(path), artifact_path=artifact_path)
 
 
-def log_eval_to_run(checkpoint_path: Path, cfg: Config, paths: Mapping[str, Path], split: str,
-                    metrics: Mapping[str, Any]) -> str | None:
+def log_eval_to_run(
+    checkpoint_path: Path, cfg: Config, paths: Mapping[str, Path], split: str, metrics: Mapping[str, Any]
+) -> str | None:
     """Add `detect eval`'s files (and its headline numbers as eval/<split>/... metrics) to the MLflow
     run of the checkpoint's training, when that run is tracked; returns its id, else None."""
     if not wants_mlflow(cfg):
@@ -211,11 +228,18 @@ def log_eval_to_run(checkpoint_path: Path, cfg: Config, paths: Mapping[str, Path
         numbers = {}
         detection = metrics.get("detection")
         if isinstance(detection, Mapping):
-            numbers.update({f"eval/{split}/{k}": v for k, v in detection.items() if k in ("map", "map50", "rsna_score")})
+            numbers.update(
+                {f"eval/{split}/{k}": v for k, v in detection.items() if k in ("map", "map50", "rsna_score")}
+            )
         for section in ("classification", "kermany"):
             block = (metrics.get(section) or {}).get("pneumonia") if isinstance(metrics.get(section), Mapping) else None
             if isinstance(block, Mapping):
-                numbers.update({f"eval/{split}/{section}_{k}": block.get(k) for k in ("sensitivity", "specificity", "f1", "roc_auc")})
+                numbers.update(
+                    {
+                        f"eval/{split}/{section}_{k}": block.get(k)
+                        for k in ("sensitivity", "specificity", "f1", "roc_auc")
+                    }
+                )
         finite = {k: float(v) for k, v in numbers.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
         if finite:
             mlflow.log_metrics(finite)

@@ -1,5 +1,6 @@
 """External DICOM tools the tests run (dciodvfy, dsrdump, dcmdump, Orthanc): found, or the
 test fails in CI (CI=true: .ci/run installs them) and skips elsewhere, with the reason."""
+
 from __future__ import annotations
 
 import os
@@ -43,5 +44,8 @@ def run_tool(name: str, *args: str | Path) -> subprocess.CompletedProcess:
 
 def error_lines(output: str) -> list[str]:
     """dciodvfy / DCMTK lines that report an error (dciodvfy 'Error - ...', DCMTK 'E: ...' / 'F: ...')."""
-    return [line for line in output.splitlines()
-            if line.startswith(("Error", "E:", "F:")) or " error" in line.lower() and "no error" not in line.lower()]
+    return [
+        line
+        for line in output.splitlines()
+        if line.startswith(("Error", "E:", "F:")) or " error" in line.lower() and "no error" not in line.lower()
+    ]

@@ -1,6 +1,7 @@
 """Every benchmark script still imports and parses its arguments, and the ones with a --smoke
 mode run it (tiny sizes: this checks the scripts, the speed is measured by running them, never
 in a test)."""
+
 import json
 import os
 import subprocess
@@ -23,8 +24,9 @@ def test_benchmark_script_starts(script):
 def test_bench_compare_smoke_run(tmp_path):
     """The compare benchmark end to end on a tiny set: synthesis, `detect compare` of its three models, the table."""
     script = HERE / "bench_compare.py"
-    result = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--out", str(tmp_path)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert "smoke: OK" in result.stdout
     for model in ("basic_cnn", "resnet18", "efficientnet_b0"):
@@ -34,8 +36,14 @@ def test_bench_compare_smoke_run(tmp_path):
 
 def _compare_rows(aucs: dict[str, float], p_basic: str) -> dict[str, dict[str, str]]:
     best = max(aucs, key=aucs.get)
-    return {m: {"model": m, "roc_auc": str(a), "delong_p_vs_best": "" if m == best else (p_basic if m == "basic_cnn" else "0.5")}
-            for m, a in aucs.items()}
+    return {
+        m: {
+            "model": m,
+            "roc_auc": str(a),
+            "delong_p_vs_best": "" if m == best else (p_basic if m == "basic_cnn" else "0.5"),
+        }
+        for m, a in aucs.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -61,18 +69,30 @@ def test_bench_compare_criteria(aucs, p_basic, total_s, failing):
 def test_decode_benchmark_smoke_run():
     """bench_decode end to end on two tiny synthetic files: every table printed, checks passed."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_decode.py"
-    result = subprocess.run([sys.executable, str(script), "--images", "2", "--size", "64", "--repeats", "1",
-                             "--jpeg-quality", "87"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(script), "--images", "2", "--size", "64", "--repeats", "1", "--jpeg-quality", "87"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    for expected in ("| read_dicom ", "| pydicom + pillow", " 128 px |", "header scan", "same headers and bad files: True",
-                     "prepare --cache --image-size 512", "max |difference| 0 grey level(s)"):
+    for expected in (
+        "| read_dicom ",
+        "| pydicom + pillow",
+        " 128 px |",
+        "header scan",
+        "same headers and bad files: True",
+        "prepare --cache --image-size 512",
+        "max |difference| 0 grey level(s)",
+    ):
         assert expected in result.stdout, (expected, result.stdout[-3000:])
 
 
 def _smoke(script: str, tmp_path: Path, *extra: str) -> str:
     env = {**os.environ, "OUT": str(tmp_path)}
-    result = subprocess.run([sys.executable, str(HERE / script), "--smoke", *extra], capture_output=True, text=True,
-                            timeout=300, env=env)
+    result = subprocess.run(
+        [sys.executable, str(HERE / script), "--smoke", *extra], capture_output=True, text=True, timeout=300, env=env
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

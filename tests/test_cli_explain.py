@@ -1,4 +1,5 @@
 """`detect infer --gate-with / --explain` and `detect eval --gate-with` through typer's CliRunner."""
+
 from __future__ import annotations
 
 import json
@@ -33,27 +34,75 @@ def _one_error_line(result) -> str:
 
 def test_infer_with_a_missing_or_corrupt_gate_exits_2_in_one_line(tmp_path, checkpoint):
     write_images(tmp_path / "in")
-    line = _one_error_line(_run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "b.json",
-                                "--device", "cpu", "--gate-with", tmp_path / "nope.pt"))
+    line = _one_error_line(
+        _run(
+            "infer",
+            tmp_path / "in",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            tmp_path / "b.json",
+            "--device",
+            "cpu",
+            "--gate-with",
+            tmp_path / "nope.pt",
+        )
+    )
     assert line == f"error: {tmp_path / 'nope.pt'}: --gate-with: checkpoint not found"
     (tmp_path / "junk.pt").write_bytes(b"\x00junk")
-    line = _one_error_line(_run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "b.json",
-                                "--device", "cpu", "--gate-with", tmp_path / "junk.pt"))
+    line = _one_error_line(
+        _run(
+            "infer",
+            tmp_path / "in",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            tmp_path / "b.json",
+            "--device",
+            "cpu",
+            "--gate-with",
+            tmp_path / "junk.pt",
+        )
+    )
     assert line.startswith(f"error: {tmp_path / 'junk.pt'}: --gate-with: not a readable checkpoint file")
     assert not (tmp_path / "b.json").exists()
 
 
 def test_eval_with_a_missing_gate_exits_2_in_one_line(tmp_path, checkpoint):
-    line = _one_error_line(_run("eval", "--checkpoint", checkpoint, "--data", tmp_path, "--out", tmp_path / "ev",
-                                "--device", "cpu", "--gate-with", tmp_path / "nope.pt"))
+    line = _one_error_line(
+        _run(
+            "eval",
+            "--checkpoint",
+            checkpoint,
+            "--data",
+            tmp_path,
+            "--out",
+            tmp_path / "ev",
+            "--device",
+            "cpu",
+            "--gate-with",
+            tmp_path / "nope.pt",
+        )
+    )
     assert line == f"error: {tmp_path / 'nope.pt'}: --gate-with: checkpoint not found"
 
 
 def test_infer_gated_by_a_second_checkpoint_names_it_in_boxes_json(tmp_path, checkpoint):
     gate = save_tiny_checkpoint(tmp_path / "gate.pt", thresholds={"rsna": 0.02}, pneumonia_bias=-3.0)
     write_images(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--gate-with", gate, "--out", tmp_path / "b.json",
-                  "--device", "cpu", "--allow-failures")
+    result = _run(
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        checkpoint,
+        "--gate-with",
+        gate,
+        "--out",
+        tmp_path / "b.json",
+        "--device",
+        "cpu",
+        "--allow-failures",
+    )
     assert result.exit_code == 0, result.output
     document = json.loads((tmp_path / "b.json").read_text())
     assert document["schema_version"] == "2.3" and document["gate_model"]["checkpoint"] == str(gate)
@@ -62,9 +111,23 @@ def test_infer_gated_by_a_second_checkpoint_names_it_in_boxes_json(tmp_path, che
 
 def test_explain_with_a_detector_exits_2_in_one_line_before_predicting(tmp_path, checkpoint):
     write_images(tmp_path / "in")
-    line = _one_error_line(_run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "b.json",
-                                "--device", "cpu", "--explain", tmp_path / "cam"))
-    assert line.startswith(f"error: {checkpoint}: --explain: Grad-CAM is for classifiers and model 'mobilenet_v3_large_fpn' is a detector")
+    line = _one_error_line(
+        _run(
+            "infer",
+            tmp_path / "in",
+            "--checkpoint",
+            checkpoint,
+            "--out",
+            tmp_path / "b.json",
+            "--device",
+            "cpu",
+            "--explain",
+            tmp_path / "cam",
+        )
+    )
+    assert line.startswith(
+        f"error: {checkpoint}: --explain: Grad-CAM is for classifiers and model 'mobilenet_v3_large_fpn' is a detector"
+    )
     assert not (tmp_path / "b.json").exists() and not list(tmp_path.glob("cam/*.png"))
 
 
@@ -80,8 +143,19 @@ def _inputs_with_a_repeated_stem(folder: Path) -> None:
 
 def test_explain_writes_one_gradcam_png_per_readable_image_with_unique_names(tmp_path, classifier):
     _inputs_with_a_repeated_stem(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", classifier, "--out", tmp_path / "b.json", "--device", "cpu",
-                  "--explain", tmp_path / "cams", "--allow-failures")
+    result = _run(
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        classifier,
+        "--out",
+        tmp_path / "b.json",
+        "--device",
+        "cpu",
+        "--explain",
+        tmp_path / "cams",
+        "--allow-failures",
+    )
     assert result.exit_code == 0, result.output
     names = sorted(p.name for p in (tmp_path / "cams").glob("*.png"))
     # the listing is sorted: in/a.dcm before in/sub/a.png, so the DICOM keeps the plain name
@@ -94,8 +168,21 @@ def test_explain_writes_one_gradcam_png_per_readable_image_with_unique_names(tmp
 
 def test_explain_beside_a_detector_explains_the_classifier_gate(tmp_path, checkpoint, classifier):
     write_images(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--gate-with", classifier, "--out",
-                  tmp_path / "b.json", "--device", "cpu", "--explain", tmp_path / "cams", "--allow-failures")
+    result = _run(
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        checkpoint,
+        "--gate-with",
+        classifier,
+        "--out",
+        tmp_path / "b.json",
+        "--device",
+        "cpu",
+        "--explain",
+        tmp_path / "cams",
+        "--allow-failures",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "b.json").read_text())["gate_model"]["name"] == "basic_cnn"
     assert len(list((tmp_path / "cams").glob("*_gradcam.png"))) == 3

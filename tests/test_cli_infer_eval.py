@@ -1,4 +1,5 @@
 """`detect infer` and `detect eval` through typer's CliRunner: output, warnings, exit codes."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,12 @@ from typer.testing import CliRunner
 
 from cli import app
 from detect.outputs.boxes_json import validate_output
-from tests.data_prep.dicom_fixtures import overwrite_middle, textured_image, with_jpeg_sof_size, write_jpeg_baseline_dicom
+from tests.data_prep.dicom_fixtures import (
+    overwrite_middle,
+    textured_image,
+    with_jpeg_sof_size,
+    write_jpeg_baseline_dicom,
+)
 from tests.detect.evaluation.test_submission_eval import EXPECTED_RSNA, LABELS_CSV, PREDICTIONS_CSV
 from tests.detect.inference.test_batch import save_tiny_checkpoint, write_images
 
@@ -32,13 +38,27 @@ def _stderr(result) -> str:
 
 def test_infer_a_batch_with_a_bad_file_writes_everything_and_exits_2_unless_allowed(tmp_path, checkpoint):
     files = write_images(tmp_path / "in")
-    args = ("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
-            "--submission", tmp_path / "sub.csv", "--overlay", tmp_path / "ov", "--device", "cpu", "--tta")
+    args = (
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "boxes.json",
+        "--submission",
+        tmp_path / "sub.csv",
+        "--overlay",
+        tmp_path / "ov",
+        "--device",
+        "cpu",
+        "--tta",
+    )
     strict = _run(*args)
     assert strict.exit_code == 2, strict.output
     assert _stderr(strict).strip().splitlines()[-1] == (
         f"error: 1 of 4 file(s) could not be read (listed in {tmp_path / 'boxes.json'} with their reason); "
-        "pass --allow-failures to accept that")
+        "pass --allow-failures to accept that"
+    )
     assert len(json.loads((tmp_path / "boxes.json").read_text())["images"]) == 4  # written all the same
     result = _run(*args, "--allow-failures")
     assert result.exit_code == 0, result.output
@@ -55,7 +75,17 @@ def test_infer_a_batch_with_a_bad_file_writes_everything_and_exits_2_unless_allo
 def test_infer_all_files_bad_exits_2(tmp_path, checkpoint):
     (tmp_path / "bad.dcm").write_bytes(b"junk")
     (tmp_path / "bad.png").write_bytes(b"")
-    result = _run("infer", tmp_path / "bad.dcm", tmp_path / "bad.png", "--checkpoint", checkpoint, "--out", tmp_path / "b.json", "--device", "cpu")
+    result = _run(
+        "infer",
+        tmp_path / "bad.dcm",
+        tmp_path / "bad.png",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "b.json",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 2
     lines = _stderr(result).strip().splitlines()
     assert lines[-1].startswith("error: none of the 2 input file(s) could be read:")
@@ -92,17 +122,23 @@ def test_infer_bad_arguments_exit_2(tmp_path, checkpoint, args, message):
 def test_eval_predictions_against_labels_prints_the_hand_worked_score(tmp_path):
     (tmp_path / "sub.csv").write_text(PREDICTIONS_CSV)
     (tmp_path / "labels.csv").write_text(LABELS_CSV)
-    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval")
+    result = _run(
+        "eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval"
+    )
     assert result.exit_code == 0, result.output
     assert "RSNA score" in result.stdout and f"{EXPECTED_RSNA:.4f}" in result.stdout
     assert "note: scored the 4 patients" in _stderr(result)
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["detection"]["rsna_score"] == pytest.approx(EXPECTED_RSNA)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["detection"]["rsna_score"] == pytest.approx(
+        EXPECTED_RSNA
+    )
 
 
 def test_eval_malformed_csv_exits_2_naming_file_and_line(tmp_path):
     (tmp_path / "sub.csv").write_text("patientId,PredictionString\np1,0.9 1 2\n")
     (tmp_path / "labels.csv").write_text(LABELS_CSV)
-    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval")
+    result = _run(
+        "eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv", "--out", tmp_path / "eval"
+    )
     assert result.exit_code == 2
     assert _stderr(result).strip() == (
         f"error: {tmp_path / 'sub.csv'}: line 2: PredictionString has 3 numbers, expected groups of 5 (conf x y width height)"
@@ -112,7 +148,10 @@ def test_eval_malformed_csv_exits_2_naming_file_and_line(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--predictions", "sub.csv"], "error: use either --predictions CSV|boxes.json --labels FILE, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR"),
+        (
+            ["--predictions", "sub.csv"],
+            "error: use either --predictions CSV|boxes.json --labels FILE, or [--checkpoint CKPT] [--gate-with CKPT] --data DIR",
+        ),
         ([], "error: pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV"),
     ],
 )
@@ -143,12 +182,32 @@ def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path
 
     test_files = [read_manifest(root).image_path(r) for r in read_manifest(root).split_records("test")]
     assert metrics["counts"]["rsna_test_images"] == len(test_files)
-    result = _run("infer", *test_files, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--submission", tmp_path / "sub.csv",
-                  "--device", "cpu")
+    result = _run(
+        "infer",
+        *test_files,
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "boxes.json",
+        "--submission",
+        tmp_path / "sub.csv",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     entries = json.loads((tmp_path / "boxes.json").read_text())["images"]
-    assert {(e["operating_point"]["threshold"], e["operating_point"]["source"]) for e in entries} == {(0.4, stored["source"])}
-    result = _run("eval", "--predictions", tmp_path / "sub.csv", "--labels", root / "stage_2_train_labels.csv", "--out", tmp_path / "again")
+    assert {(e["operating_point"]["threshold"], e["operating_point"]["source"]) for e in entries} == {
+        (0.4, stored["source"])
+    }
+    result = _run(
+        "eval",
+        "--predictions",
+        tmp_path / "sub.csv",
+        "--labels",
+        root / "stage_2_train_labels.csv",
+        "--out",
+        tmp_path / "again",
+    )
     assert result.exit_code == 0, result.output
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["detection"]["n_images"] == len(test_files)
@@ -159,8 +218,21 @@ def test_eval_with_a_checkpoint_agrees_with_infer_then_eval_predictions(tmp_path
 
 def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path, checkpoint):
     files = write_images(tmp_path / "in")
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
-                  "--dicom-sr", tmp_path / "sr", "--dicom-gsps", tmp_path / "gsps", "--device", "cpu", "--allow-failures")
+    result = _run(
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "boxes.json",
+        "--dicom-sr",
+        tmp_path / "sr",
+        "--dicom-gsps",
+        tmp_path / "gsps",
+        "--device",
+        "cpu",
+        "--allow-failures",
+    )
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "sr").glob("*_SR.dcm"))) == 2 and len(list((tmp_path / "gsps").glob("*_GSPS.dcm"))) == 2
     png = [f for f in files.values() if str(f).endswith(".png")][0]
@@ -168,12 +240,18 @@ def test_infer_writes_an_sr_and_a_gsps_per_dicom_and_warns_for_the_png(tmp_path,
     assert "4 DICOM SR/GSPS file(s)" in result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--study", "1.2"), "--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL"),
-    (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
-    (("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"), "ftp://pacs/dicom-web: a DICOMweb URL starts with http://"),
-    (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--study", "1.2"), "--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL"),
+        (("--dicomweb", "http://127.0.0.1:1/dicom-web"), "--dicomweb needs --study UID"),
+        (
+            ("--dicomweb", "ftp://pacs/dicom-web", "--study", "1.2"),
+            "ftp://pacs/dicom-web: a DICOMweb URL starts with http://",
+        ),
+        (("--anonymize", "--submission", "sub.csv", "x.dcm"), "--anonymize and --submission"),
+    ],
+)
 def test_infer_refuses_bad_pacs_options_in_one_line(tmp_path, args, message):
     result = _run("infer", "--out", tmp_path / "boxes.json", *args)
     assert result.exit_code == 2 and message in _stderr(result) and len(_stderr(result).strip().splitlines()) == 1
@@ -193,13 +271,25 @@ def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_pat
     newline.write_bytes(b"not a DICOM")
     fifo = tmp_path / "pipe.dcm"
     os.mkfifo(fifo)
-    result = _run("infer", folder, fifo, "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json", "--device", "cpu",
-                  "--allow-failures")
+    result = _run(
+        "infer",
+        folder,
+        fifo,
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "boxes.json",
+        "--device",
+        "cpu",
+        "--allow-failures",
+    )
     assert result.exit_code == 0, result.output
     lines = _stderr(result).strip().splitlines()
     warnings = [line for line in lines if line.startswith("warning: ")]
     assert len(warnings) == 5 and not any(line.startswith("lines.dcm") for line in lines), lines
-    by_name = {name: next(w for w in warnings if name in w) for name in ("huge", "corrupt", "png.dcm", "two\\nlines", "pipe")}
+    by_name = {
+        name: next(w for w in warnings if name in w) for name in ("huge", "corrupt", "png.dcm", "two\\nlines", "pipe")
+    }
     assert "JPEG frame: image size 60000x60000 (3600.0 megapixels) exceeds the limit" in by_name["huge"]
     assert "corrupt or undecodable JPEG data" in by_name["corrupt"]
     assert "a PNG file, not a DICOM" in by_name["png.dcm"]
@@ -213,12 +303,26 @@ def test_infer_reports_hostile_files_one_line_each_and_predicts_the_rest(tmp_pat
 
 def test_infer_max_megapixels_is_an_option(tmp_path, checkpoint):
     image = write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(96, 96, seed=1))
-    small = _run("infer", image, image.parent / "b.png", "--checkpoint", checkpoint, "--out", tmp_path / "b.json",
-                 "--device", "cpu", "--max-megapixels", "0.005")
+    small = _run(
+        "infer",
+        image,
+        image.parent / "b.png",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "b.json",
+        "--device",
+        "cpu",
+        "--max-megapixels",
+        "0.005",
+    )
     assert small.exit_code == 2
     assert "image size 96x96 (0.0 megapixels) exceeds the limit of 0.005 megapixels" in _stderr(small)
     bad = _run("infer", image, "--checkpoint", checkpoint, "--out", tmp_path / "b.json", "--max-megapixels", "-1")
-    assert bad.exit_code == 2 and _stderr(bad).strip() == "error: --max-megapixels: -1.0 must be a positive number of megapixels"
+    assert (
+        bad.exit_code == 2
+        and _stderr(bad).strip() == "error: --max-megapixels: -1.0 must be a positive number of megapixels"
+    )
 
 
 def test_a_formula_like_patient_id_is_kept_in_the_submission_with_a_warning(tmp_path, checkpoint):
@@ -227,8 +331,18 @@ def test_a_formula_like_patient_id_is_kept_in_the_submission_with_a_warning(tmp_
     (tmp_path / "in").mkdir()
     patient = '=HYPERLINK("http://evil.example/x","open")'
     write_jpeg_baseline_dicom(tmp_path / "in" / "a.dcm", textured_image(64, 64, seed=1), patient_id=patient)
-    result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", tmp_path / "boxes.json",
-                  "--submission", tmp_path / "sub.csv", "--device", "cpu")
+    result = _run(
+        "infer",
+        tmp_path / "in",
+        "--checkpoint",
+        checkpoint,
+        "--out",
+        tmp_path / "boxes.json",
+        "--submission",
+        tmp_path / "sub.csv",
+        "--device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     assert "patientId starts with '=', which a spreadsheet would run as a formula" in _stderr(result)
     assert (tmp_path / "sub.csv").read_text().splitlines()[1].startswith('"=HYPERLINK(')  # Kaggle needs the exact ID

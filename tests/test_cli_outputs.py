@@ -1,5 +1,6 @@
 """Output paths through the CLI: a blocked, unwritable or full output
 is one line `error: <path>: ...` and exit 2, found before the work starts, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -50,20 +51,52 @@ def _commands(tmp_path: Path, raw_rsna: Path, out: Path) -> dict[str, list[objec
     images = write_images(tmp_path / "in")
     return {
         "infer --out": ["infer", images["a"], "--checkpoint", tmp_path / "missing.pt", "--out", out / "boxes.json"],
-        "infer --submission": ["infer", images["a"], "--checkpoint", tmp_path / "missing.pt", "--out",
-                               tmp_path / "ok.json", "--submission", out / "sub.csv"],
-        "infer --overlay": ["infer", images["a"], "--checkpoint", tmp_path / "missing.pt", "--out",
-                            tmp_path / "ok.json", "--overlay", out / "overlays"],
+        "infer --submission": [
+            "infer",
+            images["a"],
+            "--checkpoint",
+            tmp_path / "missing.pt",
+            "--out",
+            tmp_path / "ok.json",
+            "--submission",
+            out / "sub.csv",
+        ],
+        "infer --overlay": [
+            "infer",
+            images["a"],
+            "--checkpoint",
+            tmp_path / "missing.pt",
+            "--out",
+            tmp_path / "ok.json",
+            "--overlay",
+            out / "overlays",
+        ],
         "prepare": ["prepare", raw_rsna, "--out", out / "prepared"],
         "train": ["train", "--config", DEMO, "--data", raw_rsna, "--out", out / "run"],
         "eval": ["eval", "--checkpoint", tmp_path / "missing.pt", "--data", raw_rsna, "--out", out / "eval"],
-        "eval --predictions": ["eval", "--predictions", tmp_path / "sub.csv", "--labels", tmp_path / "labels.csv",
-                               "--out", out / "eval"],
+        "eval --predictions": [
+            "eval",
+            "--predictions",
+            tmp_path / "sub.csv",
+            "--labels",
+            tmp_path / "labels.csv",
+            "--out",
+            out / "eval",
+        ],
         "demo": ["demo", "--quick", "--out", out / "demo"],
     }
 
 
-COMMANDS = ["infer --out", "infer --submission", "infer --overlay", "prepare", "train", "eval", "eval --predictions", "demo"]
+COMMANDS = [
+    "infer --out",
+    "infer --submission",
+    "infer --overlay",
+    "prepare",
+    "train",
+    "eval",
+    "eval --predictions",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -85,14 +118,24 @@ def test_an_output_on_a_read_only_file_system_is_refused_before_any_work(command
     assert not (raw_rsna / "detect_prepared").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["infer", "{img}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}"], "error: {tmp}: --out must name a file, not a folder"),
-    (["infer", "{img}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/b.json", "--overlay", "{img}"],
-     "error: {img}: --overlay must name a folder, but this is a file"),
-    (["eval", "--predictions", "{tmp}/sub.csv", "--labels", "{tmp}/labels.csv", "--out", "{img}"],
-     "error: {img}: --out must name a folder, but this is a file"),
-    (["demo", "--quick", "--out", "{img}"], "error: {img}: --out must name a folder, but this is a file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["infer", "{img}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}"],
+            "error: {tmp}: --out must name a file, not a folder",
+        ),
+        (
+            ["infer", "{img}", "--checkpoint", "{tmp}/missing.pt", "--out", "{tmp}/b.json", "--overlay", "{img}"],
+            "error: {img}: --overlay must name a folder, but this is a file",
+        ),
+        (
+            ["eval", "--predictions", "{tmp}/sub.csv", "--labels", "{tmp}/labels.csv", "--out", "{img}"],
+            "error: {img}: --out must name a folder, but this is a file",
+        ),
+        (["demo", "--quick", "--out", "{img}"], "error: {img}: --out must name a folder, but this is a file"),
+    ],
+)
 def test_a_file_given_for_a_folder_and_the_reverse(tmp_path, args, message):
     image = write_images(tmp_path / "in")["a"]
     (tmp_path / "sub.csv").write_text(PREDICTIONS_CSV)
@@ -110,10 +153,15 @@ def test_infer_on_a_full_disk_keeps_the_previous_boxes_json(tmp_path):
         assert good.exit_code == 0, good.output
         before = (full / "boxes.json").read_bytes()
         fill_disk(full)
-        result = _run("infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", full / "boxes.json", "--device", "cpu")
+        result = _run(
+            "infer", tmp_path / "in", "--checkpoint", checkpoint, "--out", full / "boxes.json", "--device", "cpu"
+        )
         assert result.exit_code == 2 and "Traceback" not in result.output
         # the first write of a run is its JSON Lines part (results stream there before boxes.json)
-        assert result.stderr.strip().splitlines()[-1] == f"error: {full / 'boxes.jsonl'}: cannot write (No space left on device)"
+        assert (
+            result.stderr.strip().splitlines()[-1]
+            == f"error: {full / 'boxes.jsonl'}: cannot write (No space left on device)"
+        )
         assert (full / "boxes.json").read_bytes() == before
         json.loads(before)
         assert sorted(p.name for p in full.iterdir()) == ["boxes.json", "boxes.jsonl", "fill"]  # the earlier part kept

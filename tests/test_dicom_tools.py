@@ -1,4 +1,5 @@
 """tests/dicom_tools.py: a missing external tool fails the test in CI and skips it elsewhere."""
+
 import pytest
 
 from tests.dicom_tools import error_lines, require_tool

@@ -1,5 +1,6 @@
 """The README is the front door: every page under docs/ is reachable from it, and the relative
 links of the README and the docs point at files that exist (or at docs pages, checked above)."""
+
 from __future__ import annotations
 
 import re

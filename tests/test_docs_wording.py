@@ -7,6 +7,7 @@ restructure; a measurement names its hardware, date and commit instead. The Pyth
 the recipes and CI script must not cite issues or done-whens, and no identifier may be named
 after one. History belongs in commit messages.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Phrases that narrate how the project was made rather than what it does.
 CODE_PATTERNS = [
-    r"\bissues?\s*#?\d+",                 # "issue 11", "issue #16"
+    r"\bissues?\s*#?\d+",  # "issue 11", "issue #16"
     r"\bthe issue\b",
     r"\bissue's\b",
     r"done[-_]when",
@@ -69,8 +70,11 @@ def python_prose(source: str) -> list[tuple[int, str]]:
 
 
 def python_identifiers(source: str) -> list[tuple[int, str]]:
-    return [(t.start[0], t.string) for t in tokenize.generate_tokens(io.StringIO(source).readline)
-            if t.type == tokenize.NAME]
+    return [
+        (t.start[0], t.string)
+        for t in tokenize.generate_tokens(io.StringIO(source).readline)
+        if t.type == tokenize.NAME
+    ]
 
 
 def _this_file(path: Path) -> bool:
@@ -103,18 +107,21 @@ def test_code_strings_comments_and_names_speak_of_the_product():
     assert not problems, "development narration in code, recipes or CI:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("text, hits", [
-    ("What the demo printed on this session's machine", True),
-    ("see issue 11", True),
-    ("within issue 16's 1.2x", True),
-    ("the issue's done-when for detect compare", True),
-    ("def check_done_when(rows):", True),
-    ("measured in an earlier session on a 2-core CPU", True),
-    ("before the package restructure", True),
-    ("a 2-core AMD EPYC, 2026-12-01, commit 811f829", False),
-    ("an ONNX Runtime InferenceSession on the CPU", False),
-    ("the GPU is done when it returns", False),
-])
+@pytest.mark.parametrize(
+    "text, hits",
+    [
+        ("What the demo printed on this session's machine", True),
+        ("see issue 11", True),
+        ("within issue 16's 1.2x", True),
+        ("the issue's done-when for detect compare", True),
+        ("def check_done_when(rows):", True),
+        ("measured in an earlier session on a 2-core CPU", True),
+        ("before the package restructure", True),
+        ("a 2-core AMD EPYC, 2026-12-01, commit 811f829", False),
+        ("an ONNX Runtime InferenceSession on the CPU", False),
+        ("the GPU is done when it returns", False),
+    ],
+)
 def test_the_patterns_catch_narration_and_pass_product_wording(text, hits):
     assert bool(find_narration(text, CODE_PATTERNS)) is hits
 

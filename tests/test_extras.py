@@ -1,5 +1,6 @@
 """Optional dependencies are extras: the core commands import none of them, and a command whose
 extra is missing stops with one line naming it, exit code 2 (detect/extras.py)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -25,8 +26,13 @@ BLOCK = textwrap.dedent(f"""
 
 
 def run_python(code: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code), *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_the_core_commands_import_no_optional_package():
@@ -41,9 +47,12 @@ def test_the_core_commands_import_no_optional_package():
     assert out.stdout.strip() == "loaded:", out.stdout
 
 
-@pytest.mark.parametrize("args, extra", [
-    (["serve", "--checkpoint", "none.pt"], "serve"),
-])
+@pytest.mark.parametrize(
+    "args, extra",
+    [
+        (["serve", "--checkpoint", "none.pt"], "serve"),
+    ],
+)
 def test_a_command_without_its_extra_is_one_line_and_exit_2(args, extra):
     out = run_python("from cli import app\napp()", *args)
     assert out.returncode == 2, out.stderr[-2000:]
@@ -65,8 +74,8 @@ def test_each_optional_feature_names_its_extra_before_any_work(tmp_path):
         print(message(lambda: DicomResultWriter(None, sr_dir={str(tmp_path)!r})))
         print(message(lambda: DicomResultWriter(None)))
         from detect.export.onnx import onnxruntime_session, write_onnx
-        print(message(lambda: write_onnx(None, {str(tmp_path / 'x.onnx')!r}, {{}})))
-        print(message(lambda: onnxruntime_session({str(tmp_path / 'x.onnx')!r})))
+        print(message(lambda: write_onnx(None, {str(tmp_path / "x.onnx")!r}, {{}})))
+        print(message(lambda: onnxruntime_session({str(tmp_path / "x.onnx")!r})))
         from detect.explain.gradcam import GradCamExplainer
         print(message(lambda: GradCamExplainer(None, 64, "cpu")))
         print(message(lambda: __import__("detect.pacs.dicomweb")))
@@ -88,8 +97,9 @@ def test_require_and_its_message(monkeypatch):
     with pytest.raises(MissingExtraError) as caught:
         require("serve", "detect serve", ("no_such_module_here",))
     assert isinstance(caught.value, DetectError) and caught.value.exit_code == 2
-    assert str(caught.value) == ("detect serve needs the 'serve' extra (No module named 'no_such_module_here'): "
-                                 'pip install "detect[serve]"')
+    assert str(caught.value) == (
+        "detect serve needs the 'serve' extra (No module named 'no_such_module_here'): pip install \"detect[serve]\""
+    )
 
 
 def test_every_extra_is_declared_in_pyproject():

@@ -1,5 +1,6 @@
 """Every input the fuzzer (tests/fuzz/fuzz_ingest.py) found to crash a reader, replayed: each
 must now end in the project's DetectError family, in one line, or be read."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,12 @@ READERS = {
 }
 # A DICOMweb answer needs a server: tests/detect/pacs/test_dicomweb_hostile.py replays those on loopback.
 REPLAYED_ELSEWHERE = {"multipart"}
-CASES = sorted((target.name, crash) for target in CRASHES.iterdir() if target.is_dir() and target.name not in
-               REPLAYED_ELSEWHERE for crash in target.iterdir())
+CASES = sorted(
+    (target.name, crash)
+    for target in CRASHES.iterdir()
+    if target.is_dir() and target.name not in REPLAYED_ELSEWHERE
+    for crash in target.iterdir()
+)
 
 
 def test_every_target_has_a_reader():

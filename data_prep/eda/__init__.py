@@ -9,6 +9,7 @@
 The plots and the report (matplotlib, markdown, HTML) live in `detect/eda/`; they read only
 the dict `stats.compute_eda` returns, so every number a plot or table shows is in eda.json.
 """
+
 from data_prep.eda.stats import compute_eda, intensity_histogram, wilson_interval
 from data_prep.eda.tables import EdaTables, read_header_table, tables_from_label_files, tables_from_records
 

@@ -12,6 +12,7 @@ one); only the suspect patients go through the per-patient functions, which word
 Reading every cell as a Python string and every row as an object (the strict reader) took a
 2-million-row table to 3.3 GB; here a row costs its floats, a patient its id.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,12 +52,19 @@ class LabelTable:
         picked = self.rows[self.rows["code"].isin(codes)]
         out: dict[str, list[LabelRow]] = {str(self.patients[c]): [] for c in codes}
         for code, line, x, y, w, h, target in picked[["code", "line", *BOX_COLUMNS, "Target"]].itertuples(
-                index=False, name=None):
+            index=False, name=None
+        ):
             box = (x, y, w, h)
             present = sum(not np.isnan(v) for v in box)
-            out[str(self.patients[code])].append(LabelRow(
-                line=int(line), patient_id=str(self.patients[code]), target=int(target), box_fields_present=present,
-                box_xywh=tuple(float(v) for v in box) if present == 4 else None))  # type: ignore[arg-type]
+            out[str(self.patients[code])].append(
+                LabelRow(
+                    line=int(line),
+                    patient_id=str(self.patients[code]),
+                    target=int(target),
+                    box_fields_present=present,
+                    box_xywh=tuple(float(v) for v in box) if present == 4 else None,
+                )
+            )  # type: ignore[arg-type]
         return out
 
 
@@ -65,8 +73,15 @@ def read_label_table(path: str | Path) -> LabelTable | None:
     number, a Target other than 0 / 1, an empty patientId, a header with other names...): the
     strict reader (data_prep.rsna.read_train_labels) then reports the first problem by line."""
     try:
-        frame = pd.read_csv(path, usecols=list(LABEL_COLUMNS), dtype=_DTYPES, keep_default_na=False, na_values=[""],
-                            skip_blank_lines=False, encoding="utf-8-sig")
+        frame = pd.read_csv(
+            path,
+            usecols=list(LABEL_COLUMNS),
+            dtype=_DTYPES,
+            keep_default_na=False,
+            na_values=[""],
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
     except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError):
         return None
     if not isinstance(frame.index, pd.RangeIndex):
@@ -89,8 +104,11 @@ def label_table_from_frame(frame: pd.DataFrame) -> LabelTable | None:
     blank = (frame["code"] < 0).to_numpy() & frame[numbers].isna().all(axis=1).to_numpy()
     if blank.any():  # each filter below copies the frame: only when it removes something
         frame = frame[~blank]
-    if (frame["code"] < 0).any() or not frame["Target"].isin((0.0, 1.0)).all() \
-            or np.isinf(frame[list(BOX_COLUMNS)].to_numpy()).any():
+    if (
+        (frame["code"] < 0).any()
+        or not frame["Target"].isin((0.0, 1.0)).all()
+        or np.isinf(frame[list(BOX_COLUMNS)].to_numpy()).any()
+    ):
         return None
     positive = (frame["Target"] == 1.0).to_numpy()
     missing = {c: int(frame[c].isna().to_numpy()[positive].sum()) for c in BOX_COLUMNS}
@@ -114,6 +132,14 @@ def label_table_from_frame(frame: pd.DataFrame) -> LabelTable | None:
     first_target = np.zeros(n, dtype=np.int8)
     first_row = np.unique(codes, return_index=True)[1]
     first_target[codes[first_row]] = target[first_row].astype(np.int8)
-    return LabelTable(rows=rows, patients=np.asarray(patients, dtype=object), target=first_target,
-                      n_boxes=positives, suspect=bad | mixed, n_label_rows=n_label_rows,
-                      duplicates=int(duplicated.sum()), missing_box_cells=missing, n_positive_rows=n_positive_rows)
+    return LabelTable(
+        rows=rows,
+        patients=np.asarray(patients, dtype=object),
+        target=first_target,
+        n_boxes=positives,
+        suspect=bad | mixed,
+        n_label_rows=n_label_rows,
+        duplicates=int(duplicated.sum()),
+        missing_box_cells=missing,
+        n_positive_rows=n_positive_rows,
+    )

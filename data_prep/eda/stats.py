@@ -16,6 +16,7 @@ Conventions, the same in every section:
 Radiographs are displayed with the patient's right on the image's left (PA and AP alike), so
 a box centred left of the midline is in the patient's right lung.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -81,7 +82,9 @@ def _counts(labels: pd.Series, order: Sequence[str] = ()) -> list[dict[str, Any]
     rest = sorted(set(counts.index) - set(order) - {UNKNOWN})
     groups = list(order) + rest + ([UNKNOWN] if UNKNOWN in counts.index else [])
     total = len(filled)
-    return [{"group": g, "images": int(counts.get(g, 0)), "share": _share(int(counts.get(g, 0)), total)} for g in groups]
+    return [
+        {"group": g, "images": int(counts.get(g, 0)), "share": _share(int(counts.get(g, 0)), total)} for g in groups
+    ]
 
 
 def positive_rates(groups: pd.Series, target: pd.Series, order: Sequence[str] = ()) -> list[dict[str, Any]]:
@@ -95,10 +98,16 @@ def positive_rates(groups: pd.Series, target: pd.Series, order: Sequence[str] = 
         in_group = target[filled == label]
         n, k = int(in_group.size), int(in_group.sum())
         interval = wilson_interval(k, n)
-        rows.append({
-            "group": label, "images": n, "positive": k, "rate": _share(k, n),
-            "ci95_low": interval[0] if interval else None, "ci95_high": interval[1] if interval else None,
-        })
+        rows.append(
+            {
+                "group": label,
+                "images": n,
+                "positive": k,
+                "rate": _share(k, n),
+                "ci95_low": interval[0] if interval else None,
+                "ci95_high": interval[1] if interval else None,
+            }
+        )
     return rows
 
 
@@ -136,8 +145,12 @@ def _univariate(tables: EdaTables, class_labels: pd.Series, class_order: Sequenc
     out: dict[str, Any] = {
         "target": _counts(images["target"].map({0: negative, 1: positive}), (negative, positive)),
         "classes": _counts(class_labels, class_order) if tables.has_class_info else None,
-        "classes_by_source_split": None, "age_years": None, "sex": None, "view": None,
-        "boxes_per_image": None, "box_size": None,
+        "classes_by_source_split": None,
+        "age_years": None,
+        "sex": None,
+        "view": None,
+        "boxes_per_image": None,
+        "box_size": None,
     }
     if tables.dataset == "kermany":
         out["classes_by_source_split"] = {
@@ -148,8 +161,11 @@ def _univariate(tables: EdaTables, class_labels: pd.Series, class_order: Sequenc
         valid = ages[images["age_valid"] & ages.notna()]
         impossible = ages[~images["age_valid"] & ages.notna()]
         out["age_years"] = {
-            **describe(valid), "missing": int(ages.isna().sum()), "limit_years": MAX_PLAUSIBLE_AGE_YEARS,
-            "impossible": int(impossible.size), "impossible_values": sorted(float(a) for a in impossible),
+            **describe(valid),
+            "missing": int(ages.isna().sum()),
+            "limit_years": MAX_PLAUSIBLE_AGE_YEARS,
+            "impossible": int(impossible.size),
+            "impossible_values": sorted(float(a) for a in impossible),
             "histogram": histogram(valid, np.arange(0, 125, 5)),
         }
         out["sex"] = _counts(images["sex"], ("F", "M"))
@@ -171,7 +187,9 @@ def _univariate(tables: EdaTables, class_labels: pd.Series, class_order: Sequenc
 def _box_size(boxes: pd.DataFrame, with_histograms: bool) -> dict[str, Any]:
     width, height = boxes["width"].to_numpy(), boxes["height"].to_numpy()
     quantities = {
-        "width_px": width, "height_px": height, "area_px2": width * height,
+        "width_px": width,
+        "height_px": height,
+        "area_px2": width * height,
         "aspect_height_over_width": height / np.where(width > 0, width, np.nan),
     }
     out: dict[str, Any] = {name: describe(values) for name, values in quantities.items()}
@@ -182,7 +200,9 @@ def _box_size(boxes: pd.DataFrame, with_histograms: bool) -> dict[str, Any]:
         area_top = max(1.0, float(np.nanmax(quantities["area_px2"])))
         aspect_top = max(4.0, math.ceil(float(np.nanmax(quantities["aspect_height_over_width"])) * 10) / 10)
         edges = {
-            "width_px": side_edges, "height_px": side_edges, "area_px2": np.linspace(0, area_top, 41),
+            "width_px": side_edges,
+            "height_px": side_edges,
+            "area_px2": np.linspace(0, area_top, 41),
             "aspect_height_over_width": np.arange(0, aspect_top + 0.1, 0.1),
         }
         for name, values in quantities.items():
@@ -192,14 +212,20 @@ def _box_size(boxes: pd.DataFrame, with_histograms: bool) -> dict[str, Any]:
 
 def _image_size(images: pd.DataFrame) -> dict[str, Any]:
     known = images[images["height_px"].notna() & images["width_px"].notna()]
-    sizes = (known["width_px"].astype(int).astype(str) + " x " + known["height_px"].astype(int).astype(str)).value_counts()
+    sizes = (
+        known["width_px"].astype(int).astype(str) + " x " + known["height_px"].astype(int).astype(str)
+    ).value_counts()
     shown = [{"size": s, "images": int(n), "share": _share(int(n), len(images))} for s, n in sizes.head(10).items()]
     if len(sizes) > 10:
         rest = int(sizes.iloc[10:].sum())
         shown.append({"size": f"{len(sizes) - 10} other sizes", "images": rest, "share": _share(rest, len(images))})
     out = {
-        "known": int(len(known)), "missing": int(len(images) - len(known)), "distinct": int(len(sizes)),
-        "sizes_width_x_height": shown, "width_px": describe(known["width_px"]), "height_px": describe(known["height_px"]),
+        "known": int(len(known)),
+        "missing": int(len(images) - len(known)),
+        "distinct": int(len(sizes)),
+        "sizes_width_x_height": shown,
+        "width_px": describe(known["width_px"]),
+        "height_px": describe(known["height_px"]),
     }
     if len(known):
         # 100 px bins: Kermany's sizes run from a few hundred to ~3000 px, hardly two alike.
@@ -217,7 +243,8 @@ def _pixel_spacing(images: pd.DataFrame) -> dict[str, Any]:
     shown = row[known].round(4).map(lambda v: f"{v:g}").value_counts()
     exact = row[known].round(6).map(lambda v: f"{v:g}").value_counts()
     return {
-        "known": int(known.sum()), "missing": int((~known).sum()),
+        "known": int(known.sum()),
+        "missing": int((~known).sum()),
         "non_square": int((known & ((row - col).abs() > 1e-9)).sum()),
         "values": [{"spacing_mm": s, "images": int(n), "share": _share(int(n), len(images))} for s, n in shown.items()],
         "values_6_decimals": [{"spacing_mm": s, "images": int(n)} for s, n in exact.items()],
@@ -226,8 +253,17 @@ def _pixel_spacing(images: pd.DataFrame) -> dict[str, Any]:
 
 def _bivariate(tables: EdaTables, class_labels: pd.Series, class_order: Sequence[str]) -> dict[str, Any]:
     images, boxes = tables.images, tables.boxes
-    out: dict[str, Any] = {k: None for k in ("positive_rate_by_view", "positive_rate_by_sex", "positive_rate_by_age_band",
-                                             "box_size_by_view", "boxes_per_image_by_class", "boxes_per_image_by_view")}
+    out: dict[str, Any] = {
+        k: None
+        for k in (
+            "positive_rate_by_view",
+            "positive_rate_by_sex",
+            "positive_rate_by_age_band",
+            "box_size_by_view",
+            "boxes_per_image_by_class",
+            "boxes_per_image_by_view",
+        )
+    }
     target = images["target"]
     if tables.has_headers:
         out["positive_rate_by_view"] = positive_rates(images["view"], target, ("AP", "PA"))
@@ -244,9 +280,13 @@ def _bivariate(tables: EdaTables, class_labels: pd.Series, class_order: Sequence
         ]
     boxed = images["has_box_labels"]
     if boxed.any() and len(boxes):
-        out["boxes_per_image_by_class"] = _box_count_table(class_labels[boxed], images.loc[boxed, "n_boxes"], class_order)
+        out["boxes_per_image_by_class"] = _box_count_table(
+            class_labels[boxed], images.loc[boxed, "n_boxes"], class_order
+        )
         if tables.has_headers:
-            out["boxes_per_image_by_view"] = _box_count_table(images.loc[boxed, "view"], images.loc[boxed, "n_boxes"], ("AP", "PA"))
+            out["boxes_per_image_by_view"] = _box_count_table(
+                images.loc[boxed, "view"], images.loc[boxed, "n_boxes"], ("AP", "PA")
+            )
     return out
 
 
@@ -254,16 +294,23 @@ def _box_count_table(groups: pd.Series, n_boxes: pd.Series, order: Sequence[str]
     """{'box_counts': [0..max], 'rows': [{'group', 'images', 'counts': [...], 'mean_boxes'}]}."""
     filled = groups.fillna(UNKNOWN).astype(str)
     present = set(filled)
-    labels = [g for g in order if g in present] + sorted(present - set(order) - {UNKNOWN}) + ([UNKNOWN] if UNKNOWN in present else [])
+    labels = (
+        [g for g in order if g in present]
+        + sorted(present - set(order) - {UNKNOWN})
+        + ([UNKNOWN] if UNKNOWN in present else [])
+    )
     top = int(n_boxes.max()) if len(n_boxes) else 0
     rows = []
     for label in labels:
         counts = n_boxes[filled == label].value_counts()
-        rows.append({
-            "group": label, "images": int((filled == label).sum()),
-            "counts": [int(counts.get(k, 0)) for k in range(top + 1)],
-            "mean_boxes": float(n_boxes[filled == label].mean()),
-        })
+        rows.append(
+            {
+                "group": label,
+                "images": int((filled == label).sum()),
+                "counts": [int(counts.get(k, 0)) for k in range(top + 1)],
+                "mean_boxes": float(n_boxes[filled == label].mean()),
+            }
+        )
     return {"box_counts": list(range(top + 1)), "rows": rows}
 
 
@@ -307,17 +354,32 @@ def _location(images: pd.DataFrame, boxes: pd.DataFrame, grid_px: int, cell_px: 
     n_images = len(sides_per_image)
     image_groups = (("both lungs", "LR"), ("right lung only (image left)", "R"), ("left lung only (image right)", "L"))
     return {
-        "grid_px": grid_px, "cell_px": cell_px, "boxes": n_boxes, "images": n_images,
+        "grid_px": grid_px,
+        "cell_px": cell_px,
+        "boxes": n_boxes,
+        "images": n_images,
         "boxes_on_assumed_grid": int(assumed.sum()),
         "coverage_boxes_per_pixel": [[round(float(v), 3) for v in row] for row in cells],
         "coverage_peak_boxes": int(coverage.max()),
         "box_centre_mean_px": {"x": float(centre_x.mean()), "y": float(((y1 + y2) / 2).mean())},
         "sides_boxes": [
-            {"group": "patient's right lung (image left)", "boxes": int(on_left.sum()), "share": _share(int(on_left.sum()), n_boxes)},
-            {"group": "patient's left lung (image right)", "boxes": int((~on_left).sum()), "share": _share(int((~on_left).sum()), n_boxes)},
+            {
+                "group": "patient's right lung (image left)",
+                "boxes": int(on_left.sum()),
+                "share": _share(int(on_left.sum()), n_boxes),
+            },
+            {
+                "group": "patient's left lung (image right)",
+                "boxes": int((~on_left).sum()),
+                "share": _share(int((~on_left).sum()), n_boxes),
+            },
         ],
         "sides_images": [
-            {"group": label, "images": int((sides_per_image == key).sum()), "share": _share(int((sides_per_image == key).sum()), n_images)}
+            {
+                "group": label,
+                "images": int((sides_per_image == key).sum()),
+                "share": _share(int((sides_per_image == key).sum()), n_images),
+            }
             for label, key in image_groups
         ],
     }
@@ -331,15 +393,20 @@ def _splits(images: pd.DataFrame, class_labels: pd.Series, class_order: Sequence
     for name in [s for s in SPLITS if s in set(split)]:
         in_split = split == name
         classes = _counts(class_labels[in_split], class_order)
-        rows.append({
-            "split": name, "images": int(in_split.sum()), "patients": int(images.loc[in_split, "patient_id"].nunique()),
-            "positive": int(images.loc[in_split, "target"].sum()),
-            "positive_share": _share(int(images.loc[in_split, "target"].sum()), int(in_split.sum())),
-            "classes": {c["group"]: c["images"] for c in classes},
-        })
+        rows.append(
+            {
+                "split": name,
+                "images": int(in_split.sum()),
+                "patients": int(images.loc[in_split, "patient_id"].nunique()),
+                "positive": int(images.loc[in_split, "target"].sum()),
+                "positive_share": _share(int(images.loc[in_split, "target"].sum()), int(in_split.sum())),
+                "classes": {c["group"]: c["images"] for c in classes},
+            }
+        )
     per_patient = images[split.notna()].groupby("patient_id")["split"].nunique()
     return {
-        "rows": rows, "unsplit_images": int(split.isna().sum()),
+        "rows": rows,
+        "unsplit_images": int(split.isna().sum()),
         "patients_in_several_splits": int((per_patient > 1).sum()),
     }
 
@@ -354,9 +421,14 @@ def compute_eda(tables: EdaTables, *, grid_px: int = GRID_PX, cell_px: int = CEL
     checks = [dataclasses.asdict(c) for c in tables.checks]
     if univariate["age_years"] is not None:
         age = univariate["age_years"]
-        checks.append({"check": "impossible ages (flagged, kept)", "count": age["impossible"],
-                       "examples": [f"{a:g}" for a in age["impossible_values"]][:20],
-                       "note": f"PatientAge over {MAX_PLAUSIBLE_AGE_YEARS:g} years or below 0"})
+        checks.append(
+            {
+                "check": "impossible ages (flagged, kept)",
+                "count": age["impossible"],
+                "examples": [f"{a:g}" for a in age["impossible_values"]][:20],
+                "note": f"PatientAge over {MAX_PLAUSIBLE_AGE_YEARS:g} years or below 0",
+            }
+        )
     numbers = {
         "format_version": FORMAT_VERSION,
         "dataset": tables.dataset,
@@ -364,8 +436,11 @@ def compute_eda(tables: EdaTables, *, grid_px: int = GRID_PX, cell_px: int = CEL
         "has_class_info": tables.has_class_info,
         "has_headers": tables.has_headers,
         "overview": {
-            "images": n_images, "patients": int(images["patient_id"].nunique()), "positive_images": positive,
-            "positive_share": _share(positive, n_images), "boxes": int(len(tables.boxes)),
+            "images": n_images,
+            "patients": int(images["patient_id"].nunique()),
+            "positive_images": positive,
+            "positive_share": _share(positive, n_images),
+            "boxes": int(len(tables.boxes)),
             "images_with_box_labels": int(images["has_box_labels"].sum()),
         },
         "univariate": univariate,

@@ -32,6 +32,7 @@ Ids are matched as text; ages go through the DICOM reader's own parser (`parse_a
 `boxes` columns (BOX_COLUMNS), one row per box, ORIGINAL pixels, (x, y) the top-left corner:
     image_id, x, y, width, height
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,9 @@ import numpy as np
 import pandas as pd
 
 from data_prep.dicom import parse_age_years
+from data_prep.eda.label_rows import BOX_COLUMNS as XYWH
+from data_prep.eda.label_rows import LabelTable, label_table_from_frame, read_label_table
 from data_prep.errors import DataFormatError, DetectError
-from data_prep.eda.label_rows import BOX_COLUMNS as XYWH, LabelTable, label_table_from_frame, read_label_table
 from data_prep.geometry import xywh_to_xyxy, xyxy_to_xywh
 from data_prep.records import BadFile, ImageRecord
 from data_prep.rsna import (
@@ -62,11 +64,35 @@ from data_prep.rsna import (
 )
 
 IMAGE_COLUMNS: tuple[str, ...] = (
-    "image_id", "patient_id", "target", "rsna_class", "subtype", "sex", "view", "age_years", "age_valid",
-    "spacing_row_mm", "spacing_col_mm", "height_px", "width_px", "n_boxes", "has_box_labels", "split", "source_split",
+    "image_id",
+    "patient_id",
+    "target",
+    "rsna_class",
+    "subtype",
+    "sex",
+    "view",
+    "age_years",
+    "age_valid",
+    "spacing_row_mm",
+    "spacing_col_mm",
+    "height_px",
+    "width_px",
+    "n_boxes",
+    "has_box_labels",
+    "split",
+    "source_split",
 )
 BOX_COLUMNS: tuple[str, ...] = ("image_id", "x", "y", "width", "height")
-_HEADER_FIELDS: tuple[str, ...] = ("sex", "view", "age_years", "age_valid", "spacing_row_mm", "spacing_col_mm", "height_px", "width_px")
+_HEADER_FIELDS: tuple[str, ...] = (
+    "sex",
+    "view",
+    "age_years",
+    "age_valid",
+    "spacing_row_mm",
+    "spacing_col_mm",
+    "height_px",
+    "width_px",
+)
 # The id column of a header table, in the order tried; Filename holds '<id>.dcm'.
 HEADER_ID_COLUMNS: tuple[str, ...] = ("patientId", "PatientID", "Filename")
 _EXAMPLES = 20  # ids / files kept per data-quality check; the count is always the full one
@@ -237,8 +263,15 @@ def _label_missing(table: LabelTable) -> tuple[MissingValues, ...]:
     out = []
     for column in LABEL_COLUMNS:
         if column in XYWH:
-            out.append(MissingValues("labels", column, table.missing_box_cells[column], table.n_positive_rows,
-                                     "rows with Target=1 (a negative row leaves the box cells empty by design)"))
+            out.append(
+                MissingValues(
+                    "labels",
+                    column,
+                    table.missing_box_cells[column],
+                    table.n_positive_rows,
+                    "rows with Target=1 (a negative row leaves the box cells empty by design)",
+                )
+            )
         else:
             out.append(MissingValues("labels", column, 0, table.n_label_rows))
     return tuple(out)
@@ -254,8 +287,9 @@ def _table_from_strict_reader(path: Path) -> LabelTable:
     return table
 
 
-def _checked_patients(path: Path, table: LabelTable, classes: Mapping[str, list[str]] | None,
-                      headers: HeaderTable | None) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+def _checked_patients(
+    path: Path, table: LabelTable, classes: Mapping[str, list[str]] | None, headers: HeaderTable | None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """(images, boxes, problems) of the patients that keep the rules (parse_rsna's with class
     info, bounded by the header table's sizes; else the labels file's own). Array checks find
     the patients that may break one; only those go through the per-patient functions, which word
@@ -279,21 +313,26 @@ def _checked_patients(path: Path, table: LabelTable, classes: Mapping[str, list[
             height, width = sizes["height_px"].to_numpy(), sizes["width_px"].to_numpy()
             with np.errstate(invalid="ignore"):
                 known_size = ~(np.isnan(height) | np.isnan(width))
-                outside |= known_size & ((x + positive_rows["width"].to_numpy() > width)
-                                         | (y + positive_rows["height"].to_numpy() > height))
+                outside |= known_size & (
+                    (x + positive_rows["width"].to_numpy() > width) | (y + positive_rows["height"].to_numpy() > height)
+                )
         suspect[np.unique(positive_rows["code"].to_numpy()[outside])] = True
     suspects = np.flatnonzero(suspect)
     kept_slow, problems = _label_boxes(path, table.rows_of(suspects), classes, headers)
     clean = ~suspect
-    images = pd.DataFrame({
-        "image_id": np.concatenate([table.patients[clean], np.asarray(list(kept_slow), dtype=object)]),
-        "target": np.concatenate([table.target[clean], [t for _, t, _ in kept_slow.values()]]).astype(int),
-        "rsna_class": np.concatenate([rsna_class[clean],
-                                      np.asarray([c for c, _, _ in kept_slow.values()], dtype=object)]),
-        "n_boxes": np.concatenate([table.n_boxes[clean], [len(b) for _, _, b in kept_slow.values()]]).astype(int),
-    })
-    images = images.assign(patient_id=images["image_id"], subtype=None, has_box_labels=True, split=None,
-                           source_split=None)
+    images = pd.DataFrame(
+        {
+            "image_id": np.concatenate([table.patients[clean], np.asarray(list(kept_slow), dtype=object)]),
+            "target": np.concatenate([table.target[clean], [t for _, t, _ in kept_slow.values()]]).astype(int),
+            "rsna_class": np.concatenate(
+                [rsna_class[clean], np.asarray([c for c, _, _ in kept_slow.values()], dtype=object)]
+            ),
+            "n_boxes": np.concatenate([table.n_boxes[clean], [len(b) for _, _, b in kept_slow.values()]]).astype(int),
+        }
+    )
+    images = images.assign(
+        patient_id=images["image_id"], subtype=None, has_box_labels=True, split=None, source_split=None
+    )
     fast_rows = positive_rows[clean[positive_rows["code"].to_numpy()]]
     xyxy = xywh_to_xyxy(fast_rows[list(XYWH)].to_numpy(np.float32))  # as the per-patient path stores them
     fast = pd.DataFrame(xyxy_to_xywh(xyxy).astype(np.float64), columns=list(XYWH))
@@ -385,7 +424,9 @@ def tables_from_label_files(
     duplicate_class_rows = 0
     if class_info is not None:
         classes, duplicate_class_rows = read_class_info(class_info)
-        files.append(SourceFile("class info", str(class_info), sum(len(v) for v in classes.values()) + duplicate_class_rows))
+        files.append(
+            SourceFile("class info", str(class_info), sum(len(v) for v in classes.values()) + duplicate_class_rows)
+        )
     header_table = read_header_table(headers) if headers is not None else None
     if header_table is not None:
         files.append(SourceFile("DICOM headers", str(header_table.path), header_table.rows))
@@ -396,8 +437,16 @@ def tables_from_label_files(
         images = images.join(header_table.fields[list(_HEADER_FIELDS)], on="image_id")
         images["age_valid"] = images["age_valid"].fillna(True)  # no header row: nothing to flag
     else:
-        images = images.assign(sex=None, view=None, age_years=math.nan, age_valid=True, spacing_row_mm=math.nan,
-                               spacing_col_mm=math.nan, height_px=math.nan, width_px=math.nan)
+        images = images.assign(
+            sex=None,
+            view=None,
+            age_years=math.nan,
+            age_valid=True,
+            spacing_row_mm=math.nan,
+            spacing_col_mm=math.nan,
+            height_px=math.nan,
+            width_px=math.nan,
+        )
     images = _image_frame(images[list(IMAGE_COLUMNS)])
 
     checks = [
@@ -407,23 +456,36 @@ def tables_from_label_files(
     if classes is not None:
         without_labels = sorted(set(classes) - set(table.patients))
         checks += [
-            QualityCheck("duplicate class-info rows collapsed", duplicate_class_rows,
-                         note="the class file repeats a patient once per box"),
+            QualityCheck(
+                "duplicate class-info rows collapsed",
+                duplicate_class_rows,
+                note="the class file repeats a patient once per box",
+            ),
             QualityCheck("class-info patients without a label row", len(without_labels), _examples(without_labels)),
         ]
     if header_table is not None:
         label_ids = set(table.patients)
         header_ids = set(header_table.fields.index)
         checks += [
-            QualityCheck("labels without images (no header row)", len(label_ids - header_ids), _examples(sorted(label_ids - header_ids)),
-                         note="the header table lists the images"),
-            QualityCheck("images without labels (header row, no label row)", len(header_ids - label_ids),
-                         _examples(sorted(header_ids - label_ids)), note="left out"),
+            QualityCheck(
+                "labels without images (no header row)",
+                len(label_ids - header_ids),
+                _examples(sorted(label_ids - header_ids)),
+                note="the header table lists the images",
+            ),
+            QualityCheck(
+                "images without labels (header row, no label row)",
+                len(header_ids - label_ids),
+                _examples(sorted(header_ids - label_ids)),
+                note="left out",
+            ),
             QualityCheck("header rows repeating an image id (first kept)", header_table.duplicate_ids),
             QualityCheck("unreadable PixelSpacing cells", header_table.unreadable_spacing),
         ]
     else:
-        checks.append(QualityCheck("labels without images", None, note="needs the images or a header table (--headers)"))
+        checks.append(
+            QualityCheck("labels without images", None, note="needs the images or a header table (--headers)")
+        )
     checks.append(QualityCheck("files that could not be read", None, note="no image was read: the label tables only"))
     missing = _label_missing(table) + (header_table.missing if header_table else ())
     return EdaTables(
@@ -441,14 +503,23 @@ def tables_from_label_files(
 def _record_row(record: ImageRecord) -> dict[str, Any]:
     spacing = record.pixel_spacing_mm or (math.nan, math.nan)
     return {
-        "image_id": record.image_id, "patient_id": record.patient_id, "target": int(record.target),
-        "rsna_class": record.rsna_class, "subtype": record.subtype, "sex": record.sex, "view": record.view_position,
-        "age_years": math.nan if record.age_years is None else float(record.age_years), "age_valid": bool(record.age_valid),
-        "spacing_row_mm": spacing[0], "spacing_col_mm": spacing[1],
+        "image_id": record.image_id,
+        "patient_id": record.patient_id,
+        "target": int(record.target),
+        "rsna_class": record.rsna_class,
+        "subtype": record.subtype,
+        "sex": record.sex,
+        "view": record.view_position,
+        "age_years": math.nan if record.age_years is None else float(record.age_years),
+        "age_valid": bool(record.age_valid),
+        "spacing_row_mm": spacing[0],
+        "spacing_col_mm": spacing[1],
         "height_px": math.nan if record.height is None else float(record.height),
         "width_px": math.nan if record.width is None else float(record.width),
-        "n_boxes": len(record.boxes_xyxy), "has_box_labels": bool(record.has_box_labels),
-        "split": record.split, "source_split": record.source_split,
+        "n_boxes": len(record.boxes_xyxy),
+        "has_box_labels": bool(record.has_box_labels),
+        "split": record.split,
+        "source_split": record.source_split,
     }
 
 
@@ -456,14 +527,18 @@ def _record_missing(dataset: str, records: Sequence[ImageRecord]) -> tuple[Missi
     """Empty fields per record, for the fields the dataset has (Kermany records no sex, age or view)."""
     fields = {"image size": lambda r: r.height is None or r.width is None}
     if dataset in ("rsna", "custom"):  # a custom DICOM has them; a custom PNG / JPEG is missing them
-        fields.update({
-            "PatientSex": lambda r: r.sex is None,
-            "PatientAge": lambda r: r.age_years is None,
-            "ViewPosition": lambda r: r.view_position is None,
-            "PixelSpacing": lambda r: r.pixel_spacing_mm is None,
-        })
+        fields.update(
+            {
+                "PatientSex": lambda r: r.sex is None,
+                "PatientAge": lambda r: r.age_years is None,
+                "ViewPosition": lambda r: r.view_position is None,
+                "PixelSpacing": lambda r: r.pixel_spacing_mm is None,
+            }
+        )
     return tuple(
-        MissingValues("DICOM headers" if dataset != "kermany" else "images", name, sum(map(test, records)), len(records))
+        MissingValues(
+            "DICOM headers" if dataset != "kermany" else "images", name, sum(map(test, records)), len(records)
+        )
         for name, test in fields.items()
     )
 
@@ -488,27 +563,49 @@ def tables_from_records(
     if dataset == "rsna":
         checks += [
             QualityCheck("duplicate label rows collapsed", int(summary.get("duplicate_label_rows", 0))),
-            QualityCheck("duplicate class-info rows collapsed", int(summary.get("duplicate_class_rows", 0)),
-                         note="the class file repeats a patient once per box"),
-            QualityCheck("labels without images", int(summary.get("labels_without_images", 0)),
-                         _examples(summary.get("labels_without_images_ids", []))),
-            QualityCheck("images without labels", int(summary.get("images_without_labels", 0)),
-                         _examples(summary.get("images_without_labels_ids", []))),
+            QualityCheck(
+                "duplicate class-info rows collapsed",
+                int(summary.get("duplicate_class_rows", 0)),
+                note="the class file repeats a patient once per box",
+            ),
+            QualityCheck(
+                "labels without images",
+                int(summary.get("labels_without_images", 0)),
+                _examples(summary.get("labels_without_images_ids", [])),
+            ),
+            QualityCheck(
+                "images without labels",
+                int(summary.get("images_without_labels", 0)),
+                _examples(summary.get("images_without_labels_ids", [])),
+            ),
         ]
     if dataset == "custom":
         checks += [
-            QualityCheck("label rows skipped (duplicates, rows naming no image)", int(summary.get("skipped_label_rows", 0))),
-            QualityCheck("images listed without a label (left out)", int(summary.get("unannotated_images", 0)),
-                         _examples(summary.get("unannotated_ids", []))),
-            QualityCheck("images in the folder the labels do not name", int(summary.get("images_without_labels", 0)),
-                         _examples(summary.get("images_without_labels_ids", []))),
-            QualityCheck("images without a patient id (split per image: leakage possible)",
-                         int((summary.get("patients_from") or {}).get("none", 0))),
+            QualityCheck(
+                "label rows skipped (duplicates, rows naming no image)", int(summary.get("skipped_label_rows", 0))
+            ),
+            QualityCheck(
+                "images listed without a label (left out)",
+                int(summary.get("unannotated_images", 0)),
+                _examples(summary.get("unannotated_ids", [])),
+            ),
+            QualityCheck(
+                "images in the folder the labels do not name",
+                int(summary.get("images_without_labels", 0)),
+                _examples(summary.get("images_without_labels_ids", [])),
+            ),
+            QualityCheck(
+                "images without a patient id (split per image: leakage possible)",
+                int((summary.get("patients_from") or {}).get("none", 0)),
+            ),
         ]
     checks += [
-        QualityCheck("files that could not be used (left out)", len(bad_files),
-                     _examples(f"{b.path}: {b.reason}" for b in bad_files),
-                     note="unreadable header or pixels, or labels breaking a rule, as `detect prepare` found them"),
+        QualityCheck(
+            "files that could not be used (left out)",
+            len(bad_files),
+            _examples(f"{b.path}: {b.reason}" for b in bad_files),
+            note="unreadable header or pixels, or labels breaking a rule, as `detect prepare` found them",
+        ),
         QualityCheck("junk files (not images, skipped)", int(summary.get("junk_files", 0))),
     ]
     return EdaTables(
@@ -519,6 +616,9 @@ def tables_from_records(
         checks=tuple(checks),
         missing=_record_missing(dataset, records),
         has_class_info=True,  # RSNA records carry their class, Kermany's their subtype
-        has_headers=dataset == "rsna" or (dataset == "custom" and any(
-            r.sex is not None or r.age_years is not None or r.view_position is not None for r in records)),
+        has_headers=dataset == "rsna"
+        or (
+            dataset == "custom"
+            and any(r.sex is not None or r.age_years is not None or r.view_position is not None for r in records)
+        ),
     )

@@ -10,6 +10,7 @@
 Real data is never fetched; these files stand in for it, so every reader is tested against
 the real formats' quirks (see docs/data-formats.md).
 """
+
 from data_prep.synth.common import MARKER_FILE, SynthSummary
 from data_prep.synth.kermany import synth_kermany
 from data_prep.synth.phantom import render_chest_radiograph

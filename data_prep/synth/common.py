@@ -1,4 +1,5 @@
 """What the synthetic-dataset writers share: the summary record and the output-folder guard."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ class SynthSummary:
         return 1000.0 * self.elapsed_s / n if n else 0.0
 
     def __str__(self) -> str:
-        lines = [f"synthetic {self.dataset} dataset written to {self.out_dir} (seed {self.seed}, "
-                 f"{self.elapsed_s:.1f} s, {self.ms_per_image:.0f} ms/image)"]
+        lines = [
+            f"synthetic {self.dataset} dataset written to {self.out_dir} (seed {self.seed}, "
+            f"{self.elapsed_s:.1f} s, {self.ms_per_image:.0f} ms/image)"
+        ]
         width = max((len(k) for k in self.counts), default=0)
         lines += [f"  {k:<{width}}  {v}" for k, v in self.counts.items()]
         return "\n".join(lines)

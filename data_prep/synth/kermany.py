@@ -29,6 +29,7 @@ the RGB files and every nuisance are drawn independently of the label, so global
 (size, mean brightness, file size) do not predict it (tests/data_prep/test_synth.py checks
 that a logistic regression on them stays near chance).
 """
+
 from __future__ import annotations
 
 import time
@@ -124,8 +125,9 @@ def synth_kermany(
 
     counts = _count(plans)
     write_marker(out, "kermany", params, counts)
-    return SynthSummary(dataset="kermany", out_dir=str(out), seed=seed, counts=counts,
-                        elapsed_s=time.perf_counter() - started)
+    return SynthSummary(
+        dataset="kermany", out_dir=str(out), seed=seed, counts=counts, elapsed_s=time.perf_counter() - started
+    )
 
 
 def _split_sizes(n: int) -> dict[str, int]:
@@ -187,7 +189,9 @@ def _plan_images(rng: np.random.Generator, n_images: int, size_range_px: tuple[i
             person = next_person
             next_person += int(rng.integers(1, 3))  # the real numbering has gaps
             for _ in range(k):
-                entries.append(("PNEUMONIA", kind, f"person{person}_{kind}_{next_k[kind]}.jpeg", f"{namespace}:person{person}"))
+                entries.append(
+                    ("PNEUMONIA", kind, f"person{person}_{kind}_{next_k[kind]}.jpeg", f"{namespace}:person{person}")
+                )
                 next_k[kind] += 1
         for k in _group(rng, n_normal, _NORMAL_IMAGES_PER_CHILD):
             space = "IM" if rng.random() < 0.55 else "NORMAL2"
@@ -199,9 +203,21 @@ def _plan_images(rng: np.random.Generator, n_images: int, size_range_px: tuple[i
                 entries.append(("NORMAL", None, f"{prefix}-{number:04d}-{j:04d}.jpeg", patient))
         for label, kind, name, patient in entries:
             h, w = _image_size(rng, *size_range_px)
-            plans.append(_ImagePlan(split=split, label=label, kind=kind, name=name, patient=patient,
-                                    height_px=h, width_px=w, rgb=False, jpeg_quality=int(rng.integers(85, 96)),
-                                    render_seed=int(rng.integers(0, 2**63 - 1)), difficulty=0.0))
+            plans.append(
+                _ImagePlan(
+                    split=split,
+                    label=label,
+                    kind=kind,
+                    name=name,
+                    patient=patient,
+                    height_px=h,
+                    width_px=w,
+                    rgb=False,
+                    jpeg_quality=int(rng.integers(85, 96)),
+                    render_seed=int(rng.integers(0, 2**63 - 1)),
+                    difficulty=0.0,
+                )
+            )
     n_rgb = max(1, int(round(_RGB_FRACTION * len(plans))))
     for i in rng.choice(len(plans), size=n_rgb, replace=False):
         plans[int(i)] = replace(plans[int(i)], rgb=True)
@@ -211,8 +227,15 @@ def _plan_images(rng: np.random.Generator, n_images: int, size_range_px: tuple[i
 def _render_and_write(path: Path, plan: _ImagePlan) -> None:
     rng = np.random.default_rng(plan.render_seed)
     pattern = _PATTERN_OF_KIND[plan.kind] if plan.kind else "none"
-    pixels, _ = render_chest_radiograph(rng, plan.height_px, plan.width_px, pattern=pattern, child=True,
-                                        subtlety=plan.difficulty, nuisance=plan.difficulty)
+    pixels, _ = render_chest_radiograph(
+        rng,
+        plan.height_px,
+        plan.width_px,
+        pattern=pattern,
+        child=True,
+        subtlety=plan.difficulty,
+        nuisance=plan.difficulty,
+    )
     if plan.rgb:
         # grey content in three slightly different channels, as in the real 3-channel files
         tint = rng.integers(-3, 4, size=3)

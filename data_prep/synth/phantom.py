@@ -21,6 +21,7 @@ the other findings, the noise and the texture. Rendering twice from the same `rn
 `opacities=k` and with `opacities=0` gives the same anatomy and the same noise: the difference
 of the two images is the opacities alone (the tests check the boxes this way).
 """
+
 from __future__ import annotations
 
 import math
@@ -215,16 +216,21 @@ class _Frame:
         y = (dv + self.pivot_v) * self.h - 0.5
         return np.stack([x, y], axis=-1)
 
-    def patch(self, x_range: tuple[float, float],
-              y_range: tuple[float, float]) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    def patch(
+        self, x_range: tuple[float, float], y_range: tuple[float, float]
+    ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
         """(window, X, Y) restricted to the canvas window covering a thorax-coordinate rectangle."""
         win = self.window(x_range, y_range)
         return win, self.X[win], self.Y[win]
 
-    def window(self, x_range: tuple[float, float], y_range: tuple[float, float], margin_px: int = 2) -> tuple[slice, slice]:
+    def window(
+        self, x_range: tuple[float, float], y_range: tuple[float, float], margin_px: int = 2
+    ) -> tuple[slice, slice]:
         """(rows, cols) slices of the low-res canvas covering a thorax-coordinate rectangle."""
-        corners = self.to_px(np.array([x_range[0], x_range[1], x_range[0], x_range[1]]),
-                             np.array([y_range[0], y_range[0], y_range[1], y_range[1]]))
+        corners = self.to_px(
+            np.array([x_range[0], x_range[1], x_range[0], x_range[1]]),
+            np.array([y_range[0], y_range[0], y_range[1], y_range[1]]),
+        )
         c0 = int(np.clip(np.floor(corners[:, 0].min()) - margin_px, 0, self.w))
         c1 = int(np.clip(np.ceil(corners[:, 0].max()) + margin_px + 1, 0, self.w))
         r0 = int(np.clip(np.floor(corners[:, 1].min()) - margin_px, 0, self.h))
@@ -268,8 +274,9 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell_px: float) -> n
     return up
 
 
-def _draw_polylines(canvas: np.ndarray, frame: _Frame, curves: list[np.ndarray] | np.ndarray,
-                    thickness_y: float, value: int) -> None:
+def _draw_polylines(
+    canvas: np.ndarray, frame: _Frame, curves: list[np.ndarray] | np.ndarray, thickness_y: float, value: int
+) -> None:
     """Draw curves given in thorax coordinates (n curves of K points: [n, K, 2] X, Y) on a uint8 canvas, antialiased."""
     if len(curves) == 0:
         return
@@ -280,7 +287,9 @@ def _draw_polylines(canvas: np.ndarray, frame: _Frame, curves: list[np.ndarray] 
     cv2.polylines(canvas, pts, False, int(value), thickness=thickness, lineType=cv2.LINE_AA, shift=shift)
 
 
-def _ellipse_field(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, rx: float, ry: float, angle: float = 0.0) -> np.ndarray:
+def _ellipse_field(
+    X: np.ndarray, Y: np.ndarray, cx: float, cy: float, rx: float, ry: float, angle: float = 0.0
+) -> np.ndarray:
     """((x'/rx)^2 + (y'/ry)^2) in the ellipse's frame: < 1 inside, 1 on the border."""
     dx, dy = X - cx, Y - cy
     if angle:
@@ -289,8 +298,9 @@ def _ellipse_field(X: np.ndarray, Y: np.ndarray, cx: float, cy: float, rx: float
     return (dx / rx) ** 2 + (dy / ry) ** 2
 
 
-def _inside_ellipse(frame: _Frame, cx: float, cy: float, rx: float, ry: float,
-                    angle: float = 0.0, soft_px: float = 1.2) -> np.ndarray:
+def _inside_ellipse(
+    frame: _Frame, cx: float, cy: float, rx: float, ry: float, angle: float = 0.0, soft_px: float = 1.2
+) -> np.ndarray:
     """Soft mask (full canvas) of an ellipse, its edge ~soft_px low-res pixels wide, evaluated in its window only."""
     out = np.zeros((frame.h, frame.w), np.float32)
     r = max(rx, ry) * 1.2 + 0.05
@@ -342,7 +352,7 @@ def _rib_curves(a: _Anatomy, rng: np.random.Generator) -> tuple[list[np.ndarray]
             rel = np.clip((y0 + 0.12 - a.lung_cy) / a.lung_ry, -0.97, 0.97)
             reach = max(a.lung_cx + a.lung_rx * math.sqrt(1.0 - rel * rel) + 0.05, 0.3)
             xs = side * (0.06 + (reach - 0.06) * t)
-            ys = y0 - (0.05 + 0.01 * i) * rise + (0.2 - 0.012 * i) * t ** 2.5
+            ys = y0 - (0.05 + 0.01 * i) * rise + (0.2 - 0.012 * i) * t**2.5
             posterior.append(np.stack([xs, ys], axis=1))
         for i in range(7):
             # anterior ribs start at the lateral wall and slope down towards the sternum
@@ -350,7 +360,7 @@ def _rib_curves(a: _Anatomy, rng: np.random.Generator) -> tuple[list[np.ndarray]
             rel = np.clip((y0 - a.lung_cy) / a.lung_ry, -0.97, 0.97)
             reach = a.lung_cx + a.lung_rx * math.sqrt(1.0 - rel * rel)
             xs = side * (reach - (reach - 0.3) * t)
-            ys = y0 + 0.1 * t + 0.1 * t ** 2
+            ys = y0 + 0.1 * t + 0.1 * t**2
             anterior.append(np.stack([xs, ys], axis=1))
     clavicles = []
     tt = np.linspace(0.0, 1.0, 16)
@@ -361,8 +371,16 @@ def _rib_curves(a: _Anatomy, rng: np.random.Generator) -> tuple[list[np.ndarray]
     return posterior, anterior, clavicles
 
 
-def _branching_tree(rng: np.random.Generator, origin: tuple[float, float], side: float, n_main: int,
-                    length: float, depth: int, spread_deg: float = 160.0, center_deg: float = 0.0) -> list[np.ndarray]:
+def _branching_tree(
+    rng: np.random.Generator,
+    origin: tuple[float, float],
+    side: float,
+    n_main: int,
+    length: float,
+    depth: int,
+    spread_deg: float = 160.0,
+    center_deg: float = 0.0,
+) -> list[np.ndarray]:
     """A branching tree from `origin` (thorax coordinates): one [n, 3, 2] array of polylines per generation.
 
     Angle 0 points laterally (towards `side`); Y steps are scaled by 0.7 so that branches look
@@ -385,8 +403,9 @@ def _branching_tree(rng: np.random.Generator, origin: tuple[float, float], side:
     return levels
 
 
-def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
-                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _anatomy_attenuation(
+    frame: _Frame, a: _Anatomy, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(attenuation map, image-left lung mask, image-right lung mask, mediastinal mask) at low resolution.
 
     The mediastinal mask (heart, aortic knob, descending aorta; 0..1) marks where those hide the lung.
@@ -454,8 +473,15 @@ def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
     bones = np.zeros((h, w), np.uint8)
     cy = rng.uniform(0.25, 0.32)
     _draw_polylines(airway, frame, np.array([[[0.0, -0.6], [0.0, -0.1], [0.01, cy]]]), 0.07, 255)
-    _draw_polylines(airway, frame, np.array([[[0.01, cy], [-0.14, cy + 0.1], [-0.22, cy + 0.18]],
-                                             [[0.01, cy], [0.13, cy + 0.08], [0.22, cy + 0.13]]]), 0.04, 200)
+    _draw_polylines(
+        airway,
+        frame,
+        np.array(
+            [[[0.01, cy], [-0.14, cy + 0.1], [-0.22, cy + 0.18]], [[0.01, cy], [0.13, cy + 0.08], [0.22, cy + 0.13]]]
+        ),
+        0.04,
+        200,
+    )
 
     # Hila and lung markings: branching vessels from the hila, thinning towards the periphery.
     for side, hy in ((-1.0, 0.5), (1.0, 0.45)):
@@ -464,7 +490,7 @@ def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
         att[win] += 0.09 * hilum * (lung_r if side < 0 else lung_l)[win]
         levels = _branching_tree(rng, (side * 0.2, hy), side, n_main=10, length=0.17, depth=4, spread_deg=200)
         for lvl, segs in enumerate(levels):
-            _draw_polylines(vessels, frame, segs, 0.018 * 0.72 ** lvl, int(255 * 0.82 ** lvl))
+            _draw_polylines(vessels, frame, segs, 0.018 * 0.72**lvl, int(255 * 0.82**lvl))
 
     # Bones: posterior ribs with bright cortical edges, fainter anterior ribs, clavicles.
     posterior, anterior, clavicles = _rib_curves(a, rng)
@@ -484,7 +510,9 @@ def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
 
     if a.gastric_bubble:
         gy = a.dome_left + 0.08 + rng.uniform(0.0, 0.06)
-        bubble = _inside_ellipse(frame, rng.uniform(0.35, 0.5), gy, rng.uniform(0.1, 0.16), rng.uniform(0.05, 0.07), soft_px=1.5)
+        bubble = _inside_ellipse(
+            frame, rng.uniform(0.35, 0.5), gy, rng.uniform(0.1, 0.16), rng.uniform(0.05, 0.07), soft_px=1.5
+        )
         att -= 0.2 * bubble * (1 - lungs)
     return att.astype(np.float32, copy=False), lung_r, lung_l, hidden
 
@@ -492,8 +520,9 @@ def _anatomy_attenuation(frame: _Frame, a: _Anatomy,
 # ----------------------------------------------------------------------------- findings
 
 
-def _lung_points(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, n: int,
-                 y_range: tuple[float, float]) -> list[tuple[float, float]]:
+def _lung_points(
+    rng: np.random.Generator, frame: _Frame, lung: np.ndarray, n: int, y_range: tuple[float, float]
+) -> list[tuple[float, float]]:
     """n random points (thorax coordinates) well inside a lung (mask > 0.8) within a band of Y."""
     m = (lung > 0.8) & (frame.Y >= y_range[0]) & (frame.Y <= y_range[1])
     idx = np.flatnonzero(m)
@@ -505,8 +534,15 @@ def _lung_points(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, n: i
     return [(float(frame.X.flat[k]), float(frame.Y.flat[k])) for k in pick]
 
 
-def _opacity_alpha(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, center: tuple[float, float],
-                   size_w: float, size_h: float, texture: np.ndarray) -> np.ndarray:
+def _opacity_alpha(
+    rng: np.random.Generator,
+    frame: _Frame,
+    lung: np.ndarray,
+    center: tuple[float, float],
+    size_w: float,
+    size_h: float,
+    texture: np.ndarray,
+) -> np.ndarray:
     """Alpha (0..1, peak 1) of one airspace opacity: a union of gaussian blobs, textured, clipped to the lung.
 
     size_w, size_h: the intended extent in image-height units.
@@ -517,8 +553,9 @@ def _opacity_alpha(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, ce
     half_w = 0.5 * 1.65 * size_w / a.thorax_w
     half_h = 0.5 * 1.45 * size_h / a.thorax_h
     alpha = np.zeros_like(frame.X)
-    rows, cols = frame.window((center[0] - 1.6 * half_w, center[0] + 1.6 * half_w),
-                              (center[1] - 1.6 * half_h, center[1] + 1.6 * half_h))
+    rows, cols = frame.window(
+        (center[0] - 1.6 * half_w, center[0] + 1.6 * half_w), (center[1] - 1.6 * half_h, center[1] + 1.6 * half_h)
+    )
     X, Y = frame.X[rows, cols], frame.Y[rows, cols]
     acc = np.zeros_like(X)
     for _ in range(int(rng.integers(3, 7))):
@@ -541,8 +578,9 @@ def _sample_box_size(rng: np.random.Generator) -> tuple[float, float]:
     return w, h
 
 
-def _opacity_alphas(rng: np.random.Generator, frame: _Frame, lung_r: np.ndarray, lung_l: np.ndarray,
-                    n: int, texture: np.ndarray) -> list[np.ndarray]:
+def _opacity_alphas(
+    rng: np.random.Generator, frame: _Frame, lung_r: np.ndarray, lung_l: np.ndarray, n: int, texture: np.ndarray
+) -> list[np.ndarray]:
     """Alpha maps of n opacities: one per lung when there are two; a lung with several gets them stacked vertically."""
     if n == 0:
         return []
@@ -576,7 +614,7 @@ def _effusion(rng: np.random.Generator, frame: _Frame, a: _Anatomy, lung: np.nda
     dome = a.dome_right if side < 0 else a.dome_left
     level = dome - rng.uniform(0.02, 0.2)
     lateral = np.clip((side * X - 0.2) / (a.lung_cx + a.lung_rx - 0.2), 0, 1)
-    surface = level - 0.2 * lateral ** 2
+    surface = level - 0.2 * lateral**2
     return _step(Y - surface, 3.0, frame.px_per_y) * np.clip(lung * 1.3, 0, 1)
 
 
@@ -597,23 +635,38 @@ def _devices(rng: np.random.Generator, frame: _Frame) -> np.ndarray:
         _draw_polylines(canvas, frame, [np.array([[0.0, -0.8], [0.005, -0.3], [0.0, tip]])], 0.014, 255)
     if "line" in kinds:
         side = -1.0 if rng.random() < 0.5 else 1.0
-        pts = np.array([[side * 0.95, -0.28], [side * 0.55, -0.1], [side * 0.2, 0.02], [-0.06, 0.18],
-                        [-0.08, rng.uniform(0.3, 0.45)]])
+        pts = np.array(
+            [
+                [side * 0.95, -0.28],
+                [side * 0.55, -0.1],
+                [side * 0.2, 0.02],
+                [-0.06, 0.18],
+                [-0.08, rng.uniform(0.3, 0.45)],
+            ]
+        )
         _draw_polylines(canvas, frame, [pts], 0.01, 230)
     if "ecg" in kinds:
         for _ in range(int(rng.integers(2, 5))):
             ex, ey = rng.uniform(-1.1, 1.1), rng.uniform(-0.2, 1.1)
             c = frame.to_px(np.array([ex]), np.array([ey]))[0]
             rad = max(1, int(round(0.03 * frame.px_per_y)))
-            cv2.circle(canvas, (int(round(c[0])), int(round(c[1]))), rad, 255, thickness=max(1, rad // 2), lineType=cv2.LINE_AA)
-            wire = np.array([[ex, ey], [ex + rng.uniform(-0.4, 0.4), ey - 0.3],
-                             [math.copysign(1.6, ex), ey - rng.uniform(0.4, 1.0)]])
+            cv2.circle(
+                canvas, (int(round(c[0])), int(round(c[1]))), rad, 255, thickness=max(1, rad // 2), lineType=cv2.LINE_AA
+            )
+            wire = np.array(
+                [
+                    [ex, ey],
+                    [ex + rng.uniform(-0.4, 0.4), ey - 0.3],
+                    [math.copysign(1.6, ex), ey - rng.uniform(0.4, 1.0)],
+                ]
+            )
             _draw_polylines(canvas, frame, [wire], 0.008, 200)
     return _blur(canvas.astype(np.float32) / 255.0, 0.5)
 
 
-def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, side: float, texture: np.ndarray,
-                   subtlety: float = 0.0) -> np.ndarray:
+def _consolidation(
+    rng: np.random.Generator, frame: _Frame, lung: np.ndarray, side: float, texture: np.ndarray, subtlety: float = 0.0
+) -> np.ndarray:
     """Lobar consolidation (bacterial pneumonia): a lobe-sized density bounded by a fissure, with air bronchograms.
 
     `subtlety` (0..1) shrinks it from the whole lobe towards a segmental patch covering part of
@@ -637,7 +690,7 @@ def _consolidation(rng: np.random.Generator, frame: _Frame, lung: np.ndarray, si
     canvas = np.zeros((frame.h, frame.w), np.uint8)
     levels = _branching_tree(rng, (side * 0.25, cy - 0.05), side, n_main=3, length=0.16, depth=3, spread_deg=90)
     for lvl, segs in enumerate(levels):
-        _draw_polylines(canvas, frame, segs, 0.016 * 0.75 ** lvl, 255)
+        _draw_polylines(canvas, frame, segs, 0.016 * 0.75**lvl, 255)
     bronchi = _blur(canvas.astype(np.float32) / 255.0, 0.5)
     return (alpha * (1 - 0.55 * bronchi)).astype(np.float32)
 
@@ -667,7 +720,9 @@ def _interstitial(rng: np.random.Generator, frame: _Frame, lungs: np.ndarray, su
     if subtlety > 0:  # patchy: a smooth random envelope leaves parts of the lungs clear
         patches = np.clip(0.5 + 0.6 * _smooth_noise(rng, frame.h, frame.w, frame.px_per_y * 0.3), 0, 1)
         perihilar = perihilar * (1.0 - subtlety + subtlety * patches)
-    return (np.clip(streak + reticular, 0, 1.5) * (0.35 + 0.65 * perihilar) * np.clip(lungs * 1.1, 0, 1)).astype(np.float32)
+    return (np.clip(streak + reticular, 0, 1.5) * (0.35 + 0.65 * perihilar) * np.clip(lungs * 1.1, 0, 1)).astype(
+        np.float32
+    )
 
 
 def _label_free_densities(rng: np.random.Generator, frame: _Frame, nuisance: float) -> np.ndarray:
@@ -700,11 +755,11 @@ def _collimate(rng: np.random.Generator, img: np.ndarray, nuisance: float) -> np
         if edge == 0:
             inside[:depth] = 0
         elif edge == 1:
-            inside[h - depth:] = 0
+            inside[h - depth :] = 0
         elif edge == 2:
             inside[:, :depth] = 0
         else:
-            inside[:, w - depth:] = 0
+            inside[:, w - depth :] = 0
     inside = _blur(inside, 0.8)
     level = np.float32(rng.uniform(0.75, 0.95))
     return (img * inside + level * (1 - inside)).astype(np.float32)
@@ -724,8 +779,16 @@ def _burn_in_annotations(rng: np.random.Generator, pixels: np.ndarray, nuisance:
         x = int(rng.uniform(0.03, 0.2) * w) if rng.random() < 0.5 else int(rng.uniform(0.75, 0.9) * w)
         y = int(rng.uniform(0.08, 0.25) * h)
         size = scale * rng.uniform(1.0, 2.0)
-        cv2.putText(pixels, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, int(rng.integers(190, 256)),
-                    max(1, int(round(2.5 * size))), cv2.LINE_AA)
+        cv2.putText(
+            pixels,
+            text,
+            (x, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            size,
+            int(rng.integers(190, 256)),
+            max(1, int(round(2.5 * size))),
+            cv2.LINE_AA,
+        )
     if rng.random() < _TEXT_PROB * nuisance:
         text = str(rng.choice(_LABEL_TEXTS))
         if rng.random() < 0.5:
@@ -733,8 +796,16 @@ def _burn_in_annotations(rng: np.random.Generator, pixels: np.ndarray, nuisance:
         x = int(rng.uniform(0.02, 0.5) * w)
         y = int(rng.uniform(0.05, 0.97) * h)
         size = scale * rng.uniform(0.5, 1.0)
-        cv2.putText(pixels, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, size, int(rng.integers(170, 256)),
-                    max(1, int(round(2 * size))), cv2.LINE_AA)
+        cv2.putText(
+            pixels,
+            text,
+            (x, y),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            size,
+            int(rng.integers(170, 256)),
+            max(1, int(round(2 * size))),
+            cv2.LINE_AA,
+        )
 
 
 # ----------------------------------------------------------------------------- exposure and noise
@@ -813,14 +884,26 @@ def render_chest_radiograph(
             s = find_rng.uniform(1.25, 1.45)
             a = replace(a, heart_rx=a.heart_rx * s, heart_ry=a.heart_ry * s, heart_cx=a.heart_cx + 0.06)
         if "hyperinflation" in findings:
-            a = replace(a, dome_right=a.dome_right + 0.1, dome_left=a.dome_left + 0.08, dome_depth=a.dome_depth * 0.5,
-                        lung_ry=a.lung_ry * 1.08, lung_air=a.lung_air * 1.1, heart_rx=a.heart_rx * 0.85)
+            a = replace(
+                a,
+                dome_right=a.dome_right + 0.1,
+                dome_left=a.dome_left + 0.08,
+                dome_depth=a.dome_depth * 0.5,
+                lung_ry=a.lung_ry * 1.08,
+                lung_air=a.lung_air * 1.1,
+                heart_rx=a.heart_rx * 0.85,
+            )
 
     frame = _Frame(a, height_px, width_px)
     att, lung_r, lung_l, hidden = _anatomy_attenuation(frame, a, anat_rng)
     # the opacities' texture: fine and coarse mottling, 0..1
-    texture = np.clip(0.5 + 0.13 * _smooth_noise(tex_rng, frame.h, frame.w, 2.5)
-                      + 0.22 * _smooth_noise(tex_rng, frame.h, frame.w, 7.0), 0, 1)
+    texture = np.clip(
+        0.5
+        + 0.13 * _smooth_noise(tex_rng, frame.h, frame.w, 2.5)
+        + 0.22 * _smooth_noise(tex_rng, frame.h, frame.w, 7.0),
+        0,
+        1,
+    )
 
     for f in findings:
         if f == "effusion":
@@ -867,13 +950,14 @@ def _gaussian_lut(sigma_levels: float) -> np.ndarray:
     # normal quantiles at the 256 bytes' mid-probabilities: Abramowitz & Stegun 26.2.23 (|error| < 4.5e-4)
     p = (np.arange(256) + 0.5) / 256.0
     q = np.sqrt(-2.0 * np.log(np.minimum(p, 1 - p)))
-    z = q - (2.515517 + 0.802853 * q + 0.010328 * q * q) / (1 + 1.432788 * q + 0.189269 * q * q + 0.001308 * q ** 3)
+    z = q - (2.515517 + 0.802853 * q + 0.010328 * q * q) / (1 + 1.432788 * q + 0.189269 * q * q + 0.001308 * q**3)
     z = np.where(p < 0.5, -z, z)
     return np.clip(np.round(128.0 + sigma_levels * z), 0, 255).astype(np.uint8)
 
 
-def _to_full_resolution(img_lo: np.ndarray, noise_sigma: float, height_px: int, width_px: int,
-                        rng: np.random.Generator) -> np.ndarray:
+def _to_full_resolution(
+    img_lo: np.ndarray, noise_sigma: float, height_px: int, width_px: int, rng: np.random.Generator
+) -> np.ndarray:
     """Upscale the low-res intensity (0..1) and add quantum noise (std noise_sigma) at full resolution -> uint8.
 
     All full-resolution work is in uint8 (cv2's fixed-point paths): raw generator bytes mapped

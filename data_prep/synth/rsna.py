@@ -18,6 +18,7 @@ more often than PA views (38% vs 9% in the real data), as in the real set.
 
 Everything is drawn from one seeded generator: the same arguments give byte-identical files.
 """
+
 from __future__ import annotations
 
 import time
@@ -72,8 +73,24 @@ AGE_QUIRKS: tuple[str, ...] = ("148", "150", "151", "153", "155")
 # images); the others are plausible values for CR detectors, standing in for the rest of the
 # 18 distinct values the real set has.
 PIXEL_SPACINGS_MM: tuple[float, ...] = (
-    0.143, 0.168, 0.139, 0.171, 0.1943, 0.148, 0.1, 0.115, 0.125, 0.13,
-    0.1394, 0.144, 0.15, 0.16, 0.175, 0.18, 0.2, 0.1855,
+    0.143,
+    0.168,
+    0.139,
+    0.171,
+    0.1943,
+    0.148,
+    0.1,
+    0.115,
+    0.125,
+    0.13,
+    0.1394,
+    0.144,
+    0.15,
+    0.16,
+    0.175,
+    0.18,
+    0.2,
+    0.1855,
 )
 _PIXEL_SPACING_P = np.array([60, 12, 8, 6, 4] + [10 / 13] * 13, dtype=np.float64)
 _PIXEL_SPACING_P /= _PIXEL_SPACING_P.sum()
@@ -129,8 +146,13 @@ def synth_rsna(
     if not 1 <= jpeg_quality <= 100:
         raise ConfigError(f"jpeg_quality (--jpeg-quality): must be in 1..100, got {jpeg_quality}")
     started = time.perf_counter()
-    params = {"n_images": n_images, "n_test_images": n_test_images, "size_px": size_px, "seed": seed,
-              "class_fractions": list(class_fractions)}
+    params = {
+        "n_images": n_images,
+        "n_test_images": n_test_images,
+        "size_px": size_px,
+        "seed": seed,
+        "class_fractions": list(class_fractions),
+    }
     if jpeg_quality != DEFAULT_JPEG_QUALITY:  # the default's marker stays as it was
         params["jpeg_quality"] = jpeg_quality
     owned = (LABELS_CSV, CLASS_INFO_CSV, SAMPLE_SUBMISSION_CSV, TRAIN_IMAGES_DIR, TEST_IMAGES_DIR)
@@ -163,12 +185,19 @@ def synth_rsna(
 
     counts = _count(train, test, n_boxes_total, len(label_lines) - 1, len(class_lines) - 1, size_px)
     write_marker(out, "rsna", params, counts)
-    return SynthSummary(dataset="rsna", out_dir=str(out), seed=seed, counts=counts,
-                        elapsed_s=time.perf_counter() - started)
+    return SynthSummary(
+        dataset="rsna", out_dir=str(out), seed=seed, counts=counts, elapsed_s=time.perf_counter() - started
+    )
 
 
-def _check_args(n_images: int, n_test_images: int, size_px: int, seed: int,
-                class_fractions: tuple[float, float, float], workers: int) -> None:
+def _check_args(
+    n_images: int,
+    n_test_images: int,
+    size_px: int,
+    seed: int,
+    class_fractions: tuple[float, float, float],
+    workers: int,
+) -> None:
     if n_images < 1:
         raise ConfigError(f"n_images (--images): must be >= 1, got {n_images}")
     if n_test_images < 0:
@@ -208,8 +237,9 @@ def _uuid4(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
 
-def _plan_images(rng: np.random.Generator, n_images: int, n_test_images: int,
-                 class_fractions: tuple[float, float, float]) -> tuple[list[_ImagePlan], list[_ImagePlan]]:
+def _plan_images(
+    rng: np.random.Generator, n_images: int, n_test_images: int, class_fractions: tuple[float, float, float]
+) -> tuple[list[_ImagePlan], list[_ImagePlan]]:
     """Classes, box counts, views, demographics, UIDs and render seeds for all images."""
     plans: list[list[_ImagePlan]] = []
     seen_ids: set[str] = set()
@@ -248,17 +278,19 @@ def _plan_images(rng: np.random.Generator, n_images: int, n_test_images: int,
             while sop in seen_uids:
                 sop = _sop_instance_uid(rng)
             seen_uids.add(sop)
-            split_plans.append(_ImagePlan(
-                patient_id=patient_id,
-                rsna_class=classes[i],
-                n_boxes=int(n_boxes[i]),
-                view_position="AP" if ap[i] else "PA",
-                sex=str(sexes[i]),
-                age=ages[i],
-                pixel_spacing_mm=PIXEL_SPACINGS_MM[int(spacings[i])],
-                sop_instance_uid=sop,
-                render_seed=int(rng.integers(0, 2**63 - 1)),
-            ))
+            split_plans.append(
+                _ImagePlan(
+                    patient_id=patient_id,
+                    rsna_class=classes[i],
+                    n_boxes=int(n_boxes[i]),
+                    view_position="AP" if ap[i] else "PA",
+                    sex=str(sexes[i]),
+                    age=ages[i],
+                    pixel_spacing_mm=PIXEL_SPACINGS_MM[int(spacings[i])],
+                    sop_instance_uid=sop,
+                    render_seed=int(rng.integers(0, 2**63 - 1)),
+                )
+            )
         plans.append(split_plans)
     return plans[0], plans[1]
 
@@ -275,8 +307,10 @@ def _related_uid(sop_instance_uid: str, kind: int, minus: int) -> str:
     """The study (kind 2, m-1) or series (kind 3, m-2) UID that goes with an RSNA-style SOP UID."""
     prefix = f"{_UID_ROOT}.4."
     if not sop_instance_uid.startswith(prefix):
-        raise ValueError(f"sop_instance_uid {sop_instance_uid!r} is not RSNA-style ({prefix}...); pass the study and series UIDs")
-    head, last = sop_instance_uid[len(prefix):].rsplit(".", 1)
+        raise ValueError(
+            f"sop_instance_uid {sop_instance_uid!r} is not RSNA-style ({prefix}...); pass the study and series UIDs"
+        )
+    head, last = sop_instance_uid[len(prefix) :].rsplit(".", 1)
     return f"{_UID_ROOT}.{kind}.{head}.{max(int(last) - minus, 1)}"
 
 
@@ -285,21 +319,30 @@ def _render_all(jobs: list[tuple[Path, _ImagePlan]], size_px: int, workers: int,
     if workers > 1 and len(jobs) > 1:
         chunksize = max(1, len(jobs) // (4 * workers))
         with get_context().Pool(min(workers, len(jobs))) as pool:
-            return pool.starmap(_render_and_write, [(folder, plan, size_px, jpeg_quality) for folder, plan in jobs],
-                                chunksize=chunksize)
+            return pool.starmap(
+                _render_and_write, [(folder, plan, size_px, jpeg_quality) for folder, plan in jobs], chunksize=chunksize
+            )
     return [_render_and_write(folder, plan, size_px, jpeg_quality) for folder, plan in jobs]
 
 
 def _render_and_write(folder: Path, plan: _ImagePlan, size_px: int, jpeg_quality: int) -> np.ndarray:
     pixels, boxes_xyxy = render_chest_radiograph(
-        np.random.default_rng(plan.render_seed), size_px, size_px,
+        np.random.default_rng(plan.render_seed),
+        size_px,
+        size_px,
         opacities=plan.n_boxes if plan.rsna_class == RSNA_POSITIVE_CLASS else 0,
         abnormal_not_opacity=plan.rsna_class == RSNA_CLASSES[1],
     )
     write_jpeg_baseline_dicom(
-        folder / f"{plan.patient_id}.dcm", pixels,
-        patient_id=plan.patient_id, sex=plan.sex, age=plan.age, view_position=plan.view_position,
-        pixel_spacing_mm=plan.pixel_spacing_mm, sop_instance_uid=plan.sop_instance_uid, jpeg_quality=jpeg_quality,
+        folder / f"{plan.patient_id}.dcm",
+        pixels,
+        patient_id=plan.patient_id,
+        sex=plan.sex,
+        age=plan.age,
+        view_position=plan.view_position,
+        pixel_spacing_mm=plan.pixel_spacing_mm,
+        sop_instance_uid=plan.sop_instance_uid,
+        jpeg_quality=jpeg_quality,
     )
     return boxes_xyxy
 
@@ -409,8 +452,9 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
 
 
-def _count(train: list[_ImagePlan], test: list[_ImagePlan], n_boxes: int, label_rows: int,
-           class_rows: int, size_px: int) -> dict[str, int]:
+def _count(
+    train: list[_ImagePlan], test: list[_ImagePlan], n_boxes: int, label_rows: int, class_rows: int, size_px: int
+) -> dict[str, int]:
     positive = [p for p in train if p.rsna_class == RSNA_POSITIVE_CLASS]
     counts = {
         "images": len(train),

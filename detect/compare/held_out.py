@@ -11,6 +11,7 @@ those calls only (preprocessing, forward pass, mapping back), not around reading
 image is taken at its dataset's operating point stored in the checkpoint: the F1-optimal
 threshold on that dataset's val split, chosen during training (detect.evaluation.scoring).
 """
+
 from __future__ import annotations
 
 import math
@@ -62,21 +63,33 @@ class HeldOutPredictions:
         return self.n_images / self.predict_seconds if self.predict_seconds > 0 else math.nan
 
     def to_json(self) -> dict[str, Any]:
-        return {"image_ids": self.image_ids, "datasets": self.datasets, "y_true": self.y_true.tolist(),
-                "y_prob": self.y_prob.tolist(), "decided": self.decided.tolist(), "thresholds": self.thresholds,
-                "class_true": self.class_true.tolist(), "class_probs": self.class_probs.tolist(),
-                "predict_seconds": self.predict_seconds,
-                "failures": [{"path": f.path, "reason": f.reason} for f in self.failures]}
+        return {
+            "image_ids": self.image_ids,
+            "datasets": self.datasets,
+            "y_true": self.y_true.tolist(),
+            "y_prob": self.y_prob.tolist(),
+            "decided": self.decided.tolist(),
+            "thresholds": self.thresholds,
+            "class_true": self.class_true.tolist(),
+            "class_probs": self.class_probs.tolist(),
+            "predict_seconds": self.predict_seconds,
+            "failures": [{"path": f.path, "reason": f.reason} for f in self.failures],
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "HeldOutPredictions":
-        return cls(image_ids=list(data["image_ids"]), datasets=list(data["datasets"]),
-                   y_true=np.asarray(data["y_true"], dtype=np.int64), y_prob=np.asarray(data["y_prob"], dtype=np.float64),
-                   decided=np.asarray(data["decided"], dtype=np.int64), thresholds=dict(data["thresholds"]),
-                   class_true=np.asarray(data["class_true"], dtype=np.int64),
-                   class_probs=np.asarray(data["class_probs"], dtype=np.float64).reshape(-1, 3),
-                   predict_seconds=float(data["predict_seconds"]),
-                   failures=[BadFile(f["path"], f["reason"]) for f in data.get("failures", [])])
+    def from_json(cls, data: dict[str, Any]) -> HeldOutPredictions:
+        return cls(
+            image_ids=list(data["image_ids"]),
+            datasets=list(data["datasets"]),
+            y_true=np.asarray(data["y_true"], dtype=np.int64),
+            y_prob=np.asarray(data["y_prob"], dtype=np.float64),
+            decided=np.asarray(data["decided"], dtype=np.int64),
+            thresholds=dict(data["thresholds"]),
+            class_true=np.asarray(data["class_true"], dtype=np.int64),
+            class_probs=np.asarray(data["class_probs"], dtype=np.float64).reshape(-1, 3),
+            predict_seconds=float(data["predict_seconds"]),
+            failures=[BadFile(f["path"], f["reason"]) for f in data.get("failures", [])],
+        )
 
 
 def class_index(record: ImageRecord, task: str) -> int:
@@ -100,8 +113,9 @@ def held_out_records(data_dirs: Sequence[str | Path]) -> list[tuple[Path, ImageR
     return out
 
 
-def predict_held_out(loaded: LoadedModel, data_dirs: Sequence[str | Path], *, task: str, batch_size: int,
-                       workers: int = 2) -> HeldOutPredictions:
+def predict_held_out(
+    loaded: LoadedModel, data_dirs: Sequence[str | Path], *, task: str, batch_size: int, workers: int = 2
+) -> HeldOutPredictions:
     """Predict every test image through `loaded.predictor`, timing the predictor calls only."""
     items = held_out_records(data_dirs)
     by_path = {str(path): record for path, record in items}
@@ -110,8 +124,9 @@ def predict_held_out(loaded: LoadedModel, data_dirs: Sequence[str | Path], *, ta
     failures: list[BadFile] = []
     seconds = 0.0
     warmed = False
-    for batch in iter_loaded_batches([path for path, _ in items], batch_size, workers,
-                                     max_pixels=loaded.config.data.max_image_pixels):
+    for batch in iter_loaded_batches(
+        [path for path, _ in items], batch_size, workers, max_pixels=loaded.config.data.max_image_pixels
+    ):
         images = [item for item in batch if isinstance(item, LoadedImage)]
         failures += [item for item in batch if isinstance(item, BadFile)]
         if not images:
@@ -131,14 +146,20 @@ def predict_held_out(loaded: LoadedModel, data_dirs: Sequence[str | Path], *, ta
     y_prob = np.array([raw.pneumonia_probability for raw in raws], dtype=np.float64)
     thresholds = {r.dataset: threshold_of(r, points) for r in records}
     labels = THREE_CLASS_TASKS.get(task)
-    class_probs = np.stack([raw.subtype_probabilities if task == "kermany3" else raw.class_probabilities for raw in raws])
+    class_probs = np.stack(
+        [raw.subtype_probabilities if task == "kermany3" else raw.class_probabilities for raw in raws]
+    )
     return HeldOutPredictions(
-        image_ids=[r.image_id for r in records], datasets=[r.dataset for r in records],
-        y_true=np.array([int(r.target) for r in records], dtype=np.int64), y_prob=y_prob,
+        image_ids=[r.image_id for r in records],
+        datasets=[r.dataset for r in records],
+        y_true=np.array([int(r.target) for r in records], dtype=np.int64),
+        y_prob=y_prob,
         decided=np.array([int(p >= thresholds[r.dataset]) for r, p in zip(records, y_prob)], dtype=np.int64),
         thresholds=thresholds,
         class_true=np.array([class_index(r, task) if labels else -1 for r in records], dtype=np.int64),
-        class_probs=class_probs.astype(np.float64), predict_seconds=seconds, failures=failures,
+        class_probs=class_probs.astype(np.float64),
+        predict_seconds=seconds,
+        failures=failures,
     )
 
 
@@ -159,8 +180,12 @@ def metrics_at(predictions: HeldOutPredictions, index: np.ndarray, task: str) ->
     if names:
         labelled = predictions.class_true[index] >= 0
         if labelled.any():
-            multi = multiclass_metrics(predictions.class_true[index][labelled], predictions.class_probs[index][labelled], names)
-            out.update(accuracy_3class=multi["accuracy"], macro_f1=multi["macro_f1"], macro_roc_auc=multi["macro_roc_auc"])
+            multi = multiclass_metrics(
+                predictions.class_true[index][labelled], predictions.class_probs[index][labelled], names
+            )
+            out.update(
+                accuracy_3class=multi["accuracy"], macro_f1=multi["macro_f1"], macro_roc_auc=multi["macro_roc_auc"]
+            )
             for name, values in multi["per_class"].items():
                 for key in ("f1", "sensitivity", "precision"):
                     out[f"{key}_{metric_suffix(name)}"] = float(values[key])
@@ -172,10 +197,13 @@ def metric_suffix(class_name: str) -> str:
     return "_".join("".join(c if c.isalnum() else " " for c in class_name.lower()).split())
 
 
-def held_out_metrics(predictions: HeldOutPredictions, task: str, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, ConfidenceInterval]:
+def held_out_metrics(
+    predictions: HeldOutPredictions, task: str, *, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, ConfidenceInterval]:
     """Every test metric with its seeded bootstrap percentile 95% interval (detect.evaluation.stats)."""
-    return bootstrap_metrics(lambda index: metrics_at(predictions, index, task), predictions.n_images,
-                             n_resamples=n_resamples, seed=seed)
+    return bootstrap_metrics(
+        lambda index: metrics_at(predictions, index, task), predictions.n_images, n_resamples=n_resamples, seed=seed
+    )
 
 
 def confusion_matrix(predictions: HeldOutPredictions) -> np.ndarray:

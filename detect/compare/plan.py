@@ -14,6 +14,7 @@ The budget is `--epochs` (train.epochs) or `--minutes-per-model` (train.max_minu
 train.epochs as the upper bound): every model stops at the end of the epoch in which its time
 ran out. The run folders are OUT/runs/<row> (a row's ':' written as '-').
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,8 +62,10 @@ def parse_model_list(text: str) -> list[str]:
         if name not in MODELS:
             raise ConfigError(f"--models: '{name}' is not a known model; available models: {', '.join(MODELS)}")
         if weights is not None and not weights:
-            raise ConfigError(f"--models: '{row}' has an empty weights choice after ':'; use NAME:none, NAME:imagenet, "
-                              "NAME:xrv:WEIGHTS or NAME:PATH")
+            raise ConfigError(
+                f"--models: '{row}' has an empty weights choice after ':'; use NAME:none, NAME:imagenet, "
+                "NAME:xrv:WEIGHTS or NAME:PATH"
+            )
     return list(dict.fromkeys(rows))
 
 
@@ -87,7 +90,9 @@ def dataset_kinds(data_dirs: Sequence[str | Path]) -> list[str]:
     """'rsna' / 'kermany' of each --data folder: from its manifest when prepared, else its layout."""
     kinds = []
     for data_dir in data_dirs:
-        kinds.append(read_manifest(data_dir).dataset if find_prepared(data_dir) is not None else detect_dataset_kind(data_dir))
+        kinds.append(
+            read_manifest(data_dir).dataset if find_prepared(data_dir) is not None else detect_dataset_kind(data_dir)
+        )
     return list(dict.fromkeys(kinds))
 
 
@@ -103,8 +108,10 @@ def kind_overrides(name: str, base: Config, data_dirs: Sequence[str | Path]) -> 
         return [f"task={base.task}", *no_anchors]
     kinds = dataset_kinds(data_dirs)
     if len(kinds) != 1:
-        raise ConfigError(f"--models {name} is a classifier and the recipe's task is detection: set task "
-                          "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=...")
+        raise ConfigError(
+            f"--models {name} is a classifier and the recipe's task is detection: set task "
+            "(kermany2, kermany3, rsna2 or rsna3) in the recipe or with --set task=..."
+        )
     return [f"task={'rsna' if kinds[0] == 'custom' else kinds[0]}2", *no_anchors]  # own images: RSNA's classes
 
 
@@ -119,16 +126,24 @@ class ComparePlan:
     task: str  # the recipe's task: 'detection' (binary pneumonia only) or a classification task
 
 
-def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_dir: str | Path, *,
-                 data_dirs: Sequence[str | Path] = (), overrides: Sequence[str] = (), epochs: int | None = None,
-                 minutes_per_model: float | None = None) -> ComparePlan:
+def plan_compare(
+    models: Sequence[str],
+    config: Config | str | Path | None,
+    out_dir: str | Path,
+    *,
+    data_dirs: Sequence[str | Path] = (),
+    overrides: Sequence[str] = (),
+    epochs: int | None = None,
+    minutes_per_model: float | None = None,
+) -> ComparePlan:
     """One ModelPlan per model; every ConfigError (an unknown key, a bad budget) before any training."""
     if epochs is not None and epochs < 1:
         raise ConfigError(f"--epochs must be >= 1, got {epochs}")
     if minutes_per_model is not None and not minutes_per_model > 0:
         raise ConfigError(f"--minutes-per-model must be > 0, got {minutes_per_model}")
     budget = ([f"train.epochs={epochs}"] if epochs is not None else []) + (
-        [f"train.max_minutes={minutes_per_model}"] if minutes_per_model is not None else [])
+        [f"train.max_minutes={minutes_per_model}"] if minutes_per_model is not None else []
+    )
     base = config if isinstance(config, Config) else load_config(config, [])
     base = config_from_dict(config_to_dict(base), [*overrides, *budget])
     runs = Path(out_dir) / RUNS_FOLDER
@@ -137,8 +152,10 @@ def plan_compare(models: Sequence[str], config: Config | str | Path | None, out_
         name, weights = split_row(row)
         chosen = [f"model.weights={weights}"] if weights is not None else []
         try:
-            cfg = config_from_dict(config_to_dict(base), [f"model.name={name}", f"name={row_folder(row)}", *chosen,
-                                                          *kind_overrides(name, base, data_dirs)])
+            cfg = config_from_dict(
+                config_to_dict(base),
+                [f"model.name={name}", f"name={row_folder(row)}", *chosen, *kind_overrides(name, base, data_dirs)],
+            )
         except ConfigError as exc:
             raise ConfigError(f"--models {row}: {exc}") from None
         plans.append(ModelPlan(row, cfg, runs / row_folder(row)))

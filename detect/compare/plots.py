@@ -2,6 +2,7 @@
 
 ROC curves and confusion matrices are drawn by detect.outputs.plots, as in `detect eval`.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from detect.outputs.plots import save_figure
-
 
 # Inference times spanning at least this factor are drawn on a log axis (a basic CNN and a
 # DenseNet differ by 10-100x); closer ones on a linear axis, where a log axis would leave a
@@ -44,8 +44,11 @@ def plot_accuracy_vs_time(points: Sequence[tuple[str, float, float, float, float
         above = high - accuracy if math.isfinite(high) else 0.0
         ax.errorbar([ms], [accuracy], yerr=[[below], [above]], fmt="o", capsize=3, label=name)
         ax.annotate(name, (ms, accuracy), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    ax.set(xlabel="inference time (ms per image, through the Predictor)", ylabel="test accuracy (95% bootstrap interval)",
-           title="Accuracy against inference time")
+    ax.set(
+        xlabel="inference time (ms per image, through the Predictor)",
+        ylabel="test accuracy (95% bootstrap interval)",
+        title="Accuracy against inference time",
+    )
     if time_axis_scale([ms for _name, ms, *_rest in points]) == "log":
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda ms, _pos: f"{ms:g}"))  # 1, 10, 100: not 10^0

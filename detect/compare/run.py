@@ -14,6 +14,7 @@ Resumable: a model whose marker holds the same config is not trained or tested a
 with a last.pt but no marker (killed during training or testing) continues through
 run_training's resume, from its last finished epoch, not from scratch.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,21 +58,41 @@ class ModelResult:
     config: dict[str, Any] = field(repr=False, default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RESULT_VERSION, "model": self.model, "kind": self.kind, "task": self.task,
-                "parameters": self.parameters, "epochs_run": self.epochs_run, "best_epoch": self.best_epoch,
-                "stopped_on_time": self.stopped_on_time, "train_seconds": self.train_seconds,
-                "train_images_per_s": self.train_images_per_s, "config": self.config,
-                "metrics": {k: vars(v) for k, v in self.metrics.items()}, "predictions": self.predictions.to_json()}
+        return {
+            "version": RESULT_VERSION,
+            "model": self.model,
+            "kind": self.kind,
+            "task": self.task,
+            "parameters": self.parameters,
+            "epochs_run": self.epochs_run,
+            "best_epoch": self.best_epoch,
+            "stopped_on_time": self.stopped_on_time,
+            "train_seconds": self.train_seconds,
+            "train_images_per_s": self.train_images_per_s,
+            "config": self.config,
+            "metrics": {k: vars(v) for k, v in self.metrics.items()},
+            "predictions": self.predictions.to_json(),
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ModelResult":
-        return cls(model=data["model"], kind=data["kind"], task=data["task"], parameters=int(data["parameters"]),
-                   epochs_run=int(data["epochs_run"]), best_epoch=int(data["best_epoch"]),
-                   stopped_on_time=bool(data["stopped_on_time"]), train_seconds=float(data["train_seconds"]),
-                   train_images_per_s=float(data["train_images_per_s"]),
-                   predictions=HeldOutPredictions.from_json(data["predictions"]),
-                   metrics={k: ConfidenceInterval(**{f: math.nan if x is None else x for f, x in v.items()})
-                            for k, v in data["metrics"].items()}, config=data["config"])
+    def from_json(cls, data: dict[str, Any]) -> ModelResult:
+        return cls(
+            model=data["model"],
+            kind=data["kind"],
+            task=data["task"],
+            parameters=int(data["parameters"]),
+            epochs_run=int(data["epochs_run"]),
+            best_epoch=int(data["best_epoch"]),
+            stopped_on_time=bool(data["stopped_on_time"]),
+            train_seconds=float(data["train_seconds"]),
+            train_images_per_s=float(data["train_images_per_s"]),
+            predictions=HeldOutPredictions.from_json(data["predictions"]),
+            metrics={
+                k: ConfidenceInterval(**{f: math.nan if x is None else x for f, x in v.items()})
+                for k, v in data["metrics"].items()
+            },
+            config=data["config"],
+        )
 
 
 @dataclass(frozen=True)
@@ -106,29 +127,41 @@ def read_finished(plan: ModelPlan) -> ModelResult | None:
     return result if data.get("version") == RESULT_VERSION and result.config == config_to_dict(plan.config) else None
 
 
-def train_and_test(plan: ModelPlan, data_dirs: Sequence[str | Path], *, task: str, n_resamples: int,
-                   log: Callable[[str], None]) -> ModelResult:
+def train_and_test(
+    plan: ModelPlan, data_dirs: Sequence[str | Path], *, task: str, n_resamples: int, log: Callable[[str], None]
+) -> ModelResult:
     """Train (or resume) one model, test its best checkpoint, write the finished marker."""
     cfg: Config = plan.config
     resume = (plan.run_dir / "checkpoints" / "last.pt").is_file()
     log(f"[{plan.model}] {'resuming' if resume else 'training'} in {plan.run_dir}")
-    trained = run_training(cfg, data_dirs, out_dir=plan.run_dir, resume=resume, log=lambda line: log(f"[{plan.model}] {line}"))
+    trained = run_training(
+        cfg, data_dirs, out_dir=plan.run_dir, resume=resume, log=lambda line: log(f"[{plan.model}] {line}")
+    )
     loaded = load_predictor(trained.best_checkpoint, device=cfg.train.device)
-    predictions = predict_held_out(loaded, data_dirs, task=task, batch_size=cfg.train.batch_size,
-                                   workers=max(1, cfg.data.num_workers))
+    predictions = predict_held_out(
+        loaded, data_dirs, task=task, batch_size=cfg.train.batch_size, workers=max(1, cfg.data.num_workers)
+    )
     for failure in predictions.failures:
         log(f"[{plan.model}] unreadable test image, left out: {failure.path}: {failure.reason}")
     result = ModelResult(
-        model=plan.model, kind=model_kind(plan.model_name), task=cfg.task,
-        parameters=count_parameters(loaded.predictor.model), epochs_run=trained.epochs_completed,
-        best_epoch=trained.best_epoch, stopped_on_time=trained.stopped_on_time, train_seconds=trained.train_seconds,
-        train_images_per_s=trained.images_per_second, predictions=predictions,
+        model=plan.model,
+        kind=model_kind(plan.model_name),
+        task=cfg.task,
+        parameters=count_parameters(loaded.predictor.model),
+        epochs_run=trained.epochs_completed,
+        best_epoch=trained.best_epoch,
+        stopped_on_time=trained.stopped_on_time,
+        train_seconds=trained.train_seconds,
+        train_images_per_s=trained.images_per_second,
+        predictions=predictions,
         metrics=held_out_metrics(predictions, task, n_resamples=n_resamples, seed=cfg.seed),
         config=config_to_dict(cfg),
     )
     write_text_atomic(plan.result_path, json.dumps(to_json_safe(result.to_json()), allow_nan=False))
-    log(f"[{plan.model}] tested on {predictions.n_images} images: F1 {result.metrics['f1'].format()}, "
-        f"ROC-AUC {result.metrics['roc_auc'].format()}, {predictions.infer_ms_per_image:.1f} ms/image")
+    log(
+        f"[{plan.model}] tested on {predictions.n_images} images: F1 {result.metrics['f1'].format()}, "
+        f"ROC-AUC {result.metrics['roc_auc'].format()}, {predictions.infer_ms_per_image:.1f} ms/image"
+    )
     return result
 
 
@@ -147,18 +180,38 @@ def paired_comparison(best: ModelResult, other: ModelResult) -> PairedComparison
     truth = best.predictions.y_true[a]
     correct_best = best.predictions.decided[a] == truth
     correct_other = other.predictions.decided[b] == other.predictions.y_true[b]
-    return PairedComparison(best.model, other.model, len(pairs),
-                            delong_test(truth, best.predictions.y_prob[a], other.predictions.y_prob[b]),
-                            mcnemar_test(correct_best, correct_other))
+    return PairedComparison(
+        best.model,
+        other.model,
+        len(pairs),
+        delong_test(truth, best.predictions.y_prob[a], other.predictions.y_prob[b]),
+        mcnemar_test(correct_best, correct_other),
+    )
 
 
-def run_compare(models: Sequence[str], config: Config | str | Path | None, data_dirs: Sequence[str | Path],
-                out_dir: str | Path = "compare", *, overrides: Sequence[str] = (), epochs: int | None = None,
-                minutes_per_model: float | None = None, n_resamples: int = 1000,
-                log: Callable[[str], None] = print) -> CompareOutcome:
+def run_compare(
+    models: Sequence[str],
+    config: Config | str | Path | None,
+    data_dirs: Sequence[str | Path],
+    out_dir: str | Path = "compare",
+    *,
+    overrides: Sequence[str] = (),
+    epochs: int | None = None,
+    minutes_per_model: float | None = None,
+    n_resamples: int = 1000,
+    log: Callable[[str], None] = print,
+) -> CompareOutcome:
     """See the module docstring. Every argument is checked before the first model trains."""
     check_data_dirs(data_dirs)
-    plan = plan_compare(models, config, out_dir, data_dirs=data_dirs, overrides=overrides, epochs=epochs, minutes_per_model=minutes_per_model)
+    plan = plan_compare(
+        models,
+        config,
+        out_dir,
+        data_dirs=data_dirs,
+        overrides=overrides,
+        epochs=epochs,
+        minutes_per_model=minutes_per_model,
+    )
     plans, task = plan.models, plan.task
     if len(plans) < 2:
         raise DetectError("--models: name at least two models to compare")
@@ -175,7 +228,13 @@ def run_compare(models: Sequence[str], config: Config | str | Path | None, data_
             trained.append(plan.model)
         best = best_model(results)
         comparisons = [paired_comparison(best, r) for r in results if best is not None and r is not best]
-        paths = write_compare_outputs(Path(out_dir), results, best.model if best else None, comparisons, task=task,
-                                      data_dirs=[str(d) for d in data_dirs])
+        paths = write_compare_outputs(
+            Path(out_dir),
+            results,
+            best.model if best else None,
+            comparisons,
+            task=task,
+            data_dirs=[str(d) for d in data_dirs],
+        )
         log_outputs(parent, paths)
     return CompareOutcome(results, best.model if best else None, comparisons, paths, trained)

@@ -31,6 +31,7 @@ A file that cannot be read raises its reader's DetectError; with `skip_unreadabl
 the item is a BadFile instead, and `collate_detection` leaves it out of the batch and lists it
 in `DetectionBatch.skipped`, so the loop can record it (RUN_DIR/bad_files.csv) and go on.
 """
+
 from __future__ import annotations
 
 import functools
@@ -147,8 +148,9 @@ class ManifestDataset(Dataset):
                 pixels = self.cache_loader(cached_path)
                 if pixels.shape != (size, size) or pixels.dtype != np.uint8:
                     raise ImageReadError(
-                        cached_path, f"cached image is {pixels.dtype} {pixels.shape}, expected uint8 ({size}, {size}): "
-                        "delete it and run `detect prepare --cache` again"
+                        cached_path,
+                        f"cached image is {pixels.dtype} {pixels.shape}, expected uint8 ({size}, {size}): "
+                        "delete it and run `detect prepare --cache` again",
                     )
                 return pixels, letterbox_scale(record.height, record.width, size), (record.height, record.width)
         path = self.image_path(index)
@@ -160,11 +162,14 @@ class ManifestDataset(Dataset):
             original_hw = tuple(getattr(pixels, "shape", ())[:2])
         if not isinstance(pixels, np.ndarray) or pixels.ndim != 2 or pixels.dtype != np.uint8:
             shape = getattr(pixels, "shape", None)
-            raise ImageReadError(path, f"reader returned {getattr(pixels, 'dtype', type(pixels))} {shape}, expected 2-D uint8")
+            raise ImageReadError(
+                path, f"reader returned {getattr(pixels, 'dtype', type(pixels))} {shape}, expected 2-D uint8"
+            )
         if record.height and record.width and original_hw != (record.height, record.width):
             raise DataFormatError(
-                path, f"decoded size {original_hw[0]}x{original_hw[1]} differs from the manifest's "
-                f"{record.height}x{record.width}: the boxes would not fit; rerun `detect prepare`"
+                path,
+                f"decoded size {original_hw[0]}x{original_hw[1]} differs from the manifest's "
+                f"{record.height}x{record.width}: the boxes would not fit; rerun `detect prepare`",
             )
         resized, scale = letterbox_resize(pixels, size, original_hw)
         return resized, scale, (int(original_hw[0]), int(original_hw[1]))
@@ -176,8 +181,10 @@ class ManifestDataset(Dataset):
         except DetectError as exc:
             if not self.skip_unreadable:
                 raise
-            return BadFile(path=getattr(exc, "path", None) or str(self.image_path(index)),
-                           reason=getattr(exc, "reason", None) or str(exc))
+            return BadFile(
+                path=getattr(exc, "path", None) or str(self.image_path(index)),
+                reason=getattr(exc, "reason", None) or str(exc),
+            )
         if self.clahe is not None:
             pixels = self.clahe(pixels, content_hw=content_size(height, width, size))
         image = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(pixels)).unsqueeze(0))
@@ -213,8 +220,9 @@ class DetectionBatch(tuple):
 
     skipped: tuple[BadFile, ...]
 
-    def __new__(cls, images: list[Tensor], targets: list[dict[str, Tensor]],
-                skipped: Sequence[BadFile] = ()) -> "DetectionBatch":
+    def __new__(
+        cls, images: list[Tensor], targets: list[dict[str, Tensor]], skipped: Sequence[BadFile] = ()
+    ) -> DetectionBatch:
         batch = super().__new__(cls, (images, targets))
         batch.skipped = tuple(skipped)
         return batch
@@ -222,7 +230,7 @@ class DetectionBatch(tuple):
     def __reduce__(self) -> tuple[Any, ...]:
         return DetectionBatch, (self[0], self[1], self.skipped)
 
-    def pin_memory(self) -> "DetectionBatch":
+    def pin_memory(self) -> DetectionBatch:
         targets = [{k: v.pin_memory() if isinstance(v, Tensor) else v for k, v in t.items()} for t in self[1]]
         return DetectionBatch([image.pin_memory() for image in self[0]], targets, self.skipped)
 
@@ -237,8 +245,9 @@ def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Tensor]] | BadFile
 # ---------------------------------------------------------------------------------- building
 
 
-def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
-                   skip_unreadable: bool = False) -> dict[str, ManifestDataset]:
+def build_datasets(
+    prepared: Sequence[PreparedDataset], cfg: Config, *, skip_unreadable: bool = False
+) -> dict[str, ManifestDataset]:
     """'train' / 'val' / 'test' datasets over the records of that split of every prepared dataset
     (data_prep.manifest.PreparedDataset), in the given order; train with the training
     augmentation of cfg.data.augment, val and test without. Every split is present (maybe empty).
@@ -282,8 +291,16 @@ def build_datasets(prepared: Sequence[PreparedDataset], cfg: Config, *,
             roots.extend([Path(source.data_root)] * len(split_records))
             caches.extend([cache] * len(split_records))
         transforms = build_train_transforms(aug) if split == "train" else build_eval_transforms()
-        datasets[split] = ManifestDataset(records, roots, size, transforms=transforms, cache=caches, clahe=clahe,
-                                          loader=loader, skip_unreadable=skip_unreadable)
+        datasets[split] = ManifestDataset(
+            records,
+            roots,
+            size,
+            transforms=transforms,
+            cache=caches,
+            clahe=clahe,
+            loader=loader,
+            skip_unreadable=skip_unreadable,
+        )
     return datasets
 
 
@@ -292,6 +309,8 @@ def check_task_records(source: PreparedDataset, task: str) -> list[ImageRecord]:
     records = records_for_task(source.records, task)
     if task != DETECTION_TASK and not records:
         found = sorted({r.dataset for r in source.records}) or ["no images"]
-        raise ConfigError(f"--data {source.data_root}: no {TASK_DATASET[task].upper()} images for task '{task}' "
-                          f"(it holds {', '.join(found)}); pass a {TASK_DATASET[task]} folder or change config key 'task'")
+        raise ConfigError(
+            f"--data {source.data_root}: no {TASK_DATASET[task].upper()} images for task '{task}' "
+            f"(it holds {', '.join(found)}); pass a {TASK_DATASET[task]} folder or change config key 'task'"
+        )
     return records

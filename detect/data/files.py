@@ -10,6 +10,7 @@
 
 The kind of file is decided by its content, not its name (data_prep.images.read_any_image).
 """
+
 from __future__ import annotations
 
 import os
@@ -17,7 +18,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Deque, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -71,14 +72,19 @@ def load_image(
     if target_size_px is not None:
         image = read_any_image_sized(p, target_size_px, max_pixels=max_pixels)
         reduced = image.pixels.shape[:2] != image.original_hw
-        return LoadedImage(source=str(path), pixels=image.pixels, header=image.header,
-                           decoded_from_hw=image.original_hw if reduced else None)
+        return LoadedImage(
+            source=str(path),
+            pixels=image.pixels,
+            header=image.header,
+            decoded_from_hw=image.original_hw if reduced else None,
+        )
     pixels, header = read_any_image(p, max_pixels=max_pixels)
     return LoadedImage(source=str(path), pixels=pixels, header=header)
 
 
-def load_or_fail(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-                 target_size_px: int | None = None) -> LoadedImage | BadFile:
+def load_or_fail(
+    path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, target_size_px: int | None = None
+) -> LoadedImage | BadFile:
     """`load_image`, with a user error turned into a BadFile (anything else is a bug and raises)."""
     try:
         return load_image(path, max_pixels=max_pixels, target_size_px=target_size_px)
@@ -98,10 +104,16 @@ def default_read_workers(device_type: str = "cuda", cpu_count: int | None = None
     return max(1, min(8, cores - 1))
 
 
-def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2, *,
-                        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, prefetch_batches: int = 2,
-                        read: Callable[[Path, int], Any] | None = None,
-                        target_size_px: int | None = None) -> Iterator[list[Any]]:
+def iter_loaded_batches(
+    files: Sequence[Path],
+    batch_size: int,
+    workers: int = 2,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    prefetch_batches: int = 2,
+    read: Callable[[Path, int], Any] | None = None,
+    target_size_px: int | None = None,
+) -> Iterator[list[Any]]:
     """Yield the files read in batches of `batch_size`, in order; up to `prefetch_batches`
     batches beyond the one handed out are read ahead by `workers` background threads while the
     caller works (a bounded read-ahead: at most (prefetch_batches + 1) x batch_size images held).
@@ -119,16 +131,18 @@ def iter_loaded_batches(files: Sequence[Path], batch_size: int, workers: int = 2
         raise ValueError(f"prefetch_batches must be >= 1, got {prefetch_batches}")
     batches = [list(files[i : i + batch_size]) for i in range(0, len(files), batch_size)]
     if read is None:
+
         def read(path: Path, limit: int) -> LoadedImage | BadFile:
             if target_size_px is None:
                 return load_or_fail(path, limit)
             return load_or_fail(path, limit, target_size_px)
+
     if workers == 0:
         for batch in batches:
             yield [read(f, max_pixels) for f in batch]
         return
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="detect-read")
-    window: Deque[list[Future]] = deque()
+    window: deque[list[Future]] = deque()
     try:
         for k in range(len(batches)):
             while len(window) <= prefetch_batches and k + len(window) < len(batches):

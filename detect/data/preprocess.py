@@ -11,6 +11,7 @@ sees the same pixels whichever way an image reaches it.
 CLAHE is a preprocessing step, not an augmentation: it runs on the uint8 grey image, before
 tensors exist, identically in training, evaluation and inference (data.augment.clahe).
 """
+
 from __future__ import annotations
 
 import cv2

@@ -10,6 +10,7 @@ its own ceil(len / world_size) samples from the weighted sampler with a rank-spe
 N independent weighted draws with replacement are one weighted draw of N times the size, so
 the class balance is exactly that of one process.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,13 @@ def sampling_group(record: ImageRecord, task: str = DETECTION_TASK) -> tuple[str
     return record.dataset, f"target={record.target}"
 
 
-def sampling_weights(records: Sequence[ImageRecord], *, kermany_weight: float = 1.0,
-                     balance_classes: bool = True, task: str = DETECTION_TASK) -> np.ndarray:
+def sampling_weights(
+    records: Sequence[ImageRecord],
+    *,
+    kermany_weight: float = 1.0,
+    balance_classes: bool = True,
+    task: str = DETECTION_TASK,
+) -> np.ndarray:
     """Per-record sampling weights (float64 [N], summing to 1).
 
     Each dataset keeps its natural share of draws, times `kermany_weight` for Kermany: with
@@ -75,8 +81,15 @@ def sampling_weights(records: Sequence[ImageRecord], *, kermany_weight: float = 
     return weights / total
 
 
-def make_weighted_sampler(records: Sequence[ImageRecord], *, kermany_weight: float, num_samples: int | None,
-                          seed: int, balance_classes: bool = True, task: str = DETECTION_TASK) -> WeightedRandomSampler:
+def make_weighted_sampler(
+    records: Sequence[ImageRecord],
+    *,
+    kermany_weight: float,
+    num_samples: int | None,
+    seed: int,
+    balance_classes: bool = True,
+    task: str = DETECTION_TASK,
+) -> WeightedRandomSampler:
     """A WeightedRandomSampler (with replacement) over `records` by `sampling_weights`;
     `num_samples` draws per epoch (None = len(records)); reproducible given `seed`."""
     weights = sampling_weights(records, kermany_weight=kermany_weight, balance_classes=balance_classes, task=task)

@@ -14,6 +14,7 @@ left with a side under 1 px, e.g. pushed out entirely, are dropped together with
 An image without boxes ((0, 4)) passes through every step. CLAHE is preprocessing, not
 augmentation: see detect.data.preprocess.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -35,8 +36,11 @@ def build_train_transforms(aug: AugmentConfig) -> Callable:
     if aug.hflip_prob > 0:
         steps.append(v2.RandomHorizontalFlip(p=aug.hflip_prob))
     affine_moves = (
-        aug.rotate_degrees > 0 or aug.shear_degrees > 0 or aug.translate_fraction > 0
-        or aug.scale_min != 1.0 or aug.scale_max != 1.0
+        aug.rotate_degrees > 0
+        or aug.shear_degrees > 0
+        or aug.translate_fraction > 0
+        or aug.scale_min != 1.0
+        or aug.scale_max != 1.0
     )
     if aug.affine_prob > 0 and affine_moves:
         affine = v2.RandomAffine(

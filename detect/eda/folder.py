@@ -8,6 +8,7 @@ shows are a seeded sample per class read from the preprocessing cache (`data_pre
 decoding only sampled images not cached yet, into the same cache `detect train` fills and
 reads. A second run decodes nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -87,7 +88,11 @@ def _content(prepared: PreparedDataset, record: ImageRecord, size_px: int) -> tu
 
 
 def _image_section(
-    prepared: PreparedDataset, sample: Mapping[str, Sequence[ImageRecord]], cache: CacheResult, per_class: int, seed: int
+    prepared: PreparedDataset,
+    sample: Mapping[str, Sequence[ImageRecord]],
+    cache: CacheResult,
+    per_class: int,
+    seed: int,
 ) -> tuple[dict[str, Any], list[tuple[str, list[dict[str, Any]]]]]:
     """eda.json's images section (sample ids, histograms) and the grid's panels."""
     failed = {b.path for b in cache.bad_files}
@@ -98,14 +103,37 @@ def _image_section(
         histogram = intensity_histogram(pixels for _, (pixels, _) in loaded)
         mean_grey = float(np.dot(np.arange(256), histogram["density"])) if histogram["images"] else None
         shown = loaded[:GRID_COLUMNS]
-        classes.append({"group": name, "sampled_ids": [r.image_id for r in members], "shown_ids": [r.image_id for r, _ in shown],
-                        "histogram": histogram, "mean_grey": mean_grey})
-        panels.append((name, [{"image": pixels, "boxes_xyxy": scale_boxes(r.boxes_xyxy, scale), "title": r.image_id.split("/")[-1]}
-                              for r, (pixels, scale) in shown]))
+        classes.append(
+            {
+                "group": name,
+                "sampled_ids": [r.image_id for r in members],
+                "shown_ids": [r.image_id for r, _ in shown],
+                "histogram": histogram,
+                "mean_grey": mean_grey,
+            }
+        )
+        panels.append(
+            (
+                name,
+                [
+                    {
+                        "image": pixels,
+                        "boxes_xyxy": scale_boxes(r.boxes_xyxy, scale),
+                        "title": r.image_id.split("/")[-1],
+                    }
+                    for r, (pixels, scale) in shown
+                ],
+            )
+        )
     section = {
-        "images_per_class": per_class, "seed": seed, "cache_size_px": cache.size_px, "cache_dir": str(cache.cache_dir),
-        "decoded_now": cache.n_written, "already_cached": cache.n_skipped,
-        "could_not_decode": [{"path": b.path, "reason": b.reason} for b in cache.bad_files], "classes": classes,
+        "images_per_class": per_class,
+        "seed": seed,
+        "cache_size_px": cache.size_px,
+        "cache_dir": str(cache.cache_dir),
+        "decoded_now": cache.n_written,
+        "already_cached": cache.n_skipped,
+        "could_not_decode": [{"path": b.path, "reason": b.reason} for b in cache.bad_files],
+        "classes": classes,
     }
     return section, panels
 
@@ -134,10 +162,21 @@ def run_eda_folder(
     size_px = image_size_px or prepared.cache_size_px or DEFAULT_IMAGE_SIZE_PX
     sample = sample_per_class(prepared.records, images_per_class, seed)
     cache = build_cache(prepared, size_px, workers=workers, records=[r for members in sample.values() for r in members])
-    source = EdaSource(mode="images", dataset=prepared.dataset, data_dir=str(prepared.data_root),
-                       prepared_dir=str(prepared.prepared_dir), prepared_now=prepared_now, split_seed=prepared.seed)
-    tables = tables_from_records(prepared.dataset, prepared.records, source=source, summary=_summary(prepared),
-                                 bad_files=[*prepared.bad_files, *cache.bad_files])
+    source = EdaSource(
+        mode="images",
+        dataset=prepared.dataset,
+        data_dir=str(prepared.data_root),
+        prepared_dir=str(prepared.prepared_dir),
+        prepared_now=prepared_now,
+        split_seed=prepared.seed,
+    )
+    tables = tables_from_records(
+        prepared.dataset,
+        prepared.records,
+        source=source,
+        summary=_summary(prepared),
+        bad_files=[*prepared.bad_files, *cache.bad_files],
+    )
     numbers = compute_eda(tables)
     numbers["images_section"], panels = _image_section(prepared, sample, cache, images_per_class, seed)
     return write_eda(out_dir, numbers, panels, notes=[f"{b.path}: {b.reason}" for b in cache.bad_files])

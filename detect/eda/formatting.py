@@ -1,4 +1,5 @@
 """How the EDA report writes a number: the one place, so the tables, plot labels and the summary agree."""
+
 from __future__ import annotations
 
 import math

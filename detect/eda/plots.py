@@ -5,6 +5,7 @@ Each function takes a section of the numbers `data_prep.eda.compute_eda` returns
 values eda.json holds, so a plot never shows a number the JSON lacks) and writes one PNG.
 Every title says n: how many images or boxes the panel counts.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,13 @@ def _bars(ax: Any, rows: Sequence[Mapping[str, Any]], title: str, value_key: str
     values = [r[value_key] for r in rows]
     bars = ax.bar(range(len(rows)), values, color=color)
     for bar, row in zip(bars, rows):
-        ax.annotate(f"{fmt.count(row[value_key])}\n{fmt.share(row.get('share'))}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                    ha="center", va="bottom", fontsize=7)
+        ax.annotate(
+            f"{fmt.count(row[value_key])}\n{fmt.share(row.get('share'))}",
+            (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_xticks(range(len(rows)), labels, fontsize=8 if len(rows) < 6 else 7)
     ax.set_ylim(0, max(values, default=1) * 1.25 or 1)
     ax.set_title(title, fontsize=9)
@@ -51,7 +57,15 @@ def _bars(ax: Any, rows: Sequence[Mapping[str, Any]], title: str, value_key: str
 
 def _hist(ax: Any, histogram: Mapping[str, Sequence[float]], color: str = _BAR) -> None:
     edges = np.asarray(histogram["bin_edges"], dtype=float)
-    ax.bar(edges[:-1], histogram["counts"], width=np.diff(edges), align="edge", color=color, edgecolor="white", linewidth=0.3)
+    ax.bar(
+        edges[:-1],
+        histogram["counts"],
+        width=np.diff(edges),
+        align="edge",
+        color=color,
+        edgecolor="white",
+        linewidth=0.3,
+    )
 
 
 def plot_class_balance(univariate: Mapping[str, Any], n_images: int, path: Path) -> None:
@@ -89,12 +103,19 @@ def plot_age(age: Mapping[str, Any], path: Path) -> None:
     ax.set(xlabel="age (years)", ylabel="images")
     if age["median"] is not None:
         ax.axvline(age["median"], color="black", linestyle="--", linewidth=0.8)
-        ax.annotate(f"median {fmt.age(age['median'])}", (age["median"], ax.get_ylim()[1] * 0.92), fontsize=7, xytext=(3, 0),
-                    textcoords="offset points")
+        ax.annotate(
+            f"median {fmt.age(age['median'])}",
+            (age["median"], ax.get_ylim()[1] * 0.92),
+            fontsize=7,
+            xytext=(3, 0),
+            textcoords="offset points",
+        )
     save_figure(fig, path)
 
 
-def plot_sex_view(sex: Sequence[Mapping[str, Any]], view: Sequence[Mapping[str, Any]], n_images: int, path: Path) -> None:
+def plot_sex_view(
+    sex: Sequence[Mapping[str, Any]], view: Sequence[Mapping[str, Any]], n_images: int, path: Path
+) -> None:
     fig = _figure(6.4, 3.2)
     _bars(fig.add_subplot(1, 2, 1), sex, f"PatientSex (n = {fmt.count(n_images)})")
     _bars(fig.add_subplot(1, 2, 2), view, f"ViewPosition (n = {fmt.count(n_images)})")
@@ -104,15 +125,23 @@ def plot_sex_view(sex: Sequence[Mapping[str, Any]], view: Sequence[Mapping[str, 
 def plot_boxes_per_image(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     n = sum(r["images"] for r in rows)
     fig = _figure(4.8, 3.2)
-    _bars(fig.add_subplot(), [{**r, "group": str(r["boxes"])} for r in rows], f"boxes per image (n = {fmt.count(n)} images)")
+    _bars(
+        fig.add_subplot(),
+        [{**r, "group": str(r["boxes"])} for r in rows],
+        f"boxes per image (n = {fmt.count(n)} images)",
+    )
     fig.axes[0].set_xlabel("boxes on the image")
     save_figure(fig, path)
 
 
 def plot_box_size(box_size: Mapping[str, Any], path: Path) -> None:
     """Width, height, area and aspect histograms of every box, medians marked."""
-    panels = (("width_px", "width (px)"), ("height_px", "height (px)"), ("area_px2", "area (px²)"),
-              ("aspect_height_over_width", "aspect (height / width)"))
+    panels = (
+        ("width_px", "width (px)"),
+        ("height_px", "height (px)"),
+        ("area_px2", "area (px²)"),
+        ("aspect_height_over_width", "aspect (height / width)"),
+    )
     fig = _figure(8.0, 5.4)
     fig.suptitle(f"box size (n = {fmt.count(box_size['boxes'])} boxes, original pixels)", fontsize=10)
     for i, (key, label) in enumerate(panels, start=1):
@@ -126,7 +155,9 @@ def plot_box_size(box_size: Mapping[str, Any], path: Path) -> None:
     save_figure(fig, path)
 
 
-def plot_image_size_spacing(image_size: Mapping[str, Any], spacing: Mapping[str, Any] | None, n_images: int, path: Path) -> None:
+def plot_image_size_spacing(
+    image_size: Mapping[str, Any], spacing: Mapping[str, Any] | None, n_images: int, path: Path
+) -> None:
     """Bars of the sizes (histograms of width and height when there are more than 10 sizes) and
     of the pixel spacings."""
     panels = []
@@ -160,11 +191,19 @@ def _rate_panel(ax: Any, rows: Sequence[Mapping[str, Any]], title: str) -> None:
     rate = np.array([np.nan if r["rate"] is None else 100 * r["rate"] for r in rows])
     low = np.array([np.nan if r["ci95_low"] is None else 100 * r["ci95_low"] for r in rows])
     high = np.array([np.nan if r["ci95_high"] is None else 100 * r["ci95_high"] for r in rows])
-    ax.errorbar(x, rate, yerr=[rate - low, high - rate], fmt="o", color=_POSITIVE, ecolor="grey", capsize=3, markersize=4)
+    ax.errorbar(
+        x, rate, yerr=[rate - low, high - rate], fmt="o", color=_POSITIVE, ecolor="grey", capsize=3, markersize=4
+    )
     for xi, row, r in zip(x, rows, rate):
         if math.isfinite(r):
-            ax.annotate(f"{fmt.share(row['rate'])}\nn={fmt.count(row['images'])}", (xi, r), xytext=(5, 0), textcoords="offset points",
-                        fontsize=6, va="center")
+            ax.annotate(
+                f"{fmt.share(row['rate'])}\nn={fmt.count(row['images'])}",
+                (xi, r),
+                xytext=(5, 0),
+                textcoords="offset points",
+                fontsize=6,
+                va="center",
+            )
     labels = [_short(str(r["group"]), 14) for r in rows]
     ax.set_xticks(x, labels, fontsize=7 if len(rows) <= 4 else 6)
     ax.set_xlim(-0.5, len(rows) - 0.2)
@@ -176,8 +215,15 @@ def _rate_panel(ax: Any, rows: Sequence[Mapping[str, Any]], title: str) -> None:
 
 def plot_positive_rates(bivariate: Mapping[str, Any], overall_rate: float | None, path: Path) -> None:
     """The positive rate by view, sex and age band, each with its 95% Wilson interval and n."""
-    panels = [(key, title) for key, title in (("positive_rate_by_view", "view"), ("positive_rate_by_sex", "sex"),
-                                              ("positive_rate_by_age_band", "age band (years)")) if bivariate.get(key)]
+    panels = [
+        (key, title)
+        for key, title in (
+            ("positive_rate_by_view", "view"),
+            ("positive_rate_by_sex", "sex"),
+            ("positive_rate_by_age_band", "age band (years)"),
+        )
+        if bivariate.get(key)
+    ]
     if not panels:
         return
     fig = _figure(3.2 + 3.0 * len(panels), 3.6)
@@ -198,10 +244,22 @@ def plot_box_size_by_view(rows: Sequence[Mapping[str, Any]], path: Path) -> None
     fig = _figure(8.4, 3.4)
     n = sum(r["boxes"] for r in rows)
     fig.suptitle(f"box size by view (n = {fmt.count(n)} boxes; whiskers 5th-95th percentile)", fontsize=10)
-    for i, (key, label) in enumerate((("width_px", "width (px)"), ("height_px", "height (px)"), ("area_px2", "area (px²)")), start=1):
+    for i, (key, label) in enumerate(
+        (("width_px", "width (px)"), ("height_px", "height (px)"), ("area_px2", "area (px²)")), start=1
+    ):
         ax = fig.add_subplot(1, 3, i)
-        stats = [{"label": f"{r['group']}\nn={fmt.count(r['boxes'])}", "med": r[key]["median"], "q1": r[key]["q1"], "q3": r[key]["q3"],
-                  "whislo": r[key]["p05"], "whishi": r[key]["p95"], "fliers": []} for r in rows]
+        stats = [
+            {
+                "label": f"{r['group']}\nn={fmt.count(r['boxes'])}",
+                "med": r[key]["median"],
+                "q1": r[key]["q1"],
+                "q3": r[key]["q3"],
+                "whislo": r[key]["p05"],
+                "whishi": r[key]["p95"],
+                "fliers": [],
+            }
+            for r in rows
+        ]
         ax.bxp(stats, showfliers=False)
         ax.set_title(label, fontsize=9)
         ax.tick_params(labelsize=7)
@@ -217,12 +275,22 @@ def plot_box_counts(tables: Sequence[tuple[str, Mapping[str, Any]]], path: Path)
         bottom = np.zeros(len(rows))
         for k in table["box_counts"]:
             share = np.array([r["counts"][k] / r["images"] if r["images"] else 0 for r in rows]) * 100
-            ax.bar(range(len(rows)), share, bottom=bottom, label=f"{k} box{'es' if k != 1 else ''}", color=_SERIES[k % len(_SERIES)])
+            ax.bar(
+                range(len(rows)),
+                share,
+                bottom=bottom,
+                label=f"{k} box{'es' if k != 1 else ''}",
+                color=_SERIES[k % len(_SERIES)],
+            )
             bottom += share
-        ax.set_xticks(range(len(rows)), [f"{_short(r['group'], 16)}\nn={fmt.count(r['images'])}" for r in rows], fontsize=7)
+        ax.set_xticks(
+            range(len(rows)), [f"{_short(r['group'], 16)}\nn={fmt.count(r['images'])}" for r in rows], fontsize=7
+        )
         ax.set_ylabel("images (%)")
         ax.set_title(f"boxes per image by {title} (n = {fmt.count(sum(r['images'] for r in rows))} images)", fontsize=9)
-        ax.legend(fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(table["box_counts"]), frameon=False)
+        ax.legend(
+            fontsize=6, loc="lower center", bbox_to_anchor=(0.5, 1.08), ncol=len(table["box_counts"]), frameon=False
+        )
     save_figure(fig, path)
 
 
@@ -236,28 +304,40 @@ def plot_box_heatmap(location: Mapping[str, Any], path: Path) -> None:
     image = ax.imshow(cells, cmap="inferno", extent=(0, grid, grid, 0), interpolation="nearest")
     fig.colorbar(image, ax=ax, label="boxes covering the pixel", shrink=0.85)
     ax.axvline(grid / 2, color="white", linestyle=":", linewidth=0.8)
-    ax.set_title(f"box coverage on the {grid} x {grid} grid\n(n = {fmt.count(location['boxes'])} boxes on "
-                 f"{fmt.count(location['images'])} images)", fontsize=9)
+    ax.set_title(
+        f"box coverage on the {grid} x {grid} grid\n(n = {fmt.count(location['boxes'])} boxes on "
+        f"{fmt.count(location['images'])} images)",
+        fontsize=9,
+    )
     ax.set(xlabel="x (px); image left = patient's right", ylabel="y (px)")
     side = fig.add_subplot(spec[0, 1])
     _bars(side, location["sides_images"], f"lungs with a box (n = {fmt.count(location['images'])} images)")
     save_figure(fig, path)
 
 
-def plot_sample_grid(panels_by_class: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], size_px: int, path: Path) -> None:
+def plot_sample_grid(
+    panels_by_class: Sequence[tuple[str, Sequence[Mapping[str, Any]]]], size_px: int, path: Path
+) -> None:
     """One row per class: images (uint8 [H, W], letterbox padding cropped) with their boxes
     (`boxes_xyxy` in that image's pixels) in red."""
     n_cols = max((len(p) for _, p in panels_by_class), default=1) or 1
     fig = _figure(2.3 * n_cols, 2.5 * len(panels_by_class) + 0.3)
     n = sum(len(p) for _, p in panels_by_class)
     boxed = any(len(panel["boxes_xyxy"]) for _, panels in panels_by_class for panel in panels)
-    fig.suptitle(f"sample images per class (n = {n} shown, {size_px} px cache{'; red = label box' if boxed else ''})", fontsize=10)
+    fig.suptitle(
+        f"sample images per class (n = {n} shown, {size_px} px cache{'; red = label box' if boxed else ''})",
+        fontsize=10,
+    )
     for row, (name, panels) in enumerate(panels_by_class):
         for col, panel in enumerate(panels):
             ax = fig.add_subplot(len(panels_by_class), n_cols, row * n_cols + col + 1)
             ax.imshow(panel["image"], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             for box in np.asarray(panel["boxes_xyxy"], dtype=float).reshape(-1, 4):
-                ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, edgecolor="red", linewidth=1.2))
+                ax.add_patch(
+                    Rectangle(
+                        (box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, edgecolor="red", linewidth=1.2
+                    )
+                )
             title = _short(str(panel["title"]), 22)
             ax.set_title(f"{_short(name, 34)}\n{title}" if col == 0 else title, fontsize=7)
             ax.set_axis_off()
@@ -271,8 +351,13 @@ def plot_intensity_histograms(classes: Sequence[Mapping[str, Any]], path: Path) 
     for i, entry in enumerate(classes):
         histogram = entry["histogram"]
         if histogram["images"]:
-            ax.plot(np.arange(256), 100 * np.asarray(histogram["density"]), color=_SERIES[i % len(_SERIES)],
-                    label=f"{entry['group']} (n = {histogram['images']})", linewidth=1.2)
+            ax.plot(
+                np.arange(256),
+                100 * np.asarray(histogram["density"]),
+                color=_SERIES[i % len(_SERIES)],
+                label=f"{entry['group']} (n = {histogram['images']})",
+                linewidth=1.2,
+            )
     n = sum(e["histogram"]["images"] for e in classes)
     ax.set(xlabel="grey level (0 = black)", ylabel="pixels (%)", xlim=(0, 255))
     ax.set_title(f"intensity histograms per class (n = {n} images, padding excluded)", fontsize=9)
@@ -299,12 +384,18 @@ def draw_plots(
     if u["box_size"]:
         jobs.append(("box_size", lambda p: plot_box_size(u["box_size"], p)))
     if u["image_size"]["known"] or (u["pixel_spacing_mm"] and u["pixel_spacing_mm"]["known"]):
-        jobs.append(("image_size_spacing", lambda p: plot_image_size_spacing(u["image_size"], u["pixel_spacing_mm"], n, p)))
+        jobs.append(
+            ("image_size_spacing", lambda p: plot_image_size_spacing(u["image_size"], u["pixel_spacing_mm"], n, p))
+        )
     if b["positive_rate_by_view"]:
         jobs.append(("positive_rate", lambda p: plot_positive_rates(b, numbers["overview"]["positive_share"], p)))
     if b["box_size_by_view"]:
         jobs.append(("box_size_by_view", lambda p: plot_box_size_by_view(b["box_size_by_view"], p)))
-    count_tables = [(name, b[key]) for name, key in (("class", "boxes_per_image_by_class"), ("view", "boxes_per_image_by_view")) if b[key]]
+    count_tables = [
+        (name, b[key])
+        for name, key in (("class", "boxes_per_image_by_class"), ("view", "boxes_per_image_by_view"))
+        if b[key]
+    ]
     if count_tables:
         jobs.append(("box_counts", lambda p: plot_box_counts(count_tables, p)))
     if numbers["location"]:

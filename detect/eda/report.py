@@ -6,6 +6,7 @@ relative path, and as one HTML file with every PNG embedded as base64 (no script
 sheet or font from elsewhere: it opens offline, attached to a mail, years later).
 Text may hold `code` spans; everything else is escaped.
 """
+
 from __future__ import annotations
 
 import base64
@@ -107,12 +108,15 @@ def to_html(blocks: Sequence[Block], image_dir: Path, title: str) -> str:
         else:
             encoded = base64.b64encode((image_dir / block.file_name).read_bytes()).decode("ascii")
             caption = _inline_html(block.caption)
-            body.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(block.caption)}">'
-                        f"<figcaption>{caption}</figcaption></figure>")
+            body.append(
+                f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(block.caption)}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(body) + "\n</body>\n</html>\n"
+        + "\n".join(body)
+        + "\n</body>\n</html>\n"
     )
 
 
@@ -122,7 +126,11 @@ def write_report(out_dir: Path, blocks: Sequence[Block], numbers: Mapping[str, A
     `numbers` must already be plain JSON (data_prep.eda.compute_eda makes it so): a NaN or a
     numpy value is a bug upstream and raises here rather than writing a file others cannot parse.
     """
-    paths = {"report_md": out_dir / "report.md", "report_html": out_dir / "report.html", "eda_json": out_dir / "eda.json"}
+    paths = {
+        "report_md": out_dir / "report.md",
+        "report_html": out_dir / "report.html",
+        "eda_json": out_dir / "eda.json",
+    }
     write_text_atomic(paths["report_md"], to_markdown(blocks))
     write_text_atomic(paths["report_html"], to_html(blocks, out_dir, title))
     text = json.dumps(numbers, indent=1, allow_nan=False)

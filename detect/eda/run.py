@@ -10,6 +10,7 @@ and one PNG per plot. The numbers come from `data_prep.eda` (pandas and numpy), 
 the image cache nor `detect prepare` (and with it scikit-learn), which would double its time on
 the real 30,000-row table; `detect.eda.folder` holds the folder path.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence

@@ -16,6 +16,7 @@ Scored on the labelled images that have a prediction, each once:
 Labelled images without a prediction, predictions without a label and failed predictions are
 counted and named in the notes, never scored.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,8 +62,9 @@ def read_boxes_json(path: str | Path) -> list[dict[str, Any]]:
 
 def _boxes_xyxy(entry: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     boxes = entry.get("boxes") or []
-    xyxy = np.array([[b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]] for b in boxes],
-                    dtype=np.float32).reshape(-1, 4)
+    xyxy = np.array(
+        [[b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]] for b in boxes], dtype=np.float32
+    ).reshape(-1, 4)
     return xyxy, np.array([b["score"] for b in boxes], dtype=np.float32)
 
 
@@ -87,7 +89,9 @@ def match_predictions(records: list[ImageRecord], entries: list[dict[str, Any]])
 
 
 def _listed(what: str, items: list[str]) -> str:
-    shown = ", ".join(items[:_NOTE_LIMIT]) + (f", ... ({len(items) - _NOTE_LIMIT} more)" if len(items) > _NOTE_LIMIT else "")
+    shown = ", ".join(items[:_NOTE_LIMIT]) + (
+        f", ... ({len(items) - _NOTE_LIMIT} more)" if len(items) > _NOTE_LIMIT else ""
+    )
     return f"{what}: {len(items)} ({shown})"
 
 
@@ -117,8 +121,10 @@ def evaluate_boxes_json(
     if unmatched:
         notes.append(_listed(f"predictions without a label in {labels.name} (not scored)", unmatched))
     if not records:
-        raise DetectError(f"{predictions_json}: none of its {len(entries)} predictions is of an image labelled in "
-                          f"{labels} ({len(parsed.records)} usable labelled images)")
+        raise DetectError(
+            f"{predictions_json}: none of its {len(entries)} predictions is of an image labelled in "
+            f"{labels} ({len(parsed.records)} usable labelled images)"
+        )
 
     predictions = {r.path: _boxes_xyxy(matched[r.path]) for r in records}
     ground_truth = {r.path: r.boxes_xyxy for r in records if r.has_box_labels}
@@ -136,20 +142,40 @@ def evaluate_boxes_json(
     thresholds = Counter(float((matched[r.path].get("operating_point") or {}).get("threshold", 0.5)) for r in records)
     threshold = thresholds.most_common(1)[0][0]
     if len(thresholds) > 1:
-        notes.append(f"the images were decided at {len(thresholds)} thresholds; scored at the most common, {threshold:g}")
-    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, threshold), y_true, y_prob, threshold,
-                               "the operating point recorded in boxes.json")
+        notes.append(
+            f"the images were decided at {len(thresholds)} thresholds; scored at the most common, {threshold:g}"
+        )
+    pneumonia = with_intervals(
+        binary_classification_metrics(y_true, y_prob, threshold),
+        y_true,
+        y_prob,
+        threshold,
+        "the operating point recorded in boxes.json",
+    )
     classification: dict[str, Any] = {"pneumonia": pneumonia}
     class_probs = [matched[r.path].get("class_probabilities") or {} for r in records]
     if all(set(RSNA_CLASSES) <= set(p) for p in class_probs):
         classification["rsna_3class"] = multiclass_metrics(
             np.array([RSNA_CLASSES.index(r.rsna_class) for r in records], dtype=np.int64),
-            np.array([[p[c] for c in RSNA_CLASSES] for p in class_probs], dtype=np.float64), RSNA_CLASSES)
+            np.array([[p[c] for c in RSNA_CLASSES] for p in class_probs], dtype=np.float64),
+            RSNA_CLASSES,
+        )
     metrics["classification"] = classification
-    metrics["operating_points"] = {"custom": {"dataset": "custom", "threshold": threshold,
-                                              "source": "boxes.json", "applied_to": f"{len(records)} labelled images"}}
-    metrics["counts"] = {"predictions": len(entries), "labelled_images": len(parsed.records), "scored_images": len(records),
-                         "left_out_labels": len(parsed.bad_files), "failed_predictions": len(failed)}
+    metrics["operating_points"] = {
+        "custom": {
+            "dataset": "custom",
+            "threshold": threshold,
+            "source": "boxes.json",
+            "applied_to": f"{len(records)} labelled images",
+        }
+    }
+    metrics["counts"] = {
+        "predictions": len(entries),
+        "labelled_images": len(parsed.records),
+        "scored_images": len(records),
+        "left_out_labels": len(parsed.bad_files),
+        "failed_predictions": len(failed),
+    }
     metrics["sources"] = {"predictions": str(predictions_json), "labels": str(labels)}
     metrics["notes"] = notes
     panels = []
@@ -158,6 +184,11 @@ def evaluate_boxes_json(
         panel = example_panel(labels.parent / path, path[-20:], record.boxes_xyxy, *predictions[path])
         if panel is not None:
             panels.append(panel)
-    paths = write_eval_report(out_dir, metrics, curves={"pneumonia": (y_true, y_prob)}, image_panels=panels,
-                              title=f"detect eval: {Path(predictions_json).name} vs {labels.name}")
+    paths = write_eval_report(
+        out_dir,
+        metrics,
+        curves={"pneumonia": (y_true, y_prob)},
+        image_panels=panels,
+        title=f"detect eval: {Path(predictions_json).name} vs {labels.name}",
+    )
     return EvalOutcome(metrics=metrics, paths=paths, notes=notes)

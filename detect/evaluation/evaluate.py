@@ -38,6 +38,7 @@ classes for kermany3 / rsna3. It draws no boxes, so metrics.json's 'detection' i
 DETECTION_NOT_APPLICABLE says (never a 0 mAP), and no Kaggle CSV is written; blocks a binary
 task cannot predict (bacterial vs viral for kermany2, the 3 RSNA classes for rsna2) are left out.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,13 +58,18 @@ from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.evaluation.examples import example_panel, pick_examples
 from detect.evaluation.metrics import binary_classification_metrics, multiclass_metrics
 from detect.evaluation.report import INTERVALS_KEY, write_eval_report
-from detect.evaluation.scoring import choose_operating_point, detection_metrics, postprocessed_boxes, targets_and_probabilities
+from detect.evaluation.scoring import (
+    choose_operating_point,
+    detection_metrics,
+    postprocessed_boxes,
+    targets_and_probabilities,
+)
 from detect.evaluation.stats import binary_intervals
-from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
-from detect.progress import ProgressLog
 from detect.inference.gating import GatedPredictor, load_gate
 from detect.inference.predictor import LoadedModel, Predictor, load_predictor
 from detect.outputs.submission import SubmissionRow, formula_warnings, write_submission
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
+from detect.progress import ProgressLog
 from detect.tracking import log_eval_to_run
 
 EVAL_SPLITS: tuple[str, ...] = ("test", "val", "train")
@@ -97,8 +103,15 @@ class SplitPredictions:
 
 
 def predict_records(
-    predictor: Predictor | GatedPredictor, data_root: Path, records: Sequence[ImageRecord], *, batch_size: int = 8, workers: int = 2,
-    progress: bool = False, desc: str = "predict", log: Callable[[str], None] | None = None,
+    predictor: Predictor | GatedPredictor,
+    data_root: Path,
+    records: Sequence[ImageRecord],
+    *,
+    batch_size: int = 8,
+    workers: int = 2,
+    progress: bool = False,
+    desc: str = "predict",
+    log: Callable[[str], None] | None = None,
 ) -> SplitPredictions:
     """Read each record's ORIGINAL file (data_root / record.path) and predict it with `predictor`.
 
@@ -119,7 +132,11 @@ def predict_records(
         if shown is not None:
             shown.update(len(batch) - len(images), n=len(batch))
         pixels = [i.pixels for i in images]
-        raws = predictor.predict_raw(pixels, [i.decoded_from_hw for i in images]) if sized else predictor.predict_raw(pixels)
+        raws = (
+            predictor.predict_raw(pixels, [i.decoded_from_hw for i in images])
+            if sized
+            else predictor.predict_raw(pixels)
+        )
         for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)
@@ -161,8 +178,9 @@ class DatasetSections:
 N_BOOTSTRAP = 1000  # resamples of the held-out images behind each binary block's 95% intervals
 
 
-def with_intervals(block: dict[str, Any], y_true: np.ndarray, y_prob: np.ndarray, threshold: float,
-                   source: str) -> dict[str, Any]:
+def with_intervals(
+    block: dict[str, Any], y_true: np.ndarray, y_prob: np.ndarray, threshold: float, source: str
+) -> dict[str, Any]:
     """A binary metrics block with its threshold's source and bootstrap 95% intervals (seed 0)."""
     block["threshold_source"] = source
     if len(y_true):
@@ -172,8 +190,12 @@ def with_intervals(block: dict[str, Any], y_true: np.ndarray, y_prob: np.ndarray
 
 
 def rsna_sections(
-    held: SplitPredictions, point: OperatingPoint, settings: PostprocessSettings,
-    image_path: Callable[[ImageRecord], Path], csv_path: Path | None, task: str = DETECTION_TASK,
+    held: SplitPredictions,
+    point: OperatingPoint,
+    settings: PostprocessSettings,
+    image_path: Callable[[ImageRecord], Path],
+    csv_path: Path | None,
+    task: str = DETECTION_TASK,
 ) -> DatasetSections:
     """RSNA held-out metrics at `point`: classification (binary + 3 classes), detection, the
     post-processed boxes as a Kaggle CSV at `csv_path` (none when None), and up to N_EXAMPLES
@@ -184,19 +206,25 @@ def rsna_sections(
     y_true, y_prob = held.targets_and_probabilities()
     class_index = np.array([RSNA_CLASSES.index(r.rsna_class) for r in held.records], dtype=np.int64)
     class_probs = np.stack([raw.class_probabilities for raw in held.raw])
-    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
-                               point.threshold, point.source)
-    sections: dict[str, Any] = {"classification": {
-        "pneumonia": pneumonia,
-        "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
-    }}
+    pneumonia = with_intervals(
+        binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob, point.threshold, point.source
+    )
+    sections: dict[str, Any] = {
+        "classification": {
+            "pneumonia": pneumonia,
+            "rsna_3class": multiclass_metrics(class_index, class_probs, RSNA_CLASSES),
+        }
+    }
     final = postprocessed_boxes(held.records, held.raw, {"rsna": point}, settings)
     ground_truth = {r.image_id: r.boxes_xyxy for r in held.records if r.has_box_labels}
     if ground_truth:
         raw_boxes = {r.image_id: (raw.boxes_xyxy, raw.scores) for r, raw in zip(held.records, held.raw)}
         sections["detection"] = {
             **detection_metrics(
-                {i: final[i] for i in ground_truth}, {i: raw_boxes[i] for i in ground_truth}, ground_truth, settings.score_thresh
+                {i: final[i] for i in ground_truth},
+                {i: raw_boxes[i] for i in ground_truth},
+                ground_truth,
+                settings.score_thresh,
             ),
             "map_boxes": "raw detector boxes (no gating, threshold or shrinking)",
             "rsna_score_boxes": "post-processed boxes, as written by detect infer",
@@ -206,8 +234,9 @@ def rsna_sections(
         rows = [SubmissionRow(r.patient_id, *final[r.image_id]) for r in held.records]
         write_submission(csv_path, rows)
         notes += [f"wrote the held-out post-processed boxes to {csv_path}", *formula_warnings(rows)]
-    out = DatasetSections(sections, {"RSNA pneumonia" if csv_path is not None else "pneumonia": (y_true, y_prob)},
-                          notes=notes)
+    out = DatasetSections(
+        sections, {"RSNA pneumonia" if csv_path is not None else "pneumonia": (y_true, y_prob)}, notes=notes
+    )
     by_id = {r.image_id: (r, raw) for r, raw in zip(held.records, held.raw)}
     for image_id in pick_examples(list(by_id), ground_truth, final):
         record, raw = by_id[image_id]
@@ -220,40 +249,54 @@ def rsna_sections(
 
 def _rsna_classifier_sections(held: SplitPredictions, point: OperatingPoint, task: str) -> DatasetSections:
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
-                               point.threshold, point.source)
+    pneumonia = with_intervals(
+        binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob, point.threshold, point.source
+    )
     classification: dict[str, Any] = {"pneumonia": pneumonia}
     if task == "rsna3":
         class_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
         classification["rsna_3class"] = multiclass_metrics(
-            class_index, np.stack([raw.class_probabilities for raw in held.raw]), RSNA_CLASSES)
+            class_index, np.stack([raw.class_probabilities for raw in held.raw]), RSNA_CLASSES
+        )
     sections = {"classification": classification, "detection": DETECTION_NOT_APPLICABLE.format(task=task)}
-    return DatasetSections(sections, {"RSNA pneumonia": (y_true, y_prob)},
-                           notes=[f"rsna: mAP and the RSNA score are {DETECTION_NOT_APPLICABLE.format(task=task)}; "
-                                  "no Kaggle CSV written"])
+    return DatasetSections(
+        sections,
+        {"RSNA pneumonia": (y_true, y_prob)},
+        notes=[f"rsna: mAP and the RSNA score are {DETECTION_NOT_APPLICABLE.format(task=task)}; no Kaggle CSV written"],
+    )
 
 
-def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint,
-                     task: str = DETECTION_TASK) -> DatasetSections:
+def kermany_sections(
+    val: SplitPredictions | None, held: SplitPredictions, point: OperatingPoint, task: str = DETECTION_TASK
+) -> DatasetSections:
     """Kermany held-out metrics: pneumonia vs normal at `point`, and bacterial vs viral on the
     pneumonia images at its own threshold, F1-optimal on the val pneumonia images. A kermany3
     classifier adds its 3 classes (argmax); a kermany2 one has no bacterial vs viral to score."""
     y_true, y_prob = held.targets_and_probabilities()
-    pneumonia = with_intervals(binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob,
-                               point.threshold, point.source)
+    pneumonia = with_intervals(
+        binary_classification_metrics(y_true, y_prob, point.threshold), y_true, y_prob, point.threshold, point.source
+    )
     out = DatasetSections({"kermany": {"pneumonia": pneumonia}}, {"Kermany pneumonia": (y_true, y_prob)})
     if task == "kermany3":
         subtype_index = np.array([record_label(r, task) for r in held.records], dtype=np.int64)
         out.sections["kermany"]["kermany_3class"] = multiclass_metrics(
-            subtype_index, np.stack([raw.subtype_probabilities for raw in held.raw]), KERMANY_SUBTYPES)
+            subtype_index, np.stack([raw.subtype_probabilities for raw in held.raw]), KERMANY_SUBTYPES
+        )
     if task == "kermany2":
         return out
     bv_truth, bv_score = _bacterial_viral(held)
     if bv_truth.size and val is not None:
         val_truth, val_score = _bacterial_viral(val)
-        viral = choose_operating_point("kermany", val_truth, val_score, "val pneumonia images, on P(viral) / (P(bacterial) + P(viral))")
-        bacterial_viral = with_intervals(binary_classification_metrics(bv_truth, bv_score, viral.threshold),
-                                         bv_truth, bv_score, viral.threshold, viral.source)
+        viral = choose_operating_point(
+            "kermany", val_truth, val_score, "val pneumonia images, on P(viral) / (P(bacterial) + P(viral))"
+        )
+        bacterial_viral = with_intervals(
+            binary_classification_metrics(bv_truth, bv_score, viral.threshold),
+            bv_truth,
+            bv_score,
+            viral.threshold,
+            viral.source,
+        )
         out.sections["kermany"]["bacterial_viral"] = bacterial_viral
         out.curves["Kermany viral vs bacterial"] = (bv_truth, bv_score)
     return out
@@ -262,8 +305,15 @@ def kermany_sections(val: SplitPredictions | None, held: SplitPredictions, point
 # ----------------------------------------------------------------------------- data loading
 
 
-def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2, out_dir: str | Path | None = None,
-                  label_map: str | None = None, unannotated: str | None = None) -> tuple[PreparedDataset, list[str]]:
+def load_prepared(
+    data_dir: str | Path,
+    cfg: Config,
+    *,
+    workers: int = 2,
+    out_dir: str | Path | None = None,
+    label_map: str | None = None,
+    unannotated: str | None = None,
+) -> tuple[PreparedDataset, list[str]]:
     """The prepared dataset of `data_dir`, preparing it (no cache) when needed -> (dataset, notes).
 
     Preparing uses the checkpoint config's split settings (data.val_fraction, test_fraction,
@@ -282,20 +332,33 @@ def load_prepared(data_dir: str | Path, cfg: Config, *, workers: int = 2, out_di
     if found is None and out_dir is not None and detect_dataset_kind(path) == CUSTOM_DATASET:
         found = Path(out_dir) / CUSTOM_PREPARED_DIRNAME / path.resolve().name
         if find_prepared(found) is None:
-            result = prepare_dataset(path, out_dir=found, val_fraction=cfg.data.val_fraction,
-                                     test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, workers=workers,
-                                     label_map=label_map if label_map is not None else cfg.data.label_map,
-                                     unannotated=unannotated if unannotated is not None else (cfg.data.unannotated or None))
-            notes.append(f"{path}: prepared now into {found} with the checkpoint's split settings "
-                         f"({len(result.records)} images, {len(result.bad_files)} left out)")
+            result = prepare_dataset(
+                path,
+                out_dir=found,
+                val_fraction=cfg.data.val_fraction,
+                test_fraction=cfg.data.test_fraction,
+                seed=cfg.data.split_seed,
+                workers=workers,
+                label_map=label_map if label_map is not None else cfg.data.label_map,
+                unannotated=unannotated if unannotated is not None else (cfg.data.unannotated or None),
+            )
+            notes.append(
+                f"{path}: prepared now into {found} with the checkpoint's split settings "
+                f"({len(result.records)} images, {len(result.bad_files)} left out)"
+            )
             notes += [f"left out: {b.path}: {b.reason}" for b in result.bad_files]
             if result.own is not None and leakage_warning(result.own):
                 notes.append(leakage_warning(result.own).removeprefix("warning: "))
         path = found
     elif found is None:
         notes.append(f"{path}: not prepared yet; prepared now with the checkpoint's split settings")
-        prepare_dataset(path, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction,
-                        seed=cfg.data.split_seed, workers=workers)
+        prepare_dataset(
+            path,
+            val_fraction=cfg.data.val_fraction,
+            test_fraction=cfg.data.test_fraction,
+            seed=cfg.data.split_seed,
+            workers=workers,
+        )
     prepared = read_manifest(path)
     expected = (cfg.data.split_seed, cfg.data.val_fraction, cfg.data.test_fraction)
     found = (prepared.seed, prepared.val_fraction, prepared.test_fraction)
@@ -336,9 +399,20 @@ def evaluate_checkpoint(
     _check_eval_arguments(split, data_dirs, out_dir)
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings)
     gate = load_gate(gate_with, device=device, settings=settings) if gate_with is not None else None
-    outcome = evaluate_loaded_model(loaded, data_dirs, out_dir, split=split, settings=settings, batch_size=batch_size,
-                                    workers=workers, progress=progress, gate=gate, label_map=label_map,
-                                    unannotated=unannotated, log=log)
+    outcome = evaluate_loaded_model(
+        loaded,
+        data_dirs,
+        out_dir,
+        split=split,
+        settings=settings,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        gate=gate,
+        label_map=label_map,
+        unannotated=unannotated,
+        log=log,
+    )
     run_id = log_eval_to_run(loaded.checkpoint_path, loaded.config, outcome.paths, split, outcome.metrics)
     if run_id is not None:
         outcome.notes.append(f"added the report to MLflow run {run_id} (eval/{split}/)")
@@ -389,50 +463,77 @@ def evaluate_loaded_model(
     decider = gate if gate is not None else loaded  # whose probability decides, and so whose thresholds
     which_checkpoint = "the gate checkpoint" if gate is not None else "the checkpoint"
     if gate is not None:
-        notes.append(f"gated by {gate.model_info['name']} ({gate.checkpoint_path}): its pneumonia probability "
-                     "and operating points score the pair; mAP and the RSNA 3-class block are the detector's own")
+        notes.append(
+            f"gated by {gate.model_info['name']} ({gate.checkpoint_path}): its pneumonia probability "
+            "and operating points score the pair; mAP and the RSNA 3-class block are the detector's own"
+        )
     for data_dir in data_dirs:
-        prepared, prep_notes = load_prepared(data_dir, loaded.config, workers=workers, out_dir=out,
-                                             label_map=label_map, unannotated=unannotated)
+        prepared, prep_notes = load_prepared(
+            data_dir, loaded.config, workers=workers, out_dir=out, label_map=label_map, unannotated=unannotated
+        )
         notes += prep_notes
         name = prepared.dataset
         if name in parts:
             raise DetectError(f"{data_dir}: a second {name} dataset; pass each dataset once")
         if {name, *parts} >= {"rsna", CUSTOM_DATASET}:
-            raise DetectError(f"{data_dir}: RSNA and a folder of your own images share the report's sections; "
-                              "evaluate them in two runs")
+            raise DetectError(
+                f"{data_dir}: RSNA and a folder of your own images share the report's sections; "
+                "evaluate them in two runs"
+            )
         if task != DETECTION_TASK and name not in TASK_DATASETS[task]:
-            raise DetectError(f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
-                              f"which reads {TASK_DATASET[task]} images only")
+            raise DetectError(
+                f"--data {data_dir}: a {name} dataset, but the checkpoint is a {task} classifier, "
+                f"which reads {TASK_DATASET[task]} images only"
+            )
         held_records = prepared.split_records(split)
         if not held_records:
             raise DetectError(f"{prepared.prepared_dir}: the '{split}' split of this {name} dataset is empty")
 
         def predict(records: list[ImageRecord], which: str) -> SplitPredictions:
-            return predict_records(predictor, prepared.data_root, records, batch_size=batch_size,
-                                   workers=workers, progress=progress, desc=f"eval {name} {which}", log=log)
+            return predict_records(
+                predictor,
+                prepared.data_root,
+                records,
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                desc=f"eval {name} {which}",
+                log=log,
+            )
 
         point = decider.operating_points.get(name) or decider.operating_points.get("any")
         if point is None and name == CUSTOM_DATASET and "rsna" in decider.operating_points:
             point = decider.operating_points["rsna"]
-            notes.append(f"{name}: {which_checkpoint} stores no threshold for it; its rsna one is used ({point.source})")
+            notes.append(
+                f"{name}: {which_checkpoint} stores no threshold for it; its rsna one is used ({point.source})"
+            )
         # val is predicted only where a threshold is still to be chosen on it: no stored point,
         # or Kermany's bacterial-vs-viral threshold
-        val = predict(prepared.split_records("val"), "val") if split == "val" or point is None or name == "kermany" else None
+        val = (
+            predict(prepared.split_records("val"), "val")
+            if split == "val" or point is None or name == "kermany"
+            else None
+        )
         held = val if split == "val" and val is not None else predict(held_records, split)
         new_failures = (val.failures if val is not None else []) + ([] if held is val else held.failures)
         failures += new_failures
         if not held.records:
-            raise DetectError(f"{prepared.prepared_dir}: none of the {len(held_records)} '{split}' images could be read")
+            raise DetectError(
+                f"{prepared.prepared_dir}: none of the {len(held_records)} '{split}' images could be read"
+            )
         if point is None:
             assert val is not None
-            point = choose_operating_point(name, *val.targets_and_probabilities(), f"val at evaluation ({which_checkpoint} stores none for it)")
+            point = choose_operating_point(
+                name, *val.targets_and_probabilities(), f"val at evaluation ({which_checkpoint} stores none for it)"
+            )
             notes.append(f"{name}: {which_checkpoint} stores no decision threshold for it; {point.source}")
-        counts.update({
-            f"{name}_{split}_images": len(held.records),
-            f"{name}_{split}_pneumonia": int(held.targets_and_probabilities()[0].sum()),
-            f"{name}_unreadable": len(new_failures),
-        })
+        counts.update(
+            {
+                f"{name}_{split}_images": len(held.records),
+                f"{name}_{split}_pneumonia": int(held.targets_and_probabilities()[0].sum()),
+                f"{name}_unreadable": len(new_failures),
+            }
+        )
         if name == "rsna":
             part = rsna_sections(held, point, settings, prepared.image_path, out / f"{split}_predictions.csv", task)
         elif name == CUSTOM_DATASET:

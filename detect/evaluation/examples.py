@@ -1,5 +1,6 @@
 """The examples grid of the eval report: a deterministic pick of held-out images with their
 true boxes (green) and predicted boxes (red), each downscaled to EXAMPLE_MAX_SIDE_PX."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,7 +16,9 @@ N_EXAMPLES = 8
 EXAMPLE_MAX_SIDE_PX = 512
 
 
-def example_panel(source: Path, title: str, true_boxes: np.ndarray, pred_boxes: np.ndarray, pred_scores: np.ndarray) -> dict[str, Any] | None:
+def example_panel(
+    source: Path, title: str, true_boxes: np.ndarray, pred_boxes: np.ndarray, pred_scores: np.ndarray
+) -> dict[str, Any] | None:
     """One image of the examples grid, downscaled to EXAMPLE_MAX_SIDE_PX with its boxes."""
     try:
         pixels = load_image(source).pixels
@@ -24,7 +27,9 @@ def example_panel(source: Path, title: str, true_boxes: np.ndarray, pred_boxes: 
     height, width = pixels.shape
     factor = min(1.0, EXAMPLE_MAX_SIDE_PX / max(height, width))
     if factor < 1.0:
-        pixels = cv2.resize(pixels, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(
+            pixels, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+        )
     return {
         "image": pixels,
         "true_boxes_xyxy": np.asarray(true_boxes, dtype=np.float64).reshape(-1, 4) * factor,
@@ -34,7 +39,12 @@ def example_panel(source: Path, title: str, true_boxes: np.ndarray, pred_boxes: 
     }
 
 
-def pick_examples(ids: Sequence[str], truth: dict[str, np.ndarray], predicted: dict[str, tuple[np.ndarray, np.ndarray]], n: int = N_EXAMPLES) -> list[str]:
+def pick_examples(
+    ids: Sequence[str],
+    truth: dict[str, np.ndarray],
+    predicted: dict[str, tuple[np.ndarray, np.ndarray]],
+    n: int = N_EXAMPLES,
+) -> list[str]:
     """Deterministic mix for the grid: images with true boxes first (half), then images with
     predicted but no true boxes (false alarms, a quarter), then the rest, each in id order."""
     ordered = sorted(ids)

@@ -40,6 +40,7 @@ Classification: a sample is predicted positive when its probability is >= the th
 Ratios whose denominator is 0 (precision with no predicted positive, ROC-AUC with one class
 only, ...) are nan, never a made-up 0 or 1.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -190,8 +191,14 @@ def _validated_detection_inputs(
         boxes, scores = _prediction_of(predictions, image_id)
         try:
             pred = _as_boxes(boxes, "pred_boxes_xyxy")
-            rows.append((image_id, pred, _as_scores(scores, pred.shape[0], "pred_scores"),
-                         _as_boxes(ground_truth[image_id], "gt_boxes_xyxy")))
+            rows.append(
+                (
+                    image_id,
+                    pred,
+                    _as_scores(scores, pred.shape[0], "pred_scores"),
+                    _as_boxes(ground_truth[image_id], "gt_boxes_xyxy"),
+                )
+            )
         except ValueError as exc:
             raise ValueError(f"image {image_id!r}: {exc}") from None
     return rows
@@ -219,12 +226,29 @@ def coco_map(predictions: Predictions, ground_truth: GroundTruth) -> dict[str, f
         images.append({"id": coco_image_id, "file_name": image_id})
         for box in gt:
             xywh = _xywh_list(box)
-            gt_anns.append({"id": len(gt_anns) + 1, "image_id": coco_image_id, "category_id": 1,
-                            "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0})
+            gt_anns.append(
+                {
+                    "id": len(gt_anns) + 1,
+                    "image_id": coco_image_id,
+                    "category_id": 1,
+                    "bbox": xywh,
+                    "area": xywh[2] * xywh[3],
+                    "iscrowd": 0,
+                }
+            )
         for box, score in zip(pred, scores):
             xywh = _xywh_list(box)
-            dt_anns.append({"id": len(dt_anns) + 1, "image_id": coco_image_id, "category_id": 1,
-                            "bbox": xywh, "area": xywh[2] * xywh[3], "iscrowd": 0, "score": float(score)})
+            dt_anns.append(
+                {
+                    "id": len(dt_anns) + 1,
+                    "image_id": coco_image_id,
+                    "category_id": 1,
+                    "bbox": xywh,
+                    "area": xywh[2] * xywh[3],
+                    "iscrowd": 0,
+                    "score": float(score),
+                }
+            )
 
     # COCO.loadRes fails on an empty result list, so both sides are built the same way.
     with contextlib.redirect_stdout(io.StringIO()):
@@ -251,7 +275,9 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator > 0 else math.nan
 
 
-def _binary_inputs(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _binary_inputs(
+    y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     truth = np.asarray(y_true).reshape(-1)
     prob = np.asarray(y_prob, dtype=np.float64).reshape(-1)
     if truth.shape[0] != prob.shape[0]:
@@ -346,9 +372,7 @@ def youden_threshold(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float]
     return float(cut_values[best])
 
 
-def multiclass_metrics(
-    y_true: Sequence[int] | np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]
-) -> dict:
+def multiclass_metrics(y_true: Sequence[int] | np.ndarray, y_prob: np.ndarray, class_names: Sequence[str]) -> dict:
     """K-class metrics with the prediction argmax(y_prob) (first class on ties).
 
     y_true: int [N] in 0..K-1; y_prob: [N, K] (rows need not sum to 1); class_names: K names.
@@ -371,7 +395,9 @@ def multiclass_metrics(
     if not np.isfinite(prob).all():
         raise ValueError("y_prob contains nan or inf")
     if not (np.issubdtype(truth.dtype, np.integer) and truth.min() >= 0 and truth.max() < n_classes):
-        raise ValueError(f"y_true must hold integer class indices 0..{n_classes - 1}, got {sorted(set(truth.tolist()))[:5]}")
+        raise ValueError(
+            f"y_true must hold integer class indices 0..{n_classes - 1}, got {sorted(set(truth.tolist()))[:5]}"
+        )
     predicted = np.argmax(prob, axis=1)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(confusion, (truth, predicted), 1)

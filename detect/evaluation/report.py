@@ -40,6 +40,7 @@ at epoch 5 (72 images)"), printed next to its threshold.
 [H, W] (or [H, W, 3]), 'true_boxes_xyxy': [M, 4], 'pred_boxes_xyxy': [N, 4], 'pred_scores':
 [N], 'title': str}] with boxes in that image's pixels. The plots are detect.outputs.plots'.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,7 +69,10 @@ DETECTION_ROWS: tuple[tuple[str, str], ...] = (
 )
 # The other keys a report shows, in words (counts, multi-class summaries); an unknown key shows as it is.
 READABLE_KEYS: dict[str, str] = {
-    "accuracy": "accuracy", "macro_f1": "macro F1", "macro_roc_auc": "macro ROC-AUC (one-vs-rest)", "n": "images",
+    "accuracy": "accuracy",
+    "macro_f1": "macro F1",
+    "macro_roc_auc": "macro ROC-AUC (one-vs-rest)",
+    "n": "images",
 }
 INTERVALS_KEY = "intervals_95"  # {metric: [low, high]}: bootstrap percentile intervals over the test images
 BINARY_ROWS: tuple[tuple[str, str], ...] = (
@@ -169,7 +173,9 @@ def _binary_section(
     published: Mapping[str, float] | None,
 ) -> list[str]:
     intervals = binary.get(INTERVALS_KEY) or {}
-    header = ["metric", "value", "95% interval (bootstrap)"] + (["published (Kermany et al. 2018)"] if published else [])
+    header = ["metric", "value", "95% interval (bootstrap)"] + (
+        ["published (Kermany et al. 2018)"] if published else []
+    )
     rows = []
     for key, label in BINARY_ROWS:
         if key in binary:
@@ -179,8 +185,12 @@ def _binary_section(
             rows.append(row)
     lines = [f"### {title}", ""]
     lines += _table(header, rows)
-    lines += ["", f"Threshold: {threshold_text}. Positive class: {class_names[1]}. "
-              f"n = {format_number(binary.get('n'))}, positives = {format_number(binary.get('n_positive'))}.", ""]
+    lines += [
+        "",
+        f"Threshold: {threshold_text}. Positive class: {class_names[1]}. "
+        f"n = {format_number(binary.get('n'))}, positives = {format_number(binary.get('n_positive'))}.",
+        "",
+    ]
     cm = binary.get("confusion_matrix")
     if cm is not None:
         (tn, fp), (fn, tp) = cm
@@ -204,8 +214,10 @@ def _multiclass_section(title: str, multi: Mapping[str, Any]) -> list[str]:
     if per_class:
         lines += _table(
             ["class", "precision", "sensitivity (recall)", "F1", "ROC-AUC (one-vs-rest)", "support"],
-            [[name, v.get("precision"), v.get("sensitivity"), v.get("f1"), v.get("roc_auc"), v.get("support")]
-             for name, v in per_class.items()],
+            [
+                [name, v.get("precision"), v.get("sensitivity"), v.get("f1"), v.get("roc_auc"), v.get("support")]
+                for name, v in per_class.items()
+            ],
         )
         lines.append("")
     cm = multi.get("confusion_matrix")
@@ -248,15 +260,23 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
     if isinstance(detection, Mapping):
         lines += ["## Detection (opacity boxes)", ""]
         rows = [[label, detection[key]] for key, label in DETECTION_ROWS if key in detection]
-        rows += [[key, value] for key, value in _flat_items(
-            {k: v for k, v in detection.items() if k not in dict(DETECTION_ROWS)})]
+        rows += [
+            [key, value]
+            for key, value in _flat_items({k: v for k, v in detection.items() if k not in dict(DETECTION_ROWS)})
+        ]
         lines += _table(["metric", "value"], rows)
-        lines += ["", "For orientation (not the same test images): RSNA 1st place 0.253 (Kaggle private "
-                  "leaderboard); a single torchvision Faster R-CNN R50-FPN at 512 px reached AP@0.5 = 0.429 "
-                  "on a held-out split.", ""]
+        lines += [
+            "",
+            "For orientation (not the same test images): RSNA 1st place 0.253 (Kaggle private "
+            "leaderboard); a single torchvision Faster R-CNN R50-FPN at 512 px reached AP@0.5 = 0.429 "
+            "on a held-out split.",
+            "",
+        ]
 
-    for section, heading in (("classification", f"## Classification ({_classification_dataset(metrics)})"),
-                             ("kermany", "## Kermany")):
+    for section, heading in (
+        ("classification", f"## Classification ({_classification_dataset(metrics)})"),
+        ("kermany", "## Kermany"),
+    ):
         block = metrics.get(section)
         if not isinstance(block, Mapping) or not block:
             continue
@@ -277,9 +297,14 @@ def render_markdown(metrics: Mapping[str, Any], plots: Mapping[str, str], title:
 
     if operating_points:
         lines += ["## Operating points (pneumonia decision thresholds)", ""]
-        lines += _table(["dataset", "threshold", "source", "applied to"],
-                        [[name, p.get("threshold"), p.get("source"), p.get("applied_to")]
-                         for name, p in operating_points.items() if isinstance(p, Mapping)]) + [""]
+        lines += _table(
+            ["dataset", "threshold", "source", "applied to"],
+            [
+                [name, p.get("threshold"), p.get("source"), p.get("applied_to")]
+                for name, p in operating_points.items()
+                if isinstance(p, Mapping)
+            ],
+        ) + [""]
     counts = metrics.get("counts")
     if isinstance(counts, Mapping) and counts:
         rows = [[_counts_label(k), v] for k, v in _flat_items(counts)]
@@ -380,8 +405,7 @@ def write_eval_report(
 
     text = render_markdown(metrics, plots, title)
     if skipped_curves:
-        text += ("\nNo PR/ROC curve for " + ", ".join(skipped_curves)
-                 + ": only one class is present in its labels.\n")
+        text += "\nNo PR/ROC curve for " + ", ".join(skipped_curves) + ": only one class is present in its labels.\n"
     report_path = out / "report.md"
     write_text_atomic(report_path, text)
     written["report_md"] = report_path
@@ -404,13 +428,20 @@ def format_summary(metrics: dict[str, Any]) -> str:
     if isinstance(detection, str):
         rows.append(("RSNA score, mAP", detection))
         detection = {}
-    for key, label in (("rsna_score", "RSNA score"), ("map", "mAP@[.5:.95]"), ("map50", "mAP@.5"), ("map75", "mAP@.75")):
+    for key, label in (
+        ("rsna_score", "RSNA score"),
+        ("map", "mAP@[.5:.95]"),
+        ("map50", "mAP@.5"),
+        ("map75", "mAP@.75"),
+    ):
         if key in detection:
             rows.append((label, detection[key]))
     own = _classification_dataset(metrics)
-    blocks = [(f"{own} pneumonia", (metrics.get("classification") or {}).get("pneumonia")),
-              ("Kermany pneumonia", (metrics.get("kermany") or {}).get("pneumonia")),
-              ("Kermany viral vs bacterial", (metrics.get("kermany") or {}).get("bacterial_viral"))]
+    blocks = [
+        (f"{own} pneumonia", (metrics.get("classification") or {}).get("pneumonia")),
+        ("Kermany pneumonia", (metrics.get("kermany") or {}).get("pneumonia")),
+        ("Kermany viral vs bacterial", (metrics.get("kermany") or {}).get("bacterial_viral")),
+    ]
     for label, block in blocks:
         if block:
             intervals = block.get(INTERVALS_KEY) or {}

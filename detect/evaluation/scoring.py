@@ -12,6 +12,7 @@ probability is calibrated on them, so one pooled threshold would fit neither. Th
 chosen during training is stored in the checkpoint; `detect eval` reports it and `detect infer`
 applies it (detect.predictions.OperatingPoint).
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,9 @@ from detect.predictions import DEFAULT_PNEUMONIA_THRESHOLD, OperatingPoint, Post
 BoxesById = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
-def choose_operating_point(dataset: str, y_true: np.ndarray, y_prob: np.ndarray, where: str,
-                           rule: str = "f1") -> OperatingPoint:
+def choose_operating_point(
+    dataset: str, y_true: np.ndarray, y_prob: np.ndarray, where: str, rule: str = "f1"
+) -> OperatingPoint:
     """The threshold of these labels by `rule` (train.threshold_rule: 'f1', the F1-optimal one;
     'youden', the one of highest sensitivity + specificity), described as chosen on `dataset`
     `where` (e.g. "val at epoch 5"); the default when they hold no positive (F1 is 0 at every
@@ -47,19 +49,25 @@ def choose_operating_point(dataset: str, y_true: np.ndarray, y_prob: np.ndarray,
             return OperatingPoint(dataset, threshold, f"Youden-optimal on {dataset} {where} ({y_true.size} images)")
         threshold = f1_optimal_threshold(y_true, y_prob)
         return OperatingPoint(dataset, threshold, f"F1-optimal on {dataset} {where} ({y_true.size} images)")
-    return OperatingPoint(dataset, DEFAULT_PNEUMONIA_THRESHOLD,
-                          f"default {DEFAULT_PNEUMONIA_THRESHOLD} (no positive image in {dataset} {where})")
+    return OperatingPoint(
+        dataset,
+        DEFAULT_PNEUMONIA_THRESHOLD,
+        f"default {DEFAULT_PNEUMONIA_THRESHOLD} (no positive image in {dataset} {where})",
+    )
 
 
-def targets_and_probabilities(records: Sequence[ImageRecord], raws: Sequence[RawPrediction]) -> tuple[np.ndarray, np.ndarray]:
+def targets_and_probabilities(
+    records: Sequence[ImageRecord], raws: Sequence[RawPrediction]
+) -> tuple[np.ndarray, np.ndarray]:
     """(pneumonia labels int64 [N], pneumonia probabilities float64 [N]) of aligned records / predictions."""
     y_true = np.array([int(r.target) for r in records], dtype=np.int64)
     y_prob = np.array([raw.pneumonia_probability for raw in raws], dtype=np.float64)
     return y_true, y_prob
 
 
-def choose_operating_points(records: Sequence[ImageRecord], raws: Sequence[RawPrediction], where: str,
-                            rule: str = "f1") -> dict[str, OperatingPoint]:
+def choose_operating_points(
+    records: Sequence[ImageRecord], raws: Sequence[RawPrediction], where: str, rule: str = "f1"
+) -> dict[str, OperatingPoint]:
     """One operating point per dataset present in `records`, each chosen on that dataset's images only, by `rule`."""
     points = {}
     for dataset in sorted({r.dataset for r in records}):
@@ -75,8 +83,12 @@ def threshold_of(record: ImageRecord, points: dict[str, OperatingPoint]) -> floa
     return point.threshold if point is not None else DEFAULT_PNEUMONIA_THRESHOLD
 
 
-def postprocessed_boxes(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
-                        points: dict[str, OperatingPoint], settings: PostprocessSettings) -> BoxesById:
+def postprocessed_boxes(
+    records: Sequence[ImageRecord],
+    raws: Sequence[RawPrediction],
+    points: dict[str, OperatingPoint],
+    settings: PostprocessSettings,
+) -> BoxesById:
     """{image_id: (boxes_xyxy, scores)} after gating / score threshold / shrinking, as `detect infer`."""
     return {
         record.image_id: postprocess_prediction(raw, threshold_of(record, points), settings)
@@ -84,7 +96,9 @@ def postprocessed_boxes(records: Sequence[ImageRecord], raws: Sequence[RawPredic
     }
 
 
-def detection_metrics(final: BoxesById, raw: BoxesById, ground_truth: dict[str, np.ndarray], score_thresh: float) -> dict[str, float | int]:
+def detection_metrics(
+    final: BoxesById, raw: BoxesById, ground_truth: dict[str, np.ndarray], score_thresh: float
+) -> dict[str, float | int]:
     """RSNA score on `final` boxes, COCO mAP on `raw` boxes (mAP ranks every box: no threshold),
     the RSNA score of the raw boxes at `score_thresh` alone (what post-processing buys), counts."""
     thresholded = {}
@@ -102,8 +116,9 @@ def detection_metrics(final: BoxesById, raw: BoxesById, ground_truth: dict[str, 
     }
 
 
-def pneumonia_decision_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
-                               points: dict[str, OperatingPoint]) -> dict[str, float]:
+def pneumonia_decision_metrics(
+    records: Sequence[ImageRecord], raws: Sequence[RawPrediction], points: dict[str, OperatingPoint]
+) -> dict[str, float]:
     """f1, accuracy, sensitivity, specificity of the pneumonia decision (each image at its own
     dataset's threshold), roc_auc of the probabilities, threshold_<dataset>, n_images."""
     metrics: dict[str, float] = {"n_images": float(len(records))}
@@ -127,8 +142,9 @@ def task_probabilities(raws: Sequence[RawPrediction], task: str) -> np.ndarray:
     return np.stack([np.asarray(raw.class_probabilities, dtype=np.float64) for raw in raws])
 
 
-def classification_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
-                           points: dict[str, OperatingPoint], task: str) -> dict[str, float]:
+def classification_metrics(
+    records: Sequence[ImageRecord], raws: Sequence[RawPrediction], points: dict[str, OperatingPoint], task: str
+) -> dict[str, float]:
     """A classifier's validation numbers (metrics.csv prefixes them val_): the pneumonia
     decision's f1 / sensitivity / specificity at the F1-optimal threshold chosen on these images
     (`points`), roc_auc; accuracy of that decision for binary tasks; for the three-class tasks
@@ -143,8 +159,12 @@ def classification_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPre
     return metrics
 
 
-def validation_metrics(records: Sequence[ImageRecord], raws: Sequence[RawPrediction],
-                       points: dict[str, OperatingPoint], settings: PostprocessSettings) -> dict[str, float]:
+def validation_metrics(
+    records: Sequence[ImageRecord],
+    raws: Sequence[RawPrediction],
+    points: dict[str, OperatingPoint],
+    settings: PostprocessSettings,
+) -> dict[str, float]:
     """The numbers training validates on (metrics.csv prefixes them val_):
 
     - `f1`, `accuracy`, `sensitivity`, `specificity` of the pneumonia decision over every image,

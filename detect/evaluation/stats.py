@@ -30,6 +30,7 @@ uses max(|b - c| - 1, 0)^2 / (b + c) on 1 degree of freedom (the correction neve
 flips the sign of |b - c|). `p_value` is the exact one when
 b + c < 25 (where the chi-square approximation is poor), the chi-square one above.
 """
+
 from __future__ import annotations
 
 import math
@@ -70,7 +71,9 @@ def _resample_indices(n_samples: int, n_resamples: int, seed: int) -> np.ndarray
     return rng.integers(0, n_samples, size=(n_resamples, n_samples))
 
 
-def _percentile_interval(estimate: float, values: Sequence[float], confidence: float, n_resamples: int) -> ConfidenceInterval:
+def _percentile_interval(
+    estimate: float, values: Sequence[float], confidence: float, n_resamples: int
+) -> ConfidenceInterval:
     finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
     n_invalid = n_resamples - finite.size
     if not finite.size:
@@ -79,8 +82,14 @@ def _percentile_interval(estimate: float, values: Sequence[float], confidence: f
     return ConfidenceInterval(float(estimate), float(low), float(high), confidence, n_resamples, n_invalid)
 
 
-def bootstrap_metrics(statistics: Callable[[np.ndarray], Mapping[str, float]], n_samples: int, *,
-                      n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, ConfidenceInterval]:
+def bootstrap_metrics(
+    statistics: Callable[[np.ndarray], Mapping[str, float]],
+    n_samples: int,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, ConfidenceInterval]:
     """Percentile intervals of several statistics computed from the same resamples.
 
     `statistics(index)` gets int64 indices into the n_samples test images (np.arange(n_samples)
@@ -97,8 +106,13 @@ def bootstrap_metrics(statistics: Callable[[np.ndarray], Mapping[str, float]], n
     return {name: _percentile_interval(estimates[name], draws[name], confidence, n_resamples) for name in estimates}
 
 
-def bootstrap_ci(statistic: Callable[..., float], *arrays: np.ndarray | Sequence[float], n_resamples: int = 1000,
-                 confidence: float = 0.95, seed: int = 0) -> ConfidenceInterval:
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    *arrays: np.ndarray | Sequence[float],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ConfidenceInterval:
     """Percentile interval of `statistic(*arrays)`, the arrays resampled together (same indices)."""
     columns = [np.asarray(a) for a in arrays]
     if not columns:
@@ -106,16 +120,28 @@ def bootstrap_ci(statistic: Callable[..., float], *arrays: np.ndarray | Sequence
     n_samples = columns[0].shape[0]
     if any(c.shape[0] != n_samples for c in columns):
         raise ValueError(f"bootstrap_ci: arrays of different lengths {[c.shape[0] for c in columns]}")
-    result = bootstrap_metrics(lambda index: {"value": float(statistic(*(c[index] for c in columns)))}, n_samples,
-                               n_resamples=n_resamples, confidence=confidence, seed=seed)
+    result = bootstrap_metrics(
+        lambda index: {"value": float(statistic(*(c[index] for c in columns)))},
+        n_samples,
+        n_resamples=n_resamples,
+        confidence=confidence,
+        seed=seed,
+    )
     return result["value"]
 
 
 BINARY_INTERVAL_METRICS: tuple[str, ...] = ("accuracy", "precision", "sensitivity", "specificity", "f1", "roc_auc")
 
 
-def binary_intervals(y_true: np.ndarray | Sequence[int], y_prob: np.ndarray | Sequence[float], threshold: float, *,
-                     n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict[str, ConfidenceInterval]:
+def binary_intervals(
+    y_true: np.ndarray | Sequence[int],
+    y_prob: np.ndarray | Sequence[float],
+    threshold: float,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, ConfidenceInterval]:
     """Bootstrap intervals of the thresholded metrics and ROC-AUC of one binary decision, computed for
     every resample at once (confusion counts, and ROC-AUC from ranks, as Mann-Whitney's U: ties count
     1/2, as in sklearn), so that 1000 resamples cost milliseconds. The same resampling and percentile
@@ -137,10 +163,15 @@ def binary_intervals(y_true: np.ndarray | Sequence[int], y_prob: np.ndarray | Se
             "sensitivity": np.where(n_pos > 0, tp / n_pos, np.nan),
             "specificity": np.where(n_neg > 0, tn / n_neg, np.nan),
             "f1": np.where(2 * tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
-            "roc_auc": np.where((n_pos > 0) & (n_neg > 0),
-                                (np.sum(ranks * t, axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg), np.nan),
+            "roc_auc": np.where(
+                (n_pos > 0) & (n_neg > 0),
+                (np.sum(ranks * t, axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg),
+                np.nan,
+            ),
         }
-    return {name: _percentile_interval(float(v[0]), v[1:].tolist(), confidence, n_resamples) for name, v in values.items()}
+    return {
+        name: _percentile_interval(float(v[0]), v[1:].tolist(), confidence, n_resamples) for name, v in values.items()
+    }
 
 
 # ----------------------------------------------------------------------------------- DeLong
@@ -171,8 +202,9 @@ def structural_components(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.nd
     return v10, v01
 
 
-def delong_test(y_true: np.ndarray | Sequence[int], scores_a: np.ndarray | Sequence[float],
-                scores_b: np.ndarray | Sequence[float]) -> DeLongResult:
+def delong_test(
+    y_true: np.ndarray | Sequence[int], scores_a: np.ndarray | Sequence[float], scores_b: np.ndarray | Sequence[float]
+) -> DeLongResult:
     """Paired DeLong test of AUC_a = AUC_b on the same images (see the module docstring)."""
     truth = np.asarray(y_true).reshape(-1)
     a, b = np.asarray(scores_a, dtype=np.float64).reshape(-1), np.asarray(scores_b, dtype=np.float64).reshape(-1)

@@ -7,6 +7,7 @@ Image level: the image score is the highest box confidence (0 without boxes); an
 called pneumonia when it has at least one box of positive confidence; ROC-AUC / PR-AUC rank
 the image scores. Writes the same report as a checkpoint evaluation (detect.evaluation.report).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,7 +70,9 @@ def evaluate_predictions(
     y_true = np.array([int(len(ground_truth[i]) > 0) for i in ids], dtype=np.int64)
     y_score = np.array([float(preds[i][1].max()) if len(preds[i][1]) else 0.0 for i in ids], dtype=np.float64)
     pneumonia = binary_classification_metrics(y_true, y_score, ANY_BOX_THRESHOLD)
-    pneumonia["threshold_source"] = "image called pneumonia when it has a box of positive confidence; scores = max box confidence"
+    pneumonia["threshold_source"] = (
+        "image called pneumonia when it has a box of positive confidence; scores = max box confidence"
+    )
     metrics: dict[str, Any] = {
         "detection": detection,
         "classification": {"pneumonia": pneumonia},
@@ -90,5 +93,7 @@ def evaluate_predictions(
                 if panel is not None:
                     panels.append(panel)
     curves = {"pneumonia (max box confidence)": (y_true, y_score)}
-    paths = write_eval_report(out_dir, metrics, curves=curves, image_panels=panels, title="detect eval: submission vs labels")
+    paths = write_eval_report(
+        out_dir, metrics, curves=curves, image_panels=panels, title="detect eval: submission vs labels"
+    )
     return EvalOutcome(metrics=metrics, paths=paths, notes=notes)

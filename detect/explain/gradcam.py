@@ -17,6 +17,7 @@ the content region (top-left, the padding is at the right and bottom) is cropped
 to the image's size. This room sits below detect.inference (which calls it for `detect infer
 --explain`) and needs only a model and its input settings.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,7 +41,9 @@ HEATMAP_WEIGHT = 0.45
 
 def is_explainable(model: nn.Module) -> bool:
     """A classifier of the contract (kind 'classifier' with its Grad-CAM hooks)."""
-    return getattr(model, "kind", None) == "classifier" and all(callable(getattr(model, h, None)) for h in EXPLAIN_HOOKS)
+    return getattr(model, "kind", None) == "classifier" and all(
+        callable(getattr(model, h, None)) for h in EXPLAIN_HOOKS
+    )
 
 
 class TaskLogits(nn.Module):
@@ -75,7 +78,10 @@ def cam_batch(classifier: nn.Module, batch: Tensor) -> np.ndarray:
     from pytorch_grad_cam import GradCAM  # the explain extra: imported only when a map is made
 
     inputs = batch.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), GradCAM(model=TaskLogits(classifier), target_layers=[classifier.cam_target_layer()]) as cam:
+    with (
+        torch.enable_grad(),
+        GradCAM(model=TaskLogits(classifier), target_layers=[classifier.cam_target_layer()]) as cam,
+    ):
         maps = cam(input_tensor=inputs, targets=[PneumoniaScoreTarget(classifier)] * len(inputs))
     return np.asarray(maps, dtype=np.float32)
 
@@ -98,7 +104,9 @@ class GradCamExplainer:
     def __init__(self, model: nn.Module, image_size_px: int, device: torch.device, clahe: Clahe | None = None) -> None:
         require("explain", "Grad-CAM heat maps (--explain)")
         if not is_explainable(model):
-            raise DetectError("Grad-CAM is for classifiers: the model has no task_logits / pneumonia_score / cam_target_layer")
+            raise DetectError(
+                "Grad-CAM is for classifiers: the model has no task_logits / pneumonia_score / cam_target_layer"
+            )
         self.model = model
         self.image_size_px = int(image_size_px)
         self.device = device
@@ -142,7 +150,11 @@ def draw_heatmap_overlay(pixels: np.ndarray, heatmap: np.ndarray, *, title: str 
     if pixels.shape[:2] != heatmap.shape[:2]:
         raise ValueError(f"heat map {heatmap.shape[:2]} and image {pixels.shape[:2]} differ in size")
     width, height = display_size(pixels.shape[0], pixels.shape[1])
-    grey = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA) if (height, width) != pixels.shape[:2] else pixels
+    grey = (
+        cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+        if (height, width) != pixels.shape[:2]
+        else pixels
+    )
     mask = cv2.resize(heatmap.astype(np.float32), (width, height)) if (height, width) != heatmap.shape[:2] else heatmap
     from pytorch_grad_cam.utils.image import show_cam_on_image  # the explain extra
 

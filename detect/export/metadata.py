@@ -17,6 +17,7 @@ Keys (fixed; `format_version` grows when one changes meaning):
                               `detect infer` decides with and a model card shows)
     source_checkpoint         path and sha256 of the checkpoint it was exported from
 """
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,18 @@ from detect.models.registry import get_model_spec
 
 EXPORT_FORMAT = "detect-export"
 EXPORT_FORMAT_VERSION = 1
-METADATA_KEY = "detect_metadata"           # ONNX metadata_props key
-METADATA_FILE = "detect_metadata.json"     # TorchScript extra file name
+METADATA_KEY = "detect_metadata"  # ONNX metadata_props key
+METADATA_FILE = "detect_metadata.json"  # TorchScript extra file name
 # the checkpoint `extra` keys an export carries (training state and data paths stay behind)
-EXTRA_KEYS: tuple[str, ...] = ("operating_points", "epoch", "global_step", "best_metric", "best_epoch", "metrics", "versions")
+EXTRA_KEYS: tuple[str, ...] = (
+    "operating_points",
+    "epoch",
+    "global_step",
+    "best_metric",
+    "best_epoch",
+    "metrics",
+    "versions",
+)
 
 INPUTS_CONTRACT: dict[str, dict[str, Any]] = {
     "images": {"dtype": "float32", "shape": ["B", 3, "S", "S"], "meaning": "letterboxed, in [0, 1]"},
@@ -60,26 +69,35 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def export_metadata(cfg: Config, extra: dict[str, Any], *, max_detections: int, batch_size: int | None,
-                    source_path: str, source_sha256: str) -> dict[str, Any]:
+def export_metadata(
+    cfg: Config,
+    extra: dict[str, Any],
+    *,
+    max_detections: int,
+    batch_size: int | None,
+    source_path: str,
+    source_sha256: str,
+) -> dict[str, Any]:
     spec = get_model_spec(cfg.model.name)
     kept = {key: extra[key] for key in EXTRA_KEYS if key in extra and extra[key] is not None}
-    return _json_safe({
-        "format": EXPORT_FORMAT,
-        "format_version": EXPORT_FORMAT_VERSION,
-        "model_name": cfg.model.name,
-        "image_size_px": int(cfg.data.image_size_px),
-        "image_mean": list(spec.image_mean),
-        "image_std": list(spec.image_std),
-        "letterbox": "aspect kept, padded right / bottom with 0 (detect.data.preprocess.prepare_image)",
-        "inputs": INPUTS_CONTRACT,
-        "outputs": OUTPUTS_CONTRACT,
-        "max_detections": int(max_detections),
-        "batch_size": batch_size,
-        "config": config_to_dict(cfg),
-        "extra": kept,
-        "source_checkpoint": {"path": source_path, "sha256": source_sha256},
-    })
+    return _json_safe(
+        {
+            "format": EXPORT_FORMAT,
+            "format_version": EXPORT_FORMAT_VERSION,
+            "model_name": cfg.model.name,
+            "image_size_px": int(cfg.data.image_size_px),
+            "image_mean": list(spec.image_mean),
+            "image_std": list(spec.image_std),
+            "letterbox": "aspect kept, padded right / bottom with 0 (detect.data.preprocess.prepare_image)",
+            "inputs": INPUTS_CONTRACT,
+            "outputs": OUTPUTS_CONTRACT,
+            "max_detections": int(max_detections),
+            "batch_size": batch_size,
+            "config": config_to_dict(cfg),
+            "extra": kept,
+            "source_checkpoint": {"path": source_path, "sha256": source_sha256},
+        }
+    )
 
 
 MAX_METADATA_CHARS = 4 << 20  # the config, operating points and a metrics history: tens of kilobytes
@@ -100,8 +118,10 @@ def parse_metadata(text: str | None, path: str) -> dict[str, Any]:
     if not isinstance(metadata, dict) or metadata.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{path}: its {METADATA_KEY} is not detect's export metadata")
     if int(metadata.get("format_version", 0)) > EXPORT_FORMAT_VERSION:
-        raise CheckpointError(f"{path}: export format {metadata.get('format_version')} is newer than this detect "
-                              f"understands ({EXPORT_FORMAT_VERSION}); upgrade detect")
+        raise CheckpointError(
+            f"{path}: export format {metadata.get('format_version')} is newer than this detect "
+            f"understands ({EXPORT_FORMAT_VERSION}); upgrade detect"
+        )
     return metadata
 
 

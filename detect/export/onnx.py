@@ -17,6 +17,7 @@ Python, and a trace unrolls that loop for the traced batch size, so the graph ta
 detect.inference.backends runs a batch image by image. The image size S is fixed too (the
 model's input size: the letterbox happens before).
 """
+
 from __future__ import annotations
 
 import io
@@ -52,9 +53,14 @@ def write_onnx(wrapper: ExportableDetector | ExportableClassifier, path: str | P
         # the graph is checked against eager PyTorch by tests/detect/export instead
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper.eval(), example_inputs(wrapper.image_size_px, ONNX_BATCH_SIZE), buffer,
-            input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-            opset_version=ONNX_OPSET, dynamo=False, do_constant_folding=True,
+            wrapper.eval(),
+            example_inputs(wrapper.image_size_px, ONNX_BATCH_SIZE),
+            buffer,
+            input_names=list(INPUT_NAMES),
+            output_names=list(OUTPUT_NAMES),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            do_constant_folding=True,
         )
     model = onnx.load_from_string(buffer.getvalue())
     entry = model.metadata_props.add()
@@ -65,7 +71,7 @@ def write_onnx(wrapper: ExportableDetector | ExportableClassifier, path: str | P
     return Path(path)
 
 
-def onnxruntime_session(path: str | Path, device: str = "cpu") -> "onnxruntime.InferenceSession":
+def onnxruntime_session(path: str | Path, device: str = "cpu") -> onnxruntime.InferenceSession:
     """An ONNX Runtime session on `path` for `device` (cpu; cuda / cuda:N: ONNX Runtime's CUDA
     provider, which onnxruntime-gpu has; auto: CUDA when that provider is there, else CPU).
     A DetectError line when onnxruntime is missing, a CheckpointError naming the file when it
@@ -77,7 +83,9 @@ def onnxruntime_session(path: str | Path, device: str = "cpu") -> "onnxruntime.I
     providers: list[Any] = ["CPUExecutionProvider"]
     if device.startswith("cuda"):
         if not has_cuda:
-            raise DetectError(f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu, or use --device cpu)")
+            raise DetectError(
+                f"--device {device}: this onnxruntime has no CUDA provider (install onnxruntime-gpu, or use --device cpu)"
+            )
         index = int(device.split(":", 1)[1]) if ":" in device else 0
         providers.insert(0, ("CUDAExecutionProvider", {"device_id": index}))
     elif device == "auto" and has_cuda:
@@ -89,5 +97,5 @@ def onnxruntime_session(path: str | Path, device: str = "cpu") -> "onnxruntime.I
         raise CheckpointError(f"{path}: not a readable ONNX model ({first})") from None
 
 
-def onnx_metadata(session: "onnxruntime.InferenceSession", path: str | Path) -> dict[str, Any]:
+def onnx_metadata(session: onnxruntime.InferenceSession, path: str | Path) -> dict[str, Any]:
     return parse_metadata(session.get_modelmeta().custom_metadata_map.get(METADATA_KEY), str(path))

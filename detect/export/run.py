@@ -7,6 +7,7 @@ carry their metadata (detect.export.metadata); each is run once on an example in
 is written and compared with eager PyTorch (`max_abs_diff`). `detect infer --checkpoint FILE`
 takes all three (detect.inference.backends).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +21,13 @@ from detect.export.metadata import export_metadata
 from detect.export.onnx import ONNX_BATCH_SIZE, onnxruntime_session, write_onnx
 from detect.export.torchscript import load_torchscript, torchscript_batch_size, write_torchscript
 from detect.export.weights_only import write_weights_only
-from detect.export.wrapper import INPUT_NAMES, ExportableClassifier, ExportableDetector, example_inputs, exportable_model
+from detect.export.wrapper import (
+    INPUT_NAMES,
+    ExportableClassifier,
+    ExportableDetector,
+    example_inputs,
+    exportable_model,
+)
 from detect.models.checkpoint import build_model_from_checkpoint, load_checkpoint
 from detect.outputs.uids import file_sha256
 
@@ -39,9 +46,15 @@ class ExportResult:
     max_abs_diff: float | None  # largest output difference to eager PyTorch on the example input
 
     def summary(self) -> str:
-        check = "" if self.max_abs_diff is None else f"; largest difference to eager PyTorch on an example input {self.max_abs_diff:.2g}"
-        return (f"wrote {self.out_path} ({self.format}, {self.out_size_mb:.1f} MB; the checkpoint "
-                f"{self.source_path} is {self.source_size_mb:.1f} MB){check}")
+        check = (
+            ""
+            if self.max_abs_diff is None
+            else f"; largest difference to eager PyTorch on an example input {self.max_abs_diff:.2g}"
+        )
+        return (
+            f"wrote {self.out_path} ({self.format}, {self.out_size_mb:.1f} MB; the checkpoint "
+            f"{self.source_path} is {self.source_size_mb:.1f} MB){check}"
+        )
 
 
 def default_out_path(checkpoint: Path, fmt: str) -> Path:
@@ -53,14 +66,22 @@ def build_exportable(checkpoint: Path) -> tuple[ExportableDetector | ExportableC
     """The checkpoint's exportable wrapper (CPU, eval) and its metadata."""
     model, cfg, extra = build_model_from_checkpoint(checkpoint, "cpu")
     wrapper = exportable_model(model)
-    metadata = export_metadata(cfg, extra, max_detections=wrapper.max_detections, batch_size=None,
-                               source_path=str(checkpoint), source_sha256=file_sha256(checkpoint))
+    metadata = export_metadata(
+        cfg,
+        extra,
+        max_detections=wrapper.max_detections,
+        batch_size=None,
+        source_path=str(checkpoint),
+        source_sha256=file_sha256(checkpoint),
+    )
     return wrapper, metadata
 
 
 def _largest_difference(expected: tuple[torch.Tensor, ...], actual: list[np.ndarray]) -> float:
-    return max(float(np.abs(e.numpy().astype(np.float64) - np.asarray(a, dtype=np.float64)).max(initial=0.0))
-               for e, a in zip(expected, actual))
+    return max(
+        float(np.abs(e.numpy().astype(np.float64) - np.asarray(a, dtype=np.float64)).max(initial=0.0))
+        for e, a in zip(expected, actual)
+    )
 
 
 def export_checkpoint(checkpoint: str | Path, fmt: str, out_path: str | Path | None = None) -> ExportResult:
@@ -91,4 +112,6 @@ def export_checkpoint(checkpoint: str | Path, fmt: str, out_path: str | Path | N
             with torch.no_grad():
                 actual = [t.numpy() for t in module(*inputs)]
         difference = _largest_difference(expected, actual)
-    return ExportResult(fmt, source, out, source.stat().st_size / BYTES_PER_MB, out.stat().st_size / BYTES_PER_MB, difference)
+    return ExportResult(
+        fmt, source, out, source.stat().st_size / BYTES_PER_MB, out.stat().st_size / BYTES_PER_MB, difference
+    )

@@ -10,6 +10,7 @@ metadata batch_size 1), and the backend runs a batch image by image.
 torch.jit.load(path) runs it without detect's source; `detect infer --backend torchscript` reads
 its metadata from the METADATA_FILE extra file.
 """
+
 from __future__ import annotations
 
 import io
@@ -25,7 +26,6 @@ from data_prep.errors import CheckpointError
 from detect.export.metadata import METADATA_FILE, parse_metadata
 from detect.export.wrapper import ExportableClassifier, ExportableDetector, example_inputs
 
-
 TRACED_BATCH_SIZE = 1
 
 
@@ -34,7 +34,9 @@ def torchscript_batch_size(wrapper: ExportableDetector | ExportableClassifier) -
     return TRACED_BATCH_SIZE if isinstance(wrapper, ExportableClassifier) else None
 
 
-def write_torchscript(wrapper: ExportableDetector | ExportableClassifier, path: str | Path, metadata: dict[str, Any]) -> Path:
+def write_torchscript(
+    wrapper: ExportableDetector | ExportableClassifier, path: str | Path, metadata: dict[str, Any]
+) -> Path:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # torch 2.14 marks torch.jit deprecated (FutureWarning); the README says so once

@@ -9,6 +9,7 @@ It is still a detect checkpoint (detect.models.checkpoint: the same required key
 with torch.load(weights_only=True)), so load_predictor, `detect infer`, `detect eval` and
 `detect serve` take it as they take best.pt; `detect train --resume` does not (no optimizer).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

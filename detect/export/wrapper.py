@@ -32,6 +32,7 @@ the grid_sample RoIAlign (model.roi_align_backend=grid_sample, a training speed-
 for torchvision's MultiScaleRoIAlign, the same numbers (tests/detect/models/test_roi_align.py)
 as one roi_align op that TorchScript scripts and ONNX exports.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,7 +49,12 @@ from detect.models.roi_align import GridSampleMultiScaleRoIAlign
 
 INPUT_NAMES: tuple[str, ...] = ("images", "scale", "orig_size_hw")
 OUTPUT_NAMES: tuple[str, ...] = (
-    "boxes", "scores", "num_detections", "rsna_class_probs", "pneumonia_prob", "subtype_probs",
+    "boxes",
+    "scores",
+    "num_detections",
+    "rsna_class_probs",
+    "pneumonia_prob",
+    "subtype_probs",
 )
 # torchvision's GeneralizedRCNNTransform pads a batch to a multiple of this
 SIZE_DIVISIBLE_PX = 32
@@ -87,11 +93,15 @@ class ExportableDetector(nn.Module):
         self.image_size_px = int(model.image_size_px)
         self.padded_size_px = int(math.ceil(self.image_size_px / SIZE_DIVISIBLE_PX) * SIZE_DIVISIBLE_PX)
         self.max_detections = int(model.roi_heads.detections_per_img)
-        self.register_buffer("image_mean", torch.tensor(model.transform.image_mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer(
+            "image_mean", torch.tensor(model.transform.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        )
         self.register_buffer("image_std", torch.tensor(model.transform.image_std, dtype=torch.float32).view(1, 3, 1, 1))
         self.eval()
 
-    def forward(self, images: Tensor, scale: Tensor, orig_size_hw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(
+        self, images: Tensor, scale: Tensor, orig_size_hw: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         size = self.image_size_px
         pad = self.padded_size_px - size
         normalised = (images - self.image_mean) / self.image_std
@@ -117,7 +127,9 @@ class ExportableDetector(nn.Module):
             logits["subtype"].float().softmax(dim=1),
         )
 
-    def _pad_detections(self, detections: list[dict[str, Tensor]], scale: Tensor, orig_size_hw: Tensor) -> tuple[Tensor, Tensor]:
+    def _pad_detections(
+        self, detections: list[dict[str, Tensor]], scale: Tensor, orig_size_hw: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Per image: to original pixels, clipped; empty boxes and padding scored -1, valid rows first."""
         all_boxes = []
         all_scores = []
@@ -152,7 +164,9 @@ class ExportableClassifier(nn.Module):
         self.max_detections = 0
         self.eval()
 
-    def forward(self, images: Tensor, scale: Tensor, orig_size_hw: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def forward(
+        self, images: Tensor, scale: Tensor, orig_size_hw: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         outputs = self.model(list(images.unbind(0)))
         count = images.shape[0]
         return (

@@ -12,6 +12,7 @@ class, which wraps the one predictor (detect.inference.predictor) with the post-
 the per-dataset operating points of `detect infer`. Entries are validated against the shipped
 boxes.json schema, exactly as `detect infer` writes them.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,8 +54,9 @@ class PipelineTimes:
         return self.waiting_for_reads_s / wall, self.predicting_s / wall
 
 
-def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader | None,
-                        settings: PostprocessSettings, point: OperatingPoint) -> ImagePrediction:
+def finalize_prediction(
+    raw: RawPrediction, *, source: str, header: DicomHeader | None, settings: PostprocessSettings, point: OperatingPoint
+) -> ImagePrediction:
     """Apply gating / score threshold / shrinking at `point` and attach the header fields."""
     boxes, scores = postprocess_prediction(raw, point.threshold, settings)
     pneumonia = bool(raw.pneumonia_probability >= point.threshold)
@@ -63,8 +65,12 @@ def finalize_prediction(raw: RawPrediction, *, source: str, header: DicomHeader 
         patient_id=(header.patient_id or None) if header is not None else None,
         sop_instance_uid=(header.sop_instance_uid or None) if header is not None else None,
         view_position=(header.view_position or None) if header is not None else None,
-        study_instance_uid=(header.identity.study_instance_uid or None) if header is not None and header.identity else None,
-        series_instance_uid=(header.identity.series_instance_uid or None) if header is not None and header.identity else None,
+        study_instance_uid=(header.identity.study_instance_uid or None)
+        if header is not None and header.identity
+        else None,
+        series_instance_uid=(header.identity.series_instance_uid or None)
+        if header is not None and header.identity
+        else None,
         pixel_spacing_mm=header.pixel_spacing_mm if header is not None else None,
         width_px=raw.width_px,
         height_px=raw.height_px,
@@ -106,10 +112,18 @@ class Detector:
     gate: LoadedModel | None = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path | None = None, *, device: str = "auto",
-                        settings: PostprocessSettings = PostprocessSettings(), pneumonia_threshold: float | None = None,
-                        threshold_from: str | None = None, runs_dir: str | Path = "runs",
-                        gate_with: str | Path | None = None, backend: str | None = None) -> "Detector":
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path | None = None,
+        *,
+        device: str = "auto",
+        settings: PostprocessSettings = PostprocessSettings(),
+        pneumonia_threshold: float | None = None,
+        threshold_from: str | None = None,
+        runs_dir: str | Path = "runs",
+        gate_with: str | Path | None = None,
+        backend: str | None = None,
+    ) -> Detector:
         """Load `checkpoint` (None: the newest runs/*/checkpoints/best.pt; or a file of `detect
         export`) on `device`, run by `backend` (None: what the file is; see load_predictor), and
         the `gate_with` checkpoint as its gate when given."""
@@ -137,12 +151,20 @@ class Detector:
         return self.choice.offered(self.decision_model.operating_points)
 
     def finalize(self, raw: RawPrediction, image: LoadedImage) -> ImagePrediction:
-        point = pick_operating_point(self.decision_model.operating_points, self.choice, is_dicom=image.header is not None)
+        point = pick_operating_point(
+            self.decision_model.operating_points, self.choice, is_dicom=image.header is not None
+        )
         return finalize_prediction(raw, source=image.source, header=image.header, settings=self.settings, point=point)
 
-    def iter_predictions(self, files: Sequence[Path], *, batch_size: int = 8, workers: int = 2,
-                         max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, times: PipelineTimes | None = None,
-                         ) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
+    def iter_predictions(
+        self,
+        files: Sequence[Path],
+        *,
+        batch_size: int = 8,
+        workers: int = 2,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        times: PipelineTimes | None = None,
+    ) -> Iterator[tuple[LoadedImage | BadFile, ImagePrediction]]:
         """(what was read, its prediction or failure) for every file, in order, in batches (the
         next batches are read and letterboxed by `workers` background threads while the model
         runs; 0: in this thread, no overlap). A file over `max_pixels` is a failure, found from its header
@@ -158,7 +180,9 @@ class Detector:
         # a gated pair (two models, two sizes) reads each image whole.
         target_size_px = predictor.image_size_px if isinstance(predictor, Predictor) else None
 
-        def read_and_prepare(path: Path, limit: int) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | GatedViews | None]:
+        def read_and_prepare(
+            path: Path, limit: int
+        ) -> tuple[LoadedImage | BadFile, tuple[ModelInput, ModelInput | None] | GatedViews | None]:
             item = load_or_fail(path, limit) if target_size_px is None else load_or_fail(path, limit, target_size_px)
             if not isinstance(item, LoadedImage):
                 return item, None

@@ -18,6 +18,7 @@ the wrapper's contract (detect.export.wrapper); they are called with scale 1 and
 onnxruntime, a TorchScript archive torchscript, a training or weights-only checkpoint eager;
 `requested` (`detect infer --backend`) must agree, or it is a one-line error.
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -48,7 +49,9 @@ def outputs_to_numpy(output: dict[str, Tensor]) -> dict[str, np.ndarray]:
     """One image's model output (torchvision's boxes / scores + IMAGE_OUTPUT_KEYS) as float32 numpy."""
     missing = [k for k in ("boxes", "scores", *IMAGE_OUTPUT_KEYS) if k not in output]
     if missing:
-        raise ValueError(f"the model's output lacks {', '.join(missing)}: every model must return them (see detect.models.detector)")
+        raise ValueError(
+            f"the model's output lacks {', '.join(missing)}: every model must return them (see detect.models.detector)"
+        )
     return {
         "boxes": _to_numpy(output["boxes"], 4),
         "scores": _to_numpy(output["scores"]),
@@ -61,13 +64,15 @@ def unpad_outputs(named: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     per_image = []
     for i, count in enumerate(np.asarray(named["num_detections"]).reshape(-1)):
         n = int(count)
-        per_image.append({
-            "boxes": np.asarray(named["boxes"][i, :n], dtype=np.float32).reshape(-1, 4),
-            "scores": np.asarray(named["scores"][i, :n], dtype=np.float32).reshape(-1),
-            "rsna_class_probs": np.asarray(named["rsna_class_probs"][i], dtype=np.float32).reshape(-1),
-            "pneumonia_prob": np.asarray(named["pneumonia_prob"][i], dtype=np.float32).reshape(-1),
-            "subtype_probs": np.asarray(named["subtype_probs"][i], dtype=np.float32).reshape(-1),
-        })
+        per_image.append(
+            {
+                "boxes": np.asarray(named["boxes"][i, :n], dtype=np.float32).reshape(-1, 4),
+                "scores": np.asarray(named["scores"][i, :n], dtype=np.float32).reshape(-1),
+                "rsna_class_probs": np.asarray(named["rsna_class_probs"][i], dtype=np.float32).reshape(-1),
+                "pneumonia_prob": np.asarray(named["pneumonia_prob"][i], dtype=np.float32).reshape(-1),
+                "subtype_probs": np.asarray(named["subtype_probs"][i], dtype=np.float32).reshape(-1),
+            }
+        )
     return per_image
 
 
@@ -109,7 +114,7 @@ class TorchScriptBackend:
         self.batch_size = batch_size
 
     @classmethod
-    def open(cls, path: str | Path, device: torch.device) -> tuple["TorchScriptBackend", dict[str, Any]]:
+    def open(cls, path: str | Path, device: torch.device) -> tuple[TorchScriptBackend, dict[str, Any]]:
         module, metadata = load_torchscript(path, device)
         batch = metadata.get("batch_size")
         return cls(module, device, batch if isinstance(batch, int) else None), metadata
@@ -120,7 +125,7 @@ class TorchScriptBackend:
         step = self.batch_size or len(tensors)
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(tensors), step):
-            outputs = self.module(*identity_letterbox_inputs(batch[start:start + step]))
+            outputs = self.module(*identity_letterbox_inputs(batch[start : start + step]))
             results += unpad_outputs({name: value.cpu().numpy() for name, value in zip(OUTPUT_NAMES, outputs)})
         return results
 
@@ -136,7 +141,7 @@ class OnnxRuntimeBackend:
         self.batch_size = batch_size
 
     @classmethod
-    def open(cls, path: str | Path, device: str) -> tuple["OnnxRuntimeBackend", dict[str, Any]]:
+    def open(cls, path: str | Path, device: str) -> tuple[OnnxRuntimeBackend, dict[str, Any]]:
         """`device` as the user gave it (auto | cpu | cuda[:N]): see detect.export.onnx.onnxruntime_session."""
         session = onnxruntime_session(path, device)
         metadata = onnx_metadata(session, path)
@@ -151,7 +156,7 @@ class OnnxRuntimeBackend:
         step = self.batch_size or len(tensors)
         results: list[dict[str, np.ndarray]] = []
         for start in range(0, len(tensors), step):
-            inputs = identity_letterbox_inputs(batch[start:start + step])
+            inputs = identity_letterbox_inputs(batch[start : start + step])
             outputs = self.session.run(list(OUTPUT_NAMES), {n: v.numpy() for n, v in zip(INPUT_NAMES, inputs)})
             results += unpad_outputs(dict(zip(OUTPUT_NAMES, outputs)))
         return results
@@ -195,6 +200,7 @@ def choose_backend(path: Path, requested: str | None) -> str:
         fix = f"run it with --backend {found}"
         if found == "eager":
             fix += f", or export it first: detect export --checkpoint {path} --format {_EXPORT_FORMAT[requested]}"
-        raise DetectError(f"--backend {requested} needs {_WHAT_IT_NEEDS[requested]}; {path} is {_WHAT_IT_NEEDS[found]} ({fix})")
+        raise DetectError(
+            f"--backend {requested} needs {_WHAT_IT_NEEDS[requested]}; {path} is {_WHAT_IT_NEEDS[found]} ({fix})"
+        )
     return found
-

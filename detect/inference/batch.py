@@ -32,6 +32,7 @@ Several processes: under `torchrun`, each rank predicts every world_size-th file
 listing into its own part; rank 0 merges all parts into one boxes.json and one submission
 once every rank has finished. The decision rules are detect.inference.thresholds'.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,6 +50,7 @@ from data_prep.errors import DetectError
 from data_prep.records import BadFile
 from detect.data.files import LoadedImage, default_read_workers
 from detect.devices import resolve_device
+from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 from detect.explain.gradcam import GradCamExplainer, draw_heatmap_overlay, is_explainable
 from detect.inference.api import Detector, PipelineTimes
 from detect.inference.discovery import InputListing, collect_input_files
@@ -70,7 +72,6 @@ from detect.outputs.submission import formula_warnings, submission_rows_from_ent
 from detect.outputs.uids import file_sha256
 from detect.predictions import ImagePrediction, PostprocessSettings
 from detect.progress import LOG_EVERY_SECONDS, ProgressLog
-from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 
 LOG_EVERY_IMAGES = 500
 
@@ -106,9 +107,11 @@ class InferenceResult:
         """One line: images/s and where the time went (for the log, and the benchmark)."""
         waiting, predicting = self.times.share_of(self.wall_s)
         rate = self.times.n_images / max(self.wall_s, 1e-9)
-        return (f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
-                f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
-                f"({self.workers} reader thread(s), --threads; torch threads {self.torch_threads})")
+        return (
+            f"infer: {self.times.n_images} image(s) in {self.wall_s:.1f} s ({rate:.2f} images/s): "
+            f"{100 * predicting:.0f}% in the model, {100 * waiting:.0f}% waiting for reads "
+            f"({self.workers} reader thread(s), --threads; torch threads {self.torch_threads})"
+        )
 
     def summary(self) -> str:
         """One line for the terminal: counts and the files written (this process's counts)."""
@@ -134,9 +137,15 @@ def algorithm_info(detector: Detector) -> AlgorithmInfo:
     loaded = detector.loaded
     parameters = tuple(f"{key}={value}" for key, value in detector.settings.to_dict().items())
     if detector.gate is not None:
-        parameters += (f"gate_with={detector.gate.model_info['name']} sha256:{file_sha256(detector.gate.checkpoint_path)}",)
-    return AlgorithmInfo(name=f"detect {loaded.model_info['name']}", version=str(loaded.model_info["detect_version"]),
-                         model_sha256=file_sha256(loaded.checkpoint_path), parameters=parameters)
+        parameters += (
+            f"gate_with={detector.gate.model_info['name']} sha256:{file_sha256(detector.gate.checkpoint_path)}",
+        )
+    return AlgorithmInfo(
+        name=f"detect {loaded.model_info['name']}",
+        version=str(loaded.model_info["detect_version"]),
+        model_sha256=file_sha256(loaded.checkpoint_path),
+        parameters=parameters,
+    )
 
 
 def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) -> dict[str, Any]:
@@ -144,11 +153,15 @@ def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) 
     decides an entry (the checkpoint by content, so a moved copy still matches)."""
     settings = settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())
     gate = detector.gate
-    return {"schema_version": SCHEMA_VERSION, "checkpoint_sha256": file_sha256(checkpoint_path),
-            "model": detector.loaded.model_info["name"], "image_size_px": detector.loaded.model_info["image_size_px"],
-            "gate_checkpoint_sha256": file_sha256(gate.checkpoint_path) if gate is not None else None,
-            "anonymized": anonymize,
-            **{f"settings.{k}": v for k, v in settings.items()}}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "checkpoint_sha256": file_sha256(checkpoint_path),
+        "model": detector.loaded.model_info["name"],
+        "image_size_px": detector.loaded.model_info["image_size_px"],
+        "gate_checkpoint_sha256": file_sha256(gate.checkpoint_path) if gate is not None else None,
+        "anonymized": anonymize,
+        **{f"settings.{k}": v for k, v in settings.items()},
+    }
 
 
 def overlay_names(files: Sequence[Path], suffix: str = "") -> dict[str, str]:
@@ -163,19 +176,27 @@ def explainer_for(detector: Detector) -> GradCamExplainer:
     model = detector.decision_model
     predictor = model.predictor
     if not is_explainable(predictor.model):
-        raise DetectError(f"{model.checkpoint_path}: --explain: Grad-CAM is for classifiers and model "
-                          f"'{model.model_info['name']}' is a detector; pass a classifier checkpoint "
-                          "(as --checkpoint, or as --gate-with beside a detector)")
+        raise DetectError(
+            f"{model.checkpoint_path}: --explain: Grad-CAM is for classifiers and model "
+            f"'{model.model_info['name']}' is a detector; pass a classifier checkpoint "
+            "(as --checkpoint, or as --gate-with beside a detector)"
+        )
     return GradCamExplainer(predictor.model, predictor.image_size_px, predictor.device, predictor.clahe)
 
 
 def explain_title(detector: Detector, prediction: ImagePrediction) -> str:
-    return (f"Grad-CAM {detector.decision_model.model_info['name']}: pneumonia score, "
-            f"p={prediction.pneumonia_probability or 0.0:.3f}")
+    return (
+        f"Grad-CAM {detector.decision_model.model_info['name']}: pneumonia score, "
+        f"p={prediction.pneumonia_probability or 0.0:.3f}"
+    )
 
 
-def check_output_targets(out_path: str | Path, submission_path: str | Path | None, overlay_dir: str | Path | None,
-                         explain_dir: str | Path | None = None) -> None:
+def check_output_targets(
+    out_path: str | Path,
+    submission_path: str | Path | None,
+    overlay_dir: str | Path | None,
+    explain_dir: str | Path | None = None,
+) -> None:
     """Every output path checked before the checkpoint is loaded and anything is predicted: a
     blocked, read-only or wrong-kind path is one OutputWriteError now, not after hours."""
     for target, what in ((out_path, "--out"), (submission_path, "--submission")):
@@ -195,11 +216,17 @@ class _Shard:
     scan: PartScan
 
 
-def _open_shard(listing: InputListing, out_path: Path, info: DistInfo, resume: bool, fingerprint: dict[str, Any],
-                log: Callable[[str], None]) -> tuple[_Shard, PartWriter]:
+def _open_shard(
+    listing: InputListing,
+    out_path: Path,
+    info: DistInfo,
+    resume: bool,
+    fingerprint: dict[str, Any],
+    log: Callable[[str], None],
+) -> tuple[_Shard, PartWriter]:
     """This rank's files and its JSON Lines part: continued with --resume (after checking the
     run is the same one; a torn last line cut off), else started afresh."""
-    files = listing.files[info.rank::info.world_size]
+    files = listing.files[info.rank :: info.world_size]
     part = part_path(out_path, info.rank, info.world_size)
     scan = PartScan()
     if resume and part.is_file():
@@ -250,9 +277,18 @@ def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
     result.n_unboxed_pneumonia += int(prediction.box_outcome == "no_box_above_score_thresh")
 
 
-def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result: InferenceResult, *,
-                   batch_size: int, progress: ProgressLog, anonymize: bool,
-                   on_image: Callable[[LoadedImage, ImagePrediction], None], max_pixels: int) -> None:
+def _predict_shard(
+    detector: Detector,
+    shard: _Shard,
+    writer: PartWriter,
+    result: InferenceResult,
+    *,
+    batch_size: int,
+    progress: ProgressLog,
+    anonymize: bool,
+    on_image: Callable[[LoadedImage, ImagePrediction], None],
+    max_pixels: int,
+) -> None:
     todo, keys = [], {}
     for f in shard.files:
         key = InputKey.of(f)
@@ -263,8 +299,9 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
         keys[str(f)] = key
     pending = 0
     started = time.perf_counter()
-    for item, prediction in detector.iter_predictions(todo, batch_size=batch_size, workers=result.workers,
-                                                      max_pixels=max_pixels, times=result.times):
+    for item, prediction in detector.iter_predictions(
+        todo, batch_size=batch_size, workers=result.workers, max_pixels=max_pixels, times=result.times
+    ):
         uid = item.header.sop_instance_uid if isinstance(item, LoadedImage) and item.header is not None else None
         if uid and uid in shard.scan.done_uids:
             result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
@@ -284,14 +321,24 @@ def _predict_shard(detector: Detector, shard: _Shard, writer: PartWriter, result
     result.wall_s = time.perf_counter() - started
 
 
-def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_path: Path,
-              submission_path: Path | None, result: InferenceResult, anonymize: bool) -> None:
+def _assemble(
+    detector: Detector,
+    listing: InputListing,
+    info: DistInfo,
+    out_path: Path,
+    submission_path: Path | None,
+    result: InferenceResult,
+    anonymize: bool,
+) -> None:
     """Rank 0: every part -> boxes.json (+ the submission), in the order of the listing."""
     parts = [part_path(out_path, r, info.world_size) for r in range(info.world_size)]
-    head = {"schema_version": SCHEMA_VERSION, "model": detector.loaded.model_info,
-            "gate_model": detector.gate.model_info if detector.gate is not None else None,
-            "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
-            "anonymized": anonymize}
+    head = {
+        "schema_version": SCHEMA_VERSION,
+        "model": detector.loaded.model_info,
+        "gate_model": detector.gate.model_info if detector.gate is not None else None,
+        "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
+        "anonymized": anonymize,
+    }
     n_entries, n_readable = count_entries(parts)
     if not n_readable:
         reasons = "; ".join(f"{f.path}: {f.reason}" for f in result.failures[:3])
@@ -302,8 +349,10 @@ def _assemble(detector: Detector, listing: InputListing, info: DistInfo, out_pat
         rows, duplicates = submission_rows_from_entries(merge_entries(parts, listing.files))
         result.submission_path = write_submission(submission_path, rows)
         result.warnings += formula_warnings(rows)
-        result.warnings += [f"{sid}: patientId appears more than once; only the first file's boxes are in the submission"
-                            for sid in duplicates]
+        result.warnings += [
+            f"{sid}: patientId appears more than once; only the first file's boxes are in the submission"
+            for sid in duplicates
+        ]
 
 
 def run_inference(
@@ -366,16 +415,29 @@ def run_inference(
     init_distributed(torch_device, info)
     try:
         listing = collect_input_files(paths, glob)
-        detector = Detector.from_checkpoint(checkpoint, device=str(torch_device), settings=settings,
-                                            pneumonia_threshold=pneumonia_threshold, threshold_from=threshold_from,
-                                            runs_dir=runs_dir, gate_with=gate_with, backend=backend)
+        detector = Detector.from_checkpoint(
+            checkpoint,
+            device=str(torch_device),
+            settings=settings,
+            pneumonia_threshold=pneumonia_threshold,
+            threshold_from=threshold_from,
+            runs_dir=runs_dir,
+            gate_with=gate_with,
+            backend=backend,
+        )
         explainer = explainer_for(detector) if explain_dir is not None else None
         out = Path(out_path)
-        shard, writer = _open_shard(listing, out, info, resume,
-                                    run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log)
-        result = InferenceResult(out_path=None, part_paths=[shard.part], n_inputs=len(listing.files),
-                                 problems=list(listing.problems), rank=info.rank,
-                                 workers=default_read_workers(torch_device.type) if workers is None else workers)
+        shard, writer = _open_shard(
+            listing, out, info, resume, run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log
+        )
+        result = InferenceResult(
+            out_path=None,
+            part_paths=[shard.part],
+            n_inputs=len(listing.files),
+            problems=list(listing.problems),
+            rank=info.rank,
+            workers=default_read_workers(torch_device.type) if workers is None else workers,
+        )
         names = overlay_names(listing.files) if overlay_dir is not None else {}
         root = Path(overlay_dir) if overlay_dir is not None else None
         result.overlay_dir = root
@@ -383,9 +445,12 @@ def run_inference(
         explain_root = Path(explain_dir) if explain_dir is not None else None
         result.explain_dir = explain_root
 
-        dicom_writer = DicomResultWriter(algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
-                                         sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
-                                         gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None, anonymize=anonymize)
+        dicom_writer = DicomResultWriter(
+            algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
+            sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
+            gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None,
+            anonymize=anonymize,
+        )
 
         def each_image(image: LoadedImage, prediction: ImagePrediction) -> None:
             if root is not None:
@@ -398,13 +463,23 @@ def run_inference(
                 result.n_explained += 1
             dicom_writer.write(image.header, prediction)
 
-        log_progress = ProgressLog(len(shard.files), log, tty=progress, desc="infer", every=log_every_images,
-                                   every_seconds=log_every_seconds)
+        log_progress = ProgressLog(
+            len(shard.files), log, tty=progress, desc="infer", every=log_every_images, every_seconds=log_every_seconds
+        )
         try:
             with _torch_threads_for(torch_device, result.workers):
                 result.torch_threads = torch.get_num_threads()
-                _predict_shard(detector, shard, writer, result, batch_size=batch_size, progress=log_progress,
-                               anonymize=anonymize, on_image=each_image, max_pixels=max_pixels)
+                _predict_shard(
+                    detector,
+                    shard,
+                    writer,
+                    result,
+                    batch_size=batch_size,
+                    progress=log_progress,
+                    anonymize=anonymize,
+                    on_image=each_image,
+                    max_pixels=max_pixels,
+                )
         finally:
             writer.close()
             log_progress.close()
@@ -412,7 +487,9 @@ def run_inference(
             log(result.pipeline_line())
         barrier()
         if info.is_main:
-            _assemble(detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize)
+            _assemble(
+                detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize
+            )
         result.dicom_paths = list(dicom_writer.written)
         result.warnings += dicom_writer.problems
         barrier()

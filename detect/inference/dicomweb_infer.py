@@ -9,6 +9,7 @@ are a function of (source SOP Instance UID, checkpoint SHA-256, kind), so runnin
 stores the same instances: the PACS keeps one copy, nothing is lost or duplicated. Earlier
 results in the study (SR / PR series) are not fetched.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -34,16 +35,25 @@ class DicomWebResult:
 
     def summary(self) -> str:
         skipped = f" (skipped {len(self.skipped_series)} non-image series)" if self.skipped_series else ""
-        stored = (f"; stored {self.n_stored} SR/GSPS instance(s) to the study with STOW-RS"
-                  if self.n_stored else "")
-        return (f"fetched {self.n_fetched} instance(s) of study {self.study_uid} from {self.url} with WADO-RS"
-                f"{skipped}{stored}; {self.inference.summary()}")
+        stored = f"; stored {self.n_stored} SR/GSPS instance(s) to the study with STOW-RS" if self.n_stored else ""
+        return (
+            f"fetched {self.n_fetched} instance(s) of study {self.study_uid} from {self.url} with WADO-RS"
+            f"{skipped}{stored}; {self.inference.summary()}"
+        )
 
 
-def run_dicomweb_inference(url: str, study_uid: str, *, out_path: str | Path, stow: bool = False,
-                           dicom_sr_dir: str | Path | None = None, dicom_gsps_dir: str | Path | None = None,
-                           anonymize: bool = False, limits: DicomWebLimits = DicomWebLimits(),
-                           **inference_options: Any) -> DicomWebResult:
+def run_dicomweb_inference(
+    url: str,
+    study_uid: str,
+    *,
+    out_path: str | Path,
+    stow: bool = False,
+    dicom_sr_dir: str | Path | None = None,
+    dicom_gsps_dir: str | Path | None = None,
+    anonymize: bool = False,
+    limits: DicomWebLimits = DicomWebLimits(),
+    **inference_options: Any,
+) -> DicomWebResult:
     """Fetch `study_uid` from the DICOMweb root `url`, infer, and with `stow` store the SR and
     GSPS back (written to `dicom_sr_dir` / `dicom_gsps_dir` too when given, else to a
     temporary folder). `limits`: what the server may make this run wait for or hold (deadline,
@@ -55,15 +65,23 @@ def run_dicomweb_inference(url: str, study_uid: str, *, out_path: str | Path, st
     if not study_uid:
         raise DetectError("--dicomweb needs --study UID (the Study Instance UID to fetch)")
     if stow and anonymize:
-        raise DetectError("--stow with --anonymize: a result without the patient's ID would be filed as another "
-                          "patient in the PACS; anonymize only files you take out of it")
+        raise DetectError(
+            "--stow with --anonymize: a result without the patient's ID would be filed as another "
+            "patient in the PACS; anonymize only files you take out of it"
+        )
     client = connect(url, limits)
     with tempfile.TemporaryDirectory(prefix="detect_dicomweb_") as scratch:
         root = Path(scratch)
         files, skipped = fetch_study_images(client, url, study_uid, root / "images")
         sr_dir = dicom_sr_dir or (root / "sr" if stow else None)
         gsps_dir = dicom_gsps_dir or (root / "gsps" if stow else None)
-        result = run_inference([root / "images"], out_path=out_path, dicom_sr_dir=sr_dir, dicom_gsps_dir=gsps_dir,
-                               anonymize=anonymize, **inference_options)
+        result = run_inference(
+            [root / "images"],
+            out_path=out_path,
+            dicom_sr_dir=sr_dir,
+            dicom_gsps_dir=gsps_dir,
+            anonymize=anonymize,
+            **inference_options,
+        )
         n_stored = store_instances(client, url, result.dicom_paths) if stow else 0
     return DicomWebResult(result, url, study_uid, len(files), skipped, n_stored)

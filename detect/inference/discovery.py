@@ -12,6 +12,7 @@ reported if unreadable). A folder is walked recursively, in sorted order, follow
 - a symlink loop or an unreadable folder is a problem (listed, reported), never fatal.
 The same file named twice (a file and its folder, or through two links) is listed once.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -25,6 +26,8 @@ from data_prep.errors import DetectError
 from data_prep.images import SNIFF_BYTES, sniff_image_kind
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".dcm", ".png", ".jpg", ".jpeg")
+
+
 @dataclass
 class InputListing:
     """The files to read, in order, and what could not be searched (one line each)."""
@@ -97,7 +100,9 @@ def collect_input_files(paths: Sequence[str | Path], glob: str | None = None) ->
             found = _walk(path, glob, listing)
             if not found:
                 what = f"matching --glob '{glob}'" if glob else "(by suffix or by content)"
-                raise DetectError(f"{path}: no DICOM, PNG or JPEG files {what} found (folders are searched recursively)")
+                raise DetectError(
+                    f"{path}: no DICOM, PNG or JPEG files {what} found (folders are searched recursively)"
+                )
             files.extend(found)
         else:
             files.append(path)

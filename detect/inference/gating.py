@@ -14,6 +14,7 @@ its checkpoint's extra 'operating_points'): the threshold belongs to the model w
 probability it is compared with. The detector's RSNA class and Kermany subtype probabilities
 are kept as they are.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,8 +35,10 @@ GatedViews = tuple[Views, Views]  # the same image prepared for the detector and
 def with_gate_probability(raw: RawPrediction, gate_raw: RawPrediction) -> RawPrediction:
     """The detector's prediction of one image with the gate's pneumonia probability in its place."""
     if (raw.width_px, raw.height_px) != (gate_raw.width_px, gate_raw.height_px):
-        raise ValueError(f"the gate predicted a {gate_raw.width_px}x{gate_raw.height_px} image, "
-                         f"the detector a {raw.width_px}x{raw.height_px} one: not the same image")
+        raise ValueError(
+            f"the gate predicted a {gate_raw.width_px}x{gate_raw.height_px} image, "
+            f"the detector a {raw.width_px}x{raw.height_px} one: not the same image"
+        )
     return dataclasses.replace(raw, pneumonia_probability=float(gate_raw.pneumonia_probability))
 
 
@@ -80,16 +83,21 @@ def check_gate(gate: LoadedModel) -> None:
         raw = gate.predictor.predict_raw([np.zeros((size_px, size_px), dtype=np.uint8)])[0]
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or ["no message"])[0][:200]
-        raise DetectError(f"{gate.checkpoint_path}: --gate-with: model '{name}' at {size_px} px gives no "
-                          f"pneumonia probability ({first})") from None
+        raise DetectError(
+            f"{gate.checkpoint_path}: --gate-with: model '{name}' at {size_px} px gives no "
+            f"pneumonia probability ({first})"
+        ) from None
     probability = raw.pneumonia_probability
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
-        raise DetectError(f"{gate.checkpoint_path}: --gate-with: model '{name}' gave pneumonia probability "
-                          f"{probability} on a blank image, not one in [0, 1]")
+        raise DetectError(
+            f"{gate.checkpoint_path}: --gate-with: model '{name}' gave pneumonia probability "
+            f"{probability} on a blank image, not one in [0, 1]"
+        )
 
 
-def load_gate(checkpoint: str | Path, *, device: str = "auto",
-              settings: PostprocessSettings = PostprocessSettings()) -> LoadedModel:
+def load_gate(
+    checkpoint: str | Path, *, device: str = "auto", settings: PostprocessSettings = PostprocessSettings()
+) -> LoadedModel:
     """Load the `--gate-with` checkpoint on `device` (TTA as `settings` says) and check it gates.
 
     A missing or unreadable file is one CheckpointError line naming it and the option.
@@ -101,7 +109,10 @@ def load_gate(checkpoint: str | Path, *, device: str = "auto",
         gate = load_predictor(path, device=device, settings=settings)
     except CheckpointError as exc:
         message = str(exc)
-        raise CheckpointError(message.replace(f"{path}: ", f"{path}: --gate-with: ", 1)
-                              if message.startswith(f"{path}: ") else f"--gate-with {message}") from None
+        raise CheckpointError(
+            message.replace(f"{path}: ", f"{path}: --gate-with: ", 1)
+            if message.startswith(f"{path}: ")
+            else f"--gate-with {message}"
+        ) from None
     check_gate(gate)
     return gate

@@ -11,6 +11,7 @@ batch, so a killed run keeps every line written before the kill; a torn last lin
 or not JSON) is detected on resume and cut off. boxes.json is assembled from the parts at the
 end (`merge_entries`), in the order of the input listing, the last line of an image winning.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ class InputKey:
     mtime_ns: int
 
     @classmethod
-    def of(cls, path: Path) -> "InputKey | None":
+    def of(cls, path: Path) -> InputKey | None:
         try:
             info = path.stat()
         except OSError:
@@ -116,13 +117,19 @@ def scan_part(path: Path) -> PartScan:
 def check_fingerprint(stored: dict[str, Any] | None, current: dict[str, Any], path: Path) -> None:
     """A ResumeMismatchError naming every key where the stored run differs from this one."""
     if stored is None:
-        raise ResumeMismatchError(f"{path}: --resume: the file does not start with a detect run line; "
-                                  "choose a new --out or delete it")
-    differing = [f"{key} ({stored.get(key)!r} -> {current.get(key)!r})"
-                 for key in sorted(set(stored) | set(current)) if stored.get(key) != current.get(key)]
+        raise ResumeMismatchError(
+            f"{path}: --resume: the file does not start with a detect run line; choose a new --out or delete it"
+        )
+    differing = [
+        f"{key} ({stored.get(key)!r} -> {current.get(key)!r})"
+        for key in sorted(set(stored) | set(current))
+        if stored.get(key) != current.get(key)
+    ]
     if differing:
-        raise ResumeMismatchError(f"{path}: --resume: this run differs from the stopped one at {'; '.join(differing)}; "
-                                  "rerun with the same checkpoint and options, or choose a new --out")
+        raise ResumeMismatchError(
+            f"{path}: --resume: this run differs from the stopped one at {'; '.join(differing)}; "
+            "rerun with the same checkpoint and options, or choose a new --out"
+        )
 
 
 # --------------------------------------------------------------------------------- writing
@@ -153,8 +160,14 @@ class PartWriter:
             raise write_error(self.path, exc) from None
 
     def append(self, entry: dict[str, Any], key: InputKey | None, sop_instance_uid: str | None) -> None:
-        self._write({"kind": "image", "key": key.to_dict() if key else None,
-                     "sop_instance_uid": sop_instance_uid, "entry": entry})
+        self._write(
+            {
+                "kind": "image",
+                "key": key.to_dict() if key else None,
+                "sop_instance_uid": sop_instance_uid,
+                "entry": entry,
+            }
+        )
 
     def flush(self) -> None:
         try:

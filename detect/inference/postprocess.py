@@ -23,6 +23,7 @@ default in `detect.predictions.PostprocessSettings`):
    the box centre. The RSNA annotators drew generous boxes and the metric's IoU > 0.4..0.75
    rewards tighter ones: the 1st and several top-10 solutions shrank boxes to ~87.5 %.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,9 +47,7 @@ def _as_scores(scores: np.ndarray) -> np.ndarray:
     return np.asarray(scores, dtype=np.float32).reshape(-1)
 
 
-def to_original_coords(
-    boxes_input_xyxy: np.ndarray, scale: float, width_px: int, height_px: int
-) -> np.ndarray:
+def to_original_coords(boxes_input_xyxy: np.ndarray, scale: float, width_px: int, height_px: int) -> np.ndarray:
     """Map boxes from the letterboxed model input back to the original image.
 
     Divides by the letterbox `scale` (see data_prep.geometry), clips to [0, width] x [0, height]
@@ -94,7 +93,9 @@ def shrink_boxes(boxes_xyxy: np.ndarray, factor: float) -> np.ndarray:
     centre_y = (boxes[:, 1] + boxes[:, 3]) / 2.0
     half_w = (boxes[:, 2] - boxes[:, 0]) * (factor / 2.0)
     half_h = (boxes[:, 3] - boxes[:, 1]) * (factor / 2.0)
-    return np.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], axis=1).astype(np.float32)
+    return np.stack([centre_x - half_w, centre_y - half_h, centre_x + half_w, centre_y + half_h], axis=1).astype(
+        np.float32
+    )
 
 
 def box_iou(boxes_a_xyxy: np.ndarray, boxes_b_xyxy: np.ndarray) -> np.ndarray:
@@ -161,9 +162,7 @@ def weighted_boxes_fusion(
         fused.append(all_boxes[i].copy())
     if not fused:
         return empty_boxes(), np.zeros(0, dtype=np.float32)
-    scores = np.array(
-        [all_scores[m].mean() * min(len(m), n_views) / n_views for m in clusters], dtype=np.float64
-    )
+    scores = np.array([all_scores[m].mean() * min(len(m), n_views) / n_views for m in clusters], dtype=np.float64)
     boxes = np.stack(fused)
     order = np.argsort(-scores, kind="stable")
     return boxes[order].astype(np.float32), scores[order].astype(np.float32)
@@ -185,9 +184,7 @@ def merge_tta_boxes(
     Returns (boxes_xyxy, scores) by descending score.
     """
     if method == "wbf":
-        return weighted_boxes_fusion(
-            [(boxes_xyxy, scores), (flipped_view_boxes_xyxy, flipped_view_scores)], iou_thresh
-        )
+        return weighted_boxes_fusion([(boxes_xyxy, scores), (flipped_view_boxes_xyxy, flipped_view_scores)], iou_thresh)
     if method == "nms":
         boxes = np.concatenate([_as_boxes(boxes_xyxy), _as_boxes(flipped_view_boxes_xyxy)])
         all_scores = np.concatenate([_as_scores(scores), _as_scores(flipped_view_scores)])
@@ -235,11 +232,13 @@ def postprocess_boxes(
     return boxes[order], out_scores[order]
 
 
-def postprocess_prediction(raw: RawPrediction, pneumonia_threshold: float,
-                           settings: PostprocessSettings) -> tuple[np.ndarray, np.ndarray]:
+def postprocess_prediction(
+    raw: RawPrediction, pneumonia_threshold: float, settings: PostprocessSettings
+) -> tuple[np.ndarray, np.ndarray]:
     """`postprocess_boxes` on one RawPrediction: its boxes, probability and image size."""
     return postprocess_boxes(
-        raw.boxes_xyxy, raw.scores,
+        raw.boxes_xyxy,
+        raw.scores,
         pneumonia_probability=raw.pneumonia_probability,
         pneumonia_threshold=pneumonia_threshold,
         settings=settings,

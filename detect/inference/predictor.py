@@ -19,6 +19,7 @@ Every path from an image to a prediction goes through `Predictor`: validation du
 Post-processing (gating, score threshold, shrinking) comes after, per image, with the operating
 point of its dataset (detect.inference.postprocess, detect.inference.batch.finalize_prediction).
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,9 @@ class ModelInput:
     width_px: int
 
 
-def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None,
-                  original_hw: tuple[int, int] | None = None) -> ModelInput:
+def prepare_input(
+    pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = None, original_hw: tuple[int, int] | None = None
+) -> ModelInput:
     """An original uint8 [H, W] image -> its ModelInput (the same steps as a training sample).
     `original_hw`: the file's size when `pixels` were decoded smaller for this input size
     (detect.data.files.load_image's target_size_px); predictions then map back to it."""
@@ -68,8 +70,13 @@ def prepare_input(pixels: np.ndarray, image_size_px: int, clahe: Clahe | None = 
     return ModelInput(tensor=tensor, scale=scale, height_px=int(height), width_px=int(width))
 
 
-def to_raw_prediction(views: Sequence[dict[str, np.ndarray]], model_input: ModelInput, *,
-                      tta_merge: str = "wbf", tta_iou_thresh: float = 0.55) -> RawPrediction:
+def to_raw_prediction(
+    views: Sequence[dict[str, np.ndarray]],
+    model_input: ModelInput,
+    *,
+    tta_merge: str = "wbf",
+    tta_iou_thresh: float = 0.55,
+) -> RawPrediction:
     """One image's outputs (one view, or the plain and the flipped view) -> RawPrediction.
 
     Boxes go from the letterboxed input to the ORIGINAL image (divide by the scale, clip);
@@ -111,8 +118,10 @@ def check_finite_outputs(outputs: Sequence[dict[str, np.ndarray]], model_name: s
         for key, value in out.items():
             array = np.asarray(value)
             if array.dtype.kind in "fc" and not np.isfinite(array).all():
-                raise ModelOutputError(f"{model_name}: the model's output '{key}' is not finite (NaN or infinity): "
-                                       "a broken checkpoint (non-finite weights?); its predictions cannot be used")
+                raise ModelOutputError(
+                    f"{model_name}: the model's output '{key}' is not finite (NaN or infinity): "
+                    "a broken checkpoint (non-finite weights?); its predictions cannot be used"
+                )
 
 
 class Predictor:
@@ -127,9 +136,19 @@ class Predictor:
     about its outputs names (the checkpoint's path; the epoch during training).
     """
 
-    def __init__(self, model: torch.nn.Module | Backend, image_size_px: int, device: torch.device, *,
-                 clahe: Clahe | None = None, tta: bool = False, tta_merge: str = "wbf",
-                 tta_iou_thresh: float = 0.55, amp: bool = False, name: str = "the model") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | Backend,
+        image_size_px: int,
+        device: torch.device,
+        *,
+        clahe: Clahe | None = None,
+        tta: bool = False,
+        tta_merge: str = "wbf",
+        tta_iou_thresh: float = 0.55,
+        amp: bool = False,
+        name: str = "the model",
+    ) -> None:
         self.backend: Backend = EagerBackend(model, device, amp) if isinstance(model, torch.nn.Module) else model
         self.model = self.backend.model if isinstance(self.backend, EagerBackend) else None
         self.image_size_px = int(image_size_px)
@@ -151,8 +170,9 @@ class Predictor:
         check_finite_outputs(outputs, self.name)
         return outputs
 
-    def predict_inputs(self, inputs: Sequence[ModelInput],
-                       flipped: Sequence[ModelInput] | None = None) -> list[RawPrediction]:
+    def predict_inputs(
+        self, inputs: Sequence[ModelInput], flipped: Sequence[ModelInput] | None = None
+    ) -> list[RawPrediction]:
         """Predict prepared inputs; with TTA, `flipped` holds each image's flipped ModelInput."""
         if not inputs:
             return []
@@ -160,12 +180,15 @@ class Predictor:
             raise ValueError("TTA needs each image's flipped view: call predict_raw with the original images")
         views = [self.forward(inputs)] + ([self.forward(flipped)] if self.tta and flipped is not None else [])
         return [
-            to_raw_prediction([view[i] for view in views], item, tta_merge=self.tta_merge, tta_iou_thresh=self.tta_iou_thresh)
+            to_raw_prediction(
+                [view[i] for view in views], item, tta_merge=self.tta_merge, tta_iou_thresh=self.tta_iou_thresh
+            )
             for i, item in enumerate(inputs)
         ]
 
-    def prepare_views(self, pixels: np.ndarray,
-                      original_hw: tuple[int, int] | None = None) -> tuple[ModelInput, ModelInput | None]:
+    def prepare_views(
+        self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None
+    ) -> tuple[ModelInput, ModelInput | None]:
         """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
         from reader threads (no state is changed), so `detect infer` letterboxes there.
         `original_hw`: the file's size when `pixels` were decoded smaller (LoadedImage.decoded_from_hw)."""
@@ -176,8 +199,9 @@ class Predictor:
         """Predict images given as their `prepare_views`."""
         return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
 
-    def predict_raw(self, images: Sequence[np.ndarray],
-                    original_hws: Sequence[tuple[int, int] | None] | None = None) -> list[RawPrediction]:
+    def predict_raw(
+        self, images: Sequence[np.ndarray], original_hws: Sequence[tuple[int, int] | None] | None = None
+    ) -> list[RawPrediction]:
         """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
         `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
         sizes = list(original_hws) if original_hws is not None else [None] * len(images)
@@ -204,7 +228,9 @@ def operating_points_from_extra(extra: dict[str, Any]) -> dict[str, OperatingPoi
         return points
     legacy = extra.get("pneumonia_threshold")
     if isinstance(legacy, (int, float)) and math.isfinite(legacy) and 0.0 <= legacy <= 1.0:
-        return {"any": OperatingPoint("any", float(legacy), "checkpoint (F1-optimal on the pooled val split; older format)")}
+        return {
+            "any": OperatingPoint("any", float(legacy), "checkpoint (F1-optimal on the pooled val split; older format)")
+        }
     return {}
 
 
@@ -222,8 +248,14 @@ class LoadedModel:
     checkpoint_extra: dict[str, Any] = field(default_factory=dict)
 
 
-def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "runs", device: str = "auto",
-                   settings: PostprocessSettings = PostprocessSettings(), backend: str | None = None) -> LoadedModel:
+def load_predictor(
+    checkpoint: str | Path | None,
+    *,
+    runs_dir: str | Path = "runs",
+    device: str = "auto",
+    settings: PostprocessSettings = PostprocessSettings(),
+    backend: str | None = None,
+) -> LoadedModel:
     """Find (when `checkpoint` is None: the newest runs/*/checkpoints/best.pt) and load a
     checkpoint into a Predictor on `device`, with TTA as `settings` says.
 
@@ -245,8 +277,14 @@ def load_predictor(checkpoint: str | Path | None, *, runs_dir: str | Path = "run
             runner, metadata = OnnxRuntimeBackend.open(path, device if device == "auto" else str(torch_device))
         cfg, extra = config_of_metadata(metadata, str(path)), dict(metadata.get("extra") or {})
     predictor = Predictor(
-        runner, cfg.data.image_size_px, torch_device, clahe=clahe_from_config(cfg.data.augment),
-        tta=settings.tta, tta_merge=settings.tta_merge, tta_iou_thresh=settings.tta_iou_thresh, name=str(path),
+        runner,
+        cfg.data.image_size_px,
+        torch_device,
+        clahe=clahe_from_config(cfg.data.augment),
+        tta=settings.tta,
+        tta_merge=settings.tta_merge,
+        tta_iou_thresh=settings.tta_iou_thresh,
+        name=str(path),
     )
     epoch = extra.get("epoch")
     info = {

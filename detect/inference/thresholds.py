@@ -6,6 +6,7 @@ formats the two sets come in); a model trained on one dataset uses its one point
 input. `--threshold-from DATASET` picks one stored point for every image; `--pneumonia-threshold
 X` gives a number. Without any stored point the decision is at 0.5, and says so.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,17 +47,24 @@ class ThresholdChoice:
             return [OperatingPoint("any", self.explicit, RULE_COMMAND_LINE)]
         if self.dataset is not None and self.dataset not in stored and "any" not in stored:
             available = ", ".join(sorted(stored)) or "none"
-            raise DetectError(f"--threshold-from {self.dataset}: the checkpoint stores no {self.dataset} threshold "
-                              f"(it has: {available}); pass --pneumonia-threshold instead")
+            raise DetectError(
+                f"--threshold-from {self.dataset}: the checkpoint stores no {self.dataset} threshold "
+                f"(it has: {available}); pass --pneumonia-threshold instead"
+            )
         return [stored[k] for k in sorted(stored)] or [default_operating_point()]
 
 
 def default_operating_point() -> OperatingPoint:
-    return OperatingPoint("any", DEFAULT_PNEUMONIA_THRESHOLD,
-                          f"default {DEFAULT_PNEUMONIA_THRESHOLD} (the checkpoint stores no threshold)")
+    return OperatingPoint(
+        "any",
+        DEFAULT_PNEUMONIA_THRESHOLD,
+        f"default {DEFAULT_PNEUMONIA_THRESHOLD} (the checkpoint stores no threshold)",
+    )
 
 
-def pick_operating_point(stored: dict[str, OperatingPoint], choice: ThresholdChoice, *, is_dicom: bool) -> OperatingPoint:
+def pick_operating_point(
+    stored: dict[str, OperatingPoint], choice: ThresholdChoice, *, is_dicom: bool
+) -> OperatingPoint:
     """The operating point of one image: see `ThresholdChoice` and the module docstring."""
     if choice.explicit is not None:
         return OperatingPoint("any", choice.explicit, RULE_COMMAND_LINE)

@@ -5,6 +5,7 @@ torchvision's freezing rules applied to a detector initialised from a file.
     freeze_resnet_layers / freeze_mobilenet_stages(body, trainable_layers) torchvision's layer rules
     convert_to_frozen_batchnorm(module)                                   BatchNorm2d -> FrozenBatchNorm2d
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -110,6 +111,8 @@ def fasterrcnn_resnet18_fpn(
         extra_blocks=LastLevelMaxPool(),
     )
     n_levels = len(RESNET18_RETURNED_LAYERS) + 1
-    kwargs.setdefault("rpn_anchor_generator", AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * n_levels))
+    kwargs.setdefault(
+        "rpn_anchor_generator", AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * n_levels)
+    )
     kwargs.setdefault("box_roi_pool", MultiScaleRoIAlign([str(i) for i in range(len(RESNET18_RETURNED_LAYERS))], 7, 2))
     return FasterRCNN(backbone, num_classes=num_classes, **kwargs)

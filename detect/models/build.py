@@ -6,6 +6,7 @@ it; it is wrapped in a PneumoniaDetector with the image-level head.
 Classifiers: the entry's torchvision classification builder with fresh heads for the task,
 wrapped in an ImageClassifier (detect.models.classifiers). Starting weights per model.weights.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,8 +35,9 @@ from detect.models.weights import (
 )
 
 
-def build_model(model_cfg: ModelConfig, image_size_px: int,
-                task: str = DETECTION_TASK) -> PneumoniaDetector | ImageClassifier:
+def build_model(
+    model_cfg: ModelConfig, image_size_px: int, task: str = DETECTION_TASK
+) -> PneumoniaDetector | ImageClassifier:
     """The model named by model_cfg.name for S x S inputs (S = image_size_px), initialised per
     model_cfg.weights: a classifier for `task` (see `build_classifier`), or a detector.
 
@@ -122,8 +124,16 @@ def build_classifier(spec: ClassifierSpec, model_cfg: ModelConfig, image_size_px
     if kind == "xrv":
         load_xrv_weights(network, spec, model_cfg.weights)
         mean, std = XRV_MEAN, XRV_STD
-    model = ImageClassifier(network, model_name=model_cfg.name, image_size_px=image_size_px, task=task,
-                            image_mean=mean, image_std=std, head_paths=head_paths, cam_layer_path=spec.cam_layer_path)
+    model = ImageClassifier(
+        network,
+        model_name=model_cfg.name,
+        image_size_px=image_size_px,
+        task=task,
+        image_mean=mean,
+        image_std=std,
+        head_paths=head_paths,
+        cam_layer_path=spec.cam_layer_path,
+    )
     if weights_path is not None:
         load_weights(model, weights_path)
     return model

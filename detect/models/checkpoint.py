@@ -27,6 +27,7 @@ A checkpoint is one `torch.save` file holding a dict with fixed keys:
 Everything in it is a tensor or a plain python value, so it loads with torch.load's
 weights_only=True (no arbitrary code from a checkpoint file).
 """
+
 from __future__ import annotations
 
 import dataclasses

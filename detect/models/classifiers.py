@@ -39,6 +39,7 @@ Hooks for Grad-CAM and gating: `task_logits(batch)`, `pneumonia_score(logits)`, 
 Two-phase transfer learning: `set_backbone_frozen(True)` leaves only the new head trainable and
 keeps the backbone's BatchNorm statistics fixed (detect.training.trainer drives the phases).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -50,8 +51,19 @@ from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASK_CLASSES, TASK_TARGET_KEY, TASKS, num_outputs
 from detect.models.losses import ClassificationLoss
 
-__all__ = ["AUX_LOSS_WEIGHT", "BasicCNN", "CLASSIFICATION_TASKS", "DETECTION_TASK", "ImageClassifier", "TASKS",
-           "basic_cnn", "build_classifier_network", "image_outputs", "num_outputs", "pneumonia_score"]
+__all__ = [
+    "AUX_LOSS_WEIGHT",
+    "BasicCNN",
+    "CLASSIFICATION_TASKS",
+    "DETECTION_TASK",
+    "ImageClassifier",
+    "TASKS",
+    "basic_cnn",
+    "build_classifier_network",
+    "image_outputs",
+    "num_outputs",
+    "pneumonia_score",
+]
 
 # torchvision's reference recipe weighs Inception's auxiliary loss 0.4 (Szegedy et al. used 0.3).
 AUX_LOSS_WEIGHT = 0.4
@@ -76,12 +88,14 @@ class BasicCNN(nn.Module):
         blocks: list[nn.Module] = []
         channels = 3
         for width in (32, 64, 128):
-            blocks.append(nn.Sequential(
-                nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ))
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv2d(channels, width, kernel_size=3, padding=1, bias=False),
+                    nn.BatchNorm2d(width),
+                    nn.ReLU(inplace=True),
+                    nn.MaxPool2d(2),
+                )
+            )
             channels = width
         self.features = nn.Sequential(*blocks)
         self.classifier = nn.Sequential(
@@ -129,12 +143,23 @@ class ImageClassifier(nn.Module):
 
     kind = "classifier"
 
-    def __init__(self, network: nn.Module, *, model_name: str, image_size_px: int, task: str,
-                 image_mean: Sequence[float], image_std: Sequence[float], head_paths: Sequence[str],
-                 cam_layer_path: str) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        *,
+        model_name: str,
+        image_size_px: int,
+        task: str,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        head_paths: Sequence[str],
+        cam_layer_path: str,
+    ) -> None:
         super().__init__()
         if task not in TASK_CLASSES:
-            raise ValueError(f"task '{task}' is not a classification task; choose one of {', '.join(CLASSIFICATION_TASKS)}")
+            raise ValueError(
+                f"task '{task}' is not a classification task; choose one of {', '.join(CLASSIFICATION_TASKS)}"
+            )
         self.network = network
         self.model_name = model_name
         self.image_size_px = int(image_size_px)
@@ -151,8 +176,9 @@ class ImageClassifier(nn.Module):
 
     # -- the detector's contract
 
-    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
-                ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         batch = stack_images(images)
         if self.training:
             labels = self.task_labels(targets, len(images), batch.device)
@@ -179,8 +205,10 @@ class ImageClassifier(nn.Module):
         bad = (labels < 0) | (labels >= len(TASK_CLASSES[self.task]))
         if bad.any():
             index = int(torch.where(bad)[0][0])
-            raise ValueError(f"target at index {index} has {key}={int(labels[index])}, not a class of task "
-                             f"{self.task} (an image of the other dataset?)")
+            raise ValueError(
+                f"target at index {index} has {key}={int(labels[index])}, not a class of task "
+                f"{self.task} (an image of the other dataset?)"
+            )
         return labels
 
     # -- hooks for Grad-CAM and gating
@@ -217,7 +245,7 @@ class ImageClassifier(nn.Module):
         self.backbone_frozen = bool(frozen)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "ImageClassifier":
+    def train(self, mode: bool = True) -> ImageClassifier:
         super().train(mode)
         if mode and self.backbone_frozen:
             head_modules = {self.network.get_submodule(path) for path in self.head_paths}
@@ -234,8 +262,10 @@ def stack_images(images: Sequence[Tensor]) -> Tensor:
     shape = tuple(images[0].shape)
     for index, image in enumerate(images):
         if image.ndim != 3 or image.shape[0] != 3 or tuple(image.shape) != shape:
-            raise ValueError(f"image at index {index} has shape {tuple(image.shape)}; a classifier takes "
-                             f"[3, S, S] images of one size (the first is {shape})")
+            raise ValueError(
+                f"image at index {index} has shape {tuple(image.shape)}; a classifier takes "
+                f"[3, S, S] images of one size (the first is {shape})"
+            )
     return torch.stack(list(images))
 
 
@@ -254,10 +284,10 @@ def pneumonia_score(logits: Tensor, task: str) -> Tensor:
         return logits[:, 0]
     if task == "kermany3":
         normal = logits[:, _NORMAL_SUBTYPE_INDEX]
-        others = torch.cat([logits[:, :_NORMAL_SUBTYPE_INDEX], logits[:, _NORMAL_SUBTYPE_INDEX + 1:]], dim=1)
+        others = torch.cat([logits[:, :_NORMAL_SUBTYPE_INDEX], logits[:, _NORMAL_SUBTYPE_INDEX + 1 :]], dim=1)
         return torch.logsumexp(others, dim=1) - normal
     opacity = logits[:, _OPACITY_INDEX]
-    others = torch.cat([logits[:, :_OPACITY_INDEX], logits[:, _OPACITY_INDEX + 1:]], dim=1)
+    others = torch.cat([logits[:, :_OPACITY_INDEX], logits[:, _OPACITY_INDEX + 1 :]], dim=1)
     return opacity - torch.logsumexp(others, dim=1)
 
 
@@ -295,8 +325,14 @@ def image_outputs(logits: Tensor, task: str) -> list[dict[str, Tensor]]:
     ]
 
 
-def build_classifier_network(builder: Callable[..., nn.Module], head_paths: Sequence[str], n_outputs: int, *,
-                             weights: object = None, extra_kwargs: dict | None = None) -> nn.Module:
+def build_classifier_network(
+    builder: Callable[..., nn.Module],
+    head_paths: Sequence[str],
+    n_outputs: int,
+    *,
+    weights: object = None,
+    extra_kwargs: dict | None = None,
+) -> nn.Module:
     """torchvision's `builder(weights=weights, **extra_kwargs)` with each linear head at
     `head_paths` replaced by a fresh one with `n_outputs` outputs (ImageNet's 1000 classes go)."""
     network = builder(weights=weights, **(extra_kwargs or {}))

@@ -29,6 +29,7 @@ torchvision's own transform runs inside the model: it normalises with the spec's
 would resize, but min_size = max_size = S makes the resize the identity for S x S inputs, so
 boxes in and out stay in input pixels (tests/detect/models/test_detector.py checks it).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -62,8 +63,17 @@ class PneumoniaDetector(nn.Module):
     and state-dict names as torchvision's FasterRCNN) plus `image_head` on the FPN features.
     See the module docstring for the forward contract."""
 
-    def __init__(self, detector: FasterRCNN, *, model_name: str, image_size_px: int, head_hidden_dim: int,
-                 head_dropout: float, classifier_loss_weight: float, image_probability: str = "head") -> None:
+    def __init__(
+        self,
+        detector: FasterRCNN,
+        *,
+        model_name: str,
+        image_size_px: int,
+        head_hidden_dim: int,
+        head_dropout: float,
+        classifier_loss_weight: float,
+        image_probability: str = "head",
+    ) -> None:
         super().__init__()
         if image_probability not in IMAGE_PROBABILITY_RULES:
             raise ValueError(f"image_probability must be one of {IMAGE_PROBABILITY_RULES}, got {image_probability!r}")
@@ -112,8 +122,9 @@ class PneumoniaDetector(nn.Module):
             detection["subtype_probs"] = subtype_probs[i]
         return detections
 
-    def _detector_losses(self, image_list: ImageList, features: OrderedDict[str, Tensor],
-                         targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    def _detector_losses(
+        self, image_list: ImageList, features: OrderedDict[str, Tensor], targets: list[dict[str, Tensor]]
+    ) -> dict[str, Tensor]:
         """RPN + box head losses on the images with box labels only (the backbone ran once on all)."""
         boxed = [i for i, t in enumerate(targets) if bool(t.get("has_box_labels", True))]
         if not boxed:
@@ -124,7 +135,9 @@ class PneumoniaDetector(nn.Module):
             return {name: zero for name in DETECTOR_LOSS_NAMES}
         if len(boxed) < len(targets):
             index = torch.as_tensor(boxed, device=image_list.tensors.device)
-            image_list = ImageList(image_list.tensors.index_select(0, index), [image_list.image_sizes[i] for i in boxed])
+            image_list = ImageList(
+                image_list.tensors.index_select(0, index), [image_list.image_sizes[i] for i in boxed]
+            )
             features = OrderedDict((name, level.index_select(0, index)) for name, level in features.items())
             targets = [targets[i] for i in boxed]
         proposals, proposal_losses = self.rpn(image_list, features, targets)

@@ -21,6 +21,7 @@ timm, building any of these models is a one-line MissingExtraError naming it (de
 EfficientNet-Lite (Tan & Le 2019, the TensorFlow "lite" variants): no squeeze-excitation, ReLU6,
 a fixed 32-channel stem and 1280-channel head, inputs scaled to [-1, 1].
 """
+
 from __future__ import annotations
 
 import importlib
@@ -89,14 +90,19 @@ def import_timm() -> Any:
     return importlib.import_module("timm")
 
 
-def lite_network(name: str, *, weights: dict[str, Tensor] | None = None, num_classes: int = 1000,
-                 drop_rate: float | None = None) -> nn.Module:
+def lite_network(
+    name: str, *, weights: dict[str, Tensor] | None = None, num_classes: int = 1000, drop_rate: float | None = None
+) -> nn.Module:
     """timm's EfficientNet-Lite `name` ('efficientnet_lite0'...) with a `num_classes` head,
     loaded strictly with `weights` (a state dict in timm's names) when given."""
     variant = LITE_VARIANTS[name]
     timm = import_timm()
-    network = timm.create_model(variant.timm_name, pretrained=False, num_classes=num_classes,
-                                drop_rate=variant.dropout if drop_rate is None else drop_rate)
+    network = timm.create_model(
+        variant.timm_name,
+        pretrained=False,
+        num_classes=num_classes,
+        drop_rate=variant.dropout if drop_rate is None else drop_rate,
+    )
     if weights is not None:
         network.load_state_dict(weights, strict=True)
     return network
@@ -131,14 +137,20 @@ def timm_state_from_reference(reference_state: dict[str, Tensor], name: str, *, 
     ours = [key for key in own if not key.endswith("num_batches_tracked")]
     theirs = [key for key in reference_state if not key.endswith("num_batches_tracked")]
     if len(ours) != len(theirs):
-        raise CheckpointError(f"{source}: {len(theirs)} tensors, but timm's {name} has {len(ours)}: "
-                                     "not the EfficientNet-Lite weights this model needs")
+        raise CheckpointError(
+            f"{source}: {len(theirs)} tensors, but timm's {name} has {len(ours)}: "
+            "not the EfficientNet-Lite weights this model needs"
+        )
     mapped: dict[str, Tensor] = {}
     for their_key, our_key in zip(theirs, ours):
         value = reference_state[their_key]
-        if their_key.rsplit(".", 1)[-1] != our_key.rsplit(".", 1)[-1] or tuple(value.shape) != tuple(own[our_key].shape):
-            raise CheckpointError(f"{source}: {their_key} {list(value.shape)} does not fit timm's {our_key} "
-                                         f"{list(own[our_key].shape)}: not the EfficientNet-Lite weights this model needs")
+        if their_key.rsplit(".", 1)[-1] != our_key.rsplit(".", 1)[-1] or tuple(value.shape) != tuple(
+            own[our_key].shape
+        ):
+            raise CheckpointError(
+                f"{source}: {their_key} {list(value.shape)} does not fit timm's {our_key} "
+                f"{list(own[our_key].shape)}: not the EfficientNet-Lite weights this model needs"
+            )
         mapped[our_key] = value
     for key in own:
         if key.endswith("num_batches_tracked"):
@@ -184,37 +196,62 @@ def freeze_lite_batchnorm(module: nn.Module) -> nn.Module:
     return import_timm().layers.freeze_batch_norm_2d(module)
 
 
-def _fasterrcnn_lite_fpn(name: str, *, weights: None, weights_backbone: dict[str, Tensor] | None,
-                         num_classes: int, trainable_backbone_layers: int | None, **kwargs: Any) -> FasterRCNN:
+def _fasterrcnn_lite_fpn(
+    name: str,
+    *,
+    weights: None,
+    weights_backbone: dict[str, Tensor] | None,
+    num_classes: int,
+    trainable_backbone_layers: int | None,
+    **kwargs: Any,
+) -> FasterRCNN:
     if weights is not None:
         raise ValueError(f"{name}_fpn has no detection weights; pass weights_backbone")
     is_trained = weights_backbone is not None
     if trainable_backbone_layers is None:
         trainable_backbone_layers = DEFAULT_TRAINABLE_LAYERS_PRETRAINED if is_trained else len(TRAINABLE_GROUPS)
     if not 0 <= trainable_backbone_layers <= len(TRAINABLE_GROUPS):
-        raise ValueError(f"trainable_backbone_layers must be in 0..{len(TRAINABLE_GROUPS)}, got {trainable_backbone_layers}")
+        raise ValueError(
+            f"trainable_backbone_layers must be in 0..{len(TRAINABLE_GROUPS)}, got {trainable_backbone_layers}"
+        )
     network = lite_network(name, weights=weights_backbone, num_classes=1000)
     endpoints, in_channels = fpn_endpoints(network)
     body = lite_body(network)
     if is_trained:
         freeze_lite_batchnorm(body)
         freeze_lite_stages(body, trainable_backbone_layers)
-    backbone = BackboneWithFPN(body, return_layers={stage: str(i) for i, stage in enumerate(endpoints)},
-                               in_channels_list=in_channels, out_channels=FPN_CHANNELS,
-                               extra_blocks=LastLevelMaxPool())
+    backbone = BackboneWithFPN(
+        body,
+        return_layers={stage: str(i) for i, stage in enumerate(endpoints)},
+        in_channels_list=in_channels,
+        out_channels=FPN_CHANNELS,
+        extra_blocks=LastLevelMaxPool(),
+    )
     n_levels = len(endpoints) + 1
-    kwargs.setdefault("rpn_anchor_generator",
-                      AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * n_levels))
+    kwargs.setdefault(
+        "rpn_anchor_generator", AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * n_levels)
+    )
     kwargs.setdefault("box_roi_pool", MultiScaleRoIAlign([str(i) for i in range(len(endpoints))], 7, 2))
     return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
 
 
-def fasterrcnn_efficientnet_lite0_fpn(*, weights: None = None, weights_backbone: dict[str, Tensor] | None = None,
-                                      num_classes: int = 2, trainable_backbone_layers: int | None = None,
-                                      **kwargs: Any) -> FasterRCNN:
+def fasterrcnn_efficientnet_lite0_fpn(
+    *,
+    weights: None = None,
+    weights_backbone: dict[str, Tensor] | None = None,
+    num_classes: int = 2,
+    trainable_backbone_layers: int | None = None,
+    **kwargs: Any,
+) -> FasterRCNN:
     """Faster R-CNN on a 128-channel FPN over EfficientNet-Lite0 (strides 8, 16, 32 + pool 64),
     torchvision's builder contract: `weights_backbone` the ImageNet state dict in timm's names
     (then frozen BatchNorm and the last `trainable_backbone_layers` of 5 groups train, default 3)
     or None (plain BatchNorm, everything trains). Anchors default to 32-256 px, one per level."""
-    return _fasterrcnn_lite_fpn("efficientnet_lite0", weights=weights, weights_backbone=weights_backbone,
-                                num_classes=num_classes, trainable_backbone_layers=trainable_backbone_layers, **kwargs)
+    return _fasterrcnn_lite_fpn(
+        "efficientnet_lite0",
+        weights=weights,
+        weights_backbone=weights_backbone,
+        num_classes=num_classes,
+        trainable_backbone_layers=trainable_backbone_layers,
+        **kwargs,
+    )

@@ -1,8 +1,9 @@
 """The image-level head on the detector's FPN features, and its loss.
 
-    logits = ImageClassificationHead(channels, levels, hidden, dropout)(features)
-    loss = image_classification_loss(logits, targets)   # each term over the images that carry its label
+logits = ImageClassificationHead(channels, levels, hidden, dropout)(features)
+loss = image_classification_loss(logits, targets)   # each term over the images that carry its label
 """
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,8 @@ class ImageClassificationHead(nn.Module):
         if len(features) != self.num_levels:
             raise ValueError(f"the image head was built for {self.num_levels} feature levels, got {len(features)}")
         pooled = torch.cat(
-            [torch.cat([level.mean(dim=(-2, -1)), level.amax(dim=(-2, -1))], dim=1) for level in features.values()], dim=1
+            [torch.cat([level.mean(dim=(-2, -1)), level.amax(dim=(-2, -1))], dim=1) for level in features.values()],
+            dim=1,
         )
         hidden = self.mlp(pooled)
         return {

@@ -13,6 +13,7 @@
 Kermany's train split is 74% pneumonia: weighted_ce, focal, or the weighted sampler
 (data.balance_classes) each counter it; combining the sampler with weighted_ce corrects twice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,8 +84,9 @@ def _log_prob_of_label(logits: Tensor, labels: Tensor, binary: bool) -> Tensor:
     return logits.log_softmax(dim=1).gather(1, labels.view(-1, 1))[:, 0]
 
 
-def build_classification_loss(kind: str, focal_gamma: float, task: str,
-                              train_records: Sequence[ImageRecord]) -> ClassificationLoss:
+def build_classification_loss(
+    kind: str, focal_gamma: float, task: str, train_records: Sequence[ImageRecord]
+) -> ClassificationLoss:
     """The ClassificationLoss train.loss names; weighted_ce weighs by the inverse class frequency
     of `train_records` (the TRAIN split), a ConfigError naming the class when one has no image."""
     weights: tuple[float, ...] = ()
@@ -92,7 +94,9 @@ def build_classification_loss(kind: str, focal_gamma: float, task: str,
         counts = class_counts(train_records, task)
         empty = [name for name, n in zip(TASK_CLASSES[task], counts) if n == 0]
         if empty:
-            raise ConfigError(f"config key 'train.loss' is weighted_ce, but the train split has no '{empty[0]}' image "
-                              f"for task {task} (class counts {counts}); use ce or focal, or add such images")
+            raise ConfigError(
+                f"config key 'train.loss' is weighted_ce, but the train split has no '{empty[0]}' image "
+                f"for task {task} (class counts {counts}); use ce or focal, or add such images"
+            )
         weights = inverse_frequency_weights(counts)
     return ClassificationLoss(kind, class_weights=weights, focal_gamma=focal_gamma)

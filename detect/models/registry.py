@@ -12,6 +12,7 @@ Two kinds of entries, both with `kind`, `default_image_size_px`, `image_mean` / 
 The metadata is what the config checks at load (detect.config: trainable layers, feature
 levels, minimum input size) and what a listing shows.
 """
+
 from __future__ import annotations
 
 import functools
@@ -229,8 +230,11 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
             image_std=INCEPTION_STD,
         )
         for name, builder, note in (
-            ("efficientnet_lite0", efficientnet_lite0,
-             "CPU transfer-learning choice: ImageNet weights installed with the pretrained extra, no download"),
+            (
+                "efficientnet_lite0",
+                efficientnet_lite0,
+                "CPU transfer-learning choice: ImageNet weights installed with the pretrained extra, no download",
+            ),
             ("efficientnet_lite1", efficientnet_lite1, "ImageNet weights from the pretrained extra; 240 px"),
             ("efficientnet_lite2", efficientnet_lite2, "ImageNet weights from the pretrained extra; 260 px"),
         )
@@ -321,15 +325,16 @@ def is_classifier(name: str) -> bool:
     return get_model_spec(name).kind == "classifier"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def count_parameters(name: str, num_outputs: int = 1) -> int:
     """Parameters of MODELS[name] as built with weights=None: a classifier with `num_outputs`
     logits (1 = a binary task, 3 = a three-class one; inception_v3 with its auxiliary head),
     a detector as torchvision builds it for our 2 classes (without the image-level head)."""
     spec = get_model_spec(name)
     if isinstance(spec, ClassifierSpec):
-        network = build_classifier_network(spec.builder, spec.head_paths, num_outputs,
-                                           extra_kwargs=dict(spec.builder_kwargs))
+        network = build_classifier_network(
+            spec.builder, spec.head_paths, num_outputs, extra_kwargs=dict(spec.builder_kwargs)
+        )
     else:
         network = spec.builder(weights=None, weights_backbone=None, num_classes=NUM_DETECTOR_CLASSES)
     return sum(p.numel() for p in network.parameters())

@@ -18,6 +18,7 @@ laid out as an (out_h * s) x (out_w * s) grid per RoI, sampled with border clamp
 average-pooled s x s. Adaptive sampling (sampling_ratio <= 0) has a per-RoI point count and is
 not supported.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,8 +28,9 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
 
 
-def grid_roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_scale: float,
-                   sampling_ratio: int) -> Tensor:
+def grid_roi_align(
+    features: Tensor, rois: Tensor, output_size: tuple[int, int], spatial_scale: float, sampling_ratio: int
+) -> Tensor:
     """torchvision.ops.roi_align(features, rois, output_size, spatial_scale, sampling_ratio, aligned=False).
 
     features [B, C, H, W]; rois [K, 5] rows (batch index, x1, y1, x2, y2) in input pixels.
@@ -53,7 +55,7 @@ def grid_roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int],
     xs = x1[:, None] + steps_x[None, :] * roi_w[:, None]
     ys = y1[:, None] + steps_y[None, :] * roi_h[:, None]
     # torchvision's out-of-range rule: such a point contributes 0 (but still counts in the mean)
-    valid = (((ys >= -1.0) & (ys <= height))[:, :, None] & ((xs >= -1.0) & (xs <= width))[:, None, :])
+    valid = ((ys >= -1.0) & (ys <= height))[:, :, None] & ((xs >= -1.0) & (xs <= width))[:, None, :]
 
     # align_corners=True: -1 and +1 are the centres of the first and last pixel
     gx = xs * (2.0 / max(width - 1, 1)) - 1.0
@@ -73,8 +75,11 @@ def grid_roi_align(features: Tensor, rois: Tensor, output_size: tuple[int, int],
     padded = grid.new_zeros((batch, per_image, grid_h, grid_w, 2))
     padded[sorted_index, slot] = grid[order]
     sampled = F.grid_sample(
-        features, padded.view(batch, per_image * grid_h, grid_w, 2).to(features.dtype),
-        mode="bilinear", padding_mode="border", align_corners=True,
+        features,
+        padded.view(batch, per_image * grid_h, grid_w, 2).to(features.dtype),
+        mode="bilinear",
+        padding_mode="border",
+        align_corners=True,
     )  # [B, C, per_image * grid_h, grid_w]
     sampled = sampled.view(batch, channels, per_image, grid_h, grid_w).permute(0, 2, 1, 3, 4)[sorted_index, slot]
     result = torch.empty_like(sampled)
@@ -98,7 +103,9 @@ class GridSampleMultiScaleRoIAlign(MultiScaleRoIAlign):
     def forward(self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]) -> Tensor:
         features = _filter_input(x, self.featmap_names)
         if self.scales is None or self.map_levels is None:
-            self.scales, self.map_levels = _setup_scales(features, image_shapes, self.canonical_scale, self.canonical_level)
+            self.scales, self.map_levels = _setup_scales(
+                features, image_shapes, self.canonical_scale, self.canonical_level
+            )
         rois = _convert_to_roi_format(boxes)
         output_size = tuple(self.output_size)
         if len(features) == 1:
@@ -108,5 +115,7 @@ class GridSampleMultiScaleRoIAlign(MultiScaleRoIAlign):
         for level, (feature, scale) in enumerate(zip(features, self.scales)):
             index = torch.where(levels == level)[0]
             if index.numel():
-                result[index] = grid_roi_align(feature, rois[index], output_size, scale, self.sampling_ratio).to(result.dtype)
+                result[index] = grid_roi_align(feature, rois[index], output_size, scale, self.sampling_ratio).to(
+                    result.dtype
+                )
         return result

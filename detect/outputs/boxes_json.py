@@ -8,6 +8,7 @@
 Boxes are written as {x, y, width, height, score}, (x, y) the top-left corner in the ORIGINAL
 image's pixels, 2 decimals; probabilities with 6 decimals.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,13 +57,24 @@ def prediction_to_json(prediction: ImagePrediction, *, anonymize: bool = False) 
     `anonymize`: patient_id is null (the only patient identifier boxes.json carries)."""
     if prediction.error is not None:
         return {
-            "source": prediction.source, "patient_id": None, "sop_instance_uid": None,
-            "study_instance_uid": None, "series_instance_uid": None,
-            "pixel_spacing_row_mm": None, "pixel_spacing_column_mm": None,
-            "image_width_px": None, "image_height_px": None, "view_position": None,
-            "class_probabilities": None, "subtype_probabilities": None,
-            "pneumonia_probability": None, "pneumonia": None, "operating_point": None,
-            "box_outcome": None, "boxes": None, "error": prediction.error,
+            "source": prediction.source,
+            "patient_id": None,
+            "sop_instance_uid": None,
+            "study_instance_uid": None,
+            "series_instance_uid": None,
+            "pixel_spacing_row_mm": None,
+            "pixel_spacing_column_mm": None,
+            "image_width_px": None,
+            "image_height_px": None,
+            "view_position": None,
+            "class_probabilities": None,
+            "subtype_probabilities": None,
+            "pneumonia_probability": None,
+            "pneumonia": None,
+            "operating_point": None,
+            "box_outcome": None,
+            "boxes": None,
+            "error": prediction.error,
         }
     if prediction.operating_point is None or prediction.box_outcome is None:
         raise ValueError(f"{prediction.source}: a prediction needs its operating_point and box_outcome")
@@ -88,7 +100,9 @@ def prediction_to_json(prediction: ImagePrediction, *, anonymize: bool = False) 
     }
 
 
-def settings_to_json(settings: PostprocessSettings, operating_points: Sequence[OperatingPoint], rule: str) -> dict[str, Any]:
+def settings_to_json(
+    settings: PostprocessSettings, operating_points: Sequence[OperatingPoint], rule: str
+) -> dict[str, Any]:
     """boxes.json's `settings`: post-processing, the operating points on offer and how each
     image's was picked."""
     values = settings.to_dict()
@@ -126,10 +140,15 @@ def _entry_validator() -> jsonschema.Draft202012Validator:
 
 
 def _check_boxes_inside(entry: dict[str, Any], where: str) -> None:
-    tolerance = 10.0 ** -BOX_DECIMALS
+    tolerance = 10.0**-BOX_DECIMALS
     for j, box in enumerate(entry.get("boxes") or []):
-        if box["x"] + box["width"] > entry["image_width_px"] + tolerance or box["y"] + box["height"] > entry["image_height_px"] + tolerance:
-            raise ValueError(f"boxes.json: {where}/boxes/{j} extends outside the {entry['image_width_px']}x{entry['image_height_px']} image")
+        if (
+            box["x"] + box["width"] > entry["image_width_px"] + tolerance
+            or box["y"] + box["height"] > entry["image_height_px"] + tolerance
+        ):
+            raise ValueError(
+                f"boxes.json: {where}/boxes/{j} extends outside the {entry['image_width_px']}x{entry['image_height_px']} image"
+            )
 
 
 def validate_entry(entry: dict[str, Any], where: str = "images/0") -> None:
@@ -146,7 +165,9 @@ def validate_output(document: dict[str, Any]) -> None:
         _check_boxes_inside(image, f"images/{i}")
 
 
-def write_boxes_json_stream(path: str | Path, head: dict[str, Any], entries: Iterable[dict[str, Any]]) -> tuple[Path, int]:
+def write_boxes_json_stream(
+    path: str | Path, head: dict[str, Any], entries: Iterable[dict[str, Any]]
+) -> tuple[Path, int]:
     """Write boxes.json from its head (schema_version, model, settings) and an iterator of
     entries, without holding them all: each entry is validated as it is written, the head as a
     document without images. The text is what `json.dumps(document, indent=2)` would give.

@@ -12,6 +12,7 @@ pixel: the same continuous grid as this project's xyxy boxes, so x -> column, y 
 no offset. The corners are the ones boxes.json writes (rounded to BOX_DECIMALS), so the two
 outputs of one run agree to the digit. The codes are listed and justified in docs/dicom-output.md.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -22,8 +23,8 @@ from typing import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.valuerep import PersonName
 from pydicom.sr.coding import Code
+from pydicom.valuerep import PersonName
 
 from data_prep.atomic import atomic_write
 from data_prep.errors import DetectError
@@ -76,19 +77,31 @@ def check_source(header: DicomHeader | None, source: str) -> DicomHeader:
     """The header, when it carries what a derived object needs; else a DicomOutputError."""
     if header is None or header.identity is None:
         raise DicomOutputError(f"{source}: not a DICOM file; DICOM SR / GSPS are written for DICOM inputs only")
-    missing = [name for name, value in (("StudyInstanceUID", header.identity.study_instance_uid),
-                                        ("SeriesInstanceUID", header.identity.series_instance_uid),
-                                        ("SOPInstanceUID", header.sop_instance_uid),
-                                        ("SOPClassUID", header.identity.sop_class_uid)) if not value]
+    missing = [
+        name
+        for name, value in (
+            ("StudyInstanceUID", header.identity.study_instance_uid),
+            ("SeriesInstanceUID", header.identity.series_instance_uid),
+            ("SOPInstanceUID", header.sop_instance_uid),
+            ("SOPClassUID", header.identity.sop_class_uid),
+        )
+        if not value
+    ]
     if missing:
-        raise DicomOutputError(f"{source}: no {', '.join(missing)} in the header; cannot reference it from an SR / GSPS")
-    for name, value in (("StudyInstanceUID", header.identity.study_instance_uid),
-                        ("SeriesInstanceUID", header.identity.series_instance_uid),
-                        ("SOPInstanceUID", header.sop_instance_uid), ("SOPClassUID", header.identity.sop_class_uid)):
+        raise DicomOutputError(
+            f"{source}: no {', '.join(missing)} in the header; cannot reference it from an SR / GSPS"
+        )
+    for name, value in (
+        ("StudyInstanceUID", header.identity.study_instance_uid),
+        ("SeriesInstanceUID", header.identity.series_instance_uid),
+        ("SOPInstanceUID", header.sop_instance_uid),
+        ("SOPClassUID", header.identity.sop_class_uid),
+    ):
         if not is_dicom_uid(value):
             # The SOP Instance UID names the result files: a header value never builds a path unchecked.
-            raise DicomOutputError(f"{source}: {name} '{shown(value)}' is not a valid DICOM UID; "
-                                   "no SR / GSPS written for it")
+            raise DicomOutputError(
+                f"{source}: {name} '{shown(value)}' is not a valid DICOM UID; no SR / GSPS written for it"
+            )
     return header
 
 

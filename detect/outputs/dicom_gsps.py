@@ -12,6 +12,7 @@ The source's window (WindowCenter / WindowWidth, when it has one) is kept, so th
 as it does without the presentation state. The SOP Instance UID is
 `derived_uid(source SOP Instance UID, model sha, "gsps")`.
 """
+
 from __future__ import annotations
 
 import highdicom as hd
@@ -39,11 +40,14 @@ def _voi(header: DicomHeader) -> list[hd.pr.SoftcopyVOILUTTransformation] | None
     identity = header.identity
     if identity is None or identity.window_center is None or not identity.window_width:
         return None
-    return [hd.pr.SoftcopyVOILUTTransformation(window_center=identity.window_center, window_width=identity.window_width)]
+    return [
+        hd.pr.SoftcopyVOILUTTransformation(window_center=identity.window_center, window_width=identity.window_width)
+    ]
 
 
-def build_gsps(header: DicomHeader | None, prediction: ImagePrediction, algorithm: AlgorithmInfo, *,
-               anonymize: bool = False) -> hd.pr.GrayscaleSoftcopyPresentationState:
+def build_gsps(
+    header: DicomHeader | None, prediction: ImagePrediction, algorithm: AlgorithmInfo, *, anonymize: bool = False
+) -> hd.pr.GrayscaleSoftcopyPresentationState:
     """The presentation state of `prediction` on the source `header` (see the module docstring).
 
     Raises DicomOutputError when the source is not a DICOM or lacks its UIDs."""
@@ -51,20 +55,37 @@ def build_gsps(header: DicomHeader | None, prediction: ImagePrediction, algorith
     assert header.identity is not None
     source = source_dataset(header, anonymize=anonymize)
     polylines, scores = box_polylines(prediction)
-    graphics = [hd.pr.GraphicObject(graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=line,
-                                    units=hd.pr.AnnotationUnitsValues.PIXEL)
-                for line in polylines]
-    texts = [hd.pr.TextObject(text_value=f"opacity {i + 1}: {score:.2f}", units=hd.pr.AnnotationUnitsValues.PIXEL,
-                              anchor_point=(float(line[0, 0]), float(line[0, 1])), anchor_point_visible=False,
-                              text_justification=hd.pr.TextJustificationValues.LEFT)
-             for i, (line, score) in enumerate(zip(polylines, scores))]
-    texts.append(hd.pr.TextObject(text_value=decision_text(prediction), units=hd.pr.AnnotationUnitsValues.PIXEL,
-                                  anchor_point=(1.0, 1.0), anchor_point_visible=False,
-                                  text_justification=hd.pr.TextJustificationValues.LEFT))
-    layer = hd.pr.GraphicLayer(layer_name=LAYER_NAME, order=1, description=f"{algorithm.name} {algorithm.version}",
-                               display_color=LABEL_YELLOW)
-    annotation = hd.pr.GraphicAnnotation(referenced_images=[source], graphic_layer=layer,
-                                         graphic_objects=graphics or None, text_objects=texts)
+    graphics = [
+        hd.pr.GraphicObject(
+            graphic_type=hd.pr.GraphicTypeValues.POLYLINE, graphic_data=line, units=hd.pr.AnnotationUnitsValues.PIXEL
+        )
+        for line in polylines
+    ]
+    texts = [
+        hd.pr.TextObject(
+            text_value=f"opacity {i + 1}: {score:.2f}",
+            units=hd.pr.AnnotationUnitsValues.PIXEL,
+            anchor_point=(float(line[0, 0]), float(line[0, 1])),
+            anchor_point_visible=False,
+            text_justification=hd.pr.TextJustificationValues.LEFT,
+        )
+        for i, (line, score) in enumerate(zip(polylines, scores))
+    ]
+    texts.append(
+        hd.pr.TextObject(
+            text_value=decision_text(prediction),
+            units=hd.pr.AnnotationUnitsValues.PIXEL,
+            anchor_point=(1.0, 1.0),
+            anchor_point_visible=False,
+            text_justification=hd.pr.TextJustificationValues.LEFT,
+        )
+    )
+    layer = hd.pr.GraphicLayer(
+        layer_name=LAYER_NAME, order=1, description=f"{algorithm.name} {algorithm.version}", display_color=LABEL_YELLOW
+    )
+    annotation = hd.pr.GraphicAnnotation(
+        referenced_images=[source], graphic_layer=layer, graphic_objects=graphics or None, text_objects=texts
+    )
     with source_names_copied_as_they_are():
         gsps = hd.pr.GrayscaleSoftcopyPresentationState(
             referenced_images=[source],

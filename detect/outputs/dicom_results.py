@@ -11,6 +11,7 @@ UID is checked against the DICOM UI rules first (check_source) and the name buil
 An input that cannot have a DICOM result (a PNG, a DICOM without its UIDs) is reported in
 `problems`, never fatal to the batch.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -17,6 +17,7 @@ The document (codes in detect.outputs.dicom_common, reasons in docs/dicom-output
 It is in the source's study, in a series of its own, and lists the source SOP Instance as
 evidence. Its SOP Instance UID is `derived_uid(source SOP Instance UID, model sha, "sr")`.
 """
+
 from __future__ import annotations
 
 import highdicom as hd
@@ -51,51 +52,75 @@ from detect.predictions import ImagePrediction
 
 
 def _algorithm_id(algorithm: AlgorithmInfo) -> hd.sr.AlgorithmIdentification:
-    return hd.sr.AlgorithmIdentification(name=algorithm.name, version=algorithm.version,
-                                         parameters=list(algorithm.parameters) or None)
+    return hd.sr.AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version, parameters=list(algorithm.parameters) or None
+    )
 
 
 def _observation_context(algorithm: AlgorithmInfo) -> hd.sr.ObservationContext:
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=derived_uid(algorithm.name, algorithm.model_sha256, "device"),
-        name=algorithm.name, manufacturer_name=MANUFACTURER, model_name=algorithm.name,
+        name=algorithm.name,
+        manufacturer_name=MANUFACTURER,
+        model_name=algorithm.name,
     )
     return hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(observer_type=CODE_DEVICE,
-                                                      observer_identifying_attributes=device))
+        observer_device_context=hd.sr.ObserverContext(observer_type=CODE_DEVICE, observer_identifying_attributes=device)
+    )
 
 
-def _image_group(header: DicomHeader, prediction: ImagePrediction, algorithm: AlgorithmInfo,
-                 algorithm_id: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+def _image_group(
+    header: DicomHeader,
+    prediction: ImagePrediction,
+    algorithm: AlgorithmInfo,
+    algorithm_id: hd.sr.AlgorithmIdentification,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     assert header.identity is not None
     probability = float(prediction.pneumonia_probability or 0.0)
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=derived_uid(header.sop_instance_uid, algorithm.model_sha256, "tracking:image"),
-            identifier="pneumonia (image level)"),
+            identifier="pneumonia (image level)",
+        ),
         finding_type=CODE_PNEUMONIA,
         finding_category=CODE_IMAGING_FINDING,
         algorithm_id=algorithm_id,
         finding_sites=[hd.sr.FindingSite(CODE_LUNG)],
-        measurements=[hd.sr.Measurement(name=CODE_CERTAINTY, value=probability, unit=UNIT_RATIO,
-                                        algorithm_id=algorithm_id)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            name=CODE_PNEUMONIA, value=CODE_PRESENT if prediction.pneumonia else CODE_ABSENT)],
+        measurements=[
+            hd.sr.Measurement(name=CODE_CERTAINTY, value=probability, unit=UNIT_RATIO, algorithm_id=algorithm_id)
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=CODE_PNEUMONIA, value=CODE_PRESENT if prediction.pneumonia else CODE_ABSENT
+            )
+        ],
         source_images=[hd.sr.SourceImageForMeasurementGroup(header.identity.sop_class_uid, header.sop_instance_uid)],
     )
 
 
-def _box_group(index: int, polyline: np.ndarray, score: float, header: DicomHeader, algorithm: AlgorithmInfo,
-               algorithm_id: hd.sr.AlgorithmIdentification) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+def _box_group(
+    index: int,
+    polyline: np.ndarray,
+    score: float,
+    header: DicomHeader,
+    algorithm: AlgorithmInfo,
+    algorithm_id: hd.sr.AlgorithmIdentification,
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     assert header.identity is not None
-    measurements = [hd.sr.Measurement(name=CODE_CERTAINTY, value=float(score), unit=UNIT_RATIO, algorithm_id=algorithm_id)]
+    measurements = [
+        hd.sr.Measurement(name=CODE_CERTAINTY, value=float(score), unit=UNIT_RATIO, algorithm_id=algorithm_id)
+    ]
     if header.pixel_spacing_mm is not None:
         row_mm, column_mm = header.pixel_spacing_mm
         width_px = float(polyline[1, 0] - polyline[0, 0])
         height_px = float(polyline[2, 1] - polyline[1, 1])
         measurements += [
-            hd.sr.Measurement(name=CODE_WIDTH, value=round(width_px * column_mm, 3), unit=UNIT_MM, algorithm_id=algorithm_id),
-            hd.sr.Measurement(name=CODE_HEIGHT, value=round(height_px * row_mm, 3), unit=UNIT_MM, algorithm_id=algorithm_id),
+            hd.sr.Measurement(
+                name=CODE_WIDTH, value=round(width_px * column_mm, 3), unit=UNIT_MM, algorithm_id=algorithm_id
+            ),
+            hd.sr.Measurement(
+                name=CODE_HEIGHT, value=round(height_px * row_mm, 3), unit=UNIT_MM, algorithm_id=algorithm_id
+            ),
         ]
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
@@ -105,7 +130,8 @@ def _box_group(index: int, polyline: np.ndarray, score: float, header: DicomHead
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=derived_uid(header.sop_instance_uid, algorithm.model_sha256, f"tracking:{index}"),
-            identifier=f"opacity {index}"),
+            identifier=f"opacity {index}",
+        ),
         referenced_region=region,
         finding_type=CODE_OPACITY,
         finding_category=CODE_IMAGING_FINDING,
@@ -115,8 +141,9 @@ def _box_group(index: int, polyline: np.ndarray, score: float, header: DicomHead
     )
 
 
-def build_sr(header: DicomHeader | None, prediction: ImagePrediction, algorithm: AlgorithmInfo, *,
-             anonymize: bool = False) -> hd.sr.Comprehensive3DSR:
+def build_sr(
+    header: DicomHeader | None, prediction: ImagePrediction, algorithm: AlgorithmInfo, *, anonymize: bool = False
+) -> hd.sr.Comprehensive3DSR:
     """The SR of `prediction` on the source `header` (see the module docstring).
 
     Raises DicomOutputError when the source is not a DICOM or lacks its UIDs."""
@@ -125,8 +152,10 @@ def build_sr(header: DicomHeader | None, prediction: ImagePrediction, algorithm:
     algorithm_id = _algorithm_id(algorithm)
     polylines, scores = box_polylines(prediction)
     groups: list = [_image_group(header, prediction, algorithm, algorithm_id)]
-    groups += [_box_group(i + 1, line, score, header, algorithm, algorithm_id)
-               for i, (line, score) in enumerate(zip(polylines, scores))]
+    groups += [
+        _box_group(i + 1, line, score, header, algorithm, algorithm_id)
+        for i, (line, score) in enumerate(zip(polylines, scores))
+    ]
     report = hd.sr.MeasurementReport(
         observation_context=_observation_context(algorithm),
         procedure_reported=CODE_PROCEDURE,

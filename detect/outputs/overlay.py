@@ -1,9 +1,10 @@
 """Overlay PNGs: the radiograph with its predicted boxes, scores, decision and probabilities.
 
-    canvas = draw_overlay(pixels, prediction)     BGR uint8: the image (longest side in [512, 1024] px)
-                                                  above a legend strip of the same width
-    write_overlay(folder / unique_png_name(stem, used), canvas)
+canvas = draw_overlay(pixels, prediction)     BGR uint8: the image (longest side in [512, 1024] px)
+                                              above a legend strip of the same width
+write_overlay(folder / unique_png_name(stem, used), canvas)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,15 +20,17 @@ OVERLAY_MAX_SIDE_PX = 1024
 OVERLAY_MIN_SIDE_PX = 512
 
 
-def display_factor(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
-                   min_side_px: int = OVERLAY_MIN_SIDE_PX) -> float:
+def display_factor(
+    height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX, min_side_px: int = OVERLAY_MIN_SIDE_PX
+) -> float:
     """The scale that brings the longest side into [min_side_px, max_side_px] (text stays legible)."""
     longest = float(max(height_px, width_px))
     return min(1.0, max_side_px / longest) if longest >= min_side_px else min_side_px / longest
 
 
-def display_size(height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX,
-                 min_side_px: int = OVERLAY_MIN_SIDE_PX) -> tuple[int, int]:
+def display_size(
+    height_px: int, width_px: int, *, max_side_px: int = OVERLAY_MAX_SIDE_PX, min_side_px: int = OVERLAY_MIN_SIDE_PX
+) -> tuple[int, int]:
     """(width, height) of an overlay of an image this size (cv2's order), by `display_factor`."""
     factor = display_factor(height_px, width_px, max_side_px=max_side_px, min_side_px=min_side_px)
     return max(1, round(width_px * factor)), max(1, round(height_px * factor))
@@ -46,8 +49,11 @@ def draw_overlay(
     [min_side_px, max_side_px] (aspect kept) so that the text stays legible on small images."""
     # The prediction's size is the ORIGINAL one its boxes are in; `pixels` may have been decoded
     # smaller for the model (detect.data.files.load_image's target_size_px).
-    height, width = (prediction.height_px, prediction.width_px) if prediction.height_px and prediction.width_px \
+    height, width = (
+        (prediction.height_px, prediction.width_px)
+        if prediction.height_px and prediction.width_px
         else pixels.shape[:2]
+    )
     factor = display_factor(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     size = display_size(height, width, max_side_px=max_side_px, min_side_px=min_side_px)
     shrinking = size[0] < pixels.shape[1] or size[1] < pixels.shape[0]

@@ -5,6 +5,7 @@
     plot_confusion_matrices([(title, matrix K x K, class names)], path)
     plot_examples(panels, path)    panels = [{'image', 'true_boxes_xyxy', 'pred_boxes_xyxy', 'pred_scores', 'title'}]
 """
+
 from __future__ import annotations
 
 import math
@@ -55,11 +56,20 @@ def plot_pr_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Pa
     ax = fig.add_subplot()
     for name, (truth, prob) in curves.items():
         precision, recall, _ = precision_recall_curve(truth, prob)
-        ax.step(recall, precision, where="post",
-                label=f"{name} (AP {average_precision_score(truth, prob):.3f}; {_n_text(truth)})")
+        ax.step(
+            recall,
+            precision,
+            where="post",
+            label=f"{name} (AP {average_precision_score(truth, prob):.3f}; {_n_text(truth)})",
+        )
         ax.axhline(truth.mean(), linestyle=":", linewidth=0.8, color=ax.lines[-1].get_color())
-    ax.set(xlabel="recall (sensitivity)", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02),
-           title="Precision-recall (dotted: prevalence)")
+    ax.set(
+        xlabel="recall (sensitivity)",
+        ylabel="precision",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="Precision-recall (dotted: prevalence)",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize=8)
     save_figure(fig, path)
@@ -72,8 +82,13 @@ def plot_roc_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: P
         fpr, tpr, _ = roc_curve(truth, prob)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(truth, prob):.3f}; {_n_text(truth)})")
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    ax.set(xlabel="1 - specificity (false positive rate)", ylabel="sensitivity (true positive rate)",
-           xlim=(0, 1), ylim=(0, 1.02), title="ROC")
+    ax.set(
+        xlabel="1 - specificity (false positive rate)",
+        ylabel="sensitivity (true positive rate)",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+        title="ROC",
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     save_figure(fig, path)
@@ -89,8 +104,15 @@ def plot_confusion_matrices(matrices: Sequence[tuple[str, np.ndarray, list[str]]
         ax.imshow(fraction, cmap="Blues", vmin=0.0, vmax=1.0)
         for r in range(cm.shape[0]):
             for c in range(cm.shape[1]):
-                ax.text(c, r, f"{int(cm[r, c])}\n{100 * fraction[r, c]:.1f}%", ha="center", va="center",
-                        fontsize=9, color="white" if fraction[r, c] > 0.6 else "black")
+                ax.text(
+                    c,
+                    r,
+                    f"{int(cm[r, c])}\n{100 * fraction[r, c]:.1f}%",
+                    ha="center",
+                    va="center",
+                    fontsize=9,
+                    color="white" if fraction[r, c] > 0.6 else "black",
+                )
         short = [n if len(n) <= 14 else n[:12] + "..." for n in names]
         ax.set_xticks(range(len(names)), short, rotation=30, ha="right", fontsize=8)
         ax.set_yticks(range(len(names)), short, fontsize=8)
@@ -113,18 +135,37 @@ def plot_examples(image_panels: Sequence[Mapping[str, Any]], path: Path, columns
         ax.imshow(image, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         line_w = 1.5
         for box in np.asarray(panel.get("true_boxes_xyxy", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4):
-            ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1],
-                                   fill=False, edgecolor="lime", linewidth=line_w))
+            ax.add_patch(
+                Rectangle(
+                    (box[0], box[1]), box[2] - box[0], box[3] - box[1], fill=False, edgecolor="lime", linewidth=line_w
+                )
+            )
         pred = np.asarray(panel.get("pred_boxes_xyxy", np.zeros((0, 4))), dtype=np.float64).reshape(-1, 4)
         scores = np.asarray(panel.get("pred_scores", np.full(pred.shape[0], np.nan)), dtype=np.float64).reshape(-1)
         if scores.shape[0] != pred.shape[0]:
             raise ValueError(f"image_panels[{i}]: {pred.shape[0]} predicted boxes but {scores.shape[0]} scores")
         for box, score in zip(pred, scores):
-            ax.add_patch(Rectangle((box[0], box[1]), box[2] - box[0], box[3] - box[1],
-                                   fill=False, edgecolor="red", linewidth=line_w, linestyle="--"))
+            ax.add_patch(
+                Rectangle(
+                    (box[0], box[1]),
+                    box[2] - box[0],
+                    box[3] - box[1],
+                    fill=False,
+                    edgecolor="red",
+                    linewidth=line_w,
+                    linestyle="--",
+                )
+            )
             if math.isfinite(score):
-                ax.text(box[0], box[1], f"{score:.2f}", color="white", fontsize=7, va="bottom",
-                        bbox={"facecolor": "red", "edgecolor": "none", "pad": 1.0, "alpha": 0.8})
+                ax.text(
+                    box[0],
+                    box[1],
+                    f"{score:.2f}",
+                    color="white",
+                    fontsize=7,
+                    va="bottom",
+                    bbox={"facecolor": "red", "edgecolor": "none", "pad": 1.0, "alpha": 0.8},
+                )
         ax.set_title(str(panel.get("title", "")), fontsize=8)
         ax.set_axis_off()
     save_figure(fig, path)

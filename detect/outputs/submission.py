@@ -15,6 +15,7 @@ The training labels (`stage_2_train_labels.csv`) are read by data_prep.rsna.read
 The reader raises LabelFileError('<file>: line N: <problem>') for anything malformed: the line is
 the physical line of the file (the header is line 1).
 """
+
 from __future__ import annotations
 
 import csv
@@ -84,9 +85,13 @@ def formula_warnings(rows: Iterable[SubmissionRow]) -> list[str]:
     """One warning per patientId a spreadsheet would read as a formula (data_prep.spreadsheet). The
     Kaggle format needs the exact ID, so the submission keeps it; the warning says not to open the
     file in a spreadsheet."""
-    return [f"{printable(row.patient_id[:80])}: patientId starts with '{printable(row.patient_id[0])}', which a "
-            "spreadsheet would run as a formula; kept as is in the submission (Kaggle needs the exact ID): "
-            "do not open that file in a spreadsheet" for row in rows if is_formula_like(row.patient_id)]
+    return [
+        f"{printable(row.patient_id[:80])}: patientId starts with '{printable(row.patient_id[0])}', which a "
+        "spreadsheet would run as a formula; kept as is in the submission (Kaggle needs the exact ID): "
+        "do not open that file in a spreadsheet"
+        for row in rows
+        if is_formula_like(row.patient_id)
+    ]
 
 
 def submission_rows_from_entries(entries: Iterable[dict[str, Any]]) -> tuple[list[SubmissionRow], list[str]]:
@@ -192,7 +197,9 @@ def read_submission(path: str | Path) -> dict[str, SubmissionRow]:
         if not patient_id:
             raise LabelFileError(p, f"line {line}: empty patientId")
         if patient_id in out:
-            raise LabelFileError(p, f"line {line}: duplicate patientId '{patient_id}' (first on line {first_line[patient_id]})")
+            raise LabelFileError(
+                p, f"line {line}: duplicate patientId '{patient_id}' (first on line {first_line[patient_id]})"
+            )
         parsed = parse_prediction_string(row[1], path=p, line=line)
         out[patient_id] = SubmissionRow(patient_id, parsed.boxes_xyxy, parsed.scores)
         first_line[patient_id] = line

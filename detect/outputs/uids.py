@@ -9,6 +9,7 @@ SOP Instance UIDs (and the same series UIDs for one study), so storing them agai
 replaces nothing and duplicates nothing. A different checkpoint or a different kind of
 object gives a different UID.
 """
+
 from __future__ import annotations
 
 import hashlib

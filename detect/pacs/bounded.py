@@ -19,6 +19,7 @@ Every request the session sends (dicomweb-client's included: the session is hand
 A broken bound is one DicomWebError line: '<url>: timed out ...', '<url>: answer too large ...',
 '<url>: redirected to another host ...', '<url>: answered <type>, not <accepted> ...'.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -54,8 +55,14 @@ class BoundedSession(requests.Session):
     """A requests.Session whose every request has a deadline, a body cap, a redirect policy and
     a content-type check (see the module docstring)."""
 
-    def __init__(self, *, deadline_s: float, max_response_bytes: int, follow_other_hosts: bool = False,
-                 read_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        deadline_s: float,
+        max_response_bytes: int,
+        follow_other_hosts: bool = False,
+        read_timeout_s: float = 60.0,
+    ) -> None:
         super().__init__()
         self.deadline_s = float(deadline_s)
         self.max_response_bytes = int(max_response_bytes)
@@ -97,13 +104,15 @@ class BoundedSession(requests.Session):
         if "error" in outcome:
             error = outcome["error"]
             if isinstance(error, requests.Timeout) and time.monotonic() >= deadline - 0.05:
-                raise DicomWebError(f"{_where(url)}: timed out: no complete answer within "
-                                    f"{self.deadline_s:g} s") from None
+                raise DicomWebError(
+                    f"{_where(url)}: timed out: no complete answer within {self.deadline_s:g} s"
+                ) from None
             raise error
         return outcome["response"]
 
-    def _send_bounded(self, request: requests.PreparedRequest, deadline: float, cap: int,
-                      kwargs: dict[str, Any]) -> requests.Response:
+    def _send_bounded(
+        self, request: requests.PreparedRequest, deadline: float, cap: int, kwargs: dict[str, Any]
+    ) -> requests.Response:
         kwargs = {**kwargs, "stream": True, "allow_redirects": False}
         current = request
         for _ in range(MAX_REDIRECTS + 1):
@@ -119,11 +128,15 @@ class BoundedSession(requests.Session):
             target = urljoin(response.url or current.url or "", response.headers.get("location", ""))
             response.close()
             if _origin(target) != _origin(current.url or "") and not self.follow_other_hosts:
-                raise DicomWebError(f"{_where(current.url or '')}: redirected to another host ({_where(target)}); "
-                                    "refused (allow it with --dicomweb-follow-redirects)")
+                raise DicomWebError(
+                    f"{_where(current.url or '')}: redirected to another host ({_where(target)}); "
+                    "refused (allow it with --dicomweb-follow-redirects)"
+                )
             if current.method not in ("GET", "HEAD"):
-                raise DicomWebError(f"{_where(current.url or '')}: answered a redirect to a {current.method} "
-                                    f"request ({_where(target)}); give the final URL")
+                raise DicomWebError(
+                    f"{_where(current.url or '')}: answered a redirect to a {current.method} "
+                    f"request ({_where(target)}); give the final URL"
+                )
             following = current.copy()
             following.prepare_url(target, None)
             self.rebuild_auth(following, response)  # credentials never follow to another host
@@ -139,24 +152,30 @@ class BoundedSession(requests.Session):
         got = _media_types(response.headers.get("content-type", "")) or ["no content type"]
         if got[0] not in accepted:
             response.close()
-            raise DicomWebError(f"{_where(response.url or request.url or '')}: answered {got[0]}, not "
-                                f"{' or '.join(dict.fromkeys(accepted))} (a login page or a proxy error?)")
+            raise DicomWebError(
+                f"{_where(response.url or request.url or '')}: answered {got[0]}, not "
+                f"{' or '.join(dict.fromkeys(accepted))} (a login page or a proxy error?)"
+            )
 
     def _read_body(self, response: requests.Response, deadline: float, cap: int) -> None:
         """Read the body into the response (as `stream=False` would), within the deadline and the cap."""
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > cap:
             response.close()
-            raise DicomWebError(f"{_where(response.url or '')}: answer too large: {int(declared) / MIB:.0f} MiB "
-                                f"declared, the limit is {cap / MIB:g} MiB")
+            raise DicomWebError(
+                f"{_where(response.url or '')}: answer too large: {int(declared) / MIB:.0f} MiB "
+                f"declared, the limit is {cap / MIB:g} MiB"
+            )
         chunks: list[bytes] = []
         total = 0
         try:
             for chunk in response.iter_content(_CHUNK_BYTES):
                 total += len(chunk)
                 if total > cap:
-                    raise DicomWebError(f"{_where(response.url or '')}: answer too large: over {cap / MIB:g} MiB "
-                                        "(the limit); stopped reading")
+                    raise DicomWebError(
+                        f"{_where(response.url or '')}: answer too large: over {cap / MIB:g} MiB "
+                        "(the limit); stopped reading"
+                    )
                 chunks.append(chunk)
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -18,6 +18,7 @@ JSON max_query_bytes), a study at most max_instances instances, redirects stay o
 host unless asked for, an answer of the wrong content type is refused, and every UID from the
 server is checked against the DICOM UI rules before it builds a URL or a file name.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -88,8 +89,11 @@ def connect(url: str, limits: DicomWebLimits = DicomWebLimits()) -> DICOMwebClie
     request within `limits` (its session is a BoundedSession; `client.limits` keeps them)."""
     if not url.startswith(("http://", "https://")):
         raise DicomWebError(f"{url}: a DICOMweb URL starts with http:// or https://")
-    session = BoundedSession(deadline_s=limits.deadline_s, max_response_bytes=limits.max_response_bytes,
-                             follow_other_hosts=limits.follow_other_hosts)
+    session = BoundedSession(
+        deadline_s=limits.deadline_s,
+        max_response_bytes=limits.max_response_bytes,
+        follow_other_hosts=limits.follow_other_hosts,
+    )
     client = DICOMwebClient(url=url.rstrip("/"), session=session)
     client.set_http_retry_params(retry=False)
     client.limits = limits  # type: ignore[attr-defined]
@@ -116,14 +120,20 @@ def _query(client: DICOMwebClient, url: str, call: Callable[[], list[dict[str, A
 
 def find_series(client: DICOMwebClient, url: str, study_uid: str) -> list[dict[str, Any]]:
     """QIDO-RS: the study's series, each as {keyword: value} (SeriesInstanceUID, Modality, ...)."""
-    return _query(client, url, lambda: client.search_for_series(
-        study_instance_uid=study_uid, fields=["Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances"]))
+    return _query(
+        client,
+        url,
+        lambda: client.search_for_series(
+            study_instance_uid=study_uid, fields=["Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances"]
+        ),
+    )
 
 
 def find_instances(client: DICOMwebClient, url: str, study_uid: str, series_uid: str) -> list[pydicom.Dataset]:
     """QIDO-RS: one series' instances (SOPInstanceUID, SOPClassUID, ...)."""
-    return _query(client, url, lambda: client.search_for_instances(study_instance_uid=study_uid,
-                                                                    series_instance_uid=series_uid))
+    return _query(
+        client, url, lambda: client.search_for_instances(study_instance_uid=study_uid, series_instance_uid=series_uid)
+    )
 
 
 def fetch_study_images(client: DICOMwebClient, url: str, study_uid: str, folder: Path) -> tuple[list[Path], list[str]]:
@@ -146,8 +156,9 @@ def fetch_study_images(client: DICOMwebClient, url: str, study_uid: str, folder:
         series_uid = _uid(item.get("SeriesInstanceUID", ""), "SeriesInstanceUID", f"{url}: QIDO-RS answer")
         instances = _http_errors(url, lambda: client.retrieve_series(study_uid, series_uid))
         if len(paths) + len(instances) > _limits(client).max_instances:
-            raise DicomWebError(f"{url}: study {study_uid} has too many instances: over "
-                                f"{_limits(client).max_instances} (the limit)")
+            raise DicomWebError(
+                f"{url}: study {study_uid} has too many instances: over {_limits(client).max_instances} (the limit)"
+            )
         for ds in instances:  # parsed lazily: reading an element can fail on a malformed part too
             paths.append(_http_errors(url, lambda: _save_instance(ds, folder, url)))
     if not paths:

@@ -14,6 +14,7 @@ then a pool slot (503 with Retry-After) and the decode/predict (422 for an unrea
 Logs carry the request's kind, byte size, image size, status and timing; never the file
 name, patient name or patient ID.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -41,25 +42,37 @@ from detect.serve.uploads import extract_upload, read_capped_body, safe_source_n
 
 log = logging.getLogger("detect.serve")
 
-VIEWER_CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
-              "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+VIEWER_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 UPLOAD_MEDIA_TYPES = ("application/dicom", "image/png", "image/jpeg", "application/octet-stream")
-_ERROR_SCHEMA = {"type": "object", "required": ["error", "status"],
-                 "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}}
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+}
 _PREDICT_BODY = {
     "required": True,
     "description": "The image, as the raw body or as the multipart/form-data field `file`. Its kind is "
-                   "read from the content (DICOM 'DICM' or a raw dataset, PNG, JPEG), never from a name or type.",
+    "read from the content (DICOM 'DICM' or a raw dataset, PNG, JPEG), never from a name or type.",
     "content": {
-        "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                           "properties": {"file": {"type": "string", "format": "binary"}}}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
         **{media: {"schema": {"type": "string", "format": "binary"}} for media in UPLOAD_MEDIA_TYPES},
     },
 }
 
 
 def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"description": "error", "content": {"application/json": {"schema": _ERROR_SCHEMA}}} for code in codes}
+    return {
+        code: {"description": "error", "content": {"application/json": {"schema": _ERROR_SCHEMA}}} for code in codes
+    }
 
 
 def one_line(text: str, max_chars: int = 300) -> str:
@@ -121,14 +134,23 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         yield
         pool.shutdown()  # the model belongs to the caller (run_server closes it)
 
-    app = FastAPI(title="detect serve", version=software_versions()["detect"], lifespan=lifespan,
-                  description="Pneumonia boxes and probabilities for one chest radiograph per request.")
+    app = FastAPI(
+        title="detect serve",
+        version=software_versions()["detect"],
+        lifespan=lifespan,
+        description="Pneumonia boxes and probabilities for one chest radiograph per request.",
+    )
     app.state.model = model
     app.state.pool = pool
     _install_error_handlers(app)
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type"], allow_credentials=False)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+        )
 
     @app.middleware("http")
     async def headers_and_log(request: Request, call_next: Any) -> Any:
@@ -138,19 +160,29 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         response.headers["Referrer-Policy"] = "no-referrer"
         response.headers.setdefault("Cache-Control", "no-store")
         if request.url.path.startswith("/v1/"):  # the path only: the query holds no patient data, but stays out too
-            log.info("%s %s %d %.1f ms", request.method, request.url.path, response.status_code,
-                     (time.perf_counter() - started) * 1000)
+            log.info(
+                "%s %s %d %.1f ms",
+                request.method,
+                request.url.path,
+                response.status_code,
+                (time.perf_counter() - started) * 1000,
+            )
         return response
 
-    bearer = HTTPBearer(auto_error=False, description="Only when the server was started with --token / $DETECT_SERVE_TOKEN.")
+    bearer = HTTPBearer(
+        auto_error=False, description="Only when the server was started with --token / $DETECT_SERVE_TOKEN."
+    )
 
     def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
         if settings.token is None:
             return
         given = credentials.credentials if credentials is not None else ""
         if not hmac.compare_digest(given.encode(), settings.token.encode()):
-            raise StarletteHTTPException(401, "missing or wrong bearer token (send Authorization: Bearer <token>)",
-                                         headers={"WWW-Authenticate": "Bearer"})
+            raise StarletteHTTPException(
+                401,
+                "missing or wrong bearer token (send Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     def loaded_model() -> ServeModel:
         if app.state.model is None:
@@ -169,30 +201,51 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
     @app.get("/readyz", summary="The model is loaded", responses=_error_responses(503))
     async def readyz() -> dict[str, Any]:
         model_now = loaded_model()
-        return {"status": "ready", "model": model_now.loaded.model_info["name"],
-                "busy": pool.admitted, "capacity": pool.capacity}
+        return {
+            "status": "ready",
+            "model": model_now.loaded.model_info["name"],
+            "busy": pool.admitted,
+            "capacity": pool.capacity,
+        }
 
-    @app.get("/v1/model", summary="The model card", dependencies=[Depends(require_token)],
-             responses=_error_responses(401, 503))
+    @app.get(
+        "/v1/model",
+        summary="The model card",
+        dependencies=[Depends(require_token)],
+        responses=_error_responses(401, 503),
+    )
     async def get_model() -> dict[str, Any]:
         return model_card(loaded_model())
 
-    @app.post("/v1/predict", summary="Predict one image", dependencies=[Depends(require_token)],
-              openapi_extra={"requestBody": _PREDICT_BODY},
-              responses=_error_responses(400, 401, 413, 415, 422, 503))
+    @app.post(
+        "/v1/predict",
+        summary="Predict one image",
+        dependencies=[Depends(require_token)],
+        openapi_extra={"requestBody": _PREDICT_BODY},
+        responses=_error_responses(400, 401, 413, 415, 422, 503),
+    )
     async def predict(
         request: Request,
         tta: bool | None = Query(None, description="horizontal-flip test-time augmentation (default: the server's)"),
         score_thresh: float | None = Query(None, ge=0.0, le=1.0, description="drop boxes whose final score is below"),
-        pneumonia_threshold: float | None = Query(None, ge=0.0, le=1.0, description="decision threshold instead of the checkpoint's"),
-        threshold_from: Literal["rsna", "kermany"] | None = Query(None, description="use this dataset's stored threshold"),
+        pneumonia_threshold: float | None = Query(
+            None, ge=0.0, le=1.0, description="decision threshold instead of the checkpoint's"
+        ),
+        threshold_from: Literal["rsna", "kermany"] | None = Query(
+            None, description="use this dataset's stored threshold"
+        ),
         explain: bool = Query(False, description="add the model's explanation heat map (422 when it has none)"),
         render: bool = Query(False, description="add the display image (PNG, base64) the viewer draws on"),
     ) -> dict[str, Any]:
         started = time.perf_counter()
         model_now = loaded_model()
-        options = RequestOptions(tta=tta, score_thresh=score_thresh, pneumonia_threshold=pneumonia_threshold,
-                                 threshold_from=threshold_from, render=render)
+        options = RequestOptions(
+            tta=tta,
+            score_thresh=score_thresh,
+            pneumonia_threshold=pneumonia_threshold,
+            threshold_from=threshold_from,
+            render=render,
+        )
         check_options(options)
         if explain and not model_now.explanations:
             raise BadUpload(NO_EXPLANATION)
@@ -205,14 +258,26 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         check_declared_pixels(height, width, planes, settings.max_image_pixels, components=components, bits=bits)
         received = time.perf_counter()
         try:
-            result = await pool.run(lambda: model_now.predict_upload(data, kind, safe_source_name(client_name), options))
+            result = await pool.run(
+                lambda: model_now.predict_upload(data, kind, safe_source_name(client_name), options)
+            )
         except PoolFull:
             log.warning("predict refused: pool full (%d admitted)", pool.admitted)
             raise
-        result["timing_ms"] = {"receive": round((received - started) * 1000, 2), **result["timing_ms"],
-                               "total": round((time.perf_counter() - started) * 1000, 2)}
-        log.info("predict %s %d bytes %dx%d: %d box(es) in %.1f ms", kind, len(data), width, height,
-                 len(result["prediction"]["boxes"]), result["timing_ms"]["total"])
+        result["timing_ms"] = {
+            "receive": round((received - started) * 1000, 2),
+            **result["timing_ms"],
+            "total": round((time.perf_counter() - started) * 1000, 2),
+        }
+        log.info(
+            "predict %s %d bytes %dx%d: %d box(es) in %.1f ms",
+            kind,
+            len(data),
+            width,
+            height,
+            len(result["prediction"]["boxes"]),
+            result["timing_ms"]["total"],
+        )
         return result
 
     return app

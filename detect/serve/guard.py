@@ -18,6 +18,7 @@ protocol:
 A slow body is bounded by the upload cap and the server's worker pool; behind a reverse proxy,
 the proxy's own timeouts apply first (docs/security.md).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,10 @@ log = logging.getLogger("detect.serve")
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 256  # well under the default 1,024 file descriptors
 _TIMEOUT_BODY = b'{"error": "request headers not received in time", "status": 408}'
-_TIMEOUT_RESPONSE = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                     b"content-length: %d\r\n\r\n" % len(_TIMEOUT_BODY)) + _TIMEOUT_BODY
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: %d\r\n\r\n" % len(_TIMEOUT_BODY)
+) + _TIMEOUT_BODY
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -46,8 +49,11 @@ class GuardedH11Protocol(H11Protocol):
         self._header_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
-            log.warning("connection refused: %d connections open (the limit is %d)", len(self.connections) - 1,
-                        self.max_connections)
+            log.warning(
+                "connection refused: %d connections open (the limit is %d)",
+                len(self.connections) - 1,
+                self.max_connections,
+            )
             transport.abort()
             return
         self._watch_headers()
@@ -91,8 +97,12 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
-def guarded_h11_protocol(*, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S,
-                         max_connections: int = DEFAULT_MAX_CONNECTIONS) -> type[GuardedH11Protocol]:
+def guarded_h11_protocol(
+    *, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, max_connections: int = DEFAULT_MAX_CONNECTIONS
+) -> type[GuardedH11Protocol]:
     """A GuardedH11Protocol class with these limits, for uvicorn's `http=` argument."""
-    return type("GuardedH11Protocol", (GuardedH11Protocol,),
-                {"header_timeout_s": float(header_timeout_s), "max_connections": int(max_connections)})
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"header_timeout_s": float(header_timeout_s), "max_connections": int(max_connections)},
+    )

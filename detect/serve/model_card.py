@@ -4,6 +4,7 @@ Everything comes from the checkpoint (its stored config, operating points, valid
 and versions); nothing is re-measured. Data folders are reduced to their names, so the card
 does not publish the training machine's directory layout.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,10 @@ from detect.models.registry import get_model_spec
 from detect.outputs.boxes_json import operating_point_to_json
 from detect.serve.predict import ServeModel
 
-DETECTION_DESCRIPTION = ("pneumonia detection on chest radiographs: opacity boxes (Faster R-CNN) with image-level "
-                         "RSNA class, pneumonia and Kermany subtype probabilities")
+DETECTION_DESCRIPTION = (
+    "pneumonia detection on chest radiographs: opacity boxes (Faster R-CNN) with image-level "
+    "RSNA class, pneumonia and Kermany subtype probabilities"
+)
 # What a whole-image classifier of each task decides (data_prep.tasks); every output key is still
 # filled (detect.models.classifiers.image_outputs), but only these classes were learned.
 CLASSIFIER_DESCRIPTION = {
@@ -50,12 +53,25 @@ def model_card(model: ServeModel) -> dict[str, Any]:
         "task": task_description(loaded.config.task),
         "architecture": spec.description,
         "backbone": spec.backbone,
-        "input": {"image_size_px": loaded.predictor.image_size_px, "letterbox": "aspect kept, padded right/bottom",
-                  "clahe": loaded.predictor.clahe is not None, "formats": ["DICOM", "PNG", "JPEG"]},
-        "outputs": {"rsna_classes": list(RSNA_CLASSES), "kermany_subtypes": list(KERMANY_SUBTYPES),
-                    "boxes": ("xywh in original pixels, by descending score" if loaded.config.task == DETECTION_TASK
-                              else "none: a whole-image classifier draws no boxes")},
-        "training_data": {"datasets": sorted(k for k in loaded.operating_points if k != "any"), "data_folders": data_dirs},
+        "input": {
+            "image_size_px": loaded.predictor.image_size_px,
+            "letterbox": "aspect kept, padded right/bottom",
+            "clahe": loaded.predictor.clahe is not None,
+            "formats": ["DICOM", "PNG", "JPEG"],
+        },
+        "outputs": {
+            "rsna_classes": list(RSNA_CLASSES),
+            "kermany_subtypes": list(KERMANY_SUBTYPES),
+            "boxes": (
+                "xywh in original pixels, by descending score"
+                if loaded.config.task == DETECTION_TASK
+                else "none: a whole-image classifier draws no boxes"
+            ),
+        },
+        "training_data": {
+            "datasets": sorted(k for k in loaded.operating_points if k != "any"),
+            "data_folders": data_dirs,
+        },
         "operating_points": [operating_point_to_json(p) for _k, p in sorted(loaded.operating_points.items())],
         "validation": {
             "epoch": loaded.model_info.get("checkpoint_epoch"),

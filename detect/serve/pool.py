@@ -5,6 +5,7 @@ A job that finds every worker busy and the queue full is refused at once (PoolFu
 healthy, and the clients back off. Threads share the one loaded model (torch releases the GIL
 inside its kernels; the model is in eval mode under inference_mode, so calls do not interfere).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,9 @@ class PoolFull(Exception):
 
     def __init__(self, retry_after_s: int) -> None:
         self.retry_after_s = retry_after_s
-        super().__init__(f"the server is busy (all inference workers and the queue are full); retry in {retry_after_s} s")
+        super().__init__(
+            f"the server is busy (all inference workers and the queue are full); retry in {retry_after_s} s"
+        )
 
 
 class BoundedPool:

@@ -12,6 +12,7 @@
 The response holds that entry unchanged under `prediction`, with the document's `model` and
 `settings` beside it, so a client sees exactly what boxes.json would say.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,8 @@ from data_prep.errors import DataFormatError
 from data_prep.records import DicomHeader
 from detect.data.files import LoadedImage, load_image
 from detect.inference.api import finalize_prediction
-from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.inference.predictor import LoadedModel, Predictor
+from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
 from detect.predictions import PostprocessSettings
 from detect.serve.sniff import SUFFIX_BY_KIND, BadUpload
@@ -41,8 +42,9 @@ from detect.serve.sniff import SUFFIX_BY_KIND, BadUpload
 # The viewer's copy of the image: the long side at most this many pixels (boxes stay in
 # original pixels; the page scales them by image_width_px).
 DISPLAY_MAX_SIDE_PX = 1024
-NO_EXPLANATION = ("detect serve computes no explanation heat maps; Grad-CAM of a classifier checkpoint: "
-                  "detect infer --explain DIR")
+NO_EXPLANATION = (
+    "detect serve computes no explanation heat maps; Grad-CAM of a classifier checkpoint: detect infer --explain DIR"
+)
 
 
 @dataclass(frozen=True)
@@ -82,13 +84,22 @@ def display_image(pixels: np.ndarray) -> dict[str, Any]:
     """The display pixels (DICOM windowed as for the model) as a PNG for the viewer."""
     height, width = pixels.shape
     scale = min(1.0, DISPLAY_MAX_SIDE_PX / max(height, width))
-    small = pixels if scale >= 1.0 else cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
-                                                   interpolation=cv2.INTER_AREA)
+    small = (
+        pixels
+        if scale >= 1.0
+        else cv2.resize(
+            pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    )
     ok, png = cv2.imencode(".png", small)
     if not ok:
         raise RuntimeError("OpenCV could not encode the display PNG")
-    return {"media_type": "image/png", "width_px": int(small.shape[1]), "height_px": int(small.shape[0]),
-            "base64": base64.b64encode(png.tobytes()).decode("ascii")}
+    return {
+        "media_type": "image/png",
+        "width_px": int(small.shape[1]),
+        "height_px": int(small.shape[0]),
+        "base64": base64.b64encode(png.tobytes()).decode("ascii"),
+    }
 
 
 class ServeModel:
@@ -173,4 +184,3 @@ def check_options(options: RequestOptions) -> None:
     ThresholdChoice(explicit=options.pneumonia_threshold, dataset=options.threshold_from)
     if options.score_thresh is not None:
         PostprocessSettings(score_thresh=options.score_thresh)
-

@@ -4,6 +4,7 @@ The checkpoint is loaded before the port is opened, so a bad checkpoint is a one
 `error: ...` (exit 2) and a running server is always ready. Binding anything but loopback
 prints a warning: the server speaks plain HTTP and belongs behind a TLS reverse proxy.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,27 +22,47 @@ from detect.serve.settings import ServeSettings
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def run_server(checkpoint: str | Path | None, settings: ServeSettings, *, runs_dir: str | Path = "runs",
-               device: str = "auto", echo: Callable[[str], None] = print) -> None:
+def run_server(
+    checkpoint: str | Path | None,
+    settings: ServeSettings,
+    *,
+    runs_dir: str | Path = "runs",
+    device: str = "auto",
+    echo: Callable[[str], None] = print,
+) -> None:
     """Serve until interrupted. Raises DetectError (before listening) for a bad checkpoint."""
     loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings.postprocess)
     model = ServeModel(loaded, settings.postprocess)
     app = create_app(model, settings)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if not settings.is_loopback:
-        echo(f"warning: listening on {settings.host}, reachable from other machines over plain HTTP; "
-             "put a TLS reverse proxy in front (docs/security.md) and consider DETECT_SERVE_TOKEN")
-    echo(f"detect serve: model {loaded.model_info['name']} from {loaded.checkpoint_path} on {loaded.predictor.device}; "
-         f"{settings.workers} worker(s), queue {settings.queue_size}, uploads up to {settings.max_upload_mb:g} MiB; "
-         f"http://{settings.host}:{settings.port}/")
+        echo(
+            f"warning: listening on {settings.host}, reachable from other machines over plain HTTP; "
+            "put a TLS reverse proxy in front (docs/security.md) and consider DETECT_SERVE_TOKEN"
+        )
+    echo(
+        f"detect serve: model {loaded.model_info['name']} from {loaded.checkpoint_path} on {loaded.predictor.device}; "
+        f"{settings.workers} worker(s), queue {settings.queue_size}, uploads up to {settings.max_upload_mb:g} MiB; "
+        f"http://{settings.host}:{settings.port}/"
+    )
     # access_log off: our middleware logs /v1/* without query strings; uvicorn's would add them.
     # The guarded h11 protocol closes connections whose headers do not arrive in time and any
     # beyond max_connections (detect/serve/guard.py); limit_concurrency answers 503 past it too.
-    protocol = guarded_h11_protocol(header_timeout_s=settings.header_timeout_s,
-                                    max_connections=settings.max_connections)
+    protocol = guarded_h11_protocol(
+        header_timeout_s=settings.header_timeout_s, max_connections=settings.max_connections
+    )
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, access_log=False, log_level="info",
-                    timeout_graceful_shutdown=5, http=protocol, limit_concurrency=settings.max_connections,
-                    timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            access_log=False,
+            log_level="info",
+            timeout_graceful_shutdown=5,
+            http=protocol,
+            limit_concurrency=settings.max_connections,
+            timeout_keep_alive=5,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
     finally:
         model.close()

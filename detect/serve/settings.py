@@ -3,6 +3,7 @@
 The defaults are the safe ones: loopback only, a 32 MiB upload cap, no CORS, one inference
 worker with a short queue (a full queue answers 503 at once instead of piling up requests).
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -58,10 +59,14 @@ class ServeSettings:
         if self.max_connections < 1:
             raise ConfigError(f"--max-connections must be >= 1, got {self.max_connections}")
         if self.token is not None and len(self.token) < 16:
-            raise ConfigError(f"the bearer token (--token or ${TOKEN_ENV_VAR}) must have at least 16 characters, got {len(self.token)}")
+            raise ConfigError(
+                f"the bearer token (--token or ${TOKEN_ENV_VAR}) must have at least 16 characters, got {len(self.token)}"
+            )
         for origin in self.cors_origins:
             if origin == "*" or not origin.startswith(("http://", "https://")):
-                raise ConfigError(f"--cors-origin {origin!r}: give an exact origin such as https://viewer.example.org ('*' is refused)")
+                raise ConfigError(
+                    f"--cors-origin {origin!r}: give an exact origin such as https://viewer.example.org ('*' is refused)"
+                )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -11,6 +11,7 @@ The client's file name and Content-Type are never trusted: a PNG named scan.dcm 
 `check_declared_pixels` is the one place the cap is applied; its bound on the bytes a decoder
 allocates is data_prep's (codestreams.pixel_limit_problem), the one the readers apply.
 """
+
 from __future__ import annotations
 
 import io
@@ -95,7 +96,10 @@ def _jpeg_size(data: bytes) -> DeclaredSize:
         if marker in _JPEG_SOF:
             if pos + 9 > len(data):
                 break
-            height, width = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            height, width = (
+                int.from_bytes(data[pos + 5 : pos + 7], "big"),
+                int.from_bytes(data[pos + 7 : pos + 9], "big"),
+            )
             components = data[pos + 9] if pos + 9 < len(data) else 1
             return DeclaredSize(height, width, 1, components, data[pos + 4])
         if marker == 0xDA or length < 2:
@@ -154,8 +158,9 @@ def declared_size_px(data: bytes, kind: str) -> DeclaredSize:
     raise ValueError(f"unknown upload kind {kind!r}; expected one of {KINDS}")
 
 
-def check_declared_pixels(height_px: int, width_px: int, planes: int, max_pixels: int, *, components: int = 1,
-                          bits: int = 8) -> None:
+def check_declared_pixels(
+    height_px: int, width_px: int, planes: int, max_pixels: int, *, components: int = 1, bits: int = 8
+) -> None:
     """Refuse (BadUpload -> 422) an image whose declared size exceeds `max_pixels` pixels, whose
     decoder would allocate more than data_prep's bytes budget for that many pixels (`components`
     channels of `bits` bits: a 16-bit RGBA PNG takes 8 bytes a pixel), or which is empty."""
@@ -164,11 +169,15 @@ def check_declared_pixels(height_px: int, width_px: int, planes: int, max_pixels
     total = height_px * width_px * planes
     if total > max_pixels:
         what = f"{height_px}x{width_px}" + (f"x{planes}" if planes > 1 else "")
-        raise BadUpload(f"image header declares {what} = {total / 1e6:.1f} megapixels, above the server's "
-                        f"limit of {max_pixels / 1e6:.1f} (--max-image-megapixels); not decoded")
+        raise BadUpload(
+            f"image header declares {what} = {total / 1e6:.1f} megapixels, above the server's "
+            f"limit of {max_pixels / 1e6:.1f} (--max-image-megapixels); not decoded"
+        )
     if pixel_limit_problem(height_px, width_px, max_pixels, components=components, bits=bits, frames=planes):
         needed = decoded_bytes(height_px, width_px, components=components, bits=bits, frames=planes)
-        raise BadUpload(f"image header declares {height_px}x{width_px} x {components} channel(s) of {bits} bits: "
-                        f"{needed / 1e6:.0f} MB to decode, above the server's limit of "
-                        f"{max_pixels * BYTES_PER_PIXEL_BUDGET / 1e6:.0f} MB ({BYTES_PER_PIXEL_BUDGET} bytes a pixel "
-                        "of --max-image-megapixels); not decoded")
+        raise BadUpload(
+            f"image header declares {height_px}x{width_px} x {components} channel(s) of {bits} bits: "
+            f"{needed / 1e6:.0f} MB to decode, above the server's limit of "
+            f"{max_pixels * BYTES_PER_PIXEL_BUDGET / 1e6:.0f} MB ({BYTES_PER_PIXEL_BUDGET} bytes a pixel "
+            "of --max-image-megapixels); not decoded"
+        )

@@ -9,6 +9,7 @@
 Nothing touches the disk here and the client's file name is only kept as a label (the
 boxes.json `source`), never used as a path.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,13 +36,15 @@ class BadRequest(UploadError):
 
 
 class _StreamingRequest(Protocol):
-    headers: "dict[str, str] | object"
+    headers: dict[str, str] | object
 
     def stream(self) -> AsyncIterator[bytes]: ...
 
 
 def too_large(max_bytes: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"upload larger than the server's limit of {max_bytes} bytes (--max-upload-mb {max_bytes / 1024 / 1024:.3g})")
+    return PayloadTooLarge(
+        f"upload larger than the server's limit of {max_bytes} bytes (--max-upload-mb {max_bytes / 1024 / 1024:.3g})"
+    )
 
 
 async def read_capped_body(request: _StreamingRequest, max_bytes: int) -> bytes:
@@ -96,10 +99,17 @@ def _parse_multipart(body: bytes, boundary: bytes) -> tuple[bytes, str | None]:
     def on_part_end() -> None:
         parts.append(dict(state))
 
-    parser = MultipartParser(boundary, {
-        "on_part_begin": on_part_begin, "on_header_field": on_header_field, "on_header_value": on_header_value,
-        "on_header_end": on_header_end, "on_part_data": on_part_data, "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         parser.write(body)
         parser.finalize()

@@ -10,6 +10,7 @@ lists); commas inside brackets do not separate values (`model.anchor_sizes_px=[1
 Any key of the config can be swept: the optimizer, loss, learning rate, batch size, epochs,
 augmentation strengths (data.augment.*), image size, the model itself.
 """
+
 from __future__ import annotations
 
 import itertools

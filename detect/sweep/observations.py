@@ -13,6 +13,7 @@ winner can hide that it loses under some value of another key (a learning rate t
 loss and not the other): for each pair of keys, the report says so when the best value of one
 changes with the other's value. `mode` 'max' (higher is better: F1, AUC, mAP) or 'min' (val_loss).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,24 +26,37 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def summarize_key(rows: Sequence[dict[str, Any]], key: str, values: Sequence[str]) -> list[tuple[str, float, float, int]]:
+def summarize_key(
+    rows: Sequence[dict[str, Any]], key: str, values: Sequence[str]
+) -> list[tuple[str, float, float, int]]:
     """Per value of `key` (in the given order): (value, mean, population std, n runs) of the
     finite metric values, over every combination of the other keys."""
     out = []
     for value in values:
         found = [r["value"] for r in rows if r["params"].get(key) == value and _finite(r["value"])]
-        out.append((value, float(np.mean(found)) if found else math.nan, float(np.std(found)) if found else math.nan, len(found)))
+        out.append(
+            (
+                value,
+                float(np.mean(found)) if found else math.nan,
+                float(np.std(found)) if found else math.nan,
+                len(found),
+            )
+        )
     return out
 
 
 def paired_differences(rows: Sequence[dict[str, Any]], key: str, better: str, other: str) -> list[float]:
     """metric(key=better) - metric(key=other) over the pairs of runs equal in every other key."""
+
     def rest(row: dict[str, Any]) -> tuple:
         return tuple(sorted((k, v) for k, v in row["params"].items() if k != key))
 
     others = {rest(r): r["value"] for r in rows if r["params"].get(key) == other and _finite(r["value"])}
-    return [r["value"] - others[rest(r)] for r in rows
-            if r["params"].get(key) == better and _finite(r["value"]) and rest(r) in others]
+    return [
+        r["value"] - others[rest(r)]
+        for r in rows
+        if r["params"].get(key) == better and _finite(r["value"]) and rest(r) in others
+    ]
 
 
 def _best_first(summary: list[tuple[str, float, float, int]], mode: str) -> list[tuple[str, float, float, int]]:
@@ -50,7 +64,9 @@ def _best_first(summary: list[tuple[str, float, float, int]], mode: str) -> list
     return sorted(defined, key=lambda s: -s[1] if mode == "max" else s[1])  # a stable sort: ties keep the given order
 
 
-def key_observations(rows: Sequence[dict[str, Any]], key: str, values: Sequence[str], metric: str, mode: str) -> list[str]:
+def key_observations(
+    rows: Sequence[dict[str, Any]], key: str, values: Sequence[str], metric: str, mode: str
+) -> list[str]:
     """One sentence per other value of `key`: how the best value did against it, pair by pair."""
     ranked = _best_first(summarize_key(rows, key, values), mode)
     if len(ranked) < 2:
@@ -66,7 +82,9 @@ def key_observations(rows: Sequence[dict[str, Any]], key: str, values: Sequence[
         wins = sum(1 for d in diffs if (d > 0 if mode == "max" else d < 0))
         pairs = f"({wins} of {len(diffs)} pair{'s' if len(diffs) != 1 else ''})"
         if gain == 0:
-            lines.append(f"{key} {best} and {other} tied on {metric} ({len(diffs)} pair{'s' if len(diffs) != 1 else ''})")
+            lines.append(
+                f"{key} {best} and {other} tied on {metric} ({len(diffs)} pair{'s' if len(diffs) != 1 else ''})"
+            )
         elif mode == "max":
             lines.append(f"{key} {best} beat {other} by {gain:.3f} {metric} on average {pairs}")
         else:
@@ -74,8 +92,15 @@ def key_observations(rows: Sequence[dict[str, Any]], key: str, values: Sequence[
     return lines
 
 
-def interaction_observation(rows: Sequence[dict[str, Any]], key: str, values: Sequence[str], by: str,
-                            by_values: Sequence[str], metric: str, mode: str) -> str | None:
+def interaction_observation(
+    rows: Sequence[dict[str, Any]],
+    key: str,
+    values: Sequence[str],
+    by: str,
+    by_values: Sequence[str],
+    metric: str,
+    mode: str,
+) -> str | None:
     """A sentence when the best value of `key` (by its mean metric among the runs with one value
     of `by`, over any further keys) is not the same for every value of `by`; None when it is, or
     when some value of `by` has fewer than two values of `key` with a finite metric."""
@@ -88,11 +113,15 @@ def interaction_observation(rows: Sequence[dict[str, Any]], key: str, values: Se
         winners.append((by_value, ranked[0][0], abs(ranked[0][1] - ranked[1][1])))
     if len({winner for _b, winner, _margin in winners}) < 2:
         return None
-    parts = [f"{winner} is best with {by}={by_value} (by {margin:.3f} {metric})" for by_value, winner, margin in winners]
+    parts = [
+        f"{winner} is best with {by}={by_value} (by {margin:.3f} {metric})" for by_value, winner, margin in winners
+    ]
     return f"{key} and {by} interact: the best {key} depends on {by}: " + "; ".join(parts)
 
 
-def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Sequence[str]]], metric: str, mode: str) -> list[str]:
+def observations(
+    rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Sequence[str]]], metric: str, mode: str
+) -> list[str]:
     """The report's 'observations': the best run, each key's comparisons, the keys ranked by
     effect, then each pair of keys that interact (once per pair).
 
@@ -103,7 +132,9 @@ def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Seque
         return [f"no run has a finite {metric}"]
     best_row = (max if mode == "max" else min)(finished, key=lambda r: r["value"])
     setting = ", ".join(f"{k}={v}" for k, v in best_row["params"].items())
-    lines = [f"best run: {setting} with {metric} {best_row['value']:.3f} ({len(finished)} of {len(rows)} runs finished with a value)"]
+    lines = [
+        f"best run: {setting} with {metric} {best_row['value']:.3f} ({len(finished)} of {len(rows)} runs finished with a value)"
+    ]
     spans = []
     for key, values in axes:
         lines += key_observations(rows, key, values, metric, mode)
@@ -115,9 +146,10 @@ def observations(rows: Sequence[dict[str, Any]], axes: Sequence[tuple[str, Seque
         ranked = ", ".join(f"{key} ({span:.3f})" for span, key in spans)
         lines.append(f"keys by the spread of their values' mean {metric}, largest first: {ranked}")
     for i, (key, values) in enumerate(axes):
-        for by, by_values in axes[i + 1:]:
-            line = (interaction_observation(rows, key, values, by, by_values, metric, mode)
-                    or interaction_observation(rows, by, by_values, key, values, metric, mode))
+        for by, by_values in axes[i + 1 :]:
+            line = interaction_observation(rows, key, values, by, by_values, metric, mode) or interaction_observation(
+                rows, by, by_values, key, values, metric, mode
+            )
             if line is not None:
                 lines.append(line)
     return lines

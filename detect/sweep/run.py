@@ -11,6 +11,7 @@ one with a last.pt and no marker (killed) resumes from its last epoch. A run tha
 (TrainingDivergedError: a learning rate too high is a sweep's normal finding) is recorded as
 failed, with the error, and the sweep goes on.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,8 @@ from detect.evaluation.report import to_json_safe
 from detect.models.checkpoint import load_checkpoint
 from detect.sweep.grid import GridAxis, check_grid, combinations, parse_grid, run_name
 from detect.sweep.report import write_sweep_outputs
-from detect.training.engine import TrainingDivergedError
 from detect.tracking import log_outputs, parent_run
+from detect.training.engine import TrainingDivergedError
 from detect.training.trainer import check_data_dirs, run_training
 
 RESULT_FILE = "sweep_result.json"
@@ -64,8 +65,23 @@ class RunResult:
     config: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": RESULT_VERSION, **{k: getattr(self, k) for k in
-                ("name", "params", "status", "final", "best", "best_epoch", "epochs_run", "train_seconds", "config")}}
+        return {
+            "version": RESULT_VERSION,
+            **{
+                k: getattr(self, k)
+                for k in (
+                    "name",
+                    "params",
+                    "status",
+                    "final",
+                    "best",
+                    "best_epoch",
+                    "epochs_run",
+                    "train_seconds",
+                    "config",
+                )
+            },
+        }
 
 
 @dataclass
@@ -77,8 +93,9 @@ class SweepOutcome:
     trained: list[str]
 
 
-def plan_sweep(config: Config | str | Path | None, grid: Sequence[str], out_dir: str | Path, *,
-               overrides: Sequence[str] = ()) -> tuple[list[GridAxis], list[SweepRun]]:
+def plan_sweep(
+    config: Config | str | Path | None, grid: Sequence[str], out_dir: str | Path, *, overrides: Sequence[str] = ()
+) -> tuple[list[GridAxis], list[SweepRun]]:
     """The axes and one SweepRun per combination; every ConfigError before anything trains."""
     if not grid:
         raise ConfigError("no --grid given: pass at least one, e.g. --grid train.lr=0.01,0.02")
@@ -90,7 +107,9 @@ def plan_sweep(config: Config | str | Path | None, grid: Sequence[str], out_dir:
     for combo in combinations(axes):
         name = run_name(combo)
         if name in names:
-            raise ConfigError(f"--grid: two combinations share the run folder name '{name}'; write the values differently")
+            raise ConfigError(
+                f"--grid: two combinations share the run folder name '{name}'; write the values differently"
+            )
         names.add(name)
         try:
             cfg = config_from_dict(config_to_dict(base), [f"{k}={v}" for k, v in combo.items()])
@@ -121,24 +140,39 @@ def train_run(run: SweepRun, data_dirs: Sequence[str | Path], log: Callable[[str
     resume = last.is_file()
     log(f"[{run.name}] {'resuming' if resume else 'training'} in {run.run_dir}")
     try:
-        trained = run_training(run.config, data_dirs, out_dir=run.run_dir, resume=resume,
-                               log=lambda line: log(f"[{run.name}] {line}"))
+        trained = run_training(
+            run.config, data_dirs, out_dir=run.run_dir, resume=resume, log=lambda line: log(f"[{run.name}] {line}")
+        )
     except TrainingDivergedError as exc:
         log(f"[{run.name}] failed: {exc}")
         result = RunResult(run.name, run.params, f"failed: {exc}", config=config_to_dict(run.config))
     else:
         final = {k: float(v) for k, v in load_checkpoint(trained.last_checkpoint)["metrics"].items()}
-        result = RunResult(run.name, run.params, "finished", final=final,
-                           best={k: float(v) for k, v in trained.best_metrics.items()}, best_epoch=trained.best_epoch,
-                           epochs_run=trained.epochs_completed, train_seconds=trained.train_seconds,
-                           config=config_to_dict(run.config))
+        result = RunResult(
+            run.name,
+            run.params,
+            "finished",
+            final=final,
+            best={k: float(v) for k, v in trained.best_metrics.items()},
+            best_epoch=trained.best_epoch,
+            epochs_run=trained.epochs_completed,
+            train_seconds=trained.train_seconds,
+            config=config_to_dict(run.config),
+        )
     write_text_atomic(run.result_path, json.dumps(to_json_safe(result.to_json()), allow_nan=False))
     return result
 
 
-def run_sweep(config: Config | str | Path | None, data_dirs: Sequence[str | Path], grid: Sequence[str],
-              out_dir: str | Path = "sweep", *, overrides: Sequence[str] = (), metric: str | None = None,
-              log: Callable[[str], None] = print) -> SweepOutcome:
+def run_sweep(
+    config: Config | str | Path | None,
+    data_dirs: Sequence[str | Path],
+    grid: Sequence[str],
+    out_dir: str | Path = "sweep",
+    *,
+    overrides: Sequence[str] = (),
+    metric: str | None = None,
+    log: Callable[[str], None] = print,
+) -> SweepOutcome:
     """See the module docstring. `metric`: the validation metric the report compares (default:
     the config's train.monitor)."""
     check_data_dirs(data_dirs)

@@ -5,6 +5,7 @@ column per swept key (the value as given), best_epoch, epochs_run, train_seconds
 final_<metric> (the last epoch's validation value) and best_<metric> (at the best epoch by
 train.monitor) for every validation metric any run reported.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,7 @@ def format_number(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) and math.isfinite(value) else ""
 
 
-def table_rows(results: Sequence["RunResult"], axes: Sequence["GridAxis"]) -> list[dict[str, Any]]:
+def table_rows(results: Sequence[RunResult], axes: Sequence[GridAxis]) -> list[dict[str, Any]]:
     metrics = sorted({k for r in results for k in (*r.final, *r.best)})
     rows = []
     for r in results:

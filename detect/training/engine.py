@@ -17,6 +17,7 @@ Validation predicts through detect.inference.predictor.Predictor (the component 
 and `detect infer` use), so its boxes and probabilities are those the other two give for the
 same checkpoint and images; the metrics come from detect.evaluation.scoring.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,10 +35,10 @@ from data_prep.records import BadFile, ImageRecord
 from data_prep.tasks import DETECTION_TASK
 from detect.config import Config
 from detect.devices import autocast
-from detect.evaluation.scoring import choose_operating_points, classification_metrics, validation_metrics
-from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
-from detect.inference.predictor import ModelInput, Predictor
 from detect.distributed import DistInfo, all_reduce_mean
+from detect.evaluation.scoring import choose_operating_points, classification_metrics, validation_metrics
+from detect.inference.predictor import ModelInput, Predictor
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.progress import LOG_EVERY_SECONDS, ProgressLog
 
 
@@ -62,8 +63,10 @@ class EpochStats:
 
 
 def move_targets(targets: Sequence[dict[str, Any]], device: torch.device) -> list[dict[str, Any]]:
-    return [{k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
-            for t in targets]
+    return [
+        {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in t.items()}
+        for t in targets
+    ]
 
 
 def reduced_loss_values(loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -82,8 +85,16 @@ def check_finite_losses(values: dict[str, float], *, step: int, epoch: int, lr: 
         )
 
 
-def clip_gradients(params: list[torch.nn.Parameter], max_norm: float, *, guard: bool, values: dict[str, float],
-                   step: int, epoch: int, lr: float) -> None:
+def clip_gradients(
+    params: list[torch.nn.Parameter],
+    max_norm: float,
+    *,
+    guard: bool,
+    values: dict[str, float],
+    step: int,
+    epoch: int,
+    lr: float,
+) -> None:
     """Clip the (already unscaled) gradients to `max_norm`; with `guard`, a non-finite norm stops
     training. Without AMP a non-finite gradient would write nan into the weights (clipping does
     not stop it); with AMP the GradScaler skips such steps and lowers its scale instead."""
@@ -129,9 +140,16 @@ def train_one_epoch(
     params = [p for p in model.parameters() if p.requires_grad]
     # a bar on a terminal; else a line every train.log_every_steps steps or 30 s (0: no step lines), as infer logs
     every = train_cfg.log_every_steps
-    shown = ProgressLog(n_steps, log if info.is_main else (lambda _: None), tty=info.is_main and sys.stderr.isatty(),
-                        desc=f"epoch {epoch + 1}/{train_cfg.epochs}", unit="step", every=every,
-                        every_seconds=LOG_EVERY_SECONDS if every > 0 else math.inf, count_failures=False)
+    shown = ProgressLog(
+        n_steps,
+        log if info.is_main else (lambda _: None),
+        tty=info.is_main and sys.stderr.isatty(),
+        desc=f"epoch {epoch + 1}/{train_cfg.epochs}",
+        unit="step",
+        every=every,
+        every_seconds=LOG_EVERY_SECONDS if every > 0 else math.inf,
+        count_failures=False,
+    )
 
     model.train()
     sums: dict[str, float] = {}
@@ -157,8 +175,15 @@ def train_one_epoch(
         scaler.scale(loss).backward()
         if train_cfg.grad_clip_norm > 0:
             scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-            clip_gradients(params, train_cfg.grad_clip_norm, guard=not use_amp, values=values,
-                           step=global_step + 1, epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"])
+            clip_gradients(
+                params,
+                train_cfg.grad_clip_norm,
+                guard=not use_amp,
+                values=values,
+                step=global_step + 1,
+                epoch=epoch + 1,
+                lr=optimizer.param_groups[0]["lr"],
+            )
         lr = optimizer.param_groups[0]["lr"]  # the lr of this step, before the schedule moves on
         scaler.step(optimizer)
         scaler.update()
@@ -179,8 +204,14 @@ def train_one_epoch(
             tensorboard.add_scalar("train/lr", lr, global_step)
     shown.close()
     seconds = time.perf_counter() - start
-    return EpochStats(losses={k: v / max(1, n_done) for k, v in sums.items()}, n_images=n_images,
-                      seconds=seconds, global_step=global_step, lr=lr, skipped=skipped)
+    return EpochStats(
+        losses={k: v / max(1, n_done) for k, v in sums.items()},
+        n_images=n_images,
+        seconds=seconds,
+        global_step=global_step,
+        lr=lr,
+        skipped=skipped,
+    )
 
 
 # -------------------------------------------------------------------------------- validation
@@ -211,12 +242,15 @@ def dataset_of(loader: DataLoader) -> RecordDataset:
     while not hasattr(dataset, "records") and hasattr(dataset, "dataset"):  # torch Subset
         dataset = dataset.dataset
     if not (hasattr(dataset, "records") and hasattr(dataset, "image_size_px")):
-        raise TypeError(f"validation needs a loader over a dataset with records (a ManifestDataset), got {type(dataset).__name__}")
+        raise TypeError(
+            f"validation needs a loader over a dataset with records (a ManifestDataset), got {type(dataset).__name__}"
+        )
     return dataset
 
 
-def predict_loader(predictor: Predictor, loader: DataLoader,
-                   skipped: list[BadFile] | None = None) -> tuple[list[ImageRecord], list[RawPrediction]]:
+def predict_loader(
+    predictor: Predictor, loader: DataLoader, skipped: list[BadFile] | None = None
+) -> tuple[list[ImageRecord], list[RawPrediction]]:
     """Every batch of `loader` through `predictor` -> (records, RawPredictions in ORIGINAL pixels).
 
     The loader's samples are letterboxed as `predictor.prepare` would make them (the cache holds
@@ -233,8 +267,12 @@ def predict_loader(predictor: Predictor, loader: DataLoader,
         if not images:
             continue
         inputs = [
-            ModelInput(tensor=image, scale=float(target["scale"]),
-                       height_px=int(target["orig_size"][0]), width_px=int(target["orig_size"][1]))
+            ModelInput(
+                tensor=image,
+                scale=float(target["scale"]),
+                height_px=int(target["orig_size"][0]),
+                width_px=int(target["orig_size"][1]),
+            )
             for image, target in zip(images, targets)
         ]
         predictions += predictor.predict_inputs(inputs)
@@ -254,7 +292,9 @@ def set_loss_mode(model: torch.nn.Module) -> dict[torch.nn.Module, bool]:
 
 
 @torch.no_grad()
-def mean_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool = False) -> dict[str, float]:
+def mean_loss(
+    model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool = False
+) -> dict[str, float]:
     """The mean of each training loss component (and 'loss', their sum) over `loader`.
 
     The detector's proposal sampling is random: it runs under a forked, fixed-seed RNG so the
@@ -282,9 +322,17 @@ def mean_loss(model: torch.nn.Module, loader: DataLoader, device: torch.device, 
     return {k: v / n_batches for k, v in totals.items()} if n_batches else {"loss": math.nan}
 
 
-def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *, amp: bool = False, epoch: int = 0,
-             settings: PostprocessSettings = PostprocessSettings(), with_loss: bool = False,
-             threshold_rule: str = "f1") -> ValidationResult:
+def evaluate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    amp: bool = False,
+    epoch: int = 0,
+    settings: PostprocessSettings = PostprocessSettings(),
+    with_loss: bool = False,
+    threshold_rule: str = "f1",
+) -> ValidationResult:
     """Predict `loader` (a val split) through the one predictor and score it
     (detect.evaluation.scoring.validation_metrics, or classification_metrics for a
     classifier); `epoch` (1-based) names where the operating
@@ -303,22 +351,31 @@ def evaluate(model: torch.nn.Module, loader: DataLoader, device: torch.device, *
     if with_loss:
         metrics.update(mean_loss(model, loader, device, amp=amp))
         model.eval()
-    return ValidationResult(metrics=metrics, operating_points=points, records=records, predictions=predictions,
-                            skipped=skipped)
+    return ValidationResult(
+        metrics=metrics, operating_points=points, records=records, predictions=predictions, skipped=skipped
+    )
 
 
 # ------------------------------------------------------------------- between epochs
 
 
-def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, amp: bool, monitor: str,
-             epoch: int, visuals: Callable[[ValidationResult], None] | None = None, threshold_rule: str = "f1",
-             ) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
+def validate(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    amp: bool,
+    monitor: str,
+    epoch: int,
+    visuals: Callable[[ValidationResult], None] | None = None,
+    threshold_rule: str = "f1",
+) -> tuple[dict[str, float], dict[str, dict[str, Any]], list[BadFile]]:
     """`evaluate` on the val loader -> (its metrics prefixed 'val_', {dataset: operating point as
     a dict}: what the checkpoint stores, the unreadable val files), the operating points chosen by
     `threshold_rule` (train.threshold_rule). `visuals` gets the whole ValidationResult
     (predictions included): TensorBoard's curves and grid."""
-    result = evaluate(model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss",
-                      threshold_rule=threshold_rule)
+    result = evaluate(
+        model, loader, device, amp=amp, epoch=epoch, with_loss=monitor == "val_loss", threshold_rule=threshold_rule
+    )
     if visuals is not None:
         visuals(result)
     metrics = {f"val_{k}": float(v) for k, v in result.metrics.items()}
@@ -326,9 +383,13 @@ def validate(model: torch.nn.Module, loader: DataLoader, device: torch.device, a
 
 
 def format_epoch(epoch: int, epochs: int, stats: EpochStats, metrics: dict[str, float], improved: bool) -> str:
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc",
-                                                       "val_macro_f1", "val_accuracy", "val_loss")
-                     if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k])))
-    return (f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
-            f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
-            f"{'  * best' if improved else ''}")
+    shown = " ".join(
+        f"{k} {metrics[k]:.4f}"
+        for k in ("val_map50", "val_rsna_score", "val_f1", "val_roc_auc", "val_macro_f1", "val_accuracy", "val_loss")
+        if k in metrics and not (k in ("val_map50", "val_rsna_score") and math.isnan(metrics[k]))
+    )
+    return (
+        f"epoch {epoch}/{epochs} loss {stats.losses.get('loss', math.nan):.4f}{' | ' + shown if shown else ''} "
+        f"| lr {stats.lr:.2e} | {stats.seconds:.1f} s, {stats.n_images / max(stats.seconds, 1e-9):.1f} img/s"
+        f"{'  * best' if improved else ''}"
+    )

@@ -1,12 +1,13 @@
 """Optimiser, learning-rate schedule and the monitored metric's direction.
 
-    build_optimizer(model, cfg.train)            SGD (momentum) or AdamW, no decay on norms and biases
-    build_scheduler(optimizer, cfg.train, n, mode) per-step LambdaLR (warm-up + cosine / step /
-                                                 constant) or per-evaluation ReduceLROnPlateau
-    monitor_mode(monitor), is_improvement(value, best, mode)
-    backbone_frozen_in(epoch, cfg.train)         two-phase transfer: is the backbone frozen in this epoch?
-    start_finetuning(optimizer, scheduler, f)    at the phase boundary: every lr (and base lr) times f
+build_optimizer(model, cfg.train)            SGD (momentum) or AdamW, no decay on norms and biases
+build_scheduler(optimizer, cfg.train, n, mode) per-step LambdaLR (warm-up + cosine / step /
+                                             constant) or per-evaluation ReduceLROnPlateau
+monitor_mode(monitor), is_improvement(value, best, mode)
+backbone_frozen_in(epoch, cfg.train)         two-phase transfer: is the backbone frozen in this epoch?
+start_finetuning(optimizer, scheduler, f)    at the phase boundary: every lr (and base lr) times f
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,11 @@ def build_optimizer(model: torch.nn.Module, train_cfg: TrainConfig) -> torch.opt
     for param in model.parameters():
         if param.requires_grad:
             (no_decay if param.ndim <= 1 else decay).append(param)
-    groups = [g for g in ({"params": decay, "weight_decay": train_cfg.weight_decay},
-                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    groups = [
+        g
+        for g in ({"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0})
+        if g["params"]
+    ]
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
     return torch.optim.AdamW(groups, lr=train_cfg.lr)  # detect.config allows sgd and adamw only
@@ -55,16 +59,19 @@ def lr_factor_fn(train_cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int]
         return WARMUP_START_FACTOR + (1.0 - WARMUP_START_FACTOR) * step / warmup
 
     if train_cfg.schedule == "cosine":
+
         def factor(step: int) -> float:
             if step < warmup:
                 return warm(step)
             progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
             return 0.5 * (1.0 + math.cos(math.pi * progress))
     elif train_cfg.schedule == "step":
+
         def factor(step: int) -> float:
             epoch = step // max(1, steps_per_epoch)
             return warm(step) * train_cfg.gamma ** sum(epoch >= m for m in train_cfg.step_epochs)
     elif train_cfg.schedule == "constant":
+
         def factor(step: int) -> float:
             return 1.0
     else:  # plateau is stepped per evaluation (build_scheduler), never through a factor
@@ -72,8 +79,9 @@ def lr_factor_fn(train_cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int]
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig, steps_per_epoch: int,
-                    monitor_mode: str) -> LambdaLR | ReduceLROnPlateau:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, train_cfg: TrainConfig, steps_per_epoch: int, monitor_mode: str
+) -> LambdaLR | ReduceLROnPlateau:
     """LambdaLR stepped after every optimizer step, or ReduceLROnPlateau stepped per evaluation."""
     if train_cfg.schedule == "plateau":
         return ReduceLROnPlateau(

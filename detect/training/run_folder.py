@@ -21,6 +21,7 @@ last.pt never came is dropped, and the epoch runs again), best.pt is restored fr
 a kill fell between steps 2 and 3 (last.pt's epoch is its best_epoch but best.pt holds another
 epoch or is missing), and the temporary files of a write the kill interrupted are removed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -42,12 +43,27 @@ from detect.training.val_visuals import log_validation_visuals
 
 # Config keys that may differ on --resume: they change how a run executes, not what it computes.
 # train.max_minutes is a budget, like train.epochs: a resume may grant more time
-RESUME_MUTABLE_KEYS: tuple[str, ...] = ("train.device", "data.num_workers", "train.log_every_steps", "train.max_minutes",
-                                        "train.loggers")
+RESUME_MUTABLE_KEYS: tuple[str, ...] = (
+    "train.device",
+    "data.num_workers",
+    "train.log_every_steps",
+    "train.max_minutes",
+    "train.loggers",
+)
 # Validation metrics written to metrics.csv (prefixed val_), in this order.
 VAL_CSV_KEYS: tuple[str, ...] = (
-    "map50", "map", "map75", "rsna_score", "f1", "roc_auc", "accuracy", "sensitivity", "specificity",
-    "threshold_rsna", "threshold_kermany", "loss",
+    "map50",
+    "map",
+    "map75",
+    "rsna_score",
+    "f1",
+    "roc_auc",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "threshold_rsna",
+    "threshold_kermany",
+    "loss",
 )
 
 
@@ -58,8 +74,16 @@ def val_csv_keys(task: str) -> tuple[str, ...]:
     if task == DETECTION_TASK:
         return VAL_CSV_KEYS
     three_class = ("macro_f1",) if num_outputs(task) > 1 else ()
-    return ("f1", "roc_auc", "accuracy", *three_class, "sensitivity", "specificity",
-            f"threshold_{TASK_DATASET[task]}", "loss")
+    return (
+        "f1",
+        "roc_auc",
+        "accuracy",
+        *three_class,
+        "sensitivity",
+        "specificity",
+        f"threshold_{TASK_DATASET[task]}",
+        "loss",
+    )
 
 
 class RunFolderExistsError(DetectError):
@@ -170,11 +194,15 @@ def repair_best_checkpoint(state: dict[str, Any], last_path: Path, best_path: Pa
         return
     if epoch == best_epoch:
         copy_file_atomic(last_path, best_path)
-        log(f"{best_path}: restored from {last_path.name} (epoch {epoch}, the best so far): the previous run "
-            f"stopped before copying it")
+        log(
+            f"{best_path}: restored from {last_path.name} (epoch {epoch}, the best so far): the previous run "
+            f"stopped before copying it"
+        )
     else:
-        log(f"warning: {best_path} holds {'no readable checkpoint' if held is None else f'epoch {held}'}, "
-            f"not epoch {best_epoch} that {last_path.name} records as best; it is replaced at the next improvement")
+        log(
+            f"warning: {best_path} holds {'no readable checkpoint' if held is None else f'epoch {held}'}, "
+            f"not epoch {best_epoch} that {last_path.name} records as best; it is replaced at the next improvement"
+        )
 
 
 def _plain_number(value: Any) -> int | float | None:
@@ -207,21 +235,30 @@ class RunWriter:
     go, and with `resume_state` (the last.pt resumed from) best.pt and metrics.csv are brought
     back in line with it."""
 
-    def __init__(self, run_dir: Path, cfg: Config, resume_state: dict[str, Any] | None,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, run_dir: Path, cfg: Config, resume_state: dict[str, Any] | None, log: Callable[[str], None] = print
+    ) -> None:
         checkpoints = run_dir / "checkpoints"
         removed = remove_stale_temps(run_dir) + remove_stale_temps(checkpoints)
         if removed:
-            log(f"removed {len(removed)} temporary file(s) of an interrupted write: {', '.join(p.name for p in removed)}")
+            log(
+                f"removed {len(removed)} temporary file(s) of an interrupted write: {', '.join(p.name for p in removed)}"
+            )
         if resume_state is not None:
             repair_best_checkpoint(resume_state, checkpoints / "last.pt", checkpoints / "best.pt", log)
         save_config(cfg, run_dir / "config.yaml")
         self.val_keys = val_csv_keys(cfg.task)
         metrics_path = run_dir / "metrics.csv"
-        self.metrics_csv = MetricsCsv(metrics_path, resumed_metrics_rows(metrics_path, resume_state) if resume_state else [])
+        self.metrics_csv = MetricsCsv(
+            metrics_path, resumed_metrics_rows(metrics_path, resume_state) if resume_state else []
+        )
         self.tensorboard = open_tensorboard(run_dir / "tensorboard") if "tensorboard" in cfg.train.loggers else None
-        self.mlflow = MlflowTracker.open(run_dir, cfg, resumed=resume_state is not None,
-                                         run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"))
+        self.mlflow = MlflowTracker.open(
+            run_dir,
+            cfg,
+            resumed=resume_state is not None,
+            run_id=(resume_state or {}).get("extra", {}).get("mlflow_run_id"),
+        )
 
     @property
     def step_logger(self) -> _ScalarFanOut | None:
@@ -232,11 +269,15 @@ class RunWriter:
     def write_epoch(self, epoch: int, stats: EpochStats, metrics: dict[str, float]) -> dict[str, Any]:
         """Append the epoch's row to metrics.csv (and TensorBoard) and return it. `metrics_csv.rows`,
         all rows so far, is what the epoch's last.pt records as its history."""
-        row = {"epoch": epoch, "global_step": stats.global_step, "lr": stats.lr,
-               **{f"train_{k}": v for k, v in stats.losses.items()},
-               **{f"val_{k}": metrics.get(f"val_{k}") for k in self.val_keys},
-               "epoch_time_s": stats.seconds,
-               "train_images_per_s": stats.n_images / stats.seconds if stats.seconds > 0 else math.nan}
+        row = {
+            "epoch": epoch,
+            "global_step": stats.global_step,
+            "lr": stats.lr,
+            **{f"train_{k}": v for k, v in stats.losses.items()},
+            **{f"val_{k}": metrics.get(f"val_{k}") for k in self.val_keys},
+            "epoch_time_s": stats.seconds,
+            "train_images_per_s": stats.n_images / stats.seconds if stats.seconds > 0 else math.nan,
+        }
         row = {key: _plain_number(value) for key, value in row.items()}  # last.pt loads weights-only
         self.metrics_csv.append(row)
         if self.tensorboard is not None:
@@ -277,8 +318,9 @@ class _ScalarFanOut:
             sink.add_scalar(tag, scalar_value, global_step)
 
 
-def ensure_best(last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo,
-                 log: Callable[[str], None]) -> None:
+def ensure_best(
+    last_path: Path, best_path: Path, monitor: str, best_epoch: int, info: DistInfo, log: Callable[[str], None]
+) -> None:
     """A run always ends with a best.pt: the last epoch's when the monitor never improved."""
     if info.is_main and not best_path.is_file() and last_path.is_file():
         if best_epoch == 0:

@@ -1,9 +1,10 @@
 """Seeds and RNG states: what makes a run reproducible and a resumed run bit-identical on CPU.
 
-    seed_everything(seed)          python, numpy and torch
-    seed_worker(worker_id)         DataLoader worker init: numpy and python follow torch's worker seed
-    capture_rng_states() / restore_rng_states(states)   stored in every checkpoint for --resume
+seed_everything(seed)          python, numpy and torch
+seed_worker(worker_id)         DataLoader worker init: numpy and python follow torch's worker seed
+capture_rng_states() / restore_rng_states(states)   stored in every checkpoint for --resume
 """
+
 from __future__ import annotations
 
 import random
@@ -49,12 +50,14 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     python_state = states["python"]
     random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
     np_state = states["numpy"]
-    np.random.set_state({
-        "bit_generator": np_state["bit_generator"],
-        "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": int(np_state["pos"])},
-        "has_gauss": int(np_state["has_gauss"]),
-        "gauss": float(np_state["gauss"]),
-    })
+    np.random.set_state(
+        {
+            "bit_generator": np_state["bit_generator"],
+            "state": {"key": np_state["key"].numpy().astype(np.uint32), "pos": int(np_state["pos"])},
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        }
+    )
     torch.set_rng_state(states["torch"])
     cuda_states = states.get("cuda") or []
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():

@@ -8,6 +8,7 @@ folder's bad_files.csv (path,reason); the file is rewritten whole and atomically
 (data_prep.atomic), so a kill never leaves half a row. On --resume the
 rows already written are kept.
 """
+
 from __future__ import annotations
 
 import csv
@@ -51,6 +52,8 @@ class SkippedFiles:
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(("path", "reason"))
-        writer.writerows((spreadsheet_safe(b.path), spreadsheet_safe(b.reason))
-                         for b in sorted(self.files.values(), key=lambda b: b.path))
+        writer.writerows(
+            (spreadsheet_safe(b.path), spreadsheet_safe(b.reason))
+            for b in sorted(self.files.values(), key=lambda b: b.path)
+        )
         write_text_atomic(self.path, text.getvalue())

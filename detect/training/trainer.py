@@ -26,6 +26,7 @@ workers, the augmentation streams of the worker processes are not checkpointed).
 Under `torchrun --nproc_per_node=N` each process trains on its own share of the data in
 DistributedDataParallel (detect.distributed); rank 0 alone evaluates, logs and writes.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,11 +49,6 @@ from detect.config import Config, TrainConfig, config_from_dict, config_to_dict,
 from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
 from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
 from detect.devices import resolve_device
-from detect.models.build import build_model
-from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
-from detect.models.classifiers import ImageClassifier
-from detect.models.losses import build_classification_loss
-from detect.models.weights import check_weights_available
 from detect.distributed import (
     DistInfo,
     all_gather_objects,
@@ -63,6 +59,11 @@ from detect.distributed import (
     init_distributed,
     wrap_model,
 )
+from detect.models.build import build_model
+from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save_checkpoint
+from detect.models.classifiers import ImageClassifier
+from detect.models.losses import build_classification_loss
+from detect.models.weights import check_weights_available
 from detect.training.engine import dataset_of, format_epoch, train_one_epoch, validate
 from detect.training.optim import (
     backbone_frozen_in,
@@ -114,8 +115,9 @@ class Progress:
     def out_of_time(self, max_minutes: float) -> bool:
         return max_minutes > 0 and self.train_seconds >= 60.0 * max_minutes
 
-    def record_evaluation(self, metrics: dict[str, float], operating_points: dict[str, dict[str, Any]],
-                          monitor: str, epoch: int) -> bool:
+    def record_evaluation(
+        self, metrics: dict[str, float], operating_points: dict[str, dict[str, Any]], monitor: str, epoch: int
+    ) -> bool:
         """Take one evaluation's metrics into account; True when `monitor` improved."""
         self.operating_points = dict(operating_points)
         value = metrics.get(monitor)
@@ -126,16 +128,21 @@ class Progress:
         return False
 
     @classmethod
-    def from_checkpoint(cls, payload: dict[str, Any], best_path: Path) -> "Progress":
+    def from_checkpoint(cls, payload: dict[str, Any], best_path: Path) -> Progress:
         extra = payload["extra"]
         best_metrics = extra.get("best_metrics")
         if best_metrics is None:  # a last.pt written before it carried them
             best_metrics = load_checkpoint(best_path)["metrics"] if best_path.is_file() else {}
-        return cls(epoch=int(payload["epoch"]), global_step=int(payload["global_step"]),
-                   best_metric=float(payload["best_metric"]), best_epoch=int(payload["best_epoch"]),
-                   stale_epochs=int(payload.get("epochs_without_improvement", 0)), best_metrics=dict(best_metrics),
-                   operating_points=dict(extra.get("operating_points") or {}),
-                   train_seconds=float(extra.get("train_seconds", 0.0)))
+        return cls(
+            epoch=int(payload["epoch"]),
+            global_step=int(payload["global_step"]),
+            best_metric=float(payload["best_metric"]),
+            best_epoch=int(payload["best_epoch"]),
+            stale_epochs=int(payload.get("epochs_without_improvement", 0)),
+            best_metrics=dict(best_metrics),
+            operating_points=dict(extra.get("operating_points") or {}),
+            train_seconds=float(extra.get("train_seconds", 0.0)),
+        )
 
 
 def resolve_config(config: Config | str | Path | None, overrides: Sequence[str], run_dir: Path | None) -> Config:
@@ -147,13 +154,22 @@ def resolve_config(config: Config | str | Path | None, overrides: Sequence[str],
         return config
     if config is None:
         if run_dir is None or not (run_dir / "config.yaml").is_file():
-            raise ConfigError("no config given: pass --config FILE (or --resume --out RUN_DIR to reuse RUN_DIR/config.yaml)")
+            raise ConfigError(
+                "no config given: pass --config FILE (or --resume --out RUN_DIR to reuse RUN_DIR/config.yaml)"
+            )
         config = run_dir / "config.yaml"
     return load_config(config, list(overrides))
 
 
-def build_loader(dataset: ManifestDataset, cfg: Config, device: torch.device, *, sampler: Sampler | None = None,
-                 drop_last: bool = False, seed: int = 0) -> DataLoader:
+def build_loader(
+    dataset: ManifestDataset,
+    cfg: Config,
+    device: torch.device,
+    *,
+    sampler: Sampler | None = None,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> DataLoader:
     workers = cfg.data.num_workers
     return DataLoader(
         dataset,
@@ -168,8 +184,6 @@ def build_loader(dataset: ManifestDataset, cfg: Config, device: torch.device, *,
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
     )
-
-
 
 
 def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
@@ -214,13 +228,17 @@ def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> Pr
 
 def check_data_dirs(data_dirs: Sequence[str | Path]) -> None:
     if not data_dirs:
-        raise ConfigError("no dataset given: pass --data DIR (an RSNA or Kermany root as unzipped from Kaggle, or a prepared folder)")
+        raise ConfigError(
+            "no dataset given: pass --data DIR (an RSNA or Kermany root as unzipped from Kaggle, or a prepared folder)"
+        )
     for data_dir in data_dirs:
         if not Path(data_dir).is_dir():
             raise ConfigError(f"--data {data_dir}: folder not found")
 
 
-def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, log: Callable[[str], None]) -> list[PreparedDataset]:
+def prepare_data(
+    data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, log: Callable[[str], None]
+) -> list[PreparedDataset]:
     """Each --data folder's PreparedDataset, running `detect prepare` (rank 0) where none exists,
     and building the image cache at data.image_size_px when data.use_cache."""
     check_data_dirs(data_dirs)
@@ -233,11 +251,17 @@ def prepare_data(data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, l
                 log(format_summary(result))
             elif cfg.data.use_cache:
                 prepared = read_manifest(data_dir)
-                cache = build_cache(prepared, cfg.data.image_size_px, workers=max(1, cfg.data.num_workers),
-                                    max_pixels=cfg.data.max_image_pixels)
+                cache = build_cache(
+                    prepared,
+                    cfg.data.image_size_px,
+                    workers=max(1, cfg.data.num_workers),
+                    max_pixels=cfg.data.max_image_pixels,
+                )
                 if cache.n_written or cache.bad_files:
-                    log(f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
-                        + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else ""))
+                    log(
+                        f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
+                        + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else "")
+                    )
 
     _main_then_share(info, prepare_missing)
     return [read_manifest(data_dir) for data_dir in data_dirs]
@@ -316,8 +340,9 @@ class Loaders:
     train_records: list[ImageRecord] = field(default_factory=list, repr=False)  # weighted_ce counts them
 
 
-def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo,
-                   log: Callable[[str], None]) -> Loaders:
+def _build_loaders(
+    data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo, log: Callable[[str], None]
+) -> Loaders:
     datasets = build_datasets(prepare_data(data_dirs, cfg, info, log), cfg, skip_unreadable=True)
     train_dataset, val_dataset = datasets.get("train"), datasets.get("val")
     if train_dataset is None or len(train_dataset) == 0:
@@ -325,19 +350,34 @@ def _build_loaders(data_dirs: Sequence[str | Path], cfg: Config, device: torch.d
     _check_val_split(val_dataset, cfg, data_dirs)
     sampler = build_train_sampler(train_dataset, cfg, info.rank, info.world_size)
     drop_last = len(sampler) >= 2 * cfg.train.batch_size  # no last batch of 1 for batch-norm, unless data is tiny
-    train_loader = build_loader(train_dataset, cfg, device, sampler=sampler, drop_last=drop_last,
-                                seed=derive_seed(cfg.seed, info.rank))
+    train_loader = build_loader(
+        train_dataset, cfg, device, sampler=sampler, drop_last=drop_last, seed=derive_seed(cfg.seed, info.rank)
+    )
     val_loader = build_loader(val_dataset, cfg, device) if info.is_main else None
     steps_per_epoch = len(train_loader)
     if cfg.train.max_steps_per_epoch > 0:
         steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
-    return Loaders(train_loader, val_loader, sampler, len(train_dataset), len(val_dataset), steps_per_epoch,
-                   train_records=list(train_dataset.records))
+    return Loaders(
+        train_loader,
+        val_loader,
+        sampler,
+        len(train_dataset),
+        len(val_dataset),
+        steps_per_epoch,
+        train_records=list(train_dataset.records),
+    )
 
 
-def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau,
-             scaler: torch.amp.GradScaler, cfg: Config, info: DistInfo, best_path: Path) -> Progress:
+def _restore(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau,
+    scaler: torch.amp.GradScaler,
+    cfg: Config,
+    info: DistInfo,
+    best_path: Path,
+) -> Progress:
     """Weights, optimiser, schedule, scaler, counters and RNG states of a resumed run."""
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
@@ -352,18 +392,36 @@ def _restore(state: dict[str, Any], model: torch.nn.Module, optimizer: torch.opt
     return progress
 
 
-def _log_start(cfg: Config, device: torch.device, info: DistInfo, loaders: Loaders, progress: Progress, run_dir: Path,
-               log: Callable[[str], None]) -> None:
-    log(f"training {cfg.model.name} at {cfg.data.image_size_px} px on {device}"
+def _log_start(
+    cfg: Config,
+    device: torch.device,
+    info: DistInfo,
+    loaders: Loaders,
+    progress: Progress,
+    run_dir: Path,
+    log: Callable[[str], None],
+) -> None:
+    log(
+        f"training {cfg.model.name} at {cfg.data.image_size_px} px on {device}"
         f"{f' x {info.world_size} processes' if info.is_distributed else ''}: {loaders.n_train} train / "
-        f"{loaders.n_val} val images, {loaders.steps_per_epoch} steps per epoch, run dir {run_dir}")
+        f"{loaders.n_val} val images, {loaders.steps_per_epoch} steps per epoch, run dir {run_dir}"
+    )
     if progress.epoch >= cfg.train.epochs:
-        log(f"{run_dir} has already trained {progress.epoch} of {cfg.train.epochs} epochs; "
-            "raise train.epochs (--set train.epochs=N) to train longer")
+        log(
+            f"{run_dir} has already trained {progress.epoch} of {cfg.train.epochs} epochs; "
+            "raise train.epochs (--set train.epochs=N) to train longer"
+        )
 
 
-def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: bool,
-           device: torch.device, info: DistInfo, log: Callable[[str], None]) -> TrainResult:
+def _train(
+    cfg: Config,
+    data_dirs: Sequence[str | Path],
+    run_dir: Path,
+    resume: bool,
+    device: torch.device,
+    info: DistInfo,
+    log: Callable[[str], None],
+) -> TrainResult:
     train_cfg = cfg.train
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     check_writable(run_dir, expect="folder", what="the run folder (--out)")  # before any data is read
@@ -385,8 +443,10 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     progress = Progress()
     if resume_state is not None:
         progress = _restore(resume_state, model, optimizer, scheduler, scaler, cfg, info, best_path)
-        log(f"resuming {run_dir} after epoch {progress.epoch} (step {progress.global_step}, best "
-            f"{train_cfg.monitor} {progress.best_metric:.4f} at epoch {progress.best_epoch})")
+        log(
+            f"resuming {run_dir} after epoch {progress.epoch} (step {progress.global_step}, best "
+            f"{train_cfg.monitor} {progress.best_metric:.4f} at epoch {progress.best_epoch})"
+        )
     elif info.is_distributed:
         seed_everything(derive_seed(cfg.seed, 0, info.rank))  # each rank its own augmentations
     two_phase = isinstance(model, ImageClassifier) and train_cfg.freeze_backbone_epochs > 0
@@ -401,8 +461,10 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
     total_images, total_seconds, epochs_run, stopped_early = 0, 0.0, 0, False
     stopped_on_time = progress.epoch < train_cfg.epochs and progress.out_of_time(train_cfg.max_minutes)
     if stopped_on_time:
-        log(f"{run_dir} has spent its train.max_minutes={train_cfg.max_minutes:g} after epoch {progress.epoch}; "
-            "raise it to train longer")
+        log(
+            f"{run_dir} has spent its train.max_minutes={train_cfg.max_minutes:g} after epoch {progress.epoch}; "
+            "raise it to train longer"
+        )
     try:
         for epoch in range(progress.epoch, train_cfg.epochs):
             if stopped_on_time:
@@ -411,25 +473,59 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             loaders.sampler.set_epoch(epoch)
             if two_phase and epoch == train_cfg.freeze_backbone_epochs:
                 ddp_model = _unfreeze_backbone(model, optimizer, scheduler, train_cfg, device, info, log, epoch)
-            stats = train_one_epoch(ddp_model, loaders.train, optimizer, scheduler, scaler, device, cfg, epoch=epoch,
-                                    global_step=progress.global_step, info=info, log=log,
-                                    tensorboard=writer.step_logger if writer else None)
+            stats = train_one_epoch(
+                ddp_model,
+                loaders.train,
+                optimizer,
+                scheduler,
+                scaler,
+                device,
+                cfg,
+                epoch=epoch,
+                global_step=progress.global_step,
+                info=info,
+                log=log,
+                tensorboard=writer.step_logger if writer else None,
+            )
             progress.global_step, progress.epoch = stats.global_step, epoch + 1
-            total_images, total_seconds, epochs_run = total_images + stats.n_images, total_seconds + stats.seconds, epochs_run + 1
+            total_images, total_seconds, epochs_run = (
+                total_images + stats.n_images,
+                total_seconds + stats.seconds,
+                epochs_run + 1,
+            )
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
 
             # rank 0's clock decides, so that every rank stops after the same epoch
             stopped_on_time = _main_then_share(
-                info, lambda: progress.train_seconds + time.monotonic() - epoch_start >= 60.0 * train_cfg.max_minutes
-                if train_cfg.max_minutes > 0 else False)
+                info,
+                lambda: (
+                    progress.train_seconds + time.monotonic() - epoch_start >= 60.0 * train_cfg.max_minutes
+                    if train_cfg.max_minutes > 0
+                    else False
+                ),
+            )
             metrics: dict[str, float] = {}
             improved = False
             if (epoch + 1) % train_cfg.eval_every_epochs == 0 or epoch + 1 == train_cfg.epochs or stopped_on_time:
                 # rank 0 evaluates; every rank receives the metrics, so all take the same decisions
-                visuals = (lambda result: writer.log_validation(result, dataset_of(loaders.val), epoch + 1)) if writer else None
+                visuals = (
+                    (lambda result: writer.log_validation(result, dataset_of(loaders.val), epoch + 1))
+                    if writer
+                    else None
+                )
                 metrics, points, val_skipped = _main_then_share(
-                    info, lambda: validate(model, loaders.val, device, use_amp, train_cfg.monitor, epoch + 1, visuals,
-                                                     train_cfg.threshold_rule))
+                    info,
+                    lambda: validate(
+                        model,
+                        loaders.val,
+                        device,
+                        use_amp,
+                        train_cfg.monitor,
+                        epoch + 1,
+                        visuals,
+                        train_cfg.threshold_rule,
+                    ),
+                )
                 skipped += val_skipped
                 improved = progress.record_evaluation(metrics, points, train_cfg.monitor, epoch)
                 monitored = metrics.get(train_cfg.monitor)
@@ -441,27 +537,44 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
             progress.train_seconds += time.monotonic() - epoch_start
             if writer is not None:  # this order keeps the run folder consistent (detect.training.run_folder)
                 writer.write_epoch(epoch + 1, stats, metrics)
-                save_checkpoint(last_path, model=model, cfg=cfg, epoch=progress.epoch, global_step=progress.global_step,
-                                optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                best_metric=progress.best_metric, best_epoch=progress.best_epoch,
-                                epochs_without_improvement=progress.stale_epochs, metrics=metrics,
-                                extra={**extra, "operating_points": progress.operating_points,
-                                       "best_metrics": progress.best_metrics,
-                                       "train_seconds": progress.train_seconds,
-                                       "metrics_history": writer.metrics_csv.rows,  # so a resume needs no other file
-                                       **({"mlflow_run_id": writer.mlflow.run_id} if writer.mlflow else {})},
-                                rng_states=capture_rng_states())
+                save_checkpoint(
+                    last_path,
+                    model=model,
+                    cfg=cfg,
+                    epoch=progress.epoch,
+                    global_step=progress.global_step,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    best_metric=progress.best_metric,
+                    best_epoch=progress.best_epoch,
+                    epochs_without_improvement=progress.stale_epochs,
+                    metrics=metrics,
+                    extra={
+                        **extra,
+                        "operating_points": progress.operating_points,
+                        "best_metrics": progress.best_metrics,
+                        "train_seconds": progress.train_seconds,
+                        "metrics_history": writer.metrics_csv.rows,  # so a resume needs no other file
+                        **({"mlflow_run_id": writer.mlflow.run_id} if writer.mlflow else {}),
+                    },
+                    rng_states=capture_rng_states(),
+                )
                 if improved:
                     copy_file_atomic(last_path, best_path)
                 log(format_epoch(epoch + 1, train_cfg.epochs, stats, metrics, improved))
             barrier()
             if stopped_on_time:
-                log(f"time budget: train.max_minutes={train_cfg.max_minutes:g} ran out during epoch {epoch + 1}; "
-                    "stopping after it")
+                log(
+                    f"time budget: train.max_minutes={train_cfg.max_minutes:g} ran out during epoch {epoch + 1}; "
+                    "stopping after it"
+                )
                 break
             if metrics and 0 < train_cfg.early_stop_patience <= progress.stale_epochs:
-                log(f"early stop: {train_cfg.monitor} has not improved for {progress.stale_epochs} evaluations "
-                    f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})")
+                log(
+                    f"early stop: {train_cfg.monitor} has not improved for {progress.stale_epochs} evaluations "
+                    f"(best {progress.best_metric:.4f} at epoch {progress.best_epoch})"
+                )
                 stopped_early = True
                 break
     except BaseException as exc:
@@ -477,18 +590,33 @@ def _train(cfg: Config, data_dirs: Sequence[str | Path], run_dir: Path, resume: 
         best_points = load_checkpoint(best_path, map_location="cpu")["extra"].get("operating_points", {})
         writer.finish_tracking(best_path, best_points)
     return TrainResult(
-        run_dir=run_dir, best_checkpoint=best_path, last_checkpoint=last_path,
-        best_metrics=progress.best_metrics, best_epoch=progress.best_epoch, epochs_run=epochs_run,
+        run_dir=run_dir,
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        best_metrics=progress.best_metrics,
+        best_epoch=progress.best_epoch,
+        epochs_run=epochs_run,
         global_step=progress.global_step,
         images_per_second=total_images / total_seconds if total_seconds > 0 else math.nan,
-        stopped_early=stopped_early, stopped_on_time=stopped_on_time, train_seconds=progress.train_seconds,
-        epochs_completed=progress.epoch, rank=info.rank, model=model,
+        stopped_early=stopped_early,
+        stopped_on_time=stopped_on_time,
+        train_seconds=progress.train_seconds,
+        epochs_completed=progress.epoch,
+        rank=info.rank,
+        model=model,
     )
 
 
-def _unfreeze_backbone(model: ImageClassifier, optimizer: torch.optim.Optimizer,
-                       scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau, train_cfg: TrainConfig,
-                       device: torch.device, info: DistInfo, log: Callable[[str], None], epoch: int) -> torch.nn.Module:
+def _unfreeze_backbone(
+    model: ImageClassifier,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | ReduceLROnPlateau,
+    train_cfg: TrainConfig,
+    device: torch.device,
+    info: DistInfo,
+    log: Callable[[str], None],
+    epoch: int,
+) -> torch.nn.Module:
     """The second phase of transfer learning, at its first epoch (also when a resume starts
     there): every layer trains, every lr times train.finetune_lr_factor. DDP is wrapped again:
     its gradient reducer knows only the parameters that required gradients when it was built."""
@@ -500,7 +628,16 @@ def _unfreeze_backbone(model: ImageClassifier, optimizer: torch.optim.Optimizer,
 
 def format_result(result: TrainResult) -> str:
     """The closing line of `detect train`: best epoch, its validation metrics, the run folder."""
-    keys = ("val_map50", "val_map", "val_rsna_score", "val_f1", "val_roc_auc", "val_macro_f1", "val_accuracy", "val_loss")
+    keys = (
+        "val_map50",
+        "val_map",
+        "val_rsna_score",
+        "val_f1",
+        "val_roc_auc",
+        "val_macro_f1",
+        "val_accuracy",
+        "val_loss",
+    )
     shown = " ".join(f"{k}={result.best_metrics[k]:.4f}" for k in keys if k in result.best_metrics)
     best = f"best epoch {result.best_epoch}: {shown}" if result.best_epoch else "no finite validation metric"
     speed = f"{result.images_per_second:.1f} images/s" if math.isfinite(result.images_per_second) else "no steps run"

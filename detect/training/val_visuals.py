@@ -8,6 +8,7 @@ curves of the val images, and a grid of val images with their boxes.
     val/predictions     up to N_GRID val images (those with true boxes first, as the eval report
                         picks them): true boxes green, predicted boxes (score >= GRID_SCORE_THRESH) red
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,13 @@ def _roc_figure(y_true: np.ndarray, y_prob: np.ndarray, epoch: int) -> Any:
     figure, axes = plt.subplots(figsize=(4, 4))
     axes.plot(fpr, tpr, color="tab:red")
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axes.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1),
-             title=f"val pneumonia ROC, epoch {epoch}: AUC {roc_auc_score(y_true, y_prob):.3f}")
+    axes.set(
+        xlabel="1 - specificity",
+        ylabel="sensitivity",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"val pneumonia ROC, epoch {epoch}: AUC {roc_auc_score(y_true, y_prob):.3f}",
+    )
     figure.tight_layout()
     return figure
 
@@ -48,7 +54,9 @@ def _tile(pixels: np.ndarray, true_boxes: np.ndarray, pred_boxes: np.ndarray, sc
     """uint8 [3, S, S]: the image letterboxed into S = GRID_SIDE_PX with its boxes drawn."""
     height, width = pixels.shape
     factor = GRID_SIDE_PX / max(height, width)
-    small = cv2.resize(pixels, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        pixels, (max(1, round(width * factor)), max(1, round(height * factor))), interpolation=cv2.INTER_AREA
+    )
     canvas = np.zeros((GRID_SIDE_PX, GRID_SIDE_PX, 3), dtype=np.uint8)
     canvas[: small.shape[0], : small.shape[1]] = small[..., None]
     for boxes, colour in ((true_boxes, (0, 200, 0)), (pred_boxes[scores >= GRID_SCORE_THRESH], (230, 30, 30))):

@@ -5,10 +5,11 @@ sign, photometric interpretation and extra tags; `write_jpeg_baseline_dicom` wri
 RSNA file is (one JPEG Baseline 1.2.840.10008.1.2.4.50 frame, 8-bit MONOCHROME2, RSNA's header
 fields) through data_prep.synth's writer, so tests read exactly what the synthetic dataset holds.
 """
+
 from __future__ import annotations
 
-from pathlib import Path
 import struct
+from pathlib import Path
 from typing import Any
 
 import numpy as np

@@ -4,6 +4,7 @@ Both mount a tmpfs, which needs root: the tests that use them are skipped for ot
 (`.ci/run` runs as root, as CI does). Where root is not needed, a portable twin of each test
 injects the same OSError instead.
 """
+
 from __future__ import annotations
 
 import errno

@@ -23,6 +23,7 @@ Images are 64 wide and 48 high (never square, so a swapped width and height show
     png/extra.png       not in the labels                 -                  image without labels
     notes.txt           not an image                      -                  junk
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,14 @@ def _write_images(root: Path) -> None:
     (root / "scans").mkdir(exist_ok=True)
     patients = ["PA", "PA", "PB", "PC", "PD", "PE"]
     for i, patient in enumerate(patients):
-        write_dicom(root / "dicom" / f"d{i:02d}.dcm", textured_image(HEIGHT, WIDTH, seed=i), PatientID=patient,
-                    PatientSex="F" if i % 2 else "M", PatientAge=f"0{40 + i}Y", ViewPosition="PA")
+        write_dicom(
+            root / "dicom" / f"d{i:02d}.dcm",
+            textured_image(HEIGHT, WIDTH, seed=i),
+            PatientID=patient,
+            PatientSex="F" if i % 2 else "M",
+            PatientAge=f"0{40 + i}Y",
+            ViewPosition="PA",
+        )
     write_dicom(root / "scans" / "raw001", textured_image(HEIGHT, WIDTH, seed=9), PatientID="PF")
     for i in range(7):
         cv2.imwrite(str(root / "png" / f"p{i:02d}.png"), textured_image(HEIGHT, WIDTH, seed=20 + i))
@@ -95,11 +102,30 @@ def build_csv_folder(root: Path, file_name: str = "labels.csv") -> Path:
 
 def coco_object() -> dict:
     """The COCO file of the same labels: ids, categories and extra image keys as tools write them."""
-    categories = [{"id": 1, "name": "consolidation"}, {"id": 2, "name": "opacity"}, {"id": 3, "name": "normal"},
-                  {"id": 4, "name": "abnormal"}, {"id": 7, "name": "nodule"}]
-    files = ["dicom/d00.dcm", "dicom/d01.dcm", "dicom/d02.dcm", "dicom/d03.dcm", "dicom/d04.dcm", "dicom/d05.dcm",
-             "scans/raw001", "png/p00.png", "png/p01.png", "png/p02.png", "png/p03.png", "png/p04.png",
-             "png/missing.png", "png/p05.png", "png/p06.png"]
+    categories = [
+        {"id": 1, "name": "consolidation"},
+        {"id": 2, "name": "opacity"},
+        {"id": 3, "name": "normal"},
+        {"id": 4, "name": "abnormal"},
+        {"id": 7, "name": "nodule"},
+    ]
+    files = [
+        "dicom/d00.dcm",
+        "dicom/d01.dcm",
+        "dicom/d02.dcm",
+        "dicom/d03.dcm",
+        "dicom/d04.dcm",
+        "dicom/d05.dcm",
+        "scans/raw001",
+        "png/p00.png",
+        "png/p01.png",
+        "png/p02.png",
+        "png/p03.png",
+        "png/p04.png",
+        "png/missing.png",
+        "png/p05.png",
+        "png/p06.png",
+    ]
     images = [{"id": 100 + i, "file_name": f, "width": WIDTH, "height": HEIGHT} for i, f in enumerate(files)]
     by_file = {image["file_name"]: image for image in images}
     by_file["png/p00.png"].update(patient_id="P10", split="train")

@@ -1,4 +1,5 @@
 """data_prep.atomic: complete-or-untouched writes, one-line errors, no debris, blocked paths found early."""
+
 from __future__ import annotations
 
 import errno
@@ -110,8 +111,9 @@ def test_two_writers_of_one_file_never_collide(tmp_path):
 def test_two_prepares_writing_one_manifest_folder_both_succeed(tmp_path):
     def write():
         for _ in range(5):
-            write_manifest(tmp_path, RECORDS, dataset="rsna", data_root=tmp_path, seed=0, val_fraction=0.1,
-                           test_fraction=0.1)
+            write_manifest(
+                tmp_path, RECORDS, dataset="rsna", data_root=tmp_path, seed=0, val_fraction=0.1, test_fraction=0.1
+            )
 
     threads = [threading.Thread(target=write) for _ in range(2)]
     for thread in threads:
@@ -139,11 +141,14 @@ def test_a_file_where_a_folder_should_be_is_named(tmp_path):
 # ------------------------------------------------------------------------- check_writable
 
 
-@pytest.mark.parametrize("expect, make, message", [
-    ("file", lambda p: p.mkdir(), "{p}: --out must name a file, not a folder"),
-    ("folder", lambda p: p.write_text("x"), "{p}: --out must name a folder, but this is a file"),
-    ("file", lambda p: os.mkfifo(p), "{p}: --out is not a regular file (a device, FIFO or socket)"),
-])
+@pytest.mark.parametrize(
+    "expect, make, message",
+    [
+        ("file", lambda p: p.mkdir(), "{p}: --out must name a file, not a folder"),
+        ("folder", lambda p: p.write_text("x"), "{p}: --out must name a folder, but this is a file"),
+        ("file", lambda p: os.mkfifo(p), "{p}: --out is not a regular file (a device, FIFO or socket)"),
+    ],
+)
 def test_check_writable_refuses_the_wrong_kind_of_path(tmp_path, expect, make, message):
     path = tmp_path / "out"
     make(path)

@@ -1,4 +1,5 @@
 """The letterbox PNG cache: exact pixels, reuse of complete files, bad files reported, clear errors."""
+
 from __future__ import annotations
 
 import os
@@ -9,9 +10,9 @@ import numpy as np
 import pytest
 
 from data_prep.cache import build_cache, is_complete_png, load_cached_image
+from data_prep.codestreams import dct_scale_denominator, decode_jpeg
 from data_prep.dicom import read_dicom
 from data_prep.errors import ImageReadError
-from data_prep.codestreams import dct_scale_denominator, decode_jpeg
 from data_prep.geometry import letterbox_content_shape, letterbox_resize
 from data_prep.images import read_image
 from data_prep.manifest import PreparedDataset
@@ -23,8 +24,16 @@ SIZE_PX = 48
 
 def kermany_record(image_id: str, height: int, width: int) -> ImageRecord:
     return ImageRecord(
-        image_id=image_id, dataset="kermany", path=f"chest_xray/{image_id}.jpeg", patient_id=image_id.split("/")[-1],
-        target=0, has_box_labels=False, subtype="normal", height=height, width=width, source_split="train",
+        image_id=image_id,
+        dataset="kermany",
+        path=f"chest_xray/{image_id}.jpeg",
+        patient_id=image_id.split("/")[-1],
+        target=0,
+        has_box_labels=False,
+        subtype="normal",
+        height=height,
+        width=width,
+        source_split="train",
     )
 
 
@@ -91,8 +100,15 @@ def test_dicom_source_is_cached(tmp_path):
     pixels = textured_image(96, 96, seed=7)
     write_jpeg_baseline_dicom(root / "stage_2_train_images" / "p1.dcm", pixels, patient_id="p1", quality=100)
     record = ImageRecord(
-        image_id="p1", dataset="rsna", path="stage_2_train_images/p1.dcm", patient_id="p1", target=0,
-        has_box_labels=True, rsna_class="Normal", height=96, width=96,
+        image_id="p1",
+        dataset="rsna",
+        path="stage_2_train_images/p1.dcm",
+        patient_id="p1",
+        target=0,
+        has_box_labels=True,
+        rsna_class="Normal",
+        height=96,
+        width=96,
     )
     prepared = PreparedDataset(dataset="rsna", data_root=root, records=[record], prepared_dir=tmp_path / "prep")
     result = build_cache(prepared, 32)

@@ -1,4 +1,5 @@
 """COCO export of a prepared dataset, and the round trip RSNA -> COCO -> `detect prepare`."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,9 @@ def test_rsna_to_coco_to_prepare_gives_the_same_manifest(tmp_path):
     again = prepare_dataset(root, labels=out, out_dir=tmp_path / "again", workers=1, seed=99)
     assert again.dataset == "custom"
     assert again.bad_files == [] and again.own.skipped_rows == []
-    assert _comparable(read_manifest(tmp_path / "again").records) == _comparable(read_manifest(rsna.prepared_dir).records)
+    assert _comparable(read_manifest(tmp_path / "again").records) == _comparable(
+        read_manifest(rsna.prepared_dir).records
+    )
     assert again.counts["patients_from"] == {"labels": 20, "dicom": 0, "none": 0}
 
 
@@ -61,7 +64,9 @@ def test_export_refuses_an_unwritable_target(tmp_path):
     root = build_rsna(tmp_path / "rsna")
     prepare_dataset(root, workers=1)
     (tmp_path / "folder.json").mkdir()
-    result = CliRunner().invoke(app, ["prepare", str(root / "detect_prepared"), "--export-coco", str(tmp_path / "folder.json")])
+    result = CliRunner().invoke(
+        app, ["prepare", str(root / "detect_prepared"), "--export-coco", str(tmp_path / "folder.json")]
+    )
     assert result.exit_code == 2
     assert result.output.startswith(f"error: {tmp_path / 'folder.json'}: ")
     assert len(result.output.strip().splitlines()) == 1

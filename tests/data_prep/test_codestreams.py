@@ -1,4 +1,5 @@
 """data_prep.codestreams: sizes from stream headers before decoding, the limit, strict JPEG decoding."""
+
 from __future__ import annotations
 
 import struct
@@ -102,7 +103,9 @@ def test_png_and_j2k_sizes_from_their_headers():
     assert j2k_frame_size(b"\xff\x4f\xff\x51" + siz) == FrameSize(height=200, width=300, components=1, bits=12)
     assert j2k_frame_size(b"\xff\x4f\xff\x51" + siz[:10]) is None
     with pytest.raises(StreamError, match="claims 0x300"):
-        j2k_frame_size(b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIIIH", 41, 0, 300, 0, 0, 0, 1, 1, 0, 0, 1) + b"\x07\x01\x01")
+        j2k_frame_size(
+            b"\xff\x4f\xff\x51" + struct.pack(">HHIIIIIIIIH", 41, 0, 300, 0, 0, 0, 1, 1, 0, 0, 1) + b"\x07\x01\x01"
+        )
     assert codestreams.DEFAULT_MAX_IMAGE_PIXELS == 100_000_000
 
 
@@ -113,10 +116,17 @@ def test_png_and_j2k_sizes_from_their_headers():
 @pytest.mark.parametrize(
     "size, min_shape, expected",
     [
-        ((1024, 1024), None, 1), ((1024, 1024), (512, 512), 2), ((1024, 1024), (256, 256), 4),
-        ((1024, 1024), (128, 128), 8), ((1024, 1024), (64, 64), 8), ((1024, 1024), (384, 384), 2),
-        ((1024, 1024), (513, 513), 1), ((1000, 872), (128, 112), 4), ((777, 1023), (64, 84), 1),
-        ((1024, 768), (512, 384), 2), ((1024, 768), (512, 385), 1),
+        ((1024, 1024), None, 1),
+        ((1024, 1024), (512, 512), 2),
+        ((1024, 1024), (256, 256), 4),
+        ((1024, 1024), (128, 128), 8),
+        ((1024, 1024), (64, 64), 8),
+        ((1024, 1024), (384, 384), 2),
+        ((1024, 1024), (513, 513), 1),
+        ((1000, 872), (128, 112), 4),
+        ((777, 1023), (64, 84), 1),
+        ((1024, 768), (512, 384), 2),
+        ((1024, 768), (512, 385), 1),
     ],
 )
 def test_dct_scale_denominator_is_the_largest_exact_reduction_that_still_covers(size, min_shape, expected):
@@ -128,8 +138,9 @@ def _radiographs() -> list[np.ndarray]:
 
     images = []
     for seed, (height, width) in enumerate(((1024, 1024), (1000, 872), (1024, 768))):
-        pixels, _ = render_chest_radiograph(np.random.default_rng(seed), height, width, opacities=1,
-                                            abnormal_not_opacity=False)
+        pixels, _ = render_chest_radiograph(
+            np.random.default_rng(seed), height, width, opacities=1, abnormal_not_opacity=False
+        )
         images.append(pixels)
     return images
 
@@ -215,7 +226,6 @@ def test_every_reader_applies_the_bytes_bound(tmp_path):
     rgb_jpeg = simplejpeg.encode_jpeg(np.zeros((96, 96, 3), np.uint8), colorspace="RGB")
     with pytest.raises(codestreams.StreamError, match=r"decoding 96x96 x 3 channel\(s\) x 1 byte\(s\)"):
         codestreams.decode_jpeg(rgb_jpeg, max_pixels=96 * 96)
-    dicom = write_dicom(tmp_path / "frames.dcm", textured_image(100, 100, bits=12).astype(np.uint16),
-                        NumberOfFrames=2)
+    dicom = write_dicom(tmp_path / "frames.dcm", textured_image(100, 100, bits=12).astype(np.uint16), NumberOfFrames=2)
     with pytest.raises(DicomReadError, match=r"decoding 100x100 x 1 channel\(s\) x 2 byte\(s\) x 2 frames"):
         read_dicom(dicom, max_pixels=10_000)

@@ -1,4 +1,5 @@
 """data_prep.dicom: decoding, the pixel pipeline (hand-worked values), header fields, errors."""
+
 from __future__ import annotations
 
 import math
@@ -16,11 +17,11 @@ from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_voi_lut, get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import (
+    MPEG2MPML,
     ExplicitVRBigEndian,
     ImplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
-    MPEG2MPML,
     RLELossless,
 )
 
@@ -214,8 +215,13 @@ def test_window_agrees_with_pydicom_apply_windowing(function):
     rng = np.random.default_rng(0)
     raw = rng.integers(0, 4096, size=(32, 48), dtype=np.uint16)
     ds = make_dataset(
-        raw, bits_stored=12, RescaleSlope=1.5, RescaleIntercept=-100,
-        WindowCenter=1800, WindowWidth=1200, VOILUTFunction=function,
+        raw,
+        bits_stored=12,
+        RescaleSlope=1.5,
+        RescaleIntercept=-100,
+        WindowCenter=1800,
+        WindowWidth=1200,
+        VOILUTFunction=function,
     )
     ours = _pixels_of(ds, raw).astype(float)
     rescaled = raw * 1.5 - 100
@@ -266,8 +272,12 @@ def test_voi_lut_sequence_scaled_by_the_lut_range(tmp_path):
     item.add_new(0x00283002, "US", [4, 100, 16])  # LUTDescriptor: entries, first input, bits
     item.add_new(0x00283006, "US", [0, 1000, 3000, 4000])  # LUTData
     path = write_dicom(
-        tmp_path / "voilut.dcm", raw, bits_stored=12, VOILUTSequence=Sequence([item]),
-        WindowCenter=5000, WindowWidth=10,  # present but the LUT wins, as in pydicom
+        tmp_path / "voilut.dcm",
+        raw,
+        bits_stored=12,
+        VOILUTSequence=Sequence([item]),
+        WindowCenter=5000,
+        WindowWidth=10,  # present but the LUT wins, as in pydicom
     )
     np.testing.assert_array_equal(read_dicom(path)[0], [[0, 0], [64, 191], [255, 255]])
 
@@ -304,8 +314,17 @@ def test_non_square_16bit_shape_and_orientation(tmp_path):
 def _reference_12bit(tmp_path: Path) -> tuple[Dataset, np.ndarray]:
     raw = textured_image(64, 80, seed=8, bits=12)
     ds = make_dataset(raw, bits_stored=12, RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=900, WindowWidth=2500)
-    expected, _ = read_dicom(write_dicom(tmp_path / "native.dcm", raw, bits_stored=12,
-                                         RescaleSlope=1, RescaleIntercept=-1024, WindowCenter=900, WindowWidth=2500))
+    expected, _ = read_dicom(
+        write_dicom(
+            tmp_path / "native.dcm",
+            raw,
+            bits_stored=12,
+            RescaleSlope=1,
+            RescaleIntercept=-1024,
+            WindowCenter=900,
+            WindowWidth=2500,
+        )
+    )
     return ds, expected
 
 
@@ -486,8 +505,13 @@ def test_header_read_proves_the_pixel_data_complete(tmp_path, make):
 
 def test_rsna_like_header_fields(tmp_path):
     path = write_jpeg_baseline_dicom(
-        tmp_path / "p.dcm", textured_image(64, 80), patient_id="abc-123", sex="M", age="148",
-        view="AP", pixel_spacing=(0.139, 0.143),
+        tmp_path / "p.dcm",
+        textured_image(64, 80),
+        patient_id="abc-123",
+        sex="M",
+        age="148",
+        view="AP",
+        pixel_spacing=(0.139, 0.143),
     )
     header = read_dicom_header(path)
     assert isinstance(header, DicomHeader)
@@ -521,8 +545,12 @@ def test_missing_optional_tags_are_none(tmp_path):
 
 def test_header_fallbacks_series_description_and_imager_spacing(tmp_path):
     path = write_dicom(
-        tmp_path / "f.dcm", textured_image(32, 32), SeriesDescription="view: ap",
-        ImagerPixelSpacing=["0.2", "0.1"], PatientSex="X", PatientAge="006M",
+        tmp_path / "f.dcm",
+        textured_image(32, 32),
+        SeriesDescription="view: ap",
+        ImagerPixelSpacing=["0.2", "0.1"],
+        PatientSex="X",
+        PatientAge="006M",
     )
     header = read_dicom_header(path)
     assert header.view_position == "AP"
@@ -614,13 +642,26 @@ def test_jpeg_fixture_extra_tags_reach_the_file(tmp_path):
 
 
 def test_the_header_carries_the_identity_a_derived_object_copies(tmp_path):
-    path = write_dicom(tmp_path / "a.dcm", textured_image(8, 8), StudyInstanceUID="1.2.3", SeriesInstanceUID="1.2.3.4",
-                       PatientName="Doe^Jane", PatientBirthDate="19700101", StudyDate="20240102", AccessionNumber="A7",
-                       WindowCenter=128, WindowWidth=256)
+    path = write_dicom(
+        tmp_path / "a.dcm",
+        textured_image(8, 8),
+        StudyInstanceUID="1.2.3",
+        SeriesInstanceUID="1.2.3.4",
+        PatientName="Doe^Jane",
+        PatientBirthDate="19700101",
+        StudyDate="20240102",
+        AccessionNumber="A7",
+        WindowCenter=128,
+        WindowWidth=256,
+    )
     identity = read_dicom_header(path).identity
     assert (identity.study_instance_uid, identity.series_instance_uid) == ("1.2.3", "1.2.3.4")
     assert identity.sop_class_uid == "1.2.840.10008.5.1.4.1.1.7"
-    assert (identity.patient_name, identity.patient_birth_date, identity.accession_number) == ("Doe^Jane", "19700101", "A7")
+    assert (identity.patient_name, identity.patient_birth_date, identity.accession_number) == (
+        "Doe^Jane",
+        "19700101",
+        "A7",
+    )
     assert (identity.window_center, identity.window_width, identity.frame_of_reference_uid) == (128.0, 256.0, None)
     bare = read_dicom_header(write_dicom(tmp_path / "b.dcm", textured_image(8, 8))).identity
     assert (bare.study_instance_uid, bare.patient_name, bare.window_center) == ("", "", None)
@@ -642,9 +683,13 @@ def test_concurrent_reads_give_every_file_its_own_verdict(tmp_path):
     """
     complete = {
         "rsna_jpeg": write_jpeg_baseline_dicom(tmp_path / "rsna.dcm", textured_image(96, 80, seed=1)),
-        "mono1_jpeg": write_jpeg_baseline_dicom(tmp_path / "m1.dcm", textured_image(64, 64, seed=2), photometric="MONOCHROME1"),
+        "mono1_jpeg": write_jpeg_baseline_dicom(
+            tmp_path / "m1.dcm", textured_image(64, 64, seed=2), photometric="MONOCHROME1"
+        ),
         "12bit": write_dicom(tmp_path / "12.dcm", textured_image(80, 64, seed=3, bits=12), bits_stored=12),
-        "16bit_mono1": write_dicom(tmp_path / "16.dcm", textured_image(64, 48, seed=4, bits=16), photometric="MONOCHROME1"),
+        "16bit_mono1": write_dicom(
+            tmp_path / "16.dcm", textured_image(64, 48, seed=4, bits=16), photometric="MONOCHROME1"
+        ),
     }
     cut = {
         "cut_jpeg": _jpeg_cut_in_pixel_data(tmp_path / "cut_jpeg.dcm"),
@@ -683,7 +728,9 @@ def test_huge_sof_under_a_huge_header_is_refused_before_decoding(tmp_path, monke
         with pytest.raises(DicomReadError) as excinfo:
             read(path)
         _assert_one_line_error(
-            excinfo, path, "image size 60000x60000 (3600.0 megapixels) exceeds the limit of 100 megapixels",
+            excinfo,
+            path,
+            "image size 60000x60000 (3600.0 megapixels) exceeds the limit of 100 megapixels",
             "--max-megapixels",
         )
 
@@ -700,7 +747,9 @@ def test_huge_sof_under_a_normal_header_is_refused_by_the_header_scan_too(tmp_pa
 
 def test_pixel_limit_is_a_keyword_of_the_readers(tmp_path):
     path = write_jpeg_baseline_dicom(tmp_path / "rsna.dcm", textured_image(64, 48))
-    with pytest.raises(DicomReadError, match=r"image size 64x48 \(0.0 megapixels\) exceeds the limit of 0.001 megapixels"):
+    with pytest.raises(
+        DicomReadError, match=r"image size 64x48 \(0.0 megapixels\) exceeds the limit of 0.001 megapixels"
+    ):
         read_dicom(path, max_pixels=1000)
     assert read_dicom(path, max_pixels=64 * 48)[0].shape == (64, 48)
     assert scan_dicom_headers([path], max_pixels=1000)[1][0].reason.startswith("image size 64x48")
@@ -730,18 +779,35 @@ def _edit_native(path: Path, cut_pixel_bytes: int = 0, **tags: object) -> Path:
     [
         (lambda p: _edit_jpeg(p, Rows=128), ["JPEG frame is 64x64 but the header says 128x64"]),
         (lambda p: _edit_jpeg(p, Columns=32), ["JPEG frame is 64x64 but the header says 64x32"]),
-        (lambda p: _edit_jpeg(p, BitsAllocated=16, BitsStored=16), ["JPEG frame has 8-bit samples but BitsAllocated is 16"]),
+        (
+            lambda p: _edit_jpeg(p, BitsAllocated=16, BitsStored=16),
+            ["JPEG frame has 8-bit samples but BitsAllocated is 16"],
+        ),
         (lambda p: _edit_jpeg(p, BitsStored=12), ["BitsStored 12 is not within 1..BitsAllocated (8)"]),
         (lambda p: _edit_native(p, BitsStored=17), ["BitsStored 17 is not within 1..BitsAllocated (16)"]),
         (lambda p: _edit_native(p, BitsAllocated=12), ["BitsAllocated 12 is not 1 or a multiple of 8"]),
         (lambda p: _edit_native(p, HighBit=16), ["HighBit 16 is not within 0..BitsAllocated-1 (15)"]),
         (lambda p: _edit_native(p, PixelRepresentation=5), ["PixelRepresentation 5 is not 0 (unsigned) or 1"]),
         (lambda p: _edit_native(p, cut_pixel_bytes=1000), ["PixelData holds 1048 bytes", "needs 2048"]),
-        (lambda p: _edit_native(p, Rows=64), ["PixelData holds 2048 bytes", "64x32 x 1 sample(s) x 16 bits needs 4096"]),
+        (
+            lambda p: _edit_native(p, Rows=64),
+            ["PixelData holds 2048 bytes", "64x32 x 1 sample(s) x 16 bits needs 4096"],
+        ),
         (lambda p: _edit_native(p, SamplesPerPixel=3), ["PixelData holds 2048 bytes", "needs 6144"]),
     ],
-    ids=["rows", "columns", "bits_allocated_jpeg", "bits_stored_jpeg", "bits_stored", "bits_allocated", "high_bit",
-         "pixel_representation", "short_frame", "rows_native", "samples_per_pixel"],
+    ids=[
+        "rows",
+        "columns",
+        "bits_allocated_jpeg",
+        "bits_stored_jpeg",
+        "bits_stored",
+        "bits_allocated",
+        "high_bit",
+        "pixel_representation",
+        "short_frame",
+        "rows_native",
+        "samples_per_pixel",
+    ],
 )
 def test_inconsistent_pixel_description_is_one_line_before_decoding(tmp_path, make, fragments):
     path = make(tmp_path / "bad.dcm")

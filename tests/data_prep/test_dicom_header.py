@@ -1,5 +1,6 @@
 """data_prep.dicom_header: the plain header parsed to pydicom's own Dataset; everything else left
 to pydicom; a file cut anywhere in its pixel data still reported by the header scan."""
+
 from __future__ import annotations
 
 import struct
@@ -22,7 +23,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR AS")
 
 
 def _raw(elem):
-    return (int(elem.tag), elem.VR, elem.length, elem.value, elem.value_tell, elem.is_implicit_VR, elem.is_little_endian)
+    return (
+        int(elem.tag),
+        elem.VR,
+        elem.length,
+        elem.value,
+        elem.value_tell,
+        elem.is_implicit_VR,
+        elem.is_little_endian,
+    )
 
 
 def _parse_both(path: Path):
@@ -48,8 +57,9 @@ def test_plain_header_is_the_dataset_pydicom_builds(tmp_path):
     others = [t for t in theirs.keys() if t != 0x00080005]
     assert [_raw(ours.get_item(t)) for t in others] == [_raw(theirs.get_item(t)) for t in others]
     # pydicom decodes the file meta group as it reads it: compare the values
-    assert [(t, ours.file_meta[t].value) for t in ours.file_meta.keys()] == \
-        [(t, theirs.file_meta[t].value) for t in theirs.file_meta.keys()]
+    assert [(t, ours.file_meta[t].value) for t in ours.file_meta.keys()] == [
+        (t, theirs.file_meta[t].value) for t in theirs.file_meta.keys()
+    ]
     assert ours.original_encoding[:2] == theirs.original_encoding[:2] == (False, True)
     assert ours.PatientID == theirs.PatientID and ours.WindowCenter == theirs.WindowCenter
 
@@ -92,11 +102,13 @@ def test_files_outside_the_plain_layout_go_to_pydicom_with_the_same_verdict(tmp_
 @pytest.mark.parametrize(
     "make",
     [
-        lambda d: write_jpeg_baseline_dicom(d / "jpeg.dcm", textured_image(40, 56), RescaleSlope=1, WindowCenter=100,
-                                            WindowWidth=120),
+        lambda d: write_jpeg_baseline_dicom(
+            d / "jpeg.dcm", textured_image(40, 56), RescaleSlope=1, WindowCenter=100, WindowWidth=120
+        ),
         lambda d: write_jpeg_baseline_dicom(d / "mono1.dcm", textured_image(40, 56), photometric="MONOCHROME1"),
-        lambda d: write_dicom(d / "native16.dcm", textured_image(12, 10, bits=12), bits_stored=12, RescaleSlope=2,
-                              RescaleIntercept=-1024),
+        lambda d: write_dicom(
+            d / "native16.dcm", textured_image(12, 10, bits=12), bits_stored=12, RescaleSlope=2, RescaleIntercept=-1024
+        ),
         lambda d: write_dicom(d / "native8.dcm", textured_image(12, 10)),
     ],
     ids=["jpeg_windowed", "monochrome1", "native_12bit_rescaled", "native_8bit"],
@@ -127,12 +139,29 @@ def _layout_offsets(path: Path) -> dict[str, int]:
 @pytest.mark.parametrize(
     "cut",
     [
-        ("element", 6), ("element", 10), ("bot", 4), ("fragment", 3), ("fragment", 8 + 10),
-        ("head_read", 0), ("delimiter", -1000), ("delimiter", -1), ("delimiter", 0), ("delimiter", 4),
+        ("element", 6),
+        ("element", 10),
+        ("bot", 4),
+        ("fragment", 3),
+        ("fragment", 8 + 10),
+        ("head_read", 0),
+        ("delimiter", -1000),
+        ("delimiter", -1),
+        ("delimiter", 0),
+        ("delimiter", 4),
     ],
-    ids=["in_element_header", "in_element_length", "in_offset_table_item", "in_fragment_item_header",
-         "fragment_just_begun", "at_end_of_first_read", "mid_fragment", "last_fragment_byte",
-         "no_delimiter", "half_a_delimiter"],
+    ids=[
+        "in_element_header",
+        "in_element_length",
+        "in_offset_table_item",
+        "in_fragment_item_header",
+        "fragment_just_begun",
+        "at_end_of_first_read",
+        "mid_fragment",
+        "last_fragment_byte",
+        "no_delimiter",
+        "half_a_delimiter",
+    ],
 )
 def test_a_file_cut_anywhere_in_its_pixel_data_is_a_bad_file_of_the_scan(tmp_path, cut):
     """The scan reads only the start of the file; the item lengths still prove the rest there."""

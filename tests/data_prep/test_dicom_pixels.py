@@ -1,4 +1,5 @@
 """data_prep.dicom_pixels: the pixel data proven complete from element and item lengths."""
+
 from __future__ import annotations
 
 import struct
@@ -17,8 +18,13 @@ _DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 def _locate(path: Path, size_bytes: int | None = None):
     with open(path, "rb") as handle:
         ds = pydicom.dcmread(handle, stop_before_pixels=True)
-        layout = locate_pixel_data(path, handle, size_bytes or path.stat().st_size,
-                                   implicit_vr=ds.original_encoding[0], little_endian=ds.original_encoding[1])
+        layout = locate_pixel_data(
+            path,
+            handle,
+            size_bytes or path.stat().st_size,
+            implicit_vr=ds.original_encoding[0],
+            little_endian=ds.original_encoding[1],
+        )
         return layout, (read_pixel_value(handle, layout) if layout else None)
 
 
@@ -41,7 +47,10 @@ def test_native_layout(tmp_path):
     [
         (lambda d: d[: -len(_DELIMITER)], "without its sequence delimiter (FFFE,E0DD)"),
         (lambda d: d[:-100], "pixel data item 1 needs"),
-        (lambda d: d[: -len(_DELIMITER)] + b"\x10\x00\x10\x00" + struct.pack("<I", 0), "corrupt encapsulated pixel data: (0010,0010)"),
+        (
+            lambda d: d[: -len(_DELIMITER)] + b"\x10\x00\x10\x00" + struct.pack("<I", 0),
+            "corrupt encapsulated pixel data: (0010,0010)",
+        ),
     ],
     ids=["no_delimiter", "cut_in_item", "stray_tag"],
 )

@@ -1,4 +1,5 @@
 """data_prep.images: PNG/JPEG to grayscale uint8, DICOM sniffing and the dispatch."""
+
 from __future__ import annotations
 
 from pathlib import Path

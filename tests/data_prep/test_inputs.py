@@ -1,4 +1,5 @@
 """data_prep.inputs: only regular files are opened (never blocking), content named by magic bytes."""
+
 from __future__ import annotations
 
 import os
@@ -41,7 +42,9 @@ def test_fifo_and_folder_are_refused_without_blocking(tmp_path):
     opener.start()
     opener.join(timeout=5)
     assert not opener.is_alive(), "opening a FIFO blocked"
-    assert str(errors[0]) == f"{fifo}: a FIFO (named pipe), not a regular file: refused (reading it could block forever)"
+    assert (
+        str(errors[0]) == f"{fifo}: a FIFO (named pipe), not a regular file: refused (reading it could block forever)"
+    )
     with pytest.raises(ImageReadError, match="is a folder, not a file"):
         open_regular_file(tmp_path, ImageReadError)
     with pytest.raises(ImageReadError, match="cannot open: No such file or directory"):

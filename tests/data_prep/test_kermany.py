@@ -1,4 +1,5 @@
 """Kermany parser: file-name parsing, a hand-built folder with junk and corrupt files, synthesized data."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -73,8 +74,13 @@ def build_kermany(root: Path) -> Path:
     write_jpeg(base / "test/NORMAL/IM-0001-0001.jpeg", 72, 72)
     (base / "train/PNEUMONIA/person2_bacteria_3.jpeg").write_bytes(b"\xff\xd8\xff\xe0 truncated garbage")
     write_jpeg(base / "train/PNEUMONIA/scan_0001.jpeg", 64, 64)
-    for junk in (".DS_Store", "train/.DS_Store", "train/NORMAL/Thumbs.db", "train/PNEUMONIA/._person1_bacteria_1.jpeg",
-                 "train/notes.txt"):
+    for junk in (
+        ".DS_Store",
+        "train/.DS_Store",
+        "train/NORMAL/Thumbs.db",
+        "train/PNEUMONIA/._person1_bacteria_1.jpeg",
+        "train/notes.txt",
+    ):
         (base / junk).write_bytes(b"junk")
     (base / "val/NORMAL").mkdir(parents=True)  # an empty label folder is fine
     return root
@@ -150,7 +156,9 @@ def test_same_stem_twice_is_reported(tmp_path):
     result = parse_kermany(tmp_path)
     assert [r.path for r in result.records] == ["chest_xray/train/NORMAL/IM-0001-0001.jpeg"]
     assert result.bad_files == [
-        BadFile("chest_xray/train/NORMAL/IM-0001-0001.png", "same image id as chest_xray/train/NORMAL/IM-0001-0001.jpeg")
+        BadFile(
+            "chest_xray/train/NORMAL/IM-0001-0001.png", "same image id as chest_xray/train/NORMAL/IM-0001-0001.jpeg"
+        )
     ]
 
 

@@ -1,4 +1,5 @@
 """data_prep must never import torch: it is the layer below `detect`."""
+
 import subprocess
 import sys
 

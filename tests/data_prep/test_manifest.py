@@ -1,4 +1,5 @@
 """The prepared folder: exact round trip, deterministic bytes, clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -19,19 +20,49 @@ from data_prep.records import MANIFEST_COLUMNS, BadFile, ImageRecord
 
 RECORDS = [
     ImageRecord(
-        image_id="pos-uuid", dataset="rsna", path="stage_2_train_images/pos-uuid.dcm", patient_id="pos-uuid",
-        target=1, has_box_labels=True, boxes_xyxy=np.array([[264.0, 152.0, 477.0, 531.0], [0.5, 1.25, 2.125, 3.0]]),
-        rsna_class="Lung Opacity", split="train", height=1024, width=1024, sex="F", age_years=51.0, age_valid=True,
-        view_position="AP", pixel_spacing_mm=(0.1943, 0.1943),
+        image_id="pos-uuid",
+        dataset="rsna",
+        path="stage_2_train_images/pos-uuid.dcm",
+        patient_id="pos-uuid",
+        target=1,
+        has_box_labels=True,
+        boxes_xyxy=np.array([[264.0, 152.0, 477.0, 531.0], [0.5, 1.25, 2.125, 3.0]]),
+        rsna_class="Lung Opacity",
+        split="train",
+        height=1024,
+        width=1024,
+        sex="F",
+        age_years=51.0,
+        age_valid=True,
+        view_position="AP",
+        pixel_spacing_mm=(0.1943, 0.1943),
     ),
     ImageRecord(
-        image_id="neg-uuid", dataset="rsna", path="stage_2_train_images/neg-uuid.dcm", patient_id="neg-uuid",
-        target=0, has_box_labels=True, rsna_class="Normal", split="val", height=1024, width=1024, sex="M",
-        age_years=151.0, age_valid=False, view_position="PA", pixel_spacing_mm=(0.139, 0.1433333333333333),
+        image_id="neg-uuid",
+        dataset="rsna",
+        path="stage_2_train_images/neg-uuid.dcm",
+        patient_id="neg-uuid",
+        target=0,
+        has_box_labels=True,
+        rsna_class="Normal",
+        split="val",
+        height=1024,
+        width=1024,
+        sex="M",
+        age_years=151.0,
+        age_valid=False,
+        view_position="PA",
+        pixel_spacing_mm=(0.139, 0.1433333333333333),
     ),
     ImageRecord(
-        image_id="no-header", dataset="rsna", path="stage_2_train_images/no-header.dcm", patient_id="no-header",
-        target=0, has_box_labels=True, rsna_class="No Lung Opacity / Not Normal", split="test",
+        image_id="no-header",
+        dataset="rsna",
+        path="stage_2_train_images/no-header.dcm",
+        patient_id="no-header",
+        target=0,
+        has_box_labels=True,
+        rsna_class="No Lung Opacity / Not Normal",
+        split="test",
     ),
 ]
 
@@ -42,7 +73,11 @@ def record_rows(records):
 
 def write(prepared_dir, records=RECORDS, **kwargs):
     defaults = dict(
-        dataset="rsna", data_root=prepared_dir.parent, seed=0, val_fraction=0.1, test_fraction=0.1,
+        dataset="rsna",
+        data_root=prepared_dir.parent,
+        seed=0,
+        val_fraction=0.1,
+        test_fraction=0.1,
         bad_files=[BadFile("stage_2_train_images/z.dcm", "not a DICOM file"), BadFile("a.dcm", "empty file")],
         summary={"images": len(records), "classes": {"Normal": 1}},
     )
@@ -64,7 +99,10 @@ def test_round_trip_is_exact(tmp_path):
     assert prepared.prepared_dir == prepared_dir
     assert prepared.cache_size_px == 256
     assert (prepared.seed, prepared.val_fraction, prepared.test_fraction) == (0, 0.1, 0.1)
-    assert prepared.bad_files == [BadFile("a.dcm", "empty file"), BadFile("stage_2_train_images/z.dcm", "not a DICOM file")]
+    assert prepared.bad_files == [
+        BadFile("a.dcm", "empty file"),
+        BadFile("stage_2_train_images/z.dcm", "not a DICOM file"),
+    ]
 
     by_id = {r.image_id: r for r in prepared.records}
     assert [r.image_id for r in prepared.records] == ["neg-uuid", "no-header", "pos-uuid"]  # sorted
@@ -85,9 +123,17 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_kermany_ids_that_look_like_numbers_stay_text(tmp_path):
     record = ImageRecord(
-        image_id="train/NORMAL/IM-0115-0001", dataset="kermany", path="chest_xray/train/NORMAL/IM-0115-0001.jpeg",
-        patient_id="0115", target=0, has_box_labels=False, subtype="normal", split="train", height=1858,
-        width=2090, source_split="train",
+        image_id="train/NORMAL/IM-0115-0001",
+        dataset="kermany",
+        path="chest_xray/train/NORMAL/IM-0115-0001.jpeg",
+        patient_id="0115",
+        target=0,
+        has_box_labels=False,
+        subtype="normal",
+        split="train",
+        height=1858,
+        width=2090,
+        source_split="train",
     )
     write(tmp_path / "p", [record], dataset="kermany")
     back = read_manifest(tmp_path / "p").records[0]
@@ -101,11 +147,14 @@ def test_files_are_plain_csv_and_json(tmp_path):
     frame = pd.read_csv(tmp_path / "p" / "manifest.csv")
     assert tuple(frame.columns) == MANIFEST_COLUMNS and len(frame) == 3
     assert json.loads(frame.loc[frame.image_id == "pos-uuid", "boxes_xyxy"].item()) == [
-        [264.0, 152.0, 477.0, 531.0], [0.5, 1.25, 2.125, 3.0],
+        [264.0, 152.0, 477.0, 531.0],
+        [0.5, 1.25, 2.125, 3.0],
     ]
     splits = pd.read_csv(tmp_path / "p" / "splits.csv")
     assert splits.values.tolist() == [
-        ["neg-uuid", "rsna", "val"], ["no-header", "rsna", "test"], ["pos-uuid", "rsna", "train"],
+        ["neg-uuid", "rsna", "val"],
+        ["no-header", "rsna", "test"],
+        ["pos-uuid", "rsna", "train"],
     ]
     info = json.loads((tmp_path / "p" / "prepare.json").read_text())
     assert info["format_version"] == FORMAT_VERSION and info["cache_size_px"] is None
@@ -151,7 +200,10 @@ def test_cached_image_path(tmp_path):
 def test_nothing_prepared_is_a_clear_error(tmp_path):
     with pytest.raises(DataFormatError) as info:
         read_manifest(tmp_path)
-    assert str(info.value) == f"{tmp_path}: no prepare.json here or in detect_prepared/: run `detect prepare DATA_DIR` first"
+    assert (
+        str(info.value)
+        == f"{tmp_path}: no prepare.json here or in detect_prepared/: run `detect prepare DATA_DIR` first"
+    )
 
 
 def test_bad_cell_names_the_line_and_column(tmp_path):
@@ -218,8 +270,22 @@ def test_bad_pixel_spacing_cell_names_the_line_and_column(tmp_path, text):
 @pytest.mark.parametrize("spacing", [0.143, (0.1, 0.2, 0.3)])
 def test_image_record_takes_only_a_spacing_pair(spacing):
     with pytest.raises(ValueError, match=r"pixel_spacing_mm must be \(row, column\) in mm or None"):
-        ImageRecord(image_id="a", dataset="rsna", path="a.dcm", patient_id="a", target=0, has_box_labels=True,
-                    pixel_spacing_mm=spacing)
-    record = ImageRecord(image_id="a", dataset="rsna", path="a.dcm", patient_id="a", target=0, has_box_labels=True,
-                         pixel_spacing_mm=[np.float32(0.5), 0.25])
+        ImageRecord(
+            image_id="a",
+            dataset="rsna",
+            path="a.dcm",
+            patient_id="a",
+            target=0,
+            has_box_labels=True,
+            pixel_spacing_mm=spacing,
+        )
+    record = ImageRecord(
+        image_id="a",
+        dataset="rsna",
+        path="a.dcm",
+        patient_id="a",
+        target=0,
+        has_box_labels=True,
+        pixel_spacing_mm=[np.float32(0.5), 0.25],
+    )
     assert record.pixel_spacing_mm == (0.5, 0.25) and type(record.pixel_spacing_mm[0]) is float

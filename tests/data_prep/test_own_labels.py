@@ -1,4 +1,5 @@
 """`detect prepare` on one's own images: a label CSV or a COCO JSON, DICOM and PNG, every problem once."""
+
 from __future__ import annotations
 
 import json
@@ -25,20 +26,30 @@ EXPECTED_BAD = {
         "dicom/d04.dcm: labels.csv line 7: box [50, 30, 20, 10] (x,y,width,height) extends outside the 64x48 image",
         "dicom/d05.dcm: labels.csv line 8: box [5, 5, -3, 10] (x,y,width,height) has a negative width or height",
         "png/missing.png: not found (labels.csv line 16)",
-        ("png/p01.png: labels.csv line 12: unknown label 'nodule' (known: normal, abnormal, opacity, consolidation; "
-         "map others with --label-map NAME=LABEL)"),
+        (
+            "png/p01.png: labels.csv line 12: unknown label 'nodule' (known: normal, abnormal, opacity, consolidation; "
+            "map others with --label-map NAME=LABEL)"
+        ),
         "png/p05.png: conflicting labels: normal (labels.csv line 17) and opacity (labels.csv line 18)",
     ],
     "coco": [
-        ("dicom/d04.dcm: annotations.json annotation id 6: box [50, 30, 20, 10] (x,y,width,height) extends outside "
-         "the 64x48 image"),
-        ("dicom/d05.dcm: annotations.json annotation id 7: box [5, 5, -3, 10] (x,y,width,height) has a negative "
-         "width or height"),
+        (
+            "dicom/d04.dcm: annotations.json annotation id 6: box [50, 30, 20, 10] (x,y,width,height) extends outside "
+            "the 64x48 image"
+        ),
+        (
+            "dicom/d05.dcm: annotations.json annotation id 7: box [5, 5, -3, 10] (x,y,width,height) has a negative "
+            "width or height"
+        ),
         "png/missing.png: not found (annotations.json images[12] (id 112))",
-        ("png/p01.png: annotations.json annotation id 11: unknown label 'nodule' (known: normal, abnormal, opacity, "
-         "consolidation; map others with --label-map NAME=LABEL)"),
-        ("png/p05.png: conflicting labels: normal (annotations.json images[13] (id 113)) and opacity "
-         "(annotations.json annotation id 16)"),
+        (
+            "png/p01.png: annotations.json annotation id 11: unknown label 'nodule' (known: normal, abnormal, opacity, "
+            "consolidation; map others with --label-map NAME=LABEL)"
+        ),
+        (
+            "png/p05.png: conflicting labels: normal (annotations.json images[13] (id 113)) and opacity "
+            "(annotations.json annotation id 16)"
+        ),
     ],
 }
 EXPECTED_SKIPPED = {
@@ -71,7 +82,11 @@ def test_records_hold_the_labels_boxes_and_patients(prepared):
         if split is not None:
             assert record.split == split, path  # a declared split is kept
     # the DICOM header fields come along; a PNG has none
-    assert (found["dicom/d00.dcm"].sex, found["dicom/d00.dcm"].age_years, found["dicom/d00.dcm"].view_position) == ("M", 40.0, "PA")
+    assert (found["dicom/d00.dcm"].sex, found["dicom/d00.dcm"].age_years, found["dicom/d00.dcm"].view_position) == (
+        "M",
+        40.0,
+        "PA",
+    )
     assert found["png/p03.png"].sex is None
 
 
@@ -94,14 +109,24 @@ def test_every_problem_is_one_line_naming_file_and_row(prepared):
     for line in EXPECTED_BAD[kind] + EXPECTED_SKIPPED[kind]:
         assert f"\n    {line}\n" in summary
     warnings = [line for line in summary.splitlines() if "warning" in line]
-    assert warnings == [("  warning: 2 of 9 images have no patient id (no patient_id in the labels, no DICOM PatientID): "
-                         "they are split per image, so one patient's images can fall in both train and test (leakage)")]
+    assert warnings == [
+        (
+            "  warning: 2 of 9 images have no patient id (no patient_id in the labels, no DICOM PatientID): "
+            "they are split per image, so one patient's images can fall in both train and test (leakage)"
+        )
+    ]
 
 
 def test_summary_counts(prepared):
     kind, result = prepared
     c = result.counts
-    assert (c["dataset"], c["images"], c["positive_images"], c["boxes"], c["images_with_box_labels"]) == ("custom", 9, 3, 3, 8)
+    assert (c["dataset"], c["images"], c["positive_images"], c["boxes"], c["images_with_box_labels"]) == (
+        "custom",
+        9,
+        3,
+        3,
+        8,
+    )
     assert c["classes"] == {"normal": 5, "abnormal": 1, "opacity": 3}
     assert c["bad_files"] == 5 and c["skipped_label_rows"] == 1 and c["junk_files"] == 1
     assert sum(s["images"] for s in c["splits"].values()) == 9
@@ -141,27 +166,39 @@ def test_labels_found_by_name_or_given(tmp_path):
     assert len(result.records) == 9
     (root / "labels.csv").write_text("path,label\n")
     (root / "annotations.json").write_text("{}")
-    with pytest.raises(DataFormatError, match="holds both annotations.json and labels.csv: pass the one to use with --labels FILE"):
+    with pytest.raises(
+        DataFormatError, match="holds both annotations.json and labels.csv: pass the one to use with --labels FILE"
+    ):
         detect_dataset_kind(root)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("consolidation", "--label-map: 'consolidation' is not NAME=LABEL (e.g. consolidation=opacity)"),
-    ("a=tumour", "--label-map: a=tumour: 'tumour' is not one of normal, abnormal, opacity"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("consolidation", "--label-map: 'consolidation' is not NAME=LABEL (e.g. consolidation=opacity)"),
+        ("a=tumour", "--label-map: a=tumour: 'tumour' is not one of normal, abnormal, opacity"),
+    ],
+)
 def test_bad_label_map_is_a_config_error(text, message):
     with pytest.raises(ConfigError) as excinfo:
         parse_label_map(text)
     assert str(excinfo.value) == message
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("labels.csv", "file,label\na.png,normal\n", "missing column 'path' (expected path,label[,x,y,width,height]"),
-    ("labels.csv", "path,label,x,y\na.png,normal,1,2\n", "box columns x,y without width,height"),
-    ("labels.csv", "", "file is empty"),
-    ("annotations.json", "{not json", "not valid JSON: Expecting property name enclosed in double quotes at line 1"),
-    ("annotations.json", "[]", "not a COCO detection file: expected an object with an 'images' list"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("labels.csv", "file,label\na.png,normal\n", "missing column 'path' (expected path,label[,x,y,width,height]"),
+        ("labels.csv", "path,label,x,y\na.png,normal,1,2\n", "box columns x,y without width,height"),
+        ("labels.csv", "", "file is empty"),
+        (
+            "annotations.json",
+            "{not json",
+            "not valid JSON: Expecting property name enclosed in double quotes at line 1",
+        ),
+        ("annotations.json", "[]", "not a COCO detection file: expected an object with an 'images' list"),
+    ],
+)
 def test_a_broken_labels_file_is_one_error_naming_it(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(LabelFileError) as excinfo:
@@ -172,11 +209,19 @@ def test_a_broken_labels_file_is_one_error_naming_it(tmp_path, name, text, messa
 def test_coco_entries_that_name_nothing_are_skipped_one_line_each(tmp_path):
     build_csv_folder(tmp_path)
     (tmp_path / "labels.csv").unlink()
-    coco = {"images": [{"id": 1, "file_name": "png/p00.png"}, {"id": 1, "file_name": "png/p02.png"},
-                       {"file_name": "png/p03.png"}, {"id": 4, "file_name": "png/p00.png"}],
-            "annotations": [{"id": 5, "image_id": 99, "category_id": 1, "bbox": [1, 1, 2, 2]},
-                            {"id": 6, "image_id": 1, "category_id": 1, "bbox": [1, 1, "x", 2]}],
-            "categories": [{"id": 1, "name": "opacity"}]}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "png/p00.png"},
+            {"id": 1, "file_name": "png/p02.png"},
+            {"file_name": "png/p03.png"},
+            {"id": 4, "file_name": "png/p00.png"},
+        ],
+        "annotations": [
+            {"id": 5, "image_id": 99, "category_id": 1, "bbox": [1, 1, 2, 2]},
+            {"id": 6, "image_id": 1, "category_id": 1, "bbox": [1, 1, "x", 2]},
+        ],
+        "categories": [{"id": 1, "name": "opacity"}],
+    }
     (tmp_path / "annotations.json").write_text(json.dumps(coco))
     result = prepare_dataset(tmp_path, workers=1)
     assert result.own.skipped_rows == [

@@ -1,4 +1,5 @@
 """`detect prepare` end to end: kind detection, exact counts, idempotence, the cache, the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -76,10 +77,13 @@ def test_detect_dataset_kind(tmp_path, rsna_root):
     [
         (None, "no such folder (expected an RSNA folder"),
         ("file", "not a folder (expected an RSNA folder"),
-        ("empty", "unrecognised layout (expected an RSNA folder (stage_2_train_labels.csv + stage_2_train_images/) "
-                  "or a Kermany folder (chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or those split folders directly), "
-                      "or images with their labels (--labels FILE, a COCO .json or a .csv; found without it as "
-                      "annotations.json or labels.csv in the folder))"),
+        (
+            "empty",
+            "unrecognised layout (expected an RSNA folder (stage_2_train_labels.csv + stage_2_train_images/) "
+            "or a Kermany folder (chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/ or those split folders directly), "
+            "or images with their labels (--labels FILE, a COCO .json or a .csv; found without it as "
+            "annotations.json or labels.csv in the folder))",
+        ),
         ("labels-only", "looks like RSNA (stage_2_train_labels.csv found) but stage_2_train_images/ folder is missing"),
         ("images-only", "looks like RSNA (stage_2_train_images/ found) but stage_2_train_labels.csv is missing"),
     ],
@@ -110,12 +114,21 @@ def test_prepare_rsna_counts(rsna_root):
     assert {s: v["images"] for s, v in c["splits"].items()} == {"train": 16, "val": 2, "test": 2}
     assert c["views"] == {"AP": {"images": 9, "positive_images": 5}, "PA": {"images": 11, "positive_images": 0}}
     assert (c["boxes"], c["boxes_per_image"]) == (7, {"0": 15, "1": 3, "2": 2})
-    assert c["age_years"] == {"median": 40.0, "min": 30.0, "max": 49.0, "missing": 0, "invalid": 1,
-                              "invalid_values": [151.0]}
+    assert c["age_years"] == {
+        "median": 40.0,
+        "min": 30.0,
+        "max": 49.0,
+        "missing": 0,
+        "invalid": 1,
+        "invalid_values": [151.0],
+    }
     assert c["sex"] == {"F": 10, "M": 10}
     assert (c["duplicate_class_rows"], c["unlabeled_test_images"]) == (2, 1)
     assert (result.images_without_labels, result.labels_without_images) == (["stray"], ["ghost"])
-    assert [b.path for b in result.bad_files] == ["stage_2_train_images/corrupt.dcm", "stage_2_train_images/disagree.dcm"]
+    assert [b.path for b in result.bad_files] == [
+        "stage_2_train_images/corrupt.dcm",
+        "stage_2_train_images/disagree.dcm",
+    ]
     assert result.junk_files == ["stage_2_train_images/notes.txt"]
     assert (c["bad_files"], c["junk_files"]) == (2, 1)
 
@@ -282,9 +295,15 @@ def test_non_square_pixel_spacing_survives_prepare(tmp_path):
     # DICOM header (0.139 row \ 0.143 column) -> ImageRecord -> manifest.csv -> read back, unchanged.
     labels = LABEL_HEADER + "wide,,,,,0\nsquare,,,,,0\n"
     classes = CLASS_HEADER + "wide,Normal\nsquare,Normal\n"
-    root = write_rsna_folder(tmp_path / "rsna", labels, classes, {
-        "wide": {"pixel_spacing": (0.139, 0.143)}, "square": {"pixel_spacing": (0.168, 0.168)},
-    })
+    root = write_rsna_folder(
+        tmp_path / "rsna",
+        labels,
+        classes,
+        {
+            "wide": {"pixel_spacing": (0.139, 0.143)},
+            "square": {"pixel_spacing": (0.168, 0.168)},
+        },
+    )
     prepare_dataset(root, workers=1)
     manifest = pd.read_csv(root / "detect_prepared" / "manifest.csv", dtype=str).set_index("image_id")
     assert manifest.loc["wide", "pixel_spacing_mm"] == "0.139\\0.143"
@@ -311,13 +330,17 @@ def test_header_scan_proves_pixel_data_complete_and_within_limits(rsna_root):
 
 def test_max_megapixels_on_the_command_line(rsna_root, tmp_path):
     runner = CliRunner()
-    small = runner.invoke(app, ["prepare", str(rsna_root), "--out", str(tmp_path / "o"), "--workers", "1",
-                                "--max-megapixels", "0.0001"])
+    small = runner.invoke(
+        app, ["prepare", str(rsna_root), "--out", str(tmp_path / "o"), "--workers", "1", "--max-megapixels", "0.0001"]
+    )
     assert small.exit_code == 0, small.output
     assert "exceeds the limit of 0.0001 megapixels" in small.output
     assert "  0 images, 0 patients" in small.output and "bad files (skipped): 22" in small.output
     bad = runner.invoke(app, ["prepare", str(rsna_root), "--max-megapixels", "0"])
-    assert bad.exit_code == 2 and bad.output.strip() == "error: --max-megapixels: 0.0 must be a positive number of megapixels"
+    assert (
+        bad.exit_code == 2
+        and bad.output.strip() == "error: --max-megapixels: 0.0 must be a positive number of megapixels"
+    )
     with pytest.raises(ConfigError, match="max pixels: 0 must be a positive number of pixels"):
         prepare_dataset(rsna_root, max_pixels=0)
 

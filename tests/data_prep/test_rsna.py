@@ -1,4 +1,5 @@
 """RSNA parser: hand-built CSVs and DICOMs with counts known by construction, plus synthesized data."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -273,9 +274,20 @@ def test_corrupt_dicom_is_reported_and_the_rest_parsed(tmp_path):
 
 
 def test_without_headers_records_carry_no_header_fields(tmp_path):
-    result = parse_rsna(write_rsna_folder(tmp_path / "rsna", GOOD_LABELS, GOOD_CLASSES, {
-        "neg-normal": {}, "neg-other": {}, "pos-two": {}, "pos-one": {"size": (64, 48)},
-    }), read_headers=False)
+    result = parse_rsna(
+        write_rsna_folder(
+            tmp_path / "rsna",
+            GOOD_LABELS,
+            GOOD_CLASSES,
+            {
+                "neg-normal": {},
+                "neg-other": {},
+                "pos-two": {},
+                "pos-one": {"size": (64, 48)},
+            },
+        ),
+        read_headers=False,
+    )
     # Without the header the 48-wide image's size is unknown: its box passes the sign/size checks.
     assert [r.image_id for r in result.records] == ["neg-normal", "neg-other", "pos-one", "pos-two"]
     assert all(r.height is None and r.sex is None and r.view_position is None for r in result.records)
@@ -307,7 +319,10 @@ def test_missing_class_column(tmp_path):
         ("a,,,,,0\n,,,,,0\n", "line 3: empty patientId"),
         ("a,1\n", "line 2: column 'Target': '' is not 0 or 1"),  # a short row
         ("a,,,,,0,7\n", "line 2: more fields than the 6 in the header"),
-        ("a,,,,,0\nb,,,,,0,7\n", "not a readable CSV: Error tokenizing data. C error: Expected 6 fields in line 3, saw 7"),
+        (
+            "a,,,,,0\nb,,,,,0,7\n",
+            "not a readable CSV: Error tokenizing data. C error: Expected 6 fields in line 3, saw 7",
+        ),
     ],
 )
 def test_malformed_label_values_name_the_line(tmp_path, body, message):
@@ -415,7 +430,10 @@ def test_read_label_boxes_does_not_bound_boxes_by_an_image(tmp_path):
         # the duplicate on line 3 collapses, so the disagreeing rows are lines 2 and 4
         ("a,,,,,0\na,,,,,0\na,1,2,3,4,1\n", "lines 2, 4: patientId a has both Target=0 and Target=1 rows"),
         # the first patient in file order that breaks a rule is reported
-        ("ok,,,,,0\nb,1,2,3,4,0\nc,,,,,1\n", "line 3: Target=0 row has box coordinates (expected empty x,y,width,height)"),
+        (
+            "ok,,,,,0\nb,1,2,3,4,0\nc,,,,,1\n",
+            "line 3: Target=0 row has box coordinates (expected empty x,y,width,height)",
+        ),
         ("", "no label rows after the header"),
         ("\n\n", "no label rows after the header"),
     ],
@@ -449,8 +467,11 @@ def test_both_readers_apply_the_same_rules(tmp_path):
         read_label_boxes(root / "stage_2_train_labels.csv")
     assert str(info.value) == f"{root / 'stage_2_train_labels.csv'}: line 3: {problem}"
     result = parse_rsna(root)
-    assert result.bad_files == [BadFile(path="stage_2_train_images/bad.dcm",
-                                        reason=f"patientId bad: line 3 of stage_2_train_labels.csv: {problem}")]
+    assert result.bad_files == [
+        BadFile(
+            path="stage_2_train_images/bad.dcm", reason=f"patientId bad: line 3 of stage_2_train_labels.csv: {problem}"
+        )
+    ]
     np.testing.assert_array_equal(result.records[0].boxes_xyxy, [[1, 2, 4, 6]])
 
 
@@ -477,8 +498,9 @@ def test_parse_synthesized_rsna_counts(synth_rsna_root):
     assert sum(len(r.boxes_xyxy) for r in result.records) == counts["boxes"]
     assert Counter(r.rsna_class for r in result.records) == {c: counts[c] for c in RSNA_CLASSES if counts[c]}
     boxes_per_positive = Counter(len(r.boxes_xyxy) for r in result.records if r.target == 1)
-    assert boxes_per_positive == {k: counts[f"positive_images_with_{k}_boxes"] for k in (1, 2, 3, 4)
-                                  if counts[f"positive_images_with_{k}_boxes"]}
+    assert boxes_per_positive == {
+        k: counts[f"positive_images_with_{k}_boxes"] for k in (1, 2, 3, 4) if counts[f"positive_images_with_{k}_boxes"]
+    }
     for view in ("AP", "PA"):
         in_view = [r for r in result.records if r.view_position == view]
         assert (len(in_view), sum(r.target for r in in_view)) == (counts[view], counts[f"{view}_positive"])
@@ -492,8 +514,10 @@ def test_parse_synthesized_rsna_counts(synth_rsna_root):
     for record in result.records:
         assert record.rsna_class == per_image_class[record.image_id]
         rows = boxes_xywh[boxes_xywh.patientId == record.image_id][["x", "y", "width", "height"]].to_numpy()
-        np.testing.assert_allclose(record.boxes_xyxy, np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1)
-                                   if len(rows) else np.zeros((0, 4)))
+        np.testing.assert_allclose(
+            record.boxes_xyxy,
+            np.concatenate([rows[:, :2], rows[:, :2] + rows[:, 2:]], axis=1) if len(rows) else np.zeros((0, 4)),
+        )
         assert (record.height, record.width) == (128, 128)
         assert record.sex in ("M", "F") and record.pixel_spacing_mm is not None
         row_mm, column_mm = record.pixel_spacing_mm

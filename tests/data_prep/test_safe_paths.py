@@ -1,4 +1,5 @@
 """data_prep.safe_paths: DICOM UID rules and file names that cannot leave their folder."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,27 @@ def test_valid_uids(uid):
     assert is_dicom_uid(uid)
 
 
-@pytest.mark.parametrize("uid", ["", "1" * 65, "1.02.3", "01.2", "1..2", ".1", "1.", "1.2.a", "../../x",
-                                 "1.2/3", "1.2\x00", " 1.2", "1,2", "١.٢", None, 12])
+@pytest.mark.parametrize(
+    "uid",
+    [
+        "",
+        "1" * 65,
+        "1.02.3",
+        "01.2",
+        "1..2",
+        ".1",
+        "1.",
+        "1.2.a",
+        "../../x",
+        "1.2/3",
+        "1.2\x00",
+        " 1.2",
+        "1,2",
+        "١.٢",
+        None,
+        12,
+    ],
+)
 def test_invalid_uids(uid):
     assert not is_dicom_uid(uid)
 
@@ -34,8 +54,9 @@ def test_child_path_keeps_a_plain_name_in_its_folder(tmp_path):
     assert child_path(tmp_path, "..dcm") == tmp_path / "..dcm"  # dots inside a name are fine
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "../x.dcm", "a/b.dcm", "..\\x.dcm", "/etc/passwd", "a\nb.dcm",
-                                  "a\x00b", "x" * 256])
+@pytest.mark.parametrize(
+    "name", ["", ".", "..", "../x.dcm", "a/b.dcm", "..\\x.dcm", "/etc/passwd", "a\nb.dcm", "a\x00b", "x" * 256]
+)
 def test_child_path_refuses_names_that_leave_or_break_the_folder(tmp_path, name):
     with pytest.raises(UnsafeNameError, match=rf"^{tmp_path}: the file name .* refused$"):
         child_path(tmp_path, name)

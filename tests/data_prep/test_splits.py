@@ -1,4 +1,5 @@
 """Patient-level splits: no leakage, determinism, stratification, Kermany's folder rules."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -22,8 +23,13 @@ def rsna_records(class_counts: dict[str, int]) -> list[ImageRecord]:
             pid = f"{cls[:3]}-{i:04d}"
             records.append(
                 ImageRecord(
-                    image_id=pid, dataset="rsna", path=f"stage_2_train_images/{pid}.dcm", patient_id=pid,
-                    target=int(cls == "Lung Opacity"), has_box_labels=True, rsna_class=cls,
+                    image_id=pid,
+                    dataset="rsna",
+                    path=f"stage_2_train_images/{pid}.dcm",
+                    patient_id=pid,
+                    target=int(cls == "Lung Opacity"),
+                    has_box_labels=True,
+                    rsna_class=cls,
                 )
             )
     return records
@@ -32,8 +38,13 @@ def rsna_records(class_counts: dict[str, int]) -> list[ImageRecord]:
 def kermany_record(source_split: str, name: str, patient_id: str, subtype: str) -> ImageRecord:
     label = "NORMAL" if subtype == "normal" else "PNEUMONIA"
     return ImageRecord(
-        image_id=f"{source_split}/{label}/{name}", dataset="kermany", path=f"chest_xray/{source_split}/{label}/{name}.jpeg",
-        patient_id=patient_id, target=int(label == "PNEUMONIA"), has_box_labels=False, subtype=subtype,
+        image_id=f"{source_split}/{label}/{name}",
+        dataset="kermany",
+        path=f"chest_xray/{source_split}/{label}/{name}.jpeg",
+        patient_id=patient_id,
+        target=int(label == "PNEUMONIA"),
+        has_box_labels=False,
+        subtype=subtype,
         source_split=source_split,
     )
 
@@ -101,8 +112,13 @@ def test_patient_with_many_images_stays_in_one_split():
             cls = RSNA_CLASSES[p % 3]
             records.append(
                 ImageRecord(
-                    image_id=f"p{p}-img{k}", dataset="rsna", path=f"x/p{p}-{k}.dcm", patient_id=f"p{p}",
-                    target=int(cls == "Lung Opacity"), has_box_labels=True, rsna_class=cls,
+                    image_id=f"p{p}-img{k}",
+                    dataset="rsna",
+                    path=f"x/p{p}-{k}.dcm",
+                    patient_id=f"p{p}",
+                    target=int(cls == "Lung Opacity"),
+                    has_box_labels=True,
+                    rsna_class=cls,
                 )
             )
     out = assign_patient_splits(records, val_fraction=0.2, test_fraction=0.2, seed=0)

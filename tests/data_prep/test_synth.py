@@ -1,4 +1,5 @@
 """Synthetic datasets: exact Kaggle layouts and quirks, DICOM headers, determinism, and opacities that are really there."""
+
 from __future__ import annotations
 
 import csv
@@ -164,7 +165,13 @@ def test_rsna_dicom_headers_are_rsnas(rsna):
         assert meta.ImplementationVersionName == "OFFIS_DCMTK_360"
         assert meta.ImplementationClassUID == "1.2.276.0.7230010.3.0.3.6.0"
         assert ds.PhotometricInterpretation == "MONOCHROME2"
-        assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel) == (8, 8, 7, 0, 1)
+        assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel) == (
+            8,
+            8,
+            7,
+            0,
+            1,
+        )
         assert (ds.Rows, ds.Columns) == (RSNA_SIZE, RSNA_SIZE)
         assert (ds.Modality, ds.BodyPartExamined, ds.ConversionType) == ("CR", "CHEST", "WSD")
         assert ds.ViewPosition in ("AP", "PA") and ds.SeriesDescription == f"view: {ds.ViewPosition}"
@@ -203,8 +210,16 @@ def test_rsna_dicom_is_one_jpeg_frame_decodable_by_pydicom_and_cv2(rsna):
 def test_write_jpeg_baseline_dicom_round_trip_non_square(tmp_path):
     pixels = np.tile(np.linspace(0, 255, 96).astype(np.uint8), (64, 1))
     path = tmp_path / "x.dcm"
-    write_jpeg_baseline_dicom(path, pixels, patient_id="p1", sex="F", age="148", view_position="PA",
-                              pixel_spacing_mm=0.168, sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.100.1517874485.775526")
+    write_jpeg_baseline_dicom(
+        path,
+        pixels,
+        patient_id="p1",
+        sex="F",
+        age="148",
+        view_position="PA",
+        pixel_spacing_mm=0.168,
+        sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.100.1517874485.775526",
+    )
     ds = pydicom.dcmread(path)
     assert (ds.Rows, ds.Columns) == (64, 96)
     assert ds.PatientAge == "148" and ds.SeriesDescription == "view: PA"
@@ -216,9 +231,17 @@ def test_write_jpeg_baseline_dicom_round_trip_non_square(tmp_path):
 def test_write_jpeg_baseline_dicom_spacing_pair_and_monochrome1(tmp_path):
     pixels = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
     path = tmp_path / "x.dcm"
-    write_jpeg_baseline_dicom(path, pixels, patient_id="p1", sex="M", age="40", view_position="AP",
-                              pixel_spacing_mm=(0.139, 0.143), photometric_interpretation="MONOCHROME1",
-                              sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3")
+    write_jpeg_baseline_dicom(
+        path,
+        pixels,
+        patient_id="p1",
+        sex="M",
+        age="40",
+        view_position="AP",
+        pixel_spacing_mm=(0.139, 0.143),
+        photometric_interpretation="MONOCHROME1",
+        sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3",
+    )
     ds = pydicom.dcmread(path)
     assert [float(v) for v in ds.PixelSpacing] == [0.139, 0.143]  # (row, column), as given
     assert ds.PhotometricInterpretation == "MONOCHROME1"
@@ -228,9 +251,16 @@ def test_write_jpeg_baseline_dicom_spacing_pair_and_monochrome1(tmp_path):
 
 def test_write_jpeg_baseline_dicom_one_spacing_means_square_pixels(tmp_path):
     path = tmp_path / "x.dcm"
-    write_jpeg_baseline_dicom(path, np.zeros((8, 8), np.uint8), patient_id="p", sex="F", age="40",
-                              view_position="PA", pixel_spacing_mm=0.168,
-                              sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3")
+    write_jpeg_baseline_dicom(
+        path,
+        np.zeros((8, 8), np.uint8),
+        patient_id="p",
+        sex="F",
+        age="40",
+        view_position="PA",
+        pixel_spacing_mm=0.168,
+        sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3",
+    )
     assert [float(v) for v in pydicom.dcmread(path).PixelSpacing] == [0.168, 0.168]
 
 
@@ -241,15 +271,27 @@ def test_write_jpeg_baseline_dicom_one_spacing_means_square_pixels(tmp_path):
         (np.zeros((8, 8, 3), np.uint8), {}, "pixels_uint8 must be a 2-D uint8 array, got uint8 (8, 8, 3)"),
         (np.zeros((8, 8), np.uint8), {"view_position": "LL"}, "view_position must be 'AP' or 'PA', got 'LL'"),
         (np.zeros((8, 8), np.uint8), {"sop_instance_uid": "1.2.3"}, "sop_instance_uid '1.2.3' is not RSNA-style"),
-        (np.zeros((8, 8), np.uint8), {"photometric_interpretation": "RGB"},
-         "photometric_interpretation must be 'MONOCHROME1' or 'MONOCHROME2', got 'RGB'"),
-        (np.zeros((8, 8), np.uint8), {"pixel_spacing_mm": (0.1, 0.2, 0.3)},
-         "pixel_spacing_mm must be one float or (row, column), got (0.1, 0.2, 0.3)"),
+        (
+            np.zeros((8, 8), np.uint8),
+            {"photometric_interpretation": "RGB"},
+            "photometric_interpretation must be 'MONOCHROME1' or 'MONOCHROME2', got 'RGB'",
+        ),
+        (
+            np.zeros((8, 8), np.uint8),
+            {"pixel_spacing_mm": (0.1, 0.2, 0.3)},
+            "pixel_spacing_mm must be one float or (row, column), got (0.1, 0.2, 0.3)",
+        ),
     ],
 )
 def test_write_jpeg_baseline_dicom_rejects_bad_input(tmp_path, pixels, kwargs, message):
-    args = dict(patient_id="p", sex="M", age="40", view_position="AP", pixel_spacing_mm=0.143,
-                sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3")
+    args = dict(
+        patient_id="p",
+        sex="M",
+        age="40",
+        view_position="AP",
+        pixel_spacing_mm=0.143,
+        sop_instance_uid="1.2.276.0.7230010.3.1.4.8323329.1.2.3",
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=re.escape(message)):
         write_jpeg_baseline_dicom(tmp_path / "x.dcm", pixels, **args)
@@ -268,8 +310,10 @@ def test_rsna_same_seed_same_bytes_other_seed_other_data(tmp_path):
     assert a == b  # byte-identical: CSVs, every DICOM, the marker
     assert len(a) == 3 + 6 + 2 + 1
     assert a["stage_2_train_labels.csv"] != c["stage_2_train_labels.csv"]
-    assert set(a).isdisjoint(set(c) - {"stage_2_train_labels.csv", "stage_2_detailed_class_info.csv",
-                                        "stage_2_sample_submission.csv", MARKER_FILE})
+    assert set(a).isdisjoint(
+        set(c)
+        - {"stage_2_train_labels.csv", "stage_2_detailed_class_info.csv", "stage_2_sample_submission.csv", MARKER_FILE}
+    )
 
 
 def test_rsna_process_pool_writes_the_same_bytes(tmp_path):
@@ -344,7 +388,9 @@ def test_kermany_layout_and_names(kermany):
     root = out / "chest_xray"
     assert {p.name for p in out.iterdir()} == {"chest_xray", MARKER_FILE}
     folders = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()}
-    assert folders == {"train", "val", "test"} | {f"{s}/{c}" for s in ("train", "val", "test") for c in ("NORMAL", "PNEUMONIA")}
+    assert folders == {"train", "val", "test"} | {
+        f"{s}/{c}" for s in ("train", "val", "test") for c in ("NORMAL", "PNEUMONIA")
+    }
     counts: dict[str, int] = {}
     patients: dict[str, set[str]] = {"train": set(), "val": set(), "test": set()}
     for path in kermany_images(out):
@@ -425,7 +471,10 @@ def test_kermany_same_seed_same_bytes(tmp_path):
     "kwargs, message",
     [
         ({"n_images": 0}, "n_images (--images): must be >= 1, got 0"),
-        ({"size_range_px": (200, 100)}, "size_range_px: must be (min, max) with 32 <= min <= max <= 8192, got (200, 100)"),
+        (
+            {"size_range_px": (200, 100)},
+            "size_range_px: must be (min, max) with 32 <= min <= max <= 8192, got (200, 100)",
+        ),
     ],
 )
 def test_synth_kermany_rejects_bad_arguments(tmp_path, kwargs, message):
@@ -445,15 +494,25 @@ def global_statistics(path: Path) -> list[float]:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32)
     h, w = img.shape
     dqt = data.index(b"\xff\xdb")  # the luminance quantisation table's first entries scale with the quality
-    quant = np.frombuffer(data[dqt + 5: dqt + 5 + 8], np.uint8).astype(np.float32)
-    return [h, w, w / h, float(img.mean()), float(img.std()), float(np.percentile(img, 5)),
-            float(np.percentile(img, 95)), len(data), len(data) / (h * w), float(quant.mean())]
+    quant = np.frombuffer(data[dqt + 5 : dqt + 5 + 8], np.uint8).astype(np.float32)
+    return [
+        h,
+        w,
+        w / h,
+        float(img.mean()),
+        float(img.std()),
+        float(np.percentile(img, 5)),
+        float(np.percentile(img, 95)),
+        len(data),
+        len(data) / (h * w),
+        float(quant.mean()),
+    ]
 
 
 def test_hard_kermany_global_statistics_do_not_predict_the_label(tmp_path):
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -529,8 +588,9 @@ def test_renderer_without_subtlety_or_nuisance_is_the_former_one():
     # difficulty-0 Kermany stay byte-identical, and with them every earlier test's data
     for pattern in ("none", "bacterial", "viral"):
         a, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True)
-        b, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True,
-                                       subtlety=0.0, nuisance=0.0)
+        b, _ = render_chest_radiograph(
+            np.random.default_rng(9), 96, 128, pattern=pattern, child=True, subtlety=0.0, nuisance=0.0
+        )
         c, _ = render_chest_radiograph(np.random.default_rng(9), 96, 128, pattern=pattern, child=True, nuisance=0.5)
         assert np.array_equal(a, b) and not np.array_equal(a, c)
     rng = np.random.default_rng(3)
@@ -603,7 +663,11 @@ def test_opacity_boxes_hold_the_brightened_region(seed):
 
 def test_not_normal_findings_and_patterns_give_no_boxes_but_change_the_image():
     base, _ = render_chest_radiograph(np.random.default_rng(9), 128, 128)
-    for kwargs in ({"abnormal_not_opacity": True}, {"pattern": "bacterial", "child": True}, {"pattern": "viral", "child": True}):
+    for kwargs in (
+        {"abnormal_not_opacity": True},
+        {"pattern": "bacterial", "child": True},
+        {"pattern": "viral", "child": True},
+    ):
         img, boxes = render_chest_radiograph(np.random.default_rng(9), 128, 128, **kwargs)
         assert boxes.shape == (0, 4)
         assert not np.array_equal(img, base)

@@ -1,4 +1,5 @@
 """detect.config: strict YAML, every value checked when the config is built, before any data is read."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,14 @@ DEMO = REPO_ROOT / "configs" / "demo.yaml"
 
 # (override on top of configs/demo.yaml, what the one-line error must say)
 BAD_VALUES: list[tuple[str, str]] = [
-    ("model.anchor_sizes_px=[16, 32, 64]", r"'model\.anchor_sizes_px' has 3 sizes, but model 'resnet18_fpn' has 4 feature levels"),
-    ("model.anchor_sizes_px=[16, 32, -64, 128]", r"'model\.anchor_sizes_px' is \[16, 32, -64, 128\]; sizes must be > 0"),
+    (
+        "model.anchor_sizes_px=[16, 32, 64]",
+        r"'model\.anchor_sizes_px' has 3 sizes, but model 'resnet18_fpn' has 4 feature levels",
+    ),
+    (
+        "model.anchor_sizes_px=[16, 32, -64, 128]",
+        r"'model\.anchor_sizes_px' is \[16, 32, -64, 128\]; sizes must be > 0",
+    ),
     ("model.anchor_aspect_ratios=[0.0, 1.0]", r"'model\.anchor_aspect_ratios' .*ratios must be > 0"),
     ("model.name=yolo", r"'model\.name' is 'yolo', which is not a known model; available models: resnet50_fpn_v2, "),
     ("model.trainable_backbone_layers=6", r"'model\.trainable_backbone_layers' is 6; 'resnet18_fpn' accepts 0 to 5"),
@@ -35,7 +42,10 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("model.head_dropout=1.0", r"'model\.head_dropout' is 1\.0; expected a value in \[0, 1\)"),
     ("model.classifier_loss_weight=-1", r"'model\.classifier_loss_weight' is -1\.0; expected at least 0"),
     ("model.roi_align_backend=cuda", r"'model\.roi_align_backend' is 'cuda'; choose one of: torchvision, grid_sample"),
-    ("model.roi_sampling_ratio=0", r"'model\.roi_sampling_ratio' is 0; model\.roi_align_backend=grid_sample needs a fixed ratio >= 1"),
+    (
+        "model.roi_sampling_ratio=0",
+        r"'model\.roi_sampling_ratio' is 0; model\.roi_align_backend=grid_sample needs a fixed ratio >= 1",
+    ),
     ("model.weights=", r"'model\.weights' is empty"),
     ("data.image_size_px=100", r"'data\.image_size_px' must be a multiple of 32, got 100"),
     ("data.image_size_px=0", r"'data\.image_size_px' must be > 0, got 0"),
@@ -45,7 +55,10 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("data.val_fraction=0.9", r"'data\.val_fraction' \+ 'data\.test_fraction' must be < 1"),
     ("data.split_seed=-3", r"'data\.split_seed' is -3; expected at least 0"),
     ("data.augment.hflip_prob=2", r"'data\.augment\.hflip_prob' is 2\.0; expected a value in \[0, 1\]"),
-    ("data.augment.scale_min=1.2", r"'data\.augment\.scale_min' must be <= 'data\.augment\.scale_max' \(1\.2 > 1\.05\)"),
+    (
+        "data.augment.scale_min=1.2",
+        r"'data\.augment\.scale_min' must be <= 'data\.augment\.scale_max' \(1\.2 > 1\.05\)",
+    ),
     ("data.augment.clahe_clip_limit=0", r"'data\.augment\.clahe_clip_limit' must be > 0, got 0\.0"),
     ("train.epochs=0", r"'train\.epochs' must be > 0, got 0"),
     ("train.batch_size=0", r"'train\.batch_size' must be > 0, got 0"),
@@ -57,34 +70,60 @@ BAD_VALUES: list[tuple[str, str]] = [
     ("train.gamma=0", r"'train\.gamma' is 0\.0; expected a value in \(0, 1\]"),
     ("train.warmup_steps=-1", r"'train\.warmup_steps' is -1; expected at least 0"),
     ("train.step_epochs=[0, 3]", r"'train\.step_epochs' is \[0, 3\]; epochs count from 1"),
-    ("train.monitor=val_acc", r"'train\.monitor' is 'val_acc'; choose one of: val_map50, val_rsna_score, val_f1, val_loss"),
+    (
+        "train.monitor=val_acc",
+        r"'train\.monitor' is 'val_acc'; choose one of: val_map50, val_rsna_score, val_f1, val_loss",
+    ),
     ("train.eval_every_epochs=0", r"'train\.eval_every_epochs' is 0; expected at least 1"),
     ("train.grad_clip_norm=-1", r"'train\.grad_clip_norm' is -1\.0; expected at least 0"),
     ("train.device=tpu", r"'train\.device' is 'tpu'; use auto, cpu, cuda or cuda:N"),
     ("name=a/b", r"'name' is 'a/b'; it names the run folder"),
     ("seed=-1", r"'seed' is -1; expected at least 0"),
-    ("train.lrr=0.1", r"unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, batch_size"),
+    (
+        "train.lrr=0.1",
+        r"unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, batch_size",
+    ),
     ("train.batch_size=four", r"'train\.batch_size' must be an integer, got 'four'"),
     ("task=kermany2", r"'task' is 'kermany2', but model 'resnet18_fpn' is a detector; choose a classifier"),
     ("task=chexpert", r"'task' is 'chexpert'; choose one of: detection, kermany2, kermany3, rsna2, rsna3"),
-    ("train.monitor=val_macro_f1", r"'train\.monitor' is 'val_macro_f1', a metric of the three-class classification tasks"),
+    (
+        "train.monitor=val_macro_f1",
+        r"'train\.monitor' is 'val_macro_f1', a metric of the three-class classification tasks",
+    ),
     ("train.loss=focal", r"'train\.loss' is 'focal', but the detector's losses are fixed"),
     ("train.loss=bce", r"'train\.loss' is 'bce'; choose one of: ce, weighted_ce, focal"),
     ("train.focal_gamma=-1", r"'train\.focal_gamma' is -1\.0; expected at least 0"),
     ("train.freeze_backbone_epochs=2", r"'train\.freeze_backbone_epochs' applies to classifiers"),
     ("train.freeze_backbone_epochs=9", r"'train\.freeze_backbone_epochs' is 9, more than train\.epochs \(6\)"),
     ("train.finetune_lr_factor=0", r"'train\.finetune_lr_factor' is 0\.0; expected a value in \(0, 1\]"),
-    ("model.weights=xrv:densenet121-res224-all", r"'model\.weights' is 'xrv:densenet121-res224-all'; torchxrayvision weights fit classifiers only"),
+    (
+        "model.weights=xrv:densenet121-res224-all",
+        r"'model\.weights' is 'xrv:densenet121-res224-all'; torchxrayvision weights fit classifiers only",
+    ),
 ]
 
 # (overrides on top of configs/demo.yaml turning it into a classifier run, what the error must say)
-CLASSIFIER = ("model.name=resnet18", "model.anchor_sizes_px=[]", "model.anchor_aspect_ratios=[]", "train.monitor=val_f1")
+CLASSIFIER = (
+    "model.name=resnet18",
+    "model.anchor_sizes_px=[]",
+    "model.anchor_aspect_ratios=[]",
+    "train.monitor=val_f1",
+)
 BAD_CLASSIFIER_VALUES: list[tuple[tuple[str, ...], str]] = [
     (("task=detection",), r"'task' is 'detection', but model 'resnet18' is a classifier; choose one of: kermany2"),
     (("task=kermany2", "train.monitor=val_map50"), r"'train\.monitor' is 'val_map50', but a classifier draws no boxes"),
-    (("task=rsna2", "train.monitor=val_macro_f1"), r"'train\.monitor' is 'val_macro_f1', a three-class metric; task rsna2 is binary"),
-    (("task=kermany2", "model.name=inception_v3", "data.image_size_px=64"), r"'data\.image_size_px' is 64; 'inception_v3' needs at least 75 px"),
-    (("task=kermany2", "model.anchor_sizes_px=[16, 32, 64, 128]"), r"'model\.anchor_sizes_px' is \[16, 32, 64, 128\], but 'resnet18' is a classifier"),
+    (
+        ("task=rsna2", "train.monitor=val_macro_f1"),
+        r"'train\.monitor' is 'val_macro_f1', a three-class metric; task rsna2 is binary",
+    ),
+    (
+        ("task=kermany2", "model.name=inception_v3", "data.image_size_px=64"),
+        r"'data\.image_size_px' is 64; 'inception_v3' needs at least 75 px",
+    ),
+    (
+        ("task=kermany2", "model.anchor_sizes_px=[16, 32, 64, 128]"),
+        r"'model\.anchor_sizes_px' is \[16, 32, 64, 128\], but 'resnet18' is a classifier",
+    ),
 ]
 
 
@@ -97,6 +136,7 @@ def raw_rsna(tmp_path_factory):
 @pytest.fixture
 def no_data_reads(monkeypatch):
     """Any attempt to prepare a dataset or open a DICOM fails the test."""
+
     def refuse(*_args, **_kwargs):
         raise AssertionError("data was read before the config was checked")
 
@@ -113,36 +153,72 @@ def test_every_bad_value_fails_before_any_data_is_read(override, message, raw_rs
     assert not (tmp_path / "run").exists()  # nothing written either
 
 
-@pytest.mark.parametrize("overrides, message", BAD_CLASSIFIER_VALUES, ids=[" ".join(o) for o, _ in BAD_CLASSIFIER_VALUES])
+@pytest.mark.parametrize(
+    "overrides, message", BAD_CLASSIFIER_VALUES, ids=[" ".join(o) for o, _ in BAD_CLASSIFIER_VALUES]
+)
 def test_bad_classifier_values_fail_before_any_data_is_read(overrides, message, raw_rsna, tmp_path, no_data_reads):
     with pytest.raises(ConfigError, match=message) as info:
-        train_module.run_training(DEMO, [raw_rsna], out_dir=tmp_path / "run", overrides=[*CLASSIFIER, *overrides],
-                                  log=lambda _: None)
+        train_module.run_training(
+            DEMO, [raw_rsna], out_dir=tmp_path / "run", overrides=[*CLASSIFIER, *overrides], log=lambda _: None
+        )
     assert "\n" not in str(info.value) and not (tmp_path / "run").exists()
 
 
 def test_a_classifier_takes_any_image_size_above_its_minimum():
     # not a multiple of 32: that is the detector's FPN stride, not a classifier's limit
-    cfg = config_from_dict({}, ["model.name=basic_cnn", "task=kermany3", "data.image_size_px=100", "train.monitor=val_macro_f1",
-                                "train.loss=weighted_ce", "train.freeze_backbone_epochs=2", "model.weights=none"])
+    cfg = config_from_dict(
+        {},
+        [
+            "model.name=basic_cnn",
+            "task=kermany3",
+            "data.image_size_px=100",
+            "train.monitor=val_macro_f1",
+            "train.loss=weighted_ce",
+            "train.freeze_backbone_epochs=2",
+            "model.weights=none",
+        ],
+    )
     assert cfg.data.image_size_px == 100 and cfg.task == "kermany3" and cfg.train.loss == "weighted_ce"
-    assert config_from_dict({}, ["model.name=inception_v3", "task=rsna2", "data.image_size_px=75",
-                                 "train.monitor=val_roc_auc"]).data.image_size_px == 75
+    assert (
+        config_from_dict(
+            {}, ["model.name=inception_v3", "task=rsna2", "data.image_size_px=75", "train.monitor=val_roc_auc"]
+        ).data.image_size_px
+        == 75
+    )
 
 
 def test_a_missing_weights_file_fails_before_any_data_is_read(raw_rsna, tmp_path, no_data_reads):
     with pytest.raises(WeightsUnavailableError, match=r"model\.weights=/no/such/weights\.pt: file not found"):
-        train_module.run_training(DEMO, [raw_rsna], out_dir=tmp_path / "run", overrides=["model.weights=/no/such/weights.pt"],
-                                  log=lambda _: None)
+        train_module.run_training(
+            DEMO,
+            [raw_rsna],
+            out_dir=tmp_path / "run",
+            overrides=["model.weights=/no/such/weights.pt"],
+            log=lambda _: None,
+        )
 
 
 def test_the_cli_prints_a_bad_value_as_one_line_with_exit_2(raw_rsna, tmp_path, no_data_reads):
-    result = CliRunner().invoke(app, ["train", "--config", str(DEMO), "--data", str(raw_rsna), "--out", str(tmp_path / "r"),
-                                      "--set", "model.anchor_sizes_px=[8]"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(DEMO),
+            "--data",
+            str(raw_rsna),
+            "--out",
+            str(tmp_path / "r"),
+            "--set",
+            "model.anchor_sizes_px=[8]",
+        ],
+    )
     assert result.exit_code == 2
-    assert result.output.strip() == ("error: --set model.anchor_sizes_px=[8]: config key 'model.anchor_sizes_px' has 1 sizes, "
-                                     "but model 'resnet18_fpn' "
-                                     "has 4 feature levels: give one size per level, small to large")
+    assert result.output.strip() == (
+        "error: --set model.anchor_sizes_px=[8]: config key 'model.anchor_sizes_px' has 1 sizes, "
+        "but model 'resnet18_fpn' "
+        "has 4 feature levels: give one size per level, small to large"
+    )
 
 
 def test_a_dataclass_built_in_code_is_checked_too():
@@ -210,16 +286,20 @@ def test_recipes_hold_only_changed_keys_each_with_its_reason(path):
         for key, value in keys.items():
             if isinstance(value, dict):
                 for sub in value:
-                    assert getattr(getattr(getattr(cfg, section), key), sub) != getattr(getattr(getattr(default, section), key), sub), \
-                        f"{path.name}: {section}.{key}.{sub} restates the default"
+                    assert getattr(getattr(getattr(cfg, section), key), sub) != getattr(
+                        getattr(getattr(default, section), key), sub
+                    ), f"{path.name}: {section}.{key}.{sub} restates the default"
                 continue
-            assert getattr(getattr(cfg, section), key) != getattr(getattr(default, section), key), \
+            assert getattr(getattr(cfg, section), key) != getattr(getattr(default, section), key), (
                 f"{path.name}: {section}.{key} restates the default {value!r}"
+            )
     lines = path.read_text().splitlines()
     for number, line in _leaf_lines(path.read_text()):
         if line.startswith("name:"):
             continue
-        assert _has_a_reason(lines, number), f"{path.name}:{number}: '{line.strip()}' has no reason (a comment in its group)"
+        assert _has_a_reason(lines, number), (
+            f"{path.name}:{number}: '{line.strip()}' has no reason (a comment in its group)"
+        )
 
 
 def _has_a_reason(lines: list[str], number: int) -> bool:
@@ -234,8 +314,10 @@ def _has_a_reason(lines: list[str], number: int) -> bool:
 
 
 def test_print_config_shows_the_resolved_config_and_trains_nothing(tmp_path):
-    result = CliRunner().invoke(app, ["train", "--config", str(DEMO), "--set", "train.lr=0.05", "--print-config",
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app,
+        ["train", "--config", str(DEMO), "--set", "train.lr=0.05", "--print-config", "--out", str(tmp_path / "run")],
+    )
     assert result.exit_code == 0, result.output
     text = result.output
     assert "  lr: 0.05  # default: 0.02" in text
@@ -275,13 +357,22 @@ def test_a_local_file_wins_over_a_shipped_recipe(tmp_path, monkeypatch):
     assert load_config("configs/demo.yaml").name == "mine"
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.lrr=0.1", "--set train.lrr=0.1: unknown config key 'train.lrr' (did you mean 'train.lr'?); valid keys in train: "),
-    ("train.image_size_px=64", "--set train.image_size_px=64: unknown config key 'train.image_size_px' "
-                               "(did you mean 'data.image_size_px'?)"),
-    ("qqqqqqqq=1", "--set qqqqqqqq=1: unknown config key 'qqqqqqqq'; valid keys: "),
-    ("train.lr=-1", "--set train.lr=-1: config key 'train.lr' must be > 0"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "train.lrr=0.1",
+            "--set train.lrr=0.1: unknown config key 'train.lrr' (did you mean 'train.lr'?); valid keys in train: ",
+        ),
+        (
+            "train.image_size_px=64",
+            "--set train.image_size_px=64: unknown config key 'train.image_size_px' "
+            "(did you mean 'data.image_size_px'?)",
+        ),
+        ("qqqqqqqq=1", "--set qqqqqqqq=1: unknown config key 'qqqqqqqq'; valid keys: "),
+        ("train.lr=-1", "--set train.lr=-1: config key 'train.lr' must be > 0"),
+    ],
+)
 def test_a_bad_set_names_the_option_and_the_nearest_key(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(DEMO, [override])
@@ -291,6 +382,9 @@ def test_a_bad_set_names_the_option_and_the_nearest_key(override, message):
 def test_a_bad_recipe_key_names_the_file_and_the_nearest_key(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("name: r\ndata:\n  image_sise_px: 64\n")
-    with pytest.raises(ConfigError, match=r"r\.yaml: unknown config key 'data\.image_sise_px' \(did you mean "
-                                          r"'data\.image_size_px'\?\); valid keys in data: "):
+    with pytest.raises(
+        ConfigError,
+        match=r"r\.yaml: unknown config key 'data\.image_sise_px' \(did you mean "
+        r"'data\.image_size_px'\?\); valid keys in data: ",
+    ):
         load_config(recipe)

@@ -2,7 +2,7 @@ import pytest
 
 from data_prep.errors import ConfigError
 from detect.config import load_config
-from detect.demo import DEMO_SIZES, REPO_CONFIGS, _headline, format_demo_summary, run_demo, DemoResult
+from detect.demo import DEMO_SIZES, REPO_CONFIGS, DemoResult, _headline, format_demo_summary, run_demo
 
 
 def test_unknown_demo_size_is_a_config_error(tmp_path):
@@ -25,7 +25,10 @@ def test_demo_recipe_loads_with_each_size_overrides(size):
 
 
 def test_summary_reports_headline_metrics_and_missing_ones(tmp_path):
-    metrics = {"detection": {"map50": 0.5123, "map": 0.2, "rsna_score": 0.15}, "classification": {"pneumonia": {"f1": 0.8}}}
+    metrics = {
+        "detection": {"map50": 0.5123, "map": 0.2, "rsna_score": 0.15},
+        "classification": {"pneumonia": {"f1": 0.8}},
+    }
     assert _headline(metrics)["rsna_map50"] == 0.5123
     result = DemoResult(out_dir=tmp_path, stage_seconds={"train": 12.0}, metrics=metrics)
     text = format_demo_summary(result)

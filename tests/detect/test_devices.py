@@ -1,4 +1,5 @@
 """detect.devices: one device resolver for train.device and --device, one autocast rule."""
+
 import pytest
 import torch
 
@@ -18,7 +19,9 @@ def test_device_resolution():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_without_cuda_names_the_key():
-    with pytest.raises(ConfigError, match=r"^--device is 'cuda:1' but CUDA is not available on this machine; use auto or cpu$"):
+    with pytest.raises(
+        ConfigError, match=r"^--device is 'cuda:1' but CUDA is not available on this machine; use auto or cpu$"
+    ):
         resolve_device("cuda:1", what="--device")
 
 

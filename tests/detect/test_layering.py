@@ -1,6 +1,7 @@
 """detect/ is built in layers (docs/architecture.md draws them): a module imports only from its
 own layer or the layers below it, at module top or inside a function alike. Reading a recipe
 (detect.config) imports no torch."""
+
 from __future__ import annotations
 
 import ast
@@ -15,17 +16,29 @@ DETECT = ROOT / "detect"
 
 # Top to bottom; each entry is a layer, a set of detect/ subpackages or top-level modules.
 LAYERS: list[set[str]] = [
-    {"__init__", "__main__"},                                # the package facade: from detect import Detector
-    {"demo", "eda", "serve", "compare", "sweep"},            # one command each
+    {"__init__", "__main__"},  # the package facade: from detect import Detector
+    {"demo", "eda", "serve", "compare", "sweep"},  # one command each
     {"training"},
     {"evaluation"},
     {"inference"},
-    {"explain", "export", "pacs"},                           # what inference drives beside the model
+    {"explain", "export", "pacs"},  # what inference drives beside the model
     {"outputs"},
     {"models"},
     {"data"},
-    {"config", "config_checks", "config_format", "recipe", "model_facts", "devices", "distributed", "predictions",
-     "extras", "progress", "_version", "tracking"},
+    {
+        "config",
+        "config_checks",
+        "config_format",
+        "recipe",
+        "model_facts",
+        "devices",
+        "distributed",
+        "predictions",
+        "extras",
+        "progress",
+        "_version",
+        "tracking",
+    },
 ]
 RANK = {part: rank for rank, layer in enumerate(LAYERS) for part in layer}
 
@@ -73,15 +86,19 @@ def test_every_part_of_detect_has_a_layer():
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_imports_run_downward(path):
     own = RANK[part_of(module_name(path))]
-    upward = [f"line {line}: {module} ({part_of(module)})" for line, module in detect_imports(path)
-              if RANK[part_of(module)] < own]
+    upward = [
+        f"line {line}: {module} ({part_of(module)})"
+        for line, module in detect_imports(path)
+        if RANK[part_of(module)] < own
+    ]
     assert not upward, f"{path.relative_to(ROOT)} imports from a layer above it: {upward}"
 
 
 def test_the_layers_are_the_ones_architecture_md_draws():
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    missing = [part for part in RANK if not part.startswith("__") and part != "_version"
-               and f"detect/{part}" not in text]
+    missing = [
+        part for part in RANK if not part.startswith("__") and part != "_version" and f"detect/{part}" not in text
+    ]
     assert not missing, f"docs/architecture.md does not name: {missing}"
 
 

@@ -1,4 +1,5 @@
 """detect.model_facts (what the config checks, torch-free) agrees with the registry (the builders)."""
+
 from __future__ import annotations
 
 import pytest

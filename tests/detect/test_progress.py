@@ -1,4 +1,5 @@
 """detect.progress.ProgressLog: the progress lines infer, eval and train print without a terminal."""
+
 from __future__ import annotations
 
 import math

@@ -1,5 +1,6 @@
 """detect.recipe: hostile recipes (an alias bomb, 20,000-deep nesting, a 100 MB file, huge values)
 and hostile configs stored in checkpoints end in one ConfigError / CheckpointError line, fast."""
+
 from __future__ import annotations
 
 import time
@@ -13,11 +14,19 @@ from detect.config import config_from_dict, load_config
 from detect.models.checkpoint import config_of_checkpoint
 from detect.recipe import MAX_NODES, check_config_shape, parse_override, shown
 
-ALIAS_BOMB = "\n".join(["name: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
-                       + [f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-                          f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-                          f"*{chr(97 + i)}]" for i in range(8)]
-                       + ["train:", "  milestones: *i"]) + "\n"
+ALIAS_BOMB = (
+    "\n".join(
+        ["name: bomb", "a: &a [x, x, x, x, x, x, x, x, x]"]
+        + [
+            f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+            f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
+            f"*{chr(97 + i)}]"
+            for i in range(8)
+        ]
+        + ["train:", "  milestones: *i"]
+    )
+    + "\n"
+)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -68,12 +77,14 @@ def test_the_cli_prints_one_line_for_each(tmp_path):
     path.write_text("name: deep\ntrain:\n  milestones: " + "[" * 20_000 + "]" * 20_000 + "\n")
     result = CliRunner().invoke(app, ["train", "--config", str(path), "--data", str(tmp_path), "--print-config"])
     assert result.exit_code == 2, result.output[-2000:]
-    assert result.output.strip().splitlines() == [f"error: {path}: line 3: nested deeper than 16 levels; a recipe is "
-                                                  "a mapping of sections of values"]
+    assert result.output.strip().splitlines() == [
+        f"error: {path}: line 3: nested deeper than 16 levels; a recipe is a mapping of sections of values"
+    ]
 
 
-@pytest.mark.parametrize("override", ["train.optimizer=" + "x" * 100_000, "x" * 100_000 + "=1",
-                                      "train.milestones=[" + "1, " * 12_000 + "1]"])
+@pytest.mark.parametrize(
+    "override", ["train.optimizer=" + "x" * 100_000, "x" * 100_000 + "=1", "train.milestones=[" + "1, " * 12_000 + "1]"]
+)
 def test_every_message_shows_a_bounded_value(override):
     with pytest.raises(ConfigError) as caught:
         config_from_dict({}, [override])
@@ -93,8 +104,11 @@ def test_a_checkpoint_whose_stored_config_is_huge_or_deep_is_refused():
     shared = ["x"] * 10
     for _ in range(8):
         shared = [shared] * 10  # 10^9 leaves through shared references
-    for config in ({"name": "x", "train": {"milestones": deep}}, {"name": "x", "train": {"milestones": shared}},
-                   {"name": "y" * (2 << 20)}):
+    for config in (
+        {"name": "x", "train": {"milestones": deep}},
+        {"name": "x", "train": {"milestones": shared}},
+        {"name": "y" * (2 << 20)},
+    ):
         with pytest.raises(CheckpointError) as caught:
             config_of_checkpoint({"config": config}, "best.pt")
         assert _one_line(caught.value).startswith("best.pt: stored config is not valid for this detect version (")

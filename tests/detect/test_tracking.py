@@ -1,5 +1,6 @@
 """MLflow tracking against a real local file store, read back with MlflowClient: params, metric
 history, artifacts, `--resume` continuing the same run, eval reports, nested compare/sweep runs."""
+
 from __future__ import annotations
 
 import json
@@ -11,18 +12,18 @@ import pytest
 # The `mlflow` extra: CI installs it, so there a missing mlflow fails instead of skipping.
 mlflow = __import__("mlflow") if os.environ.get("CI") == "true" else pytest.importorskip("mlflow")
 
-from mlflow.tracking import MlflowClient
+from mlflow.tracking import MlflowClient  # noqa: E402
 
-from data_prep.errors import ConfigError
-from detect.tracking import (
+from data_prep.errors import ConfigError  # noqa: E402
+from detect.tracking import (  # noqa: E402
     RUN_ID_FILE,
     MlflowTracker,
     flat_params,
     parent_run,
     read_run_id,
 )
-from detect.training.trainer import run_training
-from tests.detect.train_fixtures import make_rsna, tiny_config
+from detect.training.trainer import run_training  # noqa: E402
+from tests.detect.train_fixtures import make_rsna, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
@@ -47,8 +48,9 @@ def _runs(client: MlflowClient) -> list:
 
 def test_a_tracked_run_reads_back_and_resume_continues_it(tmp_path, store):
     data = make_rsna(tmp_path / "rsna", n_images=16)
-    cfg = tiny_config("train.loggers=[tensorboard,mlflow]", "train.epochs=1", "train.log_every_steps=1",
-                      "train.monitor=val_f1")
+    cfg = tiny_config(
+        "train.loggers=[tensorboard,mlflow]", "train.epochs=1", "train.log_every_steps=1", "train.monitor=val_f1"
+    )
     run_dir = tmp_path / "run"
     run_training(cfg, [data], out_dir=run_dir, log=lambda _: None)
 
@@ -63,17 +65,25 @@ def test_a_tracked_run_reads_back_and_resume_continues_it(tmp_path, store):
     assert [m.step for m in store.get_metric_history(run.info.run_id, "epoch/val_f1")] == [1]
     artifacts = {a.path for a in store.list_artifacts(run.info.run_id)}
     assert {"model", "config.yaml", "metrics.csv"} <= artifacts
-    assert {a.path for a in store.list_artifacts(run.info.run_id, "model")} == {"model/best.pt", "model/operating_points.json"}
-    points = json.loads(Path(store.download_artifacts(run.info.run_id, "model/operating_points.json", str(tmp_path))).read_text())
+    assert {a.path for a in store.list_artifacts(run.info.run_id, "model")} == {
+        "model/best.pt",
+        "model/operating_points.json",
+    }
+    points = json.loads(
+        Path(store.download_artifacts(run.info.run_id, "model/operating_points.json", str(tmp_path))).read_text()
+    )
     assert set(points) == {"rsna"} and 0.0 <= points["rsna"]["threshold"] <= 1.0
     assert run.data.tags["operating_point.rsna"].startswith(str(points["rsna"]["threshold"]))
 
     import torch
 
-    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["extra"]["mlflow_run_id"] == run.info.run_id
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["extra"]["mlflow_run_id"] == run.info.run_id
+    )
     (run_dir / RUN_ID_FILE).unlink()  # the checkpoint alone is enough to find the run again
-    longer = tiny_config("train.loggers=[tensorboard,mlflow]", "train.epochs=2", "train.log_every_steps=1",
-                         "train.monitor=val_f1")
+    longer = tiny_config(
+        "train.loggers=[tensorboard,mlflow]", "train.epochs=2", "train.log_every_steps=1", "train.monitor=val_f1"
+    )
     run_training(longer, [], out_dir=run_dir, resume=True, log=lambda _: None)
     (again,) = _runs(store)  # still one run, continued
     assert again.info.run_id == run.info.run_id and again.info.status == "FINISHED"
@@ -82,8 +92,9 @@ def test_a_tracked_run_reads_back_and_resume_continues_it(tmp_path, store):
 
     from detect.evaluation.evaluate import evaluate_checkpoint
 
-    outcome = evaluate_checkpoint(run_dir / "checkpoints" / "best.pt", [data], tmp_path / "eval", split="test",
-                                  device="cpu", workers=1)
+    outcome = evaluate_checkpoint(
+        run_dir / "checkpoints" / "best.pt", [data], tmp_path / "eval", split="test", device="cpu", workers=1
+    )
     assert f"added the report to MLflow run {run.info.run_id} (eval/test/)" in outcome.notes
     assert "eval/test/report.md" in {a.path for a in store.list_artifacts(run.info.run_id, "eval/test")}
 

@@ -4,6 +4,7 @@ Synthetic RSNA / Kermany data in the real Kaggle layouts at 128 px, a MobileNetV
 64 px with a small head, batches of 2, two steps per epoch: a run takes a few seconds on a CPU
 (the box head's RoIAlign backward dominates a step).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -27,6 +27,7 @@ endian, implicit VR, RLE, JPEG 2000, a VOI LUT sequence) and a few submission ro
 This file is not collected by pytest (its name does not start with test_); .ci/run runs each
 target for a few seconds as a smoke test.
 """
+
 from __future__ import annotations
 
 import io
@@ -87,8 +88,9 @@ def _run_recipe(data: bytes) -> None:
 
 
 _MULTIPART_STUDY = "1.2.826.0.1.3680043.8.498.1"
-_MULTIPART_SERIES = b'[{"0020000E": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.2"]}, ' \
-                    b'"00080060": {"vr": "CS", "Value": ["CR"]}}]'
+_MULTIPART_SERIES = (
+    b'[{"0020000E": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.2"]}, "00080060": {"vr": "CS", "Value": ["CR"]}}]'
+)
 
 
 def _run_multipart(data: bytes) -> None:
@@ -105,8 +107,9 @@ def _run_multipart(data: bytes) -> None:
             response = requests.Response()
             response.status_code, response.url, response.request = 200, request.url, request
             qido = request.url.split("?", 1)[0].endswith("/series")
-            response.headers["Content-Type"] = ("application/dicom+json" if qido
-                                                else content_type.decode("latin-1").strip())
+            response.headers["Content-Type"] = (
+                "application/dicom+json" if qido else content_type.decode("latin-1").strip()
+            )
             response.raw = io.BytesIO(_MULTIPART_SERIES if qido else body)
             return response
 
@@ -124,11 +127,19 @@ def _run_multipart(data: bytes) -> None:
             path.unlink()
 
 
-_RUNNERS = {"dicom": _run_dicom, "header": _run_header, "labels": _run_labels, "submission": _run_submission,
-            "recipe": _run_recipe, "multipart": _run_multipart}
+_RUNNERS = {
+    "dicom": _run_dicom,
+    "header": _run_header,
+    "labels": _run_labels,
+    "submission": _run_submission,
+    "recipe": _run_recipe,
+    "multipart": _run_multipart,
+}
 # The targets whose modules are instrumented only when they are fuzzed (their imports are heavier).
-_LATE_IMPORTS = {"recipe": ("detect.recipe", "detect.config", "yaml"),
-                 "multipart": ("detect.pacs", "dicomweb_client", "requests", "urllib3")}
+_LATE_IMPORTS = {
+    "recipe": ("detect.recipe", "detect.config", "yaml"),
+    "multipart": ("detect.pacs", "dicomweb_client", "requests", "urllib3"),
+}
 
 
 def _one_input(target: str):
@@ -167,10 +178,7 @@ def write_seeds(target: str, corpus: Path) -> int:
     else:
         seeds["sample.csv"] = (rsna / "stage_2_sample_submission.csv").read_bytes()
         seeds["boxes.csv"] = (
-            b"patientId,PredictionString\n"
-            b"a,0.9 10 20 30 40 0.5 1.5 2 3 4\n"
-            b"b,\n"
-            b'"c","0.25 0 0 1024 1024"\n'
+            b'patientId,PredictionString\na,0.9 10 20 30 40 0.5 1.5 2 3 4\nb,\n"c","0.25 0 0 1024 1024"\n'
         )
     for name, data in seeds.items():
         (corpus / name).write_bytes(data)
@@ -198,8 +206,13 @@ def _multipart_seeds() -> dict[str, bytes]:
     ds.save_as(buffer, enforce_file_format=True)
     part = b"--b\r\nContent-Type: application/dicom\r\n\r\n" + buffer.getvalue() + b"\r\n--b--\r\n"
     head = b'multipart/related; type="application/dicom"; boundary=b\n'
-    return {"good": head + part, "no_boundary": b"multipart/related\n" + buffer.getvalue(),
-            "html": b"text/html\n<html>log in</html>", "empty": head, "two": head + part[:-4] + part}
+    return {
+        "good": head + part,
+        "no_boundary": b"multipart/related\n" + buffer.getvalue(),
+        "html": b"text/html\n<html>log in</html>",
+        "empty": head,
+        "two": head + part[:-4] + part,
+    }
 
 
 def _fixture_dicoms(folder: Path) -> dict[str, bytes]:
@@ -212,11 +225,18 @@ def _fixture_dicoms(folder: Path) -> dict[str, bytes]:
 
     variants = {
         "native8": make_dataset(textured_image(16, 12, seed=1)),
-        "native12_window": make_dataset(textured_image(16, 16, seed=2, bits=12), bits_stored=12,
-                                        WindowCenter=2048, WindowWidth=4096, RescaleSlope=2, RescaleIntercept=-10),
+        "native12_window": make_dataset(
+            textured_image(16, 16, seed=2, bits=12),
+            bits_stored=12,
+            WindowCenter=2048,
+            WindowWidth=4096,
+            RescaleSlope=2,
+            RescaleIntercept=-10,
+        ),
         "native16_mono1": make_dataset(textured_image(12, 16, seed=3, bits=16), photometric="MONOCHROME1"),
-        "big_endian": make_dataset(textured_image(8, 8, seed=4, bits=12), bits_stored=12,
-                                   transfer_syntax=ExplicitVRBigEndian),
+        "big_endian": make_dataset(
+            textured_image(8, 8, seed=4, bits=12), bits_stored=12, transfer_syntax=ExplicitVRBigEndian
+        ),
     }
     voi = make_dataset(textured_image(8, 8, seed=5, bits=12), bits_stored=12)
     item = Dataset()

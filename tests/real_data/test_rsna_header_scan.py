@@ -4,6 +4,7 @@ The real DICOMs cannot be downloaded here; their header table can. Files are wri
 header values of real rows (RSNA's layout, data_prep.synth's writer, a small frame) and scanned
 by the plain-header parser and by pydicom's: both must give the table's values.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,13 @@ def test_scan_finds_the_real_header_fields_with_either_parser(tmp_path, rsna_tab
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             write_jpeg_baseline_dicom(
-                path, pixels, patient_id=row["PatientID"], sex=row["PatientSex"], age=row["PatientAge"],
-                view_position=row["ViewPosition"], pixel_spacing_mm=float(row["PixelSpacing"]),
+                path,
+                pixels,
+                patient_id=row["PatientID"],
+                sex=row["PatientSex"],
+                age=row["PatientAge"],
+                view_position=row["ViewPosition"],
+                pixel_spacing_mm=float(row["PixelSpacing"]),
                 sop_instance_uid=f"1.2.276.0.7230010.3.1.4.8323329.{1000 + i}.1517874291.{200000 + i}",
             )
         paths.append(path)
@@ -52,6 +58,8 @@ def test_scan_finds_the_real_header_fields_with_either_parser(tmp_path, rsna_tab
     for header, row in zip(fast, rows):
         assert header.patient_id == row["PatientID"]
         assert header.sex == row["PatientSex"] and header.view_position == row["ViewPosition"]
-        assert header.age_years == float(row["PatientAge"]) and header.age_valid == (float(row["PatientAge"]) <= MAX_PLAUSIBLE_AGE_YEARS)
+        assert header.age_years == float(row["PatientAge"]) and header.age_valid == (
+            float(row["PatientAge"]) <= MAX_PLAUSIBLE_AGE_YEARS
+        )
         assert header.pixel_spacing_mm == pytest.approx((float(row["PixelSpacing"]),) * 2)
         assert header.modality == row["Modality"] and header.samples_per_pixel == int(float(row["SamplesPerPixel"]))

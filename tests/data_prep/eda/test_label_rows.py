@@ -1,5 +1,6 @@
 """data_prep.eda.label_rows: a large labels table read with explicit dtypes and checked per patient
 with array operations: the same tables as the strict per-row reader, in a fraction of its memory."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -65,8 +66,13 @@ def test_200k_rows_are_read_with_explicit_dtypes_and_aggregated_per_patient(tmp_
     assert int(tables.images["n_boxes"].sum()) == len(tables.boxes)
 
 
-@pytest.mark.parametrize("cell, message", [("oops", r"line 2: column 'x': 'oops' is not a number"),
-                                           ("inf", r"line 2: column 'x': 'inf' is not a finite number")])
+@pytest.mark.parametrize(
+    "cell, message",
+    [
+        ("oops", r"line 2: column 'x': 'oops' is not a number"),
+        ("inf", r"line 2: column 'x': 'inf' is not a finite number"),
+    ],
+)
 def test_a_malformed_cell_is_still_named_by_its_line(tmp_path, cell, message):
     path = tmp_path / "labels.csv"
     path.write_text(f"patientId,x,y,width,height,Target\np,{cell},2,3,4,1\n")

@@ -1,4 +1,5 @@
 """data_prep.eda.stats: intervals, distributions, coverage and sides, worked by hand."""
+
 import json
 import math
 
@@ -26,8 +27,17 @@ def test_wilson_interval_known_values():
 def test_describe_and_empty():
     stats = describe([1, 2, 3, 4, float("nan")])
     assert stats["n"] == 4 and stats["median"] == 2.5 and stats["q1"] == 1.75 and stats["max"] == 4.0
-    assert describe([]) == {"n": 0, "mean": None, "min": None, "p05": None, "q1": None, "median": None, "q3": None,
-                            "p95": None, "max": None}
+    assert describe([]) == {
+        "n": 0,
+        "mean": None,
+        "min": None,
+        "p05": None,
+        "q1": None,
+        "median": None,
+        "q3": None,
+        "p95": None,
+        "max": None,
+    }
 
 
 def test_age_bands_edges():
@@ -43,14 +53,28 @@ def test_positive_rates_order_and_unknown():
     groups = pd.Series(["PA", None, "AP", "AP", "LL"])
     target = pd.Series([0, 1, 1, 0, 1])
     rows = positive_rates(groups, target, ("AP", "PA"))
-    assert [(r["group"], r["images"], r["positive"]) for r in rows] == [("AP", 2, 1), ("PA", 1, 0), ("LL", 1, 1), ("unknown", 1, 1)]
+    assert [(r["group"], r["images"], r["positive"]) for r in rows] == [
+        ("AP", 2, 1),
+        ("PA", 1, 0),
+        ("LL", 1, 1),
+        ("unknown", 1, 1),
+    ]
     assert rows[0]["rate"] == 0.5 and rows[0]["ci95_low"] == pytest.approx(wilson_interval(1, 2)[0])
 
 
 def image_rows(rows):
     base = {c: None for c in IMAGE_COLUMNS}
-    base.update(target=0, age_years=math.nan, age_valid=True, spacing_row_mm=math.nan, spacing_col_mm=math.nan,
-                height_px=math.nan, width_px=math.nan, n_boxes=0, has_box_labels=True)
+    base.update(
+        target=0,
+        age_years=math.nan,
+        age_valid=True,
+        spacing_row_mm=math.nan,
+        spacing_col_mm=math.nan,
+        height_px=math.nan,
+        width_px=math.nan,
+        n_boxes=0,
+        has_box_labels=True,
+    )
     frame = pd.DataFrame([{**base, **r} for r in rows], columns=list(IMAGE_COLUMNS))
     for name in ("age_years", "spacing_row_mm", "spacing_col_mm", "height_px", "width_px"):
         frame[name] = frame[name].astype(float)
@@ -58,16 +82,34 @@ def image_rows(rows):
 
 
 def tiny_tables(boxes, images):
-    return EdaTables(dataset="rsna", images=image_rows(images), boxes=pd.DataFrame(boxes, columns=["image_id", "x", "y", "width", "height"]),
-                     source=EdaSource(mode="tables", dataset="rsna"), checks=(), missing=(), has_class_info=False, has_headers=True)
+    return EdaTables(
+        dataset="rsna",
+        images=image_rows(images),
+        boxes=pd.DataFrame(boxes, columns=["image_id", "x", "y", "width", "height"]),
+        source=EdaSource(mode="tables", dataset="rsna"),
+        checks=(),
+        missing=(),
+        has_class_info=False,
+        has_headers=True,
+    )
 
 
 def test_coverage_sides_and_scaling_by_image_size():
     images = [
         {"image_id": "a", "patient_id": "a", "target": 1, "n_boxes": 2, "view": "AP", "sex": "F", "age_years": 30.0},
         # a 512 x 512 image: its box doubles on the 1024 grid
-        {"image_id": "b", "patient_id": "b", "target": 1, "n_boxes": 1, "view": "PA", "sex": "M", "age_years": 151.0,
-         "age_valid": False, "height_px": 512.0, "width_px": 512.0},
+        {
+            "image_id": "b",
+            "patient_id": "b",
+            "target": 1,
+            "n_boxes": 1,
+            "view": "PA",
+            "sex": "M",
+            "age_years": 151.0,
+            "age_valid": False,
+            "height_px": 512.0,
+            "width_px": 512.0,
+        },
         {"image_id": "c", "patient_id": "c", "target": 0, "view": "PA", "sex": "M", "age_years": 70.0},
     ]
     boxes = [("a", 0, 0, 16, 16), ("a", 600, 0, 8, 8), ("b", 0, 0, 8, 8)]
@@ -81,14 +123,20 @@ def test_coverage_sides_and_scaling_by_image_size():
     assert loc["coverage_peak_boxes"] == 2 and loc["boxes_on_assumed_grid"] == 2
     assert [r["boxes"] for r in loc["sides_boxes"]] == [2, 1]  # two centred left (patient's right), one right
     assert [(r["group"], r["images"]) for r in loc["sides_images"]] == [
-        ("both lungs", 1), ("right lung only (image left)", 1), ("left lung only (image right)", 0)]
+        ("both lungs", 1),
+        ("right lung only (image left)", 1),
+        ("left lung only (image right)", 0),
+    ]
     age = numbers["univariate"]["age_years"]
     assert (age["n"], age["impossible"], age["impossible_values"]) == (2, 1, [151.0])
     bands = {r["group"]: r["images"] for r in numbers["bivariate"]["positive_rate_by_age_band"]}
     assert bands["30-39"] == 1 and bands["70-79"] == 1 and bands["impossible (over 120)"] == 1
     assert "0-9" not in bands  # a band without images is left out, not shown as an empty rate
     assert numbers["univariate"]["boxes_per_image"] == [
-        {"boxes": 0, "images": 1, "share": 1 / 3}, {"boxes": 1, "images": 1, "share": 1 / 3}, {"boxes": 2, "images": 1, "share": 1 / 3}]
+        {"boxes": 0, "images": 1, "share": 1 / 3},
+        {"boxes": 1, "images": 1, "share": 1 / 3},
+        {"boxes": 2, "images": 1, "share": 1 / 3},
+    ]
     by_view = {r["group"]: r["boxes"] for r in numbers["bivariate"]["box_size_by_view"]}
     assert by_view == {"AP": 2, "PA": 1}
     checks = {c["check"]: c for c in numbers["quality"]["checks"]}

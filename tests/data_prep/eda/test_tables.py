@@ -1,4 +1,5 @@
 """data_prep.eda.tables: the label tables and the DICOM header table -> tidy images and boxes."""
+
 import gzip
 import math
 
@@ -6,8 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_prep.eda.tables import parse_spacing_mm, read_header_table, tables_from_label_files, tables_from_records
-from data_prep.eda.tables import EdaSource
+from data_prep.eda.tables import (
+    EdaSource,
+    parse_spacing_mm,
+    read_header_table,
+    tables_from_label_files,
+    tables_from_records,
+)
 from data_prep.errors import DataFormatError, LabelFileError
 from data_prep.records import BadFile, ImageRecord
 
@@ -84,7 +90,10 @@ def test_header_table_gzip_and_filename_ids(tmp_path):
 
 def test_header_table_without_id_column_names_the_columns(tmp_path):
     path = write(tmp_path / "h.csv", "PatientAge,PatientSex\n40,F\n")
-    with pytest.raises(DataFormatError, match=r"h\.csv: no image id column \(expected one of patientId, PatientID, Filename; found PatientAge,PatientSex\)"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"h\.csv: no image id column \(expected one of patientId, PatientID, Filename; found PatientAge,PatientSex\)",
+    ):
         read_header_table(path)
     with pytest.raises(DataFormatError, match="file not found"):
         read_header_table(tmp_path / "missing.csv")
@@ -112,7 +121,8 @@ def test_labels_alone(tmp_path):
 
 def test_labels_with_class_info_and_headers(tmp_path):
     tables = tables_from_label_files(
-        write(tmp_path / "labels.csv", LABELS), class_info=write(tmp_path / "class.csv", CLASS_INFO),
+        write(tmp_path / "labels.csv", LABELS),
+        class_info=write(tmp_path / "class.csv", CLASS_INFO),
         headers=write(tmp_path / "headers.csv", HEADERS),
     )
     images = tables.images.set_index("image_id")
@@ -124,7 +134,9 @@ def test_labels_with_class_info_and_headers(tmp_path):
     assert checks["duplicate class-info rows collapsed"].count == 2
     assert checks["class-info patients without a label row"].examples == ("extra-6",)
     reasons = checks["patients whose label rows break a rule (left out)"].examples
-    assert reasons[1] == "patientId pos-5: Target=1 but class is 'Normal' (Target=1 exactly when class is 'Lung Opacity')"
+    assert (
+        reasons[1] == "patientId pos-5: Target=1 but class is 'Normal' (Target=1 exactly when class is 'Lung Opacity')"
+    )
     assert checks["labels without images (no header row)"].examples == ("bad-4",)
     assert checks["images without labels (header row, no label row)"].examples == ("only-header",)
     assert checks["header rows repeating an image id (first kept)"].count == 1
@@ -140,19 +152,57 @@ def test_malformed_labels_name_the_line(tmp_path):
 
 def test_records_carry_header_fields_and_prepare_findings():
     records = [
-        ImageRecord(image_id="a", dataset="rsna", path="a.dcm", patient_id="a", target=1, has_box_labels=True,
-                    boxes_xyxy=np.array([[10, 20, 110, 220]], np.float32), rsna_class="Lung Opacity", split="train",
-                    height=512, width=512, sex="F", age_years=151.0, age_valid=False, view_position="AP",
-                    pixel_spacing_mm=(0.2, 0.2)),
-        ImageRecord(image_id="b", dataset="rsna", path="b.dcm", patient_id="b", target=0, has_box_labels=True,
-                    rsna_class="Normal", split="val"),
+        ImageRecord(
+            image_id="a",
+            dataset="rsna",
+            path="a.dcm",
+            patient_id="a",
+            target=1,
+            has_box_labels=True,
+            boxes_xyxy=np.array([[10, 20, 110, 220]], np.float32),
+            rsna_class="Lung Opacity",
+            split="train",
+            height=512,
+            width=512,
+            sex="F",
+            age_years=151.0,
+            age_valid=False,
+            view_position="AP",
+            pixel_spacing_mm=(0.2, 0.2),
+        ),
+        ImageRecord(
+            image_id="b",
+            dataset="rsna",
+            path="b.dcm",
+            patient_id="b",
+            target=0,
+            has_box_labels=True,
+            rsna_class="Normal",
+            split="val",
+        ),
     ]
-    summary = {"duplicate_class_rows": 3, "labels_without_images": 1, "labels_without_images_ids": ["z"], "junk_files": 2}
-    tables = tables_from_records("rsna", records, source=EdaSource(mode="images", dataset="rsna"), summary=summary,
-                                 bad_files=[BadFile("c.dcm", "truncated")])
+    summary = {
+        "duplicate_class_rows": 3,
+        "labels_without_images": 1,
+        "labels_without_images_ids": ["z"],
+        "junk_files": 2,
+    }
+    tables = tables_from_records(
+        "rsna",
+        records,
+        source=EdaSource(mode="images", dataset="rsna"),
+        summary=summary,
+        bad_files=[BadFile("c.dcm", "truncated")],
+    )
     assert tables.boxes[["x", "y", "width", "height"]].to_numpy().tolist() == [[10, 20, 100, 200]]
     a = tables.images.set_index("image_id").loc["a"]
-    assert (a["view"], a["age_years"], a["age_valid"], a["width_px"], a["split"]) == ("AP", 151.0, False, 512.0, "train")
+    assert (a["view"], a["age_years"], a["age_valid"], a["width_px"], a["split"]) == (
+        "AP",
+        151.0,
+        False,
+        512.0,
+        "train",
+    )
     checks = {c.check: c for c in tables.checks}
     assert checks["labels without images"].examples == ("z",)
     assert checks["files that could not be used (left out)"].examples == ("c.dcm: truncated",)

@@ -1,4 +1,5 @@
 """detect.compare.held_out and the paired tests of detect.compare.run, on predictions built by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,16 @@ def _predictions(ids, y_true, y_prob, threshold=0.5, class_true=None, class_prob
     y_prob = np.asarray(y_prob, dtype=np.float64)
     n = len(ids)
     return HeldOutPredictions(
-        image_ids=list(ids), datasets=["kermany"] * n, y_true=np.asarray(y_true, dtype=np.int64), y_prob=y_prob,
-        decided=(y_prob >= threshold).astype(np.int64), thresholds={"kermany": threshold},
+        image_ids=list(ids),
+        datasets=["kermany"] * n,
+        y_true=np.asarray(y_true, dtype=np.int64),
+        y_prob=y_prob,
+        decided=(y_prob >= threshold).astype(np.int64),
+        thresholds={"kermany": threshold},
         class_true=np.asarray(class_true if class_true is not None else [-1] * n, dtype=np.int64),
         class_probs=np.asarray(class_probs if class_probs is not None else np.full((n, 3), 1 / 3), dtype=np.float64),
-        predict_seconds=0.5)
+        predict_seconds=0.5,
+    )
 
 
 def test_metrics_at_the_threshold_and_from_the_ranking():
@@ -45,9 +51,19 @@ def test_three_class_metrics_per_class_and_macro():
 
 
 def _result(name, predictions):
-    return ModelResult(model=name, kind="detector", task="detection", parameters=10, epochs_run=1, best_epoch=1,
-                       stopped_on_time=False, train_seconds=1.0, train_images_per_s=2.0, predictions=predictions,
-                       metrics=held_out_metrics(predictions, "detection", n_resamples=20, seed=0))
+    return ModelResult(
+        model=name,
+        kind="detector",
+        task="detection",
+        parameters=10,
+        epochs_run=1,
+        best_epoch=1,
+        stopped_on_time=False,
+        train_seconds=1.0,
+        train_images_per_s=2.0,
+        predictions=predictions,
+        metrics=held_out_metrics(predictions, "detection", n_resamples=20, seed=0),
+    )
 
 
 def test_paired_tests_align_the_images_by_id():
@@ -64,8 +80,9 @@ def test_paired_tests_align_the_images_by_id():
     keep = np.arange(5)  # a-e
     expected = delong_test(np.array(truth)[keep], good.y_prob[keep], other_prob[keep])
     assert comparison.n_images == 5 and comparison.delong.z == pytest.approx(expected.z)
-    assert comparison.mcnemar == mcnemar_test(good.decided[keep] == np.array(truth)[keep],
-                                              (other_prob[keep] >= 0.5) == np.array(truth)[keep])
+    assert comparison.mcnemar == mcnemar_test(
+        good.decided[keep] == np.array(truth)[keep], (other_prob[keep] >= 0.5) == np.array(truth)[keep]
+    )
     rows = compare_rows(results, [comparison])
     assert rows[1]["delong_p_vs_best"] == "" and rows[0]["delong_p_vs_best"] != ""
     assert rows[0]["model"] == "poor" and rows[0]["thresholds"] == "kermany=0.5"

@@ -1,4 +1,5 @@
 """detect compare end to end on tiny runs: outputs, a killed run resumes, a finished one is skipped."""
+
 from __future__ import annotations
 
 import csv
@@ -17,8 +18,9 @@ SILENT = lambda _line: None  # noqa: E731
 
 
 def _recipe():
-    return tiny_config("model.trainable_backbone_layers=5", "train.monitor=val_f1", "train.max_steps_per_epoch=1",
-                       "train.epochs=2")
+    return tiny_config(
+        "model.trainable_backbone_layers=5", "train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=2"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def test_writes_the_table_the_report_and_the_plots(compared):
         rows = list(csv.DictReader(handle))
     assert [r["model"] for r in rows] == MODELS
     for row in rows:
-        assert int(row["parameters"]) > 1_000_000 and int(row["n_test_images"]) == outcome.results[0].predictions.n_images
+        assert (
+            int(row["parameters"]) > 1_000_000 and int(row["n_test_images"]) == outcome.results[0].predictions.n_images
+        )
         assert float(row["infer_ms_per_image"]) > 0 and row["thresholds"].startswith("kermany=")
         low, value, high = (float(row[k]) for k in ("accuracy_low", "accuracy", "accuracy_high"))
         assert low <= value <= high
@@ -80,14 +84,23 @@ def test_finished_models_are_not_trained_again(compared, monkeypatch):
 
 def test_classifiers_and_detectors_compare_on_three_classes(compared, tmp_path):
     data, _out, _outcome, _lines = compared
-    recipe = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany3",
-                         "train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=1")
-    outcome = compare_run.run_compare(["basic_cnn", "mobilenet_v3_large_fpn"], recipe, [data], tmp_path / "out",
-                                      n_resamples=20, log=SILENT)
+    recipe = tiny_config(
+        "model.name=resnet18",
+        "model.trainable_backbone_layers=5",
+        "task=kermany3",
+        "train.monitor=val_f1",
+        "train.max_steps_per_epoch=1",
+        "train.epochs=1",
+    )
+    outcome = compare_run.run_compare(
+        ["basic_cnn", "mobilenet_v3_large_fpn"], recipe, [data], tmp_path / "out", n_resamples=20, log=SILENT
+    )
     with open(tmp_path / "out" / "compare.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["model"], r["kind"], r["task"]) for r in rows] == [
-        ("basic_cnn", "classifier", "kermany3"), ("mobilenet_v3_large_fpn", "detector", "detection")]
+        ("basic_cnn", "classifier", "kermany3"),
+        ("mobilenet_v3_large_fpn", "detector", "detection"),
+    ]
     for row in rows:  # the detector's subtype head gives it the three classes too
         assert row["macro_f1"] != "" and "f1_bacterial" in row and row["accuracy_3class"] != ""
     assert int(rows[0]["parameters"]) < int(rows[1]["parameters"])
@@ -100,8 +113,14 @@ def test_one_model_with_two_starting_weights_is_two_rows_with_their_paired_test(
     splits and budget; each row's checkpoint says which weights it started from."""
     data = make_kermany(tmp_path / "kermany", n_images=24)
     rows = ["efficientnet_lite0:imagenet", "efficientnet_lite0:none"]
-    recipe = tiny_config("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany2",
-                         "train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=1")
+    recipe = tiny_config(
+        "model.name=resnet18",
+        "model.trainable_backbone_layers=5",
+        "task=kermany2",
+        "train.monitor=val_f1",
+        "train.max_steps_per_epoch=1",
+        "train.epochs=1",
+    )
     outcome = compare_run.run_compare(rows, recipe, [data], tmp_path / "out", n_resamples=20, log=SILENT)
     with open(tmp_path / "out" / "compare.csv", newline="") as handle:
         table = list(csv.DictReader(handle))

@@ -1,4 +1,5 @@
 """detect.data.dataset: the sample contract, letterbox box scaling, the cache, prepare_image."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -40,16 +41,32 @@ def _gradient(height: int, width: int) -> np.ndarray:
 
 def rsna_record(image_id="rsna-1", boxes=((20.0, 40.0, 100.0, 160.0),), rsna_class="Lung Opacity", split="train"):
     return ImageRecord(
-        image_id=image_id, dataset="rsna", path=f"stage_2_train_images/{image_id}.png", patient_id=image_id,
-        target=int(rsna_class == "Lung Opacity"), has_box_labels=True, boxes_xyxy=np.array(boxes, dtype=np.float32),
-        rsna_class=rsna_class, split=split, height=200, width=200,
+        image_id=image_id,
+        dataset="rsna",
+        path=f"stage_2_train_images/{image_id}.png",
+        patient_id=image_id,
+        target=int(rsna_class == "Lung Opacity"),
+        has_box_labels=True,
+        boxes_xyxy=np.array(boxes, dtype=np.float32),
+        rsna_class=rsna_class,
+        split=split,
+        height=200,
+        width=200,
     )
 
 
 def kermany_record(image_id="train/PNEUMONIA/person1_virus_6", subtype="viral", split="train"):
     return ImageRecord(
-        image_id=image_id, dataset="kermany", path=f"chest_xray/{image_id}.jpeg", patient_id="person1",
-        target=int(subtype != "normal"), has_box_labels=False, subtype=subtype, split=split, height=120, width=200,
+        image_id=image_id,
+        dataset="kermany",
+        path=f"chest_xray/{image_id}.jpeg",
+        patient_id="person1",
+        target=int(subtype != "normal"),
+        has_box_labels=False,
+        subtype=subtype,
+        split=split,
+        height=120,
+        width=200,
     )
 
 
@@ -95,13 +112,26 @@ def test_sample_contract_for_an_rsna_and_a_kermany_image(data_root):
     assert image.dtype == torch.float32 and image.shape == (3, SIZE_PX, SIZE_PX)
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0
     assert torch.equal(image[0], image[1]) and torch.equal(image[0], image[2])
-    assert set(target) == {"boxes", "labels", "has_box_labels", "rsna_class", "pneumonia", "subtype", "image_index", "scale",
-                           "orig_size"}
+    assert set(target) == {
+        "boxes",
+        "labels",
+        "has_box_labels",
+        "rsna_class",
+        "pneumonia",
+        "subtype",
+        "image_index",
+        "scale",
+        "orig_size",
+    }
     # 200 x 200 -> 64 x 64: scale 0.32, [20, 40, 100, 160] -> [6.4, 12.8, 32, 51.2]
     torch.testing.assert_close(target["boxes"], torch.tensor([[6.4, 12.8, 32.0, 51.2]]))
     assert target["boxes"].dtype == torch.float32
     assert target["labels"].tolist() == [1] and target["labels"].dtype == torch.int64
-    assert target["has_box_labels"].dtype == torch.bool and target["has_box_labels"].shape == () and bool(target["has_box_labels"])
+    assert (
+        target["has_box_labels"].dtype == torch.bool
+        and target["has_box_labels"].shape == ()
+        and bool(target["has_box_labels"])
+    )
     assert (int(target["rsna_class"]), int(target["pneumonia"]), int(target["subtype"])) == (2, 1, -1)
     assert int(target["image_index"]) == 0 and target["image_index"].dtype == torch.int64
     assert target["scale"].dtype == torch.float32 and float(target["scale"]) == pytest.approx(0.32)
@@ -168,8 +198,9 @@ def test_cached_png_is_used_and_the_original_never_read(tmp_path):
 
 
 def test_missing_cached_png_falls_back_to_the_original(data_root, tmp_path):
-    dataset = ManifestDataset([rsna_record()], data_root, SIZE_PX, cache=FakeCache(tmp_path / "empty-cache"),
-                              loader=png_loader)
+    dataset = ManifestDataset(
+        [rsna_record()], data_root, SIZE_PX, cache=FakeCache(tmp_path / "empty-cache"), loader=png_loader
+    )
     expected, _ = letterbox_resize(_gradient(200, 200), SIZE_PX)
     torch.testing.assert_close(dataset[0][0][0], torch.from_numpy(expected).float() / 255)
 
@@ -204,14 +235,17 @@ def _prepared(dataset, root: Path, prepared_dir: Path, records) -> PreparedDatas
 def test_build_datasets_splits_and_combines_prepared_datasets(tmp_path):
     rsna_root, kermany_root = tmp_path / "rsna", tmp_path / "kermany"
     rsna_records = [rsna_record(f"r{i}", split=split) for i, split in enumerate(["train", "train", "val", "test"])]
-    kermany_records = [kermany_record(f"train/NORMAL/k{i}", subtype="normal", split=split)
-                       for i, split in enumerate(["train", "val"])]
+    kermany_records = [
+        kermany_record(f"train/NORMAL/k{i}", subtype="normal", split=split) for i, split in enumerate(["train", "val"])
+    ]
     for r in rsna_records:
         _write_png(rsna_root / r.path, _gradient(200, 200))
     for r in kermany_records:
         _write_png(kermany_root / r.path, _gradient(120, 200))
-    prepared = [_prepared("rsna", rsna_root, tmp_path / "p-rsna", rsna_records),
-                _prepared("kermany", kermany_root, tmp_path / "p-kermany", kermany_records)]
+    prepared = [
+        _prepared("rsna", rsna_root, tmp_path / "p-rsna", rsna_records),
+        _prepared("kermany", kermany_root, tmp_path / "p-kermany", kermany_records),
+    ]
     cfg = Config(data=DataConfig(image_size_px=SIZE_PX, use_cache=False))
     datasets = build_datasets(prepared, cfg)
     assert set(datasets) == {"train", "val", "test"}
@@ -233,7 +267,11 @@ def test_build_datasets_reads_the_cache_and_leaves_out_what_it_could_not_decode(
     prepared = _prepared("rsna", tmp_path / "originals-gone", tmp_path / "prepared", records)
     for r in records[:2]:
         _write_png(prepared.cached_image_path(r.image_id, SIZE_PX), np.full((SIZE_PX, SIZE_PX), 9, np.uint8))
-    cfg = Config(data=DataConfig(image_size_px=SIZE_PX, use_cache=True, augment=AugmentConfig(affine_prob=0.0, brightness=0.0, contrast=0.0)))
+    cfg = Config(
+        data=DataConfig(
+            image_size_px=SIZE_PX, use_cache=True, augment=AugmentConfig(affine_prob=0.0, brightness=0.0, contrast=0.0)
+        )
+    )
     with pytest.warns(UserWarning, match=r"1 train images have no cached PNG at 64 px .* stage_2_train_images/r2.png"):
         datasets = build_datasets([prepared], cfg)
     train = datasets["train"]

@@ -1,4 +1,5 @@
 """detect.data.files: reading the files a user points at, by content, in batches."""
+
 import cv2
 import pytest
 
@@ -95,14 +96,17 @@ def test_zero_workers_reads_in_the_calling_thread_only_when_asked(monkeypatch, t
     assert seen["threads"] == {threading.current_thread().name}
 
 
-@pytest.mark.parametrize(("workers", "prefetch", "message"), [(-1, 2, "workers must be >= 0"),
-                                                              (1, 0, "prefetch_batches must be >= 1")])
+@pytest.mark.parametrize(
+    ("workers", "prefetch", "message"), [(-1, 2, "workers must be >= 0"), (1, 0, "prefetch_batches must be >= 1")]
+)
 def test_bad_reader_settings_are_refused(tmp_path, workers, prefetch, message):
     with pytest.raises(ValueError, match=message):
         next(iter_loaded_batches([tmp_path / "a.png"], 1, workers, prefetch_batches=prefetch))
 
 
-@pytest.mark.parametrize(("device", "cores", "expected"), [("cuda", 1, 1), ("cuda", 2, 1), ("cuda", 4, 3), ("cuda", 16, 8),
-                                                           ("cuda", 64, 8), ("cpu", 2, 1), ("cpu", 16, 1)])
+@pytest.mark.parametrize(
+    ("device", "cores", "expected"),
+    [("cuda", 1, 1), ("cuda", 2, 1), ("cuda", 4, 3), ("cuda", 16, 8), ("cuda", 64, 8), ("cpu", 2, 1), ("cpu", 16, 1)],
+)
 def test_default_read_workers_leaves_the_cores_to_the_model(device, cores, expected):
     assert default_read_workers(device, cores) == expected

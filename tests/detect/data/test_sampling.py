@@ -1,4 +1,5 @@
 """detect.data.sampling: class balancing, Kermany's share, reproducible per-epoch draws."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -16,8 +17,14 @@ from tests.detect.train_fixtures import make_rsna, tiny_config
 
 
 def _mixed_records() -> list[ImageRecord]:
-    counts = {("rsna", "Normal"): 70, ("rsna", "No Lung Opacity / Not Normal"): 20, ("rsna", "Lung Opacity"): 10,
-              ("kermany", "normal"): 5, ("kermany", "bacterial"): 30, ("kermany", "viral"): 15}
+    counts = {
+        ("rsna", "Normal"): 70,
+        ("rsna", "No Lung Opacity / Not Normal"): 20,
+        ("rsna", "Lung Opacity"): 10,
+        ("kermany", "normal"): 5,
+        ("kermany", "bacterial"): 30,
+        ("kermany", "viral"): 15,
+    }
     records = []
     for (dataset, cls), n in counts.items():
         for i in range(n):

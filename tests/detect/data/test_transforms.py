@@ -1,4 +1,5 @@
 """detect.data.transforms (and the Clahe of detect.data.preprocess): image and boxes move together; geometry checked with numbers worked by hand."""
+
 from __future__ import annotations
 
 import pickle
@@ -37,14 +38,19 @@ def test_horizontal_flip_of_width_400_maps_the_detectron2_box():
     image, target = _sample([[10, 10, 200, 300]], height=300, width=400)
     image[0, 20, 15] = 255  # a marker pixel at x=15 lands at x = 400 - 1 - 15 = 384
     out_image, out_target = flip(image, target)
-    torch.testing.assert_close(out_target["boxes"].as_subclass(torch.Tensor), torch.tensor([[200.0, 10.0, 390.0, 300.0]]))
+    torch.testing.assert_close(
+        out_target["boxes"].as_subclass(torch.Tensor), torch.tensor([[200.0, 10.0, 390.0, 300.0]])
+    )
     assert out_image[0, 20, 384] == 255 and out_image[0, 20, 15] == 0
     assert out_target["labels"].tolist() == [1]
 
 
 def test_affine_zoom_by_two_about_the_centre_moves_image_and_boxes_together():
-    zoom = build_train_transforms(_only(affine_prob=1.0, rotate_degrees=0.0, shear_degrees=0.0,
-                                        translate_fraction=0.0, scale_min=2.0, scale_max=2.0))
+    zoom = build_train_transforms(
+        _only(
+            affine_prob=1.0, rotate_degrees=0.0, shear_degrees=0.0, translate_fraction=0.0, scale_min=2.0, scale_max=2.0
+        )
+    )
     image, target = _sample([[40, 40, 60, 60], [0, 0, 20, 20], [40, 0, 60, 40]], labels=[1, 2, 3])
     image[0, 45:55, 45:55] = 255  # a 10 px square at the centre grows to 20 px: rows/cols 40..59
     out_image, out_target = zoom(image, target)
@@ -88,8 +94,11 @@ def test_default_augmentation_keeps_type_shape_and_valid_boxes(dtype, channels):
     torch.manual_seed(0)
     for _ in range(20):
         image, target = _sample([[10, 20, 50, 80], [60, 10, 95, 60]], dtype=dtype, channels=channels)
-        image = tv_tensors.Image(torch.rand(channels, 100, 100).mul(255).to(dtype) if dtype == torch.uint8
-                                 else torch.rand(channels, 100, 100))
+        image = tv_tensors.Image(
+            torch.rand(channels, 100, 100).mul(255).to(dtype)
+            if dtype == torch.uint8
+            else torch.rand(channels, 100, 100)
+        )
         out_image, out = transforms(image, target)
         assert out_image.dtype == dtype and out_image.shape == (channels, 100, 100)
         boxes = out["boxes"].as_subclass(torch.Tensor)
@@ -101,8 +110,13 @@ def test_zero_strengths_leave_only_the_box_cleanup():
     steps = build_train_transforms(NO_AUGMENTATION).transforms
     assert [type(s) for s in steps] == [v2.ClampBoundingBoxes, v2.SanitizeBoundingBoxes]
     default_steps = [type(s) for s in build_train_transforms(AugmentConfig()).transforms]
-    assert default_steps == [v2.RandomHorizontalFlip, v2.RandomApply, v2.ColorJitter,
-                             v2.ClampBoundingBoxes, v2.SanitizeBoundingBoxes]
+    assert default_steps == [
+        v2.RandomHorizontalFlip,
+        v2.RandomApply,
+        v2.ColorJitter,
+        v2.ClampBoundingBoxes,
+        v2.SanitizeBoundingBoxes,
+    ]
 
 
 def test_eval_transforms_change_nothing_valid():

@@ -3,6 +3,7 @@
 The expected numbers come from elsewhere: `detect prepare`'s summary.json, splits.csv and the
 folder listing, not from data_prep.eda.
 """
+
 import json
 import re
 from collections import Counter

@@ -1,4 +1,5 @@
 """detect.eda.report: one list of blocks -> Markdown and a self-contained HTML page."""
+
 import base64
 
 import pytest
@@ -6,14 +7,16 @@ import pytest
 from detect.eda import formatting as fmt
 from detect.eda.report import Heading, Paragraph, Plot, Table, to_html, to_markdown
 
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="
-)
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg==")
 
 
 def blocks():
-    return [Heading(1, "EDA"), Paragraph("from `labels.csv` <b>"), Table(("a|b", "n"), (("x", "1,234"),)),
-            Plot("p.png", "a plot (n = 3)")]
+    return [
+        Heading(1, "EDA"),
+        Paragraph("from `labels.csv` <b>"),
+        Table(("a|b", "n"), (("x", "1,234"),)),
+        Plot("p.png", "a plot (n = 3)"),
+    ]
 
 
 def test_markdown_escapes_pipes_and_links_plots():

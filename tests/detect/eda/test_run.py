@@ -1,4 +1,5 @@
 """detect.eda.run: the tables-only report agrees with the folder report of the same synthetic data."""
+
 import csv
 
 import pytest
@@ -15,20 +16,36 @@ def write_header_table(prepared, path):
     """The manifest's header fields in torchxrayvision's layout (unnamed index, PatientID, ages as text)."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["", "PatientID", "PatientAge", "PatientSex", "ViewPosition", "PixelSpacing", "Rows", "Columns"])
+        writer.writerow(
+            ["", "PatientID", "PatientAge", "PatientSex", "ViewPosition", "PixelSpacing", "Rows", "Columns"]
+        )
         for i, r in enumerate(prepared.records):
-            writer.writerow([i, r.patient_id, f"{r.age_years:g}", r.sex, r.view_position, r.pixel_spacing_mm[0], r.height, r.width])
+            writer.writerow(
+                [i, r.patient_id, f"{r.age_years:g}", r.sex, r.view_position, r.pixel_spacing_mm[0], r.height, r.width]
+            )
     return path
 
 
 def test_tables_report_matches_the_folder_report(tmp_path):
     root = make_rsna(tmp_path / "rsna", n_images=20, prepare=True)
     headers = write_header_table(read_manifest(root), tmp_path / "headers.csv")
-    tables = run_eda_tables(tmp_path / "from_tables", root / LABELS_CSV, class_info=root / CLASS_INFO_CSV, headers=headers)
+    tables = run_eda_tables(
+        tmp_path / "from_tables", root / LABELS_CSV, class_info=root / CLASS_INFO_CSV, headers=headers
+    )
     folder = run_eda_folder(tmp_path / "from_folder", root, images_per_class=1, image_size_px=32, workers=1)
     a, b = tables.numbers, folder.numbers
     assert a["overview"] == b["overview"]
-    for key in ("target", "classes", "age_years", "sex", "view", "boxes_per_image", "box_size", "image_size", "pixel_spacing_mm"):
+    for key in (
+        "target",
+        "classes",
+        "age_years",
+        "sex",
+        "view",
+        "boxes_per_image",
+        "box_size",
+        "image_size",
+        "pixel_spacing_mm",
+    ):
         assert a["univariate"][key] == b["univariate"][key], key
     assert a["bivariate"] == b["bivariate"]
     assert a["location"] == b["location"]

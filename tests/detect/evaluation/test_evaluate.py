@@ -1,5 +1,6 @@
 """detect.evaluation.evaluate: a checkpoint's metrics on synthetic prepared data, numbers worked by
 hand, at the operating point the checkpoint stores (or one chosen on val when it has none)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,8 @@ from data_prep.records import RSNA_CLASSES
 from detect.data.files import load_image
 from detect.evaluation.evaluate import evaluate_loaded_model
 from detect.evaluation.submission_eval import evaluate_predictions
-from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.inference.predictor import LoadedModel
+from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from tests.detect.train_fixtures import make_kermany, make_rsna, tiny_config
 
 
@@ -52,19 +53,42 @@ class OraclePredictor:
             viral = record.subtype == "viral"
             if record.image_id in self.swapped_subtype_ids:
                 viral = not viral
-            subtypes = np.array([0.0, 0.3, 0.7] if viral else [0.0, 0.7, 0.3]) if record.subtype != "normal" else np.array([1.0, 0.0, 0.0])
-            out.append(RawPrediction(
-                width_px=pixels.shape[1], height_px=pixels.shape[0],
-                boxes_xyxy=record.boxes_xyxy.copy(), scores=np.full(len(record.boxes_xyxy), 0.9, dtype=np.float32),
-                class_probabilities=classes, subtype_probabilities=subtypes, pneumonia_probability=p,
-            ))
+            subtypes = (
+                np.array([0.0, 0.3, 0.7] if viral else [0.0, 0.7, 0.3])
+                if record.subtype != "normal"
+                else np.array([1.0, 0.0, 0.0])
+            )
+            out.append(
+                RawPrediction(
+                    width_px=pixels.shape[1],
+                    height_px=pixels.shape[0],
+                    boxes_xyxy=record.boxes_xyxy.copy(),
+                    scores=np.full(len(record.boxes_xyxy), 0.9, dtype=np.float32),
+                    class_probabilities=classes,
+                    subtype_probabilities=subtypes,
+                    pneumonia_probability=p,
+                )
+            )
         return out
 
 
 def _loaded(predictor, cfg, operating_points=None):
-    info = {"name": "oracle", "task": "detection", "checkpoint": "none", "checkpoint_epoch": None, "image_size_px": 64, "config_name": "tiny", "detect_version": "test"}
-    return LoadedModel(predictor=predictor, checkpoint_path=Path("none"), config=cfg, model_info=info,
-                       operating_points=dict(operating_points or {}))
+    info = {
+        "name": "oracle",
+        "task": "detection",
+        "checkpoint": "none",
+        "checkpoint_epoch": None,
+        "image_size_px": 64,
+        "config_name": "tiny",
+        "detect_version": "test",
+    }
+    return LoadedModel(
+        predictor=predictor,
+        checkpoint_path=Path("none"),
+        config=cfg,
+        model_info=info,
+        operating_points=dict(operating_points or {}),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +104,14 @@ def test_eval_of_an_oracle_on_synthetic_rsna_reproduces_hand_numbers(tmp_path, r
     assert positives and len(negatives) >= 1, "the synthetic test split needs both classes"
     oracle = OraclePredictor(rsna_prepared, false_alarm_ids=negatives[:1])
     settings = PostprocessSettings(shrink_factor=0.8)
-    outcome = evaluate_loaded_model(_loaded(oracle, tiny_config()), [rsna_prepared.data_root], tmp_path / "eval", settings=settings, batch_size=4, workers=1)
+    outcome = evaluate_loaded_model(
+        _loaded(oracle, tiny_config()),
+        [rsna_prepared.data_root],
+        tmp_path / "eval",
+        settings=settings,
+        batch_size=4,
+        workers=1,
+    )
     metrics = outcome.metrics
 
     # No stored threshold: chosen on val: positives 0.9, negatives 0.1 -> F1 is 1 at 0.9, the highest such cut.
@@ -117,8 +148,13 @@ def test_eval_applies_the_operating_point_the_checkpoint_stores(tmp_path, rsna_p
     test_records = rsna_prepared.split_records("test")
     oracle = OraclePredictor(rsna_prepared)
     stored = OperatingPoint("rsna", 0.95, "F1-optimal on rsna val at epoch 4 (9 images)")
-    outcome = evaluate_loaded_model(_loaded(oracle, tiny_config(), {"rsna": stored}), [rsna_prepared.data_root],
-                                    tmp_path / "eval", batch_size=4, workers=1)
+    outcome = evaluate_loaded_model(
+        _loaded(oracle, tiny_config(), {"rsna": stored}),
+        [rsna_prepared.data_root],
+        tmp_path / "eval",
+        batch_size=4,
+        workers=1,
+    )
     pneumonia = outcome.metrics["classification"]["pneumonia"]
     assert pneumonia["threshold"] == pytest.approx(0.95) and pneumonia["threshold_source"] == stored.source
     # positives score 0.9 < 0.95: every image is called normal at the stored point

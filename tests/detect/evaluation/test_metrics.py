@@ -4,6 +4,7 @@ Box areas below are products of small integers, so every IoU is a ratio of exact
 the division is correctly rounded: 50/100 is the double nearest 0.5, exactly the literal 0.5,
 45/100 == 0.45, 60/100 == 0.6 and so on. That is what lets the threshold tests test "> t".
 """
+
 import math
 
 import numpy as np
@@ -15,12 +16,12 @@ from detect.evaluation.metrics import (
     binary_classification_metrics,
     coco_map,
     f1_optimal_threshold,
-    youden_threshold,
     iou_matrix,
     multiclass_metrics,
     rsna_image_score,
     rsna_score,
     rsna_score_per_image,
+    youden_threshold,
 )
 
 NO_BOXES = np.zeros((0, 4))
@@ -323,14 +324,16 @@ def test_f1_optimal_threshold_needs_a_positive():
 
 CLASSES = ("Normal", "No Lung Opacity / Not Normal", "Lung Opacity")
 MC_TRUE = np.array([0, 0, 1, 1, 2, 2])
-MC_PROB = np.array([
-    [0.7, 0.2, 0.1],  # true 0, predicted 0
-    [0.4, 0.5, 0.1],  # true 0, predicted 1
-    [0.1, 0.8, 0.1],  # true 1, predicted 1
-    [0.2, 0.6, 0.2],  # true 1, predicted 1
-    [0.1, 0.2, 0.7],  # true 2, predicted 2
-    [0.5, 0.1, 0.4],  # true 2, predicted 0
-])
+MC_PROB = np.array(
+    [
+        [0.7, 0.2, 0.1],  # true 0, predicted 0
+        [0.4, 0.5, 0.1],  # true 0, predicted 1
+        [0.1, 0.8, 0.1],  # true 1, predicted 1
+        [0.2, 0.6, 0.2],  # true 1, predicted 1
+        [0.1, 0.2, 0.7],  # true 2, predicted 2
+        [0.5, 0.1, 0.4],  # true 2, predicted 0
+    ]
+)
 
 
 def test_multiclass_metrics_worked_by_hand():

@@ -26,17 +26,27 @@ def full_metrics():
             "n_images": np.int64(40),
         },
         "classification": {
-            "pneumonia": {**binary_classification_metrics(y, p, 0.4),
-                          "threshold_source": "F1-optimal on rsna val at epoch 3 (40 images)"},
+            "pneumonia": {
+                **binary_classification_metrics(y, p, 0.4),
+                "threshold_source": "F1-optimal on rsna val at epoch 3 (40 images)",
+            },
             "rsna_3class": multiclass_metrics(three_true, three_prob, RSNA_CLASSES),
         },
         "kermany": {
             "pneumonia": binary_classification_metrics(y, p, 0.5),
-            "bacterial_viral": {**binary_classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.8], 0.65),
-                                "threshold_source": "F1-optimal on kermany val"},
+            "bacterial_viral": {
+                **binary_classification_metrics([0, 0, 1, 1], [0.1, 0.6, 0.7, 0.8], 0.65),
+                "threshold_source": "F1-optimal on kermany val",
+            },
         },
-        "operating_points": {"rsna": {"dataset": "rsna", "threshold": 0.4, "applied_to": "rsna test",
-                                      "source": "F1-optimal on rsna val at epoch 3 (40 images)"}},
+        "operating_points": {
+            "rsna": {
+                "dataset": "rsna",
+                "threshold": 0.4,
+                "applied_to": "rsna test",
+                "source": "F1-optimal on rsna val at epoch 3 (40 images)",
+            }
+        },
         "counts": {"test": {"rsna": 40, "kermany": 8}},
         "notes": {"checkpoint": "runs/demo/best.pt", "undefined": math.nan},
     }
@@ -46,13 +56,27 @@ def panels():
     image = np.zeros((96, 128), dtype=np.uint8)
     image[20:70, 30:90] = 180
     return [
-        {"image": image, "true_boxes_xyxy": np.array([[30.0, 20.0, 90.0, 70.0]]),
-         "pred_boxes_xyxy": np.array([[28.0, 22.0, 85.0, 72.0], [100.0, 5.0, 120.0, 30.0]]),
-         "pred_scores": np.array([0.91, 0.12]), "title": "rsna 0001 (TP + FP)"},
-        {"image": np.full((64, 64), 90, dtype=np.uint8), "true_boxes_xyxy": np.zeros((0, 4)),
-         "pred_boxes_xyxy": np.zeros((0, 4)), "pred_scores": np.zeros(0), "title": "negative"},
-        {"image": np.stack([image] * 3, axis=-1), "true_boxes_xyxy": np.array([[10.0, 10.0, 40.0, 50.0]]),
-         "pred_boxes_xyxy": np.zeros((0, 4)), "pred_scores": np.zeros(0), "title": "missed (FN)"},
+        {
+            "image": image,
+            "true_boxes_xyxy": np.array([[30.0, 20.0, 90.0, 70.0]]),
+            "pred_boxes_xyxy": np.array([[28.0, 22.0, 85.0, 72.0], [100.0, 5.0, 120.0, 30.0]]),
+            "pred_scores": np.array([0.91, 0.12]),
+            "title": "rsna 0001 (TP + FP)",
+        },
+        {
+            "image": np.full((64, 64), 90, dtype=np.uint8),
+            "true_boxes_xyxy": np.zeros((0, 4)),
+            "pred_boxes_xyxy": np.zeros((0, 4)),
+            "pred_scores": np.zeros(0),
+            "title": "negative",
+        },
+        {
+            "image": np.stack([image] * 3, axis=-1),
+            "true_boxes_xyxy": np.array([[10.0, 10.0, 40.0, 50.0]]),
+            "pred_boxes_xyxy": np.zeros((0, 4)),
+            "pred_scores": np.zeros(0),
+            "title": "missed (FN)",
+        },
     ]
 
 
@@ -116,8 +140,10 @@ def test_report_md_holds_the_numbers_and_links_the_plots(tmp_path):
     assert f"| macro F1 | {three['macro_f1']:.4f} |" in text
     opacity = three["per_class"]["Lung Opacity"]
     assert "| class | precision | sensitivity (recall) | F1 | ROC-AUC (one-vs-rest) | support |" in text
-    assert (f"| Lung Opacity | {format_number(opacity['precision'])} | {format_number(opacity['sensitivity'])} | "
-            f"{format_number(opacity['f1'])} | {format_number(opacity['roc_auc'])} | {opacity['support']} |") in text
+    assert (
+        f"| Lung Opacity | {format_number(opacity['precision'])} | {format_number(opacity['sensitivity'])} | "
+        f"{format_number(opacity['f1'])} | {format_number(opacity['roc_auc'])} | {opacity['support']} |"
+    ) in text
     assert "n/a | " + format_number(opacity["f1"]) not in text  # every per-class column is filled
     assert "### Bacterial vs viral" in text and "| accuracy | 1.0000 |  | 0.9070 |" in text
     for name in ("pr_curve.png", "roc_curve.png", "confusion_matrix.png", "examples.png"):
@@ -141,7 +167,10 @@ def test_empty_metrics_still_write_a_report(tmp_path):
 
 
 def test_single_class_curve_is_skipped_and_said_so(tmp_path):
-    data = {"ok": (np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9])), "all negative": (np.zeros(3), np.array([0.1, 0.2, 0.3]))}
+    data = {
+        "ok": (np.array([0, 1, 1]), np.array([0.2, 0.7, 0.9])),
+        "all negative": (np.zeros(3), np.array([0.1, 0.2, 0.3])),
+    }
     paths = write_eval_report(tmp_path, {}, curves=data)
     assert paths["pr_curve"].exists() and paths["roc_curve"].exists()
     assert "No PR/ROC curve for all negative: only one class is present" in paths["report_md"].read_text()
@@ -155,7 +184,13 @@ def test_to_json_safe_conversions_and_errors():
 
 
 def test_bad_panel_is_a_clear_error(tmp_path):
-    bad = [{"image": np.zeros((8, 8), np.uint8), "pred_boxes_xyxy": np.array([[0.0, 0.0, 4.0, 4.0]]), "pred_scores": np.zeros(2)}]
+    bad = [
+        {
+            "image": np.zeros((8, 8), np.uint8),
+            "pred_boxes_xyxy": np.array([[0.0, 0.0, 4.0, 4.0]]),
+            "pred_scores": np.zeros(2),
+        }
+    ]
     with pytest.raises(ValueError, match=r"image_panels\[0\]: 1 predicted boxes but 2 scores"):
         write_eval_report(tmp_path, {}, image_panels=bad)
 
@@ -163,8 +198,15 @@ def test_bad_panel_is_a_clear_error(tmp_path):
 def test_report_md_shows_the_bootstrap_intervals_beside_each_value():
     from detect.evaluation.report import render_markdown
 
-    binary = {"accuracy": 0.625, "roc_auc": 0.875, "threshold": 0.4, "n": 8, "n_positive": 4,
-              "confusion_matrix": [[2, 2], [1, 3]], "intervals_95": {"accuracy": [0.25, 0.875], "roc_auc": [0.5, 1.0]}}
+    binary = {
+        "accuracy": 0.625,
+        "roc_auc": 0.875,
+        "threshold": 0.4,
+        "n": 8,
+        "n_positive": 4,
+        "confusion_matrix": [[2, 2], [1, 3]],
+        "intervals_95": {"accuracy": [0.25, 0.875], "roc_auc": [0.5, 1.0]},
+    }
     text = render_markdown({"classification": {"pneumonia": binary}, "counts": {"rsna_test_unreadable": 1}}, {}, "t")
     assert "| metric | value | 95% interval (bootstrap) |" in text
     assert "| accuracy | 0.6250 | [0.250, 0.875] |" in text and "| ROC-AUC | 0.8750 | [0.500, 1.000] |" in text

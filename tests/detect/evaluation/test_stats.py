@@ -1,4 +1,5 @@
 """Bootstrap, DeLong and McNemar against cases worked by hand."""
+
 from __future__ import annotations
 
 import math
@@ -141,8 +142,12 @@ def test_binary_intervals_equal_the_generic_bootstrap_of_the_metrics():
     truth = rng.integers(0, 2, 60)
     prob = np.clip(truth * 0.3 + rng.random(60) * 0.8, 0, 1).round(2)  # rounded: ties in the ranks
     fast = binary_intervals(truth, prob, 0.5, n_resamples=200, seed=3)
-    slow = bootstrap_metrics(lambda i: {k: binary_classification_metrics(truth[i], prob[i], 0.5)[k] for k in fast},
-                             60, n_resamples=200, seed=3)
+    slow = bootstrap_metrics(
+        lambda i: {k: binary_classification_metrics(truth[i], prob[i], 0.5)[k] for k in fast},
+        60,
+        n_resamples=200,
+        seed=3,
+    )
     for name in fast:
         assert fast[name].estimate == pytest.approx(slow[name].estimate, abs=1e-12), name
         assert (fast[name].low, fast[name].high) == pytest.approx((slow[name].low, slow[name].high), abs=1e-12), name

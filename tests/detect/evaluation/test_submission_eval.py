@@ -1,4 +1,5 @@
 """detect.evaluation.submission_eval: a Kaggle submission against the labels, numbers worked by hand."""
+
 from __future__ import annotations
 
 import json

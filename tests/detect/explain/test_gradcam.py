@@ -4,6 +4,7 @@ The number: basic_cnn trained for seconds on synthetic images whose only pneumon
 bright opacity at a random place must put far more of its heat map inside the opacity's box
 than the box's share of the image (a map blind to the opacity would put about that share).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,7 +38,9 @@ SIZE_PX = 64
 
 def basic_cnn(task: str = "rsna2", seed: int = 0) -> ImageClassifier:
     """The registry's basic_cnn for `task` at SIZE_PX, freshly initialised (seeded)."""
-    cfg = config_from_dict({}, ["model.name=basic_cnn", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"])
+    cfg = config_from_dict(
+        {}, ["model.name=basic_cnn", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"]
+    )
     torch.manual_seed(seed)
     return build_model(cfg.model, cfg.data.image_size_px, task=cfg.task)
 

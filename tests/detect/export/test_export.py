@@ -5,6 +5,7 @@ the weights-only checkpoint loads with weights_only=True and predicts the same.
 Tolerances: boxes 1e-3 px after matching (each eager box to the exported box nearest to it,
 one to one), box scores and the image probabilities 1e-4.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,17 +33,29 @@ PROB_TOL = 1e-4
 SIZE_PX = 64
 MODEL_OVERRIDES = {
     # the image probability from the top box (model.image_probability): the exported graph applies the same rule
-    "resnet18_fpn:top_box": ("model.name=resnet18_fpn", "model.trainable_backbone_layers=5", "model.image_probability=top_box",
-                             "model.anchor_sizes_px=[16,32,64,128]"),
+    "resnet18_fpn:top_box": (
+        "model.name=resnet18_fpn",
+        "model.trainable_backbone_layers=5",
+        "model.image_probability=top_box",
+        "model.anchor_sizes_px=[16,32,64,128]",
+    ),
     # the demo's model with its training-speed RoIAlign, which the export swaps for torchvision's
-    "resnet18_fpn": ("model.name=resnet18_fpn", "model.trainable_backbone_layers=5", "model.roi_align_backend=grid_sample",
-                     "model.anchor_sizes_px=[16,32,64,128]"),
+    "resnet18_fpn": (
+        "model.name=resnet18_fpn",
+        "model.trainable_backbone_layers=5",
+        "model.roi_align_backend=grid_sample",
+        "model.anchor_sizes_px=[16,32,64,128]",
+    ),
     "mobilenet_v3_large_fpn": ("model.name=mobilenet_v3_large_fpn",),
     # the pretrained CPU recipe's detector, from its packaged ImageNet weights (frozen BatchNorm
     # with timm's fused ReLU6, TensorFlow 'same' padding computed from the input's size)
-    "efficientnet_lite0_fpn": ("model.name=efficientnet_lite0_fpn", "model.weights=imagenet",
-                               "model.trainable_backbone_layers=3", "model.roi_align_backend=grid_sample",
-                               "model.anchor_sizes_px=[16,32,64,128]"),
+    "efficientnet_lite0_fpn": (
+        "model.name=efficientnet_lite0_fpn",
+        "model.weights=imagenet",
+        "model.trainable_backbone_layers=3",
+        "model.roi_align_backend=grid_sample",
+        "model.anchor_sizes_px=[16,32,64,128]",
+    ),
 }
 # non-square originals: the letterbox scale, the padding and the clip all matter
 IMAGE_SHAPES_HW = ((96, 64), (50, 128), (80, 80))
@@ -61,7 +74,10 @@ def save_detector_checkpoint(path, name: str):
     for p in model.parameters():
         p.grad = torch.zeros_like(p)
     optimizer.step()
-    extra = {"operating_points": {"rsna": OperatingPoint("rsna", 0.4, "test").to_dict()}, "metrics_history": [{"epoch": 1}]}
+    extra = {
+        "operating_points": {"rsna": OperatingPoint("rsna", 0.4, "test").to_dict()},
+        "metrics_history": [{"epoch": 1}],
+    }
     return save_checkpoint(path, model=model, cfg=cfg, epoch=2, global_step=4, optimizer=optimizer, extra=extra)
 
 
@@ -96,8 +112,10 @@ def assert_same_predictions(expected, actual):
 def test_exported_files_predict_what_eager_pytorch_predicts(exported, images):
     checkpoint, files = exported
     eager = load_predictor(checkpoint, device="cpu")
-    assert isinstance(eager.predictor.model.roi_heads.box_roi_pool, GridSampleMultiScaleRoIAlign) or \
-        eager.config.model.roi_align_backend == "torchvision"
+    assert (
+        isinstance(eager.predictor.model.roi_heads.box_roi_pool, GridSampleMultiScaleRoIAlign)
+        or eager.config.model.roi_align_backend == "torchvision"
+    )
     expected = eager.predictor.predict_raw(images)
     for fmt, backend_type in (("onnx", OnnxRuntimeBackend), ("torchscript", TorchScriptBackend)):
         loaded = load_predictor(files[fmt], device="cpu")
@@ -120,11 +138,16 @@ def test_onnx_graph_returns_boxes_in_original_pixels(exported, images):
     assert METADATA_KEY in session.get_modelmeta().custom_metadata_map
     for image in images:
         item = eager.prepare(image)
-        feed = {"images": item.tensor[None].numpy(), "scale": np.array([item.scale], dtype=np.float32),
-                "orig_size_hw": np.array([[item.height_px, item.width_px]], dtype=np.int64)}
+        feed = {
+            "images": item.tensor[None].numpy(),
+            "scale": np.array([item.scale], dtype=np.float32),
+            "orig_size_hw": np.array([[item.height_px, item.width_px]], dtype=np.int64),
+        }
         boxes, scores, count, rsna, pneumonia, subtype = session.run(None, feed)
         out = eager.forward([item])[0]
-        want_boxes, want_scores = keep_valid_boxes(to_original_coords(out["boxes"], item.scale, item.width_px, item.height_px), out["scores"])
+        want_boxes, want_scores = keep_valid_boxes(
+            to_original_coords(out["boxes"], item.scale, item.width_px, item.height_px), out["scores"]
+        )
         n = int(count[0])
         assert n == len(want_boxes) > 0
         assert boxes.shape == (1, eager.model.roi_heads.detections_per_img, 4) and scores.dtype == np.float32
@@ -152,8 +175,10 @@ def test_weights_only_checkpoint_is_smaller_and_predicts_the_same(exported, imag
     full = torch.load(checkpoint, weights_only=True)
     assert full["optimizer"]["state"], "the source checkpoint must carry optimizer state for this test"
     assert files["weights"].stat().st_size < checkpoint.stat().st_size
-    assert_same_predictions(load_predictor(checkpoint, device="cpu").predictor.predict_raw(images),
-                            load_predictor(files["weights"], device="cpu").predictor.predict_raw(images))
+    assert_same_predictions(
+        load_predictor(checkpoint, device="cpu").predictor.predict_raw(images),
+        load_predictor(files["weights"], device="cpu").predictor.predict_raw(images),
+    )
 
 
 def test_exportable_detector_leaves_the_model_unchanged(tmp_path):
@@ -183,8 +208,11 @@ def test_backend_must_fit_the_file(exported, tmp_path):
 def test_missing_onnxruntime_is_one_line(exported, monkeypatch):
     _, files = exported
     monkeypatch.setattr("detect.extras.is_installed", lambda module: module != "onnxruntime")
-    with pytest.raises(DetectError, match=r"needs the 'export' extra \(No module named 'onnxruntime'\): "
-                                          r'pip install "detect\[export\]"'):
+    with pytest.raises(
+        DetectError,
+        match=r"needs the 'export' extra \(No module named 'onnxruntime'\): "
+        r'pip install "detect\[export\]"',
+    ):
         load_predictor(files["onnx"], device="cpu")
 
 
@@ -196,10 +224,14 @@ def test_default_out_paths(tmp_path):
         export_checkpoint(tmp_path / "best.pt", "tflite")
 
 
-@pytest.mark.parametrize("name, task", [("basic_cnn", "kermany3"), ("resnet18", "rsna2"), ("efficientnet_lite0", "kermany2")])
+@pytest.mark.parametrize(
+    "name, task", [("basic_cnn", "kermany3"), ("resnet18", "rsna2"), ("efficientnet_lite0", "kermany2")]
+)
 def test_exported_classifier_predicts_what_eager_pytorch_predicts(tmp_path, images, name, task):
     """A classifier checkpoint exports under the same contract: no boxes, the same probabilities."""
-    cfg = config_from_dict({}, [f"model.name={name}", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"])
+    cfg = config_from_dict(
+        {}, [f"model.name={name}", f"task={task}", f"data.image_size_px={SIZE_PX}", "train.monitor=val_f1"]
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model, SIZE_PX, task=cfg.task)
     checkpoint = save_checkpoint(tmp_path / "best.pt", model=model, cfg=cfg, epoch=1, global_step=2)

@@ -1,4 +1,5 @@
 """detect.Detector: the Python API gives exactly the entries `detect infer` writes."""
+
 from __future__ import annotations
 
 import json
@@ -88,7 +89,11 @@ def test_reader_threads_letterbox_ahead_and_predict_as_predict_raw(checkpoint, i
     times = PipelineTimes()
     results = list(detector.iter_predictions(list(images), batch_size=1, workers=2, times=times))
     assert prepared_in and all(name.startswith("detect-read") for name in prepared_in) and len(prepared_in) == 2
-    assert times.n_images == 2 and [type(item).__name__ for item, _ in results] == ["LoadedImage", "LoadedImage", "BadFile"]
+    assert times.n_images == 2 and [type(item).__name__ for item, _ in results] == [
+        "LoadedImage",
+        "LoadedImage",
+        "BadFile",
+    ]
     for path, (_, prediction) in zip(images[:2], results):
         image = load_image(path, target_size_px=predictor.image_size_px)  # read for the model's size, as infer reads
         raw = predictor.predict_raw([image.pixels], [image.decoded_from_hw])[0]

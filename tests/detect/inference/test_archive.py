@@ -1,5 +1,6 @@
 """`detect infer` over an archive: killed and resumed with nothing lost or duplicated, settings
 checked on resume, and 2 torchrun ranks equal to 1 process (subprocesses, tiny model, CPU)."""
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,9 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(archive, check
     out = tmp_path / "boxes.json"
     part = part_path(out)
     args = ("infer", archive, "--checkpoint", checkpoint, "--out", out, "--device", "cpu", "--batch-size", "1")
-    process = subprocess.Popen(_cli(*args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        _cli(*args), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
         if part.is_file() and part.read_bytes().count(b"\n") >= 4:  # the run line and three images
@@ -81,10 +83,19 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(archive, check
 def test_resume_refuses_other_settings_and_names_them(archive, checkpoint, tmp_path):
     out = tmp_path / "boxes.json"
     run_inference([archive / "S0"], out_path=out, checkpoint=checkpoint, device="cpu")
-    with pytest.raises(ResumeMismatchError, match=r"boxes\.jsonl: --resume: this run differs from the stopped one at "
-                                                   r"settings\.score_thresh \(0\.3 -> 0\.5\)"):
-        run_inference([archive / "S0"], out_path=out, checkpoint=checkpoint, device="cpu", resume=True,
-                      settings=PostprocessSettings(score_thresh=0.5))
+    with pytest.raises(
+        ResumeMismatchError,
+        match=r"boxes\.jsonl: --resume: this run differs from the stopped one at "
+        r"settings\.score_thresh \(0\.3 -> 0\.5\)",
+    ):
+        run_inference(
+            [archive / "S0"],
+            out_path=out,
+            checkpoint=checkpoint,
+            device="cpu",
+            resume=True,
+            settings=PostprocessSettings(score_thresh=0.5),
+        )
 
 
 def test_a_torn_last_line_is_dropped_on_resume(archive, checkpoint, uninterrupted, tmp_path):
@@ -94,8 +105,16 @@ def test_a_torn_last_line_is_dropped_on_resume(archive, checkpoint, uninterrupte
     lines = part.read_text().splitlines(keepends=True)
     part.write_text("".join(lines[:-5]) + lines[-5][: len(lines[-5]) // 2])  # the last 4 lost, the 5th torn
     messages: list[str] = []
-    result = run_inference([archive], out_path=out, checkpoint=checkpoint, device="cpu", batch_size=1, workers=1,
-                           resume=True, log=messages.append)
+    result = run_inference(
+        [archive],
+        out_path=out,
+        checkpoint=checkpoint,
+        device="cpu",
+        batch_size=1,
+        workers=1,
+        resume=True,
+        log=messages.append,
+    )
     assert result.n_skipped == 35 and result.n_predicted == 5
     assert any("a torn last line" in m for m in messages)
     assert _entries(out) == _entries(uninterrupted)
@@ -110,17 +129,38 @@ def _free_port() -> int:
 def test_two_torchrun_ranks_equal_one_process(archive, checkpoint, uninterrupted, tmp_path):
     out = tmp_path / "boxes.json"
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--nnodes=1", "--nproc_per_node=2", f"--master_port={_free_port()}", "--master_addr=127.0.0.1",
-               str(REPO_ROOT / "cli.py"), "infer", str(archive), "--checkpoint", str(checkpoint), "--out", str(out),
-               "--device", "cpu", "--batch-size", "1", "--submission", str(tmp_path / "sub.csv")]
-    done = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        str(torchrun),
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "--master_addr=127.0.0.1",
+        str(REPO_ROOT / "cli.py"),
+        "infer",
+        str(archive),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        "--submission",
+        str(tmp_path / "sub.csv"),
+    ]
+    done = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     parts = [part_path(out, r, 2) for r in range(2)]
-    lines = sorted(json.dumps(json.loads(line)["entry"], sort_keys=True)
-                   for p in parts for line in p.read_text().splitlines()[1:])
-    single = sorted(json.dumps(json.loads(line)["entry"], sort_keys=True)
-                    for line in part_path(uninterrupted).read_text().splitlines()[1:])
+    lines = sorted(
+        json.dumps(json.loads(line)["entry"], sort_keys=True) for p in parts for line in p.read_text().splitlines()[1:]
+    )
+    single = sorted(
+        json.dumps(json.loads(line)["entry"], sort_keys=True)
+        for line in part_path(uninterrupted).read_text().splitlines()[1:]
+    )
     assert lines == single  # line for line, once sorted
     assert _entries(out) == _entries(uninterrupted)  # rank 0 merged them in the listing's order
     assert len((tmp_path / "sub.csv").read_text().splitlines()) == 41

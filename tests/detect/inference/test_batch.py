@@ -1,5 +1,6 @@
 """detect.inference.batch: files -> boxes.json in ORIGINAL pixels, bad files reported, schema-valid
 output, each image decided at its dataset's operating point."""
+
 from __future__ import annotations
 
 import csv
@@ -18,10 +19,10 @@ from detect.evaluation.submission_eval import evaluate_predictions
 from detect.inference.batch import run_inference
 from detect.inference.discovery import collect_input_files
 from detect.inference.thresholds import ThresholdChoice, pick_operating_point
-from detect.predictions import OperatingPoint, PostprocessSettings
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output
+from detect.predictions import OperatingPoint, PostprocessSettings
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.train_fixtures import tiny_config
 
@@ -31,8 +32,14 @@ SIZE_PX = 64
 STORED = {"rsna": 0.4, "kermany": 0.6}
 
 
-def save_tiny_checkpoint(path: Path, *, thresholds: dict[str, float] | None = None, epoch: int = 3,
-                         overrides: tuple[str, ...] = (), pneumonia_bias: float = 3.0) -> Path:
+def save_tiny_checkpoint(
+    path: Path,
+    *,
+    thresholds: dict[str, float] | None = None,
+    epoch: int = 3,
+    overrides: tuple[str, ...] = (),
+    pneumonia_bias: float = 3.0,
+) -> Path:
     """A MobileNetV3 detector at 64 px, untrained but biased to be sure: every image gets boxes
     of score ~1 and a pneumonia probability ~0.95 (`pneumonia_bias` the image head's logit bias),
     so the box paths are exercised. It stores one operating point per dataset of `thresholds`
@@ -43,8 +50,10 @@ def save_tiny_checkpoint(path: Path, *, thresholds: dict[str, float] | None = No
     with torch.no_grad():
         model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([-4.0, 4.0]))
         model.image_head.pneumonia.bias.fill_(pneumonia_bias)
-    points = {name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch {epoch} (8 images)").to_dict()
-              for name, t in (STORED if thresholds is None else thresholds).items()}
+    points = {
+        name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch {epoch} (8 images)").to_dict()
+        for name, t in (STORED if thresholds is None else thresholds).items()
+    }
     extra = {"operating_points": points}
     return save_checkpoint(path, model=model, cfg=cfg, epoch=epoch, global_step=10, extra=extra)
 
@@ -74,9 +83,17 @@ def write_images(folder: Path) -> dict[str, Path]:
 def test_collect_input_files_recurses_and_keeps_explicit_files(tmp_path):
     files = write_images(tmp_path / "in")
     found = collect_input_files([tmp_path / "in"]).files
-    assert [p.relative_to(tmp_path / "in").as_posix() for p in found] == ["a.dcm", "corrupt.dcm", "sub/b.dcm", "wide.png"]
+    assert [p.relative_to(tmp_path / "in").as_posix() for p in found] == [
+        "a.dcm",
+        "corrupt.dcm",
+        "sub/b.dcm",
+        "wide.png",
+    ]
     # A file named explicitly is taken whatever its suffix; the same file twice is read once.
-    assert collect_input_files([tmp_path / "in" / "notes.txt", files["a"], files["a"]]).files == [tmp_path / "in" / "notes.txt", files["a"]]
+    assert collect_input_files([tmp_path / "in" / "notes.txt", files["a"], files["a"]]).files == [
+        tmp_path / "in" / "notes.txt",
+        files["a"],
+    ]
     with pytest.raises(DetectError, match=r"empty: no DICOM, PNG or JPEG files \(by suffix or by content\) found"):
         (tmp_path / "empty").mkdir()
         collect_input_files([tmp_path / "empty"])
@@ -85,8 +102,13 @@ def test_collect_input_files_recurses_and_keeps_explicit_files(tmp_path):
 def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_path, checkpoint):
     files = write_images(tmp_path / "in")
     result = run_inference(
-        [tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint,
-        submission_path=tmp_path / "sub.csv", overlay_dir=tmp_path / "overlays", batch_size=2, device="cpu",
+        [tmp_path / "in"],
+        out_path=tmp_path / "boxes.json",
+        checkpoint=checkpoint,
+        submission_path=tmp_path / "sub.csv",
+        overlay_dir=tmp_path / "overlays",
+        batch_size=2,
+        device="cpu",
         settings=PostprocessSettings(score_thresh=0.05, shrink_factor=1.0),
     )
     document = json.loads((tmp_path / "boxes.json").read_text())
@@ -109,10 +131,19 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
         assert 0 <= box["x"] and box["x"] + box["width"] <= 150 + 1e-6
         assert 0 <= box["y"] and box["y"] + box["height"] <= 60 + 1e-6
     assert max(b["x"] + b["width"] for e in document["images"] if e["boxes"] for b in e["boxes"]) > 64
-    assert [(p["dataset"], p["threshold"]) for p in document["settings"]["operating_points"]] == [("kermany", 0.6), ("rsna", 0.4)]
-    assert document["settings"]["operating_point_rule"].startswith("by input format: DICOM -> rsna, PNG/JPEG -> kermany")
+    assert [(p["dataset"], p["threshold"]) for p in document["settings"]["operating_points"]] == [
+        ("kermany", 0.6),
+        ("rsna", 0.4),
+    ]
+    assert document["settings"]["operating_point_rule"].startswith(
+        "by input format: DICOM -> rsna, PNG/JPEG -> kermany"
+    )
     # a DICOM takes the RSNA threshold, a PNG the Kermany one, each named in its entry
-    assert a["operating_point"] == {"dataset": "rsna", "threshold": 0.4, "source": "F1-optimal on rsna val at epoch 3 (8 images)"}
+    assert a["operating_point"] == {
+        "dataset": "rsna",
+        "threshold": 0.4,
+        "source": "F1-optimal on rsna val at epoch 3 (8 images)",
+    }
     assert wide["operating_point"]["dataset"] == "kermany" and wide["operating_point"]["threshold"] == 0.6
     assert document["model"]["checkpoint"] == str(checkpoint) and document["model"]["checkpoint_epoch"] == 3
     assert document["model"]["name"] == "mobilenet_v3_large_fpn" and document["model"]["image_size_px"] == SIZE_PX
@@ -126,7 +157,10 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
     rows = list(csv.reader((tmp_path / "sub.csv").read_text().splitlines()))
     assert rows[0] == ["patientId", "PredictionString"]
     assert sorted(r[0] for r in rows[1:]) == ["pa", "pb", "wide"]  # PatientID, else the file stem
-    assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["a.png", "b.png", "wide.png"] and result.n_overlays == 3
+    assert (
+        sorted(p.name for p in (tmp_path / "overlays").iterdir()) == ["a.png", "b.png", "wide.png"]
+        and result.n_overlays == 3
+    )
     overlay = cv2.imread(str(tmp_path / "overlays" / "wide.png"))
     # small images are enlarged to 512 px for legible text (60 * 512/150 = 204.8 rows), the legend strip below
     assert overlay.shape[1:] == (512, 3) and overlay.shape[0] > 205
@@ -137,8 +171,11 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
     (tmp_path / "labels.csv").write_text(
         "patientId,x,y,width,height,Target\npa,10,10,40,50,1\npa,50,20,30,30,1\npb,,,,,0\nwide,20,5,60,40,1\n"
     )
-    truth = {"pa": xywh_to_xyxy(np.array([[10, 10, 40, 50], [50, 20, 30, 30]])), "pb": np.zeros((0, 4)),
-             "wide": xywh_to_xyxy(np.array([[20, 5, 60, 40]]))}
+    truth = {
+        "pa": xywh_to_xyxy(np.array([[10, 10, 40, 50], [50, 20, 30, 30]])),
+        "pb": np.zeros((0, 4)),
+        "wide": xywh_to_xyxy(np.array([[20, 5, 60, 40]])),
+    }
     predictions = {}
     for entry in document["images"]:
         if entry["error"] is None:
@@ -163,7 +200,9 @@ def test_default_checkpoint_is_the_latest_best_under_runs(tmp_path, checkpoint, 
     cv2.imwrite(str(image), textured_image(50, 40))
     monkeypatch.chdir(tmp_path)
     run_inference([image], out_path=tmp_path / "boxes.json", device="cpu")
-    assert json.loads((tmp_path / "boxes.json").read_text())["model"]["checkpoint"] == str(Path("runs") / "new" / "checkpoints" / "best.pt")
+    assert json.loads((tmp_path / "boxes.json").read_text())["model"]["checkpoint"] == str(
+        Path("runs") / "new" / "checkpoints" / "best.pt"
+    )
 
 
 def _infer(tmp_path, inputs, **kwargs) -> dict:
@@ -181,7 +220,8 @@ def test_operating_point_rules():
     assert pick_operating_point({"rsna": stored["rsna"]}, by_format, is_dicom=False) == stored["rsna"]
     assert pick_operating_point(stored, ThresholdChoice(dataset="kermany"), is_dicom=True) == stored["kermany"]
     assert pick_operating_point(stored, ThresholdChoice(explicit=0.99), is_dicom=True) == OperatingPoint(
-        "any", 0.99, "command line (--pneumonia-threshold)")
+        "any", 0.99, "command line (--pneumonia-threshold)"
+    )
     default = pick_operating_point({}, by_format, is_dicom=True)
     assert (default.threshold, default.source) == (0.5, "default 0.5 (the checkpoint stores no threshold)")
     with pytest.raises(DetectError, match=r"pneumonia threshold must lie in \[0, 1\], got 1.5"):
@@ -196,7 +236,9 @@ def test_an_explicit_threshold_decides_and_gates(tmp_path, checkpoint):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
     doc = _infer(tmp_path, [image], checkpoint=checkpoint, device="cpu", pneumonia_threshold=0.99)
-    assert doc["settings"]["operating_points"] == [{"dataset": "any", "threshold": 0.99, "source": "command line (--pneumonia-threshold)"}]
+    assert doc["settings"]["operating_points"] == [
+        {"dataset": "any", "threshold": 0.99, "source": "command line (--pneumonia-threshold)"}
+    ]
     entry = doc["images"][0]
     # The biased model says ~0.95 < 0.99: no pneumonia, and gating drops every box.
     assert entry["pneumonia"] is False and entry["boxes"] == [] and entry["box_outcome"] == "not_pneumonia"
@@ -222,8 +264,14 @@ def test_threshold_from_one_dataset_for_every_image(tmp_path, checkpoint):
 def test_an_older_checkpoint_threshold_applies_to_every_image(tmp_path):
     """Checkpoints written before per-dataset operating points stored one pooled threshold."""
     cfg = tiny_config()
-    path = save_checkpoint(tmp_path / "old.pt", model=build_model(cfg.model, cfg.data.image_size_px), cfg=cfg, epoch=1,
-                           global_step=1, extra={"pneumonia_threshold": 0.37})
+    path = save_checkpoint(
+        tmp_path / "old.pt",
+        model=build_model(cfg.model, cfg.data.image_size_px),
+        cfg=cfg,
+        epoch=1,
+        global_step=1,
+        extra={"pneumonia_threshold": 0.37},
+    )
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
     entry = _infer(tmp_path, [image], checkpoint=path, device="cpu")["images"][0]
@@ -233,8 +281,15 @@ def test_an_older_checkpoint_threshold_applies_to_every_image(tmp_path):
 
 def test_nothing_readable_is_an_error_and_writes_nothing(tmp_path, checkpoint):
     (tmp_path / "bad.dcm").write_bytes(b"junk")
-    with pytest.raises(DetectError, match=r"none of the 2 input file\(s\) could be read: .*bad\.dcm: .*missing\.png: file not found"):
-        run_inference([tmp_path / "bad.dcm", tmp_path / "missing.png"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu")
+    with pytest.raises(
+        DetectError, match=r"none of the 2 input file\(s\) could be read: .*bad\.dcm: .*missing\.png: file not found"
+    ):
+        run_inference(
+            [tmp_path / "bad.dcm", tmp_path / "missing.png"],
+            out_path=tmp_path / "boxes.json",
+            checkpoint=checkpoint,
+            device="cpu",
+        )
     assert not (tmp_path / "boxes.json").exists()
 
 
@@ -258,8 +313,17 @@ def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
     for workers in (0, 3):
         out = tmp_path / f"w{workers}" / "boxes.json"
         lines: list[str] = []
-        results.append(run_inference([tmp_path / "in"], out_path=out, checkpoint=checkpoint, batch_size=2,
-                                     device="cpu", workers=workers, log=lines.append))
+        results.append(
+            run_inference(
+                [tmp_path / "in"],
+                out_path=out,
+                checkpoint=checkpoint,
+                batch_size=2,
+                device="cpu",
+                workers=workers,
+                log=lines.append,
+            )
+        )
         documents.append(json.loads(out.read_text()))
         logs.append(lines)
     serial, threaded = documents
@@ -270,7 +334,10 @@ def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
         assert result.workers == workers and result.times.n_images == 8
         assert 0 < result.times.predicting_s <= result.wall_s
         assert 0 <= result.times.waiting_for_reads_s <= result.wall_s
-        assert lines[-1] == result.pipeline_line() and f"({workers} reader thread(s), --threads; torch threads " in lines[-1]
+        assert (
+            lines[-1] == result.pipeline_line()
+            and f"({workers} reader thread(s), --threads; torch threads " in lines[-1]
+        )
 
 
 def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
@@ -287,10 +354,12 @@ def test_cpu_inference_keeps_torch_on_every_core_and_restores_torch_threads(tmp_
     monkeypatch.setattr("detect.inference.batch.os.cpu_count", lambda: 3)
     write_images(tmp_path / "in")
     before = torch.get_num_threads()
-    result = run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu",
-                           workers=2)
+    result = run_inference(
+        [tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu", workers=2
+    )
     assert result.torch_threads == 3 and torch.get_num_threads() == before
     monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the user's own setting is left alone
-    result = run_inference([tmp_path / "in"], out_path=tmp_path / "b2.json", checkpoint=checkpoint, device="cpu",
-                           workers=2)
+    result = run_inference(
+        [tmp_path / "in"], out_path=tmp_path / "b2.json", checkpoint=checkpoint, device="cpu", workers=2
+    )
     assert result.torch_threads == before

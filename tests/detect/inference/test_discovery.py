@@ -1,5 +1,6 @@
 """detect.inference.discovery: archives named without extensions, found by content; loops and
 unreadable folders reported, never fatal."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@ The gate here is a second tiny detector (any checkpoint whose predictions carry 
 probability gates): its image head is biased the other way (p ~0.05 against the detector's
 ~0.95), so where each number comes from is visible in every output.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,11 +35,15 @@ GATE_THRESHOLDS = {"rsna": 0.02, "kermany": 0.03}
 def save_classifier_checkpoint(path: Path, *, task: str = "rsna2", thresholds: dict[str, float] | None = None) -> Path:
     """An untrained basic_cnn classifier for `task` at 64 px (seeded), storing `thresholds`
     (default: rsna 0.45) as its val-split operating points."""
-    cfg = config_from_dict({}, ["model.name=basic_cnn", f"task={task}", "data.image_size_px=64", "train.monitor=val_f1"])
+    cfg = config_from_dict(
+        {}, ["model.name=basic_cnn", f"task={task}", "data.image_size_px=64", "train.monitor=val_f1"]
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model, cfg.data.image_size_px, task=cfg.task)
-    points = {name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch 1 (8 images)").to_dict()
-              for name, t in (thresholds or {"rsna": 0.45}).items()}
+    points = {
+        name: OperatingPoint(name, t, f"F1-optimal on {name} val at epoch 1 (8 images)").to_dict()
+        for name, t in (thresholds or {"rsna": 0.45}).items()
+    }
     return save_checkpoint(path, model=model, cfg=cfg, epoch=1, global_step=2, extra={"operating_points": points})
 
 
@@ -50,14 +55,24 @@ def detector_ckpt(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def gate_ckpt(tmp_path_factory) -> Path:
     # another input size too: each model letterboxes the original image to its own
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("gate") / "best.pt", thresholds=GATE_THRESHOLDS,
-                                pneumonia_bias=-3.0, overrides=("data.image_size_px=96",))
+    return save_tiny_checkpoint(
+        tmp_path_factory.mktemp("gate") / "best.pt",
+        thresholds=GATE_THRESHOLDS,
+        pneumonia_bias=-3.0,
+        overrides=("data.image_size_px=96",),
+    )
 
 
 def _raw(probability: float, width: int = 40, height: int = 30) -> RawPrediction:
-    return RawPrediction(width_px=width, height_px=height, boxes_xyxy=np.array([[1, 2, 10, 12]], np.float32),
-                         scores=np.array([0.9], np.float32), class_probabilities=np.array([0.2, 0.3, 0.5]),
-                         subtype_probabilities=np.array([0.1, 0.6, 0.3]), pneumonia_probability=probability)
+    return RawPrediction(
+        width_px=width,
+        height_px=height,
+        boxes_xyxy=np.array([[1, 2, 10, 12]], np.float32),
+        scores=np.array([0.9], np.float32),
+        class_probabilities=np.array([0.2, 0.3, 0.5]),
+        subtype_probabilities=np.array([0.1, 0.6, 0.3]),
+        pneumonia_probability=probability,
+    )
 
 
 def test_with_gate_probability_replaces_only_the_pneumonia_probability():
@@ -124,8 +139,14 @@ def test_a_gate_above_its_threshold_gates_boxes_by_its_probability(detector_ckpt
 
 def test_infer_records_the_gate_in_boxes_json(tmp_path, detector_ckpt, gate_ckpt):
     write_images(tmp_path / "in")
-    result = run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=detector_ckpt,
-                           gate_with=gate_ckpt, device="cpu", workers=1)
+    result = run_inference(
+        [tmp_path / "in"],
+        out_path=tmp_path / "boxes.json",
+        checkpoint=detector_ckpt,
+        gate_with=gate_ckpt,
+        device="cpu",
+        workers=1,
+    )
     document = json.loads(result.out_path.read_text())
     validate_output(document)
     assert document["gate_model"]["checkpoint"] == str(gate_ckpt) and document["gate_model"]["image_size_px"] == 96
@@ -135,16 +156,27 @@ def test_infer_records_the_gate_in_boxes_json(tmp_path, detector_ckpt, gate_ckpt
     assert len(read) == 3 and all(e["pneumonia_probability"] < 0.1 for e in read)
     dicom = next(e for e in read if e["source"].endswith("a.dcm"))
     assert dicom["operating_point"]["threshold"] == GATE_THRESHOLDS["rsna"]
-    plain = run_inference([tmp_path / "in"], out_path=tmp_path / "plain.json", checkpoint=detector_ckpt, device="cpu", workers=1)
+    plain = run_inference(
+        [tmp_path / "in"], out_path=tmp_path / "plain.json", checkpoint=detector_ckpt, device="cpu", workers=1
+    )
     assert json.loads(plain.out_path.read_text())["gate_model"] is None
 
 
 def test_resume_refuses_another_gate(tmp_path, detector_ckpt, gate_ckpt):
     write_images(tmp_path / "in")
-    run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=detector_ckpt, device="cpu", workers=1)
+    run_inference(
+        [tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=detector_ckpt, device="cpu", workers=1
+    )
     with pytest.raises(DetectError, match="gate_checkpoint_sha256"):
-        run_inference([tmp_path / "in"], out_path=tmp_path / "boxes.json", checkpoint=detector_ckpt, gate_with=gate_ckpt,
-                      device="cpu", workers=1, resume=True)
+        run_inference(
+            [tmp_path / "in"],
+            out_path=tmp_path / "boxes.json",
+            checkpoint=detector_ckpt,
+            gate_with=gate_ckpt,
+            device="cpu",
+            workers=1,
+            resume=True,
+        )
 
 
 def test_eval_scores_the_pair_at_the_gates_thresholds(tmp_path, detector_ckpt, gate_ckpt):
@@ -161,7 +193,9 @@ def test_eval_scores_the_pair_at_the_gates_thresholds(tmp_path, detector_ckpt, g
     gated_rows = (tmp_path / "gated" / "test_predictions.csv").read_text().splitlines()[1:]
     assert len(plain_rows) == len(gated_rows) > 0
     assert any(row.split(",")[1] for row in plain_rows) and not any(row.split(",")[1] for row in gated_rows)
-    assert json.loads((tmp_path / "gated" / "metrics.json").read_text())["gate_model"]["name"] == "mobilenet_v3_large_fpn"
+    assert (
+        json.loads((tmp_path / "gated" / "metrics.json").read_text())["gate_model"]["name"] == "mobilenet_v3_large_fpn"
+    )
     assert any(note.startswith("gated by mobilenet_v3_large_fpn") for note in gated.notes)
 
 
@@ -187,8 +221,14 @@ class _NoProbability(torch.nn.Module):
 
 def test_a_gate_without_a_pneumonia_probability_is_refused(detector_ckpt):
     real = load_predictor(detector_ckpt, device="cpu")
-    fake = LoadedModel(Predictor(_NoProbability(), 32, torch.device("cpu")), Path("cls.pt"), real.config,
-                       {**real.model_info, "name": "no_prob", "image_size_px": 32})
-    with pytest.raises(DetectError, match=r"^cls\.pt: --gate-with: model 'no_prob' at 32 px gives no pneumonia probability"):
+    fake = LoadedModel(
+        Predictor(_NoProbability(), 32, torch.device("cpu")),
+        Path("cls.pt"),
+        real.config,
+        {**real.model_info, "name": "no_prob", "image_size_px": 32},
+    )
+    with pytest.raises(
+        DetectError, match=r"^cls\.pt: --gate-with: model 'no_prob' at 32 px gives no pneumonia probability"
+    ):
         check_gate(fake)
     check_gate(real)  # a detector's image head gates

@@ -1,4 +1,5 @@
 """detect.inference.jsonl: whole lines only, a torn tail cut off, the run checked, parts merged in order."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def _entry(source: str, error: str | None = None) -> dict:
 def _write(path: Path, sources, errors=()) -> None:
     writer = PartWriter(path, FINGERPRINT)
     for source in sources:
-        writer.append(_entry(source, "unreadable" if source in errors else None),
-                      InputKey(f"/abs/{source}", 10, 20), f"uid-{source}")
+        writer.append(
+            _entry(source, "unreadable" if source in errors else None),
+            InputKey(f"/abs/{source}", 10, 20),
+            f"uid-{source}",
+        )
     writer.close()
 
 
@@ -62,8 +66,11 @@ def test_failures_are_not_done_so_a_resume_tries_them_again(tmp_path):
 
 
 def test_a_different_run_is_refused_naming_every_difference(tmp_path):
-    with pytest.raises(ResumeMismatchError, match=r"boxes\.jsonl: --resume: this run differs from the stopped one at "
-                                                   r"settings\.score_thresh \(0\.3 -> 0\.5\); rerun with the same"):
+    with pytest.raises(
+        ResumeMismatchError,
+        match=r"boxes\.jsonl: --resume: this run differs from the stopped one at "
+        r"settings\.score_thresh \(0\.3 -> 0\.5\); rerun with the same",
+    ):
         check_fingerprint(FINGERPRINT, {**FINGERPRINT, "settings.score_thresh": 0.5}, tmp_path / "boxes.jsonl")
     with pytest.raises(ResumeMismatchError, match="does not start with a detect run line"):
         check_fingerprint(None, FINGERPRINT, tmp_path / "boxes.jsonl")

@@ -1,6 +1,7 @@
 """A checkpoint whose weights are NaN is refused, never read as a negative study: one line naming
 the checkpoint through every backend (eager, TorchScript, ONNX Runtime), in infer, eval, serve
 (500, the server stays up) and training's validation; and no JSON writer writes NaN."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,11 @@ def nan_files(tmp_path_factory):
     checkpoint = save_nan_checkpoint(folder / "best.pt")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters warn about traced control flow
-        files = {"eager": checkpoint,
-                 "torchscript": export_checkpoint(checkpoint, "torchscript").out_path,
-                 "onnxruntime": export_checkpoint(checkpoint, "onnx").out_path}
+        files = {
+            "eager": checkpoint,
+            "torchscript": export_checkpoint(checkpoint, "torchscript").out_path,
+            "onnxruntime": export_checkpoint(checkpoint, "onnx").out_path,
+        }
     scan = write_jpeg_baseline_dicom(folder / "scan.dcm", textured_image(64, 64, seed=3))
     return files, scan
 
@@ -52,8 +55,21 @@ def nan_files(tmp_path_factory):
 def test_infer_refuses_non_finite_outputs_naming_the_checkpoint(nan_files, backend, tmp_path):
     files, scan = nan_files
     out = tmp_path / "boxes.json"
-    result = CliRunner().invoke(app, ["infer", str(scan), "--checkpoint", str(files[backend]), "--backend", backend,
-                                      "--device", "cpu", "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            str(scan),
+            "--checkpoint",
+            str(files[backend]),
+            "--backend",
+            backend,
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith(f"error: {files[backend]}: the model's output '") and "is not finite" in lines[-1]
@@ -98,8 +114,9 @@ def test_serve_answers_500_with_the_message_and_stays_up(nan_files):
     try:
         with make_client(model) as client:
             for _ in range(2):
-                answer = client.post("/v1/predict", content=scan.read_bytes(),
-                                     headers={"content-type": "application/dicom"})
+                answer = client.post(
+                    "/v1/predict", content=scan.read_bytes(), headers={"content-type": "application/dicom"}
+                )
                 assert answer.status_code == 500, answer.text
                 assert answer.json()["error"].startswith(f"{files['eager']}: the model's output")
             assert client.get("/healthz").status_code == 200

@@ -1,4 +1,5 @@
 """Post-processing, with numbers worked by hand."""
+
 import numpy as np
 import pytest
 
@@ -75,7 +76,10 @@ def test_postprocess_drops_every_box_below_the_decision_threshold():
     assert boxes.shape == (0, 4) and scores.shape == (0,)
     # Keeping them: gated 0.4*0.45 = 0.18 (< 0.3, dropped) and 0.9*0.45 = 0.405.
     boxes, scores = postprocess_boxes(
-        BOXES, SCORES, pneumonia_probability=0.45, pneumonia_threshold=0.5,
+        BOXES,
+        SCORES,
+        pneumonia_probability=0.45,
+        pneumonia_threshold=0.5,
         settings=PostprocessSettings(drop_below_threshold=False, shrink_factor=1.0),
     )
     np.testing.assert_allclose(scores, [0.405], rtol=1e-6)
@@ -84,7 +88,10 @@ def test_postprocess_drops_every_box_below_the_decision_threshold():
 
 def test_postprocess_without_gate_keeps_raw_scores():
     boxes, scores = postprocess_boxes(
-        BOXES, SCORES, pneumonia_probability=0.01, pneumonia_threshold=0.5,
+        BOXES,
+        SCORES,
+        pneumonia_probability=0.01,
+        pneumonia_threshold=0.5,
         settings=PostprocessSettings(gate=False, score_thresh=0.5, shrink_factor=1.0),
     )
     np.testing.assert_allclose(scores, [0.9])
@@ -93,12 +100,21 @@ def test_postprocess_without_gate_keeps_raw_scores():
 
 def test_postprocess_clips_to_the_image_and_handles_no_boxes():
     boxes, _ = postprocess_boxes(
-        np.array([[350, 0, 410, 50]]), np.array([0.9]), pneumonia_probability=1.0, pneumonia_threshold=0.5,
-        settings=PostprocessSettings(shrink_factor=1.0), width_px=400, height_px=300,
+        np.array([[350, 0, 410, 50]]),
+        np.array([0.9]),
+        pneumonia_probability=1.0,
+        pneumonia_threshold=0.5,
+        settings=PostprocessSettings(shrink_factor=1.0),
+        width_px=400,
+        height_px=300,
     )
     np.testing.assert_allclose(boxes, [[350, 0, 400, 50]])
     boxes, scores = postprocess_boxes(
-        np.zeros((0, 4)), np.zeros(0), pneumonia_probability=0.9, pneumonia_threshold=0.5, settings=PostprocessSettings()
+        np.zeros((0, 4)),
+        np.zeros(0),
+        pneumonia_probability=0.9,
+        pneumonia_threshold=0.5,
+        settings=PostprocessSettings(),
     )
     assert boxes.shape == (0, 4) and scores.shape == (0,)
 
@@ -123,8 +139,12 @@ def test_weighted_box_fusion_worked_by_hand():
 
 def test_merge_tta_nms_concatenates_then_suppresses():
     boxes, scores = merge_tta_boxes(
-        np.array([[0, 0, 10, 10]]), np.array([0.5]), np.array([[1, 0, 11, 10], [20, 20, 30, 30]]), np.array([0.7, 0.2]),
-        method="nms", iou_thresh=0.5,
+        np.array([[0, 0, 10, 10]]),
+        np.array([0.5]),
+        np.array([[1, 0, 11, 10], [20, 20, 30, 30]]),
+        np.array([0.7, 0.2]),
+        method="nms",
+        iou_thresh=0.5,
     )
     np.testing.assert_allclose(boxes, [[1, 0, 11, 10], [20, 20, 30, 30]])
     np.testing.assert_allclose(scores, [0.7, 0.2])

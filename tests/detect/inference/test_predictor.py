@@ -1,5 +1,6 @@
 """detect.inference.predictor: the one predictor maps to ORIGINAL pixels, flips for TTA, and gives
 validation, `detect eval` and `detect infer` identical boxes and probabilities."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,8 @@ from data_prep.manifest import read_manifest
 from detect.data.dataset import build_datasets
 from detect.evaluation.evaluate import predict_records
 from detect.inference.batch import run_inference
-from detect.predictions import PostprocessSettings
 from detect.inference.predictor import Predictor, load_predictor
+from detect.predictions import PostprocessSettings
 from detect.training.engine import evaluate
 from detect.training.trainer import build_loader
 from tests.detect.inference.test_batch import save_tiny_checkpoint
@@ -36,9 +37,17 @@ class _StubModel(torch.nn.Module):
     def forward(self, images):
         self.inputs.append(images)
         p = self.probs[len(self.inputs) - 1]
-        return [{"boxes": self.boxes.clone(), "scores": self.scores.clone(), "labels": torch.ones(len(self.scores), dtype=torch.int64),
-                 "rsna_class_probs": torch.tensor([0.2, 0.3, 0.5]), "pneumonia_prob": torch.tensor(p),
-                 "subtype_probs": torch.tensor([0.1, 0.6, 0.3])} for _ in images]
+        return [
+            {
+                "boxes": self.boxes.clone(),
+                "scores": self.scores.clone(),
+                "labels": torch.ones(len(self.scores), dtype=torch.int64),
+                "rsna_class_probs": torch.tensor([0.2, 0.3, 0.5]),
+                "pneumonia_prob": torch.tensor(p),
+                "subtype_probs": torch.tensor([0.1, 0.6, 0.3]),
+            }
+            for _ in images
+        ]
 
 
 def test_predictor_maps_boxes_back_to_original_pixels():
@@ -70,7 +79,6 @@ def test_flip_tta_flips_boxes_back_and_averages_probabilities():
     assert float(flipped[0, 0, 63]) == 1.0  # 200 px wide -> 64 px: the white band is now on the right
 
 
-
 @pytest.fixture(scope="module")
 def prepared_rsna_with_cache(tmp_path_factory):
     root = make_rsna(tmp_path_factory.mktemp("rsna"), n_images=24)
@@ -80,7 +88,9 @@ def prepared_rsna_with_cache(tmp_path_factory):
 
 
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_path, prepared_rsna_with_cache, use_cache):
+def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(
+    tmp_path, prepared_rsna_with_cache, use_cache
+):
     """One checkpoint, the val images, three paths: the loader of training validation (cached PNGs
     or originals), `detect eval`'s reading of the original DICOMs, and `detect infer` on the files."""
     prepared = prepared_rsna_with_cache
@@ -95,13 +105,21 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_pa
     result = evaluate(loaded.predictor.model, build_loader(val_set, cfg, torch.device("cpu")), torch.device("cpu"))
     validation = dict(zip([r.image_id for r in result.records], result.predictions))
     # 2. detect eval's prediction of the split, in batches of the same size
-    split = predict_records(loaded.predictor, prepared.data_root, val_records, batch_size=cfg.train.batch_size, workers=1)
+    split = predict_records(
+        loaded.predictor, prepared.data_root, val_records, batch_size=cfg.train.batch_size, workers=1
+    )
     evaluation = dict(zip([r.image_id for r in split.records], split.raw))
     # 3. detect infer on the same files, same batch size
     files = [prepared.image_path(r) for r in val_records]
-    inferred = run_inference(files, out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu",
-                             batch_size=cfg.train.batch_size, workers=1,
-                             settings=PostprocessSettings(score_thresh=0.0, gate=False, shrink_factor=1.0))
+    inferred = run_inference(
+        files,
+        out_path=tmp_path / "boxes.json",
+        checkpoint=checkpoint,
+        device="cpu",
+        batch_size=cfg.train.batch_size,
+        workers=1,
+        settings=PostprocessSettings(score_thresh=0.0, gate=False, shrink_factor=1.0),
+    )
     assert set(validation) == set(evaluation) == {r.image_id for r in val_records}
     entries = {Path(e["source"]).stem: e for e in json.loads((tmp_path / "boxes.json").read_text())["images"]}
     assert inferred.n_predicted == len(val_records)
@@ -116,8 +134,11 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(tmp_pa
         entry = entries[record.patient_id]
         assert entry["pneumonia_probability"] == round(a.pneumonia_probability, 6)
         boxes = a.boxes_xyxy[np.argsort(-a.scores, kind="stable")].astype(np.float64)
-        np.testing.assert_allclose([[e["x"], e["y"], e["x"] + e["width"], e["y"] + e["height"]] for e in entry["boxes"]],
-                                   boxes.reshape(-1, 4), atol=0.011)
+        np.testing.assert_allclose(
+            [[e["x"], e["y"], e["x"] + e["width"], e["y"] + e["height"]] for e in entry["boxes"]],
+            boxes.reshape(-1, 4),
+            atol=0.011,
+        )
 
 
 def test_an_input_decoded_smaller_maps_back_to_the_original_size():
@@ -127,6 +148,9 @@ def test_an_input_decoded_smaller_maps_back_to_the_original_size():
     original[64:128, 32:96] = 255
     full = prepare_input(original, 64)
     reduced = prepare_input(original[::4, ::4].copy(), 64, original_hw=(256, 128))  # a 1/4 DCT-scale decode
-    assert (reduced.height_px, reduced.width_px, reduced.scale) == (full.height_px, full.width_px, full.scale) == (256, 128, 0.25)
+    assert (
+        (reduced.height_px, reduced.width_px, reduced.scale)
+        == (full.height_px, full.width_px, full.scale)
+        == (256, 128, 0.25)
+    )
     assert torch.equal(reduced.tensor, full.tensor)  # flat-sided block on the 4 px grid: the same input
-

@@ -1,4 +1,5 @@
 """Shared by the model tests: the suite's CPU budget for torch."""
+
 import pytest
 import torch
 

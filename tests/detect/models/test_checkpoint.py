@@ -1,4 +1,5 @@
 """detect.models.checkpoint: atomic save, strict load with one-line errors, round trip, latest-run lookup."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,12 @@ import torch
 from data_prep.errors import CheckpointError, OutputWriteError
 from detect.config import config_to_dict
 from detect.models.build import build_model
-from detect.models.checkpoint import build_model_from_checkpoint, find_latest_best_checkpoint, load_checkpoint, save_checkpoint
+from detect.models.checkpoint import (
+    build_model_from_checkpoint,
+    find_latest_best_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from detect.predictions import OperatingPoint
 from detect.training.seeding import capture_rng_states
 from tests.data_prep.fs_fixtures import fill_disk, small_filesystem
@@ -30,10 +36,18 @@ def tiny_model_and_cfg():
 
 def _save(path, model, cfg, **kwargs):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    defaults = dict(model=model, cfg=cfg, epoch=3, global_step=42, optimizer=optimizer, best_metric=0.25,
-                    best_epoch=2, metrics={"val_map50": 0.25},
-                    extra={"operating_points": {"rsna": OperatingPoint("rsna", 0.37, "F1-optimal on rsna val").to_dict()}},
-                    rng_states=capture_rng_states())
+    defaults = dict(
+        model=model,
+        cfg=cfg,
+        epoch=3,
+        global_step=42,
+        optimizer=optimizer,
+        best_metric=0.25,
+        best_epoch=2,
+        metrics={"val_map50": 0.25},
+        extra={"operating_points": {"rsna": OperatingPoint("rsna", 0.37, "F1-optimal on rsna val").to_dict()}},
+        rng_states=capture_rng_states(),
+    )
     defaults.update(kwargs)
     return save_checkpoint(path, **defaults)
 
@@ -131,10 +145,13 @@ def test_a_file_holding_python_objects_is_refused_without_weights_only_advice(tm
     )
 
 
-@pytest.mark.parametrize("content, reason", [
-    (b"", "empty or cut short"),
-    (b"\x00garbage" * 50, "not PyTorch tensor data"),
-])
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "empty or cut short"),
+        (b"\x00garbage" * 50, "not PyTorch tensor data"),
+    ],
+)
 def test_unreadable_checkpoint_reasons_are_one_line_without_advice(tmp_path, content, reason):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
@@ -164,16 +181,21 @@ def test_truncated_checkpoint(tmp_path, tiny_model_and_cfg):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(CheckpointError) as excinfo:
         load_checkpoint(path)
-    assert str(excinfo.value) == (f"{path}: not a readable checkpoint file (PytorchStreamReader failed reading zip "
-                                  "archive: failed finding central directory)")
+    assert str(excinfo.value) == (
+        f"{path}: not a readable checkpoint file (PytorchStreamReader failed reading zip "
+        "archive: failed finding central directory)"
+    )
 
 
 def test_a_plain_state_dict_is_not_a_training_checkpoint(tmp_path, tiny_model_and_cfg):
     model, _ = tiny_model_and_cfg
     path = tmp_path / "weights.pth"
     torch.save(model.state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"weights\.pth: not a detect training checkpoint \(missing format_version, "
-                                              r"model, config, epoch, global_step\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"weights\.pth: not a detect training checkpoint \(missing format_version, "
+        r"model, config, epoch, global_step\)",
+    ):
         load_checkpoint(path)
 
 
@@ -205,7 +227,9 @@ def test_find_latest_best_checkpoint_without_runs(tmp_path, monkeypatch, make_di
         (tmp_path / "runs" / "empty_run").mkdir(parents=True)
     with pytest.raises(CheckpointError) as excinfo:
         find_latest_best_checkpoint()
-    assert str(excinfo.value) == "no trained model found under runs/; train one with `detect train` or pass --checkpoint"
+    assert (
+        str(excinfo.value) == "no trained model found under runs/; train one with `detect train` or pass --checkpoint"
+    )
 
 
 def test_nan_best_metric_is_stored(tmp_path, tiny_model_and_cfg):

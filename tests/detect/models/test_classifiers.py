@@ -1,6 +1,7 @@
 """detect.models.classifiers (+ registry entries, build, weights, losses): every registered
 classifier trains and predicts under the detector's contract, on CPU at 64 px (inception_v3 at
 its 75 px minimum), and survives a checkpoint."""
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,16 @@ def size_for(name: str) -> int:
 
 
 def classifier_config(name: str, task: str, *overrides: str):
-    return config_from_dict({}, [f"model.name={name}", f"task={task}", f"data.image_size_px={size_for(name)}",
-                                 "train.monitor=val_f1", *overrides])
+    return config_from_dict(
+        {},
+        [
+            f"model.name={name}",
+            f"task={task}",
+            f"data.image_size_px={size_for(name)}",
+            "train.monitor=val_f1",
+            *overrides,
+        ],
+    )
 
 
 def build(name: str, task: str, *overrides: str) -> ImageClassifier:
@@ -89,7 +98,9 @@ def test_every_classifier_trains_and_predicts_under_the_detector_contract(name):
         assert float(out["rsna_class_probs"].sum()) == pytest.approx(1.0, abs=1e-5)
         assert float(out["subtype_probs"].sum()) == pytest.approx(1.0, abs=1e-5)
         # the gating / Grad-CAM score is the log-odds of the probability the outputs report
-        assert float(torch.sigmoid(model.pneumonia_score(logits))[i]) == pytest.approx(float(out["pneumonia_prob"]), abs=1e-5)
+        assert float(torch.sigmoid(model.pneumonia_score(logits))[i]) == pytest.approx(
+            float(out["pneumonia_prob"]), abs=1e-5
+        )
 
     seen = {}
     hook = model.cam_target_layer().register_forward_hook(lambda _m, _i, out: seen.update(shape=out.shape))
@@ -100,8 +111,18 @@ def test_every_classifier_trains_and_predicts_under_the_detector_contract(name):
 
 
 def test_the_registry_lists_the_zoo_with_its_metadata():
-    assert list(CLASSIFIERS) == ["basic_cnn", "resnet18", "resnet50", "vgg16_bn", "inception_v3", "densenet121",
-                                 "efficientnet_b0", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+    assert list(CLASSIFIERS) == [
+        "basic_cnn",
+        "resnet18",
+        "resnet50",
+        "vgg16_bn",
+        "inception_v3",
+        "densenet121",
+        "efficientnet_b0",
+        "efficientnet_lite0",
+        "efficientnet_lite1",
+        "efficientnet_lite2",
+    ]
     assert all(name in MODELS for name in CLASSIFIERS)
     assert not is_classifier("resnet18_fpn") and MODELS["resnet18_fpn"].kind == "detector"
     assert CLASSIFIERS["inception_v3"].default_image_size_px == 299
@@ -275,17 +296,21 @@ def test_xrv_state_maps_a_one_channel_stem_onto_the_grey_channels():
     transfer_xrv_state(target, source.state_dict(), "", ("classifier",), source="xrv:test")
     grey = torch.rand(1, 1, 64, 64)
     assert torch.allclose(target.features.conv0(grey.repeat(1, 3, 1, 1)), source.features.conv0(grey), atol=1e-5)
-    assert torch.equal(target.features.denseblock4.denselayer16.conv2.weight,
-                       source.features.denseblock4.denselayer16.conv2.weight)
+    assert torch.equal(
+        target.features.denseblock4.denselayer16.conv2.weight, source.features.denseblock4.denselayer16.conv2.weight
+    )
     assert torch.equal(target.classifier.weight, fresh_head)
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model.weights=imagenet", r"'model\.weights' is imagenet, but 'basic_cnn' has no ImageNet weights"),
-    ("model.weights=xrv:densenet121-res224-all", r"torchxrayvision has no weights for 'basic_cnn'"),
-    ("model.anchor_sizes_px=[16]", r"'model\.anchor_sizes_px' .* anchors are for detectors only"),
-    ("model.trainable_backbone_layers=2", r"use train\.freeze_backbone_epochs"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.weights=imagenet", r"'model\.weights' is imagenet, but 'basic_cnn' has no ImageNet weights"),
+        ("model.weights=xrv:densenet121-res224-all", r"torchxrayvision has no weights for 'basic_cnn'"),
+        ("model.anchor_sizes_px=[16]", r"'model\.anchor_sizes_px' .* anchors are for detectors only"),
+        ("model.trainable_backbone_layers=2", r"use train\.freeze_backbone_epochs"),
+    ],
+)
 def test_classifier_model_keys_are_checked_at_load(override, message):
     with pytest.raises(ConfigError, match=message):
         classifier_config("basic_cnn", "kermany2", override)
@@ -311,7 +336,7 @@ def test_focal_with_gamma_zero_is_cross_entropy_and_down_weights_easy_images():
     # by hand, gamma 2, one binary image with p_true = 0.8: -(0.2)^2 * log(0.8)
     z = math.log(0.8 / 0.2)
     value = ClassificationLoss("focal", focal_gamma=2.0)(torch.tensor([[z]]), torch.tensor([1])).item()
-    assert value == pytest.approx(-(0.2 ** 2) * math.log(0.8), rel=1e-5)
+    assert value == pytest.approx(-(0.2**2) * math.log(0.8), rel=1e-5)
 
 
 def test_weighted_cross_entropy_by_hand():
@@ -326,11 +351,22 @@ def test_weighted_cross_entropy_by_hand():
     assert ClassificationLoss("weighted_ce", class_weights=weights)(logits3, labels3).item() == pytest.approx(expected)
 
 
-def _record(image_id: str, dataset: str, target: int, split: str, subtype: str | None = None,
-            rsna_class: str | None = None) -> ImageRecord:
-    return ImageRecord(image_id=image_id, dataset=dataset, path=f"{image_id}.png", patient_id=image_id,
-                       split=split, target=target, subtype=subtype, rsna_class=rsna_class,
-                       has_box_labels=dataset == "rsna", height=10, width=10)
+def _record(
+    image_id: str, dataset: str, target: int, split: str, subtype: str | None = None, rsna_class: str | None = None
+) -> ImageRecord:
+    return ImageRecord(
+        image_id=image_id,
+        dataset=dataset,
+        path=f"{image_id}.png",
+        patient_id=image_id,
+        split=split,
+        target=target,
+        subtype=subtype,
+        rsna_class=rsna_class,
+        has_box_labels=dataset == "rsna",
+        height=10,
+        width=10,
+    )
 
 
 def test_weighted_ce_weighs_by_inverse_class_frequency_of_the_train_split():
@@ -341,13 +377,18 @@ def test_weighted_ce_weighs_by_inverse_class_frequency_of_the_train_split():
     assert inverse_frequency_weights([3, 9]) == pytest.approx((2.0, 2.0 / 3.0))  # 12 / (2 * n_c)
     loss = build_classification_loss("weighted_ce", 2.0, "kermany2", train)
     assert loss.class_weights == pytest.approx((2.0, 2.0 / 3.0))
-    assert build_classification_loss("weighted_ce", 2.0, "kermany3", train).class_weights == pytest.approx((4 / 3, 2 / 3, 4 / 3))
+    assert build_classification_loss("weighted_ce", 2.0, "kermany3", train).class_weights == pytest.approx(
+        (4 / 3, 2 / 3, 4 / 3)
+    )
     with pytest.raises(ConfigError, match=r"'train\.loss' is weighted_ce, but the train split has no 'viral' image"):
         build_classification_loss("weighted_ce", 2.0, "kermany3", train[:3] + train[4:6])
 
 
 def test_records_for_task_read_their_dataset_only():
-    records = [_record("k", "kermany", 1, "train", "viral"), _record("r", "rsna", 1, "train", rsna_class="Lung Opacity")]
+    records = [
+        _record("k", "kermany", 1, "train", "viral"),
+        _record("r", "rsna", 1, "train", rsna_class="Lung Opacity"),
+    ]
     assert [r.image_id for r in records_for_task(records, "kermany3")] == ["k"]
     assert [r.image_id for r in records_for_task(records, "rsna3")] == ["r"]
     assert len(records_for_task(records, "detection")) == 2

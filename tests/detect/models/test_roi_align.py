@@ -1,4 +1,5 @@
 """detect.roi_align: the grid_sample RoIAlign gives torchvision's roi_align values and gradients."""
+
 from __future__ import annotations
 
 import pytest
@@ -44,8 +45,12 @@ def test_no_rois_and_images_without_rois():
     features = torch.randn(4, 3, 6, 6)
     assert grid_roi_align(features, torch.zeros(0, 5), (7, 7), 1.0, 1).shape == (0, 3, 7, 7)
     only_image_2 = torch.tensor([[2.0, 0.0, 0.0, 5.0, 5.0], [2.0, 1.0, 1.0, 3.0, 4.0]])
-    torch.testing.assert_close(grid_roi_align(features, only_image_2, (7, 7), 1.0, 1),
-                               roi_align(features, only_image_2, (7, 7), 1.0, 1), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        grid_roi_align(features, only_image_2, (7, 7), 1.0, 1),
+        roi_align(features, only_image_2, (7, 7), 1.0, 1),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_adaptive_sampling_is_refused():
@@ -57,11 +62,15 @@ def test_adaptive_sampling_is_refused():
 
 def test_multiscale_pooler_assigns_levels_like_torchvision():
     generator = torch.Generator().manual_seed(3)
-    features = {name: torch.randn(2, 4, size, size, generator=generator) for name, size in (("0", 64), ("1", 32), ("2", 16))}
+    features = {
+        name: torch.randn(2, 4, size, size, generator=generator) for name, size in (("0", 64), ("1", 32), ("2", 16))
+    }
     features["pool"] = torch.randn(2, 4, 8, 8, generator=generator)  # the FPN's extra level: not pooled from
     # 512 px inputs, strides 8, 16, 32: small, middle and large boxes map to the three levels
-    boxes = [torch.tensor([[0.0, 0.0, 20.0, 30.0], [10.0, 10.0, 500.0, 480.0], [5.0, 5.0, 305.0, 305.0]]),
-             torch.tensor([[30.0, 40.0, 150.0, 255.0]])]
+    boxes = [
+        torch.tensor([[0.0, 0.0, 20.0, 30.0], [10.0, 10.0, 500.0, 480.0], [5.0, 5.0, 305.0, 305.0]]),
+        torch.tensor([[30.0, 40.0, 150.0, 255.0]]),
+    ]
     sizes = [(512, 512), (512, 512)]
     reference = MultiScaleRoIAlign(["0", "1", "2"], 7, 2)
     fast = GridSampleMultiScaleRoIAlign(["0", "1", "2"], 7, 2)

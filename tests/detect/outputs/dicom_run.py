@@ -1,5 +1,6 @@
 """One `detect infer` run with --dicom-sr / --dicom-gsps on two synthetic RSNA-like DICOMs,
 shared by the SR and GSPS tests (the SR / GSPS checked against the same run's boxes.json)."""
+
 from __future__ import annotations
 
 import json
@@ -26,9 +27,23 @@ def infer_with_dicom_outputs(root: Path, *, anonymize: bool = False, checkpoint:
     inputs = root / "in"
     inputs.mkdir(parents=True, exist_ok=True)
     for i in range(2):
-        write_jpeg_baseline_dicom(inputs / f"scan{i}.dcm", textured_image(64, 80, seed=i), pixel_spacing=SPACING_MM,
-                                  patient_id=f"patient-{i}", PatientName="Doe^Jane", PatientBirthDate="19700101")
+        write_jpeg_baseline_dicom(
+            inputs / f"scan{i}.dcm",
+            textured_image(64, 80, seed=i),
+            pixel_spacing=SPACING_MM,
+            patient_id=f"patient-{i}",
+            PatientName="Doe^Jane",
+            PatientBirthDate="19700101",
+        )
     checkpoint = checkpoint or save_tiny_checkpoint(root / "best.pt")
-    result = run_inference([inputs], out_path=root / "boxes.json", checkpoint=checkpoint, device="cpu", workers=1,
-                           dicom_sr_dir=root / "sr", dicom_gsps_dir=root / "gsps", anonymize=anonymize)
+    result = run_inference(
+        [inputs],
+        out_path=root / "boxes.json",
+        checkpoint=checkpoint,
+        device="cpu",
+        workers=1,
+        dicom_sr_dir=root / "sr",
+        dicom_gsps_dir=root / "gsps",
+        anonymize=anonymize,
+    )
     return DicomRun(result, json.loads((root / "boxes.json").read_text()), root / "sr", root / "gsps", checkpoint)

@@ -1,4 +1,5 @@
 """detect.outputs.boxes_json: the shipped schema is valid draft 2020-12, accepts what infer writes, rejects the rest."""
+
 import copy
 import errno
 import json
@@ -27,13 +28,23 @@ RSNA_POINT = OperatingPoint("rsna", 0.42, "F1-optimal on rsna val at epoch 5 (72
 
 def _ok_fields() -> dict:
     return dict(
-        source="scan.dcm", patient_id="p1", sop_instance_uid="1.2.3", view_position="AP",
-        study_instance_uid="1.2.1", series_instance_uid="1.2.2", pixel_spacing_mm=(0.139, 0.143),
-        width_px=400, height_px=300,
+        source="scan.dcm",
+        patient_id="p1",
+        sop_instance_uid="1.2.3",
+        view_position="AP",
+        study_instance_uid="1.2.1",
+        series_instance_uid="1.2.2",
+        pixel_spacing_mm=(0.139, 0.143),
+        width_px=400,
+        height_px=300,
         class_probabilities={"Normal": 0.1, "No Lung Opacity / Not Normal": 0.2, "Lung Opacity": 0.7},
         subtype_probabilities={"normal": 0.2, "bacterial": 0.5, "viral": 0.3},
-        pneumonia_probability=0.7, pneumonia=True, operating_point=RSNA_POINT, box_outcome="boxes",
-        boxes_xyxy=np.array([[10, 20, 110, 220]], dtype=np.float32), scores=np.array([0.63], dtype=np.float32),
+        pneumonia_probability=0.7,
+        pneumonia=True,
+        operating_point=RSNA_POINT,
+        box_outcome="boxes",
+        boxes_xyxy=np.array([[10, 20, 110, 220]], dtype=np.float32),
+        scores=np.array([0.63], dtype=np.float32),
     )
 
 
@@ -43,8 +54,15 @@ def _document():
     return {
         "schema_version": SCHEMA_VERSION,
         "anonymized": False,
-        "model": {"name": "mobilenet_v3_large_fpn", "task": "detection", "checkpoint": "runs/a/checkpoints/best.pt", "checkpoint_epoch": 3,
-                  "image_size_px": 128, "config_name": "demo", "detect_version": "0.1.0"},
+        "model": {
+            "name": "mobilenet_v3_large_fpn",
+            "task": "detection",
+            "checkpoint": "runs/a/checkpoints/best.pt",
+            "checkpoint_epoch": 3,
+            "image_size_px": 128,
+            "config_name": "demo",
+            "detect_version": "0.1.0",
+        },
         "gate_model": None,
         "settings": settings_to_json(PostprocessSettings(), [RSNA_POINT], "by input format"),
         "images": [prediction_to_json(ok), prediction_to_json(bad)],
@@ -60,13 +78,19 @@ def test_schema_is_valid_draft_2020_12():
 def test_a_written_document_validates_and_boxes_are_xywh():
     document = _document()
     validate_output(document)
-    assert document["images"][0]["boxes"] == [{"x": 10.0, "y": 20.0, "width": 100.0, "height": 200.0, "score": pytest.approx(0.63)}]
+    assert document["images"][0]["boxes"] == [
+        {"x": 10.0, "y": 20.0, "width": 100.0, "height": 200.0, "score": pytest.approx(0.63)}
+    ]
     assert document["images"][1]["error"] == "not a DICOM file" and document["images"][1]["boxes"] is None
 
 
 def test_dicom_identity_and_both_pixel_spacings_are_written():
     entry = _document()["images"][0]
-    assert (entry["study_instance_uid"], entry["series_instance_uid"], entry["sop_instance_uid"]) == ("1.2.1", "1.2.2", "1.2.3")
+    assert (entry["study_instance_uid"], entry["series_instance_uid"], entry["sop_instance_uid"]) == (
+        "1.2.1",
+        "1.2.2",
+        "1.2.3",
+    )
     assert (entry["pixel_spacing_row_mm"], entry["pixel_spacing_column_mm"]) == (0.139, 0.143)
 
 
@@ -75,7 +99,9 @@ def test_anonymize_leaves_out_the_patient_id_and_keeps_the_rest():
     ok = ImagePrediction(**_ok_fields())
     anonymous = prediction_to_json(ok, anonymize=True)
     assert anonymous["patient_id"] is None and prediction_to_json(ok)["patient_id"] == "p1"
-    assert {k: v for k, v in anonymous.items() if k != "patient_id"} == {k: v for k, v in document["images"][0].items() if k != "patient_id"}
+    assert {k: v for k, v in anonymous.items() if k != "patient_id"} == {
+        k: v for k, v in document["images"][0].items() if k != "patient_id"
+    }
     document.update(anonymized=True, images=[anonymous])
     validate_output(document)
 
@@ -112,8 +138,12 @@ def test_schema_rejects_malformed_documents(mutate, message):
 
 def test_a_gate_model_is_a_model_block_like_model():
     document = _document()
-    document["gate_model"] = {**document["model"], "name": "resnet18", "task": "rsna2",
-                              "checkpoint": "runs/cls/checkpoints/best.pt"}
+    document["gate_model"] = {
+        **document["model"],
+        "name": "resnet18",
+        "task": "rsna2",
+        "checkpoint": "runs/cls/checkpoints/best.pt",
+    }
     validate_output(document)
 
 
@@ -135,8 +165,9 @@ def test_the_schema_version_is_the_written_one():
 
 def test_a_prediction_without_its_operating_point_cannot_be_written():
     with pytest.raises(ValueError, match="scan.dcm: a prediction needs its operating_point and box_outcome"):
-        prediction_to_json(ImagePrediction(source="scan.dcm", width_px=10, height_px=10, pneumonia=True,
-                                           pneumonia_probability=0.9))
+        prediction_to_json(
+            ImagePrediction(source="scan.dcm", width_px=10, height_px=10, pneumonia=True, pneumonia_probability=0.9)
+        )
 
 
 def test_a_full_disk_never_leaves_half_a_boxes_json(tmp_path):

@@ -2,6 +2,7 @@
 (UTF-8), ISO_IR 144 (Cyrillic), ISO 2022 IR 87 (Japanese, with its ideographic and phonetic
 groups) or plain ASCII gives an SR and a GSPS whose name reads back the same with pydicom, and
 which dciodvfy (dicom3tools) and dcmdump (DCMTK) read without an error."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,10 +33,15 @@ def _source(tmp_path, charset, name):
 
 
 def _prediction(source) -> ImagePrediction:
-    return ImagePrediction(source=str(source), pneumonia_probability=0.9, pneumonia=True,
-                           boxes_xyxy=np.array([[10.0, 12.0, 40.0, 50.0]], np.float32),
-                           scores=np.array([0.8], np.float32),
-                           operating_point=OperatingPoint("rsna", 0.4, "test"), box_outcome="boxes")
+    return ImagePrediction(
+        source=str(source),
+        pneumonia_probability=0.9,
+        pneumonia=True,
+        boxes_xyxy=np.array([[10.0, 12.0, 40.0, 50.0]], np.float32),
+        scores=np.array([0.8], np.float32),
+        operating_point=OperatingPoint("rsna", 0.4, "test"),
+        box_outcome="boxes",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -1,5 +1,6 @@
 """detect.outputs.dicom_gsps: the presentation state of a run validates with dciodvfy and
 dcmdump and draws the same boxes as the run's boxes.json over the source image."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """detect.outputs.dicom_sr: the TID 1500 SR of a run validates with dciodvfy and DCMTK, and
 reads back (highdicom and plain pydicom) to the same run's boxes.json, coordinate by coordinate."""
+
 from __future__ import annotations
 
 import highdicom as hd
@@ -8,8 +9,16 @@ import pydicom
 import pytest
 
 from data_prep.dicom import read_dicom_header
-from detect.outputs.dicom_common import (CODE_ABSENT, CODE_CERTAINTY, CODE_HEIGHT, CODE_PNEUMONIA, CODE_PRESENT,
-                                         CODE_WIDTH, AlgorithmInfo, DicomOutputError)
+from detect.outputs.dicom_common import (
+    CODE_ABSENT,
+    CODE_CERTAINTY,
+    CODE_HEIGHT,
+    CODE_PNEUMONIA,
+    CODE_PRESENT,
+    CODE_WIDTH,
+    AlgorithmInfo,
+    DicomOutputError,
+)
 from detect.outputs.dicom_sr import build_sr
 from detect.outputs.uids import derived_uid, file_sha256
 from detect.predictions import ImagePrediction, OperatingPoint
@@ -29,8 +38,18 @@ def _sr_of(run, entry) -> pydicom.Dataset:
 
 
 def _expected_polylines(entry) -> list[np.ndarray]:
-    return [np.array([[b["x"], b["y"]], [b["x"] + b["width"], b["y"]], [b["x"] + b["width"], b["y"] + b["height"]],
-                      [b["x"], b["y"] + b["height"]], [b["x"], b["y"]]]) for b in entry["boxes"]]
+    return [
+        np.array(
+            [
+                [b["x"], b["y"]],
+                [b["x"] + b["width"], b["y"]],
+                [b["x"] + b["width"], b["y"] + b["height"]],
+                [b["x"], b["y"] + b["height"]],
+                [b["x"], b["y"]],
+            ]
+        )
+        for b in entry["boxes"]
+    ]
 
 
 def _scoords(item: pydicom.Dataset) -> list[pydicom.Dataset]:
@@ -53,7 +72,10 @@ def test_one_sr_per_dicom_in_the_source_study_in_a_new_series(run):
         evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
         assert evidence.StudyInstanceUID == entry["study_instance_uid"]
         assert evidence.ReferencedSeriesSequence[0].SeriesInstanceUID == entry["series_instance_uid"]
-        assert evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == entry["sop_instance_uid"]
+        assert (
+            evidence.ReferencedSeriesSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+            == entry["sop_instance_uid"]
+        )
         assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
         assert sr.PatientID == entry["patient_id"] and str(sr.PatientName) == "Doe^Jane"
 
@@ -67,7 +89,10 @@ def test_every_coordinate_read_with_highdicom_matches_boxes_json(run):
         for group, expected, box in zip(groups, _expected_polylines(entry), entry["boxes"]):
             assert group.roi.graphic_type == hd.sr.GraphicTypeValues.POLYLINE
             np.testing.assert_allclose(group.roi.value, expected, atol=TOLERANCE_PX)
-            assert group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID == entry["sop_instance_uid"]
+            assert (
+                group.roi.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+                == entry["sop_instance_uid"]
+            )
             certainty = group.get_measurements(name=CODE_CERTAINTY)[0].value
             assert certainty == pytest.approx(box["score"], abs=1e-6)
             width_mm = group.get_measurements(name=CODE_WIDTH)[0].value
@@ -76,7 +101,9 @@ def test_every_coordinate_read_with_highdicom_matches_boxes_json(run):
             assert height_mm == pytest.approx(box["height"] * SPACING_MM[0], abs=1e-3)  # rows: y
             n_boxes += 1
         image_group = report.get_image_measurement_groups()[0]
-        assert image_group.get_measurements(name=CODE_CERTAINTY)[0].value == pytest.approx(entry["pneumonia_probability"], abs=1e-6)
+        assert image_group.get_measurements(name=CODE_CERTAINTY)[0].value == pytest.approx(
+            entry["pneumonia_probability"], abs=1e-6
+        )
         decision = image_group.get_qualitative_evaluations(name=CODE_PNEUMONIA)[0].value
         assert decision == (CODE_PRESENT if entry["pneumonia"] else CODE_ABSENT)
     assert n_boxes > 0  # the tiny checkpoint is biased to give boxes: the comparison above is not empty
@@ -118,8 +145,13 @@ def test_the_sr_uid_is_a_function_of_source_and_checkpoint_and_repeats(run, tmp_
     expected = derived_uid(entry["sop_instance_uid"], file_sha256(run.checkpoint), "sr")
     assert _sr_of(run, entry).SOPInstanceUID == expected
     header = read_dicom_header(entry["source"])
-    prediction = ImagePrediction(source=entry["source"], pneumonia_probability=0.2, pneumonia=False,
-                                 operating_point=OperatingPoint("rsna", 0.4, "test"), box_outcome="not_pneumonia")
+    prediction = ImagePrediction(
+        source=entry["source"],
+        pneumonia_probability=0.2,
+        pneumonia=False,
+        operating_point=OperatingPoint("rsna", 0.4, "test"),
+        box_outcome="not_pneumonia",
+    )
     again = build_sr(header, prediction, AlgorithmInfo("detect x", "1", file_sha256(run.checkpoint)))
     assert again.SOPInstanceUID == expected and again.SeriesInstanceUID == _sr_of(run, entry).SeriesInstanceUID
 
@@ -127,8 +159,13 @@ def test_the_sr_uid_is_a_function_of_source_and_checkpoint_and_repeats(run, tmp_
 def test_no_pneumonia_is_an_explicit_absent_finding_with_no_region(tmp_path, run):
     entry = run.boxes["images"][0]
     header = read_dicom_header(entry["source"])
-    prediction = ImagePrediction(source=entry["source"], pneumonia_probability=0.12, pneumonia=False,
-                                 operating_point=OperatingPoint("rsna", 0.4, "test"), box_outcome="not_pneumonia")
+    prediction = ImagePrediction(
+        source=entry["source"],
+        pneumonia_probability=0.12,
+        pneumonia=False,
+        operating_point=OperatingPoint("rsna", 0.4, "test"),
+        box_outcome="not_pneumonia",
+    )
     sr = build_sr(header, prediction, AlgorithmInfo("detect x", "1", "ab" * 32))
     path = tmp_path / "negative_SR.dcm"
     sr.save_as(path, enforce_file_format=True)
@@ -147,7 +184,10 @@ def test_anonymize_blanks_patient_id_name_and_birth_date(tmp_path, run):
     for path in list(anonymous.sr_dir.glob("*.dcm")) + list(anonymous.gsps_dir.glob("*.dcm")):
         ds = pydicom.dcmread(path)
         assert (ds.PatientID, str(ds.PatientName), ds.PatientBirthDate) == ("", "", "")
-        assert ds.StudyInstanceUID == anonymous.boxes["images"][0]["study_instance_uid"] or len(anonymous.boxes["images"]) > 1
+        assert (
+            ds.StudyInstanceUID == anonymous.boxes["images"][0]["study_instance_uid"]
+            or len(anonymous.boxes["images"]) > 1
+        )
 
 
 def test_a_source_without_uids_is_refused_with_its_name():

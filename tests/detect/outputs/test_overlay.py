@@ -1,5 +1,6 @@
 """detect.outputs.overlay: the size rule both overlays (boxes, Grad-CAM) share; the boxes
 overlay is drawn at the prediction's ORIGINAL size whatever size was decoded."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -15,14 +16,18 @@ def test_display_size_brings_the_longest_side_into_512_1024():
     assert display_factor(2000, 1000) == 1024 / 2000
 
 
-
-
 def test_overlay_of_pixels_decoded_smaller_matches_the_full_size_one():
     full = np.zeros((400, 300), dtype=np.uint8)
     full[100:300, 50:250] = 180
-    prediction = ImagePrediction(source="a.dcm", width_px=300, height_px=400, pneumonia_probability=0.9, pneumonia=True,
-                                 boxes_xyxy=np.array([[50, 100, 250, 300]], dtype=np.float32),
-                                 scores=np.array([0.9], dtype=np.float32))
+    prediction = ImagePrediction(
+        source="a.dcm",
+        width_px=300,
+        height_px=400,
+        pneumonia_probability=0.9,
+        pneumonia=True,
+        boxes_xyxy=np.array([[50, 100, 250, 300]], dtype=np.float32),
+        scores=np.array([0.9], dtype=np.float32),
+    )
     from_full = draw_overlay(full, prediction)
     from_reduced = draw_overlay(full[::4, ::4].copy(), prediction)  # a 1/4 DCT-scale decode of it
     assert from_reduced.shape == from_full.shape
@@ -33,10 +38,16 @@ def test_overlay_of_pixels_decoded_smaller_matches_the_full_size_one():
 
 def test_the_legend_sits_below_the_image_and_covers_no_pixel_of_it():
     pixels = np.full((600, 500), 90, dtype=np.uint8)
-    prediction = ImagePrediction(source="a.png", width_px=500, height_px=600, pneumonia_probability=0.2, pneumonia=False,
-                                 class_probabilities={"Normal": 0.7, "No Lung Opacity / Not Normal": 0.2,
-                                                      "Lung Opacity": 0.1},
-                                 boxes_xyxy=np.zeros((0, 4), dtype=np.float32), scores=np.zeros(0, dtype=np.float32))
+    prediction = ImagePrediction(
+        source="a.png",
+        width_px=500,
+        height_px=600,
+        pneumonia_probability=0.2,
+        pneumonia=False,
+        class_probabilities={"Normal": 0.7, "No Lung Opacity / Not Normal": 0.2, "Lung Opacity": 0.1},
+        boxes_xyxy=np.zeros((0, 4), dtype=np.float32),
+        scores=np.zeros(0, dtype=np.float32),
+    )
     canvas = draw_overlay(pixels, prediction)
     assert canvas.shape[1] == 500 and canvas.shape[0] > 600
     assert (canvas[:600] == 90).all()  # the radiograph untouched: no text on the lungs

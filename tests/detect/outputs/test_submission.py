@@ -1,4 +1,5 @@
 """Kaggle CSVs: the exact submission text, reading it back, and malformed files."""
+
 import numpy as np
 import pytest
 
@@ -22,10 +23,13 @@ def test_prediction_string_exact_text_by_descending_confidence():
 
 
 def test_write_submission_exact_file(tmp_path):
-    path = write_submission(tmp_path / "sub.csv", [
-        SubmissionRow("p1", np.array([[10, 20, 110, 220]]), np.array([0.5])),
-        SubmissionRow("p2"),
-    ])
+    path = write_submission(
+        tmp_path / "sub.csv",
+        [
+            SubmissionRow("p1", np.array([[10, 20, 110, 220]]), np.array([0.5])),
+            SubmissionRow("p2"),
+        ],
+    )
     assert path.read_text() == "patientId,PredictionString\np1,0.5000 10.0 20.0 100.0 200.0\np2,\n"
 
 
@@ -35,7 +39,10 @@ def test_write_submission_refuses_duplicate_patient_ids(tmp_path):
 
 
 def test_read_submission_round_trip(tmp_path):
-    rows = [SubmissionRow("a", np.array([[10, 20, 110, 220], [300, 300, 400, 500]]), np.array([0.9, 0.25])), SubmissionRow("b")]
+    rows = [
+        SubmissionRow("a", np.array([[10, 20, 110, 220], [300, 300, 400, 500]]), np.array([0.9, 0.25])),
+        SubmissionRow("b"),
+    ]
     read = read_submission(write_submission(tmp_path / "sub.csv", rows))
     assert list(read) == ["a", "b"]
     np.testing.assert_allclose(read["a"].boxes_xyxy, rows[0].boxes_xyxy)
@@ -46,8 +53,14 @@ def test_read_submission_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("patient,PredictionString\na,\n", "line 1: header is 'patient,PredictionString', expected 'patientId,PredictionString'"),
-        ("patientId,PredictionString\na,\nb,0.5 1 2 3\n", "line 3: PredictionString has 4 numbers, expected groups of 5 (conf x y width height)"),
+        (
+            "patient,PredictionString\na,\n",
+            "line 1: header is 'patient,PredictionString', expected 'patientId,PredictionString'",
+        ),
+        (
+            "patientId,PredictionString\na,\nb,0.5 1 2 3\n",
+            "line 3: PredictionString has 4 numbers, expected groups of 5 (conf x y width height)",
+        ),
         ("patientId,PredictionString\na,0.5 1 2 x 4\n", "line 2: PredictionString has a non-number 'x'"),
         ("patientId,PredictionString\na,0.5 1 2 -3 4\n", "line 2: PredictionString has a negative box width or height"),
         ("patientId,PredictionString\na,\n\nb,\na,0.5 1 2 3 4\n", "line 5: duplicate patientId 'a' (first on line 2)"),
@@ -70,8 +83,12 @@ def test_parse_prediction_string_xywh_to_xyxy():
 
 
 def test_submission_rows_skip_failures_and_keep_the_first_of_a_patient():
-    ok = {"source": "a/p1.dcm", "patient_id": "p1", "error": None,
-          "boxes": [{"x": 1.0, "y": 2.0, "width": 2.0, "height": 2.0, "score": 0.5}]}
+    ok = {
+        "source": "a/p1.dcm",
+        "patient_id": "p1",
+        "error": None,
+        "boxes": [{"x": 1.0, "y": 2.0, "width": 2.0, "height": 2.0, "score": 0.5}],
+    }
     again = {"source": "b/p1.dcm", "patient_id": "p1", "error": None, "boxes": []}
     png = {"source": "c/scan7.png", "patient_id": None, "error": None, "boxes": []}
     failed = {"source": "d/bad.dcm", "patient_id": None, "error": "not a DICOM file", "boxes": None}

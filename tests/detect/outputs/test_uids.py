@@ -1,4 +1,5 @@
 """detect.outputs.uids: derived UIDs are valid 2.25 UIDs, a pure function of their inputs."""
+
 import re
 
 import pytest
@@ -14,14 +15,18 @@ def test_a_derived_uid_is_a_valid_2_25_uid_and_repeats():
     assert derived_uid("1.2.3.4", SHA, "sr") == uid
 
 
-@pytest.mark.parametrize("other", [("1.2.3.5", SHA, "sr"), ("1.2.3.4", "cd" * 32, "sr"), ("1.2.3.4", SHA, "gsps"),
-                                   ("1.2.3.4", SHA, "tracking:1")])
+@pytest.mark.parametrize(
+    "other",
+    [("1.2.3.5", SHA, "sr"), ("1.2.3.4", "cd" * 32, "sr"), ("1.2.3.4", SHA, "gsps"), ("1.2.3.4", SHA, "tracking:1")],
+)
 def test_source_model_and_kind_each_change_the_uid(other):
     assert derived_uid(*other) != derived_uid("1.2.3.4", SHA, "sr")
 
 
-@pytest.mark.parametrize("args, message", [(("", SHA, "sr"), "needs the source's UID"),
-                                           (("1.2", SHA, "seg"), "unknown derived UID kind 'seg'")])
+@pytest.mark.parametrize(
+    "args, message",
+    [(("", SHA, "sr"), "needs the source's UID"), (("1.2", SHA, "seg"), "unknown derived UID kind 'seg'")],
+)
 def test_bad_inputs_are_refused(args, message):
     with pytest.raises(ValueError, match=message):
         derived_uid(*args)

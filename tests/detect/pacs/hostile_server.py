@@ -16,6 +16,7 @@ says otherwise; the WADO-RS series retrieve answers the behaviour's body. Behavi
     wado_type="text/html"    a 200 answer of this content type (a login page, a proxy error)
     redirect_to=URL          every request answered 302 to URL + the request's path
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -126,8 +127,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         content_type = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
         if "wado_raw" in b:
-            self._send(200, b.get("wado_raw_type", 'multipart/related; type="application/dicom"; boundary=x'),
-                       b["wado_raw"])
+            self._send(
+                200, b.get("wado_raw_type", 'multipart/related; type="application/dicom"; boundary=x'), b["wado_raw"]
+            )
             return
         if b.get("endless"):
             self.send_response(200)
@@ -148,7 +150,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for i in range(len(body)):
                 if self.server.stopping:  # type: ignore[attr-defined]
                     return
-                self.wfile.write(body[i:i + 1])
+                self.wfile.write(body[i : i + 1])
                 self.wfile.flush()
                 time.sleep(b["trickle_s"])
             return

@@ -1,5 +1,6 @@
 """A real Orthanc with its DICOMweb plugin on a private loopback port and storage folder, for
 the round-trip tests: started from a JSON config written here, stopped (and waited for) after."""
+
 from __future__ import annotations
 
 import json

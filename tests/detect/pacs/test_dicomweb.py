@@ -1,6 +1,7 @@
 """detect.pacs.dicomweb and `detect infer --dicomweb URL --study UID --stow`: a real round trip
 through Orthanc (WADO-RS in, STOW-RS back, QIDO-RS to check), idempotent repeats, and one-line
 errors for an unreachable server, 404 and 500."""
+
 from __future__ import annotations
 
 import http.server
@@ -47,9 +48,14 @@ def study(orthanc, tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("study")
     files = []
     for i in range(2):
-        path = write_jpeg_baseline_dicom(folder / f"scan{i}.dcm", textured_image(64, 64, seed=10 + i),
-                                         patient_id="pacs-patient", StudyInstanceUID=STUDY_UID,
-                                         SeriesInstanceUID=SERIES_UID, InstanceNumber=i + 1)
+        path = write_jpeg_baseline_dicom(
+            folder / f"scan{i}.dcm",
+            textured_image(64, 64, seed=10 + i),
+            patient_id="pacs-patient",
+            StudyInstanceUID=STUDY_UID,
+            SeriesInstanceUID=SERIES_UID,
+            InstanceNumber=i + 1,
+        )
         answer = requests.post(f"{orthanc.rest_url}/instances", data=path.read_bytes(), timeout=30)
         assert answer.ok, answer.text
         files.append(path)
@@ -57,8 +63,23 @@ def study(orthanc, tmp_path_factory) -> list[Path]:
 
 
 def _infer(tmp_path: Path, url: str, checkpoint: Path, *extra: str):
-    return CliRunner().invoke(app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--checkpoint", str(checkpoint),
-                                    "--out", str(tmp_path / "boxes.json"), "--device", "cpu", *extra])
+    return CliRunner().invoke(
+        app,
+        [
+            "infer",
+            "--dicomweb",
+            url,
+            "--study",
+            STUDY_UID,
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "boxes.json"),
+            "--device",
+            "cpu",
+            *extra,
+        ],
+    )
 
 
 def _series_by_modality(url: str) -> dict[str, list[pydicom.Dataset]]:
@@ -75,7 +96,10 @@ def test_round_trip_fetch_infer_stow_and_find_the_results_in_the_same_study(orth
     result = _infer(tmp_path, url, checkpoint, "--stow")
     print(result.output)
     assert result.exit_code == 0, result.output
-    assert f"fetched 2 instance(s) of study {STUDY_UID}" in result.output and "stored 4 SR/GSPS instance(s)" in result.output
+    assert (
+        f"fetched 2 instance(s) of study {STUDY_UID}" in result.output
+        and "stored 4 SR/GSPS instance(s)" in result.output
+    )
     boxes = json.loads((tmp_path / "boxes.json").read_text())
     assert {e["study_instance_uid"] for e in boxes["images"]} == {STUDY_UID}
     source_uids = {pydicom.dcmread(p).SOPInstanceUID for p in study}
@@ -113,15 +137,42 @@ def test_round_trip_fetch_infer_stow_and_find_the_results_in_the_same_study(orth
 
 def test_an_unknown_study_is_one_line_naming_the_url(orthanc, tmp_path):
     checkpoint = save_tiny_checkpoint(tmp_path / "best.pt")
-    result = CliRunner().invoke(app, ["infer", "--dicomweb", orthanc.dicomweb_url, "--study", "1.2.3.4.5",
-                                      "--checkpoint", str(checkpoint), "--out", str(tmp_path / "b.json")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            "--dicomweb",
+            orthanc.dicomweb_url,
+            "--study",
+            "1.2.3.4.5",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(tmp_path / "b.json"),
+        ],
+    )
     assert result.exit_code == 2
-    assert result.output.strip() == f"error: {orthanc.dicomweb_url}: study 1.2.3.4.5 not found (QIDO-RS finds no series in it)"
+    assert (
+        result.output.strip()
+        == f"error: {orthanc.dicomweb_url}: study 1.2.3.4.5 not found (QIDO-RS finds no series in it)"
+    )
 
 
 def test_stow_with_anonymize_is_refused():
-    result = CliRunner().invoke(app, ["infer", "--dicomweb", "http://127.0.0.1:1/dicom-web", "--study", "1.2",
-                                      "--stow", "--anonymize", "--out", "b.json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            "--dicomweb",
+            "http://127.0.0.1:1/dicom-web",
+            "--study",
+            "1.2",
+            "--stow",
+            "--anonymize",
+            "--out",
+            "b.json",
+        ],
+    )
     assert result.exit_code == 2 and "--stow with --anonymize" in result.output
 
 
@@ -153,10 +204,16 @@ def test_an_error_answer_is_one_line_with_the_url_and_the_status(status, reason,
         url = f"http://127.0.0.1:{server.server_address[1]}/dicom-web"
         with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series: HTTP {status} {reason}$"):
             find_series(connect(url), url, STUDY_UID)
-        result = CliRunner().invoke(app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--out", str(tmp_path / "b.json")])
+        result = CliRunner().invoke(
+            app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--out", str(tmp_path / "b.json")]
+        )
         assert result.exit_code == 2
         lines = result.output.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: {url}/studies/") and f": HTTP {status} {reason}" in lines[0]
+        assert (
+            len(lines) == 1
+            and lines[0].startswith(f"error: {url}/studies/")
+            and f": HTTP {status} {reason}" in lines[0]
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -2,6 +2,7 @@
 UIDs that would build a path out of the scratch folder, an endless body, a trickle, a huge QIDO-RS
 answer, too many instances, the wrong content type, a redirect to another host, a malformed answer.
 Each ends in one DicomWebError line naming the URL, within the (short) limits the tests set."""
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,9 @@ FAST = DicomWebLimits(deadline_s=1.5, max_response_bytes=2 << 20, max_query_byte
 def test_a_retrieved_instance_whose_uid_is_a_path_writes_nothing_outside_the_folder(tmp_path, bad_uid):
     folder = tmp_path / "scratch" / "images"
     with hostile_dicomweb(instances=[dicom_bytes(bad_uid)]) as url:
-        with pytest.raises(DicomWebError, match=rf"^{url}: WADO-RS answer: SOPInstanceUID '.*' is not a valid DICOM UID"):
+        with pytest.raises(
+            DicomWebError, match=rf"^{url}: WADO-RS answer: SOPInstanceUID '.*' is not a valid DICOM UID"
+        ):
             fetch_study_images(connect(url), url, STUDY_UID, folder)
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert written == []
@@ -34,8 +37,9 @@ def test_detect_infer_dicomweb_with_a_traversal_uid_is_one_line_and_writes_nothi
     (tmp_path / "tmp").mkdir()
     monkeypatch.setattr("tempfile.tempdir", None)
     with hostile_dicomweb(instances=[dicom_bytes("../../../pwned")]) as url:
-        result = CliRunner().invoke(app, ["infer", "--dicomweb", url, "--study", STUDY_UID,
-                                          "--out", str(tmp_path / "out" / "b.json")])
+        result = CliRunner().invoke(
+            app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--out", str(tmp_path / "out" / "b.json")]
+        )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "SOPInstanceUID '../../../pwned' is not a valid DICOM UID" in lines[0]
@@ -92,7 +96,9 @@ def test_a_trickle_times_out_at_the_whole_request_deadline(tmp_path):
 def test_a_huge_qido_answer_is_too_large(tmp_path):
     with hostile_dicomweb(qido_bytes=50 << 20) as url:
         started = time.monotonic()
-        with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series.*: answer too large: over 0.25 MiB"):
+        with pytest.raises(
+            DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series.*: answer too large: over 0.25 MiB"
+        ):
             _fetch(url, tmp_path)
         assert time.monotonic() - started < 5
 
@@ -111,15 +117,19 @@ def test_too_many_series_or_instances_are_refused(tmp_path):
 @pytest.mark.parametrize("content_type", ["text/html; charset=utf-8", "application/json"])
 def test_a_200_of_the_wrong_content_type_is_one_line_naming_the_url(tmp_path, content_type):
     with hostile_dicomweb(wado_type=content_type) as url:
-        with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series/[0-9.]+: answered "
-                                                rf"{content_type.split(';')[0]}, not multipart/related"):
+        with pytest.raises(
+            DicomWebError,
+            match=rf"^{url}/studies/{STUDY_UID}/series/[0-9.]+: answered "
+            rf"{content_type.split(';')[0]}, not multipart/related",
+        ):
             _fetch(url, tmp_path)
 
 
 def test_the_cli_says_it_in_one_line(tmp_path):
     with hostile_dicomweb(wado_type="text/html") as url:
-        result = CliRunner().invoke(app, ["infer", "--dicomweb", url, "--study", STUDY_UID,
-                                          "--out", str(tmp_path / "b.json")])
+        result = CliRunner().invoke(
+            app, ["infer", "--dicomweb", url, "--study", STUDY_UID, "--out", str(tmp_path / "b.json")]
+        )
     assert result.exit_code == 2, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {url}/studies/") and "answered text/html" in lines[0]
@@ -128,12 +138,16 @@ def test_the_cli_says_it_in_one_line(tmp_path):
 def test_a_redirect_to_another_host_is_refused_unless_asked_for(tmp_path):
     with hostile_dicomweb() as target:
         with hostile_dicomweb(redirect_to=target.rsplit("/dicom-web", 1)[0]) as url:
-            with pytest.raises(DicomWebError, match=rf"^{url}/studies/{STUDY_UID}/series: redirected to another host "
-                                                    rf"\({target}/studies/.*\); refused"):
+            with pytest.raises(
+                DicomWebError,
+                match=rf"^{url}/studies/{STUDY_UID}/series: redirected to another host "
+                rf"\({target}/studies/.*\); refused",
+            ):
                 _fetch(url, tmp_path / "refused")
             assert not (tmp_path / "refused").exists() or not list((tmp_path / "refused").iterdir())
-            paths, _ = fetch_study_images(connect(url, DicomWebLimits(follow_other_hosts=True)), url, STUDY_UID,
-                                          tmp_path / "followed")
+            paths, _ = fetch_study_images(
+                connect(url, DicomWebLimits(follow_other_hosts=True)), url, STUDY_UID, tmp_path / "followed"
+            )
     assert len(paths) == 1
 
 

@@ -1,5 +1,6 @@
 """Fixtures of the serve tests: the tiny biased checkpoint (always boxes), a loaded model,
 uploads of each kind, and a real `detect serve` process on a free loopback port."""
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,14 @@ def client(serve_model):
 @pytest.fixture(scope="session")
 def dicom_path(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("serve_uploads")
-    return write_jpeg_baseline_dicom(folder / SECRET_FILE_NAME, textured_image(120, 100, seed=4),
-                                     patient_id=SECRET_PATIENT_ID, sex="F", age="51", view="AP")
+    return write_jpeg_baseline_dicom(
+        folder / SECRET_FILE_NAME,
+        textured_image(120, 100, seed=4),
+        patient_id=SECRET_PATIENT_ID,
+        sex="F",
+        age="51",
+        view="AP",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -92,8 +99,18 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "DETECT_SERVE_TOKEN": ""}
-        command = [sys.executable, str(REPO_ROOT / "cli.py"), "serve", "--checkpoint", str(checkpoint),
-                   "--port", str(self.port), "--device", "cpu", *args]
+        command = [
+            sys.executable,
+            str(REPO_ROOT / "cli.py"),
+            "serve",
+            "--checkpoint",
+            str(checkpoint),
+            "--port",
+            str(self.port),
+            "--device",
+            "cpu",
+            *args,
+        ]
         self._log = open(log_path, "w")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
         self._wait_ready()
@@ -129,8 +146,9 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(checkpoint, tmp_path_factory) -> Iterator[LiveServer]:
-    server = LiveServer(checkpoint, tmp_path_factory.mktemp("serve_log") / "serve.log",
-                        "--workers", "1", "--queue-size", "24")
+    server = LiveServer(
+        checkpoint, tmp_path_factory.mktemp("serve_log") / "serve.log", "--workers", "1", "--queue-size", "24"
+    )
     yield server
     server.stop()
 

@@ -1,4 +1,5 @@
 """detect.serve.app through FastAPI's TestClient: every endpoint, every refusal, as one-line JSON."""
+
 from __future__ import annotations
 
 import io
@@ -10,13 +11,12 @@ import threading
 
 import pydicom
 import pytest
+from pydicom.uid import ImplicitVRLittleEndian
 
 from detect.inference.batch import run_inference
 from detect.inference.predictor import load_predictor
 from detect.predictions import PostprocessSettings
 from detect.serve.predict import NO_EXPLANATION, ServeModel
-from pydicom.uid import ImplicitVRLittleEndian
-
 from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
 from tests.detect.inference.test_gate import save_classifier_checkpoint
 from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, make_client
@@ -82,7 +82,9 @@ def test_a_classifiers_card_says_its_task_its_classes_and_no_boxes(tmp_path):
 
 
 def test_predict_returns_the_entry_detect_infer_writes(client, checkpoint, dicom_path, tmp_path):
-    response = client.post("/v1/predict", files={"file": (dicom_path.name, dicom_path.read_bytes(), "application/dicom")})
+    response = client.post(
+        "/v1/predict", files={"file": (dicom_path.name, dicom_path.read_bytes(), "application/dicom")}
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     run_inference([dicom_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu")
@@ -91,7 +93,9 @@ def test_predict_returns_the_entry_detect_infer_writes(client, checkpoint, dicom
     assert body["prediction"] == expected
     assert body["settings"] == infer["settings"] and body["model"] == infer["model"]
     assert body["prediction"]["box_outcome"] == "boxes" and body["prediction"]["boxes"]
-    assert body["header"]["view_position"] == "AP" and body["header"]["sex"] == "F" and body["header"]["age_years"] == 51.0
+    assert (
+        body["header"]["view_position"] == "AP" and body["header"]["sex"] == "F" and body["header"]["age_years"] == 51.0
+    )
     assert "patient_name" not in body["header"] and "patient_id" not in body["header"]
     assert set(body["timing_ms"]) == {"receive", "decode", "model", "postprocess", "total"}
     assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] > 0
@@ -115,7 +119,9 @@ def test_query_options_mirror_detect_infer(client, dicom_bytes):
     kermany = client.post("/v1/predict?threshold_from=kermany", content=dicom_bytes).json()["prediction"]
     assert kermany["operating_point"]["threshold"] == 0.6
     strict = client.post("/v1/predict?score_thresh=1.0", content=dicom_bytes).json()
-    assert strict["settings"]["score_thresh"] == 1.0 and strict["prediction"]["box_outcome"] == "no_box_above_score_thresh"
+    assert (
+        strict["settings"]["score_thresh"] == 1.0 and strict["prediction"]["box_outcome"] == "no_box_above_score_thresh"
+    )
     tta = client.post("/v1/predict?tta=true&render=true", content=dicom_bytes).json()
     assert tta["settings"]["tta"] is True and tta["prediction"]["boxes"]
     shown = tta["display_image"]
@@ -130,7 +136,11 @@ def test_explain_is_refused_until_the_model_has_one(client, dicom_bytes):
 
 
 def test_bad_query_values_are_422_in_one_line(client, dicom_bytes):
-    assert_error(client.post("/v1/predict?score_thresh=2", content=dicom_bytes), 422, "score_thresh: Input should be less than or equal to 1")
+    assert_error(
+        client.post("/v1/predict?score_thresh=2", content=dicom_bytes),
+        422,
+        "score_thresh: Input should be less than or equal to 1",
+    )
     assert_error(client.post("/v1/predict?threshold_from=mimic", content=dicom_bytes), 422, "threshold_from")
     assert_error(client.post("/v1/predict?tta=maybe", content=dicom_bytes), 422, "tta")
 
@@ -141,18 +151,32 @@ def test_unknown_route_and_method_are_json(client):
 
 
 def test_content_sniffing_refuses_other_files_415(client):
-    assert_error(client.post("/v1/predict", content=b"%PDF-1.7 not an image at all"), 415, "not a DICOM, PNG or JPEG file by its content")
-    assert_error(client.post("/v1/predict", files={"file": ("x.png", b"GIF89a....", "image/png")}), 415, "unsupported upload (10 bytes)")
+    assert_error(
+        client.post("/v1/predict", content=b"%PDF-1.7 not an image at all"),
+        415,
+        "not a DICOM, PNG or JPEG file by its content",
+    )
+    assert_error(
+        client.post("/v1/predict", files={"file": ("x.png", b"GIF89a....", "image/png")}),
+        415,
+        "unsupported upload (10 bytes)",
+    )
 
 
 def test_empty_or_malformed_uploads_are_400(client):
     assert_error(client.post("/v1/predict", content=b""), 400, "empty upload")
     assert_error(client.post("/v1/predict", files={"other": ("a.png", b"x")}), 400, "without a 'file' field")
-    assert_error(client.post("/v1/predict", content=b"--x", headers={"content-type": "multipart/form-data"}), 400, "without a boundary")
+    assert_error(
+        client.post("/v1/predict", content=b"--x", headers={"content-type": "multipart/form-data"}),
+        400,
+        "without a boundary",
+    )
 
 
 def test_unreadable_files_are_422(client, jpeg_bytes):
-    assert_error(client.post("/v1/predict", content=jpeg_bytes[: len(jpeg_bytes) // 2]), 422, "unreadable JPEG: truncated JPEG")
+    assert_error(
+        client.post("/v1/predict", content=jpeg_bytes[: len(jpeg_bytes) // 2]), 422, "unreadable JPEG: truncated JPEG"
+    )
     not_dicom = bytes(128) + b"DICM" + b"\x01" * 64
     assert_error(client.post("/v1/predict", content=not_dicom), 422, "DICOM without an image")
 
@@ -177,7 +201,9 @@ def test_upload_size_cap_413_declared_and_streamed(serve_model, png_bytes):
 
 
 @pytest.mark.parametrize("kind", ["png", "jpeg", "dicom"])
-def test_huge_declared_dimensions_are_refused_before_decoding(serve_model, png_bytes, jpeg_bytes, tmp_path, monkeypatch, kind):
+def test_huge_declared_dimensions_are_refused_before_decoding(
+    serve_model, png_bytes, jpeg_bytes, tmp_path, monkeypatch, kind
+):
     if kind == "png":
         data = bytearray(png_bytes)
         data[16:24] = (60000).to_bytes(4, "big") + (50000).to_bytes(4, "big")
@@ -215,9 +241,15 @@ def test_cors_is_off_unless_an_origin_is_given(serve_model):
     preflight = {"Origin": "https://viewer.example.org", "Access-Control-Request-Method": "POST"}
     with make_client(serve_model) as closed:
         assert "access-control-allow-origin" not in closed.options("/v1/predict", headers=preflight).headers
-        assert "access-control-allow-origin" not in closed.get("/healthz", headers={"Origin": "https://viewer.example.org"}).headers
+        assert (
+            "access-control-allow-origin"
+            not in closed.get("/healthz", headers={"Origin": "https://viewer.example.org"}).headers
+        )
     with make_client(serve_model, cors_origins=("https://viewer.example.org",)) as opened:
-        assert opened.options("/v1/predict", headers=preflight).headers["access-control-allow-origin"] == "https://viewer.example.org"
+        assert (
+            opened.options("/v1/predict", headers=preflight).headers["access-control-allow-origin"]
+            == "https://viewer.example.org"
+        )
         other = opened.get("/healthz", headers={"Origin": "https://evil.example.com"})
         assert "access-control-allow-origin" not in other.headers
 

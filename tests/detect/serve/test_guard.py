@@ -1,6 +1,7 @@
 """detect.serve.guard against a real `detect serve` process on loopback: clients that never finish
 their headers are closed after --header-timeout (408), connections past --max-connections are
 closed at once, and the server keeps answering everyone else."""
+
 from __future__ import annotations
 
 import socket
@@ -17,8 +18,14 @@ MAX_CONNECTIONS = 20
 
 @pytest.fixture(scope="module")
 def guarded_server(checkpoint, tmp_path_factory):
-    server = LiveServer(checkpoint, tmp_path_factory.mktemp("guard_log") / "serve.log",
-                        "--header-timeout", str(HEADER_TIMEOUT_S), "--max-connections", str(MAX_CONNECTIONS))
+    server = LiveServer(
+        checkpoint,
+        tmp_path_factory.mktemp("guard_log") / "serve.log",
+        "--header-timeout",
+        str(HEADER_TIMEOUT_S),
+        "--max-connections",
+        str(MAX_CONNECTIONS),
+    )
     yield server
     server.stop()
 

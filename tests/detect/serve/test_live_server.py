@@ -1,5 +1,6 @@
 """A real `detect serve` process on a free loopback port: concurrent uploads all succeed, a flood
 beyond the queue is answered 503 with Retry-After, and the server stays healthy throughout."""
+
 from __future__ import annotations
 
 import threading
@@ -17,6 +18,7 @@ def _post_all(url: str, body: bytes, n: int) -> list[httpx.Response]:
     barrier = threading.Barrier(n)
     limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
     with httpx.Client(base_url=url, timeout=120.0, limits=limits) as http:
+
         def one(_i: int) -> httpx.Response:
             barrier.wait()  # all requests leave together
             return http.post("/v1/predict", content=body, headers={"Content-Type": "application/dicom"})

@@ -1,4 +1,5 @@
 """detect.serve.pool: at most workers + queue_size jobs admitted; the next is refused at once."""
+
 from __future__ import annotations
 
 import threading

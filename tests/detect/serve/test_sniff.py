@@ -1,4 +1,5 @@
 """detect.serve.sniff: the kind from the content, the declared size from the header alone."""
+
 from __future__ import annotations
 
 import cv2
@@ -13,7 +14,9 @@ def test_kinds_by_magic_bytes(tmp_path):
     jpeg = cv2.imencode(".jpg", textured_image(30, 40))[1].tobytes()
     dicom = write_jpeg_baseline_dicom(tmp_path / "a.dcm", textured_image(30, 40)).read_bytes()
     assert [sniff_kind(d) for d in (png, jpeg, dicom)] == ["png", "jpeg", "dicom"]
-    assert [declared_size_px(d, k)[:3] for d, k in ((png, "png"), (jpeg, "jpeg"), (dicom, "dicom"))] == [(30, 40, 1)] * 3
+    assert [declared_size_px(d, k)[:3] for d, k in ((png, "png"), (jpeg, "jpeg"), (dicom, "dicom"))] == [
+        (30, 40, 1)
+    ] * 3
     for junk in (b"", b"GIF89a", b"BM\x00\x00", bytes(200), b"\x08\x00\x05\x00" + b"\xff" * 8):
         with pytest.raises(UnsupportedUpload, match="not a DICOM, PNG or JPEG file by its content"):
             sniff_kind(junk)
@@ -62,8 +65,11 @@ def test_the_decoded_bytes_cap_refuses_a_16_bit_rgba_png_under_the_pixel_cap():
     data = png_header(7999, 7999, 16, 6)  # 64.0 megapixels, 8 bytes each: 512 MB to decode
     size = declared_size_px(data, "png")
     assert size == (7999, 7999, 1, 4, 16)
-    with pytest.raises(BadUpload, match=r"declares 7999x7999 x 4 channel\(s\) of 16 bits: 512 MB to decode, above the "
-                                        r"server's limit of 128 MB"):
+    with pytest.raises(
+        BadUpload,
+        match=r"declares 7999x7999 x 4 channel\(s\) of 16 bits: 512 MB to decode, above the "
+        r"server's limit of 128 MB",
+    ):
         check_declared_pixels(*size[:3], 64_000_000, components=size.components, bits=size.bits)
     grey16 = declared_size_px(png_header(7999, 7999, 16, 0), "png")  # a 16-bit grey radiograph at the cap is fine
     check_declared_pixels(*grey16[:3], 64_000_000, components=grey16.components, bits=grey16.bits)

@@ -8,6 +8,7 @@ The page keeps its Content-Security-Policy (no eval), so the test passes JavaScr
 Playwright's own browser download is never used: `executable_path` points at the system
 chromium. In CI (CI=true) a missing chromium or playwright fails the test.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ READ_EDGE_PIXELS = """() => {
 @pytest.fixture()
 def radiograph_dicom(tmp_path):
     pixels, _boxes = render_chest_radiograph(np.random.default_rng(7), 512, 448, opacities=2)
-    return write_jpeg_baseline_dicom(tmp_path / "synthetic_chest.dcm", pixels, patient_id=SECRET_PATIENT_ID,
-                                     sex="M", age="63", view="PA")
+    return write_jpeg_baseline_dicom(
+        tmp_path / "synthetic_chest.dcm", pixels, patient_id=SECRET_PATIENT_ID, sex="M", age="63", view="PA"
+    )
 
 
 def test_viewer_draws_boxes_and_probabilities(live_server, radiograph_dicom, tmp_path):
@@ -74,9 +76,14 @@ def test_viewer_draws_boxes_and_probabilities(live_server, radiograph_dicom, tmp
 
             bars = page.locator("#class-probs .bar")
             assert bars.count() == 3
-            shown = {bars.nth(i).get_attribute("data-name"): float(bars.nth(i).get_attribute("data-probability")) for i in range(3)}
+            shown = {
+                bars.nth(i).get_attribute("data-name"): float(bars.nth(i).get_attribute("data-probability"))
+                for i in range(3)
+            }
             assert shown == entry["class_probabilities"]
-            widths = page.evaluate("() => Array.from(document.querySelectorAll('#class-probs .fill')).map(f => f.getBoundingClientRect().width)")
+            widths = page.evaluate(
+                "() => Array.from(document.querySelectorAll('#class-probs .fill')).map(f => f.getBoundingClientRect().width)"
+            )
             assert all(w > 0 for w in widths)
             assert page.inner_text("#decision") == ("Pneumonia" if entry["pneumonia"] else "No pneumonia")
             assert "threshold 0.400" in page.inner_text("#threshold")  # the RSNA operating point, for a DICOM
@@ -106,6 +113,9 @@ def test_viewer_shows_errors_as_readable_messages(live_server, tmp_path):
             page.goto(live_server.url + "/")
             page.set_input_files("#file", str(junk))
             page.wait_for_function("() => document.body.dataset.state === 'error'", timeout=30_000)
-            assert page.inner_text("#error") == "415: unsupported upload (38 bytes): not a DICOM, PNG or JPEG file by its content"
+            assert (
+                page.inner_text("#error")
+                == "415: unsupported upload (38 bytes): not a DICOM, PNG or JPEG file by its content"
+            )
         finally:
             browser.close()

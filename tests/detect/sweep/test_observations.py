@@ -1,4 +1,5 @@
 """detect.sweep.observations: the sentences match a small table worked by hand."""
+
 from __future__ import annotations
 
 import math
@@ -53,8 +54,11 @@ def test_the_sentences_say_what_the_numbers_say():
 
 
 def test_no_interaction_is_reported_when_one_value_wins_under_every_other_value():
-    additive = [{"params": {"a": a, "b": b}, "value": va + vb}
-                for a, va in (("x", 0.0), ("y", 0.1)) for b, vb in (("p", 0.0), ("q", 0.3))]
+    additive = [
+        {"params": {"a": a, "b": b}, "value": va + vb}
+        for a, va in (("x", 0.0), ("y", 0.1))
+        for b, vb in (("p", 0.0), ("q", 0.3))
+    ]
     axes = [("a", ("x", "y")), ("b", ("p", "q"))]
     assert interaction_observation(additive, "a", ("x", "y"), "b", ("p", "q"), "m", "max") is None
     assert interaction_observation(additive, "b", ("p", "q"), "a", ("x", "y"), "m", "max") is None
@@ -63,22 +67,28 @@ def test_no_interaction_is_reported_when_one_value_wins_under_every_other_value(
 
 def test_an_interaction_under_a_loss_metric_and_a_third_key_averaged_over():
     # val_loss (lower is better); key c only adds noise-free offsets, averaged over within each value of b
-    rows = [{"params": {"a": a, "b": b, "c": c}, "value": base + dc}
-            for (a, b, base) in (("x", "p", 0.2), ("y", "p", 0.5), ("x", "q", 0.6), ("y", "q", 0.4))
-            for c, dc in (("u", 0.0), ("v", 0.1))]
+    rows = [
+        {"params": {"a": a, "b": b, "c": c}, "value": base + dc}
+        for (a, b, base) in (("x", "p", 0.2), ("y", "p", 0.5), ("x", "q", 0.6), ("y", "q", 0.4))
+        for c, dc in (("u", 0.0), ("v", 0.1))
+    ]
     # b=p: a=x mean 0.25 vs y 0.55 -> x by 0.300; b=q: y 0.45 vs x 0.65 -> y by 0.200
     assert interaction_observation(rows, "a", ("x", "y"), "b", ("p", "q"), "val_loss", "min") == (
         "a and b interact: the best a depends on b: x is best with b=p (by 0.300 val_loss); y is best with b=q "
-        "(by 0.200 val_loss)")
+        "(by 0.200 val_loss)"
+    )
     # a value of b where only one value of a has a number: nothing can be said
-    partial = [r if not (r["params"]["b"] == "q" and r["params"]["a"] == "x") else {**r, "value": math.nan} for r in rows]
+    partial = [
+        r if not (r["params"]["b"] == "q" and r["params"]["a"] == "x") else {**r, "value": math.nan} for r in rows
+    ]
     assert interaction_observation(partial, "a", ("x", "y"), "b", ("p", "q"), "val_loss", "min") is None
 
 
 def test_lower_is_better_for_a_loss():
     losses = [{**row, "value": 1.0 - row["value"]} for row in TABLE]
     assert key_observations(losses, "train.lr", ("0.01", "0.02"), "val_loss", "min") == [
-        "train.lr 0.02 beat 0.01 by 0.070 lower val_loss on average (2 of 2 pairs)"]
+        "train.lr 0.02 beat 0.01 by 0.070 lower val_loss on average (2 of 2 pairs)"
+    ]
 
 
 def test_failed_runs_drop_out_of_their_pairs():
@@ -86,10 +96,13 @@ def test_failed_runs_drop_out_of_their_pairs():
     table[3] = {**table[3], "value": math.nan}  # lr 0.02, batch 16 diverged
     lines = key_observations(table, "train.lr", ("0.01", "0.02"), "val_f1", "max")
     assert lines == ["train.lr 0.02 beat 0.01 by 0.100 val_f1 on average (1 of 1 pair)"]
-    assert observations([{**r, "value": math.nan} for r in TABLE], AXES, "val_f1", "max") == ["no run has a finite val_f1"]
+    assert observations([{**r, "value": math.nan} for r in TABLE], AXES, "val_f1", "max") == [
+        "no run has a finite val_f1"
+    ]
 
 
 def test_equal_values_tie():
     flat = [{**row, "value": 0.5} for row in TABLE]
     assert key_observations(flat, "train.lr", ("0.01", "0.02"), "val_f1", "max") == [
-        "train.lr 0.01 and 0.02 tied on val_f1 (2 pairs)"]
+        "train.lr 0.01 and 0.02 tied on val_f1 (2 pairs)"
+    ]

@@ -1,4 +1,5 @@
 """detect sweep end to end on tiny runs: the table and report, a killed run resumes, finished runs are skipped."""
+
 from __future__ import annotations
 
 import csv
@@ -71,7 +72,9 @@ def test_finished_runs_are_not_trained_again(swept, monkeypatch):
 
 def test_a_changed_recipe_is_not_taken_for_finished(swept):
     _data, out, _outcome, _lines = swept
-    _axes, runs = plan_sweep(tiny_config("train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=3"), GRID, out)
+    _axes, runs = plan_sweep(
+        tiny_config("train.monitor=val_f1", "train.max_steps_per_epoch=1", "train.epochs=3"), GRID, out
+    )
     assert read_finished(runs[0]) is None  # epochs 2 -> 3: trained on (resumed), not skipped
 
 

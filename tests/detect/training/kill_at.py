@@ -14,6 +14,7 @@ test hook. SIGKILL, unlike an exception, runs no `finally` and no cleanup: what 
 process leaves is what a power cut or the OOM killer would leave. When the instant is never
 reached the run ends normally (exit 0), which the test treats as a failure.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,6 +51,7 @@ def install(instant: str, epoch: int) -> None:
 
     def save_checkpoint(path: Path, **kwargs: Any) -> Path:
         if instant == "mid_last" and kwargs["epoch"] == epoch:
+
             def half_then_die(payload: Any, handle: Any) -> None:
                 handle.write(b"PK\x03\x04" + bytes(1 << 20))
                 handle.flush()

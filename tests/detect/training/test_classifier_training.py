@@ -4,6 +4,7 @@ task filtering of the data, and `detect infer` / `detect eval` on the checkpoint
 
 Tiny runs: synthetic Kermany / RSNA, a classifier at 64 px, 2 steps per epoch, on the CPU.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,14 @@ from tests.detect.train_fixtures import make_kermany, make_rsna, tiny_config
 
 SILENT = lambda _line: None  # noqa: E731
 CLASSIFIER = ("model.name=resnet18", "model.trainable_backbone_layers=5", "task=kermany3", "train.monitor=val_macro_f1")
-TWO_PHASE = (*CLASSIFIER, "train.epochs=3", "train.freeze_backbone_epochs=1", "train.finetune_lr_factor=0.1",
-             "train.schedule=constant", "train.warmup_steps=0")
+TWO_PHASE = (
+    *CLASSIFIER,
+    "train.epochs=3",
+    "train.freeze_backbone_epochs=1",
+    "train.finetune_lr_factor=0.1",
+    "train.schedule=constant",
+    "train.warmup_steps=0",
+)
 
 
 def classifier_config(*overrides: str):
@@ -60,8 +67,15 @@ def test_a_classifier_trains_through_the_loop_and_reports_classification_metrics
     assert result.epochs_run == 2 and result.global_step == 4 and isinstance(result.model, ImageClassifier)
     rows = _csv_rows(result.run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
-    for column in ("train_loss", "train_loss_image_classifier", "val_f1", "val_roc_auc", "val_macro_f1", "val_accuracy",
-                   "val_threshold_kermany"):
+    for column in (
+        "train_loss",
+        "train_loss_image_classifier",
+        "val_f1",
+        "val_roc_auc",
+        "val_macro_f1",
+        "val_accuracy",
+        "val_threshold_kermany",
+    ):
         assert column in rows[0], column
     assert not any(k.startswith(("val_map", "val_rsna_score")) for k in rows[0])  # no boxes: not 0, absent
     assert all(math.isfinite(float(r["train_loss"])) for r in rows)
@@ -78,8 +92,19 @@ def test_detect_infer_runs_a_classifier_checkpoint(classifier_run, kermany_dir, 
 
     result, _ = classifier_run
     out = tmp_path / "boxes.json"
-    infer = CliRunner().invoke(app, ["infer", str(kermany_dir / "chest_xray" / "test"), "--checkpoint",
-                                     str(result.best_checkpoint), "--out", str(out), "--device", "cpu"])
+    infer = CliRunner().invoke(
+        app,
+        [
+            "infer",
+            str(kermany_dir / "chest_xray" / "test"),
+            "--checkpoint",
+            str(result.best_checkpoint),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ],
+    )
     assert infer.exit_code == 0, infer.output
     document = json.loads(out.read_text())
     validate_output(document)
@@ -92,8 +117,22 @@ def test_detect_eval_reports_classification_metrics_and_no_box_metrics(classifie
     from cli import app
 
     result, _ = classifier_run
-    evaluation = CliRunner().invoke(app, ["eval", "--checkpoint", str(result.best_checkpoint), "--data", str(kermany_dir),
-                                          "--out", str(tmp_path / "eval"), "--device", "cpu", "--split", "val"])
+    evaluation = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(result.best_checkpoint),
+            "--data",
+            str(kermany_dir),
+            "--out",
+            str(tmp_path / "eval"),
+            "--device",
+            "cpu",
+            "--split",
+            "val",
+        ],
+    )
     assert evaluation.exit_code == 0, evaluation.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert set(metrics["kermany"]) == {"pneumonia", "bacterial_viral", "kermany_3class"}
@@ -105,11 +144,32 @@ def test_detect_eval_reports_classification_metrics_and_no_box_metrics(classifie
 def test_detect_eval_of_an_rsna_classifier_says_box_metrics_do_not_apply(rsna_dir, kermany_dir, tmp_path):
     from cli import app
 
-    result = run_training(tiny_config("model.name=basic_cnn", "model.trainable_backbone_layers=5", "task=rsna3",
-                                      "train.monitor=val_macro_f1", "train.epochs=1"),
-                          [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
-    evaluation = CliRunner().invoke(app, ["eval", "--checkpoint", str(result.best_checkpoint), "--data", str(rsna_dir),
-                                          "--out", str(tmp_path / "eval"), "--device", "cpu"])
+    result = run_training(
+        tiny_config(
+            "model.name=basic_cnn",
+            "model.trainable_backbone_layers=5",
+            "task=rsna3",
+            "train.monitor=val_macro_f1",
+            "train.epochs=1",
+        ),
+        [rsna_dir],
+        out_dir=tmp_path / "run",
+        log=SILENT,
+    )
+    evaluation = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(result.best_checkpoint),
+            "--data",
+            str(rsna_dir),
+            "--out",
+            str(tmp_path / "eval"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert evaluation.exit_code == 0, evaluation.output
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["detection"] == "not applicable: the model is a classifier (task rsna3) and draws no boxes"
@@ -119,11 +179,25 @@ def test_detect_eval_of_an_rsna_classifier_says_box_metrics_do_not_apply(rsna_di
     assert "mAP and the RSNA score: not applicable" in report
     assert "not applicable" in evaluation.stdout and "mAP@.5 " not in evaluation.stdout
 
-    other = CliRunner().invoke(app, ["eval", "--checkpoint", str(result.best_checkpoint), "--data", str(kermany_dir),
-                                     "--out", str(tmp_path / "eval2"), "--device", "cpu"])
+    other = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--checkpoint",
+            str(result.best_checkpoint),
+            "--data",
+            str(kermany_dir),
+            "--out",
+            str(tmp_path / "eval2"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert other.exit_code == 2
-    assert (f"--data {kermany_dir}: a kermany dataset, but the checkpoint is a rsna3 classifier, which reads rsna "
-            "images only") in other.stderr
+    assert (
+        f"--data {kermany_dir}: a kermany dataset, but the checkpoint is a rsna3 classifier, which reads rsna "
+        "images only"
+    ) in other.stderr
 
 
 def test_resume_continues_a_classifier_run_exactly(classifier_run, kermany_dir, tmp_path, monkeypatch):
@@ -164,8 +238,13 @@ class EpochSpy:
         lrs = [group["lr"] for group in optimizer.param_groups]
         stats = self.real(model, loader, optimizer, *args, **kwargs)
         changed = {n for n, p in inner.named_parameters() if not torch.equal(p.detach(), before[n])}
-        self.epochs[kwargs["epoch"]] = {"trainable": trainable, "changed": changed, "lrs": lrs,
-                                        "all": set(before), "bn_training": inner.network.bn1.training}
+        self.epochs[kwargs["epoch"]] = {
+            "trainable": trainable,
+            "changed": changed,
+            "lrs": lrs,
+            "all": set(before),
+            "bn_training": inner.network.bn1.training,
+        }
         return stats
 
 
@@ -205,7 +284,9 @@ def test_two_phase_survives_resume_across_the_phase_boundary(kermany_dir, tmp_pa
     assert spy.epochs[1]["trainable"] == spy.epochs[1]["all"]
     assert spy.epochs[1]["lrs"] == pytest.approx([0.001, 0.001])  # scaled once, not twice, not never
     a, b = load_checkpoint(straight.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
-    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == pytest.approx([g["lr"] for g in a["optimizer"]["param_groups"]])
+    assert [g["lr"] for g in b["optimizer"]["param_groups"]] == pytest.approx(
+        [g["lr"] for g in a["optimizer"]["param_groups"]]
+    )
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
@@ -213,7 +294,9 @@ def test_two_phase_survives_resume_across_the_phase_boundary(kermany_dir, tmp_pa
     more = EpochSpy(real_epoch)
     monkeypatch.setattr(train_module, "train_one_epoch", more)
     run_training(classifier_config(*TWO_PHASE, "train.epochs=4"), [], out_dir=out, resume=True, log=SILENT)
-    assert more.epochs[3]["lrs"] == pytest.approx([0.001, 0.001]) and more.epochs[3]["trainable"] == more.epochs[3]["all"]
+    assert (
+        more.epochs[3]["lrs"] == pytest.approx([0.001, 0.001]) and more.epochs[3]["trainable"] == more.epochs[3]["all"]
+    )
 
 
 # ------------------------------------------------------------------------------- data, losses
@@ -228,8 +311,12 @@ def test_weighted_ce_is_set_from_the_train_split(kermany_dir, tmp_path, monkeypa
         return real_epoch(model, *args, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", spy)
-    result = run_training(classifier_config("train.loss=weighted_ce", "train.epochs=1"), [kermany_dir],
-                          out_dir=tmp_path / "run", log=SILENT)
+    result = run_training(
+        classifier_config("train.loss=weighted_ce", "train.epochs=1"),
+        [kermany_dir],
+        out_dir=tmp_path / "run",
+        log=SILENT,
+    )
     from data_prep.manifest import read_manifest
     from data_prep.tasks import class_counts
     from detect.models.losses import inverse_frequency_weights
@@ -249,9 +336,19 @@ def test_a_data_folder_without_records_for_the_task_is_one_line(rsna_dir, tmp_pa
 
 
 def test_an_rsna_task_trains_on_rsna_with_focal_loss(rsna_dir, tmp_path):
-    result = run_training(tiny_config("model.name=basic_cnn", "model.trainable_backbone_layers=5", "task=rsna2",
-                                      "train.monitor=val_roc_auc", "train.loss=focal", "train.epochs=1"),
-                          [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
+    result = run_training(
+        tiny_config(
+            "model.name=basic_cnn",
+            "model.trainable_backbone_layers=5",
+            "task=rsna2",
+            "train.monitor=val_roc_auc",
+            "train.loss=focal",
+            "train.epochs=1",
+        ),
+        [rsna_dir],
+        out_dir=tmp_path / "run",
+        log=SILENT,
+    )
     rows = _csv_rows(result.run_dir / "metrics.csv")
     assert "val_threshold_rsna" in rows[0] and "val_threshold_kermany" not in rows[0]
     assert "val_macro_f1" not in rows[0]  # a binary task

@@ -4,6 +4,7 @@
 torchrun would set them up (RANK, WORLD_SIZE, MASTER_ADDR/PORT); `test_torchrun_cli` runs the
 documented command line `torchrun --nproc_per_node=2 cli.py train ...` end to end.
 """
+
 from __future__ import annotations
 
 import csv
@@ -18,7 +19,6 @@ import torch
 import torch.multiprocessing as mp
 
 from data_prep.errors import ConfigError
-from detect.models.checkpoint import load_checkpoint
 from detect.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -26,6 +26,7 @@ from detect.distributed import (
     dist_info_from_env,
     wrap_model,
 )
+from detect.models.checkpoint import load_checkpoint
 from tests.detect.train_fixtures import TINY_OVERRIDES, make_rsna, tiny_config_dict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -56,10 +57,13 @@ def test_torchrun_variables_are_read(monkeypatch):
     assert (info.rank, info.world_size, info.local_rank, info.is_main, info.is_distributed) == (3, 4, 1, False, True)
 
 
-@pytest.mark.parametrize("rank, world, message", [
-    ("2", "2", r"RANK=2 and WORLD_SIZE=2 are inconsistent"),
-    ("x", "2", r"environment variable RANK='x' must be an integer"),
-])
+@pytest.mark.parametrize(
+    "rank, world, message",
+    [
+        ("2", "2", r"RANK=2 and WORLD_SIZE=2 are inconsistent"),
+        ("x", "2", r"environment variable RANK='x' must be an integer"),
+    ],
+)
 def test_inconsistent_torchrun_variables(monkeypatch, rank, world, message):
     monkeypatch.setenv("RANK", rank)
     monkeypatch.setenv("WORLD_SIZE", world)
@@ -83,18 +87,28 @@ def rsna_dir(tmp_path_factory):
     return make_rsna(tmp_path_factory.mktemp("rsna"), n_images=20)
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, cfg_dict: dict, data_dir: str, out_dir: str, params_dir: str) -> None:
+def _ddp_worker(
+    rank: int, world_size: int, port: int, cfg_dict: dict, data_dir: str, out_dir: str, params_dir: str
+) -> None:
     """One torchrun-like process: environment as torchrun sets it, then the ordinary entry point."""
-    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world_size), "LOCAL_RANK": str(rank),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "WORLD_SIZE": str(world_size),
+            "LOCAL_RANK": str(rank),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     torch.set_num_threads(1)
     from detect.config import config_from_dict
     from detect.training.trainer import run_training
 
     result = run_training(config_from_dict(cfg_dict), [data_dir], out_dir=out_dir, log=lambda _line: None)
     assert result.rank == rank
-    torch.save({name: p.detach().clone() for name, p in result.model.named_parameters()},
-               Path(params_dir) / f"rank{rank}.pt")
+    torch.save(
+        {name: p.detach().clone() for name, p in result.model.named_parameters()}, Path(params_dir) / f"rank{rank}.pt"
+    )
 
 
 def test_two_processes_keep_identical_parameters(rsna_dir, tmp_path):
@@ -102,8 +116,9 @@ def test_two_processes_keep_identical_parameters(rsna_dir, tmp_path):
     params_dir = tmp_path / "params"
     params_dir.mkdir()
     cfg_dict = tiny_config_dict("train.epochs=1", "train.max_steps_per_epoch=2", "train.batch_size=2")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg_dict, str(rsna_dir), str(out), str(params_dir)),
-             nprocs=2, join=True)
+    mp.spawn(
+        _ddp_worker, args=(2, _free_port(), cfg_dict, str(rsna_dir), str(out), str(params_dir)), nprocs=2, join=True
+    )
 
     rank0 = torch.load(params_dir / "rank0.pt", weights_only=True)
     rank1 = torch.load(params_dir / "rank1.pt", weights_only=True)
@@ -133,11 +148,19 @@ def test_two_processes_train_a_classifier_through_the_phase_switch(rsna_dir, tmp
     out = tmp_path / "run"
     params_dir = tmp_path / "params"
     params_dir.mkdir()
-    cfg_dict = tiny_config_dict("model.name=basic_cnn", "model.trainable_backbone_layers=5", "task=rsna2",
-                                "train.monitor=val_roc_auc", "train.epochs=2", "train.freeze_backbone_epochs=1",
-                                "train.max_steps_per_epoch=2", "train.batch_size=2")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg_dict, str(rsna_dir), str(out), str(params_dir)),
-             nprocs=2, join=True)
+    cfg_dict = tiny_config_dict(
+        "model.name=basic_cnn",
+        "model.trainable_backbone_layers=5",
+        "task=rsna2",
+        "train.monitor=val_roc_auc",
+        "train.epochs=2",
+        "train.freeze_backbone_epochs=1",
+        "train.max_steps_per_epoch=2",
+        "train.batch_size=2",
+    )
+    mp.spawn(
+        _ddp_worker, args=(2, _free_port(), cfg_dict, str(rsna_dir), str(out), str(params_dir)), nprocs=2, join=True
+    )
     rank0 = torch.load(params_dir / "rank0.pt", weights_only=True)
     rank1 = torch.load(params_dir / "rank1.pt", weights_only=True)
     for name in rank0:
@@ -159,14 +182,27 @@ def test_torchrun_cli(rsna_dir, tmp_path):
         pytest.skip("torchrun is not installed next to this python")
     out = tmp_path / "run"
     settings = [*TINY_OVERRIDES, "train.epochs=1", "train.max_steps_per_epoch=1", "train.batch_size=2"]
-    command = [str(torchrun), "--standalone", "--nproc_per_node=2", "cli.py", "train", "--config", "configs/demo.yaml",
-               "--data", str(rsna_dir), "--out", str(out)]
+    command = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "cli.py",
+        "train",
+        "--config",
+        "configs/demo.yaml",
+        "--data",
+        str(rsna_dir),
+        "--out",
+        str(out),
+    ]
     for setting in settings:
         command += ["--set", setting]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    final_lines = [line for line in proc.stdout.splitlines() if line.startswith("best epoch") or line.startswith("no finite")]
+    final_lines = [
+        line for line in proc.stdout.splitlines() if line.startswith("best epoch") or line.startswith("no finite")
+    ]
     assert len(final_lines) == 1, proc.stdout  # rank 0 alone prints
     assert "x 2 processes" in proc.stdout
     assert load_checkpoint(out / "checkpoints" / "last.pt")["global_step"] == 1

@@ -1,5 +1,6 @@
 """detect.training.engine: validation predicts through the one predictor, maps back to ORIGINAL
 pixels, and scores each dataset at its own operating point."""
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,13 @@ class _StubDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         record = self.records[index]
         scale = SIZE_PX / max(record.height, record.width)
-        target = {"image_index": torch.tensor(index), "scale": torch.tensor(scale),
-                  "orig_size": torch.tensor([record.height, record.width]),
-                  "boxes": torch.as_tensor(record.boxes_xyxy * scale), "labels": torch.ones(len(record.boxes_xyxy), dtype=torch.int64)}
+        target = {
+            "image_index": torch.tensor(index),
+            "scale": torch.tensor(scale),
+            "orig_size": torch.tensor([record.height, record.width]),
+            "boxes": torch.as_tensor(record.boxes_xyxy * scale),
+            "labels": torch.ones(len(record.boxes_xyxy), dtype=torch.int64),
+        }
         return torch.full((3, SIZE_PX, SIZE_PX), float(index)), target
 
 
@@ -59,21 +64,56 @@ class _OracleModel(torch.nn.Module):
             if self.extra is not None and index == 0:
                 boxes = torch.cat([boxes, torch.tensor([self.extra], dtype=torch.float32)])
                 scores = torch.cat([scores, torch.tensor([0.2])])
-            outputs.append({"boxes": boxes, "scores": scores, "labels": torch.ones(boxes.shape[0], dtype=torch.int64),
-                            "pneumonia_prob": torch.tensor(self.probs[index]),
-                            "rsna_class_probs": torch.full((3,), 1 / 3), "subtype_probs": torch.full((3,), 1 / 3)})
+            outputs.append(
+                {
+                    "boxes": boxes,
+                    "scores": scores,
+                    "labels": torch.ones(boxes.shape[0], dtype=torch.int64),
+                    "pneumonia_prob": torch.tensor(self.probs[index]),
+                    "rsna_class_probs": torch.full((3,), 1 / 3),
+                    "subtype_probs": torch.full((3,), 1 / 3),
+                }
+            )
         return outputs
 
 
 def _records() -> list[ImageRecord]:
     return [
         # 100 high, 200 wide: scale 64 / 200 = 0.32, the image fills the top of the square.
-        ImageRecord(image_id="pos", dataset="rsna", path="pos.dcm", patient_id="pos", target=1, has_box_labels=True,
-                    boxes_xyxy=np.array([[20, 10, 120, 90]], np.float32), rsna_class="Lung Opacity", height=100, width=200),
-        ImageRecord(image_id="neg", dataset="rsna", path="neg.dcm", patient_id="neg", target=0, has_box_labels=True,
-                    rsna_class="Normal", height=128, width=128),
-        ImageRecord(image_id="train/PNEUMONIA/person1_virus_1", dataset="kermany", path="k.jpeg", patient_id="person1",
-                    target=1, has_box_labels=False, subtype="viral", height=300, width=400),
+        ImageRecord(
+            image_id="pos",
+            dataset="rsna",
+            path="pos.dcm",
+            patient_id="pos",
+            target=1,
+            has_box_labels=True,
+            boxes_xyxy=np.array([[20, 10, 120, 90]], np.float32),
+            rsna_class="Lung Opacity",
+            height=100,
+            width=200,
+        ),
+        ImageRecord(
+            image_id="neg",
+            dataset="rsna",
+            path="neg.dcm",
+            patient_id="neg",
+            target=0,
+            has_box_labels=True,
+            rsna_class="Normal",
+            height=128,
+            width=128,
+        ),
+        ImageRecord(
+            image_id="train/PNEUMONIA/person1_virus_1",
+            dataset="kermany",
+            path="k.jpeg",
+            patient_id="person1",
+            target=1,
+            has_box_labels=False,
+            subtype="viral",
+            height=300,
+            width=400,
+        ),
     ]
 
 
@@ -113,8 +153,17 @@ def test_perfect_model_scores_one_and_kermany_is_left_out_of_detection():
 def test_each_dataset_is_decided_at_its_own_threshold():
     """RSNA calls at 0.9 and Kermany at 0.3: one pooled threshold could not get both right."""
     records = _records() + [
-        ImageRecord(image_id="train/NORMAL/IM-0001-0001", dataset="kermany", path="n.jpeg", patient_id="IM-0001",
-                    target=0, has_box_labels=False, subtype="normal", height=300, width=400),
+        ImageRecord(
+            image_id="train/NORMAL/IM-0001-0001",
+            dataset="kermany",
+            path="n.jpeg",
+            patient_id="IM-0001",
+            target=0,
+            has_box_labels=False,
+            subtype="normal",
+            height=300,
+            width=400,
+        ),
     ]
     # rsna: pos 0.9 > neg 0.85; kermany: pos 0.3 > neg 0.2. Pooled, the Kermany positive (0.3)
     # ranks below the RSNA negative (0.85): no single threshold separates all four.

@@ -1,4 +1,5 @@
 """detect.training.optim: schedules with hand-worked numbers, no decay on norms and biases."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,9 @@ def test_cosine_schedule_with_warmup_hand_numbers():
 
 
 def test_step_schedule_hand_numbers():
-    factor = lr_factor_fn(TrainConfig(schedule="step", epochs=3, warmup_steps=0, step_epochs=(1, 2), gamma=0.1),
-                          steps_per_epoch=5)
+    factor = lr_factor_fn(
+        TrainConfig(schedule="step", epochs=3, warmup_steps=0, step_epochs=(1, 2), gamma=0.1), steps_per_epoch=5
+    )
     assert [factor(s) for s in (0, 4, 5, 9, 10, 14)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
 
 
@@ -41,7 +43,9 @@ def test_plateau_schedule_lowers_lr_when_the_metric_stalls():
 
 @pytest.mark.parametrize("name", ["sgd", "adamw"])
 def test_no_weight_decay_on_norms_and_biases(name):
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Flatten(), torch.nn.LazyLinear(2)
+    )
     model(torch.zeros(1, 1, 5, 5))
     optimizer = build_optimizer(model, TrainConfig(optimizer=name, lr=0.1, weight_decay=0.01))
     expected = torch.optim.SGD if name == "sgd" else torch.optim.AdamW

@@ -5,6 +5,7 @@ last.pt records as best, no temporary file left.
 In-process interruptions (an exception where the kill would land) pin down each repair with
 scripted validation metrics; the subprocess test then kills a real `detect train` with SIGKILL.
 """
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,13 @@ def _epochs_in_csv(run_dir: Path) -> list[int]:
 
 
 def _temp_files(run_dir: Path) -> list[str]:
-    return [p.name for folder in (run_dir, run_dir / "checkpoints") if folder.is_dir()
-            for p in folder.iterdir() if is_temp_name(p.name)]
+    return [
+        p.name
+        for folder in (run_dir, run_dir / "checkpoints")
+        if folder.is_dir()
+        for p in folder.iterdir()
+        if is_temp_name(p.name)
+    ]
 
 
 def assert_consistent(run_dir: Path, epochs: int) -> dict:
@@ -61,9 +67,12 @@ def assert_consistent(run_dir: Path, epochs: int) -> dict:
 
 def _scripted_validation(monkeypatch, map50_by_epoch: list[float]) -> None:
     def fake_evaluate(model, loader, device, *, epoch, **kwargs):
-        return ValidationResult(metrics={"map50": map50_by_epoch[epoch - 1], "f1": 0.5},
-                                operating_points={"rsna": OperatingPoint("rsna", 0.4, "scripted")},
-                                records=[], predictions=[])
+        return ValidationResult(
+            metrics={"map50": map50_by_epoch[epoch - 1], "f1": 0.5},
+            operating_points={"rsna": OperatingPoint("rsna", 0.4, "scripted")},
+            records=[],
+            predictions=[],
+        )
 
     monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
 
@@ -83,12 +92,16 @@ def _interrupt(monkeypatch, name: str, when) -> None:
 FAST = ("train.epochs=3", "train.max_steps_per_epoch=1")
 
 
-@pytest.mark.parametrize("map50_by_epoch, stopped_in_epoch, expected_best", [
-    ([0.0, 0.0, 0.0], 1, 1),  # only epoch 1 improves; best.pt never got written
-    ([0.1, 0.5, 0.2], 2, 2),  # best.pt still holds epoch 1 while last.pt says epoch 2 is the best
-])
+@pytest.mark.parametrize(
+    "map50_by_epoch, stopped_in_epoch, expected_best",
+    [
+        ([0.0, 0.0, 0.0], 1, 1),  # only epoch 1 improves; best.pt never got written
+        ([0.1, 0.5, 0.2], 2, 2),  # best.pt still holds epoch 1 while last.pt says epoch 2 is the best
+    ],
+)
 def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(
-        rsna_dir, tmp_path, monkeypatch, map50_by_epoch, stopped_in_epoch, expected_best):
+    rsna_dir, tmp_path, monkeypatch, map50_by_epoch, stopped_in_epoch, expected_best
+):
     _scripted_validation(monkeypatch, map50_by_epoch)
     run_dir = tmp_path / "run"
     copies = []
@@ -101,8 +114,10 @@ def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(
 
     lines: list[str] = []
     result = run_training(None, [], out_dir=run_dir, resume=True, log=lines.append)
-    assert any(line.startswith(f"{run_dir / 'checkpoints' / 'best.pt'}: restored from last.pt (epoch "
-                               f"{stopped_in_epoch}") for line in lines), lines
+    assert any(
+        line.startswith(f"{run_dir / 'checkpoints' / 'best.pt'}: restored from last.pt (epoch {stopped_in_epoch}")
+        for line in lines
+    ), lines
     assert not any("was never finite" in line for line in lines), lines
     assert result.best_epoch == expected_best
     assert result.best_metrics["val_map50"] == pytest.approx(max(map50_by_epoch))
@@ -126,8 +141,9 @@ def test_a_kill_after_the_csv_row_and_before_last_pt_runs_that_epoch_once_more(r
 def test_resume_rebuilds_a_lost_metrics_csv_and_removes_stale_temporary_files(rsna_dir, tmp_path, monkeypatch):
     _scripted_validation(monkeypatch, [0.1, 0.2, 0.3])
     run_dir = tmp_path / "run"
-    run_training(tiny_config("train.epochs=2", "train.max_steps_per_epoch=1"), [rsna_dir], out_dir=run_dir,
-                 log=lambda _: None)
+    run_training(
+        tiny_config("train.epochs=2", "train.max_steps_per_epoch=1"), [rsna_dir], out_dir=run_dir, log=lambda _: None
+    )
     (run_dir / "metrics.csv").unlink()
     left = []
     for folder, name in ((run_dir, "metrics.csv"), (run_dir / "checkpoints", "last.pt")):
@@ -146,21 +162,40 @@ def test_resume_rebuilds_a_lost_metrics_csv_and_removes_stale_temporary_files(rs
 # ------------------------------------------------------------------- a real SIGKILL, in a subprocess
 
 
-@pytest.mark.parametrize("instant, epoch", [
-    ("after_last", 1),  # between last.pt and best.pt: epoch 1 always improves val_loss (from nan)
-    ("after_best", 1),
-    ("after_csv", 2),  # metrics.csv has epoch 2's row, last.pt is still epoch 1's
-    ("mid_last", 2),  # killed inside last.pt's write: a temporary file is left
-])
+@pytest.mark.parametrize(
+    "instant, epoch",
+    [
+        ("after_last", 1),  # between last.pt and best.pt: epoch 1 always improves val_loss (from nan)
+        ("after_best", 1),
+        ("after_csv", 2),  # metrics.csv has epoch 2's row, last.pt is still epoch 1's
+        ("mid_last", 2),  # killed inside last.pt's write: a temporary file is left
+    ],
+)
 def test_detect_train_killed_at_an_epoch_end_resumes_into_a_consistent_run_folder(rsna_dir, tmp_path, instant, epoch):
     recipe = tmp_path / "tiny.yaml"
     save_config(tiny_config("train.monitor=val_loss"), recipe)
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     killed = subprocess.run(
-        [sys.executable, "-m", "tests.detect.training.kill_at", instant, str(epoch),
-         "train", "--config", str(recipe), "--data", str(rsna_dir), "--out", str(run_dir)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "tests.detect.training.kill_at",
+            instant,
+            str(epoch),
+            "train",
+            "--config",
+            str(recipe),
+            "--data",
+            str(rsna_dir),
+            "--out",
+            str(run_dir),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
@@ -184,8 +219,9 @@ def test_a_last_pt_without_a_history_resumes_from_the_csv_cut_after_its_epoch(rs
 
     _scripted_validation(monkeypatch, [0.1, 0.2, 0.3])
     run_dir = tmp_path / "run"
-    run_training(tiny_config("train.epochs=2", "train.max_steps_per_epoch=1"), [rsna_dir], out_dir=run_dir,
-                 log=lambda _: None)
+    run_training(
+        tiny_config("train.epochs=2", "train.max_steps_per_epoch=1"), [rsna_dir], out_dir=run_dir, log=lambda _: None
+    )
     last_path = run_dir / "checkpoints" / "last.pt"
     state = torch.load(last_path, weights_only=True)
     del state["extra"]["metrics_history"], state["extra"]["best_metrics"]

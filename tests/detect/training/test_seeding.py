@@ -1,4 +1,5 @@
 """detect.training.seeding: RNG states survive a checkpoint, so --resume continues the same streams."""
+
 import random
 
 import numpy as np

@@ -1,4 +1,5 @@
 """detect.training.skipped_files: bad_files.csv is for people, so formula-like cells are neutralised."""
+
 from __future__ import annotations
 
 from data_prep.records import BadFile

@@ -2,6 +2,7 @@
 
 Tiny runs: synthetic RSNA at 128 px, MobileNetV3-FPN at 64 px, 2 steps per epoch, on the CPU.
 """
+
 from __future__ import annotations
 
 import csv
@@ -61,9 +62,23 @@ def test_run_writes_config_metrics_and_checkpoints(straight_run):
     rows = _csv_rows(run_dir / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert [r["global_step"] for r in rows] == ["2", "4"]
-    for column in ("lr", "train_loss", "train_loss_classifier", "train_loss_box_reg", "train_loss_objectness",
-                   "train_loss_rpn_box_reg", "train_loss_image_classifier", "val_map50", "val_map", "val_rsna_score",
-                   "val_f1", "val_roc_auc", "val_threshold_rsna", "epoch_time_s", "train_images_per_s"):
+    for column in (
+        "lr",
+        "train_loss",
+        "train_loss_classifier",
+        "train_loss_box_reg",
+        "train_loss_objectness",
+        "train_loss_rpn_box_reg",
+        "train_loss_image_classifier",
+        "val_map50",
+        "val_map",
+        "val_rsna_score",
+        "val_f1",
+        "val_roc_auc",
+        "val_threshold_rsna",
+        "epoch_time_s",
+        "train_images_per_s",
+    ):
         assert column in rows[0], column
     assert all(math.isfinite(float(r["train_loss"])) for r in rows)
     # the loss columns add up: train_loss is the sum of the components
@@ -124,8 +139,9 @@ def test_resume_continues_exactly_where_it_stopped(straight_run, rsna_dir, tmp_p
     for name, tensor in a["model"].items():  # CPU, no workers: the same batches, the same weights
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
     for key, state in a["optimizer"]["state"].items():
-        torch.testing.assert_close(b["optimizer"]["state"][key]["momentum_buffer"], state["momentum_buffer"],
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            b["optimizer"]["state"][key]["momentum_buffer"], state["momentum_buffer"], rtol=1e-5, atol=1e-6
+        )
     assert [r["epoch"] for r in _csv_rows(out / "metrics.csv")] == ["1", "2"]
 
 
@@ -160,7 +176,10 @@ def test_resume_without_a_checkpoint(rsna_dir, tmp_path):
 def test_unknown_yaml_key_is_named(tmp_path, rsna_dir):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("name: x\ntrain:\n  lrr: 0.1\n")
-    with pytest.raises(ConfigError, match=r"recipe\.yaml: unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"recipe\.yaml: unknown config key 'train\.lrr' \(did you mean 'train\.lr'\?\); valid keys in train: amp, ",
+    ):
         run_training(recipe, [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
 
 
@@ -223,9 +242,14 @@ class _NanGradient(torch.autograd.Function):
 
 
 def test_non_finite_gradient_stops_training_before_it_reaches_the_weights(rsna_dir, tmp_path, monkeypatch):
-    _patch_training_losses(monkeypatch, lambda out: {**out, "loss_image_classifier": _NanGradient.apply(out["loss_image_classifier"])})
-    with pytest.raises(TrainingDivergedError, match=r"^non-finite gradient at step 1 \(epoch 1\) with finite losses "
-                                                    r"loss_box_reg=.*; lower train\.lr \(now 1e-05\)"):
+    _patch_training_losses(
+        monkeypatch, lambda out: {**out, "loss_image_classifier": _NanGradient.apply(out["loss_image_classifier"])}
+    )
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^non-finite gradient at step 1 \(epoch 1\) with finite losses "
+        r"loss_box_reg=.*; lower train\.lr \(now 1e-05\)",
+    ):
         run_training(tiny_config(), [rsna_dir], out_dir=tmp_path / "run", log=SILENT)
 
 
@@ -233,8 +257,12 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(rsn
     scores = iter([0.3, 0.5, 0.4, 0.9, 0.9])
 
     def fake_evaluate(model, loader, device, **kwargs):
-        return ValidationResult(metrics={"map50": next(scores), "f1": 0.5},
-                                operating_points={"rsna": OperatingPoint("rsna", 0.4, "fake")}, records=[], predictions=[])
+        return ValidationResult(
+            metrics={"map50": next(scores), "f1": 0.5},
+            operating_points={"rsna": OperatingPoint("rsna", 0.4, "fake")},
+            records=[],
+            predictions=[],
+        )
 
     monkeypatch.setattr(engine_module, "evaluate", fake_evaluate)  # what validate() calls
     cfg = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.early_stop_patience=1")
@@ -243,7 +271,9 @@ def test_early_stopping_stops_after_patience_evaluations_without_improvement(rsn
     assert result.stopped_early and result.epochs_run == 3 and result.global_step == 3
     assert result.best_epoch == 2 and result.best_metrics["val_map50"] == pytest.approx(0.5)
     assert load_checkpoint(result.best_checkpoint)["epoch"] == 2
-    assert load_checkpoint(result.best_checkpoint)["extra"]["operating_points"]["rsna"]["threshold"] == pytest.approx(0.4)
+    assert load_checkpoint(result.best_checkpoint)["extra"]["operating_points"]["rsna"]["threshold"] == pytest.approx(
+        0.4
+    )
     assert load_checkpoint(result.last_checkpoint)["epoch"] == 3
     assert [r["val_map50"] for r in _csv_rows(result.run_dir / "metrics.csv")] == ["0.3", "0.5", "0.4"]
     assert lines[-1] == "early stop: val_map50 has not improved for 1 evaluations (best 0.5000 at epoch 2)"
@@ -323,9 +353,13 @@ class _FakeClock:
         return self.now_s
 
 
-def test_max_minutes_stops_at_the_end_of_the_epoch_it_runs_out_in_and_resume_keeps_the_count(rsna_dir, tmp_path, monkeypatch):
+def test_max_minutes_stops_at_the_end_of_the_epoch_it_runs_out_in_and_resume_keeps_the_count(
+    rsna_dir, tmp_path, monkeypatch
+):
     monkeypatch.setattr(train_module, "time", _FakeClock())
-    cfg = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=1", "train.eval_every_epochs=5")
+    cfg = tiny_config(
+        "train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=1", "train.eval_every_epochs=5"
+    )
     lines: list[str] = []
     result = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", log=lines.append)
     # epoch 1: 50 s at the check (< 60), 100 s in all; epoch 2: 100 + 50 s at the check -> stop after it
@@ -339,7 +373,9 @@ def test_max_minutes_stops_at_the_end_of_the_epoch_it_runs_out_in_and_resume_kee
     again = run_training(cfg, [rsna_dir], out_dir=tmp_path / "run", resume=True, log=SILENT)
     assert again.stopped_on_time and again.epochs_run == 0 and again.global_step == 2
 
-    more = tiny_config("train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=4", "train.eval_every_epochs=5")
+    more = tiny_config(
+        "train.epochs=5", "train.max_steps_per_epoch=1", "train.max_minutes=4", "train.eval_every_epochs=5"
+    )
     longer = run_training(more, [rsna_dir], out_dir=tmp_path / "run", resume=True, log=SILENT)
     # 200 s spent; epoch 3 checks at 250 s (< 240? no: 250 >= 240) -> stops after epoch 3
     assert longer.stopped_on_time and longer.epochs_run == 1 and longer.global_step == 3

@@ -1,4 +1,5 @@
 """TensorBoard's val PR / ROC curves and prediction grid, written by a real SummaryWriter and read back."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,10 +21,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR AS")
 
 
 def _prediction(record, probability: float) -> RawPrediction:
-    return RawPrediction(width_px=record.width, height_px=record.height,
-                         boxes_xyxy=np.array([[10, 10, 50, 60]], dtype=np.float32), scores=np.array([0.9], dtype=np.float32),
-                         class_probabilities=np.full(3, 1 / 3), subtype_probabilities=np.full(3, 1 / 3),
-                         pneumonia_probability=probability)
+    return RawPrediction(
+        width_px=record.width,
+        height_px=record.height,
+        boxes_xyxy=np.array([[10, 10, 50, 60]], dtype=np.float32),
+        scores=np.array([0.9], dtype=np.float32),
+        class_probabilities=np.full(3, 1 / 3),
+        subtype_probabilities=np.full(3, 1 / 3),
+        pneumonia_probability=probability,
+    )
 
 
 def test_curves_and_grid_reach_tensorboard(tmp_path):
