@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from data_prep.errors import ConfigError
-from detect.config import Config, config_from_dict, config_to_dict, parse_override
+from detect.config import Config, config_from_dict, config_to_dict
+from detect.recipe import parse_override
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._=-]+")
 
