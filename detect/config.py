@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from data_prep.errors import ConfigError
 from data_prep.own_labels import UNANNOTATED_CHOICES, parse_label_map
 from data_prep.tasks import CLASSIFICATION_TASKS, DETECTION_TASK, TASKS, num_outputs
 from detect.config_checks import Checks as _Checks
-from detect.config_checks import nearest_key
+from detect.config_checks import build_dataclass, deep_copy
 from detect.model_facts import LOSSES, ModelFacts, get_model_facts, is_classifier
 from detect.recipe import check_config_shape, read_recipe, shown, split_override
 
@@ -436,66 +434,6 @@ class Config:
 # ---------------------------------------------------------------------------------------------
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Check and convert one YAML value to the field's type, or raise ConfigError naming `key`."""
-    origin = typing.get_origin(annotation)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {type(value).__name__}")
-        return _build(annotation, value, prefix=f"{key}.")
-    if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(annotation)
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key '{key}' must be a list, got {shown(value)}")
-        return tuple(_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(value, args[0], key)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"config key '{key}' must be true or false, got {shown(value)}")
-    if annotation is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if abs(value) >= 2**63:
-                raise ConfigError(f"config key '{key}' is too large (more than 18 digits): {shown(value)}")
-            return value
-        raise ConfigError(f"config key '{key}' must be an integer, got {shown(value)}")
-    if annotation is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if isinstance(value, int) and abs(value) >= 10**300:  # float() would overflow
-                raise ConfigError(f"config key '{key}' is too large (more than 300 digits): {shown(value)}")
-            return float(value)
-        raise ConfigError(f"config key '{key}' must be a number, got {shown(value)}")
-    if annotation is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"config key '{key}' must be a string, got {shown(value)}")
-    raise ConfigError(f"config key '{key}' has an unsupported type {annotation!r}")  # pragma: no cover
-
-
-def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
-    types_by_name = _field_types(cls)
-    unknown = sorted((set(values) - set(types_by_name)), key=str)
-    if unknown:
-        valid = ", ".join(sorted(types_by_name))
-        key = f"{prefix}{unknown[0]}"
-        nearest = nearest_key(key, Config)
-        hint = f" (did you mean '{nearest}'?)" if nearest else ""
-        raise ConfigError(
-            f"unknown config key {shown(key)}{hint}; valid keys{' in ' + prefix.rstrip('.') if prefix else ''}: {valid}"
-        )
-    kwargs = {name: _coerce(v, types_by_name[name], f"{prefix}{name}") for name, v in values.items()}
-    return cls(**kwargs)
-
-
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists), suitable for YAML/JSON and checkpoints."""
 
@@ -515,7 +453,7 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
     the same check guards recipes, --set values and the configs stored in checkpoints. With `flag`
     (e.g. "--set"), an error about an overridden key names the override it came from."""
     check_config_shape(values)
-    merged = _deep_copy(values or {})
+    merged = deep_copy(values or {})
     given: dict[str, str] = {}
     for text in overrides:
         path, value = split_override(text)
@@ -529,16 +467,12 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
         given[".".join(path)] = text
     check_config_shape(merged)
     try:
-        return _build(Config, merged)
+        return build_dataclass(Config, merged, root=Config)
     except ConfigError as exc:
         named = re.search(r"config key '([^'\[]+)", str(exc))
         if flag and named and named.group(1) in given:
             raise ConfigError(f"{flag} {given[named.group(1)]}: {exc}") from None
         raise
-
-
-def _deep_copy(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in d.items()}
 
 
 def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

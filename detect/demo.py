@@ -38,7 +38,8 @@ from detect.evaluation.report import to_json_safe
 from detect.inference.batch import run_inference
 from detect.predictions import PostprocessSettings
 from detect.recipe import SHIPPED_RECIPES_DIR, resolve_recipe
-from detect.training.trainer import TrainResult, format_result, prepare_for_config, run_training
+from detect.training.data_setup import prepare_for_config
+from detect.training.trainer import TrainResult, format_result, run_training
 
 REPO_CONFIGS = SHIPPED_RECIPES_DIR  # the recipes shipped in the package (configs/ in a checkout)
 

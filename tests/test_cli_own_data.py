@@ -175,7 +175,7 @@ def test_a_classifier_trains_and_evaluates_on_own_data(trained):
 
 
 def test_the_recipe_carries_the_label_map_when_training_prepares_on_the_fly(tmp_path):
-    from detect.training.trainer import prepare_for_config
+    from detect.training.data_setup import prepare_for_config
     from tests.detect.train_fixtures import tiny_config
 
     root = build_coco_folder(tmp_path / "coco")

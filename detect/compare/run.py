@@ -35,7 +35,8 @@ from detect.evaluation.report import to_json_safe
 from detect.evaluation.stats import ConfidenceInterval, DeLongResult, McNemarResult, delong_test, mcnemar_test
 from detect.inference.predictor import load_predictor
 from detect.tracking import log_outputs, parent_run
-from detect.training.trainer import check_data_dirs, run_training
+from detect.training.data_setup import check_data_dirs
+from detect.training.trainer import run_training
 
 RESULT_VERSION = 1
 

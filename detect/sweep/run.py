@@ -28,8 +28,9 @@ from detect.models.checkpoint import load_checkpoint
 from detect.sweep.grid import GridAxis, check_grid, combinations, parse_grid, run_name
 from detect.sweep.report import write_sweep_outputs
 from detect.tracking import log_outputs, parent_run
+from detect.training.data_setup import check_data_dirs
 from detect.training.engine import TrainingDivergedError
-from detect.training.trainer import check_data_dirs, run_training
+from detect.training.trainer import run_training
 
 RESULT_FILE = "sweep_result.json"
 RESULT_VERSION = 1

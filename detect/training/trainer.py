@@ -37,23 +37,16 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torch.utils.data import DataLoader, Sampler
 
 from data_prep.atomic import check_writable, copy_file_atomic
-from data_prep.cache import build_cache
-from data_prep.errors import ConfigError, DetectError
-from data_prep.manifest import PreparedDataset, find_prepared, read_manifest
-from data_prep.prepare import PrepareResult, detect_dataset_kind, format_summary, prepare_dataset
-from data_prep.records import CUSTOM_DATASET, ImageRecord
+from data_prep.errors import ConfigError
 from detect.config import Config, TrainConfig, config_from_dict, config_to_dict, load_config
-from detect.data.dataset import ManifestDataset, build_datasets, collate_detection
-from detect.data.sampling import EpochSampler, build_train_sampler, derive_seed
+from detect.data.sampling import derive_seed
 from detect.devices import resolve_device
 from detect.distributed import (
     DistInfo,
     all_gather_objects,
     barrier,
-    broadcast_object,
     destroy_distributed,
     dist_info_from_env,
     init_distributed,
@@ -64,6 +57,7 @@ from detect.models.checkpoint import config_of_checkpoint, load_checkpoint, save
 from detect.models.classifiers import ImageClassifier
 from detect.models.losses import build_classification_loss
 from detect.models.weights import check_weights_available
+from detect.training.data_setup import Loaders, build_loaders, check_data_dirs, main_then_share
 from detect.training.engine import dataset_of, format_epoch, train_one_epoch, validate
 from detect.training.optim import (
     backbone_frozen_in,
@@ -74,7 +68,7 @@ from detect.training.optim import (
     start_finetuning,
 )
 from detect.training.run_folder import RunFolderExistsError, RunWriter, check_resume_config, ensure_best
-from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything, seed_worker
+from detect.training.seeding import capture_rng_states, restore_rng_states, seed_everything
 from detect.training.skipped_files import SkippedFiles
 
 
@@ -161,126 +155,6 @@ def resolve_config(config: Config | str | Path | None, overrides: Sequence[str],
     return load_config(config, list(overrides))
 
 
-def build_loader(
-    dataset: ManifestDataset,
-    cfg: Config,
-    device: torch.device,
-    *,
-    sampler: Sampler | None = None,
-    drop_last: bool = False,
-    seed: int = 0,
-) -> DataLoader:
-    workers = cfg.data.num_workers
-    return DataLoader(
-        dataset,
-        batch_size=cfg.train.batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate_detection,
-        pin_memory=device.type == "cuda",
-        drop_last=drop_last,
-        persistent_workers=workers > 0,
-        worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def _main_then_share(info: DistInfo, work: Callable[[], Any]) -> Any:
-    """Run `work` on rank 0 and hand its result (or its DetectError) to every rank.
-
-    The broadcast doubles as a barrier, and an error on rank 0 reaches the other ranks
-    instead of leaving them waiting forever.
-    """
-    result, error = None, None
-    if info.is_main:
-        try:
-            result = work()
-        except DetectError as exc:
-            if not info.is_distributed:
-                raise
-            error = exc
-    shared = broadcast_object((result, None if error is None else str(error)))
-    if error is not None:
-        raise error
-    if shared[1] is not None:
-        raise DetectError(shared[1])
-    return shared[0]
-
-
-def prepare_for_config(data_dir: str | Path, cfg: Config, *, workers: int) -> PrepareResult:
-    """`detect prepare` with the recipe's split fractions, split seed and cache size (and, for a
-    folder of one's own images, its data.label_map and data.unannotated)."""
-    own = detect_dataset_kind(data_dir) == CUSTOM_DATASET
-    return prepare_dataset(
-        data_dir,
-        label_map=cfg.data.label_map if own else None,
-        unannotated=(cfg.data.unannotated or None) if own else None,
-        cache=cfg.data.use_cache,
-        image_size_px=cfg.data.image_size_px,
-        val_fraction=cfg.data.val_fraction,
-        test_fraction=cfg.data.test_fraction,
-        seed=cfg.data.split_seed,
-        workers=workers,
-        max_pixels=cfg.data.max_image_pixels,
-    )
-
-
-def check_data_dirs(data_dirs: Sequence[str | Path]) -> None:
-    if not data_dirs:
-        raise ConfigError(
-            "no dataset given: pass --data DIR (an RSNA or Kermany root as unzipped from Kaggle, or a prepared folder)"
-        )
-    for data_dir in data_dirs:
-        if not Path(data_dir).is_dir():
-            raise ConfigError(f"--data {data_dir}: folder not found")
-
-
-def prepare_data(
-    data_dirs: Sequence[str | Path], cfg: Config, info: DistInfo, log: Callable[[str], None]
-) -> list[PreparedDataset]:
-    """Each --data folder's PreparedDataset, running `detect prepare` (rank 0) where none exists,
-    and building the image cache at data.image_size_px when data.use_cache."""
-    check_data_dirs(data_dirs)
-
-    def prepare_missing() -> None:
-        for data_dir in data_dirs:
-            if find_prepared(data_dir) is None:
-                log(f"{data_dir}: no manifest yet, preparing it (as `detect prepare` would)")
-                result = prepare_for_config(data_dir, cfg, workers=max(1, cfg.data.num_workers))
-                log(format_summary(result))
-            elif cfg.data.use_cache:
-                prepared = read_manifest(data_dir)
-                cache = build_cache(
-                    prepared,
-                    cfg.data.image_size_px,
-                    workers=max(1, cfg.data.num_workers),
-                    max_pixels=cfg.data.max_image_pixels,
-                )
-                if cache.n_written or cache.bad_files:
-                    log(
-                        f"{prepared.prepared_dir}: cached {cache.n_written} images at {cache.size_px} px"
-                        + (f", {len(cache.bad_files)} unreadable (skipped)" if cache.bad_files else "")
-                    )
-
-    _main_then_share(info, prepare_missing)
-    return [read_manifest(data_dir) for data_dir in data_dirs]
-
-
-def _check_val_split(val_dataset: ManifestDataset | None, cfg: Config, data_dirs: Sequence[str | Path]) -> None:
-    if val_dataset is None or len(val_dataset) == 0:
-        raise ConfigError(
-            f"the val split of {', '.join(map(str, data_dirs))} is empty; prepare with data.val_fraction > 0 "
-            "(delete the detect_prepared folder to prepare again)"
-        )
-    monitor = cfg.train.monitor
-    if monitor in ("val_map50", "val_rsna_score") and not any(r.has_box_labels for r in val_dataset.records):
-        raise ConfigError(
-            f"config key 'train.monitor' is '{monitor}' but the val split has no box-labelled (RSNA) images; "
-            "use val_f1 or val_loss"
-        )
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -327,45 +201,6 @@ def _load_resume_state(run_dir: Path, cfg: Config, resume: bool, device: torch.d
             "or choose a new folder with --out (or --set name=...)"
         )
     return None
-
-
-@dataclass
-class Loaders:
-    train: DataLoader
-    val: DataLoader | None  # rank 0 alone validates
-    sampler: EpochSampler
-    n_train: int
-    n_val: int
-    steps_per_epoch: int
-    train_records: list[ImageRecord] = field(default_factory=list, repr=False)  # weighted_ce counts them
-
-
-def _build_loaders(
-    data_dirs: Sequence[str | Path], cfg: Config, device: torch.device, info: DistInfo, log: Callable[[str], None]
-) -> Loaders:
-    datasets = build_datasets(prepare_data(data_dirs, cfg, info, log), cfg, skip_unreadable=True)
-    train_dataset, val_dataset = datasets.get("train"), datasets.get("val")
-    if train_dataset is None or len(train_dataset) == 0:
-        raise ConfigError(f"the train split of {', '.join(map(str, data_dirs))} is empty")
-    _check_val_split(val_dataset, cfg, data_dirs)
-    sampler = build_train_sampler(train_dataset, cfg, info.rank, info.world_size)
-    drop_last = len(sampler) >= 2 * cfg.train.batch_size  # no last batch of 1 for batch-norm, unless data is tiny
-    train_loader = build_loader(
-        train_dataset, cfg, device, sampler=sampler, drop_last=drop_last, seed=derive_seed(cfg.seed, info.rank)
-    )
-    val_loader = build_loader(val_dataset, cfg, device) if info.is_main else None
-    steps_per_epoch = len(train_loader)
-    if cfg.train.max_steps_per_epoch > 0:
-        steps_per_epoch = min(steps_per_epoch, cfg.train.max_steps_per_epoch)
-    return Loaders(
-        train_loader,
-        val_loader,
-        sampler,
-        len(train_dataset),
-        len(val_dataset),
-        steps_per_epoch,
-        train_records=list(train_dataset.records),
-    )
 
 
 def _restore(
@@ -431,7 +266,7 @@ def _train(
         data_dirs = data_dirs or list(resume_state["extra"].get("data_dirs", []))  # the run remembers its data
     check_data_dirs(data_dirs)
 
-    loaders = _build_loaders(data_dirs, cfg, device, info, log)
+    loaders = build_loaders(data_dirs, cfg, device, info, log)
     seed_everything(cfg.seed)
     model = build_model(cfg.model, cfg.data.image_size_px, task=cfg.task).to(device)
     if isinstance(model, ImageClassifier):
@@ -496,7 +331,7 @@ def _train(
             skipped = [bad for rank_skipped in all_gather_objects(stats.skipped) for bad in rank_skipped]
 
             # rank 0's clock decides, so that every rank stops after the same epoch
-            stopped_on_time = _main_then_share(
+            stopped_on_time = main_then_share(
                 info,
                 lambda: (
                     progress.train_seconds + time.monotonic() - epoch_start >= 60.0 * train_cfg.max_minutes
@@ -513,7 +348,7 @@ def _train(
                     if writer
                     else None
                 )
-                metrics, points, val_skipped = _main_then_share(
+                metrics, points, val_skipped = main_then_share(
                     info,
                     lambda: validate(
                         model,

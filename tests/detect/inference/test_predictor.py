@@ -17,8 +17,8 @@ from detect.evaluation.evaluate import predict_records
 from detect.inference.batch import run_inference
 from detect.inference.predictor import Predictor, load_predictor
 from detect.predictions import PostprocessSettings
+from detect.training.data_setup import build_loader
 from detect.training.engine import evaluate
-from detect.training.trainer import build_loader
 from tests.detect.inference.test_batch import save_tiny_checkpoint
 from tests.detect.train_fixtures import make_rsna
 
