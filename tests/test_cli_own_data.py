@@ -77,7 +77,7 @@ def test_eval_scores_an_unprepared_coco_folder_in_one_command(trained):
     assert (out / "prepared" / "coco" / "manifest.csv").is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     pneumonia = metrics["classification"]["pneumonia"]
-    assert set(pneumonia["intervals_95"]) == {"sensitivity", "specificity", "f1", "roc_auc"}
+    assert {"sensitivity", "specificity", "f1", "roc_auc"} <= set(pneumonia["intervals_95"])
     assert "map50" in metrics["detection"] and "rsna_score" in metrics["detection"]
     assert metrics["operating_points"]["custom"]["applied_to"] == "custom train"
     assert "## Classification (your images)" in (out / "report.md").read_text()

@@ -98,7 +98,8 @@ def test_require_and_its_message(monkeypatch):
         require("serve", "detect serve", ("no_such_module_here",))
     assert isinstance(caught.value, DetectError) and caught.value.exit_code == 2
     assert str(caught.value) == (
-        "detect serve needs the 'serve' extra (No module named 'no_such_module_here'): pip install \"detect[serve]\""
+        "detect serve needs the 'serve' extra (No module named 'no_such_module_here'): pip install \"detect[serve]\" "
+        '(in a clone: pip install -e ".[serve]")'
     )
 
 

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import MultiScaleRoIAlign
 
-from detect.models.detector import PneumoniaDetector, image_probability
+from detect.models.detector import PneumoniaDetector, image_probability, top_box_score
 from detect.models.roi_align import GridSampleMultiScaleRoIAlign
 
 INPUT_NAMES: tuple[str, ...] = ("images", "scale", "orig_size_hw")
@@ -115,9 +115,10 @@ class ExportableDetector(nn.Module):
         logits = self.image_head(features)
         proposals, _ = self.rpn(image_list, features)
         detections, _ = self.roi_heads(features, proposals, image_list.image_sizes)
+        # the top raw score, as the eager model takes it (before the boxes are clipped to the original)
+        top_box = torch.stack([top_box_score(detection["scores"]) for detection in detections])
         boxes, scores = self._pad_detections(detections, scale, orig_size_hw)
         num_detections = (scores >= 0).sum(dim=1)
-        top_box = scores[:, 0].clamp(min=0.0)  # sorted, padding scored -1: 0 without a box
         return (
             boxes,
             scores,

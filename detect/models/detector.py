@@ -117,7 +117,7 @@ class PneumoniaDetector(nn.Module):
         subtype_probs = image_logits["subtype"].float().softmax(dim=1)
         for i, detection in enumerate(detections):
             detection["rsna_class_probs"] = rsna_class_probs[i]
-            top_box = detection["scores"].max() if detection["scores"].numel() else pneumonia_probs.new_zeros(())
+            top_box = top_box_score(detection["scores"])
             detection["pneumonia_prob"] = image_probability(pneumonia_probs[i], top_box, self.image_probability)
             detection["subtype_probs"] = subtype_probs[i]
         return detections
@@ -143,6 +143,13 @@ class PneumoniaDetector(nn.Module):
         proposals, proposal_losses = self.rpn(image_list, features, targets)
         _, box_losses = self.roi_heads(features, proposals, image_list.image_sizes, targets)
         return {**box_losses, **proposal_losses}
+
+
+def top_box_score(scores: Tensor) -> Tensor:
+    """The highest of an image's raw box scores (in the model's input, before any clipping to
+    the original image), 0 without a box. No data-dependent branch: a traced (ONNX) graph gives
+    the same on an image with boxes and one without."""
+    return torch.cat([scores.float(), scores.new_zeros(1, dtype=torch.float32)]).max()
 
 
 def image_probability(head_prob: Tensor, top_box_score: Tensor, rule: str) -> Tensor:

@@ -47,12 +47,13 @@ MODEL_OVERRIDES = {
         "model.anchor_sizes_px=[16,32,64,128]",
     ),
     "mobilenet_v3_large_fpn": ("model.name=mobilenet_v3_large_fpn",),
-    # the pretrained CPU recipe's detector, from its packaged ImageNet weights (frozen BatchNorm
-    # with timm's fused ReLU6, TensorFlow 'same' padding computed from the input's size)
+    # the pretrained CPU recipe's detector (timm's layers: fused BatchNorm + ReLU6, TensorFlow
+    # 'same' padding from the input's size). Export rebuilds every checkpoint with weights 'none'
+    # and loads its state, so an ImageNet start exports as this one does (test_efficientnet_lite
+    # checks that rebuild predicts what the frozen-BatchNorm model predicted).
     "efficientnet_lite0_fpn": (
         "model.name=efficientnet_lite0_fpn",
-        "model.weights=imagenet",
-        "model.trainable_backbone_layers=3",
+        "model.trainable_backbone_layers=5",
         "model.roi_align_backend=grid_sample",
         "model.anchor_sizes_px=[16,32,64,128]",
     ),
