@@ -15,6 +15,7 @@ from cli import app
 from data_prep.errors import ConfigError, WeightsUnavailableError
 from detect.config import Config, ModelConfig, config_from_dict, load_config
 from detect.config_format import format_config
+from detect.training import data_setup
 from detect.training import trainer as train_module
 from tests.detect.train_fixtures import make_rsna
 
@@ -140,7 +141,7 @@ def no_data_reads(monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("data was read before the config was checked")
 
-    monkeypatch.setattr(train_module, "prepare_data", refuse)
+    monkeypatch.setattr(data_setup, "prepare_data", refuse)
     monkeypatch.setattr(pydicom, "dcmread", refuse)
 
 
