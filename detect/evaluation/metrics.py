@@ -324,6 +324,19 @@ def binary_classification_metrics(
     }
 
 
+def _cuts(truth: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(true positives, false positives, threshold) of every realisable cut y_prob >= t, highest t first.
+
+    Calling positive everything >= a value includes all ties of that value: only the last index
+    of each run of equal probabilities is a realisable cut."""
+    order = np.argsort(-prob, kind="stable")
+    prob_sorted = prob[order]
+    tp = np.cumsum(truth[order]).astype(np.float64)
+    fp = np.cumsum(1 - truth[order]).astype(np.float64)
+    last_of_run = np.append(prob_sorted[1:] != prob_sorted[:-1], True)
+    return tp[last_of_run], fp[last_of_run], prob_sorted[last_of_run]
+
+
 def f1_optimal_threshold(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float] | np.ndarray) -> float:
     """The threshold (one of the observed probabilities) that maximises F1 under y_prob >= t.
 
@@ -335,14 +348,7 @@ def f1_optimal_threshold(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[fl
     n_positive = int(truth.sum())
     if n_positive == 0:
         raise ValueError("f1_optimal_threshold needs at least one positive label; y_true has none")
-    order = np.argsort(-prob, kind="stable")
-    prob_sorted = prob[order]
-    tp = np.cumsum(truth[order]).astype(np.float64)
-    fp = np.cumsum(1 - truth[order]).astype(np.float64)
-    # Calling positive everything >= prob_sorted[i] includes all ties of that value: only the
-    # last index of each run of equal probabilities is a realisable cut.
-    last_of_run = np.append(prob_sorted[1:] != prob_sorted[:-1], True)
-    tp, fp, cut_values = tp[last_of_run], fp[last_of_run], prob_sorted[last_of_run]
+    tp, fp, cut_values = _cuts(truth, prob)
     f1 = 2 * tp / (2 * tp + fp + (n_positive - tp))
     best = int(np.flatnonzero(f1 == f1.max())[0])  # cut values descend: first = highest threshold
     return float(cut_values[best])
@@ -361,12 +367,7 @@ def youden_threshold(y_true: Sequence[int] | np.ndarray, y_prob: Sequence[float]
     n_positive, n_negative = int(truth.sum()), int((1 - truth).sum())
     if n_positive == 0 or n_negative == 0:
         raise ValueError("youden_threshold needs both classes in y_true")
-    order = np.argsort(-prob, kind="stable")
-    prob_sorted = prob[order]
-    tp = np.cumsum(truth[order]).astype(np.float64)
-    fp = np.cumsum(1 - truth[order]).astype(np.float64)
-    last_of_run = np.append(prob_sorted[1:] != prob_sorted[:-1], True)
-    tp, fp, cut_values = tp[last_of_run], fp[last_of_run], prob_sorted[last_of_run]
+    tp, fp, cut_values = _cuts(truth, prob)
     j = tp / n_positive - fp / n_negative
     best = int(np.flatnonzero(j == j.max())[0])
     return float(cut_values[best])
