@@ -91,9 +91,7 @@ def run_arm(arm: str, weights: str, data: Path, out: Path, extra: list[str]) -> 
         device="cpu",
         workers=1,
     )
-    metrics = json.loads((out / "eval" / f"{arm}-{weights}" / "metrics.json").read_text())
-    del outcome
-    flat = _flatten(metrics)
+    flat = _flatten(outcome.metrics)
     row = {
         "arm": arm,
         "weights": weights,
@@ -118,7 +116,7 @@ def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
 
 
 def _pick(flat: dict[str, object], key: str) -> float | None:
-    """The first number named `key` (at any depth) in metrics.json, None when absent or NaN."""
+    """The first number named `key` (at any depth) in the eval metrics, None when absent or NaN."""
     for name, value in flat.items():
         if name.rsplit(".", 1)[-1] == key and isinstance(value, (int, float)) and value == value:
             return float(value)
