@@ -371,6 +371,14 @@ def infer(
     tta: bool = typer.Option(
         False, "--tta/--no-tta", help="Horizontal-flip test-time augmentation (boxes merged by weighted box fusion)."
     ),
+    tta_merge: str = typer.Option(
+        "wbf",
+        "--tta-merge",
+        help="With --tta: how the two views' boxes become one set: wbf (weighted box fusion) | nms.",
+    ),
+    tta_iou: float = typer.Option(
+        0.55, "--tta-iou", help="With --tta: boxes of the two views overlapping more than this IoU are one box."
+    ),
     pneumonia_threshold: Optional[float] = typer.Option(
         None,
         "--pneumonia-threshold",
@@ -448,32 +456,40 @@ def infer(
     Exit 0 when every file was predicted; 2 when some could not be read (unless --allow-failures) or on a user error.
     Several processes or machines: torchrun --nproc_per_node=N cli.py infer ... (each rank a share, rank 0 merges).
     """
-    from data_prep.codestreams import megapixels_to_pixels
     from detect.inference.batch import run_inference
-    from detect.predictions import PostprocessSettings
+    from detect.inference.settings import InferenceSettings
 
-    settings = PostprocessSettings(
-        score_thresh=score_thresh, gate=gate, drop_below_threshold=drop_below_threshold, shrink_factor=shrink, tta=tta
-    )
-    options = dict(
-        checkpoint=checkpoint,
-        backend=backend,
-        submission_path=submission,
-        overlay_dir=overlay,
-        settings=settings,
+    settings = InferenceSettings(
+        score_thresh=score_thresh,
+        gate=gate,
+        drop_below_threshold=drop_below_threshold,
+        shrink_factor=shrink,
+        tta=tta,
+        tta_merge=tta_merge,
+        tta_iou_thresh=tta_iou,
         pneumonia_threshold=pneumonia_threshold,
         threshold_from=threshold_from,
+        backend=backend,
+        device=device,
         batch_size=batch_size,
         workers=threads if threads is not None else workers,
-        device=device,
+        max_megapixels=max_megapixels,
+        anonymize=anonymize,
+        submission_path=submission,
+        overlay_dir=overlay,
+        dicom_sr_dir=dicom_sr,
+        dicom_gsps_dir=dicom_gsps,
+        explain_dir=explain,
+    )
+    run_options = dict(
+        checkpoint=checkpoint,
+        gate_with=gate_with,
+        settings=settings,
         progress=sys.stderr.isatty(),
         resume=resume,
         glob=glob,
         log=lambda line: typer.echo(line, err=True),
         log_every_images=log_every,
-        max_pixels=megapixels_to_pixels(max_megapixels),
-        gate_with=gate_with,
-        explain_dir=explain,
     )
     if dicomweb is not None:
         from detect.inference.dicomweb_infer import run_dicomweb_inference
@@ -486,19 +502,14 @@ def infer(
             study or "",
             out_path=out,
             stow=stow,
-            dicom_sr_dir=dicom_sr,
-            dicom_gsps_dir=dicom_gsps,
-            anonymize=anonymize,
             limits=DicomWebLimits(follow_other_hosts=dicomweb_follow_redirects),
-            **options,
+            **run_options,
         )
         result = remote.inference
     else:
         if study is not None or stow or dicomweb_follow_redirects:
             raise DetectError("--study, --stow and --dicomweb-follow-redirects go with --dicomweb URL")
-        result = run_inference(
-            paths or [], out_path=out, dicom_sr_dir=dicom_sr, dicom_gsps_dir=dicom_gsps, anonymize=anonymize, **options
-        )
+        result = run_inference(paths or [], out_path=out, **run_options)
     for problem in result.problems:
         echo_problem("warning", problem)
     for failure in result.failures:
@@ -805,7 +816,7 @@ def serve(
     device: str = typer.Option("auto", "--device", help="auto (GPU when present) | cpu | cuda | cuda:N."),
 ) -> None:
     """Serve the model: REST API (POST /v1/predict, GET /v1/model, /healthz, /readyz, /docs) and a viewer at /."""
-    from detect.predictions import PostprocessSettings
+    from detect.inference.settings import InferenceSettings
     from detect.serve.server import run_server
     from detect.serve.settings import ServeSettings
 
@@ -820,9 +831,9 @@ def serve(
         cors_origins=tuple(cors_origin or ()),
         header_timeout_s=header_timeout,
         max_connections=max_connections,
-        postprocess=PostprocessSettings(score_thresh=score_thresh, tta=tta),
+        inference=InferenceSettings(score_thresh=score_thresh, tta=tta, device=device),
     )
-    run_server(checkpoint, settings, device=device, echo=typer.echo)
+    run_server(checkpoint, settings, echo=typer.echo)
 
 
 if __name__ == "__main__":  # pragma: no cover

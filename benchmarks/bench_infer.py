@@ -8,7 +8,7 @@ For each model: an untrained checkpoint (random weights; a detector's box head b
 every image has the full box_detections_per_img boxes, so NMS and the box head work as on a
 trained model; a classifier for task kermany3) is
 exported with `detect export` (onnx, torchscript), the three are loaded through
-load_predictor, and Predictor.forward runs batches of letterboxed random images: milliseconds
+load_predictor, and Predictor.run runs batches of letterboxed random images: milliseconds
 per image at batch 1 and batch 8, and each backend's ratio to eager (< 1: faster). The ONNX
 graph takes one image (detect.export.onnx), so its batch of 8 is 8 runs; so does a classifier's
 traced TorchScript file.
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a clone
 
 from detect.config import config_from_dict
 from detect.export.run import export_checkpoint
-from detect.inference.predictor import ModelInput, load_predictor
+from detect.inference.predictor import ModelInput, PreparedImage, load_predictor
 from detect.models import registry
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
@@ -63,19 +63,24 @@ def write_checkpoint(name: str, size_px: int, folder: Path) -> Path:
 
 
 def time_forward(predictor, size_px: int, batch_size: int, repeats: int) -> float:
-    """Median milliseconds per image of Predictor.forward on a batch of random letterboxed images."""
+    """Median milliseconds per image of Predictor.run on a batch of random letterboxed images."""
     generator = torch.Generator().manual_seed(1)
     inputs = [
-        ModelInput(
-            torch.rand(1, size_px, size_px, generator=generator).expand(3, -1, -1).contiguous(), 1.0, size_px, size_px
+        PreparedImage(
+            ModelInput(
+                torch.rand(1, size_px, size_px, generator=generator).expand(3, -1, -1).contiguous(),
+                1.0,
+                size_px,
+                size_px,
+            )
         )
         for _ in range(batch_size)
     ]
-    predictor.forward(inputs)  # warm-up: first-call allocations, ORT's graph optimisation
+    predictor.run(inputs)  # warm-up: first-call allocations, ORT's graph optimisation
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        predictor.forward(inputs)
+        predictor.run(inputs)
         times.append((time.perf_counter() - start) * 1000 / batch_size)
     return statistics.median(times)
 

@@ -10,7 +10,7 @@ Three checks on the same synthetic RSNA DICOMs (1024 px, JPEG Baseline, as on Ka
              detect's pipeline (preprocessing cache + AMP + channels_last + DataLoader workers)
              against a plain fp32 loop that decodes every DICOM on every access, images/s of each
              (benchmarks/bench_train.py --epoch, in this process)
-    infer    the one predictor's forward pass (detect.inference.predictor.Predictor.forward) on
+    infer    the one predictor's forward pass (detect.inference.predictor.Predictor.run) on
              letterboxed inputs prepared beforehand, images/s: eager fp32, AMP (detect.devices.autocast),
              AMP + channels_last (weights and the backbone's input; the first convolution's input and
              output formats are printed, so a silent NCHW fallback shows)
@@ -135,13 +135,13 @@ def check_train(report: Report, data_root: Path, args: argparse.Namespace, cuda:
 def _time_forward(predictor: Predictor, inputs: list, batch_size: int, batches: int, warmup: int) -> float:
     chunks = [inputs[i : i + batch_size] for i in range(0, len(inputs) - batch_size + 1, batch_size)] or [inputs]
     for k in range(warmup):
-        predictor.forward(chunks[k % len(chunks)])
+        predictor.run(chunks[k % len(chunks)])
     if predictor.device.type == "cuda":
         torch.cuda.synchronize(predictor.device)
     started, n = time.perf_counter(), 0
     for k in range(batches):
         chunk = chunks[k % len(chunks)]
-        predictor.forward(chunk)  # its outputs come back to numpy: the GPU is done when it returns
+        predictor.run(chunk)  # its outputs come back to numpy: the GPU is done when it returns
         n += len(chunk)
     return n / (time.perf_counter() - started)
 

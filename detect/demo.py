@@ -226,7 +226,7 @@ def run_demo(
     scan = _one_test_dicom(rsna_dir)
     boxes_json = out / "boxes.json"
     inferred = run_inference(
-        [scan], out_path=boxes_json, checkpoint=trained.best_checkpoint, overlay_dir=out / "overlay", settings=settings
+        [scan], out_path=boxes_json, checkpoint=trained.best_checkpoint, overlay_dir=out / "overlay"
     )
     log(inferred.summary())
     result.paths["boxes"] = boxes_json

@@ -105,8 +105,8 @@ def test_infer_missing_checkpoint_exits_2_with_one_line(tmp_path):
     "args, message",
     [
         (["--shrink", "1.5"], "error: shrink factor must lie in (0, 1] (1.0 = off), got 1.5"),
-        (["--batch-size", "0"], "error: batch size must be >= 1, got 0"),
-        (["--threads", "-1"], "error: --threads must be >= 0 (0: read in the predicting thread), got -1"),
+        (["--batch-size", "0"], "error: --batch-size must be a whole number in 1..4096, got 0"),
+        (["--threads", "-1"], "error: --threads must be a whole number in 0..256 (0: read in turn), got -1"),
         (["--submission", "{tmp}"], "error: {tmp}: --submission must name a file, not a folder"),
     ],
 )

@@ -4,7 +4,7 @@
     metrics = held_out_metrics(outcome, task="kermany3")                 {name: ConfidenceInterval}
 
 The test split is the manifest's `test` split: Kermany's own test/ folder, RSNA's held-out
-patients (data_prep.splits). Every image goes through the one Predictor (`predict_raw`, the
+patients (data_prep.splits). Every image goes through the one Predictor (`prepare` + `run`, the
 path of `detect eval` and `detect infer`), in batches of `batch_size`; the clock runs around
 those calls only (preprocessing, forward pass, mapping back), not around reading the files, so
 `infer_ms_per_image` is the model's cost, whatever the disk. The pneumonia decision of an
@@ -131,12 +131,12 @@ def predict_held_out(
         failures += [item for item in batch if isinstance(item, BadFile)]
         if not images:
             continue
-        pixels = [image.pixels for image in images]
+        predictor = loaded.predictor
         if not warmed:  # the first call pays for lazy initialisation (cuDNN, allocator): not the model's cost
-            loaded.predictor.predict_raw(pixels)
+            predictor.run([predictor.prepare(image.pixels) for image in images])
             warmed = True
         start = time.perf_counter()
-        predicted = loaded.predictor.predict_raw(pixels)
+        predicted = predictor.run([predictor.prepare(image.pixels) for image in images])
         seconds += time.perf_counter() - start
         records += [by_path[image.source] for image in images]
         raws += predicted

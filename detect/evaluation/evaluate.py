@@ -131,12 +131,10 @@ def predict_records(
         out.failures += [item for item in batch if isinstance(item, BadFile)]
         if shown is not None:
             shown.update(len(batch) - len(images), n=len(batch))
-        pixels = [i.pixels for i in images]
-        raws = (
-            predictor.predict_raw(pixels, [i.decoded_from_hw for i in images])
-            if sized
-            else predictor.predict_raw(pixels)
-        )
+        if isinstance(predictor, Predictor):
+            raws = predictor.run([predictor.prepare(i.pixels, i.decoded_from_hw) for i in images])
+        else:
+            raws = predictor.run([predictor.prepare(i.pixels) for i in images])
         for image, raw in zip(images, raws):
             out.records.append(by_path[image.source])
             out.raw.append(raw)

@@ -3,8 +3,9 @@
 One image's way, one function per step:
 
     collect_input_files(paths, glob)      files and folders -> the files to read (detect.inference.discovery)
-    Detector.iter_predictions(files)      read, letterbox, model, map back, clip, TTA, decide at the
-                                          image's operating point, post-process (detect.inference.api)
+    Detector.predict_many(files)          prepare (read, letterbox), run (model, map back, clip,
+                                          TTA), finalize (decide at the image's operating point,
+                                          post-process): detect.inference.api
     PartWriter.append(entry)              one line of the run's JSON Lines part, flushed per batch
     merge_entries + write_boxes_json_stream   boxes.json assembled from the parts, in input order
 
@@ -42,13 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from data_prep.atomic import check_writable
-from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS, check_max_pixels
 from data_prep.errors import DetectError
 from data_prep.records import BadFile
-from detect.data.files import LoadedImage, default_read_workers
+from detect.data.files import default_read_workers
 from detect.devices import resolve_device
 from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
 from detect.explain.gradcam import GradCamExplainer, draw_heatmap_overlay, is_explainable
@@ -64,13 +65,14 @@ from detect.inference.jsonl import (
     part_path,
     scan_part,
 )
-from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, write_boxes_json_stream
+from detect.inference.prediction import Prediction
+from detect.inference.settings import InferenceSettings
+from detect.outputs.boxes_json import SCHEMA_VERSION, settings_to_json, write_boxes_json_stream
 from detect.outputs.dicom_common import AlgorithmInfo
 from detect.outputs.dicom_results import DicomResultWriter
-from detect.outputs.overlay import draw_overlay, unique_png_name, write_overlay
+from detect.outputs.overlay import unique_png_name, write_overlay
 from detect.outputs.submission import formula_warnings, submission_rows_from_entries, write_submission
 from detect.outputs.uids import file_sha256
-from detect.predictions import ImagePrediction, PostprocessSettings
 from detect.progress import LOG_EVERY_SECONDS, ProgressLog
 
 LOG_EVERY_IMAGES = 500
@@ -134,8 +136,8 @@ class InferenceResult:
 
 def algorithm_info(detector: Detector) -> AlgorithmInfo:
     """Who made a DICOM result (IHE AI Results): model, detect version, checkpoint hash, settings."""
-    loaded = detector.loaded
-    parameters = tuple(f"{key}={value}" for key, value in detector.settings.to_dict().items())
+    loaded = detector.model
+    parameters = tuple(f"{key}={value}" for key, value in detector.settings.postprocess.to_dict().items())
     if detector.gate is not None:
         parameters += (
             f"gate_with={detector.gate.model_info['name']} sha256:{file_sha256(detector.gate.checkpoint_path)}",
@@ -148,19 +150,19 @@ def algorithm_info(detector: Detector) -> AlgorithmInfo:
     )
 
 
-def run_fingerprint(detector: Detector, checkpoint_path: Path, anonymize: bool) -> dict[str, Any]:
-    """What must not change between a run and its --resume: the model and every setting that
-    decides an entry (the checkpoint by content, so a moved copy still matches)."""
-    settings = settings_to_json(detector.settings, detector.operating_points, detector.choice.rule())
+def run_fingerprint(detector: Detector) -> dict[str, Any]:
+    """What must not change between a run and its --resume: the model (the checkpoint by content,
+    so a moved copy still matches), the operating points it offers, and every InferenceSettings
+    field that decides an entry (InferenceSettings.decision_fields)."""
     gate = detector.gate
     return {
         "schema_version": SCHEMA_VERSION,
-        "checkpoint_sha256": file_sha256(checkpoint_path),
-        "model": detector.loaded.model_info["name"],
-        "image_size_px": detector.loaded.model_info["image_size_px"],
+        "checkpoint_sha256": file_sha256(detector.model.checkpoint_path),
+        "model": detector.model_info["name"],
+        "image_size_px": detector.model_info["image_size_px"],
         "gate_checkpoint_sha256": file_sha256(gate.checkpoint_path) if gate is not None else None,
-        "anonymized": anonymize,
-        **{f"settings.{k}": v for k, v in settings.items()},
+        "operating_points": [p.to_dict() for p in detector.operating_points],
+        **{f"settings.{k}": v for k, v in detector.settings.decision_fields().items()},
     }
 
 
@@ -184,7 +186,7 @@ def explainer_for(detector: Detector) -> GradCamExplainer:
     return GradCamExplainer(predictor.model, predictor.image_size_px, predictor.device, predictor.clahe)
 
 
-def explain_title(detector: Detector, prediction: ImagePrediction) -> str:
+def explain_title(detector: Detector, prediction: Prediction) -> str:
     return (
         f"Grad-CAM {detector.decision_model.model_info['name']}: pneumonia score, "
         f"p={prediction.pneumonia_probability or 0.0:.3f}"
@@ -270,7 +272,7 @@ def _torch_threads_for(device: torch.device, workers: int):
         torch.set_num_threads(previous)
 
 
-def _count(result: InferenceResult, prediction: ImagePrediction) -> None:
+def _count(result: InferenceResult, prediction: Prediction) -> None:
     result.n_predicted += 1
     result.n_pneumonia += int(bool(prediction.pneumonia))
     result.n_boxes += len(prediction.scores)
@@ -283,11 +285,8 @@ def _predict_shard(
     writer: PartWriter,
     result: InferenceResult,
     *,
-    batch_size: int,
     progress: ProgressLog,
-    anonymize: bool,
-    on_image: Callable[[LoadedImage, ImagePrediction], None],
-    max_pixels: int,
+    on_image: Callable[[Prediction], None],
 ) -> None:
     todo, keys = [], {}
     for f in shard.files:
@@ -297,23 +296,22 @@ def _predict_shard(
             continue
         todo.append(f)
         keys[str(f)] = key
+    batch_size = detector.settings.batch_size
     pending = 0
     started = time.perf_counter()
-    for item, prediction in detector.iter_predictions(
-        todo, batch_size=batch_size, workers=result.workers, max_pixels=max_pixels, times=result.times
-    ):
-        uid = item.header.sop_instance_uid if isinstance(item, LoadedImage) and item.header is not None else None
+    for prediction in detector.predict_many(todo, workers=result.workers, times=result.times):
+        uid = prediction.header.sop_instance_uid if prediction.header is not None else None
         if uid and uid in shard.scan.done_uids:
             result.n_skipped += 1  # the same DICOM, moved or renamed since the stopped run
             continue
-        writer.append(prediction_to_json(prediction, anonymize=anonymize), keys.get(prediction.source), uid)
+        writer.append(prediction.to_dict(anonymize=detector.settings.anonymize), keys.get(prediction.source), uid)
         pending += 1
-        if isinstance(item, BadFile):
-            result.failures.append(item)
+        if prediction.error is not None:
+            result.failures.append(BadFile(path=prediction.source, reason=prediction.error))
         else:
             _count(result, prediction)
-            on_image(item, prediction)
-        progress.update(failed=isinstance(item, BadFile))
+            on_image(prediction)
+        progress.update(failed=prediction.error is not None)
         if pending >= batch_size:
             writer.flush()
             pending = 0
@@ -328,16 +326,17 @@ def _assemble(
     out_path: Path,
     submission_path: Path | None,
     result: InferenceResult,
-    anonymize: bool,
 ) -> None:
     """Rank 0: every part -> boxes.json (+ the submission), in the order of the listing."""
     parts = [part_path(out_path, r, info.world_size) for r in range(info.world_size)]
     head = {
         "schema_version": SCHEMA_VERSION,
-        "model": detector.loaded.model_info,
+        "model": detector.model_info,
         "gate_model": detector.gate.model_info if detector.gate is not None else None,
-        "settings": settings_to_json(detector.settings, detector.operating_points, detector.choice.rule()),
-        "anonymized": anonymize,
+        "settings": settings_to_json(
+            detector.settings.postprocess, detector.operating_points, detector.threshold_rule()
+        ),
+        "anonymized": detector.settings.anonymize,
     }
     n_entries, n_readable = count_entries(parts)
     if not n_readable:
@@ -360,108 +359,84 @@ def run_inference(
     *,
     out_path: str | Path,
     checkpoint: str | Path | None = None,
-    backend: str | None = None,
+    settings: InferenceSettings | None = None,
     runs_dir: str | Path = "runs",
-    submission_path: str | Path | None = None,
-    overlay_dir: str | Path | None = None,
-    settings: PostprocessSettings = PostprocessSettings(),
-    pneumonia_threshold: float | None = None,
-    threshold_from: str | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    workers: int | None = None,
+    gate_with: str | Path | None = None,
     progress: bool = False,
     resume: bool = False,
     glob: str | None = None,
     log: Callable[[str], None] = lambda _line: None,
     log_every_images: int = LOG_EVERY_IMAGES,
     log_every_seconds: float = LOG_EVERY_SECONDS,
-    dicom_sr_dir: str | Path | None = None,
-    dicom_gsps_dir: str | Path | None = None,
-    anonymize: bool = False,
-    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    gate_with: str | Path | None = None,
-    explain_dir: str | Path | None = None,
+    **overrides: Any,
 ) -> InferenceResult:
     """Predict every file under `paths` into the JSON Lines part(s) next to `out_path`, then
-    write boxes.json (+ CSV / overlays). See the module docstring.
+    write boxes.json (+ the submission, overlays, Grad-CAM PNGs, DICOM SR / GSPS that `settings`
+    ask for). See the module docstring.
 
-    Raises DetectError (no boxes.json written) when the arguments are bad, an output path cannot
+    `settings`: an InferenceSettings (default: its defaults), changed by `overrides` (any of
+    its fields by name, e.g. device="cpu", batch_size=1). `checkpoint` None: the newest
+    runs/*/checkpoints/best.pt under `runs_dir`. `gate_with`: a checkpoint whose pneumonia
+    probability gates and decides (detect.inference.gating).
+
+    Raises DetectError (no boxes.json written) when a setting is bad, an output path cannot
     be written (OutputWriteError, found before anything is predicted), the checkpoint is
     missing or unreadable, --resume meets another run's settings, or not one file could be read;
     otherwise an unreadable file is an entry with "error" and a BadFile in `failures`.
     `progress`: a bar (for a TTY); otherwise `log` gets a line every N images or M seconds.
-    `dicom_sr_dir` / `dicom_gsps_dir`: also write a DICOM SR / GSPS per DICOM input there
-    (detect.outputs.dicom_results); an input that cannot have one is a warning. `anonymize`:
-    no patient ID in boxes.json, no patient ID, name or birth date in the SR / GSPS.
-    `max_pixels`: a file whose header claims a larger image is a failure, found before decoding.
-    `backend`: eager | torchscript | onnxruntime, or None for what `checkpoint` is (an .onnx
-    file runs in ONNX Runtime; detect.inference.backends).
-    `workers`: reader threads decoding ahead of the model (None: detect.data.files.default_read_workers:
-    on a GPU one per core but one, at most 8; on the CPU 1; 0: read in the predicting thread, no
-    overlap). On the CPU torch keeps every core (see the module docstring).
-    `gate_with`: a checkpoint whose pneumonia probability gates and decides (detect.inference.gating).
-    `explain_dir`: a Grad-CAM PNG per image there (a classifier decides, or DetectError before predicting).
+    An input that cannot have a DICOM SR / GSPS is a warning. With `settings.explain_dir`, the
+    model that decides must be a classifier (DetectError before predicting).
+    `settings.workers`: reader threads decoding ahead of the model (None:
+    detect.data.files.default_read_workers: on a GPU one per core but one, at most 8; on the
+    CPU 1; 0: read in the predicting thread). On the CPU torch keeps every core.
     """
-    check_output_targets(out_path, submission_path, overlay_dir, explain_dir)
-    check_max_pixels(max_pixels)
-    if workers is not None and workers < 0:
-        raise DetectError(f"--threads must be >= 0 (0: read in the predicting thread), got {workers}")
-    if anonymize and submission_path is not None:
-        raise DetectError("--anonymize and --submission: a Kaggle submission is keyed by patientId; drop one of them")
+    settings = (settings or InferenceSettings()).replace(**overrides)
+    check_output_targets(out_path, settings.submission_path, settings.overlay_dir, settings.explain_dir)
     info = dist_info_from_env()
-    torch_device = resolve_device(device, local_rank=info.local_rank, what="--device")
+    torch_device = resolve_device(settings.device, local_rank=info.local_rank, what="--device")
+    settings = settings.replace(device=str(torch_device))
     owns_group = info.is_distributed and not torch.distributed.is_initialized()
     init_distributed(torch_device, info)
     try:
         listing = collect_input_files(paths, glob)
-        detector = Detector.from_checkpoint(
-            checkpoint,
-            device=str(torch_device),
-            settings=settings,
-            pneumonia_threshold=pneumonia_threshold,
-            threshold_from=threshold_from,
-            runs_dir=runs_dir,
-            gate_with=gate_with,
-            backend=backend,
-        )
-        explainer = explainer_for(detector) if explain_dir is not None else None
+        detector = Detector.from_checkpoint(checkpoint, settings, runs_dir=runs_dir, gate_with=gate_with)
+        explainer = explainer_for(detector) if settings.explain_dir is not None else None
         out = Path(out_path)
-        shard, writer = _open_shard(
-            listing, out, info, resume, run_fingerprint(detector, detector.loaded.checkpoint_path, anonymize), log
-        )
+        shard, writer = _open_shard(listing, out, info, resume, run_fingerprint(detector), log)
         result = InferenceResult(
             out_path=None,
             part_paths=[shard.part],
             n_inputs=len(listing.files),
             problems=list(listing.problems),
             rank=info.rank,
-            workers=default_read_workers(torch_device.type) if workers is None else workers,
+            workers=default_read_workers(torch_device.type) if settings.workers is None else settings.workers,
         )
-        names = overlay_names(listing.files) if overlay_dir is not None else {}
-        root = Path(overlay_dir) if overlay_dir is not None else None
+        root = settings.overlay_dir
+        names = overlay_names(listing.files) if root is not None else {}
         result.overlay_dir = root
-        explain_names = overlay_names(listing.files, "_gradcam") if explain_dir is not None else {}
-        explain_root = Path(explain_dir) if explain_dir is not None else None
+        explain_root = settings.explain_dir
+        explain_names = overlay_names(listing.files, "_gradcam") if explain_root is not None else {}
         result.explain_dir = explain_root
 
+        sr_dir, gsps_dir = settings.dicom_sr_dir, settings.dicom_gsps_dir
         dicom_writer = DicomResultWriter(
-            algorithm_info(detector) if dicom_sr_dir or dicom_gsps_dir else None,
-            sr_dir=Path(dicom_sr_dir) if dicom_sr_dir else None,
-            gsps_dir=Path(dicom_gsps_dir) if dicom_gsps_dir else None,
-            anonymize=anonymize,
+            algorithm_info(detector) if sr_dir or gsps_dir else None,
+            sr_dir=sr_dir,
+            gsps_dir=gsps_dir,
+            anonymize=settings.anonymize,
         )
 
-        def each_image(image: LoadedImage, prediction: ImagePrediction) -> None:
+        def each_image(prediction: Prediction) -> None:
+            pixels = prediction.image
             if root is not None:
-                write_overlay(root / names[image.source], draw_overlay(image.pixels, prediction))
+                write_overlay(root / names[prediction.source], prediction.plot())
                 result.n_overlays += 1
-            if explainer is not None and explain_root is not None:
-                (heatmap,) = explainer.heatmaps([image.pixels])
-                canvas = draw_heatmap_overlay(image.pixels, heatmap, title=explain_title(detector, prediction))
-                write_overlay(explain_root / explain_names[image.source], canvas)
+            if explainer is not None and explain_root is not None and pixels is not None:
+                (heatmap,) = explainer.heatmaps([np.asarray(pixels)])
+                canvas = draw_heatmap_overlay(np.asarray(pixels), heatmap, title=explain_title(detector, prediction))
+                write_overlay(explain_root / explain_names[prediction.source], canvas)
                 result.n_explained += 1
-            dicom_writer.write(image.header, prediction)
+            dicom_writer.write(prediction.header, prediction.as_record())
 
         log_progress = ProgressLog(
             len(shard.files), log, tty=progress, desc="infer", every=log_every_images, every_seconds=log_every_seconds
@@ -469,17 +444,7 @@ def run_inference(
         try:
             with _torch_threads_for(torch_device, result.workers):
                 result.torch_threads = torch.get_num_threads()
-                _predict_shard(
-                    detector,
-                    shard,
-                    writer,
-                    result,
-                    batch_size=batch_size,
-                    progress=log_progress,
-                    anonymize=anonymize,
-                    on_image=each_image,
-                    max_pixels=max_pixels,
-                )
+                _predict_shard(detector, shard, writer, result, progress=log_progress, on_image=each_image)
         finally:
             writer.close()
             log_progress.close()
@@ -487,9 +452,7 @@ def run_inference(
             log(result.pipeline_line())
         barrier()
         if info.is_main:
-            _assemble(
-                detector, listing, info, out, Path(submission_path) if submission_path else None, result, anonymize
-            )
+            _assemble(detector, listing, info, out, settings.submission_path, result)
         result.dicom_paths = list(dicom_writer.written)
         result.warnings += dicom_writer.problems
         barrier()

@@ -19,6 +19,7 @@ from typing import Any
 
 from data_prep.errors import DetectError
 from detect.inference.batch import InferenceResult, run_inference
+from detect.inference.settings import InferenceSettings, field_names
 from detect.pacs.dicomweb import DicomWebLimits, connect, fetch_study_images, store_instances
 
 
@@ -47,24 +48,27 @@ def run_dicomweb_inference(
     study_uid: str,
     *,
     out_path: str | Path,
+    settings: InferenceSettings | None = None,
     stow: bool = False,
-    dicom_sr_dir: str | Path | None = None,
-    dicom_gsps_dir: str | Path | None = None,
-    anonymize: bool = False,
     limits: DicomWebLimits = DicomWebLimits(),
-    **inference_options: Any,
+    **run_options: Any,
 ) -> DicomWebResult:
-    """Fetch `study_uid` from the DICOMweb root `url`, infer, and with `stow` store the SR and
-    GSPS back (written to `dicom_sr_dir` / `dicom_gsps_dir` too when given, else to a
-    temporary folder). `limits`: what the server may make this run wait for or hold (deadline,
-    answer sizes, instance count, redirects). `inference_options` go to `run_inference` unchanged.
+    """Fetch `study_uid` from the DICOMweb root `url`, infer with `settings`, and with `stow`
+    store the SR and GSPS back (written to the settings' dicom_sr_dir / dicom_gsps_dir too when
+    given, else to a temporary folder). `limits`: what the server may make this run wait for or
+    hold (deadline, answer sizes, instance count, redirects). `run_options` go to
+    `run_inference` unchanged (checkpoint, gate_with, logging; or InferenceSettings fields).
 
     Raises DicomWebError (one line: URL and status) when the server cannot be reached or
     answers an error, DetectError for bad arguments.
     """
     if not study_uid:
         raise DetectError("--dicomweb needs --study UID (the Study Instance UID to fetch)")
-    if stow and anonymize:
+    names = set(field_names())
+    settings = (settings or InferenceSettings()).replace(
+        **{k: run_options.pop(k) for k in list(run_options) if k in names}
+    )
+    if stow and settings.anonymize:
         raise DetectError(
             "--stow with --anonymize: a result without the patient's ID would be filed as another "
             "patient in the PACS; anonymize only files you take out of it"
@@ -73,15 +77,11 @@ def run_dicomweb_inference(
     with tempfile.TemporaryDirectory(prefix="detect_dicomweb_") as scratch:
         root = Path(scratch)
         files, skipped = fetch_study_images(client, url, study_uid, root / "images")
-        sr_dir = dicom_sr_dir or (root / "sr" if stow else None)
-        gsps_dir = dicom_gsps_dir or (root / "gsps" if stow else None)
-        result = run_inference(
-            [root / "images"],
-            out_path=out_path,
-            dicom_sr_dir=sr_dir,
-            dicom_gsps_dir=gsps_dir,
-            anonymize=anonymize,
-            **inference_options,
-        )
+        if stow:
+            settings = settings.replace(
+                dicom_sr_dir=settings.dicom_sr_dir or root / "sr",
+                dicom_gsps_dir=settings.dicom_gsps_dir or root / "gsps",
+            )
+        result = run_inference([root / "images"], out_path=out_path, settings=settings, **run_options)
         n_stored = store_instances(client, url, result.dicom_paths) if stow else 0
     return DicomWebResult(result, url, study_uid, len(files), skipped, n_stored)

@@ -6,8 +6,8 @@ a classifier, or another detector's image head). Both run through their own `Pre
 same original images (each with its own input size, CLAHE and TTA), and the gate's pneumonia
 probability replaces the detector's image probability before post-processing:
 
-    detector.predict_raw(images)  ->  boxes, box scores, class / subtype probabilities
-    gate.predict_raw(images)      ->  the pneumonia probability that gates and decides
+    detector.run(detector.prepare(image))  ->  boxes, box scores, class / subtype probabilities
+    gate.run(gate.prepare(image))          ->  the pneumonia probability that gates and decides
 
 The decision threshold is then the GATE's operating point (chosen on its val split, stored in
 its checkpoint's extra 'operating_points'): the threshold belongs to the model whose
@@ -25,11 +25,10 @@ from typing import Sequence
 import numpy as np
 
 from data_prep.errors import CheckpointError, DetectError
-from detect.inference.predictor import LoadedModel, ModelInput, Predictor, load_predictor
+from detect.inference.predictor import LoadedModel, Predictor, PreparedImage, load_predictor
 from detect.predictions import PostprocessSettings, RawPrediction
 
-Views = tuple[ModelInput, ModelInput | None]  # one image as Predictor.prepare_views gives it
-GatedViews = tuple[Views, Views]  # the same image prepared for the detector and for the gate
+GatedPrepared = tuple[PreparedImage, PreparedImage]  # the same image prepared for the detector and for the gate
 
 
 def with_gate_probability(raw: RawPrediction, gate_raw: RawPrediction) -> RawPrediction:
@@ -45,29 +44,23 @@ def with_gate_probability(raw: RawPrediction, gate_raw: RawPrediction) -> RawPre
 class GatedPredictor:
     """Two Predictors as one: the detector's RawPredictions with the gate's pneumonia probability.
 
-    It offers what `detect infer` (detect.inference.api: prepare_views in the reader threads,
-    predict_views) and `detect eval` (detect.evaluation.evaluate.predict_records: predict_raw)
-    call on a predictor.
+    It offers the two steps of a Predictor, `prepare` (in reader threads) and `run`.
     """
 
     def __init__(self, detector: Predictor, gate: Predictor) -> None:
         self.detector = detector
         self.gate = gate
 
-    def prepare_views(self, pixels: np.ndarray) -> GatedViews:
+    def prepare(self, pixels: np.ndarray) -> GatedPrepared:
         """One original image prepared for both models (each has its own input size and CLAHE).
-        Safe in reader threads, as Predictor.prepare_views is."""
-        return self.detector.prepare_views(pixels), self.gate.prepare_views(pixels)
+        Safe in reader threads, as Predictor.prepare is."""
+        return self.detector.prepare(pixels), self.gate.prepare(pixels)
 
-    def predict_views(self, views: Sequence[GatedViews]) -> list[RawPrediction]:
-        """Predict images given as their `prepare_views`: gated RawPredictions, in order."""
-        raws = self.detector.predict_views([detector_views for detector_views, _ in views])
-        gates = self.gate.predict_views([gate_views for _, gate_views in views])
+    def run(self, prepared: Sequence[GatedPrepared]) -> list[RawPrediction]:
+        """Images given as their `prepare` -> gated RawPredictions, in order."""
+        raws = self.detector.run([for_detector for for_detector, _ in prepared])
+        gates = self.gate.run([for_gate for _, for_gate in prepared])
         return [with_gate_probability(raw, gate) for raw, gate in zip(raws, gates)]
-
-    def predict_raw(self, images: Sequence[np.ndarray]) -> list[RawPrediction]:
-        """Original uint8 [H, W] images -> gated RawPredictions (ORIGINAL pixels), in order."""
-        return self.predict_views([self.prepare_views(pixels) for pixels in images])
 
 
 def check_gate(gate: LoadedModel) -> None:
@@ -80,7 +73,7 @@ def check_gate(gate: LoadedModel) -> None:
     name = gate.model_info["name"]
     size_px = int(gate.model_info["image_size_px"])
     try:
-        raw = gate.predictor.predict_raw([np.zeros((size_px, size_px), dtype=np.uint8)])[0]
+        raw = gate.predictor.run([gate.predictor.prepare(np.zeros((size_px, size_px), dtype=np.uint8))])[0]
     except (RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or ["no message"])[0][:200]
         raise DetectError(

@@ -1,23 +1,22 @@
 """The one predictor: images in, predictions in ORIGINAL pixels out.
 
 Every path from an image to a prediction goes through `Predictor`: validation during training
-(detect.training.engine), `detect eval` (detect.evaluation.evaluate) and `detect infer`
-(detect.inference.batch). One image's way, one function per step:
+(detect.training.engine), `detect eval` (detect.evaluation.evaluate), `detect compare`,
+`detect infer` and `detect serve` (through detect.inference.api.Detector). Two public steps,
+in the style of torchvision's transforms and a predictor's preprocess -> inference:
 
-    prepare_input(pixels, size, clahe)    uint8 [H, W] -> ModelInput: letterboxed float [3, S, S],
-                                          scale, original size (detect.data.preprocess)
-    Predictor.forward(inputs)             the backend on a batch -> per-image numpy outputs
-                                          (detect.inference.backends: eager PyTorch, TorchScript
-                                          or ONNX Runtime, the same dicts from each)
-    to_raw_prediction(outputs, input)     boxes / scale, clipped to the original image, empty
-                                          boxes dropped -> RawPrediction
-    Predictor.predict_inputs(...)         the above for a batch, flip TTA views merged
-    Predictor.prepare_views(pixels)       the ModelInput(s) of an image (+ its flip with TTA): what
-                                          `detect infer`'s reader threads make ahead of the model
-    Predictor.predict_raw(images)         from original uint8 images (what infer and eval call)
+    Predictor.prepare(pixels)             uint8 [H, W] -> PreparedImage: the letterboxed float
+                                          [3, S, S] input (+ its flipped twin with TTA), scale,
+                                          original size (detect.data.preprocess). Pure: reader
+                                          threads call it ahead of the model
+    Predictor.run(prepared)               a batch of PreparedImages -> RawPredictions: the
+                                          backend (eager PyTorch, TorchScript or ONNX Runtime,
+                                          detect.inference.backends), outputs checked finite,
+                                          boxes / scale clipped to the original image, empty
+                                          boxes dropped, flip views merged
 
-Post-processing (gating, score threshold, shrinking) comes after, per image, with the operating
-point of its dataset (detect.inference.postprocess, detect.inference.batch.finalize_prediction).
+The third step, the decision at the image's operating point with post-processing (gating,
+score threshold, shrinking), is `Detector.finalize` (detect.inference.api).
 """
 
 from __future__ import annotations
@@ -57,6 +56,15 @@ class ModelInput:
     scale: float
     height_px: int
     width_px: int
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """One original image ready for `Predictor.run`: its ModelInput and, with flip TTA, the
+    ModelInput of the horizontally flipped original (None without TTA)."""
+
+    plain: ModelInput
+    flipped: ModelInput | None = None
 
 
 def prepare_input(
@@ -160,52 +168,42 @@ class Predictor:
         self.amp = amp
         self.name = name
 
-    def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> ModelInput:
+    def _input(self, pixels: np.ndarray, original_hw: tuple[int, int] | None) -> ModelInput:
         return prepare_input(pixels, self.image_size_px, self.clahe, original_hw)
 
-    def forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
+    def prepare(self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None) -> PreparedImage:
+        """An original uint8 [H, W] image -> its PreparedImage (with TTA, the flipped original too:
+        flipped before letterboxing, so the padding stays at the right and bottom as in training).
+        Safe to call from reader threads (no state is changed). `original_hw`: the file's size
+        when `pixels` were decoded smaller (LoadedImage.decoded_from_hw); predictions map back to it."""
+        flipped = self._input(np.ascontiguousarray(pixels[:, ::-1]), original_hw) if self.tta else None
+        return PreparedImage(self._input(pixels, original_hw), flipped)
+
+    def _forward(self, inputs: Sequence[ModelInput]) -> list[dict[str, np.ndarray]]:
         """One forward pass over a batch of ModelInputs -> per-image numpy outputs (input pixels).
         Raises ModelOutputError when an output is not finite."""
         outputs = self.backend([item.tensor for item in inputs])
         check_finite_outputs(outputs, self.name)
         return outputs
 
-    def predict_inputs(
-        self, inputs: Sequence[ModelInput], flipped: Sequence[ModelInput] | None = None
-    ) -> list[RawPrediction]:
-        """Predict prepared inputs; with TTA, `flipped` holds each image's flipped ModelInput."""
-        if not inputs:
+    def run(self, prepared: Sequence[PreparedImage]) -> list[RawPrediction]:
+        """A batch of PreparedImages -> their RawPredictions in ORIGINAL pixels, in order: one
+        forward pass, two with TTA. Raises ModelOutputError for non-finite outputs."""
+        if not prepared:
             return []
-        if self.tta and flipped is None:
-            raise ValueError("TTA needs each image's flipped view: call predict_raw with the original images")
-        views = [self.forward(inputs)] + ([self.forward(flipped)] if self.tta and flipped is not None else [])
+        plain = [item.plain for item in prepared]
+        views = [self._forward(plain)]
+        if self.tta:
+            flipped = [item.flipped for item in prepared]
+            if any(f is None for f in flipped):
+                raise ValueError("TTA needs each image's flipped view: prepare the images with this predictor")
+            views.append(self._forward(flipped))  # type: ignore[arg-type]
         return [
             to_raw_prediction(
                 [view[i] for view in views], item, tta_merge=self.tta_merge, tta_iou_thresh=self.tta_iou_thresh
             )
-            for i, item in enumerate(inputs)
+            for i, item in enumerate(plain)
         ]
-
-    def prepare_views(
-        self, pixels: np.ndarray, original_hw: tuple[int, int] | None = None
-    ) -> tuple[ModelInput, ModelInput | None]:
-        """An original image's ModelInput, and with TTA its flipped one (else None). Safe to call
-        from reader threads (no state is changed), so `detect infer` letterboxes there.
-        `original_hw`: the file's size when `pixels` were decoded smaller (LoadedImage.decoded_from_hw)."""
-        flipped = self.prepare(np.ascontiguousarray(pixels[:, ::-1]), original_hw) if self.tta else None
-        return self.prepare(pixels, original_hw), flipped
-
-    def predict_views(self, views: Sequence[tuple[ModelInput, ModelInput | None]]) -> list[RawPrediction]:
-        """Predict images given as their `prepare_views`."""
-        return self.predict_inputs([plain for plain, _ in views], [f for _, f in views] if self.tta else None)
-
-    def predict_raw(
-        self, images: Sequence[np.ndarray], original_hws: Sequence[tuple[int, int] | None] | None = None
-    ) -> list[RawPrediction]:
-        """Predict a batch of original uint8 [H, W] images (any sizes): one forward pass, two with TTA.
-        `original_hws`: per image, the file's size when it was decoded smaller (LoadedImage.decoded_from_hw)."""
-        sizes = list(original_hws) if original_hws is not None else [None] * len(images)
-        return self.predict_views([self.prepare_views(pixels, hw) for pixels, hw in zip(images, sizes)])
 
 
 # ------------------------------------------------------------------------ from a checkpoint

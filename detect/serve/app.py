@@ -35,7 +35,7 @@ from data_prep.errors import DetectError, ModelOutputError
 from detect.models.checkpoint import software_versions
 from detect.serve.model_card import model_card
 from detect.serve.pool import BoundedPool, PoolFull
-from detect.serve.predict import NO_EXPLANATION, RequestOptions, ServeModel, check_options
+from detect.serve.predict import NO_EXPLANATION, ServeModel, request_options
 from detect.serve.settings import ServeSettings
 from detect.serve.sniff import BadUpload, UploadError, check_declared_pixels, declared_size_px, sniff_kind
 from detect.serve.uploads import extract_upload, read_capped_body, safe_source_name
@@ -239,14 +239,9 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
     ) -> dict[str, Any]:
         started = time.perf_counter()
         model_now = loaded_model()
-        options = RequestOptions(
-            tta=tta,
-            score_thresh=score_thresh,
-            pneumonia_threshold=pneumonia_threshold,
-            threshold_from=threshold_from,
-            render=render,
-        )
-        check_options(options)
+        # The request fields of InferenceSettings, by name: the parameters above document them
+        # (tests/detect/serve check the two lists agree); the values are parsed and checked there.
+        options = request_options(model_now.settings, request.query_params, render=render)
         if explain and not model_now.explanations:
             raise BadUpload(NO_EXPLANATION)
         if pool.admitted >= pool.capacity:  # refuse before buffering the body, too (the pool checks again)

@@ -80,7 +80,7 @@ def model_card(model: ServeModel) -> dict[str, Any]:
             "best_epoch": extra.get("best_epoch"),
             "metrics": {str(k): _finite_or_none(v) for k, v in sorted(metrics.items())},
         },
-        "serve_defaults": model.postprocess.to_dict(),
+        "serve_defaults": model.settings.postprocess.to_dict(),
         "explanations": model.explanations,
         "versions": extra.get("versions") or {},
     }

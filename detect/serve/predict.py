@@ -1,13 +1,11 @@
 """One upload -> the boxes.json entry `detect infer` would write for that file, plus timing.
 
-    ServeModel(loaded)                          the loaded model, a TTA twin of its Predictor
-                                                (the same class and model, flag set), a private
-                                                temp dir for the readers that take a path
-    ServeModel.predict_upload(data, kind, ...)  read (data.files.load_image) -> the one
-                                                predictor (Predictor.predict_raw) ->
-                                                thresholds.pick_operating_point + api.finalize_prediction
-                                                -> outputs.boxes_json.prediction_to_json, the
-                                                whole one-image document validated as infer's is
+    ServeModel(detector)                        the loaded Detector (detect.inference.api) and a
+                                                private temp dir for the readers that take a path
+    ServeModel.predict_upload(data, kind, ...)  read (data.files.load_image) -> the Detector's
+                                                three steps with the request's InferenceSettings
+                                                (prepare, run, finalize) -> Prediction.to_dict,
+                                                the whole one-image document validated as infer's is
 
 The response holds that entry unchanged under `prediction`, with the document's `model` and
 `settings` beside it, so a client sees exactly what boxes.json would say.
@@ -16,7 +14,6 @@ The response holds that entry unchanged under `prediction`, with the document's 
 from __future__ import annotations
 
 import base64
-import copy
 import dataclasses
 import shutil
 import tempfile
@@ -24,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -32,11 +29,10 @@ import numpy as np
 from data_prep.errors import DataFormatError
 from data_prep.records import DicomHeader
 from detect.data.files import LoadedImage, load_image
-from detect.inference.api import finalize_prediction
-from detect.inference.predictor import LoadedModel, Predictor
-from detect.inference.thresholds import ThresholdChoice, pick_operating_point
-from detect.outputs.boxes_json import SCHEMA_VERSION, prediction_to_json, settings_to_json, validate_output
-from detect.predictions import PostprocessSettings
+from detect.inference.api import Detector
+from detect.inference.predictor import LoadedModel
+from detect.inference.settings import InferenceSettings
+from detect.outputs.boxes_json import SCHEMA_VERSION, settings_to_json, validate_output
 from detect.serve.sniff import SUFFIX_BY_KIND, BadUpload
 
 # The viewer's copy of the image: the long side at most this many pixels (boxes stay in
@@ -49,12 +45,11 @@ NO_EXPLANATION = (
 
 @dataclass(frozen=True)
 class RequestOptions:
-    """The per-request options of POST /v1/predict, mirroring `detect infer`'s flags."""
+    """One request of POST /v1/predict: the InferenceSettings it predicts with (the server's,
+    with the request's query fields applied: InferenceSettings.for_request) and what the
+    response should carry besides the prediction."""
 
-    tta: bool | None = None  # None: the server's default (--tta/--no-tta)
-    score_thresh: float | None = None
-    pneumonia_threshold: float | None = None
-    threshold_from: str | None = None
+    settings: InferenceSettings
     render: bool = False
 
 
@@ -105,16 +100,21 @@ def display_image(pixels: np.ndarray) -> dict[str, Any]:
 class ServeModel:
     """The loaded model behind the API. `predict_upload` runs in a pool worker thread."""
 
-    def __init__(self, loaded: LoadedModel, postprocess: PostprocessSettings) -> None:
-        self.loaded = loaded
-        self.postprocess = postprocess
-        base = loaded.predictor
-        self._predictors: dict[bool, Predictor] = {}
-        for tta in (False, True):
-            twin = copy.copy(base)  # the same Predictor, same model object: only the TTA flag differs
-            twin.tta = tta
-            self._predictors[tta] = twin
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        # One Detector per TTA flag, sharing the loaded model (Detector.with_settings): a request
+        # asking for the other flag reloads nothing.
+        self._by_tta = {tta: detector.with_settings(detector.settings.replace(tta=tta)) for tta in (False, True)}
         self._tmp_dir = Path(tempfile.mkdtemp(prefix="detect-serve-"))  # mode 0700: this process only
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self.detector.model
+
+    @property
+    def settings(self) -> InferenceSettings:
+        """The server's defaults (each request may change its request fields)."""
+        return self.detector.settings
 
     @property
     def explanations(self) -> list[str]:
@@ -140,26 +140,22 @@ class ServeModel:
         """The response body of POST /v1/predict (see the module docstring). Raises BadUpload
         for an unreadable file and DetectError for bad options."""
         started = time.perf_counter()
-        settings = dataclasses.replace(
-            self.postprocess,
-            **({"tta": options.tta} if options.tta is not None else {}),
-            **({"score_thresh": options.score_thresh} if options.score_thresh is not None else {}),
-        )
-        choice = ThresholdChoice(explicit=options.pneumonia_threshold, dataset=options.threshold_from)
-        offered = choice.offered(self.loaded.operating_points)
+        detector = self._by_tta[options.settings.tta].with_settings(options.settings)
         image = self._read(data, kind, source)
+        prepared = detector.prepare(image)
         decoded = time.perf_counter()
-        raw = self._predictors[settings.tta].predict_raw([image.pixels])[0]
+        (raw,) = detector.run([prepared])
         predicted = time.perf_counter()
-        point = pick_operating_point(self.loaded.operating_points, choice, is_dicom=image.header is not None)
-        prediction = finalize_prediction(raw, source=source, header=image.header, settings=settings, point=point)
+        prediction = detector.finalize(raw, prepared)
         document = {
             "schema_version": SCHEMA_VERSION,
-            "model": self.loaded.model_info,
+            "model": detector.model_info,
             "gate_model": None,  # the server runs one model: no --gate-with
-            "settings": settings_to_json(settings, offered, choice.rule()),
+            "settings": settings_to_json(
+                options.settings.postprocess, detector.operating_points, detector.threshold_rule()
+            ),
             "anonymized": False,
-            "images": [prediction_to_json(prediction)],
+            "images": [prediction.to_dict()],
         }
         validate_output(document)  # the same check `detect infer` makes before writing boxes.json
         finished = time.perf_counter()
@@ -179,8 +175,8 @@ class ServeModel:
         }
 
 
-def check_options(options: RequestOptions) -> None:
-    """Raise DetectError for options that can never work, before the upload is queued."""
-    ThresholdChoice(explicit=options.pneumonia_threshold, dataset=options.threshold_from)
-    if options.score_thresh is not None:
-        PostprocessSettings(score_thresh=options.score_thresh)
+def request_options(defaults: InferenceSettings, query: Mapping[str, str], *, render: bool = False) -> RequestOptions:
+    """A request's options from its query fields (InferenceSettings.for_request: every request
+    field by name); a bad value, or one that can never work, is a DetectError before the upload
+    is queued."""
+    return RequestOptions(settings=defaults.for_request(query), render=render)

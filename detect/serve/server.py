@@ -13,7 +13,7 @@ from typing import Callable
 
 import uvicorn
 
-from detect.inference.predictor import load_predictor
+from detect.inference.api import Detector
 from detect.serve.app import create_app
 from detect.serve.guard import guarded_h11_protocol
 from detect.serve.predict import ServeModel
@@ -27,12 +27,12 @@ def run_server(
     settings: ServeSettings,
     *,
     runs_dir: str | Path = "runs",
-    device: str = "auto",
     echo: Callable[[str], None] = print,
 ) -> None:
     """Serve until interrupted. Raises DetectError (before listening) for a bad checkpoint."""
-    loaded = load_predictor(checkpoint, runs_dir=runs_dir, device=device, settings=settings.postprocess)
-    model = ServeModel(loaded, settings.postprocess)
+    detector = Detector.from_checkpoint(checkpoint, settings.inference, runs_dir=runs_dir)
+    model = ServeModel(detector)
+    loaded = detector.model
     app = create_app(model, settings)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if not settings.is_loopback:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from data_prep.errors import ConfigError
-from detect.predictions import PostprocessSettings
+from detect.inference.settings import InferenceSettings
 from detect.serve.guard import DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS
 
 DEFAULT_HOST = "127.0.0.1"
@@ -39,7 +39,7 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # a request's headers must arrive within this
     max_connections: int = DEFAULT_MAX_CONNECTIONS  # open connections; more are closed at once
-    postprocess: PostprocessSettings = field(default_factory=PostprocessSettings)
+    inference: InferenceSettings = field(default_factory=InferenceSettings)  # the defaults of every request
 
     def __post_init__(self) -> None:
         if not self.host.strip():

@@ -37,7 +37,7 @@ from detect.config import Config
 from detect.devices import autocast
 from detect.distributed import DistInfo, all_reduce_mean
 from detect.evaluation.scoring import choose_operating_points, classification_metrics, validation_metrics
-from detect.inference.predictor import ModelInput, Predictor
+from detect.inference.predictor import ModelInput, Predictor, PreparedImage
 from detect.predictions import OperatingPoint, PostprocessSettings, RawPrediction
 from detect.progress import LOG_EVERY_SECONDS, ProgressLog
 
@@ -266,16 +266,20 @@ def predict_loader(
             skipped.extend(getattr(batch, "skipped", ()))
         if not images:
             continue
-        inputs = [
-            ModelInput(
-                tensor=image,
-                scale=float(target["scale"]),
-                height_px=int(target["orig_size"][0]),
-                width_px=int(target["orig_size"][1]),
+        # The loader letterboxed these as Predictor.prepare would (the same detect.data.preprocess
+        # steps); validation runs without TTA, so each image is one plain view.
+        prepared = [
+            PreparedImage(
+                ModelInput(
+                    tensor=image,
+                    scale=float(target["scale"]),
+                    height_px=int(target["orig_size"][0]),
+                    width_px=int(target["orig_size"][1]),
+                )
             )
             for image, target in zip(images, targets)
         ]
-        predictions += predictor.predict_inputs(inputs)
+        predictions += predictor.run(prepared)
         records += [dataset.records[int(target["image_index"])] for target in targets]
     return records, predictions
 

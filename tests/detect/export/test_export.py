@@ -8,6 +8,8 @@ one to one), box scores and the image probabilities 1e-4.
 
 from __future__ import annotations
 
+from tests.detect.inference.pixels import run_pixels
+
 import numpy as np
 import onnxruntime
 import pytest
@@ -117,15 +119,15 @@ def test_exported_files_predict_what_eager_pytorch_predicts(exported, images):
         isinstance(eager.predictor.model.roi_heads.box_roi_pool, GridSampleMultiScaleRoIAlign)
         or eager.config.model.roi_align_backend == "torchvision"
     )
-    expected = eager.predictor.predict_raw(images)
+    expected = run_pixels(eager.predictor, images)
     for fmt, backend_type in (("onnx", OnnxRuntimeBackend), ("torchscript", TorchScriptBackend)):
         loaded = load_predictor(files[fmt], device="cpu")
         assert isinstance(loaded.predictor.backend, backend_type)
         assert loaded.operating_points == eager.operating_points
         assert loaded.model_info["image_size_px"] == SIZE_PX and loaded.model_info["name"] == eager.model_info["name"]
-        assert_same_predictions(expected, loaded.predictor.predict_raw(images))
+        assert_same_predictions(expected, run_pixels(loaded.predictor, images))
         # the batch of 3 ran in one call: ONNX Runtime image by image, TorchScript at once
-        assert_same_predictions(expected, [loaded.predictor.predict_raw([image])[0] for image in images])
+        assert_same_predictions(expected, [run_pixels(loaded.predictor, [image])[0] for image in images])
 
 
 def test_onnx_graph_returns_boxes_in_original_pixels(exported, images):
@@ -138,14 +140,14 @@ def test_onnx_graph_returns_boxes_in_original_pixels(exported, images):
     assert [o.name for o in session.get_outputs()] == list(OUTPUT_NAMES)
     assert METADATA_KEY in session.get_modelmeta().custom_metadata_map
     for image in images:
-        item = eager.prepare(image)
+        item = eager.prepare(image).plain
         feed = {
             "images": item.tensor[None].numpy(),
             "scale": np.array([item.scale], dtype=np.float32),
             "orig_size_hw": np.array([[item.height_px, item.width_px]], dtype=np.int64),
         }
         boxes, scores, count, rsna, pneumonia, subtype = session.run(None, feed)
-        out = eager.forward([item])[0]
+        out = eager._forward([item])[0]
         want_boxes, want_scores = keep_valid_boxes(
             to_original_coords(out["boxes"], item.scale, item.width_px, item.height_px), out["scores"]
         )
@@ -177,8 +179,8 @@ def test_weights_only_checkpoint_is_smaller_and_predicts_the_same(exported, imag
     assert full["optimizer"]["state"], "the source checkpoint must carry optimizer state for this test"
     assert files["weights"].stat().st_size < checkpoint.stat().st_size
     assert_same_predictions(
-        load_predictor(checkpoint, device="cpu").predictor.predict_raw(images),
-        load_predictor(files["weights"], device="cpu").predictor.predict_raw(images),
+        run_pixels(load_predictor(checkpoint, device="cpu").predictor, images),
+        run_pixels(load_predictor(files["weights"], device="cpu").predictor, images),
     )
 
 
@@ -236,12 +238,12 @@ def test_exported_classifier_predicts_what_eager_pytorch_predicts(tmp_path, imag
     torch.manual_seed(0)
     model = build_model(cfg.model, SIZE_PX, task=cfg.task)
     checkpoint = save_checkpoint(tmp_path / "best.pt", model=model, cfg=cfg, epoch=1, global_step=2)
-    expected = load_predictor(checkpoint, device="cpu").predictor.predict_raw(images)
+    expected = run_pixels(load_predictor(checkpoint, device="cpu").predictor, images)
     assert len({round(p.pneumonia_probability, 6) for p in expected}) > 1, "the images must differ for the test"
     for fmt in ("onnx", "torchscript"):
         result = export_checkpoint(checkpoint, fmt)
         assert result.max_abs_diff is not None and result.max_abs_diff < PROB_TOL
-        got = load_predictor(result.out_path, device="cpu").predictor.predict_raw(images)
+        got = run_pixels(load_predictor(result.out_path, device="cpu").predictor, images)
         for want, have in zip(expected, got, strict=True):
             assert have.boxes_xyxy.shape == (0, 4) and have.scores.shape == (0,)
             np.testing.assert_allclose(have.class_probabilities, want.class_probabilities, atol=PROB_TOL, rtol=0)

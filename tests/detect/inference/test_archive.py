@@ -16,7 +16,6 @@ import pytest
 
 from detect.inference.batch import run_inference
 from detect.inference.jsonl import ResumeMismatchError, part_path
-from detect.predictions import PostprocessSettings
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.inference.test_batch import save_tiny_checkpoint
 
@@ -94,7 +93,7 @@ def test_resume_refuses_other_settings_and_names_them(archive, checkpoint, tmp_p
             checkpoint=checkpoint,
             device="cpu",
             resume=True,
-            settings=PostprocessSettings(score_thresh=0.5),
+            score_thresh=0.5,
         )
 
 

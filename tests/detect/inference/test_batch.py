@@ -22,7 +22,7 @@ from detect.inference.thresholds import ThresholdChoice, pick_operating_point
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output
-from detect.predictions import OperatingPoint, PostprocessSettings
+from detect.predictions import OperatingPoint
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.train_fixtures import tiny_config
 
@@ -109,7 +109,8 @@ def test_infer_folder_with_a_corrupt_file_reports_it_and_writes_the_rest(tmp_pat
         overlay_dir=tmp_path / "overlays",
         batch_size=2,
         device="cpu",
-        settings=PostprocessSettings(score_thresh=0.05, shrink_factor=1.0),
+        score_thresh=0.05,
+        shrink_factor=1.0,
     )
     document = json.loads((tmp_path / "boxes.json").read_text())
     validate_output(document)
@@ -248,8 +249,8 @@ def test_an_explicit_threshold_decides_and_gates(tmp_path, checkpoint):
 def test_pneumonia_without_a_box_above_the_score_threshold_says_so(tmp_path, checkpoint):
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), textured_image(50, 40))
-    settings = PostprocessSettings(score_thresh=1.0)  # no gated score can reach 1
-    entry = _infer(tmp_path, [image], checkpoint=checkpoint, device="cpu", settings=settings)["images"][0]
+    # no gated score can reach 1
+    entry = _infer(tmp_path, [image], checkpoint=checkpoint, device="cpu", score_thresh=1.0)["images"][0]
     assert entry["pneumonia"] is True and entry["boxes"] == []
     assert entry["box_outcome"] == "no_box_above_score_thresh"
 
@@ -341,7 +342,7 @@ def test_reader_threads_change_nothing_but_the_speed(tmp_path, checkpoint):
 
 
 def test_negative_workers_is_a_user_error(tmp_path, checkpoint):
-    with pytest.raises(DetectError, match=r"--threads must be >= 0 \(0: read in the predicting thread\), got -1"):
+    with pytest.raises(DetectError, match=r"--threads must be a whole number in 0..256 \(0: read in turn\), got -1"):
         run_inference([tmp_path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, workers=-1)
 
 

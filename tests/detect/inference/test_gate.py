@@ -7,6 +7,8 @@ probability gates): its image head is biased the other way (p ~0.05 against the 
 
 from __future__ import annotations
 
+from tests.detect.inference.pixels import run_pixels
+
 import json
 from pathlib import Path
 
@@ -88,9 +90,9 @@ def test_the_gated_pair_takes_the_gates_probability_and_the_detectors_boxes(dete
     detector = load_predictor(detector_ckpt, device="cpu")
     gate = load_gate(gate_ckpt, device="cpu")
     images = [textured_image(96, 96, seed=1), textured_image(60, 150, seed=3)]
-    own = detector.predictor.predict_raw(images)
-    gates = gate.predictor.predict_raw(images)
-    paired = GatedPredictor(detector.predictor, gate.predictor).predict_raw(images)
+    own = run_pixels(detector.predictor, images)
+    gates = run_pixels(gate.predictor, images)
+    paired = run_pixels(GatedPredictor(detector.predictor, gate.predictor), images)
     for mine, theirs, pair in zip(own, gates, paired):
         assert mine.pneumonia_probability > 0.9 and theirs.pneumonia_probability < 0.1
         assert pair.pneumonia_probability == pytest.approx(theirs.pneumonia_probability)
@@ -105,7 +107,7 @@ def test_a_classifier_gates_a_detector_with_its_own_probability_and_threshold(tm
     alone = Detector.from_checkpoint(classifier, device="cpu")
     gated = Detector.from_checkpoint(detector_ckpt, device="cpu", gate_with=classifier)
     for image in pixels:
-        own, pair = alone.predict(image), gated.predict(image)
+        own, pair = alone.predict(image).to_dict(), gated.predict(image).to_dict()
         assert own["boxes"] == []  # a classifier draws no boxes
         assert pair["pneumonia_probability"] == own["pneumonia_probability"]
         assert pair["operating_point"] == own["operating_point"] and pair["operating_point"]["threshold"] == 0.45
@@ -115,10 +117,10 @@ def test_a_classifier_gates_a_detector_with_its_own_probability_and_threshold(tm
 
 def test_the_gate_decides_at_its_own_operating_points(detector_ckpt, gate_ckpt):
     pixels = textured_image(96, 96, seed=1)
-    plain = Detector.from_checkpoint(detector_ckpt, device="cpu").predict(pixels)
+    plain = Detector.from_checkpoint(detector_ckpt, device="cpu").predict(pixels).to_dict()
     gated_detector = Detector.from_checkpoint(detector_ckpt, device="cpu", gate_with=gate_ckpt)
-    gated = gated_detector.predict(pixels)
-    gate_probability = load_gate(gate_ckpt, device="cpu").predictor.predict_raw([pixels])[0].pneumonia_probability
+    gated = gated_detector.predict(pixels).to_dict()
+    gate_probability = run_pixels(load_gate(gate_ckpt, device="cpu").predictor, [pixels])[0].pneumonia_probability
     assert plain["pneumonia_probability"] > 0.9
     assert gated["pneumonia_probability"] == pytest.approx(gate_probability, abs=1e-6)
     # an array is not a DICOM: the Kermany point, the gate's (0.03), not the detector's (0.6)
@@ -133,7 +135,7 @@ def test_a_gate_above_its_threshold_gates_boxes_by_its_probability(detector_ckpt
     """--keep-below-threshold off the table: with the gate's probability below an explicit
     threshold, the pair's image is 'not pneumonia' and has no boxes, though the detector says 0.95."""
     gated = Detector.from_checkpoint(detector_ckpt, device="cpu", gate_with=gate_ckpt, pneumonia_threshold=0.5)
-    entry = gated.predict(textured_image(96, 96, seed=1))
+    entry = gated.predict(textured_image(96, 96, seed=1)).to_dict()
     assert entry["pneumonia"] is False and entry["box_outcome"] == "not_pneumonia" and entry["boxes"] == []
 
 

@@ -4,6 +4,8 @@ the checkpoint through every backend (eager, TorchScript, ONNX Runtime), in infe
 
 from __future__ import annotations
 
+from tests.detect.inference.pixels import run_pixels
+
 import json
 import warnings
 
@@ -16,10 +18,10 @@ from cli import app
 from data_prep.errors import ModelOutputError
 from detect.evaluation.evaluate import evaluate_checkpoint
 from detect.export.run import export_checkpoint
+from detect.inference.api import Detector
 from detect.inference.predictor import load_predictor
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
-from detect.predictions import PostprocessSettings
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.train_fixtures import make_rsna, tiny_config
 
@@ -81,7 +83,7 @@ def test_the_api_refuses_them_too(nan_files):
     files, scan = nan_files
     loaded = load_predictor(files["eager"], device="cpu")
     with pytest.raises(ModelOutputError, match=rf"^{files['eager']}: the model's output"):
-        loaded.predictor.predict_raw([textured_image(64, 64)])
+        run_pixels(loaded.predictor, [textured_image(64, 64)])
 
 
 def test_eval_refuses_them(nan_files, tmp_path):
@@ -110,7 +112,7 @@ def test_serve_answers_500_with_the_message_and_stays_up(nan_files):
     from tests.detect.serve.conftest import make_client
 
     files, scan = nan_files
-    model = ServeModel(load_predictor(files["eager"], device="cpu"), PostprocessSettings())
+    model = ServeModel(Detector.from_checkpoint(files["eager"], device="cpu"))
     try:
         with make_client(model) as client:
             for _ in range(2):

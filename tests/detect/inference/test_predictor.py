@@ -3,6 +3,8 @@ validation, `detect eval` and `detect infer` identical boxes and probabilities."
 
 from __future__ import annotations
 
+from tests.detect.inference.pixels import run_pixels
+
 import json
 from pathlib import Path
 
@@ -16,7 +18,6 @@ from detect.data.dataset import build_datasets
 from detect.evaluation.evaluate import predict_records
 from detect.inference.batch import run_inference
 from detect.inference.predictor import Predictor, load_predictor
-from detect.predictions import PostprocessSettings
 from detect.training.data_setup import build_loader
 from detect.training.engine import evaluate
 from tests.detect.inference.test_batch import save_tiny_checkpoint
@@ -55,7 +56,7 @@ def test_predictor_maps_boxes_back_to_original_pixels():
     # [0, 0, 32, 32] / 0.32 = [0, 0, 100, 100]; [40, 40, 60, 60] / 0.32 = [125, 125, 187.5, 187.5]
     # lies below the image (in the padding): clipped to height 100 it is empty and dropped.
     model = _StubModel([[0, 0, 32, 32], [40, 40, 60, 60]], [0.8, 0.7], [0.7])
-    raw = Predictor(model, SIZE_PX, torch.device("cpu")).predict_raw([np.zeros((100, 200), dtype=np.uint8)])[0]
+    raw = run_pixels(Predictor(model, SIZE_PX, torch.device("cpu")), [np.zeros((100, 200), dtype=np.uint8)])[0]
     np.testing.assert_allclose(raw.boxes_xyxy, [[0, 0, 100, 100]], atol=1e-4)
     np.testing.assert_allclose(raw.scores, [0.8])
     assert (raw.width_px, raw.height_px) == (200, 100)
@@ -67,7 +68,7 @@ def test_flip_tta_flips_boxes_back_and_averages_probabilities():
     model = _StubModel([[0, 0, 32, 32]], [0.8], [0.7, 0.5])
     image = np.zeros((100, 200), dtype=np.uint8)
     image[:, :10] = 255  # the flipped view must really be flipped
-    raw = Predictor(model, SIZE_PX, torch.device("cpu"), tta=True).predict_raw([image])[0]
+    raw = run_pixels(Predictor(model, SIZE_PX, torch.device("cpu"), tta=True), [image])[0]
     # The flipped view's [0, 0, 100, 100] is [200 - 100, 0, 200 - 0, 100] = [100, 0, 200, 100] in
     # the original. The two boxes do not overlap: WBF keeps both at 0.8 * 1/2 = 0.4.
     order = np.argsort(raw.boxes_xyxy[:, 0])
@@ -118,7 +119,9 @@ def test_validation_eval_and_infer_give_identical_boxes_and_probabilities(
         device="cpu",
         batch_size=cfg.train.batch_size,
         workers=1,
-        settings=PostprocessSettings(score_thresh=0.0, gate=False, shrink_factor=1.0),
+        score_thresh=0.0,
+        gate=False,
+        shrink_factor=1.0,
     )
     assert set(validation) == set(evaluation) == {r.image_id for r in val_records}
     entries = {Path(e["source"]).stem: e for e in json.loads((tmp_path / "boxes.json").read_text())["images"]}

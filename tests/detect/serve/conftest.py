@@ -17,8 +17,7 @@ import cv2
 import httpx
 import pytest
 
-from detect.inference.predictor import load_predictor
-from detect.predictions import PostprocessSettings
+from detect.inference.api import Detector
 from detect.serve.app import create_app
 from detect.serve.predict import ServeModel
 from detect.serve.settings import ServeSettings
@@ -37,8 +36,7 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def serve_model(checkpoint) -> Iterator[ServeModel]:
-    loaded = load_predictor(checkpoint, device="cpu")
-    model = ServeModel(loaded, PostprocessSettings())
+    model = ServeModel(Detector.from_checkpoint(checkpoint, device="cpu"))
     yield model
     model.close()
 

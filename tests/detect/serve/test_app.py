@@ -13,9 +13,8 @@ import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
+from detect.inference.api import Detector
 from detect.inference.batch import run_inference
-from detect.inference.predictor import load_predictor
-from detect.predictions import PostprocessSettings
 from detect.serve.predict import NO_EXPLANATION, ServeModel
 from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
 from tests.detect.inference.test_gate import save_classifier_checkpoint
@@ -71,7 +70,7 @@ def test_a_classifiers_card_says_its_task_its_classes_and_no_boxes(tmp_path):
     from detect.serve.model_card import model_card
 
     checkpoint = save_classifier_checkpoint(tmp_path / "cls.pt", task="kermany3", thresholds={"kermany": 0.5})
-    model = ServeModel(load_predictor(checkpoint, device="cpu"), PostprocessSettings())
+    model = ServeModel(Detector.from_checkpoint(checkpoint, device="cpu"))
     try:
         card = model_card(model)
     finally:
