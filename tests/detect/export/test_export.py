@@ -8,8 +8,6 @@ one to one), box scores and the image probabilities 1e-4.
 
 from __future__ import annotations
 
-from tests.detect.inference.pixels import run_pixels
-
 import numpy as np
 import onnxruntime
 import pytest
@@ -28,6 +26,7 @@ from detect.models.checkpoint import save_checkpoint
 from detect.models.roi_align import GridSampleMultiScaleRoIAlign
 from detect.predictions import OperatingPoint
 from tests.data_prep.dicom_fixtures import textured_image
+from tests.detect.inference.pixels import run_pixels
 from tests.detect.train_fixtures import tiny_config
 
 BOX_TOL_PX = 1e-3

@@ -7,8 +7,6 @@ probability gates): its image head is biased the other way (p ~0.05 against the 
 
 from __future__ import annotations
 
-from tests.detect.inference.pixels import run_pixels
-
 import json
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from detect.models.checkpoint import save_checkpoint
 from detect.outputs.boxes_json import validate_output
 from detect.predictions import OperatingPoint, RawPrediction
 from tests.data_prep.dicom_fixtures import textured_image
+from tests.detect.inference.pixels import run_pixels
 from tests.detect.inference.test_batch import save_tiny_checkpoint, write_images
 from tests.detect.train_fixtures import make_rsna
 

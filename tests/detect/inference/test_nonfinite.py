@@ -4,8 +4,6 @@ the checkpoint through every backend (eager, TorchScript, ONNX Runtime), in infe
 
 from __future__ import annotations
 
-from tests.detect.inference.pixels import run_pixels
-
 import json
 import warnings
 
@@ -23,6 +21,7 @@ from detect.inference.predictor import load_predictor
 from detect.models.build import build_model
 from detect.models.checkpoint import save_checkpoint
 from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
+from tests.detect.inference.pixels import run_pixels
 from tests.detect.train_fixtures import make_rsna, tiny_config
 
 

@@ -3,8 +3,6 @@ validation, `detect eval` and `detect infer` identical boxes and probabilities."
 
 from __future__ import annotations
 
-from tests.detect.inference.pixels import run_pixels
-
 import json
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from detect.inference.batch import run_inference
 from detect.inference.predictor import Predictor, load_predictor
 from detect.training.data_setup import build_loader
 from detect.training.engine import evaluate
+from tests.detect.inference.pixels import run_pixels
 from tests.detect.inference.test_batch import save_tiny_checkpoint
 from tests.detect.train_fixtures import make_rsna
 
