@@ -87,7 +87,8 @@ def make_dataset(
     """An uncompressed dataset holding `pixels` ([H, W] grayscale, [H, W, 3] RGB or [F, H, W] frames).
 
     BitsAllocated follows the dtype (8 or 16), PixelRepresentation its sign; `tags` are set as
-    attributes last (e.g. RescaleSlope=2, WindowCenter=100, NumberOfFrames=3). For Explicit VR
+    attributes last (e.g. RescaleSlope=2, WindowCenter=100, NumberOfFrames=3,
+    PresentationLUTShape="INVERSE"). For Explicit VR
     Big Endian the pixel bytes are written big endian (pydicom writes PixelData bytes verbatim).
     """
     pixels = np.ascontiguousarray(pixels)
