@@ -347,14 +347,15 @@ def _empty_images() -> pd.DataFrame:
 
 
 def _image_frame(rows: list[dict[str, Any]] | pd.DataFrame) -> pd.DataFrame:
-    """IMAGE_COLUMNS with their dtypes, sorted by image_id."""
-    frame = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS)) if len(rows) else _empty_images()
-    for name in ("age_years", "spacing_row_mm", "spacing_col_mm", "height_px", "width_px"):
-        frame[name] = frame[name].astype(float)
-    frame["target"] = frame["target"].astype(int)
-    frame["n_boxes"] = frame["n_boxes"].astype(int)
-    frame["age_valid"] = frame["age_valid"].astype(bool)
-    frame["has_box_labels"] = frame["has_box_labels"].astype(bool)
+    """IMAGE_COLUMNS with their dtypes, sorted by image_id. A frame's columns are taken as they
+    are, not built into a new frame, which would copy them all at once (1.8 million images from
+    the label tables: 300 MiB more at the peak)."""
+    if isinstance(rows, pd.DataFrame):
+        frame = rows[list(IMAGE_COLUMNS)] if len(rows) else _empty_images()
+    else:
+        frame = pd.DataFrame(rows, columns=list(IMAGE_COLUMNS)) if rows else _empty_images()
+    dtypes = {name: float for name in ("age_years", "spacing_row_mm", "spacing_col_mm", "height_px", "width_px")}
+    frame = frame.astype({**dtypes, "target": int, "n_boxes": int, "age_valid": bool, "has_box_labels": bool})
     if not frame["image_id"].is_monotonic_increasing:  # a sort copies every column: only when needed
         frame = frame.sort_values("image_id", kind="stable")
     frame.index = pd.RangeIndex(len(frame))
@@ -447,7 +448,7 @@ def tables_from_label_files(
             height_px=math.nan,
             width_px=math.nan,
         )
-    images = _image_frame(images[list(IMAGE_COLUMNS)])
+    images = _image_frame(images)
 
     checks = [
         QualityCheck("duplicate label rows collapsed", duplicate_label_rows),

@@ -12,7 +12,7 @@ from typing import Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from detect.outputs.plots import save_figure
+from detect.outputs.figures import save_figure
 
 # Inference times spanning at least this factor are drawn on a log axis (a basic CNN and a
 # DenseNet differ by 10-100x); closer ones on a linear axis, where a log axis would leave a

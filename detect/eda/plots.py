@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from detect.eda import formatting as fmt
-from detect.outputs.plots import save_figure
+from detect.outputs.figures import save_figure
 
 _DPI = 110
 _BAR = "#4c72b0"

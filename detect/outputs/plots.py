@@ -18,17 +18,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-from data_prep.atomic import atomic_write
+from detect.outputs.figures import save_figure
 
 
 def _new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=110, layout="constrained")
-
-
-def save_figure(fig: Figure, path: Path) -> None:
-    """Render `fig` as PNG into `path`, atomically (data_prep.atomic): a failed write keeps the old plot."""
-    with atomic_write(path) as handle:
-        fig.savefig(handle, format="png")
 
 
 def curve_inputs(curves: Mapping[str, tuple[Any, Any]]) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:

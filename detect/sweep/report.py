@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from matplotlib.figure import Figure
 
 from data_prep.atomic import write_text_atomic
-from detect.outputs.plots import save_figure
+from detect.outputs.figures import save_figure
 from detect.sweep.observations import observations, summarize_key
 from detect.sweep.table import csv_text, format_number, table_rows
 

@@ -1,6 +1,7 @@
 """detect/ is built in layers (docs/architecture.md draws them): a module imports only from its
 own layer or the layers below it, at module top or inside a function alike. Reading a recipe
-(detect.config) imports no torch."""
+(detect.config) imports no torch; `detect eda --labels` (the tables alone) imports neither torch
+nor scikit-learn (with SciPy, about 80 MiB resident before a row is read)."""
 
 from __future__ import annotations
 
@@ -107,13 +108,32 @@ def test_an_upward_import_is_caught(tmp_path):
     assert RANK["config"] > RANK["models"] > RANK["inference"]
 
 
-def test_reading_a_recipe_imports_no_torch():
-    code = (
-        "import sys\n"
-        "from detect.config import load_config\n"
-        "load_config('configs/demo.yaml')\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision'))\n"
-        "print(','.join(bad[:5]))\n"
+def modules_imported(code: str, roots: tuple[str, ...]) -> list[str]:
+    """The modules under `roots` that running `code` in a fresh interpreter imports (first five)."""
+    probe = code + (
+        "\nimport sys\n"
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {roots!r})\n"
+        "print('imported:', ','.join(bad[:5]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert out.stdout.strip() == "", f"loading a recipe imported: {out.stdout.strip()}"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    last = out.stdout.strip().splitlines()[-1]  # what `code` printed comes before
+    assert last.startswith("imported:"), out.stdout
+    return [m for m in last.removeprefix("imported:").strip().split(",") if m]
+
+
+def test_reading_a_recipe_imports_no_torch():
+    code = "from detect.config import load_config\nload_config('configs/demo.yaml')"
+    imported = modules_imported(code, ("torch", "torchvision"))
+    assert not imported, f"loading a recipe imported: {imported}"
+
+
+def test_eda_on_the_label_tables_imports_neither_torch_nor_sklearn(tmp_path):
+    labels = tmp_path / "stage_2_train_labels.csv"
+    labels.write_text("patientId,x,y,width,height,Target\na,,,,,0\nb,10,20,30,40,1\nb,50,60,70,80,1\n")
+    code = (
+        "from cli import app\n"
+        f"app(['eda', '--labels', {str(labels)!r}, '--out', {str(tmp_path / 'eda')!r}], standalone_mode=False)"
+    )
+    imported = modules_imported(code, ("torch", "torchvision", "sklearn"))
+    assert not imported, f"detect eda --labels imported: {imported}"
+    assert (tmp_path / "eda" / "eda.json").is_file()
