@@ -358,6 +358,7 @@ def _identity(ds: Dataset, codec: str | None = _CODEC_UNKNOWN) -> DicomIdentity:
         frame_of_reference_uid=_text(ds, "FrameOfReferenceUID", codec),
         window_center=_float_or_none(ds, "WindowCenter", codec),
         window_width=_float_or_none(ds, "WindowWidth", codec),
+        presentation_lut_shape=(_text(ds, "PresentationLUTShape", codec) or "").strip().upper(),
     )
 
 

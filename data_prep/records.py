@@ -66,6 +66,7 @@ class DicomIdentity:
     frame_of_reference_uid: str | None = None
     window_center: float | None = None
     window_width: float | None = None
+    presentation_lut_shape: str = ""  # IDENTITY, INVERSE or "" (absent): the source's polarity
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ One graphic layer "DETECT_AI" over the source image holds:
     boxes.json) and a text "opacity N: 0.87" anchored at its top-left corner;
   - one text at the image's top-left corner with the decision, e.g.
     "pneumonia: p=0.912 (threshold 0.400)" or "no pneumonia: p=0.120 (threshold 0.400)".
-The source's window (WindowCenter / WindowWidth, when it has one) is kept, so the image looks
-as it does without the presentation state. The SOP Instance UID is
+The source's window (WindowCenter / WindowWidth, when it has one) and its polarity are kept, so
+the image looks as it does without the presentation state: a presentation state's Presentation
+LUT Shape replaces the image's own (PS3.3 C.11.6), so a MONOCHROME1 source, or one that says
+INVERSE, gets INVERSE (lowest value white) and every other source IDENTITY. The SOP Instance UID is
 `derived_uid(source SOP Instance UID, model sha, "gsps")`.
 """
 
@@ -43,6 +45,17 @@ def _voi(header: DicomHeader) -> list[hd.pr.SoftcopyVOILUTTransformation] | None
     return [
         hd.pr.SoftcopyVOILUTTransformation(window_center=identity.window_center, window_width=identity.window_width)
     ]
+
+
+def _presentation_lut(header: DicomHeader) -> hd.PresentationLUTTransformation:
+    """The source's polarity, restated (the module docstring): the same rule as the display
+    pixels' (data_prep.dicom: MONOCHROME1 or INVERSE shows the lowest value white)."""
+    identity = header.identity
+    inverse = header.photometric_interpretation.strip().upper() == "MONOCHROME1" or (
+        identity is not None and identity.presentation_lut_shape == "INVERSE"
+    )
+    shape = hd.PresentationLUTShapeValues.INVERSE if inverse else hd.PresentationLUTShapeValues.IDENTITY
+    return hd.PresentationLUTTransformation(presentation_lut_shape=shape)
 
 
 def build_gsps(
@@ -102,6 +115,7 @@ def build_gsps(
             graphic_layers=[layer],
             graphic_annotations=[annotation],
             voi_lut_transformations=_voi(header),
+            presentation_lut_transformation=_presentation_lut(header),
             series_description=f"{algorithm.name} AI results (GSPS)",
             specific_character_set=character_set(source),
         )

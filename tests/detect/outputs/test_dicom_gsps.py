@@ -7,7 +7,12 @@ import numpy as np
 import pydicom
 import pytest
 
+from data_prep.dicom import read_dicom_header
+from detect.outputs.dicom_common import AlgorithmInfo
+from detect.outputs.dicom_gsps import build_gsps
+from tests.data_prep.dicom_fixtures import textured_image, write_jpeg_baseline_dicom
 from tests.detect.outputs.dicom_run import infer_with_dicom_outputs
+from tests.detect.outputs.test_dicom_charsets import _prediction
 from tests.dicom_tools import error_lines, run_tool
 
 
@@ -45,3 +50,26 @@ def test_dciodvfy_and_dcmdump_find_no_error_in_the_gsps(run):
     raw = run_tool("dcmdump", "+L", path)
     assert raw.returncode == 0 and error_lines(raw.stderr) == [], raw.stderr
     assert "GraphicAnnotationSequence" in raw.stdout
+
+
+@pytest.mark.parametrize(
+    "photometric, shape, expected",
+    [
+        ("MONOCHROME2", None, "IDENTITY"),
+        ("MONOCHROME2", "IDENTITY", "IDENTITY"),
+        ("MONOCHROME1", None, "INVERSE"),
+        ("MONOCHROME1", "INVERSE", "INVERSE"),
+        ("MONOCHROME2", "INVERSE", "INVERSE"),
+    ],
+)
+def test_the_presentation_state_keeps_the_sources_polarity(tmp_path, photometric, shape, expected):
+    """A presentation state's Presentation LUT Shape replaces the image's own: IDENTITY over a
+    MONOCHROME1 source would show it as a negative."""
+    tags = {"PhotometricInterpretation": photometric, **({"PresentationLUTShape": shape} if shape else {})}
+    source = write_jpeg_baseline_dicom(tmp_path / "source.dcm", textured_image(64, 64, seed=2), **tags)
+    gsps = build_gsps(read_dicom_header(source), _prediction(source), AlgorithmInfo("detect x", "1", "ab" * 32))
+    assert gsps.PresentationLUTShape == expected
+    path = tmp_path / "gsps.dcm"
+    gsps.save_as(path, enforce_file_format=True)
+    done = run_tool("dciodvfy", path)
+    assert error_lines(done.stdout + done.stderr) == [], done.stdout + done.stderr
