@@ -597,7 +597,7 @@ def eval_command(
     from detect.evaluation.evaluate import evaluate_checkpoint
     from detect.evaluation.report import format_summary
     from detect.evaluation.submission_eval import evaluate_predictions
-    from detect.predictions import PostprocessSettings
+    from detect.inference.settings import InferenceSettings
 
     if predictions is not None or labels is not None:
         if predictions is None or labels is None or data or checkpoint is not None or gate_with is not None:
@@ -613,21 +613,24 @@ def eval_command(
     else:
         if not data:
             raise DetectError("pass --data DIR (with an optional --checkpoint), or --predictions CSV --labels CSV")
-        settings = PostprocessSettings(
+        # The same checked record as `detect infer` (its post-processing, batch size and device).
+        settings = InferenceSettings(
             score_thresh=score_thresh,
             gate=gate,
             drop_below_threshold=drop_below_threshold,
             shrink_factor=shrink,
             tta=tta,
+            batch_size=batch_size,
+            device=device,
         )
         outcome = evaluate_checkpoint(
             checkpoint,
             data,
             out,
             split=split,
-            settings=settings,
-            batch_size=batch_size,
-            device=device,
+            settings=settings.postprocess,
+            batch_size=settings.batch_size,
+            device=settings.device,
             progress=sys.stderr.isatty(),
             gate_with=gate_with,
             label_map=label_map,

@@ -2,6 +2,7 @@
 
     a path (str or Path) to a DICOM, PNG or JPEG    read by content (detect.data.files.load_image)
     a folder                                         every image below it, sorted (one per file)
+    a glob pattern (str), e.g. "scans/**/*.dcm"      the files it matches, sorted
     a list / tuple of any of these                   in order
     a numpy array                                    uint8 [H, W] or [H, W, 3] RGB: display pixels;
                                                      uint16 / int16 / other integer [H, W]: stored
@@ -21,6 +22,7 @@ given and what is accepted.
 
 from __future__ import annotations
 
+import glob
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -49,11 +51,23 @@ class InputTypeError(DetectError):
     """An object given to the Python API that is not an image it can read."""
 
 
+def _is_pattern(item: Any) -> bool:
+    """A str with glob characters that is not itself an existing path."""
+    return isinstance(item, str) and any(c in item for c in "*?[") and not Path(item).exists()
+
+
 def is_many(source: Any) -> bool:
-    """True for what gives a list of predictions: a list or tuple, or a folder."""
-    if isinstance(source, (list, tuple)):
+    """True for what gives a list of predictions: a list or tuple, a folder, a glob pattern."""
+    if isinstance(source, (list, tuple)) or _is_pattern(source):
         return True
     return isinstance(source, (str, Path)) and Path(source).is_dir()
+
+
+def _matches(pattern: str) -> list[Path]:
+    files = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+    if not files:
+        raise InputTypeError(f"{pattern}: no file matches this pattern")
+    return files
 
 
 def expand(source: Any) -> list[Any]:
@@ -63,7 +77,9 @@ def expand(source: Any) -> list[Any]:
     for item in items:
         if isinstance(item, (list, tuple)):
             raise InputTypeError("a list of inputs must be flat: paths, arrays or images, not lists")
-        if isinstance(item, (str, Path)) and Path(item).is_dir():
+        if _is_pattern(item):
+            out.extend(_matches(item))
+        elif isinstance(item, (str, Path)) and Path(item).is_dir():
             out.extend(collect_input_files([item]).files)
         else:
             out.append(item)

@@ -123,6 +123,10 @@ def test_a_folder_gives_a_list_in_sorted_order(detector, images, tmp_path):
         (folder / source.name).write_bytes(source.read_bytes())
     listed = detector.predict(folder)
     assert [p.source for p in listed] == [str(folder / "a.dcm"), str(folder / "wide.png")]
+    matched = detector.predict(str(folder / "*.png"))  # a glob pattern, as a str
+    assert [p.source for p in matched] == [str(folder / "wide.png")]
+    with pytest.raises(InputTypeError, match=r"\*\.jpg: no file matches this pattern"):
+        detector.predict(str(folder / "*.jpg"))
 
 
 def test_bad_input_is_a_one_line_detect_error(detector, images, checkpoint):
