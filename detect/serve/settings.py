@@ -59,7 +59,7 @@ class ServeSettings:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"--port must lie in 0..65535, got {self.port}")
         if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1, got {self.workers}")
+            raise ConfigError(f"--threads must be >= 1, got {self.workers}")
         if self.queue_size < 1:
             raise ConfigError(f"--queue-size must be >= 1, got {self.queue_size}")
         if not (isinstance(self.max_wait_s, (int, float)) and math.isfinite(self.max_wait_s) and self.max_wait_s > 0):
