@@ -274,9 +274,14 @@ class ServeModel:
         explain_s = 0.0
         if explain:
             started = time.perf_counter()
-            with self._model_lock:
-                made = explanation_overlays(self._explainer, detector, [predictions[i][1] for i in explain])  # type: ignore[arg-type]
-            overlays = dict(zip(explain, made))
+            try:
+                with self._model_lock:
+                    made = explanation_overlays(self._explainer, detector, [predictions[i][1] for i in explain])  # type: ignore[arg-type]
+                overlays = dict(zip(explain, made))
+            except Exception as exc:  # fails the requests that asked for it, not the batch
+                for i in explain:
+                    results[i] = exc
+                    del predictions[i]
             explain_s = time.perf_counter() - started
 
         for i, (own, prediction) in predictions.items():

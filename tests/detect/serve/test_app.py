@@ -20,9 +20,10 @@ from pydicom.uid import ImplicitVRLittleEndian
 from detect.inference.api import Detector
 from detect.inference.batch import run_inference
 from detect.serve.predict import NO_EXPLANATION, ServeModel, Upload
+from detect.serve.sniff import BadUpload
 from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
 from tests.detect.inference.test_gate import save_classifier_checkpoint
-from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, make_client
+from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, assert_same_entry, make_client
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -175,6 +176,34 @@ def test_explain_on_a_classifier_returns_the_gradcam_overlay_infer_writes(classi
     run_inference([path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu", explain_dir=tmp_path)
     written = cv2.imread(str(tmp_path / "scan_gradcam.png"), cv2.IMREAD_COLOR)
     assert written.shape == overlay.shape and np.abs(written.astype(int) - overlay.astype(int)).max() <= 1
+
+
+def test_a_batch_predicts_as_one_at_a_time_and_an_unreadable_upload_fails_alone(
+    serve_model, dicom_bytes, png_bytes, jpeg_bytes
+):
+    plain, tta = serve_model.request_options({}), serve_model.request_options({"tta": "true"})
+    strict = serve_model.request_options({"score_thresh": "0.6", "threshold_from": "kermany"})
+    uploads = [
+        Upload(dicom_bytes, "dicom", "a.dcm", plain),
+        Upload(png_bytes, "png", "b.png", tta),
+        Upload(jpeg_bytes[:100], "jpeg", "broken.jpg", plain),
+        Upload(jpeg_bytes, "jpeg", "c.jpg", strict),
+        Upload(png_bytes, "png", "d.png", plain),
+        Upload(dicom_bytes, "dicom", "e.dcm", tta),
+    ]
+    batched = serve_model.predict_uploads(uploads)
+    broken = batched[2]
+    assert isinstance(broken, BadUpload) and str(broken).startswith("unreadable JPEG: ")
+    # one forward pass per TTA flag: the three readable plain uploads, the two TTA ones
+    assert [b["batch_size"] for i, b in enumerate(batched) if i != 2] == [3, 2, 3, 3, 2]
+    for upload, body in zip(uploads, batched):
+        if upload.source == "broken.jpg":
+            continue
+        alone = serve_model.predict_upload(upload.data, upload.kind, upload.source, upload.options)
+        assert alone["batch_size"] == 1 and body["settings"] == alone["settings"]
+        assert_same_entry(body["prediction"], alone["prediction"])
+    assert batched[3]["settings"]["score_thresh"] == 0.6
+    assert batched[3]["prediction"]["operating_point"]["dataset"] == "kermany"
 
 
 # --------------------------------------------------------------------------------- errors
