@@ -272,7 +272,7 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         height, width, planes, components, bits = declared_size_px(data, kind)
         check_declared_pixels(height, width, planes, settings.max_image_pixels, components=components, bits=bits)
         received = time.perf_counter()
-        upload = Upload(data, kind, safe_source_name(client_name), options, queued_at=time.perf_counter())
+        upload = Upload(data, kind, safe_source_name(client_name), options, queued_at=received)
         try:
             result = await pool.run(upload, key=options.settings.tta)  # a batch has one TTA flag
         except PoolFull as exc:

@@ -2,8 +2,9 @@
 
 The checkpoint is loaded and warmed up (two predictions of a blank image, the second timed: the
 wait estimate's first measurement, detect.serve.pool) before the port is opened, so a bad
-checkpoint is a one-line `error: ...` (exit 2) and a running server is always ready. Binding anything but loopback
-prints a warning: the server speaks plain HTTP and belongs behind a TLS reverse proxy.
+checkpoint is a one-line `error: ...` (exit 2) and a running server is always ready. Binding
+anything but loopback prints a warning: the server speaks plain HTTP and belongs behind a TLS
+reverse proxy.
 """
 
 from __future__ import annotations
