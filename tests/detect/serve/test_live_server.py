@@ -1,11 +1,12 @@
 """Real `detect serve` processes on free loopback ports. With the default settings, concurrent
 uploads are all answered, sharing batches whose entries equal those predicted one at a time.
-With a short --max-wait-s, a flood is refused at once (503 + Retry-After) while the admitted
-requests wait about that long at most, and the server stays healthy throughout."""
+With a short --max-wait-s, a flood is refused (503 + Retry-After) within that time while the
+admitted requests wait about that long at most, and the server stays healthy throughout."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import statistics
 import threading
 import time
@@ -126,13 +127,15 @@ def test_a_flood_is_refused_at_once_with_retry_after_and_healthz_stays_up(flood_
         message, retry_after = response.json()["error"], int(response.headers["retry-after"])
         assert message.startswith("the server is busy: the expected wait is ") and retry_after >= 1
         assert f"over its limit of {FLOOD_MAX_WAIT_S:g} s (--max-wait-s); retry in {retry_after} s" in message
-    # A refusal does not wait for the queue: on the median it comes within --max-wait-s (the
-    # rest of its time is the 200 connections' turn in the event loop on a shared machine),
-    # sooner than an admitted request's answer.
-    refused_s = statistics.median(s for _r, s in refused)
-    assert refused_s < FLOOD_MAX_WAIT_S and refused_s < statistics.median(s for _r, s in admitted)
-    # The admitted waited in the queue about --max-wait-s at most (the estimate's slack: 3x).
-    assert max(r.json()["timing_ms"]["queue"] for r, _ in admitted) < 3 * FLOOD_MAX_WAIT_S * 1000
+    # A refusal does not wait for the queue: the server answers each 503 within --max-wait-s
+    # (its log times every /v1/ request; the time is the 200 connections' turns in its event
+    # loop), and the clients get them sooner than the admitted requests' answers. The client's
+    # clock adds its own 200 connections on the same shared cores, so the bound is the server's.
+    server_ms = [float(ms) for ms in re.findall(r"POST /v1/predict 503 ([0-9.]+) ms", flood_server.log_text())]
+    assert len(server_ms) >= len(refused) and max(server_ms) < FLOOD_MAX_WAIT_S * 1000
+    assert statistics.median(s for _r, s in refused) < statistics.median(s for _r, s in admitted)
+    # The admitted waited in the queue about --max-wait-s at most (2x: the estimate's slack).
+    assert max(r.json()["timing_ms"]["queue"] for r, _ in admitted) < 2 * FLOOD_MAX_WAIT_S * 1000
     assert health and set(health) == {200}
 
     with httpx.Client(base_url=flood_server.url, timeout=30.0) as http:  # and afterwards it serves again
