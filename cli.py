@@ -783,10 +783,27 @@ def serve(
         "127.0.0.1", "--host", help="Address to bind; the default (loopback) is reachable from the same host only."
     ),
     port: int = typer.Option(8000, "--port", help="TCP port (0: any free one)."),
-    threads: int = typer.Option(1, "--threads", help="Inference threads sharing the one loaded model."),
+    threads: int = typer.Option(
+        1,
+        "--threads",
+        help="Inference threads, each running batches (read, model, finalize) on the one loaded model; "
+        "one forward pass at a time.",
+    ),
     workers: Optional[int] = typer.Option(None, "--workers", hidden=True, help="Old name of --threads."),
+    max_wait_s: float = typer.Option(
+        10.0,
+        "--max-wait-s",
+        help="Queue a request while its expected wait (queued x recent seconds per request / threads) "
+        "is at most this; past it, 503 with Retry-After.",
+    ),
     queue_size: int = typer.Option(
-        8, "--queue-size", help="Requests that may wait for a worker; more are answered 503 with Retry-After."
+        256,
+        "--queue-size",
+        help="Most requests queued, whatever the expected wait (a memory cap); more get 503 with Retry-After.",
+    ),
+    max_batch: int = typer.Option(8, "--max-batch", help="Most images in one forward pass (1: no batching)."),
+    batch_window_ms: float = typer.Option(
+        5.0, "--batch-window-ms", help="How long a batch waits for more requests after its first one arrived."
     ),
     max_upload_mb: float = typer.Option(32.0, "--max-upload-mb", help="Largest upload in MiB (413 above)."),
     max_image_megapixels: float = typer.Option(
@@ -828,6 +845,9 @@ def serve(
         port=port,
         workers=workers if workers is not None else threads,
         queue_size=queue_size,
+        max_wait_s=max_wait_s,
+        max_batch=max_batch,
+        batch_window_ms=batch_window_ms,
         max_upload_mb=max_upload_mb,
         max_image_megapixels=max_image_megapixels,
         token=token or None,

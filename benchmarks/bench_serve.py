@@ -1,32 +1,38 @@
-"""`detect serve` on loopback against the same predictor called in-process, on the same images.
+"""`detect serve` on loopback against the in-process Detector, on the same images, in one run.
 
-    python benchmarks/bench_serve.py                          # demo recipe, 1024 px synthetic DICOMs, K = 1, 4
-    python benchmarks/bench_serve.py --clients 1 2 8 --requests 64 --workers 2
+    python benchmarks/bench_serve.py                        # demo recipe, 1024 px synthetic DICOMs, K = 1, 4, 16
+    python benchmarks/bench_serve.py --clients 1 4 16 --requests 48 --max-batch 8
 
-Both arms do one image's whole way: read the DICOM (data.files.load_image), the one Predictor
-(predict_raw), the operating point, finalize_prediction and prediction_to_json. The server arm
-adds HTTP on 127.0.0.1 (a real `detect serve` subprocess), the upload, sniffing, the header
-pre-check, the pool hand-off and JSON encoding; K client threads send requests back to back.
+Every arm does one image's whole way: read the DICOM, Detector.prepare, Detector.run,
+Detector.finalize and the boxes.json entry (Prediction.to_dict).
 
-The table: latency percentiles (ms) and requests/s for the in-process baseline (one caller, as
-`detect infer --batch-size 1` runs) and for the server at each K, with the overhead ratios
-server p50 / in-process p50 and in-process req/s / server req/s. With one inference worker a
-request at K > 1 also waits for the K - 1 ahead of it, so latency grows with K while requests/s
-should not fall.
+    in-process, batch of 1   one caller, one image per run(): `detect infer --batch-size 1`
+    in-process, batched      one caller, --max-batch images per run(); a request's latency is
+                             its batch's (read, forward pass, finalize)
+    detect serve, K          a real `detect serve` subprocess with its default queue and
+                             batching (--max-batch, --batch-window-ms), K clients sending
+                             requests back to back over 127.0.0.1; adds HTTP, the upload,
+                             sniffing, the header check, the queue and the JSON
+    detect serve, no batching   the same at the largest K with --max-batch 1
+
+The in-process arms run before and after the server arms (the machine's load drifts) and are
+pooled. The table: p50 / p99 latency (ms), requests/s, the server's mean batch size, and each
+row's ratios to the in-process batch of 1 (requests/s over its requests/s, p50 over its p50).
 
 The model is the demo recipe's architecture (configs/demo.yaml) with random weights written as a
-checkpoint: serving cost does not depend on what the weights learned.
+checkpoint: serving cost does not depend on what the weights learned. `--threads` torch threads
+in every arm (OMP_NUM_THREADS for the server): 1 gives steady numbers on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -42,12 +48,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--images", type=int, default=8, help="distinct synthetic DICOMs (cycled)")
     parser.add_argument("--image-px", type=int, default=1024, help="synthetic image size (RSNA: 1024)")
-    parser.add_argument("--requests", type=int, default=48, help="requests per arm and K")
-    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4], help="concurrent clients K")
-    parser.add_argument("--workers", type=int, default=1, help="the server's inference workers")
-    parser.add_argument("--warmup", type=int, default=4, help="untimed requests first")
+    parser.add_argument("--requests", type=int, default=48, help="requests per row")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16], help="concurrent clients K")
+    parser.add_argument("--max-batch", type=int, default=8, help="the server's --max-batch and the batched arm's size")
+    parser.add_argument("--workers", type=int, default=1, help="the server's inference threads (--threads)")
+    parser.add_argument("--warmup", type=int, default=4, help="untimed requests first, per arm")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads in both arms (1: steady numbers on a shared machine)"
+        "--threads", type=int, default=1, help="torch CPU threads in every arm (1: steady numbers on a shared machine)"
     )
     return parser.parse_args(argv)
 
@@ -83,39 +90,30 @@ def write_inputs(folder: Path, args: argparse.Namespace) -> tuple[Path, list[Pat
     return checkpoint, paths
 
 
-def percentiles(latencies_s: list[float]) -> tuple[float, float, float]:
-    p50, p95, p99 = np.percentile(np.asarray(latencies_s) * 1000.0, [50, 95, 99])
-    return float(p50), float(p95), float(p99)
+def percentiles(latencies_s: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(latencies_s) * 1000.0, [50, 99])
+    return float(p50), float(p99)
 
 
-def bench_in_process(checkpoint: Path, paths: list[Path], args: argparse.Namespace) -> tuple[list[float], float]:
-    from detect.data.files import load_image
-    from detect.inference.batch import ThresholdChoice, finalize_prediction, pick_operating_point
-    from detect.inference.predictor import load_predictor
-    from detect.outputs.boxes_json import prediction_to_json
-    from detect.predictions import PostprocessSettings
+def bench_in_process(detector, paths: list[Path], batch: int, args: argparse.Namespace) -> tuple[list[float], float]:
+    """Latencies (s) and requests/s of `args.requests` images in runs of `batch`."""
 
-    settings = PostprocessSettings()
-    loaded = load_predictor(checkpoint, device="cpu", settings=settings)
-    choice = ThresholdChoice()
+    def one_batch(chunk: list[Path]) -> float:
+        started = time.perf_counter()
+        prepared = [detector.prepare(path) for path in chunk]
+        raws = detector.run(prepared)
+        for raw, item in zip(raws, prepared):
+            detector.finalize(raw, item).to_dict()
+        return time.perf_counter() - started
 
-    def one(path: Path) -> dict:
-        image = load_image(path)
-        raw = loaded.predictor.predict_raw([image.pixels])[0]
-        point = pick_operating_point(loaded.operating_points, choice, is_dicom=image.header is not None)
-        return prediction_to_json(
-            finalize_prediction(raw, source=path.name, header=image.header, settings=settings, point=point)
-        )
-
-    for i in range(args.warmup):
-        one(paths[i % len(paths)])
-    latencies = []
-    start = time.perf_counter()
-    for i in range(args.requests):
-        t0 = time.perf_counter()
-        one(paths[i % len(paths)])
-        latencies.append(time.perf_counter() - t0)
-    return latencies, args.requests / (time.perf_counter() - start)
+    order = [paths[i % len(paths)] for i in range(args.requests)]
+    one_batch(order[: max(1, min(batch, args.warmup))])
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for i in range(0, len(order), batch):
+        chunk = order[i : i + batch]
+        latencies += [one_batch(chunk)] * len(chunk)  # each request waits for its whole batch
+    return latencies, len(order) / (time.perf_counter() - started)
 
 
 def free_port() -> int:
@@ -124,7 +122,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(checkpoint: Path, args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(
+    checkpoint: Path, args: argparse.Namespace, log_path: Path, max_batch: int
+) -> tuple[subprocess.Popen, str]:
     import httpx
 
     port = free_port()
@@ -139,10 +139,10 @@ def start_server(checkpoint: Path, args: argparse.Namespace, log_path: Path) -> 
         str(port),
         "--device",
         "cpu",
-        "--workers",
+        "--threads",
         str(args.workers),
-        "--queue-size",
-        str(max(args.clients) * 2),
+        "--max-batch",
+        str(max_batch),
     ]
     log = open(log_path, "w")
     process = subprocess.Popen(
@@ -165,37 +165,43 @@ def start_server(checkpoint: Path, args: argparse.Namespace, log_path: Path) -> 
     raise SystemExit("detect serve did not become ready")
 
 
-def bench_server(url: str, bodies: list[bytes], clients: int, args: argparse.Namespace) -> tuple[list[float], float]:
+async def _bench_server(
+    url: str, bodies: list[bytes], clients: int, args: argparse.Namespace
+) -> tuple[list[float], float, float]:
     import httpx
 
-    with httpx.Client(base_url=url, timeout=120.0) as http:
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=300.0, limits=limits) as http:
         for i in range(args.warmup):
-            http.post("/v1/predict", content=bodies[i % len(bodies)]).raise_for_status()
-    latencies: list[float] = []
-    lock = threading.Lock()
-    counter = iter(range(args.requests))
+            (await http.post("/v1/predict", content=bodies[i % len(bodies)])).raise_for_status()
+        latencies: list[float] = []
+        batch_sizes: list[int] = []
+        counter = iter(range(args.requests))
 
-    def client() -> None:
-        with httpx.Client(base_url=url, timeout=120.0) as http:
-            while True:
-                with lock:
-                    i = next(counter, None)
-                if i is None:
-                    return
-                t0 = time.perf_counter()
-                response = http.post("/v1/predict", content=bodies[i % len(bodies)])
-                elapsed = time.perf_counter() - t0
+        async def client() -> None:  # back to back: the next request once the last is answered
+            for i in counter:
+                started = time.perf_counter()
+                response = await http.post("/v1/predict", content=bodies[i % len(bodies)])
+                elapsed = time.perf_counter() - started
                 response.raise_for_status()
-                with lock:
-                    latencies.append(elapsed)
+                latencies.append(elapsed)
+                batch_sizes.append(int(response.json()["batch_size"]))
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, args.requests / (time.perf_counter() - start)
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        rate = args.requests / (time.perf_counter() - started)
+    return latencies, rate, float(np.mean(batch_sizes))
+
+
+def bench_server(
+    checkpoint: Path, bodies: list[bytes], clients: list[int], max_batch: int, folder: Path, args: argparse.Namespace
+) -> list[tuple[int, list[float], float, float]]:
+    process, url = start_server(checkpoint, args, folder / f"serve_batch{max_batch}.log", max_batch)
+    try:
+        return [(k, *asyncio.run(_bench_server(url, bodies, k, args))) for k in clients]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,39 +209,46 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     import torch
 
+    from detect.inference.api import Detector
+
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_serve_") as tmp:
         folder = Path(tmp)
         checkpoint, paths = write_inputs(folder, args)
         bodies = [p.read_bytes() for p in paths]
-        before, before_rps = bench_in_process(checkpoint, paths, args)
-        process, url = start_server(checkpoint, args, folder / "serve.log")
-        served = []
-        try:
-            for clients in args.clients:
-                served.append((clients, *bench_server(url, bodies, clients, args)))
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-        after, after_rps = bench_in_process(checkpoint, paths, args)  # before and after: the load drifts
-        base_p50, base_p95, base_p99 = percentiles(before + after)
-        base_rps = (before_rps + after_rps) / 2
-        rows = [("in-process (baseline)", "-", base_p50, base_p95, base_p99, base_rps, 1.0, 1.0)]
-        for clients, latencies, rps in served:
-            p50, p95, p99 = percentiles(latencies)
-            rows.append(
-                (f"detect serve, K={clients}", str(clients), p50, p95, p99, rps, p50 / base_p50, base_rps / rps)
-            )
+        detector = Detector.from_checkpoint(checkpoint, device="cpu")
+
+        def in_process() -> dict[int, tuple[list[float], float]]:
+            return {batch: bench_in_process(detector, paths, batch, args) for batch in (1, args.max_batch)}
+
+        before = in_process()
+        served = bench_server(checkpoint, bodies, args.clients, args.max_batch, folder, args)
+        unbatched = bench_server(checkpoint, bodies, [max(args.clients)], 1, folder, args)
+        after = in_process()  # before and after: the load drifts
+
+    rows = []
+    for batch, name in ((1, "in-process, batch of 1"), (args.max_batch, f"in-process, batches of {args.max_batch}")):
+        latencies = before[batch][0] + after[batch][0]
+        rows.append((name, "1", latencies, (before[batch][1] + after[batch][1]) / 2, float(batch)))
+    for k, latencies, rate, mean_batch in served:
+        rows.append((f"detect serve (--max-batch {args.max_batch})", str(k), latencies, rate, mean_batch))
+    for k, latencies, rate, mean_batch in unbatched:
+        rows.append(("detect serve, no batching (--max-batch 1)", str(k), latencies, rate, mean_batch))
+    base_p50, _ = percentiles(rows[0][2])
+    base_rate = rows[0][3]
+
     print(
         f"{args.requests} requests per row, {args.images} synthetic {args.image_px} px JPEG-Baseline DICOMs, "
-        f"model of {Path(args.config).name} (random weights), CPU, {os.cpu_count()} cores, {args.threads} torch thread(s), "
-        f"server workers {args.workers}; in-process: {2 * args.requests} calls, before and after the server"
+        f"model of {Path(args.config).name} (random weights), CPU, {os.cpu_count()} cores, {args.threads} torch "
+        f"thread(s) per arm, server --threads {args.workers}; in-process rows: before and after the server, pooled"
     )
-    print("| arm | K | p50 ms | p95 ms | p99 ms | req/s | p50 / in-process | in-process req/s / req/s |")
+    print("| arm | K | p50 ms | p99 ms | req/s | mean batch | req/s vs in-process batch of 1 | p50 vs it |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, k, p50, p95, p99, rps, latency_ratio, throughput_ratio in rows:
+    for name, k, latencies, rate, mean_batch in rows:
+        p50, p99 = percentiles(latencies)
         print(
-            f"| {name} | {k} | {p50:.1f} | {p95:.1f} | {p99:.1f} | {rps:.2f} | {latency_ratio:.2f} | {throughput_ratio:.2f} |"
+            f"| {name} | {k} | {p50:.1f} | {p99:.1f} | {rate:.2f} | {mean_batch:.1f} | "
+            f"{rate / base_rate:.2f} | {p50 / base_p50:.2f} |"
         )
 
 

@@ -27,7 +27,7 @@ Gating (`gate_with`): a second checkpoint's pneumonia probability replaces the d
 and decides at the gate's operating points (detect.inference.gating); boxes.json's `gate_model`
 names it. Explaining (`explain_dir`): a Grad-CAM heat map of the pneumonia score per image, of
 the model whose probability decides (the gate when there is one; a classifier either way:
-detect.explain.gradcam), written as DIR/<stem>_gradcam.png.
+detect.inference.explaining), written as DIR/<stem>_gradcam.png.
 
 Several processes: under `torchrun`, each rank predicts every world_size-th file of the sorted
 listing into its own part; rank 0 merges all parts into one boxes.json and one submission
@@ -43,7 +43,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from data_prep.atomic import check_writable
@@ -52,9 +51,9 @@ from data_prep.records import BadFile
 from detect.data.files import default_read_workers
 from detect.devices import resolve_device
 from detect.distributed import DistInfo, barrier, dist_info_from_env, init_distributed
-from detect.explain.gradcam import GradCamExplainer, draw_heatmap_overlay, is_explainable
 from detect.inference.api import Detector, PipelineTimes
 from detect.inference.discovery import InputListing, collect_input_files
+from detect.inference.explaining import explainer_for, explanation_overlays
 from detect.inference.jsonl import (
     InputKey,
     PartScan,
@@ -171,26 +170,6 @@ def overlay_names(files: Sequence[Path], suffix: str = "") -> dict[str, str]:
     same listing (so a resumed run never overwrites another image's overlay)."""
     used: set[str] = set()
     return {str(f): unique_png_name(f.stem + suffix, used) for f in files}
-
-
-def explainer_for(detector: Detector) -> GradCamExplainer:
-    """Grad-CAM of the model whose pneumonia probability decides; a detector is one DetectError line."""
-    model = detector.decision_model
-    predictor = model.predictor
-    if not is_explainable(predictor.model):
-        raise DetectError(
-            f"{model.checkpoint_path}: --explain: Grad-CAM is for classifiers and model "
-            f"'{model.model_info['name']}' is a detector; pass a classifier checkpoint "
-            "(as --checkpoint, or as --gate-with beside a detector)"
-        )
-    return GradCamExplainer(predictor.model, predictor.image_size_px, predictor.device, predictor.clahe)
-
-
-def explain_title(detector: Detector, prediction: Prediction) -> str:
-    return (
-        f"Grad-CAM {detector.decision_model.model_info['name']}: pneumonia score, "
-        f"p={prediction.pneumonia_probability or 0.0:.3f}"
-    )
 
 
 def check_output_targets(
@@ -432,8 +411,7 @@ def run_inference(
                 write_overlay(root / names[prediction.source], prediction.plot())
                 result.n_overlays += 1
             if explainer is not None and explain_root is not None and pixels is not None:
-                (heatmap,) = explainer.heatmaps([np.asarray(pixels)])
-                canvas = draw_heatmap_overlay(np.asarray(pixels), heatmap, title=explain_title(detector, prediction))
+                (canvas,) = explanation_overlays(explainer, detector, [prediction])
                 write_overlay(explain_root / explain_names[prediction.source], canvas)
                 result.n_explained += 1
             dicom_writer.write(prediction.header, prediction.as_record())

@@ -5,12 +5,16 @@
     GET  /readyz       the model is loaded (503 while it is not)
     GET  /v1/model     the model card (detect.serve.model_card)
     POST /v1/predict   a DICOM / PNG / JPEG, raw body or multipart field `file` -> the boxes.json
-                       entry + timing (detect.serve.predict)
+                       entry + timing, batched with the requests beside it (detect.serve.predict,
+                       detect.serve.pool); explain=true: a classifier's Grad-CAM overlay
     GET  /docs         OpenAPI (Swagger UI; the spec itself is /openapi.json)
 
 Every error is JSON `{"error": "<one line>", "status": <code>}`. The order of the checks on an
-upload: token (401), size while streaming (413), content sniffing (415), declared size (422),
-then a pool slot (503 with Retry-After) and the decode/predict (422 for an unreadable file).
+upload: token (401), the query's values (422), admission (503 with Retry-After when the
+expected wait is over --max-wait-s or the queue is full; checked again when it is queued), what
+the model can answer (422: explain=true for a detector, a threshold_from it has no point for),
+size while streaming (413), content sniffing (415), declared size (422), then its batch's
+decode/predict (422 for an unreadable file).
 Logs carry the request's kind, byte size, image size, status and timing; never the file
 name, patient name or patient ID.
 """
@@ -34,10 +38,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from data_prep.errors import DetectError, ModelOutputError
 from detect.models.checkpoint import software_versions
 from detect.serve.model_card import model_card
-from detect.serve.pool import BoundedPool, PoolFull
-from detect.serve.predict import NO_EXPLANATION, ServeModel, request_options
+from detect.serve.pool import BatchingPool, PoolFull
+from detect.serve.predict import ServeModel, Upload
 from detect.serve.settings import ServeSettings
-from detect.serve.sniff import BadUpload, UploadError, check_declared_pixels, declared_size_px, sniff_kind
+from detect.serve.sniff import UploadError, check_declared_pixels, declared_size_px, sniff_kind
 from detect.serve.uploads import extract_upload, read_capped_body, safe_source_name
 
 log = logging.getLogger("detect.serve")
@@ -127,7 +131,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings()) -> FastAPI:
     """The application around `model` (None: not loaded yet, /readyz and /v1/* answer 503)."""
-    pool = BoundedPool(settings.workers, settings.queue_size)
+
+    def run_batch(uploads: list[Upload]) -> list[Any]:
+        return app.state.model.predict_uploads(uploads)
+
+    pool: BatchingPool[Upload, dict[str, Any]] = BatchingPool(
+        run_batch,
+        workers=settings.workers,
+        max_batch=settings.max_batch,
+        batch_window_s=settings.batch_window_ms / 1000.0,
+        max_wait_s=settings.max_wait_s,
+        max_queued=settings.queue_size,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -138,7 +153,8 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         title="detect serve",
         version=software_versions()["detect"],
         lifespan=lifespan,
-        description="Pneumonia boxes and probabilities for one chest radiograph per request.",
+        description="Pneumonia boxes and probabilities for one chest radiograph per request "
+        "(concurrent requests share batched forward passes).",
     )
     app.state.model = model
     app.state.pool = pool
@@ -201,11 +217,14 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
     @app.get("/readyz", summary="The model is loaded", responses=_error_responses(503))
     async def readyz() -> dict[str, Any]:
         model_now = loaded_model()
+        wait = pool.expected_wait_s()
         return {
             "status": "ready",
             "model": model_now.loaded.model_info["name"],
             "busy": pool.admitted,
+            "queued": pool.queued,
             "capacity": pool.capacity,
+            "expected_wait_s": round(wait, 3) if wait is not None else None,
         }
 
     @app.get(
@@ -234,30 +253,30 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
         threshold_from: Literal["rsna", "kermany"] | None = Query(
             None, description="use this dataset's stored threshold"
         ),
-        explain: bool = Query(False, description="add the model's explanation heat map (422 when it has none)"),
+        explain: bool = Query(False, description="add the model's Grad-CAM overlay (classifiers; 422 for a detector)"),
         render: bool = Query(False, description="add the display image (PNG, base64) the viewer draws on"),
     ) -> dict[str, Any]:
         started = time.perf_counter()
         model_now = loaded_model()
         # The request fields of InferenceSettings, by name: the parameters above document them
         # (tests/detect/serve check the two lists agree); the values are parsed and checked there.
-        options = request_options(model_now.settings, request.query_params, render=render)
-        if explain and not model_now.explanations:
-            raise BadUpload(NO_EXPLANATION)
-        if pool.admitted >= pool.capacity:  # refuse before buffering the body, too (the pool checks again)
-            raise PoolFull(pool.retry_after_s())
+        try:
+            pool.check_admission()  # refuse first, before any work on the request (submit checks again)
+        except PoolFull as exc:
+            log.warning("predict refused: %s", exc)
+            raise
+        options = model_now.request_options(request.query_params, render=render, explain=explain)
         body = await read_capped_body(request, settings.max_upload_bytes)
         data, client_name = extract_upload(body, request.headers.get("content-type"))
         kind = sniff_kind(data)
         height, width, planes, components, bits = declared_size_px(data, kind)
         check_declared_pixels(height, width, planes, settings.max_image_pixels, components=components, bits=bits)
         received = time.perf_counter()
+        upload = Upload(data, kind, safe_source_name(client_name), options, queued_at=received)
         try:
-            result = await pool.run(
-                lambda: model_now.predict_upload(data, kind, safe_source_name(client_name), options)
-            )
-        except PoolFull:
-            log.warning("predict refused: pool full (%d admitted)", pool.admitted)
+            result = await pool.run(upload, key=options.settings.tta)  # a batch has one TTA flag
+        except PoolFull as exc:
+            log.warning("predict refused: %s", exc)
             raise
         result["timing_ms"] = {
             "receive": round((received - started) * 1000, 2),
@@ -265,13 +284,14 @@ def create_app(model: ServeModel | None, settings: ServeSettings = ServeSettings
             "total": round((time.perf_counter() - started) * 1000, 2),
         }
         log.info(
-            "predict %s %d bytes %dx%d: %d box(es) in %.1f ms",
+            "predict %s %d bytes %dx%d: %d box(es) in %.1f ms (batch of %d)",
             kind,
             len(data),
             width,
             height,
             len(result["prediction"]["boxes"]),
             result["timing_ms"]["total"],
+            result["batch_size"],
         )
         return result
 

@@ -1,8 +1,10 @@
 """run_server: load the model once, then serve it with uvicorn (one process, `workers` threads).
 
-The checkpoint is loaded before the port is opened, so a bad checkpoint is a one-line
-`error: ...` (exit 2) and a running server is always ready. Binding anything but loopback
-prints a warning: the server speaks plain HTTP and belongs behind a TLS reverse proxy.
+The checkpoint is loaded and warmed up (two predictions of a blank image, the second timed: the
+wait estimate's first measurement, detect.serve.pool) before the port is opened, so a bad
+checkpoint is a one-line `error: ...` (exit 2) and a running server is always ready. Binding
+anything but loopback prints a warning: the server speaks plain HTTP and belongs behind a TLS
+reverse proxy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def run_server(
     model = ServeModel(detector)
     loaded = detector.model
     app = create_app(model, settings)
+    app.state.pool.record(model.warm_up(), 1)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if not settings.is_loopback:
         echo(
@@ -42,7 +45,9 @@ def run_server(
         )
     echo(
         f"detect serve: model {loaded.model_info['name']} from {loaded.checkpoint_path} on {loaded.predictor.device}; "
-        f"{settings.workers} worker(s), queue {settings.queue_size}, uploads up to {settings.max_upload_mb:g} MiB; "
+        f"{settings.workers} worker(s), batches of up to {settings.max_batch} ({settings.batch_window_ms:g} ms window), "
+        f"queued while the expected wait is <= {settings.max_wait_s:g} s (at most {settings.queue_size}), "
+        f"uploads up to {settings.max_upload_mb:g} MiB; "
         f"http://{settings.host}:{settings.port}/"
     )
     # access_log off: our middleware logs /v1/* without query strings; uvicorn's would add them.

@@ -1,8 +1,10 @@
 """Fixtures of the serve tests: the tiny biased checkpoint (always boxes), a loaded model,
-uploads of each kind, and a real `detect serve` process on a free loopback port."""
+uploads of each kind, a real `detect serve` process on a free loopback port (default settings),
+and the comparison of entries predicted in a batch with those predicted alone."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -144,11 +146,35 @@ class LiveServer:
 
 @pytest.fixture(scope="session")
 def live_server(checkpoint, tmp_path_factory) -> Iterator[LiveServer]:
-    server = LiveServer(
-        checkpoint, tmp_path_factory.mktemp("serve_log") / "serve.log", "--workers", "1", "--queue-size", "24"
-    )
+    server = LiveServer(checkpoint, tmp_path_factory.mktemp("serve_log") / "serve.log")  # the defaults
     yield server
     server.stop()
+
+
+# boxes.json rounds box coordinates to 2 decimals and probabilities and scores to 6
+_ROUNDING_UNIT = {"x": 0.01, "y": 0.01, "width": 0.01, "height": 0.01}
+
+
+def assert_same_entry(batched: object, alone: object, key: str = "") -> None:
+    """Entries equal but for the last written digit of a float.
+
+    A batch runs the convolutions over [B, 3, S, S] instead of [1, 3, S, S], and oneDNN picks its
+    kernels (and so the order of each sum) by shape: the float32 outputs may differ by ~1e-7,
+    which can move a value written with 6 decimals (or a box edge with 2) by one unit in its
+    last digit. Anything more, or any other difference, fails."""
+    if isinstance(batched, dict) and isinstance(alone, dict):
+        assert batched.keys() == alone.keys(), (key, batched.keys(), alone.keys())
+        for name in batched:
+            assert_same_entry(batched[name], alone[name], name)
+    elif isinstance(batched, list) and isinstance(alone, list):
+        assert len(batched) == len(alone), (key, batched, alone)
+        for a, b in zip(batched, alone):
+            assert_same_entry(a, b, key)
+    elif isinstance(batched, float) and isinstance(alone, float):
+        unit = _ROUNDING_UNIT.get(key, 1e-6)
+        assert math.isclose(batched, alone, rel_tol=0.0, abs_tol=unit * 1.01), (key, batched, alone)
+    else:
+        assert batched == alone, (key, batched, alone)
 
 
 def require_tool(available: bool, what: str) -> None:

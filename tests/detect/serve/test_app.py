@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
 import os
 import stat
 import threading
+import time
 
+import cv2
+import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import ImplicitVRLittleEndian
 
 from detect.inference.api import Detector
 from detect.inference.batch import run_inference
-from detect.serve.predict import NO_EXPLANATION, ServeModel
+from detect.serve.predict import NO_EXPLANATION, ServeModel, Upload
+from detect.serve.sniff import BadUpload
 from tests.data_prep.dicom_fixtures import make_dataset, textured_image, write_dicom
 from tests.detect.inference.test_gate import save_classifier_checkpoint
-from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, make_client
+from tests.detect.serve.conftest import SECRET_FILE_NAME, SECRET_PATIENT_ID, assert_same_entry, make_client
 
 TOKEN = "s3cret-token-0123456789"
 
@@ -36,7 +41,8 @@ def assert_error(response, status: int, fragment: str) -> None:
 def test_health_ready_viewer_and_docs(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
-    assert ready["status"] == "ready" and ready["model"] == "mobilenet_v3_large_fpn" and ready["capacity"] == 9
+    assert ready["status"] == "ready" and ready["model"] == "mobilenet_v3_large_fpn"
+    assert ready["capacity"] == 256 + 8 and ready["queued"] == 0  # the queue cap + one full batch
     page = client.get("/")
     assert page.status_code == 200 and 'id="image"' in page.text and "<script" in page.text
     assert "http" not in page.text.split("<script")[0].lower().replace("http-equiv", "")  # no CDN link in the head
@@ -96,9 +102,9 @@ def test_predict_returns_the_entry_detect_infer_writes(client, checkpoint, dicom
         body["header"]["view_position"] == "AP" and body["header"]["sex"] == "F" and body["header"]["age_years"] == 51.0
     )
     assert "patient_name" not in body["header"] and "patient_id" not in body["header"]
-    assert set(body["timing_ms"]) == {"receive", "decode", "model", "postprocess", "total"}
-    assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] > 0
-    assert body["explanation"] is None and body["display_image"] is None
+    assert set(body["timing_ms"]) == {"receive", "queue", "decode", "model", "explain", "postprocess", "total"}
+    assert body["timing_ms"]["total"] >= body["timing_ms"]["model"] > 0 and body["timing_ms"]["explain"] == 0
+    assert body["explanation"] is None and body["display_image"] is None and body["batch_size"] == 1
 
 
 def test_raw_body_png_and_jpeg_are_sniffed_not_named(client, png_bytes, jpeg_bytes):
@@ -127,8 +133,77 @@ def test_query_options_mirror_detect_infer(client, dicom_bytes):
     assert shown["media_type"] == "image/png" and (shown["width_px"], shown["height_px"]) == (100, 120)
 
 
-def test_explain_is_refused_until_the_model_has_one(client, dicom_bytes):
-    assert_error(client.post("/v1/predict?explain=true", content=dicom_bytes), 422, NO_EXPLANATION)
+def test_explain_on_a_detector_is_422_saying_what_to_do(client, dicom_bytes):
+    refused = client.post("/v1/predict?explain=true", content=dicom_bytes)
+    assert_error(refused, 422, "explain=true: model 'mobilenet_v3_large_fpn' is a detector; " + NO_EXPLANATION)
+    assert "--gate-with" in refused.json()["error"] and "classifier checkpoint" in refused.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def classifier_model(tmp_path_factory):
+    checkpoint = save_classifier_checkpoint(tmp_path_factory.mktemp("cls") / "cls.pt", thresholds={"kermany": 0.5})
+    model = ServeModel(Detector.from_checkpoint(checkpoint, device="cpu"))
+    yield model
+    model.close()
+
+
+def test_explain_on_a_classifier_returns_the_gradcam_overlay_infer_writes(classifier_model, png_bytes, tmp_path):
+    with make_client(classifier_model) as test_client:
+        assert test_client.get("/v1/model").json()["explanations"] == ["gradcam"]
+        body = test_client.post("/v1/predict?explain=true", content=png_bytes).json()
+        plain = test_client.post("/v1/predict", content=png_bytes).json()
+    explanation = body["explanation"]
+    assert explanation["method"] == "gradcam" and explanation["model"] == "basic_cnn"
+    assert explanation["media_type"] == "image/png" and set(explanation) == {
+        "method",
+        "model",
+        "media_type",
+        "width_px",
+        "height_px",
+        "base64",
+    }
+    png = base64.b64decode(explanation["base64"])
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    overlay = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert overlay.shape[:2] == (explanation["height_px"], explanation["width_px"])
+    assert body["timing_ms"]["explain"] > 0 and plain["explanation"] is None
+    assert body["prediction"] == plain["prediction"]  # explaining changes no number
+
+    # the same overlay `detect infer --explain` writes for the same file
+    path = tmp_path / "scan.png"
+    path.write_bytes(png_bytes)
+    checkpoint = classifier_model.loaded.checkpoint_path
+    run_inference([path], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu", explain_dir=tmp_path)
+    written = cv2.imread(str(tmp_path / "scan_gradcam.png"), cv2.IMREAD_COLOR)
+    assert written.shape == overlay.shape and np.abs(written.astype(int) - overlay.astype(int)).max() <= 1
+
+
+def test_a_batch_predicts_as_one_at_a_time_and_an_unreadable_upload_fails_alone(
+    serve_model, dicom_bytes, png_bytes, jpeg_bytes
+):
+    plain, tta = serve_model.request_options({}), serve_model.request_options({"tta": "true"})
+    strict = serve_model.request_options({"score_thresh": "0.6", "threshold_from": "kermany"})
+    uploads = [
+        Upload(dicom_bytes, "dicom", "a.dcm", plain),
+        Upload(png_bytes, "png", "b.png", tta),
+        Upload(jpeg_bytes[:100], "jpeg", "broken.jpg", plain),
+        Upload(jpeg_bytes, "jpeg", "c.jpg", strict),
+        Upload(png_bytes, "png", "d.png", plain),
+        Upload(dicom_bytes, "dicom", "e.dcm", tta),
+    ]
+    batched = serve_model.predict_uploads(uploads)
+    broken = batched[2]
+    assert isinstance(broken, BadUpload) and str(broken).startswith("unreadable JPEG: ")
+    # one forward pass per TTA flag: the three readable plain uploads, the two TTA ones
+    assert [b["batch_size"] for i, b in enumerate(batched) if i != 2] == [3, 2, 3, 3, 2]
+    for upload, body in zip(uploads, batched):
+        if upload.source == "broken.jpg":
+            continue
+        alone = serve_model.predict_upload(upload.data, upload.kind, upload.source, upload.options)
+        assert alone["batch_size"] == 1 and body["settings"] == alone["settings"]
+        assert_same_entry(body["prediction"], alone["prediction"])
+    assert batched[3]["settings"]["score_thresh"] == 0.6
+    assert batched[3]["prediction"]["operating_point"]["dataset"] == "kermany"
 
 
 # --------------------------------------------------------------------------------- errors
@@ -220,7 +295,7 @@ def test_huge_declared_dimensions_are_refused_before_decoding(
     def decode_must_not_run(*_args, **_kwargs):
         raise AssertionError("pixels were decoded")
 
-    monkeypatch.setattr(type(serve_model), "predict_upload", decode_must_not_run)
+    monkeypatch.setattr(type(serve_model), "predict_uploads", decode_must_not_run)
     with make_client(serve_model) as test_client:
         assert_error(test_client.post("/v1/predict", content=bytes(data)), 422, f"declares {claim}")
 
@@ -253,21 +328,57 @@ def test_cors_is_off_unless_an_origin_is_given(serve_model):
         assert "access-control-allow-origin" not in other.headers
 
 
-def test_full_pool_is_503_with_retry_after(serve_model, dicom_bytes):
+@pytest.fixture()
+def held_batches(serve_model, monkeypatch):
+    """Batches wait for the returned event before they run (so requests stay queued)."""
     release = threading.Event()
-    with make_client(serve_model, workers=1, queue_size=1) as busy:
+    original = type(serve_model).predict_uploads
+
+    def held(self, uploads):
+        release.wait(timeout=30)
+        return original(self, uploads)
+
+    monkeypatch.setattr(type(serve_model), "predict_uploads", held)
+    yield release
+    release.set()
+
+
+def _queue_uploads(pool, serve_model, data: bytes, n: int) -> list:
+    """One upload taken into a (held) batch of one, then n - 1 queued behind it."""
+    options = serve_model.request_options({})
+    held = pool.submit(Upload(data, "dicom", "upload", options), key=False)
+    deadline = time.monotonic() + 10
+    while pool.queued and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [held] + [pool.submit(Upload(data, "dicom", "upload", options), key=False) for _ in range(n - 1)]
+
+
+def test_a_long_expected_wait_is_503_with_retry_after(serve_model, dicom_bytes, held_batches):
+    with make_client(serve_model, max_wait_s=1.0, max_batch=1) as busy:
         pool = busy.app.state.pool
-        blockers = [pool.submit(release.wait) for _ in range(2)]  # one running, one queued
-        try:
-            refused = busy.post("/v1/predict", content=dicom_bytes)
-            assert_error(refused, 503, "the server is busy")
-            assert int(refused.headers["retry-after"]) >= 1
-            assert busy.get("/healthz").status_code == 200
-        finally:
-            release.set()
-            for blocker in blockers:
-                blocker.result(timeout=10)
+        waiting = _queue_uploads(pool, serve_model, dicom_bytes, 3)
+        pool.record(0.75, 1)  # 0.75 s per request measured
+        assert pool.queued == 2 and pool.expected_wait_s() == pytest.approx(1.5)
+        refused = busy.post("/v1/predict", content=dicom_bytes)
+        assert_error(refused, 503, "the expected wait is 1.5 s for 2 queued request(s), over its limit of 1 s")
+        assert refused.headers["retry-after"] == "2" and "retry in 2 s" in refused.json()["error"]
+        assert busy.get("/healthz").status_code == 200
+        assert busy.get("/readyz").json()["expected_wait_s"] == 1.5
+        held_batches.set()
+        assert all(f.result(timeout=30)["prediction"]["boxes"] for f in waiting)
         assert busy.post("/v1/predict", content=dicom_bytes).status_code == 200
+
+
+def test_a_full_queue_is_503_whatever_the_estimate(serve_model, dicom_bytes, held_batches):
+    with make_client(serve_model, queue_size=1, max_batch=1) as busy:
+        pool = busy.app.state.pool
+        waiting = _queue_uploads(pool, serve_model, dicom_bytes, 2)
+        assert pool.queued == 1 and pool.expected_wait_s() is None  # nothing measured: only the cap applies
+        refused = busy.post("/v1/predict", content=dicom_bytes)
+        assert_error(refused, 503, "the server is busy: 1 queued request(s), its limit (--queue-size)")
+        assert refused.headers["retry-after"] == "1"
+        held_batches.set()
+        assert [f.result(timeout=30)["batch_size"] for f in waiting] == [1, 1]
 
 
 def test_not_loaded_model_answers_503():
@@ -281,7 +392,7 @@ def test_internal_errors_are_500_json_without_details(serve_model, dicom_bytes, 
     def broken(*_args, **_kwargs):
         raise RuntimeError("bug with /secret/path")
 
-    monkeypatch.setattr(type(serve_model), "predict_upload", broken)
+    monkeypatch.setattr(type(serve_model), "predict_uploads", broken)
     with make_client(serve_model) as test_client:
         response = test_client.post("/v1/predict", content=dicom_bytes)
     assert_error(response, 500, "internal server error")
@@ -314,5 +425,16 @@ def test_settings_are_checked():
         ServeSettings(cors_origins=("*",))
     with pytest.raises(ConfigError, match="--max-upload-mb must be > 0"):
         ServeSettings(max_upload_mb=0)
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="--max-wait-s must be a finite number of seconds > 0"):
+            ServeSettings(max_wait_s=bad)
+    with pytest.raises(ConfigError, match="--max-batch must lie in 1..256"):
+        ServeSettings(max_batch=0)
+    with pytest.raises(ConfigError, match="--batch-window-ms must lie in 0..1000"):
+        ServeSettings(batch_window_ms=-1)
+    with pytest.raises(ConfigError, match="--queue-size must be >= 1"):
+        ServeSettings(queue_size=0)
+    defaults = ServeSettings()
+    assert (defaults.max_wait_s, defaults.queue_size, defaults.max_batch, defaults.batch_window_ms) == (10, 256, 8, 5)
     assert ServeSettings().host == "127.0.0.1" and ServeSettings().is_loopback
     assert not ServeSettings(host="0.0.0.0").is_loopback

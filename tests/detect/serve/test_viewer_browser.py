@@ -2,7 +2,8 @@
 open the page served by `detect serve`, upload a synthetic DICOM, wait for the result, and
 check what was drawn: box outlines on the canvas pixels, one row per box, the three class
 probability bars and the decision. A screenshot is written (and copied to
-$DETECT_SCREENSHOT_OUT when set, for the README).
+$DETECT_SCREENSHOT_OUT when set, for the README). For a classifier, the heat-map toggle asks
+for the Grad-CAM overlay and the page draws it.
 
 The page keeps its Content-Security-Policy (no eval), so the test passes JavaScript as functions.
 Playwright's own browser download is never used: `executable_path` points at the system
@@ -19,7 +20,8 @@ import pytest
 
 from data_prep.synth import render_chest_radiograph
 from tests.data_prep.dicom_fixtures import write_jpeg_baseline_dicom
-from tests.detect.serve.conftest import SECRET_PATIENT_ID, chromium_path, require_tool
+from tests.detect.inference.test_gate import save_classifier_checkpoint
+from tests.detect.serve.conftest import SECRET_PATIENT_ID, LiveServer, chromium_path, require_tool
 
 try:
     from playwright.sync_api import sync_playwright
@@ -59,7 +61,7 @@ def test_viewer_draws_boxes_and_probabilities(live_server, radiograph_dicom, tmp
             page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
             page.goto(live_server.url + "/")
             page.wait_for_function("() => document.getElementById('model-line').textContent.includes('mobilenet')")
-            assert page.is_disabled("#heatmap-toggle")  # the model has no explanation to show
+            assert page.is_disabled("#heatmap-toggle")  # a detector: Grad-CAM explains classifiers
             page.set_input_files("#file", str(radiograph_dicom))
             page.wait_for_function("() => ['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
             assert page.evaluate("() => document.body.dataset.state") == "done", page.inner_text("#error")
@@ -90,6 +92,8 @@ def test_viewer_draws_boxes_and_probabilities(live_server, radiograph_dicom, tmp
             header_text = page.inner_text("#header-fields")
             assert "PA" in header_text and "63" in header_text and SECRET_PATIENT_ID not in page.content()
             assert page.is_enabled("#download") and not console_errors
+            assert "in a batch of 1" in page.inner_text("#timing")
+            assert not page.is_visible("#explanation-panel")
 
             screenshot = tmp_path / "viewer.png"
             page.screenshot(path=str(screenshot), full_page=True)
@@ -117,5 +121,67 @@ def test_viewer_shows_errors_as_readable_messages(live_server, tmp_path):
                 page.inner_text("#error")
                 == "415: unsupported upload (38 bytes): not a DICOM, PNG or JPEG file by its content"
             )
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def classifier_server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("viewer_cls")
+    checkpoint = save_classifier_checkpoint(folder / "cls.pt", task="rsna2", thresholds={"rsna": 0.45})
+    server = LiveServer(checkpoint, folder / "serve.log")
+    yield server
+    server.stop()
+
+
+# How many canvas pixels are strongly coloured (the jet map; a grey radiograph has none).
+COLOURED_SHARE = """(id) => {
+  const canvas = document.getElementById(id);
+  const data = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let coloured = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.max(data[i], data[i + 1], data[i + 2]) - Math.min(data[i], data[i + 1], data[i + 2]) > 60) coloured++;
+  }
+  return coloured / (data.length / 4);
+}"""
+
+
+def test_viewer_shows_a_classifiers_gradcam_overlay(classifier_server, radiograph_dicom):
+    require_tool(sync_playwright is not None, "playwright (pip install -e '.[test]')")
+    executable = chromium_path()
+    require_tool(executable is not None, "chromium (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            console_errors: list[str] = []
+            page.on("console", lambda message: console_errors.append(message.text) if message.type == "error" else None)
+            page.goto(classifier_server.url + "/")
+            page.wait_for_function("() => document.getElementById('model-line').textContent.includes('basic_cnn')")
+            assert page.is_enabled("#heatmap-toggle")
+
+            page.set_input_files("#file", str(radiograph_dicom))  # first without the explanation
+            page.wait_for_function("() => ['done', 'error'].includes(document.body.dataset.state)", timeout=60_000)
+            assert page.evaluate("() => window.detectViewer.result.explanation") is None
+            assert not page.is_visible("#explanation-panel")
+
+            page.check("#heatmap-toggle")  # asks again, with explain=true
+            page.wait_for_function(
+                "() => document.body.dataset.state === 'done' && window.detectViewer.result.explanation",
+                timeout=60_000,
+            )
+            explanation = page.evaluate("() => window.detectViewer.result.explanation")
+            assert explanation["method"] == "gradcam" and explanation["model"] == "basic_cnn"
+            assert page.is_visible("#explanation-panel")
+            assert "Grad-CAM of basic_cnn" in page.inner_text("#explanation-caption")
+            drawn = page.evaluate("() => window.detectViewer.explanation")
+            assert drawn["width"] > 100 and drawn["height"] > 100
+            assert page.evaluate(COLOURED_SHARE, "explanation") > 0.05  # the heat map's colours
+            assert page.evaluate(COLOURED_SHARE, "image") < 0.01  # the radiograph beside it stays grey
+            assert "Grad-CAM" in page.inner_text("#timing")
+
+            page.uncheck("#heatmap-toggle")  # hides it again, without a request
+            assert not page.is_visible("#explanation-panel")
+            assert not console_errors
         finally:
             browser.close()
