@@ -36,7 +36,7 @@ from PIL import Image
 
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.dicom import to_display_uint8
-from data_prep.errors import DetectError
+from data_prep.errors import DataFormatError, DetectError, DicomReadError
 from detect.data.files import LoadedImage, load_image
 from detect.inference.discovery import collect_input_files
 
@@ -141,7 +141,10 @@ def dataset_to_loaded(dataset: pydicom.Dataset, max_pixels: int) -> LoadedImage:
         except Exception as exc:  # pydicom raises many kinds for a dataset it cannot encode
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise InputTypeError(f"{source}: the pydicom Dataset cannot be written as a DICOM file ({first})") from None
-        image = load_image(path, max_pixels=max_pixels)
+        try:
+            image = load_image(path, max_pixels=max_pixels)
+        except DataFormatError as exc:  # named by the dataset, not by the private file it passed through
+            raise DicomReadError(source, exc.reason) from None
     return replace(image, source=source)
 
 

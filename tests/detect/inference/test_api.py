@@ -138,6 +138,12 @@ def test_bad_input_is_a_one_line_detect_error(detector, images, checkpoint):
         detector.predict(np.zeros(8, dtype=np.uint8))
     with pytest.raises(InputTypeError, match=r"cannot predict a dict: give a path"):
         detector.predict({"image": 1})
+    without_pixels = pydicom.dcmread(images[0], stop_before_pixels=True)
+    with pytest.raises(DetectError, match=r"a\.dcm: no pixel data"):  # named by the file it was read from
+        detector.predict(without_pixels)
+    without_pixels.filename = None
+    with pytest.raises(DetectError, match=r"^<pydicom Dataset>: no pixel data"):  # not by the private temporary file
+        detector.predict(without_pixels)
     with pytest.raises(InputTypeError, match=r"float tensor must hold values in \[0, 1\]"):
         detector.predict(torch.full((8, 8), 3.0))
     with pytest.raises(DetectError, match="the checkpoint stores no chexpert|'chexpert' is unknown"):
