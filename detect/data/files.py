@@ -4,6 +4,7 @@
     load_image(path, target_size_px=S)    -> the same, JPEG data decoded at a reduced DCT scale for
                                            an S px model input (original_hw: the file's own size)
     load_or_fail(path)                    -> LoadedImage, or a BadFile with the reason
+    load_image_bytes(data, suffix, folder) -> the same for bytes in memory (an upload, a Dataset)
     iter_loaded_batches(files, n, workers) the files read n at a time, the next batches in background
                                            threads (a bounded read-ahead) while the caller predicts
     default_read_workers()                 how many reader threads when the user does not say
@@ -14,6 +15,7 @@ The kind of file is decided by its content, not its name (data_prep.images.read_
 from __future__ import annotations
 
 import os
+import uuid
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -80,6 +82,24 @@ def load_image(
         )
     pixels, header = read_any_image(p, max_pixels=max_pixels)
     return LoadedImage(source=str(path), pixels=pixels, header=header)
+
+
+def load_image_bytes(
+    data: bytes,
+    suffix: str,
+    folder: Path,
+    *,
+    max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    target_size_px: int | None = None,
+) -> LoadedImage:
+    """`load_image` of bytes held in memory. The readers take a path, so `data` goes to a fresh
+    name in `folder` (the caller's private folder) and is removed after; `source` is that path."""
+    path = Path(folder) / f"{uuid.uuid4().hex}{suffix}"
+    try:
+        path.write_bytes(data)
+        return load_image(path, max_pixels=max_pixels, target_size_px=target_size_px)
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def load_or_fail(

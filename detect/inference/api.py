@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 
 from data_prep.errors import DetectError
 from data_prep.records import KERMANY_SUBTYPES, RSNA_CLASSES, BadFile, DicomHeader
-from detect.data.files import LoadedImage, iter_loaded_batches, load_or_fail
+from detect.data.files import LoadedImage, iter_loaded_batches
 from detect.inference.gating import GatedPredictor, GatedPrepared, load_gate
 from detect.inference.inputs import expand, is_many, source_name, to_loaded_image
 from detect.inference.postprocess import postprocess_prediction
@@ -214,7 +214,7 @@ class Detector:
     def prepare(self, item: Any) -> Prepared:
         """Step 1: one input (path, array, PIL image, pydicom Dataset, tensor or LoadedImage) ->
         its pixels and model input(s). Raises a DetectError for what cannot be read."""
-        image = to_loaded_image(item, self._settings.max_pixels)
+        image = to_loaded_image(item, self._settings.max_pixels, self._target_size_px())
         return Prepared(image, self._model_input(image))
 
     def run(self, batch: list[Prepared]) -> list[RawPrediction]:
@@ -257,17 +257,9 @@ class Detector:
             raise DetectError(f"workers must be >= 0 (0: read in the predicting thread), got {workers}")
         items = expand(list(inputs) if not isinstance(inputs, (str, Path)) else inputs)
         times = times if times is not None else PipelineTimes()
-        size_px = self._target_size_px()
 
-        def read_and_prepare(item: Any, limit: int) -> LoadedImage | BadFile | Prepared:
-            if isinstance(item, (str, Path)):
-                loaded = (
-                    load_or_fail(Path(item), limit) if size_px is None else load_or_fail(Path(item), limit, size_px)
-                )
-                if isinstance(loaded, BadFile):
-                    return loaded
-                return Prepared(loaded, self._model_input(loaded))
-            try:
+        def read_and_prepare(item: Any, _limit: int) -> Prepared | BadFile:
+            try:  # `_limit` is the settings' max_pixels, which prepare applies
                 return self.prepare(item)
             except DetectError as exc:
                 return BadFile(path=source_name(item), reason=getattr(exc, "reason", None) or str(exc))

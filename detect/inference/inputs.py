@@ -23,6 +23,7 @@ given and what is accepted.
 from __future__ import annotations
 
 import glob
+import io
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -37,7 +38,7 @@ from PIL import Image
 from data_prep.codestreams import DEFAULT_MAX_IMAGE_PIXELS
 from data_prep.dicom import to_display_uint8
 from data_prep.errors import DataFormatError, DetectError, DicomReadError
-from detect.data.files import LoadedImage, load_image
+from detect.data.files import LoadedImage, load_image, load_image_bytes
 from detect.inference.discovery import collect_input_files
 
 ARRAY_SOURCE = "<array>"
@@ -131,29 +132,35 @@ def pil_to_pixels(image: Image.Image) -> np.ndarray:
     return array_to_pixels(np.asarray(image), "the PIL image")
 
 
-def dataset_to_loaded(dataset: pydicom.Dataset, max_pixels: int) -> LoadedImage:
+def dataset_to_loaded(dataset: pydicom.Dataset, max_pixels: int, target_size_px: int | None = None) -> LoadedImage:
     """A pydicom Dataset -> LoadedImage, through the same reader as a DICOM file on disk."""
     source = str(dataset.filename) if isinstance(getattr(dataset, "filename", None), str) else DATASET_SOURCE
+    buffer = io.BytesIO()
+    try:
+        dataset.save_as(buffer, enforce_file_format=True)
+    except Exception as exc:  # pydicom raises many kinds for a dataset it cannot encode
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise InputTypeError(f"{source}: the pydicom Dataset cannot be written as a DICOM file ({first})") from None
     with tempfile.TemporaryDirectory(prefix="detect-dataset-") as folder:
-        path = Path(folder) / "input.dcm"
         try:
-            dataset.save_as(path, enforce_file_format=True)
-        except Exception as exc:  # pydicom raises many kinds for a dataset it cannot encode
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise InputTypeError(f"{source}: the pydicom Dataset cannot be written as a DICOM file ({first})") from None
-        try:
-            image = load_image(path, max_pixels=max_pixels)
+            image = load_image_bytes(
+                buffer.getvalue(), ".dcm", Path(folder), max_pixels=max_pixels, target_size_px=target_size_px
+            )
         except DataFormatError as exc:  # named by the dataset, not by the private file it passed through
             raise DicomReadError(source, exc.reason) from None
     return replace(image, source=source)
 
 
-def to_loaded_image(item: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> LoadedImage:
-    """One input -> its LoadedImage; raises a DetectError (unreadable file, wrong type)."""
+def to_loaded_image(
+    item: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, target_size_px: int | None = None
+) -> LoadedImage:
+    """One input -> its LoadedImage; raises a DetectError (unreadable file, wrong type).
+    `target_size_px`: a file is decoded for that model input size, as load_image does (the
+    arrays and images a caller hands in are taken as they are)."""
     if isinstance(item, LoadedImage):
         return item
     if isinstance(item, (str, Path)):
-        return load_image(item, max_pixels=max_pixels)
+        return load_image(Path(item), max_pixels=max_pixels, target_size_px=target_size_px)
     if isinstance(item, np.ndarray):
         pixels, source = array_to_pixels(item), ARRAY_SOURCE
     elif isinstance(item, torch.Tensor):
@@ -161,7 +168,7 @@ def to_loaded_image(item: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Lo
     elif isinstance(item, Image.Image):
         pixels, source = pil_to_pixels(item), PIL_SOURCE
     elif isinstance(item, pydicom.Dataset):
-        return dataset_to_loaded(item, max_pixels)
+        return dataset_to_loaded(item, max_pixels, target_size_px)
     else:
         raise InputTypeError(f"cannot predict a {type(item).__name__}: give {ACCEPTED}")
     if pixels.shape[0] * pixels.shape[1] > max_pixels:
@@ -172,7 +179,7 @@ def to_loaded_image(item: Any, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Lo
 def source_name(item: Any) -> str:
     """How an input is named in a failure entry."""
     if isinstance(item, (str, Path)):
-        return str(item)
+        return str(Path(item))
     if isinstance(item, LoadedImage):
         return item.source
     if isinstance(item, torch.Tensor):

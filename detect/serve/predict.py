@@ -25,7 +25,6 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from data_prep.errors import DataFormatError
 from data_prep.records import DicomHeader
-from detect.data.files import LoadedImage, load_image
+from detect.data.files import LoadedImage, load_image_bytes
 from detect.explain.gradcam import GradCamExplainer
 from detect.extras import MissingExtraError
 from detect.inference.api import Detector, Prepared
@@ -123,11 +122,6 @@ def png_image(pixels: np.ndarray, max_side_px: int = DISPLAY_MAX_SIDE_PX) -> dic
     }
 
 
-def display_image(pixels: np.ndarray) -> dict[str, Any]:
-    """The display pixels (DICOM windowed as for the model) as a PNG for the viewer."""
-    return png_image(pixels)
-
-
 class ServeModel:
     """The loaded model behind the API. `predict_uploads` runs in a pool worker thread."""
 
@@ -201,15 +195,10 @@ class ServeModel:
         return seconds
 
     def _read(self, data: bytes, kind: str, source: str) -> LoadedImage:
-        # The readers take a path: the bytes go to a server-chosen name in the private dir.
-        path = self._tmp_dir / f"{uuid.uuid4().hex}{SUFFIX_BY_KIND[kind]}"
-        try:
-            path.write_bytes(data)
-            image = load_image(path)
+        try:  # under a server-chosen name in the private dir, never the client's
+            image = load_image_bytes(data, SUFFIX_BY_KIND[kind], self._tmp_dir)
         except DataFormatError as exc:
             raise BadUpload(f"unreadable {kind.upper()}: {exc.reason}") from None
-        finally:
-            path.unlink(missing_ok=True)
         return dataclasses.replace(image, source=source)
 
     def predict_upload(self, data: bytes, kind: str, source: str, options: RequestOptions) -> dict[str, Any]:
@@ -339,7 +328,7 @@ class ServeModel:
             "prediction": document["images"][0],
             "header": header_fields(prediction.header),
             "explanation": explanation,
-            "display_image": display_image(np.asarray(pixels))
+            "display_image": png_image(np.asarray(pixels))  # DICOM windowed as for the model
             if upload.options.render and pixels is not None
             else None,
             "batch_size": batch_size,

@@ -193,3 +193,18 @@ def test_with_settings_shares_the_loaded_model(detector):
     assert not detector.predictor.tta
     with pytest.raises(DetectError, match="device cannot change"):
         detector.with_settings(detector.settings.replace(device="cuda"))
+
+
+def test_one_large_dicom_is_decoded_for_the_models_size_as_detect_infer_decodes_it(tmp_path, checkpoint, detector):
+    """A JPEG DICOM several times the model's input size is decoded at a reduced DCT scale by
+    detect infer; predict(path) and predict(Dataset) read it the same way, so their entries match."""
+    scan = write_jpeg_baseline_dicom(tmp_path / "big.dcm", textured_image(1024, 1024, seed=4), patient_id="pb")
+    run_inference([scan], out_path=tmp_path / "boxes.json", checkpoint=checkpoint, device="cpu", batch_size=1)
+    (written,) = json.loads((tmp_path / "boxes.json").read_text())["images"]
+    assert detector.predict(scan).to_dict() == written
+    assert detector.predict(pydicom.dcmread(scan)).to_dict() == written
+    as_infer_reads = load_image(scan, target_size_px=detector.predictor.image_size_px)
+    assert as_infer_reads.decoded_from_hw == (1024, 1024)  # the reduced decode applies to this file
+    for source in (scan, pydicom.dcmread(scan)):
+        image = detector.prepare(source).image
+        assert image.decoded_from_hw == (1024, 1024) and np.array_equal(image.pixels, as_infer_reads.pixels)
